@@ -1,0 +1,81 @@
+"""The one error hierarchy of stepspot.
+
+Exception class names are part of the state-machine contract: when a Lambda raises, its exception type
+name becomes the ASL error name that ``Retry`` and ``Catch`` match. Renaming a class here is a breaking
+change to ``templates/*.asl.json.j2``.
+
+``RetryableError`` subclasses are worth retrying (the ASL retries them with backoff);
+``FatalError`` subclasses are not (the ASL catches them and fails or records the task).
+Translate botocore ``ClientError`` into these at the adapter boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class StepspotError(Exception):
+    """Indicates a failure that stepspot understands and can explain to a user."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": self.message, **self.details}
+
+
+class RetryableError(StepspotError):
+    """Indicates a transient failure: the same call may succeed if tried again later."""
+
+
+class FatalError(StepspotError):
+    """Indicates a failure that retrying cannot fix: the input or the configuration must change."""
+
+
+class ConfigurationError(FatalError):
+    """Indicates that a required setting (environment variable, Terraform output, flag) is missing or bad."""
+
+
+class AwsThrottledError(RetryableError):
+    """Indicates that AWS throttled or briefly failed a call (ThrottlingException, 5xx)."""
+
+
+class AwsResourceNotFoundError(FatalError):
+    """Indicates that an AWS resource stepspot was told to use does not exist (bucket, table, queue)."""
+
+
+class AwsAccessDeniedError(FatalError):
+    """Indicates that the caller's credentials or role lack a permission stepspot needs."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a workflow definition: where it is and a sentence that says what to do."""
+
+    location: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"location": self.location, "message": self.message, "severity": self.severity}
+
+
+class WorkflowValidationError(FatalError):
+    """Indicates that a workflow definition is invalid; ``problems`` lists every error found."""
+
+    def __init__(self, problems: Sequence[Problem], source: str = "workflow definition") -> None:
+        self.problems = [p for p in problems if p.severity == "error"]
+        count = len(self.problems)
+        summary = f"{source} is invalid ({count} problem{'s' if count != 1 else ''}): " + "; ".join(
+            str(p) for p in self.problems[:20]
+        )
+        if count > 20:
+            summary += f"; ... and {count - 20} more"
+        super().__init__(summary, problems=[p.to_dict() for p in self.problems])

@@ -1,0 +1,1 @@
+"""The embedded engine behind local mode and the end-to-end tests."""
