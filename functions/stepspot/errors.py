@@ -78,4 +78,4 @@ class WorkflowValidationError(FatalError):
         )
         if count > 20:
             summary += f"; ... and {count - 20} more"
-        super().__init__(summary, problems=[p.to_dict() for p in self.problems])
+        super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
