@@ -1,0 +1,30 @@
+"""Terminal output shared by the subcommands. rich degrades to plain text when not on a terminal
+(CI logs, pipes) and honours NO_COLOR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console
+
+from stepspot.errors import Problem
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_problems(problems: Iterable[Problem], source: str | None = None) -> None:
+    """Print validation errors (to stderr) as one line each: location, then what to do."""
+    problems = list(problems)
+    errors = [p for p in problems if p.severity == "error"]
+    where = f"{source}: " if source else ""
+    if errors:
+        noun = "problem" if len(errors) == 1 else "problems"
+        err_console.print(f"[bold red]{where}invalid workflow, {len(errors)} {noun}:[/]", highlight=False)
+    for problem in problems:
+        style = "red" if problem.severity == "error" else "yellow"
+        err_console.print(
+            f"  [{style}]{problem.severity}[/] [bold]{problem.location}[/]: {problem.message}",
+            highlight=False,
+            soft_wrap=True,
+        )

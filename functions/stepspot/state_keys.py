@@ -1,0 +1,40 @@
+"""Key grammar of the DynamoDB tables (see docs/contracts.md). Pure: no AWS calls here."""
+
+from __future__ import annotations
+
+WORKFLOW_META_SK = "META"
+TASK_SK_PREFIX = "TASK#"
+
+
+def workflow_pk(workflow_id: str) -> str:
+    return f"WF#{workflow_id}"
+
+
+def workflow_key(workflow_id: str) -> dict[str, str]:
+    return {"pk": workflow_pk(workflow_id), "sk": WORKFLOW_META_SK}
+
+
+def task_key(workflow_id: str, task_id: str) -> dict[str, str]:
+    return {"pk": workflow_pk(workflow_id), "sk": f"{TASK_SK_PREFIX}{task_id}"}
+
+
+def task_id_from_sk(sk: str) -> str:
+    if not sk.startswith(TASK_SK_PREFIX):
+        raise ValueError(f"not a task sort key: {sk!r}")
+    return sk[len(TASK_SK_PREFIX) :]
+
+
+def breaker_key(queue_name: str) -> dict[str, str]:
+    return {"pk": f"BREAKER#{queue_name}", "sk": "STATE"}
+
+
+def event_dedup_key(source: str, event_id: str) -> dict[str, str]:
+    return {"pk": f"EVENT#{source}#{event_id}", "sk": "DEDUP"}
+
+
+def job_index_key(job_id: str) -> dict[str, str]:
+    return {"pk": f"JOB#{job_id}", "sk": "JOB"}
+
+
+def checkpoint_pk(workflow_id: str, task_id: str) -> str:
+    return f"{workflow_id}#{task_id}"
