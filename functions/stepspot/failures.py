@@ -1,0 +1,242 @@
+"""Classification of a failed task attempt, and the decision that follows it. Pure.
+
+Input is what the task state machine's ``Catch`` hands over: the ASL error name and its cause. For a
+``batch:submitJob.sync`` failure the cause is the Batch job description as JSON (PascalCase on AWS,
+camelCase from some emulators: both are read). For a Lambda or API failure it is an error message.
+
+Classes (each with its own retry budget in ``stepspot.policy`` and its own metric):
+
+- ``spot_reclaim``: the Spot host went away under the job (``Host EC2 (instance i-...) terminated.``).
+- ``capacity``: the Spot queue could not place the job and ``jobStateTimeLimitActions`` cancelled it
+  (``... JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``).
+- ``infra_transient``: the job never really ran (image pull, container start, host start failures,
+  Batch API throttling).
+- ``app_error``: the program failed (non-zero exit, out of memory, misconfigured resources, timeout),
+  and anything unrecognised: retrying an unknown failure a bounded number of times is the safe default.
+
+Only ``spot_reclaim`` and ``capacity`` move a task to On-Demand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from stepspot.policy import FailureClass, Policy, stable_unit_random
+
+_SPOT_RECLAIM = re.compile(r"Host EC2 \(instance (?P<instance>i-[0-9a-zA-Z]+)\) terminated", re.IGNORECASE)
+_CAPACITY = re.compile(r"CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", re.IGNORECASE)
+_MISCONFIGURATION = re.compile(r"MISCONFIGURATION:[A-Z_]+")
+_INFRA_TRANSIENT = re.compile(
+    r"CannotPullContainerError|CannotStartContainerError|CannotInspectContainerError|"
+    r"CannotCreateContainerError|ResourceInitializationError|DockerTimeoutError|"
+    r"Task failed to start|Timeout waiting for network interface|ECS agent|"
+    r"Essential container in task exited.*(?:SIGKILL by ECS agent)|InternalError",
+    re.IGNORECASE,
+)
+_OUT_OF_MEMORY = re.compile(r"OutOfMemoryError|Container killed due to memory usage", re.IGNORECASE)
+# ASL error names (the Catch's Error field) that mean "the call failed, not the program".
+_TRANSIENT_ERRORS = {
+    "Batch.AWSBatchException",
+    "Batch.ServerException",
+    "Batch.ClientException.Throttling",
+    "Batch.TooManyRequestsException",
+    "Lambda.ServiceException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.SdkClientException",
+    "Lambda.AWSLambdaException",
+    "AwsThrottledError",
+    "States.HeartbeatTimeout",
+}
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One failed attempt, explained."""
+
+    failure_class: FailureClass
+    reason: str
+    exit_code: int | None = None
+    instance_id: str | None = None
+    job_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "failure_class": self.failure_class.value,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "instance_id": self.instance_id,
+            "job_id": self.job_id,
+        }
+
+
+def _ci(mapping: Any, *names: str) -> Any:
+    """Case-insensitive lookup of the first present key: AWS PascalCase and the SDK's camelCase."""
+    if not isinstance(mapping, dict):
+        return None
+    lowered = {str(k).lower(): v for k, v in mapping.items()}
+    for name in names:
+        value = lowered.get(name.lower())
+        if value is not None:
+            return value
+    return None
+
+
+def _job_description(cause: str | None) -> dict[str, Any] | None:
+    if not cause:
+        return None
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(parsed, dict) and (_ci(parsed, "JobId") or _ci(parsed, "Attempts") is not None):
+        return parsed
+    return None
+
+
+def _attempt_facts(job: dict[str, Any]) -> tuple[list[str], int | None, str | None]:
+    """Status reasons (job-level and of the last attempt, most specific first), exit code, instance."""
+    reasons: list[str] = []
+    exit_code: int | None = None
+    attempts = _ci(job, "Attempts") or []
+    last = attempts[-1] if attempts else {}
+    container = _ci(last, "Container") or _ci(job, "Container") or {}
+    for source in (last, container, job):
+        reason = _ci(source, "StatusReason", "Reason")
+        if isinstance(reason, str) and reason and reason not in reasons:
+            reasons.append(reason)
+    code = _ci(container, "ExitCode")
+    if isinstance(code, int):
+        exit_code = code
+    instance = None
+    for reason in reasons:
+        match = _SPOT_RECLAIM.search(reason)
+        if match:
+            instance = match.group("instance")
+            break
+    return reasons, exit_code, instance
+
+
+def classify(error: str | None, cause: str | None) -> Classification:
+    """Explain one failed attempt from the ASL error name and cause."""
+    error = error or "States.TaskFailed"
+    job = _job_description(cause)
+    if job is None:
+        return _classify_call_error(error, cause or "")
+    reasons, exit_code, instance = _attempt_facts(job)
+    job_id = _ci(job, "JobId")
+    text = " | ".join(reasons)
+    if instance is not None:
+        return Classification(FailureClass.SPOT_RECLAIM, reasons[0], exit_code, instance, job_id)
+    if _CAPACITY.search(text):
+        return Classification(FailureClass.CAPACITY, _first(reasons, _CAPACITY), exit_code, None, job_id)
+    if _MISCONFIGURATION.search(text):
+        reason = _first(reasons, _MISCONFIGURATION)
+        return Classification(FailureClass.APP_ERROR, reason, exit_code, None, job_id)
+    if _OUT_OF_MEMORY.search(text):
+        return Classification(FailureClass.APP_ERROR, _first(reasons, _OUT_OF_MEMORY), exit_code, None, job_id)
+    if _INFRA_TRANSIENT.search(text) and not exit_code:
+        reason = _first(reasons, _INFRA_TRANSIENT)
+        return Classification(FailureClass.INFRA_TRANSIENT, reason, exit_code, None, job_id)
+    if exit_code not in (None, 0):
+        return Classification(FailureClass.APP_ERROR, f"exit code {exit_code}", exit_code, None, job_id)
+    reason = reasons[0] if reasons else "job failed without a reason"
+    return Classification(FailureClass.APP_ERROR, reason, exit_code, None, job_id)
+
+
+def _first(reasons: list[str], pattern: re.Pattern[str]) -> str:
+    return next((r for r in reasons if pattern.search(r)), reasons[0])
+
+
+def _classify_call_error(error: str, cause: str) -> Classification:
+    message = _error_message(cause)
+    if error in _TRANSIENT_ERRORS or error.startswith("Lambda.") or "Throttl" in error:
+        return Classification(FailureClass.INFRA_TRANSIENT, f"{error}: {message}".rstrip(": "))
+    if error == "States.Timeout":
+        return Classification(FailureClass.APP_ERROR, "the attempt ran past the task's timeout")
+    return Classification(FailureClass.APP_ERROR, f"{error}: {message}".rstrip(": "))
+
+
+def _error_message(cause: str) -> str:
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, ValueError):
+        return cause[:500]
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed.get("message") or cause)[:500]
+    return cause[:500]
+
+
+# ---------------------------------------------------------------------------------------------------
+# What to do next
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """The outcome of a failed attempt: retry (where, after how long) or give up."""
+
+    retry: bool
+    on_demand: bool
+    wait_seconds: int
+    reason: str
+
+    @property
+    def action(self) -> str:
+        return "retry" if self.retry else "give_up"
+
+
+def decide(
+    classification: Classification,
+    failures_of_class: int,
+    *,
+    task_retry_attempts: int,
+    task_backoff_multiplier: float,
+    use_spot: bool,
+    on_demand_now: bool,
+    policy: Policy,
+    jitter_key: tuple[str, ...] = (),
+) -> RetryDecision:
+    """Decide after the ``failures_of_class``-th failure (1-based, this one included) of a class.
+
+    ``task_retry_attempts`` (from the plan) bounds application errors; the policy bounds the other
+    classes. The jitter is derived from ``jitter_key`` so a redelivered decision is identical.
+    """
+    cls = classification.failure_class
+    knobs = policy.for_class(cls)
+    budget = knobs.max_retries
+    if cls is FailureClass.APP_ERROR:
+        budget = min(budget, task_retry_attempts)
+    if failures_of_class > budget:
+        noun = "retry" if budget == 1 else "retries"
+        return RetryDecision(
+            False,
+            on_demand_now,
+            0,
+            f"{cls.value}: {classification.reason}; budget of {budget} {noun} used up",
+        )
+    on_demand = on_demand_now or not use_spot
+    moved = False
+    if (
+        not on_demand
+        and knobs.fallback_to_on_demand_after is not None
+        and failures_of_class >= knobs.fallback_to_on_demand_after
+    ):
+        on_demand = moved = True
+    wait = 0
+    if knobs.backoff:
+        # The task's own backoff_multiplier (workflow definition) sets the growth of its app retries.
+        rate = max(1.0, task_backoff_multiplier) if cls is FailureClass.APP_ERROR else None
+        wait = policy.backoff.delay(
+            failures_of_class,
+            rate=rate,
+            unit_random=stable_unit_random(*jitter_key, cls.value, failures_of_class),
+        )
+    where = "On-Demand" if on_demand else "Spot"
+    detail = f"{cls.value}: {classification.reason}; retry {failures_of_class}/{budget} on {where}"
+    if moved:
+        detail += " (moved to On-Demand)"
+    if wait:
+        detail += f" after {wait} s"
+    return RetryDecision(True, on_demand, wait, detail)

@@ -1,0 +1,282 @@
+"""Dataflow scheduling: a task starts as soon as its own dependencies have finished. Pure logic.
+
+The scheduler reacts to three events of the state machines: ``start`` (the workflow's StartWorkflow
+state, holding its ``.waitForTaskToken`` token), ``task_succeeded`` and ``task_failed`` (the end of a
+task execution). Every state change goes through a ``SchedulerStore`` whose writes are conditional
+(DynamoDB, ``stepspot.aws.scheduler_state``), so a duplicated or reordered delivery changes nothing:
+
+- a dependency is decremented at most once per (task, finished parent) pair;
+- a task moves PENDING/READY -> RUNNING in one conditional transaction that also takes a slot of the
+  workflow's ``max_running_tasks``; one that finds no free slot waits as READY and is started when a
+  running task ends (a slot is released in the same transaction that records the end);
+- task executions have deterministic names, so starting one twice starts it once;
+- the workflow's token is answered whenever the counters say the workflow is complete; answering a
+  token twice is harmless (the second answer is rejected by Step Functions and ignored).
+
+Failure modes (the plan's ``failure_mode``): ``fail`` (default) fails the workflow as soon as one task
+has failed for good and stops the task executions still running; ``continue`` skips only the tasks
+downstream of the failed one, lets independent branches finish, and then fails the workflow (its
+summary lists what succeeded, failed and was skipped) so alarms still fire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+MAX_EXECUTION_NAME = 80
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"
+    READY = "READY"  # dependencies done, waiting for a free slot
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+class WorkflowStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+FINAL_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED})
+FINAL_WORKFLOW_STATES = frozenset({WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED})
+
+
+class StartOutcome(StrEnum):
+    STARTED = "started"  # this call moved the task to RUNNING
+    ALREADY_RUNNING = "already_running"  # an earlier delivery did (start the execution again: idempotent)
+    NO_SLOT = "no_slot"  # parked as READY
+    NOT_STARTABLE = "not_startable"  # finished, skipped, or dependencies left
+
+
+@dataclass
+class WorkflowCounters:
+    status: str
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: int = 0
+    failure_mode: str = "fail"
+    task_token: str | None = None
+    first_failure: str | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.skipped
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.total
+
+
+class SchedulerStore(Protocol):
+    """The scheduler's view of the state table (conditional writes; see the module docstring)."""
+
+    def begin(self, workflow_id: str, task_token: str) -> WorkflowCounters: ...
+    def counters(self, workflow_id: str) -> WorkflowCounters: ...
+    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str) -> int: ...
+    def try_start(self, workflow_id: str, task_id: str, execution_name: str, max_running: int) -> StartOutcome: ...
+    def ready_tasks(self, workflow_id: str, limit: int) -> list[str]: ...
+    def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool: ...
+    def skip(self, workflow_id: str, task_id: str, cause: str) -> bool: ...
+    def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool: ...
+    def running_executions(self, workflow_id: str) -> list[str]: ...
+    def record_execution(self, workflow_id: str, task_id: str, execution_arn: str) -> None: ...
+
+
+class Orchestrator(Protocol):
+    """Step Functions as the scheduler uses it."""
+
+    def start_task(self, execution_name: str, payload: Mapping[str, Any]) -> str: ...
+    def stop_task(self, execution_arn: str, cause: str) -> None: ...
+    def workflow_succeeded(self, task_token: str, output: Mapping[str, Any]) -> None: ...
+    def workflow_failed(self, task_token: str, error: str, cause: str) -> None: ...
+
+
+class PlanView(Protocol):
+    """The parts of ``stepspot.plan.Plan`` the scheduler reads."""
+
+    workflow_id: str
+    failure_mode: str
+    levels: list[list[str]]
+
+    @property
+    def tasks(self) -> Mapping[str, Any]: ...
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def execution_name(workflow_id: str, task_id: str) -> str:
+    """Deterministic, unique (per workflow and task) and at most 80 characters of ``[A-Za-z0-9_-]``.
+
+    The hash keeps two workflows with the same task id apart; the readable prefix helps in the console.
+    """
+    digest = hashlib.sha256(f"{workflow_id}\x1f{task_id}".encode()).hexdigest()[:16]
+    head = f"{task_id[:36]}-{workflow_id[:24]}".strip("-")
+    return f"{head}-{digest}"[:MAX_EXECUTION_NAME]
+
+
+def descendants(tasks: Mapping[str, Any], task_id: str) -> list[str]:
+    """Every task downstream of ``task_id`` (breadth first, each once)."""
+    seen: set[str] = set()
+    order: list[str] = []
+    queue: deque[str] = deque(tasks[task_id].dependents)
+    while queue:
+        current = queue.popleft()
+        if current in seen:
+            continue
+        seen.add(current)
+        order.append(current)
+        queue.extend(tasks[current].dependents)
+    return order
+
+
+def roots(plan: PlanView) -> list[str]:
+    return list(plan.levels[0]) if plan.levels else []
+
+
+def task_input(workflow_id: str, task_id: str, plan_uri: str) -> dict[str, Any]:
+    """The input of a task execution: ids and a URI, nothing that grows with the workflow."""
+    return {
+        "workflow_id": workflow_id,
+        "task_id": task_id,
+        "plan_uri": plan_uri,
+        "attempt": 1,
+        "on_demand": False,
+    }
+
+
+def summary(counters: WorkflowCounters, workflow_id: str) -> dict[str, Any]:
+    return {
+        "workflow_id": workflow_id,
+        "status": counters.status,
+        "total_tasks": counters.total,
+        "succeeded": counters.succeeded,
+        "failed": counters.failed,
+        "skipped": counters.skipped,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The scheduler
+
+
+@dataclass
+class Scheduler:
+    store: SchedulerStore
+    orchestrator: Orchestrator
+    max_running: int
+    started: list[str] = field(default_factory=list)  # task ids this invocation started (for the response)
+
+    def start(self, plan: PlanView, plan_uri: str, task_token: str) -> dict[str, Any]:
+        """StartWorkflow: remember the token and start the root tasks."""
+        counters = self.store.begin(plan.workflow_id, task_token)
+        if counters.status in FINAL_WORKFLOW_STATES:
+            # A redelivered start after the end: answer the (new) token with the known outcome.
+            self._answer(plan.workflow_id, counters)
+            return self._response(plan.workflow_id, counters)
+        self._launch(plan, plan_uri, roots(plan))
+        return self._response(plan.workflow_id, self.store.counters(plan.workflow_id))
+
+    def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
+        workflow_id = plan.workflow_id
+        self._known(plan, task_id)
+        self.store.finish(workflow_id, task_id, TaskState.SUCCEEDED)
+        counters = self.store.counters(workflow_id)
+        if counters.status == WorkflowStatus.RUNNING:
+            ready = []
+            for child in plan.tasks[task_id].dependents:
+                if self.store.resolve_dependency(workflow_id, child, task_id) == 0:
+                    ready.append(child)
+            self._launch(plan, plan_uri, ready)
+            self._drain(plan, plan_uri)
+        return self._settle(plan)
+
+    def task_failed(self, plan: PlanView, plan_uri: str, task_id: str, cause: str) -> dict[str, Any]:
+        workflow_id = plan.workflow_id
+        self._known(plan, task_id)
+        self.store.finish(workflow_id, task_id, TaskState.FAILED, detail=cause)
+        reason = f"task {task_id} failed: {cause}"
+        if plan.failure_mode == "continue":
+            for downstream in descendants(plan.tasks, task_id):
+                self.store.skip(workflow_id, downstream, cause=f"upstream task {task_id} failed")
+            self._drain(plan, plan_uri)
+            return self._settle(plan, failure=reason)
+        if self.store.complete(workflow_id, WorkflowStatus.FAILED, detail=reason):
+            for arn in self.store.running_executions(workflow_id):
+                self.orchestrator.stop_task(arn, cause=f"workflow failed: {reason}"[:256])
+        return self._settle(plan, failure=reason)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _known(plan: PlanView, task_id: str) -> None:
+        if task_id not in plan.tasks:
+            from stepspot.errors import UnknownTaskError
+
+            raise UnknownTaskError(f"task {task_id!r} is not part of workflow {plan.workflow_id}", task_id=task_id)
+
+    def _launch(self, plan: PlanView, plan_uri: str, task_ids: Iterable[str]) -> None:
+        for task_id in task_ids:
+            name = execution_name(plan.workflow_id, task_id)
+            outcome = self.store.try_start(plan.workflow_id, task_id, name, self.max_running)
+            if outcome in (StartOutcome.STARTED, StartOutcome.ALREADY_RUNNING):
+                arn = self.orchestrator.start_task(name, task_input(plan.workflow_id, task_id, plan_uri))
+                self.store.record_execution(plan.workflow_id, task_id, arn)
+                if outcome is StartOutcome.STARTED:
+                    self.started.append(task_id)
+
+    def _drain(self, plan: PlanView, plan_uri: str) -> None:
+        """Start READY tasks while slots are free (each start re-checks the slot atomically)."""
+        while True:
+            counters = self.store.counters(plan.workflow_id)
+            free = self.max_running - counters.running
+            if counters.status != WorkflowStatus.RUNNING or free <= 0:
+                return
+            ready = self.store.ready_tasks(plan.workflow_id, limit=free)
+            if not ready:
+                return
+            before = len(self.started)
+            self._launch(plan, plan_uri, ready)
+            if len(self.started) == before:
+                return  # someone else took the slots or the tasks: their invocation drains the rest
+
+    def _settle(self, plan: PlanView, failure: str | None = None) -> dict[str, Any]:
+        counters = self.store.counters(plan.workflow_id)
+        if counters.complete and counters.status == WorkflowStatus.RUNNING:
+            status = WorkflowStatus.SUCCEEDED if counters.failed == 0 else WorkflowStatus.FAILED
+            self.store.complete(plan.workflow_id, status, detail=failure)
+            counters = self.store.counters(plan.workflow_id)
+        if counters.status in FINAL_WORKFLOW_STATES:
+            self._answer(plan.workflow_id, counters)
+        return self._response(plan.workflow_id, counters)
+
+    def _answer(self, workflow_id: str, counters: WorkflowCounters) -> None:
+        if not counters.task_token:
+            return
+        if counters.status == WorkflowStatus.SUCCEEDED:
+            self.orchestrator.workflow_succeeded(counters.task_token, summary(counters, workflow_id))
+        else:
+            cause = json.dumps(
+                {**summary(counters, workflow_id), "reason": counters.first_failure or "a task failed"}
+            )
+            self.orchestrator.workflow_failed(counters.task_token, "WorkflowTasksFailed", cause)
+
+    def _response(self, workflow_id: str, counters: WorkflowCounters) -> dict[str, Any]:
+        return {**summary(counters, workflow_id), "started": len(self.started)}
+
+
+def unknown_tasks(plan_tasks: Mapping[str, Any], task_ids: Sequence[str]) -> list[str]:
+    return [t for t in task_ids if t not in plan_tasks]
