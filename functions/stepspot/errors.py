@@ -88,3 +88,11 @@ class InvalidEventError(FatalError):
     def from_validation(cls, exc: Any, what: str) -> InvalidEventError:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)]
         return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
+
+
+class UnknownTaskError(FatalError):
+    """Indicates that an event or a flag names a task id the workflow does not have."""
+
+
+class WorkflowStateMissingError(FatalError):
+    """Indicates that the state table has no item for a workflow or task the event refers to."""

@@ -180,15 +180,18 @@ class Scheduler:
     max_running: int
     started: list[str] = field(default_factory=list)  # task ids this invocation started (for the response)
 
-    def start(self, plan: PlanView, plan_uri: str, task_token: str) -> dict[str, Any]:
-        """StartWorkflow: remember the token and start the root tasks."""
+    def start(
+        self, plan: PlanView, plan_uri: str, task_token: str, ready: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """StartWorkflow: remember the token and start the tasks with no unfinished dependency (the
+        roots, or more when a resubmission marked tasks as already done)."""
         counters = self.store.begin(plan.workflow_id, task_token)
         if counters.status in FINAL_WORKFLOW_STATES:
             # A redelivered start after the end: answer the (new) token with the known outcome.
             self._answer(plan.workflow_id, counters)
             return self._response(plan.workflow_id, counters)
-        self._launch(plan, plan_uri, roots(plan))
-        return self._response(plan.workflow_id, self.store.counters(plan.workflow_id))
+        self._launch(plan, plan_uri, roots(plan) if ready is None else ready)
+        return self._settle(plan)
 
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
         workflow_id = plan.workflow_id

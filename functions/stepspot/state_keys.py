@@ -38,3 +38,11 @@ def job_index_key(job_id: str) -> dict[str, str]:
 
 def checkpoint_pk(workflow_id: str, task_id: str) -> str:
     return f"{workflow_id}#{task_id}"
+
+
+READY_SK_PREFIX = "READY#"
+
+
+def ready_key(workflow_id: str, task_id: str) -> dict[str, str]:
+    """Marker of a task whose dependencies are done but which waits for a free slot (scheduler)."""
+    return {"pk": workflow_pk(workflow_id), "sk": f"{READY_SK_PREFIX}{task_id}"}

@@ -1,0 +1,372 @@
+"""DynamoDB adapter of the scheduler: task transitions and workflow counters with conditional writes.
+
+Every transition is one conditional write (or one transaction) keyed on the current state, which is
+what makes duplicated and reordered deliveries harmless (see ``stepspot.scheduler``). Items are those
+of docs/contracts.md; the workflow META item gains ``running`` (slots in use) and ``task_token``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.errors import WorkflowStateMissingError
+from stepspot.scheduler import StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
+from stepspot.state_keys import READY_SK_PREFIX, TASK_SK_PREFIX, ready_key, task_key, workflow_key, workflow_pk
+
+_CONDITION_FAILED = {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SchedulerState:
+    """Implements ``stepspot.scheduler.SchedulerStore`` on the state table."""
+
+    def __init__(self, dynamodb_resource: Any, table_name: str) -> None:
+        self._table = dynamodb_resource.Table(table_name)
+        self._client = dynamodb_resource.meta.client  # high-level types: the resource's serializer applies
+        self.table_name = table_name
+
+    # -- workflow ---------------------------------------------------------------------------------
+
+    def begin(self, workflow_id: str, task_token: str) -> WorkflowCounters:
+        """Store the callback token (a redelivery stores its newer token), then PARSED -> RUNNING.
+        A workflow that already finished keeps its outcome."""
+        try:
+            self._table.update_item(
+                Key=workflow_key(workflow_id),
+                UpdateExpression="SET task_token = :t, started_at = if_not_exists(started_at, :now), "
+                "#r = if_not_exists(#r, :zero), skipped = if_not_exists(skipped, :zero), updated_at = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#r": "running"},
+                ExpressionAttributeValues={":t": task_token, ":now": _now(), ":zero": 0},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_client_error(exc, f"starting workflow {workflow_id}") from exc
+            raise WorkflowStateMissingError(
+                f"workflow {workflow_id} is not registered in {self.table_name}: run ParseWorkflow first",
+                workflow_id=workflow_id,
+            ) from exc
+        self._conditional_update(
+            workflow_key(workflow_id),
+            "SET #s = :running",
+            "#s = :parsed",
+            {"#s": "status"},
+            {":running": WorkflowStatus.RUNNING.value, ":parsed": "PARSED"},
+            f"starting workflow {workflow_id}",
+        )
+        return self.counters(workflow_id)
+
+    def counters(self, workflow_id: str) -> WorkflowCounters:
+        item = self._get(workflow_key(workflow_id))
+        if item is None:
+            raise WorkflowStateMissingError(
+                f"workflow {workflow_id} is not registered in {self.table_name}", workflow_id=workflow_id
+            )
+        return WorkflowCounters(
+            status=str(item.get("status", "PARSED")),
+            total=int(item.get("total_tasks", 0)),
+            succeeded=int(item.get("succeeded", 0)),
+            failed=int(item.get("failed", 0)),
+            skipped=int(item.get("skipped", 0)),
+            running=int(item.get("running", 0)),
+            failure_mode=str(item.get("failure_mode", "fail")),
+            task_token=item.get("task_token"),
+            first_failure=item.get("failure_detail"),
+        )
+
+    def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool:
+        values: dict[str, Any] = {":s": status.value, ":running": WorkflowStatus.RUNNING.value, ":now": _now()}
+        expression = "SET #s = :s, finished_at = :now"
+        if detail:
+            expression += ", failure_detail = if_not_exists(failure_detail, :d)"
+            values[":d"] = detail[:2000]
+        return self._conditional_update(
+            workflow_key(workflow_id), expression, "#s = :running", {"#s": "status"}, values, "finishing workflow"
+        )
+
+    def mark_failed(self, workflow_id: str, detail: str) -> bool:
+        """Abort: any not-yet-final status -> FAILED (the orchestration itself broke)."""
+        return self._conditional_update(
+            workflow_key(workflow_id),
+            "SET #s = :failed, finished_at = :now, failure_detail = if_not_exists(failure_detail, :d)",
+            "attribute_exists(pk) AND NOT #s IN (:failed, :succeeded)",
+            {"#s": "status"},
+            {":failed": "FAILED", ":succeeded": "SUCCEEDED", ":now": _now(), ":d": detail[:2000]},
+            "aborting workflow",
+        )
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def initially_ready(self, workflow_id: str) -> list[str]:
+        """PENDING tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
+        ready: list[str] = []
+        for item in self._query(workflow_id, TASK_SK_PREFIX, projection="sk, #st, remaining_deps"):
+            if item.get("state") in (TaskState.PENDING, TaskState.READY) and int(item.get("remaining_deps", 0)) == 0:
+                ready.append(item["sk"][len(TASK_SK_PREFIX) :])
+        return ready
+
+    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str) -> int:
+        """Decrement ``remaining_deps`` once per parent (the parent id is remembered in ``done_deps``)."""
+        try:
+            response = self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression="SET remaining_deps = remaining_deps - :one, updated_at = :now ADD done_deps :p",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(done_deps) "
+                "OR NOT contains(done_deps, :parent))",
+                ExpressionAttributeValues={":one": 1, ":p": {parent_id}, ":parent": parent_id, ":now": _now()},
+                ReturnValues="UPDATED_NEW",
+            )
+            return int(response["Attributes"]["remaining_deps"])
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_client_error(exc, f"resolving a dependency of {task_id}") from exc
+        item = self._get(task_key(workflow_id, task_id))
+        if item is None:
+            raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
+        return int(item.get("remaining_deps", 0))
+
+    def try_start(self, workflow_id: str, task_id: str, execution_name: str, max_running: int) -> StartOutcome:
+        now = _now()
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": task_key(workflow_id, task_id),
+                            "UpdateExpression": "SET #st = :running, execution_name = :name, started_at = :now, "
+                            "updated_at = :now",
+                            "ConditionExpression": "#st IN (:pending, :ready) AND remaining_deps = :zero",
+                            "ExpressionAttributeNames": {"#st": "state"},
+                            "ExpressionAttributeValues": {
+                                ":running": TaskState.RUNNING.value,
+                                ":pending": TaskState.PENDING.value,
+                                ":ready": TaskState.READY.value,
+                                ":zero": 0,
+                                ":name": execution_name,
+                                ":now": now,
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": workflow_key(workflow_id),
+                            "UpdateExpression": "SET #r = #r + :one",
+                            "ConditionExpression": "#s = :wf_running AND #r < :max",
+                            "ExpressionAttributeNames": {"#r": "running", "#s": "status"},
+                            "ExpressionAttributeValues": {
+                                ":one": 1,
+                                ":max": max_running,
+                                ":wf_running": WorkflowStatus.RUNNING.value,
+                            },
+                        }
+                    },
+                    {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
+                ]
+            )
+            return StartOutcome.STARTED
+        except ClientError as exc:
+            if error_code(exc) not in _CONDITION_FAILED:
+                raise translate_client_error(exc, f"starting task {task_id}") from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+        task_failed = bool(reasons) and reasons[0] == "ConditionalCheckFailed"
+        item = self._get(task_key(workflow_id, task_id)) or {}
+        state = item.get("state")
+        if state == TaskState.RUNNING:
+            return StartOutcome.ALREADY_RUNNING
+        if task_failed or state not in (TaskState.PENDING, TaskState.READY) or int(item.get("remaining_deps", 1)):
+            return StartOutcome.NOT_STARTABLE
+        counters = self.counters(workflow_id)
+        if counters.status != WorkflowStatus.RUNNING:
+            return StartOutcome.NOT_STARTABLE
+        self._park(workflow_id, task_id)
+        return StartOutcome.NO_SLOT
+
+    def _park(self, workflow_id: str, task_id: str) -> None:
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": task_key(workflow_id, task_id),
+                            "UpdateExpression": "SET #st = :ready, updated_at = :now",
+                            "ConditionExpression": "#st IN (:pending, :ready)",
+                            "ExpressionAttributeNames": {"#st": "state"},
+                            "ExpressionAttributeValues": {
+                                ":ready": TaskState.READY.value,
+                                ":pending": TaskState.PENDING.value,
+                                ":now": _now(),
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {**ready_key(workflow_id, task_id), "task_id": task_id, "at": time.time_ns()},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if error_code(exc) not in _CONDITION_FAILED:
+                raise translate_client_error(exc, f"queueing task {task_id}") from exc
+
+    def ready_tasks(self, workflow_id: str, limit: int) -> list[str]:
+        items = self._query(workflow_id, READY_SK_PREFIX, projection="task_id", limit=limit)
+        return [str(i["task_id"]) for i in items]
+
+    def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool:
+        """RUNNING -> SUCCEEDED/FAILED, releasing the slot and counting it, in one transaction."""
+        counter = "succeeded" if state == TaskState.SUCCEEDED else "failed"
+        task_update = {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, task_id),
+            "UpdateExpression": "SET #st = :final, finished_at = :now, updated_at = :now"
+            + (", failure_detail = :d" if detail else ""),
+            "ConditionExpression": "#st = :running",
+            "ExpressionAttributeNames": {"#st": "state"},
+            "ExpressionAttributeValues": {
+                ":final": state.value,
+                ":running": TaskState.RUNNING.value,
+                ":now": _now(),
+                **({":d": detail[:2000]} if detail else {}),
+            },
+        }
+        workflow_update = {
+            "TableName": self.table_name,
+            "Key": workflow_key(workflow_id),
+            "UpdateExpression": f"SET #r = #r - :one, {counter} = {counter} + :one",
+            "ExpressionAttributeNames": {"#r": "running"},
+            "ExpressionAttributeValues": {":one": 1},
+        }
+        return self._transact([{"Update": task_update}, {"Update": workflow_update}], f"finishing task {task_id}")
+
+    def skip(self, workflow_id: str, task_id: str, cause: str) -> bool:
+        task_update = {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, task_id),
+            "UpdateExpression": "SET #st = :skipped, failure_detail = :c, updated_at = :now",
+            "ConditionExpression": "#st IN (:pending, :ready)",
+            "ExpressionAttributeNames": {"#st": "state"},
+            "ExpressionAttributeValues": {
+                ":skipped": TaskState.SKIPPED.value,
+                ":pending": TaskState.PENDING.value,
+                ":ready": TaskState.READY.value,
+                ":c": cause[:2000],
+                ":now": _now(),
+            },
+        }
+        workflow_update = {
+            "TableName": self.table_name,
+            "Key": workflow_key(workflow_id),
+            "UpdateExpression": "SET skipped = if_not_exists(skipped, :zero) + :one",
+            "ExpressionAttributeValues": {":one": 1, ":zero": 0},
+        }
+        return self._transact(
+            [
+                {"Update": task_update},
+                {"Update": workflow_update},
+                {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
+            ],
+            f"skipping task {task_id}",
+        )
+
+    def running_executions(self, workflow_id: str) -> list[str]:
+        return [
+            str(item["execution_arn"])
+            for item in self._query(workflow_id, TASK_SK_PREFIX, projection="#st, execution_arn")
+            if item.get("state") == TaskState.RUNNING and item.get("execution_arn")
+        ]
+
+    def record_execution(self, workflow_id: str, task_id: str, execution_arn: str) -> None:
+        try:
+            self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression="SET execution_arn = :arn",
+                ExpressionAttributeValues={":arn": execution_arn},
+            )
+        except ClientError as exc:
+            raise translate_client_error(exc, f"recording the execution of task {task_id}") from exc
+
+    def task(self, workflow_id: str, task_id: str) -> dict[str, Any] | None:
+        return self._get(task_key(workflow_id, task_id))
+
+    def tasks(self, workflow_id: str) -> list[dict[str, Any]]:
+        return list(self._query(workflow_id, TASK_SK_PREFIX))
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        try:
+            item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise translate_client_error(exc, f"reading {key['pk']} {key['sk']}") from exc
+        return dict(item) if item else None
+
+    def _query(self, workflow_id: str, prefix: str, projection: str | None = None, limit: int | None = None):
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id)) & Key("sk").begins_with(prefix),
+            "ConsistentRead": True,
+        }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+            if "#st" in projection:
+                kwargs["ExpressionAttributeNames"] = {"#st": "state"}
+        returned = 0
+        while True:
+            try:
+                page = self._table.query(**kwargs)
+            except ClientError as exc:
+                raise translate_client_error(exc, f"listing items of workflow {workflow_id}") from exc
+            for item in page.get("Items", []):
+                yield item
+                returned += 1
+                if limit is not None and returned >= limit:
+                    return
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _conditional_update(
+        self,
+        key: dict[str, str],
+        expression: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        doing: str,
+    ) -> bool:
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate_client_error(exc, doing) from exc
+
+    def _transact(self, items: list[dict[str, Any]], doing: str) -> bool:
+        try:
+            self._client.transact_write_items(TransactItems=items)
+            return True
+        except ClientError as exc:
+            if error_code(exc) in _CONDITION_FAILED:
+                return False
+            raise translate_client_error(exc, doing) from exc
+

@@ -1,0 +1,65 @@
+"""Step Functions adapter: start and stop task executions, answer the workflow's task token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepspot.aws.errors import error_code, translate_client_error
+
+# Answering a token that was already answered, timed out, or belongs to a finished execution: the
+# outcome is already decided, which is what a redelivered event expects.
+_ALREADY_ANSWERED = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
+
+
+class StepFunctions:
+    """Implements ``stepspot.scheduler.Orchestrator``."""
+
+    def __init__(self, sfn_client: Any, task_state_machine_arn: str) -> None:
+        self._sfn = sfn_client
+        self.task_state_machine_arn = task_state_machine_arn
+
+    def execution_arn(self, name: str) -> str:
+        return self.task_state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+    def start_task(self, execution_name: str, payload: Mapping[str, Any]) -> str:
+        """Start (once: the name is deterministic) the task execution; returns its ARN."""
+        try:
+            response = self._sfn.start_execution(
+                stateMachineArn=self.task_state_machine_arn,
+                name=execution_name,
+                input=json.dumps(payload, separators=(",", ":")),
+            )
+            return str(response["executionArn"])
+        except ClientError as exc:
+            if error_code(exc) == "ExecutionAlreadyExists":
+                return self.execution_arn(execution_name)
+            raise translate_client_error(exc, f"starting task execution {execution_name}") from exc
+
+    def stop_task(self, execution_arn: str, cause: str) -> None:
+        try:
+            self._sfn.stop_execution(executionArn=execution_arn, error="WorkflowFailed", cause=cause[:32_000])
+        except ClientError as exc:
+            if error_code(exc) in {"ExecutionDoesNotExist", "ValidationException"}:
+                return  # already finished
+            raise translate_client_error(exc, f"stopping {execution_arn}") from exc
+
+    def workflow_succeeded(self, task_token: str, output: Mapping[str, Any]) -> None:
+        self._answer(lambda: self._sfn.send_task_success(taskToken=task_token, output=json.dumps(output)))
+
+    def workflow_failed(self, task_token: str, error: str, cause: str) -> None:
+        self._answer(
+            lambda: self._sfn.send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_000])
+        )
+
+    @staticmethod
+    def _answer(call: Any) -> None:
+        try:
+            call()
+        except ClientError as exc:
+            if error_code(exc) in _ALREADY_ANSWERED:
+                return
+            raise translate_client_error(exc, "answering the workflow's task token") from exc

@@ -1,0 +1,93 @@
+"""Per-attempt bookkeeping on the task items (fleet manager): where an attempt ran and why it failed.
+
+Both writes are conditional on the attempt number, so a redelivered ChooseCapacity or ClassifyFailure
+(Lambda retry, Step Functions retry) counts nothing twice and returns what the first delivery decided.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.errors import WorkflowStateMissingError
+from stepspot.state_keys import task_key
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class TaskAttempts:
+    def __init__(self, dynamodb_resource: Any, table_name: str) -> None:
+        self._table = dynamodb_resource.Table(table_name)
+
+    def record_choice(
+        self, workflow_id: str, task_id: str, attempt: int, queue: str, capacity: str, fallback: bool
+    ) -> dict[str, Any]:
+        """Remember the queue of ``attempt``; the first delivery's choice wins and is returned."""
+        try:
+            response = self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression="SET attempts = :a, choice_attempt = :a, queue = :q, capacity = :c, "
+                "updated_at = :now ADD fallbacks :f",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(choice_attempt) OR choice_attempt < :a)",
+                ExpressionAttributeValues={
+                    ":a": attempt,
+                    ":q": queue,
+                    ":c": capacity,
+                    ":f": 1 if fallback else 0,
+                    ":now": _now(),
+                },
+                ReturnValues="ALL_NEW",
+            )
+            return dict(response["Attributes"])
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_client_error(exc, f"recording the queue of {task_id}") from exc
+        return self._existing(workflow_id, task_id)
+
+    def record_failure(
+        self, workflow_id: str, task_id: str, attempt: int, failure_class: str, reason: str, job_id: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Count a failed attempt under its class. Returns the item and whether this call counted it."""
+        interruption = 1 if failure_class == "spot_reclaim" else 0
+        try:
+            response = self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression=f"SET classified_attempt = :a, last_failure_class = :c, last_failure = :r, "
+                f"last_job_id = :j, updated_at = :now ADD failures_{failure_class} :one, interruptions :i",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(classified_attempt) OR classified_attempt < :a)",
+                ExpressionAttributeValues={
+                    ":a": attempt,
+                    ":c": failure_class,
+                    ":r": reason[:1000],
+                    ":j": job_id or "",
+                    ":one": 1,
+                    ":i": interruption,
+                    ":now": _now(),
+                },
+                ReturnValues="ALL_NEW",
+            )
+            return dict(response["Attributes"]), True
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_client_error(exc, f"recording a failure of {task_id}") from exc
+        return self._existing(workflow_id, task_id), False
+
+    def _existing(self, workflow_id: str, task_id: str) -> dict[str, Any]:
+        try:
+            item = self._table.get_item(Key=task_key(workflow_id, task_id), ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise translate_client_error(exc, f"reading task {task_id}") from exc
+        if not item:
+            raise WorkflowStateMissingError(
+                f"task {task_id} of workflow {workflow_id} has no state item: was the workflow parsed?",
+                workflow_id=workflow_id,
+                task_id=task_id,
+            )
+        return dict(item)

@@ -1,0 +1,286 @@
+"""Fleet manager Lambda: capacity for each task attempt, failure classification, and the compute
+environments' verbs of the seed (create / modify / terminate / check_health).
+
+Events:
+  {"action": "choose_capacity", "workflow_id", "task_id", "plan_uri", "attempt", "on_demand"}
+      -> the job request of the attempt: job_name, queue_arn, queue_name, capacity (SPOT|ON_DEMAND),
+         job_definition_arn, multi_node, container_overrides | node_overrides, timeout_seconds
+  {"action": "classify_failure", ... same ids ..., "job": <choose_capacity result>, "error": {"Error","Cause"}}
+      -> the next state of the task execution: ids, attempt + 1, on_demand, and
+         decision {action: retry|give_up, wait_seconds, failure_class, reason, exit_code}
+  {"action": "create" | "terminate", "compute_environment": "spot" | "on_demand", "max_vcpus"?}
+  {"action": "modify", "compute_environment", "desired_vcpus"?, "min_vcpus"?, "max_vcpus"?}
+  {"action": "check_health"}
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stepspot import breaker, failures, fleet
+from stepspot.aws.batch import Batch, job_name, queue_name
+from stepspot.aws.breaker_store import BreakerStore
+from stepspot.aws.s3 import DocumentStore
+from stepspot.aws.task_attempts import TaskAttempts
+from stepspot.errors import InvalidEventError, UnknownTaskError
+from stepspot.handlers._plans import load_plan
+from stepspot.plan import Plan, PlannedTask
+from stepspot.policy import FailureClass, Policy, policy_from_env_value
+from stepspot.settings import LambdaSettings, load_settings
+
+logger = Logger()
+metrics = Metrics()
+
+FAILURE_METRICS = {
+    FailureClass.SPOT_RECLAIM: "SpotInterruptions",
+    FailureClass.CAPACITY: "CapacityFailures",
+    FailureClass.INFRA_TRANSIENT: "InfrastructureFailures",
+    FailureClass.APP_ERROR: "ApplicationFailures",
+}
+
+
+class FleetSettings(LambdaSettings):
+    bucket: str = Field(alias="STEPSPOT_BUCKET", min_length=3)
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    spot_queue_arn: str = Field(alias="STEPSPOT_SPOT_QUEUE_ARN", pattern=r"^arn:")
+    ondemand_queue_arn: str = Field(alias="STEPSPOT_ONDEMAND_QUEUE_ARN", pattern=r"^arn:")
+    spot_compute_env: str = Field(alias="STEPSPOT_SPOT_COMPUTE_ENV", min_length=1)
+    ondemand_compute_env: str = Field(alias="STEPSPOT_ONDEMAND_COMPUTE_ENV", min_length=1)
+    job_definition_arn: str = Field(alias="STEPSPOT_JOB_DEFINITION_ARN", pattern=r"^arn:")
+    mnp_job_definition_arn: str = Field(alias="STEPSPOT_MNP_JOB_DEFINITION_ARN", pattern=r"^arn:")
+    environment: str = Field("dev", alias="STEPSPOT_ENVIRONMENT")
+    policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
+
+
+class FleetEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["choose_capacity", "classify_failure", "create", "modify", "terminate", "check_health"]
+    workflow_id: str | None = Field(None, min_length=1, max_length=80)
+    task_id: str | None = Field(None, min_length=1, max_length=80)
+    plan_uri: str | None = Field(None, pattern=r"^s3://")
+    attempt: int = Field(1, ge=1)
+    on_demand: bool = False
+    job: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    compute_environment: Literal["spot", "on_demand"] = "spot"
+    min_vcpus: int | None = Field(None, ge=0)
+    desired_vcpus: int | None = Field(None, ge=0)
+    max_vcpus: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _fields_of_action(self) -> FleetEvent:
+        if self.action in ("choose_capacity", "classify_failure"):
+            missing = [n for n in ("workflow_id", "task_id", "plan_uri") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"a {self.action} event needs {', '.join(missing)}")
+        if self.action == "classify_failure" and self.error is None:
+            raise ValueError("a classify_failure event needs error (the Catch's $.error)")
+        return self
+
+
+class Fleet:
+    """The fleet manager's work, on injected adapters (the handler wires them)."""
+
+    def __init__(
+        self,
+        settings: FleetSettings,
+        policy: Policy,
+        documents: DocumentStore,
+        batch: Batch,
+        breakers: BreakerStore,
+        attempts: TaskAttempts,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.documents = documents
+        self.batch = batch
+        self.breakers = breakers
+        self.attempts = attempts
+        self.spot_queue = queue_name(settings.spot_queue_arn)
+
+    def _task(self, request: FleetEvent) -> tuple[Plan, PlannedTask]:
+        assert request.plan_uri and request.task_id
+        plan = load_plan(self.documents, request.plan_uri)
+        task = plan.tasks.get(request.task_id)
+        if task is None:
+            raise UnknownTaskError(f"task {request.task_id!r} is not part of workflow {plan.workflow_id}")
+        return plan, task
+
+    def choose_capacity(self, request: FleetEvent) -> dict[str, Any]:
+        plan, task = self._task(request)
+        choice = fleet.preliminary_choice(task.multi_node, task.use_spot, request.on_demand)
+        if choice.needs_breaker:
+            admission, _ = self.breakers.apply(
+                self.spot_queue, lambda state, now: breaker.admit(state, now, self.policy.breaker)
+            )
+            choice = fleet.apply_breaker(admission)
+        queue_arn = (
+            self.settings.spot_queue_arn if choice.capacity is fleet.Capacity.SPOT else self.settings.ondemand_queue_arn
+        )
+        recorded = self.attempts.record_choice(
+            plan.workflow_id, task.id, request.attempt, queue_name(queue_arn), choice.capacity.value, choice.fallback
+        )
+        if recorded.get("choice_attempt") == request.attempt and recorded.get("capacity") != choice.capacity.value:
+            # A redelivery: keep what the first delivery chose (and told the breaker).
+            capacity = fleet.Capacity(str(recorded["capacity"]))
+            choice = fleet.CapacityChoice(capacity, "as chosen by the first delivery", fallback=choice.fallback)
+            queue_arn = (
+                self.settings.spot_queue_arn if capacity is fleet.Capacity.SPOT else self.settings.ondemand_queue_arn
+            )
+        base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
+        if choice.fallback:
+            metrics.add_metric(name="FallbacksToOnDemand", unit=MetricUnit.Count, value=1)
+        return fleet.job_request(
+            workflow_id=plan.workflow_id,
+            task=task,
+            attempt=request.attempt,
+            choice=choice,
+            queue_arn=queue_arn,
+            queue_name=queue_name(queue_arn),
+            job_definition_arn=self.batch.definition_for_image(base, task.container_image),
+            job_name=job_name(plan.workflow_id, task.id, request.attempt),
+        )
+
+    def classify_failure(self, request: FleetEvent) -> dict[str, Any]:
+        plan, task = self._task(request)
+        error = request.error or {}
+        job = request.job or {}
+        found = failures.classify(error.get("Error"), error.get("Cause"))
+        cls = found.failure_class
+        item, counted = self.attempts.record_failure(
+            plan.workflow_id, task.id, request.attempt, cls.value, found.reason, found.job_id
+        )
+        if counted:
+            metrics.add_metric(name=FAILURE_METRICS[cls], unit=MetricUnit.Count, value=1)
+            if job.get("capacity") == "SPOT" and cls in (FailureClass.SPOT_RECLAIM, FailureClass.CAPACITY):
+                self.breakers.apply(
+                    str(job.get("queue_name") or self.spot_queue),
+                    lambda state, now: (None, breaker.record_failure(state, now, self.policy.breaker)),
+                )
+        decision = failures.decide(
+            found,
+            int(item.get(f"failures_{cls.value}", 1)),
+            task_retry_attempts=task.retry_attempts,
+            task_backoff_multiplier=task.backoff_multiplier,
+            use_spot=task.use_spot,
+            on_demand_now=request.on_demand,
+            policy=self.policy,
+            jitter_key=(plan.workflow_id, task.id),
+        )
+        logger.info("attempt failed", extra={"classification": found.to_dict(), "decision": decision.reason})
+        return {
+            "workflow_id": plan.workflow_id,
+            "task_id": task.id,
+            "plan_uri": request.plan_uri,
+            "attempt": request.attempt + 1,
+            "on_demand": decision.on_demand,
+            "decision": {
+                "action": decision.action,
+                "wait_seconds": decision.wait_seconds,
+                "failure_class": cls.value,
+                "reason": decision.reason,
+                "exit_code": found.exit_code,
+            },
+        }
+
+    # -- compute environments (the seed's verbs) --------------------------------------------------
+
+    def _environment_name(self, which: str) -> str:
+        return self.settings.spot_compute_env if which == "spot" else self.settings.ondemand_compute_env
+
+    def create(self, request: FleetEvent) -> dict[str, Any]:
+        name = self._environment_name(request.compute_environment)
+        self.batch.update_environment(name, enabled=True, max_vcpus=request.max_vcpus)
+        return self._environment_summary(name)
+
+    def modify(self, request: FleetEvent) -> dict[str, Any]:
+        name = self._environment_name(request.compute_environment)
+        if request.min_vcpus is None and request.desired_vcpus is None and request.max_vcpus is None:
+            raise InvalidEventError("modify needs at least one of min_vcpus, desired_vcpus, max_vcpus")
+        self.batch.update_environment(
+            name, min_vcpus=request.min_vcpus, desired_vcpus=request.desired_vcpus, max_vcpus=request.max_vcpus
+        )
+        return self._environment_summary(name)
+
+    def terminate(self, request: FleetEvent) -> dict[str, Any]:
+        """Scale to zero and disable: running jobs finish, no new instance starts."""
+        name = self._environment_name(request.compute_environment)
+        self.batch.update_environment(name, enabled=False, min_vcpus=0, desired_vcpus=0)
+        return self._environment_summary(name)
+
+    def check_health(self) -> dict[str, Any]:
+        environments = [
+            self._environment_summary(self.settings.spot_compute_env),
+            self._environment_summary(self.settings.ondemand_compute_env),
+        ]
+        queues = {}
+        for arn in (self.settings.spot_queue_arn, self.settings.ondemand_queue_arn):
+            queues[queue_name(arn)] = {
+                status.lower(): len(self.batch.jobs_in_queue(arn, status)) for status in ("RUNNABLE", "RUNNING")
+            }
+        spot_breaker = self.breakers.get(self.spot_queue)
+        return {
+            "healthy": all(e["healthy"] for e in environments),
+            "compute_environments": environments,
+            "queues": queues,
+            "spot_breaker": {"state": spot_breaker.status.value, "failures_in_window": spot_breaker.failures},
+        }
+
+    def _environment_summary(self, name: str) -> dict[str, Any]:
+        described = self.batch.describe_environment(name)
+        resources = described.get("computeResources") or {}
+        return {
+            "name": name,
+            "state": described.get("state"),
+            "status": described.get("status"),
+            "status_reason": described.get("statusReason"),
+            "healthy": described.get("status") == "VALID" and described.get("state") == "ENABLED",
+            "min_vcpus": resources.get("minvCpus"),
+            "desired_vcpus": resources.get("desiredvCpus"),
+            "max_vcpus": resources.get("maxvCpus"),
+        }
+
+
+@cache
+def _fleet() -> Fleet:
+    settings = load_settings(FleetSettings)
+    dynamodb = boto3.resource("dynamodb")
+    return Fleet(
+        settings,
+        policy_from_env_value(settings.policy_json),
+        DocumentStore(boto3.client("s3"), settings.bucket),
+        Batch(boto3.client("batch")),
+        BreakerStore(dynamodb, settings.state_table),
+        TaskAttempts(dynamodb, settings.state_table),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    manager = _fleet()
+    metrics.add_dimension("environment", manager.settings.environment)
+    try:
+        request = FleetEvent.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidEventError.from_validation(exc, "fleet manager event") from None
+    logger.append_keys(action=request.action, workflow_id=request.workflow_id, task_id=request.task_id)
+    if request.action == "choose_capacity":
+        return manager.choose_capacity(request)
+    if request.action == "classify_failure":
+        return manager.classify_failure(request)
+    if request.action == "create":
+        return manager.create(request)
+    if request.action == "modify":
+        return manager.modify(request)
+    if request.action == "terminate":
+        return manager.terminate(request)
+    return manager.check_health()

@@ -1,0 +1,133 @@
+"""Scheduler Lambda: dataflow scheduling of task executions (logic in ``stepspot.scheduler``).
+
+Events (from the state machines, see templates/*.asl.json.j2):
+  {"action": "start", "workflow_id", "plan_uri", "task_token"}                       StartWorkflow
+  {"action": "task_succeeded", "workflow_id", "task_id", "plan_uri", "attempt",
+   "capacity", "queue_name"}                                                          TaskSucceeded
+  {"action": "task_failed", "workflow_id", "task_id", "plan_uri", "attempt",
+   "failure_class", "reason" | "error": {"Error", "Cause"}}                           TaskFailed/TaskErrored
+  {"action": "abort", "workflow_id", "plan_uri", "error": {"Error", "Cause"}}         AbortWorkflow
+Returns a small summary (counters of the workflow). Idempotent under redelivery.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stepspot import breaker
+from stepspot.aws.breaker_store import BreakerStore
+from stepspot.aws.s3 import DocumentStore
+from stepspot.aws.scheduler_state import SchedulerState
+from stepspot.aws.stepfunctions import StepFunctions
+from stepspot.errors import InvalidEventError
+from stepspot.handlers._plans import load_plan
+from stepspot.policy import Policy, policy_from_env_value
+from stepspot.scheduler import Scheduler
+from stepspot.settings import LambdaSettings, load_settings
+
+logger = Logger()
+metrics = Metrics()
+
+
+class SchedulerSettings(LambdaSettings):
+    bucket: str = Field(alias="STEPSPOT_BUCKET", min_length=3)
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    task_state_machine_arn: str = Field(alias="STEPSPOT_TASK_STATE_MACHINE_ARN", pattern=r"^arn:")
+    environment: str = Field("dev", alias="STEPSPOT_ENVIRONMENT")
+    policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
+
+
+class SchedulerEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["start", "task_succeeded", "task_failed", "abort"]
+    workflow_id: str = Field(min_length=1, max_length=80)
+    plan_uri: str = Field(pattern=r"^s3://")
+    task_token: str | None = None
+    task_id: str | None = Field(None, min_length=1, max_length=80)
+    attempt: int = Field(1, ge=1)
+    capacity: str | None = None
+    queue_name: str | None = None
+    failure_class: str | None = None
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_action(self) -> SchedulerEvent:
+        if self.action == "start" and not self.task_token:
+            raise ValueError("a start event needs task_token ($$.Task.Token)")
+        if self.action in ("task_succeeded", "task_failed") and not self.task_id:
+            raise ValueError(f"a {self.action} event needs task_id")
+        return self
+
+    def failure_text(self) -> str:
+        if self.reason:
+            return f"{self.failure_class or 'failure'}: {self.reason}"
+        error = self.error or {}
+        return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:1000]}"
+
+
+@cache
+def _context() -> tuple[SchedulerSettings, Policy, DocumentStore, SchedulerState, StepFunctions, BreakerStore]:
+    settings = load_settings(SchedulerSettings)
+    dynamodb = boto3.resource("dynamodb")
+    return (
+        settings,
+        policy_from_env_value(settings.policy_json),
+        DocumentStore(boto3.client("s3"), settings.bucket),
+        SchedulerState(dynamodb, settings.state_table),
+        StepFunctions(boto3.client("stepfunctions"), settings.task_state_machine_arn),
+        BreakerStore(dynamodb, settings.state_table),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, policy, documents, state, sfn, breakers = _context()
+    metrics.add_dimension("environment", settings.environment)
+    try:
+        request = SchedulerEvent.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidEventError.from_validation(exc, "scheduler event") from None
+    logger.append_keys(workflow_id=request.workflow_id, task_id=request.task_id, action=request.action)
+    scheduler = Scheduler(store=state, orchestrator=sfn, max_running=policy.max_running_tasks)
+
+    if request.action == "abort":
+        return _abort(request, state, sfn)
+    plan = load_plan(documents, request.plan_uri)
+    if request.action == "start":
+        assert request.task_token is not None  # checked by the model
+        result = scheduler.start(plan, request.plan_uri, request.task_token, state.initially_ready(plan.workflow_id))
+    elif request.action == "task_succeeded":
+        assert request.task_id is not None
+        if request.capacity == "SPOT" and request.queue_name:
+            breakers.apply(
+                request.queue_name, lambda s, now: (None, breaker.record_success(s, now, policy.breaker))
+            )
+        result = scheduler.task_succeeded(plan, request.plan_uri, request.task_id)
+        metrics.add_metric(name="TasksSucceeded", unit=MetricUnit.Count, value=1)
+    else:
+        assert request.task_id is not None
+        result = scheduler.task_failed(plan, request.plan_uri, request.task_id, request.failure_text())
+        metrics.add_metric(name="TasksFailed", unit=MetricUnit.Count, value=1)
+    if scheduler.started:
+        metrics.add_metric(name="TasksStarted", unit=MetricUnit.Count, value=len(scheduler.started))
+    logger.info("scheduled", extra={"started": len(scheduler.started), "status": result["status"]})
+    return result
+
+
+def _abort(request: SchedulerEvent, state: SchedulerState, sfn: StepFunctions) -> dict[str, Any]:
+    detail = f"orchestration failed: {request.failure_text()}"
+    if state.mark_failed(request.workflow_id, detail):
+        for arn in state.running_executions(request.workflow_id):
+            sfn.stop_task(arn, cause=detail[:256])
+    logger.warning("workflow aborted", extra={"detail": detail[:500]})
+    return {"workflow_id": request.workflow_id, "status": "FAILED"}
