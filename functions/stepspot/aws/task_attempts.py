@@ -31,8 +31,9 @@ class TaskAttempts:
         try:
             response = self._table.update_item(
                 Key=task_key(workflow_id, task_id),
-                UpdateExpression="SET attempts = :a, choice_attempt = :a, queue = :q, capacity = :c, "
+                UpdateExpression="SET #attempts = :a, choice_attempt = :a, #queue = :q, #capacity = :c, "
                 "updated_at = :now ADD fallbacks :f",
+                ExpressionAttributeNames={"#attempts": "attempts", "#queue": "queue", "#capacity": "capacity"},
                 ConditionExpression="attribute_exists(pk) AND "
                 "(attribute_not_exists(choice_attempt) OR choice_attempt < :a)",
                 ExpressionAttributeValues={

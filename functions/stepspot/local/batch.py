@@ -1,0 +1,443 @@
+"""AWS Batch on one machine: each job is a real subprocess (the container command runs on the host).
+
+``LocalBatch`` is what moto's interpreter gets as its Batch client (``submit_job``, ``describe_jobs``).
+It walks each job through Batch's states (SUBMITTED, RUNNABLE, STARTING, RUNNING, SUCCEEDED/FAILED),
+limits how many run at once, and reports failures as Batch does, so they travel the same ASL paths:
+
+- a non-zero exit: ``Essential container in task exited`` with the exit code;
+- an injected Spot reclaim: an interruption notice on the job's IMDS endpoint and an EventBridge
+  warning, then (two scaled minutes later) the process group is killed and the attempt fails with
+  ``Host EC2 (instance i-...) terminated.``;
+- an injected capacity shortage: Spot jobs stay RUNNABLE with ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``
+  until the queue's time limit cancels them (``Canceled by JobStateTimeLimit action ...``).
+
+Every attempt gets a fresh checkpoint directory (a new host), so a resumed task really restores from the
+checkpoint store. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``) and its own IMDS.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepspot.local.events import EventBus
+from stepspot.local.faults import (
+    CAPACITY_TIME_LIMIT_SECONDS,
+    MIN_NOTICE_REAL_SECONDS,
+    SPOT_NOTICE_SECONDS,
+    Faults,
+)
+
+INJECTED_FAILURE = [
+    sys.executable,
+    "-c",
+    "import sys; sys.stderr.write('stepspot local: injected application failure\\n'); sys.exit(3)",
+]
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+def _get(mapping: Mapping[str, Any] | None, name: str) -> Any:
+    """Case-insensitive field access: the interpreter may hand over PascalCase or camelCase."""
+    if not mapping:
+        return None
+    for key, value in mapping.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _environment_list(items: Any) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items or []:
+        name, value = _get(item, "name"), _get(item, "value")
+        if name is not None:
+            env[str(name)] = "" if value is None else str(value)
+    return env
+
+
+@dataclass
+class LocalJob:
+    job_id: str
+    job_name: str
+    queue: str
+    definition: str
+    command: list[str]
+    environment: dict[str, str]
+    spot: bool
+    num_nodes: int = 1
+    status: str = "SUBMITTED"
+    status_reason: str | None = None
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    stopped_at: float | None = None
+    exit_code: int | None = None
+    instance_id: str = field(default_factory=lambda: "i-" + secrets.token_hex(8) + "0")
+    reclaimed: bool = False
+    notice_at: float | None = None
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.environment.get("STEPSPOT_TASK_ID", "")
+
+    @property
+    def workflow_id(self) -> str:
+        return self.environment.get("STEPSPOT_WORKFLOW_ID", "")
+
+    @property
+    def attempt(self) -> int:
+        return int(self.environment.get("STEPSPOT_ATTEMPT", "1") or 1)
+
+    def describe(self) -> dict[str, Any]:
+        """DescribeJobs shape (camelCase, as boto3 returns it)."""
+        ms = lambda t: int(t * 1000) if t else None  # noqa: E731
+        container: dict[str, Any] = {
+            "command": self.command,
+            "environment": [{"name": k, "value": v} for k, v in sorted(self.environment.items())],
+            "logStreamName": str(self.log_path) if self.log_path else None,
+        }
+        if self.exit_code is not None:
+            container["exitCode"] = self.exit_code
+        description: dict[str, Any] = {
+            "jobArn": f"arn:aws:batch:us-east-1:123456789012:job/{self.job_id}",
+            "jobName": self.job_name,
+            "jobId": self.job_id,
+            "jobQueue": self.queue,
+            "jobDefinition": self.definition,
+            "status": self.status,
+            "createdAt": ms(self.created_at),
+            "container": container,
+            "attempts": [],
+        }
+        if self.status_reason:
+            description["statusReason"] = self.status_reason
+        if self.started_at:
+            description["startedAt"] = ms(self.started_at)
+        if self.stopped_at:
+            description["stoppedAt"] = ms(self.stopped_at)
+            if self.started_at:
+                attempt_container = {"containerInstanceArn": self.instance_id, "logStreamName": container["logStreamName"]}
+                if self.exit_code is not None:
+                    attempt_container["exitCode"] = self.exit_code
+                description["attempts"] = [
+                    {
+                        "container": attempt_container,
+                        "startedAt": ms(self.started_at),
+                        "stoppedAt": ms(self.stopped_at),
+                        "statusReason": self.status_reason,
+                    }
+                ]
+        if self.num_nodes > 1:
+            description["nodeProperties"] = {"numNodes": self.num_nodes, "mainNode": 0}
+        return description
+
+
+class FakeImds(http.server.ThreadingHTTPServer):
+    """Per-job instance metadata: ``/jobs/<job id>/latest/...`` (token, instance-id, spot/instance-action)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ImdsHandler)
+        self.notices: dict[str, str] = {}
+        self.instances: dict[str, str] = {}
+        self._thread = threading.Thread(target=self.serve_forever, name="local-imds", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _ImdsHandler(http.server.BaseHTTPRequestHandler):
+    server: FakeImds
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
+        pass
+
+    def _job(self) -> tuple[str, str]:
+        parts = self.path.split("/", 3)  # "", "jobs", id, rest
+        if len(parts) < 4 or parts[1] != "jobs":
+            return "", ""
+        return parts[2], "/" + parts[3]
+
+    def _reply(self, code: int, body: str = "") -> None:
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_PUT(self) -> None:  # noqa: N802 (http.server API)
+        _, rest = self._job()
+        self._reply(200, "local-token") if rest == "/latest/api/token" else self._reply(404)
+
+    def do_GET(self) -> None:  # noqa: N802
+        job_id, rest = self._job()
+        if rest == "/latest/meta-data/spot/instance-action" and job_id in self.server.notices:
+            self._reply(200, self.server.notices[job_id])
+        elif rest == "/latest/meta-data/instance-id" and job_id in self.server.instances:
+            self._reply(200, self.server.instances[job_id])
+        else:
+            self._reply(404)
+
+
+class LocalBatch:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        base_environment: Mapping[str, str],
+        faults: Faults,
+        time_scale: float,
+        expected_seconds: Callable[[str], float],
+        spot_queues: set[str],
+        max_parallel_jobs: int,
+        bus: EventBus | None = None,
+        agent_available: bool = True,
+        workflow_dir: Path | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.workspace = workdir / "workspace"
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self._base_env = dict(base_environment)
+        self.faults = faults
+        self.time_scale = time_scale
+        self._expected = expected_seconds
+        self._spot_queues = spot_queues
+        self._slots = threading.BoundedSemaphore(max_parallel_jobs)
+        self.bus = bus
+        self.agent_available = agent_available
+        self.workflow_dir = workflow_dir
+        self.imds = FakeImds()
+        self.jobs: dict[str, LocalJob] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self.observers: list[Callable[[LocalJob], None]] = []
+
+    def start(self) -> None:
+        self.imds.start()
+
+    # -- the Batch API the interpreter uses -------------------------------------------------------
+
+    def submit_job(self, **params: Any) -> dict[str, Any]:
+        queue = str(_get(params, "jobQueue"))
+        overrides = _get(params, "containerOverrides")
+        num_nodes = 1
+        node_overrides = _get(params, "nodeOverrides")
+        if node_overrides:
+            num_nodes = int(_get(node_overrides, "numNodes") or 1)
+            ranges = _get(node_overrides, "nodePropertyOverrides") or []
+            overrides = _get(ranges[0], "containerOverrides") if ranges else {}
+        command = [str(c) for c in (_get(overrides, "command") or [])]
+        environment = _environment_list(_get(overrides, "environment"))
+        job = LocalJob(
+            job_id=str(uuid.uuid4()),
+            job_name=str(_get(params, "jobName")),
+            queue=queue,
+            definition=str(_get(params, "jobDefinition")),
+            command=command,
+            environment=environment,
+            spot=queue.rsplit("/", 1)[-1] in self._spot_queues,
+            num_nodes=num_nodes,
+        )
+        with self._lock:
+            self.jobs[job.job_id] = job
+        self._transition(job, "SUBMITTED")
+        threading.Thread(target=self._run, args=(job,), name=f"job-{job.job_name}", daemon=True).start()
+        return {"JobId": job.job_id, "JobName": job.job_name, "jobId": job.job_id, "jobName": job.job_name}
+
+    def describe_jobs(self, jobs: list[str], **_: Any) -> dict[str, Any]:
+        with self._lock:
+            found = [self.jobs[j] for j in jobs if j in self.jobs]
+        return {"jobs": [job.describe() for job in found]}
+
+    def terminate_job(self, jobId: str, reason: str = "", **_: Any) -> dict[str, Any]:  # noqa: N803
+        job = self.jobs.get(jobId)
+        if job is not None:
+            self._kill(job)
+            if job.status not in TERMINAL:
+                self._finish(job, "FAILED", reason or "Terminated by user", None)
+        return {}
+
+    # -- running jobs -----------------------------------------------------------------------------
+
+    def _scaled(self, seconds: float) -> float:
+        return seconds / self.time_scale
+
+    def _run(self, job: LocalJob) -> None:
+        self._transition(job, "RUNNABLE")
+        if job.spot and self.faults.capacity_shortage:
+            job.status_reason = (
+                "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested "
+                "for instance type [c5.2xlarge]"
+            )
+            self._transition(job, "RUNNABLE")
+            self._closing.wait(self._scaled(CAPACITY_TIME_LIMIT_SECONDS))
+            self._finish(
+                job, "FAILED", "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", None
+            )
+            return
+        with self._slots:
+            if self._closing.is_set():
+                self._finish(job, "FAILED", "Terminated: local engine stopped", None)
+                return
+            self._transition(job, "STARTING")
+            self._execute(job)
+
+    def _execute(self, job: LocalJob) -> None:
+        job_dir = self.workdir / "jobs" / job.job_id
+        checkpoint_dir = job_dir / "checkpoint"  # fresh per attempt: a new host has an empty disk
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        job.log_path = job_dir / "output.log"
+        env = {
+            **self._base_env,
+            **job.environment,
+            "STEPSPOT_CHECKPOINT_DIR": str(checkpoint_dir),
+            "STEPSPOT_IMDS_ENDPOINT": f"{self.imds.url}/jobs/{job.job_id}",
+            "STEPSPOT_IMDS_POLL_INTERVAL": "0.1",
+            "STEPSPOT_TIME_SCALE": str(self.time_scale),
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "AWS_BATCH_JOB_ATTEMPT": "1",
+            "AWS_BATCH_JQ_NAME": job.queue.rsplit("/", 1)[-1],
+        }
+        if job.num_nodes > 1:
+            env.update({"AWS_BATCH_JOB_NUM_NODES": str(job.num_nodes), "AWS_BATCH_JOB_NODE_INDEX": "0"})
+        self.imds.instances[job.job_id] = job.instance_id
+        command = self._host_command(job)
+        reclaim_at = None
+        if job.spot:
+            reclaim_at = self.faults.reclaim_at(job.task_id, job.attempt, self._expected(job.task_id))
+        with job.log_path.open("wb") as log:
+            try:
+                job.process = subprocess.Popen(
+                    command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            except OSError as exc:
+                log.write(f"stepspot local: cannot start {command[0]}: {exc}\n".encode())
+                job.started_at = time.time()
+                self._finish(job, "FAILED", f"CannotStartContainerError: {exc}", None)
+                return
+            job.started_at = time.time()
+            self._transition(job, "RUNNING")
+            timers = self._schedule_reclaim(job, reclaim_at) if reclaim_at is not None else []
+            code = job.process.wait()
+            for timer in timers:
+                timer.cancel()
+        if job.reclaimed:
+            self._finish(job, "FAILED", f"Host EC2 (instance {job.instance_id}) terminated.", None)
+        elif self._closing.is_set() and code != 0:
+            self._finish(job, "FAILED", "Terminated: local engine stopped", code)
+        elif code == 0:
+            self._finish(job, "SUCCEEDED", "Essential container in task exited", 0)
+        else:
+            self._finish(job, "FAILED", "Essential container in task exited", code)
+
+    def _host_path(self, argument: str) -> str:
+        """Files next to the workflow definition stand for files inside the container image."""
+        if self.workflow_dir is None or argument.startswith("-") or os.path.isabs(argument):
+            return argument
+        candidate = self.workflow_dir / argument
+        return str(candidate) if candidate.is_file() else argument
+
+    def _host_command(self, job: LocalJob) -> list[str]:
+        command = [self._host_path(arg) for arg in job.command]
+        inject = self.faults.app_failure(job.task_id, job.attempt)
+        if command[:2] == ["stepspot-agent", "run"]:
+            separator = command.index("--") if "--" in command else 1
+            program = command[separator + 1 :]
+            if inject:
+                program = list(INJECTED_FAILURE)
+            if self.agent_available:
+                agent = shutil.which("stepspot-agent", path=str(Path(sys.executable).parent)) or "stepspot-agent"
+                return [agent, *command[2 : separator + 1], *program]
+            return program  # no agent in this installation: the program runs without checkpoint upload
+        return list(INJECTED_FAILURE) if inject else command
+
+    def _schedule_reclaim(self, job: LocalJob, reclaim_at: float) -> list[threading.Timer]:
+        notice_lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
+        reclaim_at = max(reclaim_at, notice_lead)
+        notice = threading.Timer(reclaim_at - notice_lead, self._notice, args=(job, notice_lead))
+        reclaim = threading.Timer(reclaim_at, self._reclaim, args=(job,))
+        for timer in (notice, reclaim):
+            timer.daemon = True
+            timer.start()
+        return [notice, reclaim]
+
+    def _notice(self, job: LocalJob, lead: float) -> None:
+        if job.process is None or job.process.poll() is not None:
+            return
+        job.notice_at = time.time()
+        action_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + SPOT_NOTICE_SECONDS))
+        self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
+        if self.bus is not None:
+            self.bus.publish(
+                "EC2 Spot Instance Interruption Warning",
+                {"instance-id": job.instance_id, "instance-action": "terminate"},
+                [f"arn:aws:ec2:us-east-1:123456789012:instance/{job.instance_id}"],
+            )
+
+    def _reclaim(self, job: LocalJob) -> None:
+        if job.process is None or job.process.poll() is not None:
+            return
+        job.reclaimed = True
+        self._kill(job)
+
+    def _kill(self, job: LocalJob) -> None:
+        process = job.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _finish(self, job: LocalJob, status: str, reason: str, exit_code: int | None) -> None:
+        job.stopped_at = time.time()
+        job.exit_code = exit_code
+        job.status_reason = reason
+        self.imds.notices.pop(job.job_id, None)
+        self._transition(job, status)
+
+    def _transition(self, job: LocalJob, status: str) -> None:
+        job.status = status
+        for observer in self.observers:
+            observer(job)
+        if self.bus is not None:
+            self.bus.publish(
+                "Batch Job State Change",
+                job.describe(),
+                [f"arn:aws:batch:us-east-1:123456789012:job/{job.job_id}"],
+            )
+
+    def close(self) -> None:
+        """Stop every running job and the IMDS (engine shutdown)."""
+        self._closing.set()
+        for job in list(self.jobs.values()):
+            self._kill(job)
+        self.imds.stop()

@@ -1,0 +1,400 @@
+"""The embedded engine of local mode: the real state machines, handlers and jobs on one machine.
+
+1. A moto server (``ThreadedMotoServer``, localhost, free port) holds S3, DynamoDB, Batch job
+   definitions and Step Functions with its ASL interpreter enabled; jobs reach it via
+   ``AWS_ENDPOINT_URL``.
+2. The state machines are rendered from the same templates as on AWS, with local ARNs.
+3. The interpreter's Lambda calls run the real handlers in-process (``LocalLambda``); its Batch calls
+   run subprocesses (``LocalBatch``) under the checkpoint agent, with fault injection.
+4. An in-process EventBridge delivers job, interruption and execution events to the monitoring Lambdas.
+5. After the run, the execution histories give state transitions and the largest state payload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepspot import asl
+from stepspot.errors import FatalError, UnknownTaskError
+from stepspot.local import moto_patches
+from stepspot.local.batch import LocalBatch
+from stepspot.local.events import EventBus
+from stepspot.local.faults import Faults
+from stepspot.local.lambdas import REGION, LocalLambda, OutputRouter, reset_handler_caches
+from stepspot.local.resources import LocalResources, create
+from stepspot.local.summary import RunSummary, summarise
+from stepspot.plan import Plan, build_plan
+from stepspot.policy import DEFAULT_POLICY, Policy
+from stepspot.workflow import LoadedWorkflow
+
+# Local mode runs at most this many task executions at once unless the policy says otherwise:
+# each one is a thread of the interpreter, and the machine is small.
+LOCAL_MAX_RUNNING_TASKS = 64
+
+
+class LocalRunError(FatalError):
+    """Indicates that a local run cannot start because of its input (file, flags, commands)."""
+
+
+@dataclass
+class LocalOptions:
+    faults: Faults = field(default_factory=Faults)
+    time_scale: float = 600.0  # simulated seconds per real second (waits, notices, breaker timers)
+    policy: Policy | None = None
+    max_parallel_jobs: int = max(2, (os.cpu_count() or 2) * 2)
+    workdir: Path = Path(".stepspot")
+    timeout_seconds: float = 900.0  # real seconds before the run is abandoned
+    duplicate_scheduler_events: bool = False  # deliver every scheduler event twice (at-least-once test)
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    progress_interval: float = 0.5
+    quiet_monitoring: bool = True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def local_policy(policy: Policy, time_scale: float) -> Policy:
+    """The breaker's timers run on wall-clock time inside the handlers: compress them like the rest."""
+    breaker = policy.breaker
+    scaled = {
+        "window_seconds": max(1, round(breaker.window_seconds / time_scale)),
+        "cooldown_seconds": max(1, round(breaker.cooldown_seconds / time_scale)),
+        "trial_timeout_seconds": max(1, round(breaker.trial_timeout_seconds / time_scale)),
+    }
+    running = policy.max_running_tasks
+    if "max_running_tasks" not in policy.model_fields_set:
+        running = min(running, LOCAL_MAX_RUNNING_TASKS)
+    return policy.model_copy(
+        update={"breaker": breaker.model_copy(update=scaled), "max_running_tasks": running}
+    )
+
+
+def host_path(workflow_dir: Path) -> str:
+    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def check_commands(plan: Plan, workflow_dir: Path) -> None:
+    """A command that does not exist on this machine is a user error, reported before anything runs."""
+    path = host_path(workflow_dir)
+    for task_id in plan.order:
+        program = plan.tasks[task_id].command[0]
+        if "/" in program:
+            candidate = Path(program) if Path(program).is_absolute() else workflow_dir / program
+            if candidate.exists():
+                continue
+        elif shutil.which(program, path=path):
+            continue
+        raise LocalRunError(
+            f"task {task_id!r}: command {program!r} was not found on this machine; local mode runs each "
+            "task's command on the host (no container), so install it or change the task's command"
+        )
+
+
+def check_task_ids(plan: Plan, faults: Faults) -> None:
+    for flag, ids in (("--fail-task", faults.failing_tasks), ("--reclaim-task", faults.reclaim_tasks)):
+        for task_id in sorted(ids):
+            if task_id not in plan.tasks:
+                known = ", ".join(plan.order[:8]) + (", ..." if len(plan.order) > 8 else "")
+                raise UnknownTaskError(
+                    f"{flag} {task_id}: the workflow has no task {task_id!r} (its tasks: {known})", task_id=task_id
+                )
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class LocalEngine:
+    def __init__(self, options: LocalOptions | None = None) -> None:
+        self.options = options or LocalOptions()
+
+    def run(self, loaded: LoadedWorkflow, source: Path, workflow_id: str | None = None) -> RunSummary:
+        options = self.options
+        workflow_id = workflow_id or _local_workflow_id(loaded)
+        plan = build_plan(loaded.workflow, workflow_id, loaded.warnings)
+        check_task_ids(plan, options.faults)
+        workflow_dir = source.resolve().parent
+        check_commands(plan, workflow_dir)
+        policy = local_policy(options.policy or DEFAULT_POLICY, options.time_scale)
+
+        from moto.server import ThreadedMotoServer
+
+        run_dir = (options.workdir / "runs" / workflow_id).resolve()
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        port = _free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        resources = LocalResources()
+        env = self._lambda_environment(resources, endpoint, policy, port)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        router = OutputRouter(sys.stdout, run_dir / "lambdas.log")
+        bus: EventBus | None = None
+        batch: LocalBatch | None = None
+        try:
+            _configure_moto(endpoint)
+            with _environment(env), _routed_stdout(router):
+                reset_handler_caches()
+                import boto3
+
+                session = boto3.session.Session(region_name=REGION)
+                definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()}, policy)
+                job_definitions = create(session, resources, definitions)
+                os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
+                os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
+                lambdas = LocalLambda(resources.function_arns, router)
+                if options.duplicate_scheduler_events:
+                    lambdas.duplicate.add("scheduler")
+                bus = EventBus(lambdas.call)
+                bus.start()
+                batch = LocalBatch(
+                    workdir=run_dir,
+                    base_environment=self._job_environment(env, workflow_dir),
+                    faults=options.faults,
+                    time_scale=options.time_scale,
+                    expected_seconds=lambda task_id: _expected_seconds(plan, task_id, options.time_scale),
+                    spot_queues={resources.spot_queue},
+                    max_parallel_jobs=options.max_parallel_jobs,
+                    bus=bus,
+                    agent_available=_agent_installed(),
+                    workflow_dir=workflow_dir,
+                )
+                batch.start()
+                with moto_patches.hooked(lambdas, batch, options.time_scale, sync_poll_seconds=0.05):
+                    execution = self._execute(session, resources, plan, source, loaded, bus)
+                    summary = summarise(
+                        session=session,
+                        resources=resources,
+                        plan=plan,
+                        execution=execution,
+                        batch=batch,
+                        lambdas=lambdas,
+                        bus=bus,
+                        router=router,
+                        time_scale=options.time_scale,
+                        run_dir=run_dir,
+                    )
+                bus.close()
+                reset_handler_caches()
+            return summary
+        finally:
+            if batch is not None:
+                batch.close()
+            if bus is not None:
+                bus.close(timeout=1.0)
+            router.close()
+            server.stop()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _lambda_environment(self, resources: LocalResources, endpoint: str, policy: Policy, port: int) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "MOTO_PORT": str(port),
+            "STEPSPOT_BUCKET": resources.bucket,
+            "STEPSPOT_STATE_TABLE": resources.state_table,
+            "STEPSPOT_CHECKPOINT_TABLE": resources.checkpoint_table,
+            "STEPSPOT_TASK_STATE_MACHINE_ARN": resources.state_machine_arn("task"),
+            "STEPSPOT_SPOT_QUEUE_ARN": resources.queue_arn(resources.spot_queue),
+            "STEPSPOT_ONDEMAND_QUEUE_ARN": resources.queue_arn(resources.ondemand_queue),
+            "STEPSPOT_SPOT_COMPUTE_ENV": resources.spot_compute_env,
+            "STEPSPOT_ONDEMAND_COMPUTE_ENV": resources.ondemand_compute_env,
+            "STEPSPOT_ENVIRONMENT": "local",
+            "STEPSPOT_SNS_TOPIC_ARN": "",
+            "STEPSPOT_POLICY": policy.to_json(),
+            "STEPSPOT_CHECKPOINT_RETENTION_DAYS": "1",
+            "STEPSPOT_CHECKPOINT_KEEP_LAST": "3",
+            "POWERTOOLS_SERVICE_NAME": "stepspot-local",
+            "POWERTOOLS_METRICS_NAMESPACE": "Stepspot",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def _job_environment(self, env: dict[str, str], workflow_dir: Path) -> dict[str, str]:
+        keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")
+        base = {k: os.environ[k] for k in keep if k in os.environ}
+        base.update({k: v for k, v in env.items() if k.startswith(("AWS_", "STEPSPOT_BUCKET", "STEPSPOT_CHECKPOINT_TABLE"))})
+        base["STEPSPOT_STATE_TABLE"] = env["STEPSPOT_STATE_TABLE"]
+        base["PATH"] = host_path(workflow_dir)
+        base["STEPSPOT_WORKFLOW_DIR"] = str(workflow_dir)
+        base["PYTHONUNBUFFERED"] = "1"
+        return base
+
+    def _execute(
+        self,
+        session: Any,
+        resources: LocalResources,
+        plan: Plan,
+        source: Path,
+        loaded: LoadedWorkflow,
+        bus: EventBus,
+    ) -> dict[str, Any]:
+        s3 = session.client("s3")
+        key = f"uploads/{plan.workflow_id}/{source.name}"
+        s3.put_object(Bucket=resources.bucket, Key=key, Body=source.read_bytes())
+        sfn = session.client("stepfunctions")
+        workflow_arn = resources.state_machine_arn("workflow")
+        started = sfn.start_execution(
+            stateMachineArn=workflow_arn,
+            name=plan.workflow_id,
+            input=json.dumps({"definition_uri": f"s3://{resources.bucket}/{key}", "workflow_id": plan.workflow_id}),
+        )
+        execution_arn = started["executionArn"]
+        bus.publish(
+            "Step Functions Execution Status Change",
+            _execution_detail(sfn.describe_execution(executionArn=execution_arn)),
+            [execution_arn],
+        )
+        deadline = time.monotonic() + self.options.timeout_seconds
+        dynamodb = session.resource("dynamodb").Table(resources.state_table)
+        last_progress = 0.0
+        while True:
+            described = sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                sfn.stop_execution(executionArn=execution_arn, error="LocalTimeout", cause="local run timed out")
+                raise LocalRunError(
+                    f"the workflow did not finish within {self.options.timeout_seconds:.0f} s; "
+                    "raise --timeout or lower the tasks' work"
+                )
+            if self.options.on_progress and time.monotonic() - last_progress >= self.options.progress_interval:
+                last_progress = time.monotonic()
+                self.options.on_progress(_progress(dynamodb, plan))
+            time.sleep(0.05)
+        _settle_task_executions(sfn, resources, deadline=time.monotonic() + 10)
+        if self.options.on_progress:
+            self.options.on_progress(_progress(dynamodb, plan))
+        bus.publish("Step Functions Execution Status Change", _execution_detail(described), [execution_arn])
+        return described
+
+
+def _settle_task_executions(sfn: Any, resources: LocalResources, deadline: float) -> None:
+    """Task executions end just after they answer the scheduler: wait for their last state."""
+    arn = resources.state_machine_arn("task")
+    while time.monotonic() < deadline:
+        running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING").get("executions", [])
+        if not running:
+            return
+        time.sleep(0.05)
+
+
+def _execution_detail(described: dict[str, Any]) -> dict[str, Any]:
+    ms = lambda value: int(value.timestamp() * 1000) if value else None  # noqa: E731
+    return {
+        "executionArn": described["executionArn"],
+        "stateMachineArn": described["stateMachineArn"],
+        "name": described["name"],
+        "status": described["status"],
+        "startDate": ms(described.get("startDate")),
+        "stopDate": ms(described.get("stopDate")),
+        "input": None,
+        "output": None,
+        "error": described.get("error"),
+        "cause": (described.get("cause") or "")[:1000] or None,
+    }
+
+
+def _progress(table: Any, plan: Plan) -> dict[str, Any]:
+    from boto3.dynamodb.conditions import Key
+
+    from stepspot.state_keys import TASK_SK_PREFIX, workflow_pk
+
+    states: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {
+        "KeyConditionExpression": Key("pk").eq(workflow_pk(plan.workflow_id)) & Key("sk").begins_with(TASK_SK_PREFIX)
+    }
+    while True:
+        page = table.query(**kwargs)
+        for item in page.get("Items", []):
+            states[str(item["task_id"])] = item
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    counts = Counter(str(item.get("state", "PENDING")) for item in states.values())
+    return {"workflow_id": plan.workflow_id, "total": len(plan.tasks), "counts": dict(counts), "tasks": states}
+
+
+def _expected_seconds(plan: Plan, task_id: str, time_scale: float) -> float:
+    task = plan.tasks.get(task_id)
+    return (task.estimated_runtime_seconds if task else 60) / time_scale
+
+
+def _local_workflow_id(loaded: LoadedWorkflow) -> str:
+    import re
+    import secrets
+
+    slug = re.sub(r"[^a-z0-9]+", "-", loaded.workflow.name.lower()).strip("-")[:48] or "workflow"
+    return f"{slug}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _agent_installed() -> bool:
+    try:
+        import stepspot.agent  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def _configure_moto(endpoint: str) -> None:
+    config = json.dumps(
+        {
+            "stepfunctions": {"execute_state_machine": True},
+            "lambda": {"use_docker": False},
+            "batch": {"use_docker": False},
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/config", data=config, method="POST", headers={"Content-Type": "application/json"}
+    )
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(request, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise LocalRunError(f"the local AWS emulator at {endpoint} did not start")
+
+
+@contextlib.contextmanager
+def _routed_stdout(router: OutputRouter) -> Iterator[None]:
+    previous = sys.stdout
+    sys.stdout = router  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = previous
+
+

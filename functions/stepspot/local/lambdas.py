@@ -1,0 +1,233 @@
+"""The Lambda functions of local mode: the real handlers, called in-process.
+
+``LocalLambda`` is what moto's interpreter gets as its Lambda client: ``invoke(FunctionName, Payload)``
+runs the handler module mapped to that function ARN and returns an AWS-shaped response; an exception
+becomes ``FunctionError`` with ``errorType`` = the exception's class name, which the interpreter turns
+into the ASL error name, as on AWS. One invocation per function runs at a time (like one warm Lambda
+container), which also keeps Powertools' per-module logger and metrics consistent.
+
+Handler output (Powertools JSON logs and EMF metrics on stdout) is routed away from the terminal by
+``OutputRouter``: metrics are counted for the summary, logs are appended to a file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import sys
+import threading
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+
+# key (contracts: Terraform for_each key) -> handler module
+FUNCTIONS = {
+    "workflow_parser": "stepspot.handlers.workflow_parser",
+    "scheduler": "stepspot.handlers.scheduler",
+    "checkpoint_manager": "stepspot.handlers.checkpoint_manager",
+    "fleet_manager": "stepspot.handlers.fleet_manager",
+    "interruption_handler": "stepspot.handlers.interruption_handler",
+    "workflow_monitor": "stepspot.handlers.workflow_monitor",
+}
+
+
+def function_arn(key: str, prefix: str = "stepspot-local") -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{prefix}-{key.replace('_', '-')}"
+
+
+@dataclass
+class FakeContext:
+    """The parts of the Lambda context Powertools reads."""
+
+    function_name: str
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+class OutputRouter(io.TextIOBase):
+    """Replaces ``sys.stdout`` while the engine runs: writes made by a thread that is running a Lambda
+    handler go to the metrics counter (EMF documents) or the log file; all other writes (the terminal
+    display) pass through unchanged."""
+
+    def __init__(self, passthrough: TextIO, log_path: Path | None) -> None:
+        self._passthrough = passthrough
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._log = log_path.open("a", encoding="utf-8") if log_path else None
+        self.metrics: Counter[str] = Counter()
+
+    def capture(self, function: str) -> _Capture:
+        return _Capture(self, function)
+
+    def write(self, text: str) -> int:
+        function = getattr(self._local, "function", None)
+        if function is None:
+            return self._passthrough.write(text)
+        for line in text.splitlines():
+            self._route(function, line)
+        return len(text)
+
+    def flush(self) -> None:
+        self._passthrough.flush()
+        if self._log:
+            with self._lock:
+                self._log.flush()
+
+    def isatty(self) -> bool:
+        return self._passthrough.isatty()
+
+    def fileno(self) -> int:
+        return self._passthrough.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._passthrough, "encoding", "utf-8")
+
+    def _route(self, function: str, line: str) -> None:
+        if not line.strip():
+            return
+        try:
+            document = json.loads(line)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and "_aws" in document:
+            with self._lock:
+                for directive in document["_aws"].get("CloudWatchMetrics", []):
+                    for metric in directive.get("Metrics", []):
+                        name = metric.get("Name")
+                        value = document.get(name, 0)
+                        values = value if isinstance(value, list) else [value]
+                        self.metrics[name] += sum(float(v) for v in values)
+            return
+        if self._log:
+            with self._lock:
+                self._log.write(f"[{function}] {line}\n")
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+class _Capture:
+    def __init__(self, router: OutputRouter, function: str) -> None:
+        self._router = router
+        self._function = function
+
+    def __enter__(self) -> None:
+        self._router._local.function = self._function
+
+    def __exit__(self, *exc: object) -> None:
+        self._router._local.function = None
+
+
+class LocalLambda:
+    """moto's Lambda client in local mode (see the module docstring)."""
+
+    def __init__(self, arns: dict[str, str], router: OutputRouter | None = None) -> None:
+        self._by_arn = {arn: key for key, arn in arns.items()}
+        self._by_name = {arn.rsplit(":", 1)[-1]: key for key, arn in arns.items()}
+        self._locks = {key: threading.Lock() for key in arns}
+        self._router = router
+        self.invocations: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.observers: list[Callable[[str, dict[str, Any], Any], None]] = []
+        # Functions whose every event is delivered twice (at-least-once delivery, for tests).
+        self.duplicate: set[str] = set()
+
+    def available(self, key: str) -> bool:
+        try:
+            importlib.import_module(FUNCTIONS[key])
+        except ModuleNotFoundError:
+            return False
+        return True
+
+    def call(self, key: str, event: dict[str, Any]) -> Any:
+        """Invoke a handler directly (raises what the handler raises)."""
+        module = importlib.import_module(FUNCTIONS[key])
+        context = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
+        with self._locks[key]:
+            self.invocations[key] += 1
+            if self._router is not None:
+                with self._router.capture(key):
+                    result = module.lambda_handler(event, context)
+            else:
+                result = module.lambda_handler(event, context)
+            if key in self.duplicate:
+                self.invocations[key] += 1
+                twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
+                if self._router is not None:
+                    with self._router.capture(key):
+                        module.lambda_handler(json.loads(json.dumps(event)), twin)
+                else:
+                    module.lambda_handler(json.loads(json.dumps(event)), twin)
+        for observer in self.observers:
+            observer(key, event, result)
+        return result
+
+    def invoke(self, FunctionName: str, Payload: Any = None, **_: Any) -> dict[str, Any]:  # noqa: N803 (boto3 API)
+        key = self._by_arn.get(FunctionName) or self._by_name.get(FunctionName.rsplit(":", 1)[-1])
+        if key is None:
+            return self._error("ResourceNotFoundException", f"Function not found: {FunctionName}")
+        if isinstance(Payload, bytes | bytearray):
+            event = json.loads(Payload or b"{}")
+        elif isinstance(Payload, str):
+            event = json.loads(Payload or "{}")
+        else:
+            event = Payload or {}
+        try:
+            result = self.call(key, event)
+        except ModuleNotFoundError as exc:
+            if exc.name == FUNCTIONS[key]:
+                self.errors["ResourceNotFoundException"] += 1
+                return self._error("ResourceNotFoundException", f"{key} is not part of this installation")
+            raise
+        except Exception as exc:  # the Lambda runtime reports every exception as a function error
+            self.errors[type(exc).__name__] += 1
+            return self._error(type(exc).__name__, str(exc), traceback.format_exception(exc)[-5:])
+        return {
+            "StatusCode": 200,
+            "ExecutedVersion": "$LATEST",
+            "Payload": io.BytesIO(json.dumps(result, default=str).encode()),
+        }
+
+    @staticmethod
+    def _error(error_type: str, message: str, trace: Iterable[str] = ()) -> dict[str, Any]:
+        body = {"errorType": error_type, "errorMessage": message, "stackTrace": list(trace)}
+        return {
+            "StatusCode": 200,
+            "FunctionError": "Unhandled",
+            "ExecutedVersion": "$LATEST",
+            "Payload": io.BytesIO(json.dumps(body).encode()),
+        }
+
+
+def reset_handler_caches() -> None:
+    """Forget cold-start state (settings, clients) of every imported handler: each engine run has its
+    own moto server and environment."""
+    from stepspot.handlers import _plans
+
+    _plans.clear()
+    for module_name in FUNCTIONS.values():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for value in vars(module).values():
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and getattr(value, "__module__", None) == module_name:
+                clear()

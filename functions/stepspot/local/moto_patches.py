@@ -1,0 +1,207 @@
+"""Hooks and fixes that make moto's Step Functions interpreter run stepspot's state machines locally.
+
+moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's interpreter. We plug in:
+
+- hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
+  that call it) by the local engine's in-process Lambda runner and subprocess Batch;
+- time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
+  local time scale, so hour-long backoffs take moments;
+- three fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
+  internals move):
+  1. a retried ``.sync`` task reused the closed callback endpoint of its first attempt and failed with
+     ``States.Timeout``: the wrapper opens a fresh task token when the old endpoint is closed;
+  2. a ``States.*`` error leaving a Map iteration or Parallel branch became ``States.Runtime``
+     (``CustomErrorName`` rejects the prefix): those two call sites get an error name that accepts it;
+  3. JSONata evaluation is wired to a JVM bridge that no longer exists: evaluating JSONata raises a
+     clear error instead of hanging (stepspot's templates use JSONPath only; a test checks that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import moto
+
+EXPECTED_MOTO_VERSION = "5.2.5"
+
+_lock = threading.Lock()
+_installed: dict[str, Any] = {}
+_state: dict[str, Any] = {"time_scale": 1.0, "clients": {}}
+
+_LAMBDA_UTILS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
+_BATCH_SERVICE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch"
+_CALLBACK_SERVICE = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback"
+)
+_TASK_SERVICE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service"
+_RETRIER = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
+_WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function"
+_MAP_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker"
+_PARALLEL = "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branches_decl"
+_JSONATA = "moto.stepfunctions.parser.asl.jsonata.jsonata"
+_CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name"
+
+
+class PatchPointMissing(RuntimeError):
+    """moto's internals moved: the local engine's hooks would silently stop working."""
+
+
+def _module(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def check_patch_points() -> None:
+    """Raise ``PatchPointMissing`` unless every attribute the patches touch exists as expected."""
+    if moto.__version__ != EXPECTED_MOTO_VERSION:
+        raise PatchPointMissing(f"local mode is built for moto {EXPECTED_MOTO_VERSION}, found {moto.__version__}")
+    expectations = [
+        (_LAMBDA_UTILS, "boto_client_for"),
+        (_BATCH_SERVICE, "boto_client_for"),
+        (_CALLBACK_SERVICE, "StateTaskServiceCallback"),
+        (_CALLBACK_SERVICE, "_DELAY_SECONDS_SYNC_CONDITION_CHECK"),
+        (_TASK_SERVICE, "StateTaskService"),
+        (_RETRIER, "time"),
+        (_WAIT_FUNCTION, "WaitFunction"),
+        (_MAP_WORKER, "CustomErrorName"),
+        (_PARALLEL, "CustomErrorName"),
+        (_CUSTOM_ERROR, "CustomErrorName"),
+        (_JSONATA, "eval_jsonata_expression"),
+        (_JSONATA, "_eval_jsonata"),
+    ]
+    for module_name, attribute in expectations:
+        try:
+            module = _module(module_name)
+        except ImportError as exc:
+            raise PatchPointMissing(f"{module_name} is gone ({exc})") from exc
+        if not hasattr(module, attribute):
+            raise PatchPointMissing(f"{module_name}.{attribute} is gone")
+    wait_cls = _module(_WAIT_FUNCTION).WaitFunction
+    if not hasattr(wait_cls, "_eval_body") or not hasattr(wait_cls, "_get_wait_seconds"):
+        raise PatchPointMissing("WaitFunction no longer has _eval_body/_get_wait_seconds")
+    if not hasattr(_module(_TASK_SERVICE).StateTaskService, "_eval_execution"):
+        raise PatchPointMissing("StateTaskService._eval_execution is gone")
+
+
+class _ScaledTime:
+    """Stands in for the ``time`` module inside the retrier: sleeps are divided by the time scale."""
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        import time
+
+        time.sleep(max(0.0, float(seconds)) / _state["time_scale"])
+
+
+def _client_for(original: Callable[..., Any]) -> Callable[..., Any]:
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        client = _state["clients"].get(service)
+        if client is not None:
+            return client
+        return original(region=region, service=service, state_credentials=state_credentials)
+
+    return boto_client_for
+
+
+class _StatesTolerantErrorName:
+    """Factory used in place of ``CustomErrorName`` where moto wraps an error leaving a branch: a
+    ``States.*`` name must keep its identity (fix 2)."""
+
+    def __new__(cls, error_name: str | None) -> Any:  # type: ignore[misc]
+        custom = _module(_CUSTOM_ERROR)
+        if error_name and error_name.startswith("States."):
+            from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+
+            class _Passthrough(ErrorName):
+                def __init__(self, name: str) -> None:
+                    super().__init__(error_name=name)
+
+            return _Passthrough(error_name)
+        return custom.CustomErrorName(error_name)
+
+
+def install() -> None:
+    """Apply hooks, time scaling and fixes once per process (idempotent)."""
+    with _lock:
+        if _installed:
+            return
+        check_patch_points()
+        lambda_utils = _module(_LAMBDA_UTILS)
+        batch_service = _module(_BATCH_SERVICE)
+        _installed["lambda_client"] = lambda_utils.boto_client_for
+        _installed["batch_client"] = batch_service.boto_client_for
+        lambda_utils.boto_client_for = _client_for(lambda_utils.boto_client_for)
+        batch_service.boto_client_for = _client_for(batch_service.boto_client_for)
+
+        _module(_RETRIER).time = _ScaledTime()
+        wait_cls = _module(_WAIT_FUNCTION).WaitFunction
+
+        def _scaled_wait(self: Any, env: Any) -> None:
+            seconds = self._get_wait_seconds(env=env)
+            if seconds > 0:
+                env.program_state_event.wait(seconds / _state["time_scale"])
+
+        _installed["wait_eval_body"] = wait_cls._eval_body
+        wait_cls._eval_body = _scaled_wait
+
+        # Fix 1: a fresh callback endpoint for each evaluation of a .sync/.waitForTaskToken task.
+        callback_cls = _module(_CALLBACK_SERVICE).StateTaskServiceCallback
+        original_eval_execution = _module(_TASK_SERVICE).StateTaskService._eval_execution
+
+        def _eval_execution(self: Any, env: Any) -> None:
+            task = env.states.context_object.context_object_data.get("Task")
+            token = task.get("Token") if task else None
+            endpoint = env.callback_pool_manager.get(token) if token else None
+            closed = endpoint is not None and endpoint._notify_event.is_set() and endpoint.get_outcome() is None
+            if self._is_integration_pattern() and (task is None or endpoint is None or closed):
+                new_token = env.states.context_object.update_task_token()
+                env.callback_pool_manager.add(new_token)
+            return original_eval_execution(self, env)
+
+        _installed["callback_eval_execution"] = callback_cls.__dict__.get("_eval_execution")
+        callback_cls._eval_execution = _eval_execution
+
+        # Fix 2: States.* errors keep their name when leaving Map iterations and Parallel branches.
+        _module(_MAP_WORKER).CustomErrorName = _StatesTolerantErrorName
+        _module(_PARALLEL).CustomErrorName = _StatesTolerantErrorName
+
+        # Fix 3: JSONata has no evaluator in 5.2.5; fail fast with a clear message.
+        jsonata = _module(_JSONATA)
+
+        def _no_jsonata(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(
+                "JSONata is not supported by stepspot's local mode: write states in JSONPath "
+                "(stepspot's templates do)"
+            )
+
+        jsonata._eval_jsonata = _no_jsonata  # the lazily bound evaluator every JSONata call goes through
+
+
+@contextlib.contextmanager
+def hooked(lambda_client: Any, batch_client: Any, time_scale: float, sync_poll_seconds: float) -> Iterator[None]:
+    """Route the interpreter's Lambda and Batch calls to the local engine for the duration."""
+    install()
+    callback_module = _module(_CALLBACK_SERVICE)
+    previous_poll = callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK
+    with _lock:
+        if _state["clients"]:
+            raise RuntimeError("another local engine is running in this process")
+        _state["clients"] = {"lambda": lambda_client, "batch": batch_client}
+        _state["time_scale"] = float(time_scale)
+        callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["clients"] = {}
+            _state["time_scale"] = 1.0
+            callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = previous_poll

@@ -1,0 +1,254 @@
+"""What a local run did, measured: the summary table and ``--summary-json``.
+
+Transitions and payload sizes come from the execution histories (as AWS bills and limits them); task
+outcomes from the state table; attempts, interruptions and runtimes from the local Batch; checkpoints
+from the checkpoint table; costs from the price table applied to the measured (scaled) runtimes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepspot.estimate import default_prices, task_cost
+from stepspot.plan import Plan
+
+STEP_FUNCTIONS_PAYLOAD_LIMIT = 262_144
+
+
+@dataclass
+class RunSummary:
+    workflow_id: str
+    status: str
+    error: str | None
+    cause: str | None
+    tasks: dict[str, int]
+    attempts: int
+    interruptions: int
+    capacity_failures: int
+    app_failures: int
+    fallbacks_to_on_demand: int
+    checkpoints: dict[str, int]
+    makespan_seconds: float
+    makespan_scaled_seconds: float
+    critical_path: dict[str, Any]
+    transitions: dict[str, Any]
+    largest_state_payload_bytes: int
+    estimated_cost: dict[str, Any]
+    time_scale: float
+    metrics: dict[str, float]
+    events: dict[str, Any]
+    per_task: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page.get("events", []))
+        token = page.get("nextToken")
+        if not token:
+            return events
+        kwargs["nextToken"] = token
+
+
+def _payload_sizes(event: dict[str, Any]) -> list[int]:
+    sizes = []
+    for key, details in event.items():
+        if key.endswith("EventDetails") and isinstance(details, dict):
+            for name in ("input", "output", "parameters"):
+                value = details.get(name)
+                if isinstance(value, str):
+                    sizes.append(len(value.encode("utf-8")))
+    return sizes
+
+
+def analyse_histories(sfn: Any, workflow_arn: str, task_machine_arn: str) -> dict[str, Any]:
+    """State transitions (StateEntered events) and the largest payload across all executions."""
+    workflow_events = _history(sfn, workflow_arn)
+    task_arns = []
+    kwargs: dict[str, Any] = {"stateMachineArn": task_machine_arn}
+    while True:
+        page = sfn.list_executions(**kwargs)
+        task_arns.extend(e["executionArn"] for e in page.get("executions", []))
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    workflow_transitions = sum(1 for e in workflow_events if e["type"].endswith("StateEntered"))
+    largest = max((s for e in workflow_events for s in _payload_sizes(e)), default=0)
+    task_transitions = 0
+    restored = 0
+    max_task_history = 0
+    for arn in task_arns:
+        events = _history(sfn, arn)
+        max_task_history = max(max_task_history, len(events))
+        for event in events:
+            if event["type"].endswith("StateEntered"):
+                task_transitions += 1
+            largest = max([largest, *_payload_sizes(event)])
+            exited = event.get("stateExitedEventDetails")
+            if exited and exited.get("name") == "RestoreCheckpoint":
+                try:
+                    checkpoint = json.loads(exited.get("output") or "{}").get("checkpoint") or {}
+                except ValueError:
+                    checkpoint = {}
+                if checkpoint.get("found"):
+                    restored += 1
+    return {
+        "workflow_history_events": len(workflow_events),
+        "workflow_transitions": workflow_transitions,
+        "task_executions": len(task_arns),
+        "task_transitions": task_transitions,
+        "max_task_history_events": max_task_history,
+        "largest_payload": largest,
+        "restored_by_state_machine": restored,
+    }
+
+
+def _longest_path(plan: Plan, seconds: dict[str, float]) -> tuple[float, list[str]]:
+    finish: dict[str, float] = {}
+    previous: dict[str, str | None] = {}
+    for task_id in plan.order:
+        deps = plan.tasks[task_id].depends_on
+        best = max(deps, key=lambda d: finish[d]) if deps else None
+        finish[task_id] = (finish[best] if best else 0.0) + seconds.get(task_id, 0.0)
+        previous[task_id] = best
+    if not finish:
+        return 0.0, []
+    end: str | None = max(finish, key=lambda t: finish[t])
+    total = finish[end]
+    path = []
+    while end is not None:
+        path.append(end)
+        end = previous[end]
+    return total, list(reversed(path))
+
+
+def _checkpoint_counts(session: Any, table: str, workflow_id: str, run_dir: Path) -> dict[str, int]:
+    """Saved: SEQ# items of the workflow's tasks. Restored: the agents' own reports in the job logs."""
+    items = session.resource("dynamodb").Table(table).scan(ProjectionExpression="pk, sk").get("Items", [])
+    saved = sum(1 for i in items if str(i["pk"]).startswith(f"{workflow_id}#") and str(i["sk"]).startswith("SEQ#"))
+    restored = 0
+    for log in run_dir.glob("jobs/*/output.log"):
+        text = log.read_text(encoding="utf-8", errors="replace").lower()
+        if "restored checkpoint" in text or "resumed from checkpoint" in text:
+            restored += 1
+    return {"saved": saved, "restored": restored}
+
+
+def summarise(
+    *,
+    session: Any,
+    resources: Any,
+    plan: Plan,
+    execution: dict[str, Any],
+    batch: Any,
+    lambdas: Any,
+    bus: Any,
+    router: Any,
+    time_scale: float,
+    run_dir: Path,
+) -> RunSummary:
+    sfn = session.client("stepfunctions")
+    histories = analyse_histories(sfn, execution["executionArn"], resources.state_machine_arn("task"))
+    from stepspot.aws.scheduler_state import SchedulerState
+
+    state = SchedulerState(session.resource("dynamodb"), resources.state_table)
+    items = {str(i["task_id"]): i for i in state.tasks(plan.workflow_id)}
+    counts = {"total": len(plan.tasks), "succeeded": 0, "failed": 0, "skipped": 0, "not_run": 0}
+    for task_id in plan.tasks:
+        task_state = str(items.get(task_id, {}).get("state", "PENDING")).lower()
+        key = task_state if task_state in counts else "not_run"
+        counts[key] += 1
+
+    jobs = sorted(batch.jobs.values(), key=lambda j: j.created_at)
+    prices = default_prices()
+    spot_usd = on_demand_usd = 0.0
+    measured: dict[str, float] = {}
+    per_task: dict[str, dict[str, Any]] = {
+        t: {"task_id": t, "state": str(items.get(t, {}).get("state", "PENDING")), "attempts": 0,
+            "interruptions": 0, "capacity": None, "runtime_seconds": 0.0}
+        for t in plan.order
+    }
+    for job in jobs:
+        task = plan.tasks.get(job.task_id)
+        row = per_task.get(job.task_id)
+        if task is None or row is None:
+            continue
+        row["attempts"] += 1
+        row["interruptions"] += 1 if job.reclaimed else 0
+        row["capacity"] = "SPOT" if job.spot else "ON_DEMAND"
+        if job.started_at and job.stopped_at:
+            real = job.stopped_at - job.started_at
+            cost = task_cost(real * time_scale, task.vcpus, task.memory, task.gpus, task.nodes, job.spot, prices)
+            spot_usd += cost.planned_usd
+            on_demand_usd += cost.on_demand_usd if job.status == "SUCCEEDED" else 0.0
+            if job.status == "SUCCEEDED":
+                measured[job.task_id] = real
+                row["runtime_seconds"] = round(real, 3)
+    start, stop = execution.get("startDate"), execution.get("stopDate")
+    makespan = (stop - start).total_seconds() if start and stop else 0.0
+    measured_cp, measured_path = _longest_path(plan, measured)
+    estimate = plan.estimate
+    transitions_total = histories["workflow_transitions"] + histories["task_transitions"]
+    return RunSummary(
+        workflow_id=plan.workflow_id,
+        status=str(execution["status"]),
+        error=execution.get("error"),
+        cause=(execution.get("cause") or None) and str(execution.get("cause"))[:2000],
+        tasks=counts,
+        attempts=len(jobs),
+        interruptions=sum(1 for j in jobs if j.reclaimed),
+        capacity_failures=sum(1 for j in jobs if "CAPACITY:" in (j.status_reason or "") and j.status == "FAILED"),
+        app_failures=sum(1 for j in jobs if j.status == "FAILED" and j.exit_code not in (None, 0)),
+        fallbacks_to_on_demand=sum(int(i.get("fallbacks", 0)) for i in items.values()),
+        checkpoints=_checkpoint_counts(session, resources.checkpoint_table, plan.workflow_id, run_dir),
+        makespan_seconds=round(makespan, 3),
+        makespan_scaled_seconds=round(makespan * time_scale, 1),
+        critical_path={
+            "tasks": plan.critical_path,
+            "estimated_seconds": estimate.get("duration_seconds"),
+            "measured_tasks": measured_path,
+            "measured_seconds": round(measured_cp, 3),
+            "makespan_ratio": round(makespan / measured_cp, 3) if measured_cp else None,
+        },
+        transitions={
+            "total": transitions_total,
+            "per_task": round(transitions_total / max(1, len(plan.tasks)), 3),
+            "workflow_execution": histories["workflow_transitions"],
+            "workflow_history_events": histories["workflow_history_events"],
+            "task_executions": histories["task_executions"],
+            "max_task_history_events": histories["max_task_history_events"],
+        },
+        largest_state_payload_bytes=histories["largest_payload"],
+        estimated_cost={
+            "currency": estimate.get("currency", "USD"),
+            "spot_usd": round(spot_usd, 4),
+            "on_demand_usd": round(on_demand_usd, 4),
+            "savings_usd": round(on_demand_usd - spot_usd, 4),
+            "planned": {k: estimate.get(k) for k in ("spot_usd", "on_demand_usd", "spot_savings_percent")},
+            "basis": "measured runtimes x time scale, price table of the plan; On-Demand = successful attempts "
+            "only, as if nothing had been interrupted",
+        },
+        time_scale=time_scale,
+        metrics=dict(sorted(router.metrics.items())),
+        events={
+            "published": dict(bus.published),
+            "delivered": dict(bus.delivered),
+            "undeliverable": dict(bus.unrouted),
+            "handler_failures": dict(bus.failed),
+        },
+        per_task=list(per_task.values()),
+        run_dir=str(run_dir),
+    )
