@@ -79,3 +79,11 @@ class WorkflowValidationError(FatalError):
         if count > 20:
             summary += f"; ... and {count - 20} more"
         super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
+
+
+class AwsCredentialsError(ConfigurationError):
+    """Indicates that no usable AWS credentials were found (none configured, expired, or rejected)."""
+
+
+class WorkflowNotFoundError(FatalError):
+    """Indicates that no workflow or execution with the given id exists in the chosen environment."""
