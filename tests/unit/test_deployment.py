@@ -125,7 +125,7 @@ def test_missing_terraform_binary_says_to_install_it(repo: Path) -> None:
 
 def test_python_terraform_runs_the_configured_binary(repo: Path) -> None:
     fake = repo / "fake-terraform"
-    fake.write_text(f"#!/bin/sh\necho "$@" > {repo}/argv\ncat <<'JSON'\n{terraform_json(OUTPUTS)}\nJSON\n")
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {repo}/argv\ncat <<'JSON'\n{terraform_json(OUTPUTS)}\nJSON\n")
     fake.chmod(0o755)
     deployment = load_deployment("dev", environ={"STEPSPOT_TERRAFORM_BIN": str(fake)}, cwd=repo)
     assert deployment.environment == "dev"
