@@ -87,3 +87,7 @@ class AwsCredentialsError(ConfigurationError):
 
 class WorkflowNotFoundError(FatalError):
     """Indicates that no workflow or execution with the given id exists in the chosen environment."""
+
+
+class TemplateParameterError(FatalError):
+    """Indicates that a workflow template was asked for with an unknown, missing or invalid parameter."""

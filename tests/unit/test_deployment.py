@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from stepspot.deployment import Deployment, load_deployment, override_variable
 from stepspot.errors import ConfigurationError
 
@@ -59,9 +58,7 @@ def test_terraform_outputs_are_read_from_the_nearest_terraform_directory(repo: P
 
 def test_variables_override_terraform_outputs(repo: Path) -> None:
     environ = {override_variable("bucket_name"): "other-bucket", "STEPSPOT_STATE_MACHINE_ARN": "arn:legacy"}
-    deployment = load_deployment(
-        "dev", environ=environ, cwd=repo, runner=lambda d, e: (0, terraform_json(OUTPUTS), "")
-    )
+    deployment = load_deployment("dev", environ=environ, cwd=repo, runner=lambda d, e: (0, terraform_json(OUTPUTS), ""))
     assert deployment.bucket_name == "other-bucket"
     assert deployment.workflow_state_machine_arn == "arn:legacy"
 
@@ -94,7 +91,7 @@ def test_an_environment_that_was_never_deployed_says_what_to_run(repo: Path) -> 
 
 def test_a_failing_terraform_reports_its_last_error_line(repo: Path) -> None:
     def runner(directory: Path, environment: str) -> tuple[int, str, str]:
-        return 1, "", "Error: Backend initialization required, please run \"terraform init\""
+        return 1, "", 'Error: Backend initialization required, please run "terraform init"'
 
     with pytest.raises(ConfigurationError) as raised:
         load_deployment("dev", environ={}, cwd=repo, runner=runner)

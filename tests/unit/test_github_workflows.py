@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -89,7 +90,7 @@ def test_main_deploys_dev_then_staging_then_prod_each_applying_its_own_plan() ->
     assert workflow["on"]["push"]["branches"] == ["main"]
     jobs = workflow["jobs"]
     order = ["plan-dev", "apply-dev", "plan-staging", "apply-staging", "plan-prod", "apply-prod"]
-    for previous, job in zip(order, order[1:], strict=False):
+    for previous, job in itertools.pairwise(order):
         assert jobs[job]["needs"] == previous
     for env in ("dev", "staging", "prod"):
         plan, apply = jobs[f"plan-{env}"]["with"], jobs[f"apply-{env}"]["with"]

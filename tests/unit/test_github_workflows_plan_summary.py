@@ -49,8 +49,18 @@ def test_command_line(tmp_path: Path) -> None:
     (tmp_path / "plan.json").write_text(json.dumps({"resource_changes": [change("a.b", "create")]}))
     (tmp_path / "plan.txt").write_text("Plan: 1 to add")
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--environment", "prod", "--plan-json", str(tmp_path / "plan.json"),
-         "--plan-text", str(tmp_path / "plan.txt")],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--environment",
+            "prod",
+            "--plan-json",
+            str(tmp_path / "plan.json"),
+            "--plan-text",
+            str(tmp_path / "plan.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "| 1 | 0 | 0 | 0 |" in result.stdout and "Plan: 1 to add" in result.stdout

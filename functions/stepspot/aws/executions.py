@@ -76,8 +76,7 @@ class WorkflowExecutions:
                 if error_code(exc) == "ExecutionDoesNotExist":
                     name = execution_arn.rsplit(":", 1)[-1]
                     raise WorkflowNotFoundError(
-                        f"No workflow execution {name!r} in this environment: `stepspot status` lists the "
-                        "recent ones."
+                        f"No workflow execution {name!r} in this environment: `stepspot status` lists the recent ones."
                     ) from exc
                 raise
         return _summary(response)
@@ -111,9 +110,7 @@ class WorkflowExecutions:
         ]
 
     def resubmission_names(self, workflow_id: str) -> list[str]:
-        return [
-            item["name"] for item in self._list() if item["name"].startswith(f"{workflow_id}{RESUBMIT_SEPARATOR}")
-        ]
+        return [item["name"] for item in self._list() if item["name"].startswith(f"{workflow_id}{RESUBMIT_SEPARATOR}")]
 
     def stop(self, execution_arn: str, cause: str) -> None:
         with aws_call("stop the execution"):
