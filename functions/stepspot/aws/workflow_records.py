@@ -43,10 +43,12 @@ class WorkflowRecords:
         ]
         return meta, sorted(tasks, key=lambda item: item["task_id"])
 
-    def checkpoints(self, workflow_id: str, task_id: str) -> list[dict[str, Any]]:
-        """Checkpoint items (``SEQ#...``, oldest first) of one task; the ``LATEST`` pointer is left out."""
+    def checkpoints(self, workflow_id: str, task_id: str) -> tuple[list[dict[str, Any]], int | None]:
+        """(checkpoint items ``SEQ#...`` oldest first, sequence the ``LATEST`` pointer names or None)."""
         items = self._query(self._checkpoint_table, checkpoint_pk(workflow_id, task_id), "read the checkpoints")
-        return [item for item in items if str(item["sk"]).startswith("SEQ#")]
+        latest = next((item for item in items if item["sk"] == "LATEST"), None)
+        latest_sequence = int(latest["sequence"]) if latest and "sequence" in latest else None
+        return [item for item in items if str(item["sk"]).startswith("SEQ#")], latest_sequence
 
     def _query(self, table: str, pk: str, action: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

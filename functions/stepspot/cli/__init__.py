@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "stepspot.cli.plan",
     "stepspot.cli.local",
     "stepspot.cli.remote",
+    "stepspot.cli.remote_status",
     "stepspot.cli.templates",
 )
 
