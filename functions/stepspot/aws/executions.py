@@ -68,6 +68,25 @@ class WorkflowExecutions:
                 raise
         return str(response["executionArn"])
 
+    def ensure_name_free(self, name: str) -> None:
+        """Refuse a name already used on this state machine (before anything is uploaded under it).
+
+        StartExecution alone is not enough: with the same name and input it returns the running
+        execution as if it had started it.
+        """
+        arn = execution_arn_for(self._state_machine_arn, name)
+        with aws_call("check the execution name"):
+            try:
+                self._client.describe_execution(executionArn=arn)
+            except ClientError as exc:
+                if error_code(exc) == "ExecutionDoesNotExist":
+                    return
+                raise
+        raise FatalError(
+            f"An execution named {name!r} already exists: pick another --execution-name, or "
+            f"`stepspot resume {name}` to continue it."
+        )
+
     def describe(self, execution_arn: str) -> ExecutionSummary:
         with aws_call("describe the workflow execution"):
             try:

@@ -127,6 +127,7 @@ def run_submit(args: argparse.Namespace) -> int:
     loaded = validate_locally(args.file)
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
+    context.executions.ensure_name_free(workflow_id)
     definition_uri = DefinitionUploader(context.client("s3"), context.deployment.bucket_name).upload(
         workflow_id, read_document(args.file)
     )

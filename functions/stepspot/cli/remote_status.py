@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -66,14 +67,15 @@ def duration(start: datetime | None, stop: datetime | None, now: datetime) -> st
 
 
 def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Table:
-    table = Table(expand=False)
+    # Compact box and headers: CI logs and pipes render at 80 columns.
+    table = Table(expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task", style="bold", no_wrap=True)
     table.add_column("state")
     table.add_column("attempts", justify="right")
-    table.add_column("interruptions", justify="right")
-    table.add_column("checkpoints", justify="right")
+    table.add_column("interrupts", justify="right")
+    table.add_column("ckpts", justify="right")
     table.add_column("queue")
-    table.add_column("last failure")
+    table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
         table.add_row(
@@ -232,7 +234,9 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_document(execution, meta, tasks, checkpoints), indent=2, default=str))
         return EXIT_OK
-    console.print(execution_header(execution, context.deployment.console_execution_url(execution.arn), now))
+    console.print(
+        execution_header(execution, context.deployment.console_execution_url(execution.arn), now), soft_wrap=True
+    )
     console.print(counts_line(tasks))
     if tasks:
         console.print(tasks_table(tasks, checkpoints))
