@@ -109,7 +109,8 @@ def test_every_problem_is_reported_at_once_in_document_order():
     problems = problems_of(document)
 
     assert problems == [
-        '$.global_config.checkpoint_interval: checkpoint_interval is 5: use a whole number of seconds (60-86400) or "auto"',
+        "$.global_config.checkpoint_interval: checkpoint_interval is 5: use a whole number of seconds (60-86400) "
+        'or "auto"',
         "$.global_config.spot_strategy: spot_strategy is 'cheap': use one of 'diversified', 'capacity-optimized' or "
         "'on-demand-only'",
         "$.tasks[0].vcpus (task 'a'): vcpus is 0, out of range: use 1 to 192 vCPUs per node (the largest Batch "
