@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.models import stepfunctions_backends
+
 from stepspot.aws.cli_errors import aws_call
 from stepspot.cli import main, remote_status
 from stepspot.cli.remote_context import RemoteContext

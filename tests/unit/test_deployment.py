@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stepspot.deployment import Deployment, load_deployment, override_variable
 from stepspot.errors import ConfigurationError
 

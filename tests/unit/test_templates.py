@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from stepspot.cli import main
 from stepspot.errors import TemplateParameterError
 from stepspot.workflow import load_workflow_file, parse_workflow

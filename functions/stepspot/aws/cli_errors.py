@@ -18,6 +18,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from stepspot.aws.errors import error_code
 from stepspot.errors import (
     AwsAccessDeniedError,
     AwsCredentialsError,
@@ -40,10 +41,6 @@ _NOT_FOUND_CODES = frozenset(
     {"ResourceNotFoundException", "NoSuchBucket", "StateMachineDoesNotExist", "ResourceNotFound"}
 )
 _THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling", "SlowDown"})
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 @contextmanager

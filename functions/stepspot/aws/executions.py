@@ -9,7 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepspot.aws.cli_errors import aws_call, error_code
+from stepspot.aws.cli_errors import aws_call
+from stepspot.aws.errors import error_code
 from stepspot.errors import FatalError, WorkflowNotFoundError
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})

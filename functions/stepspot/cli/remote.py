@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from stepspot.aws.definition_upload import DefinitionUploader, definition_key
+from stepspot.aws.cli_errors import aws_call
 from stepspot.aws.executions import REDRIVABLE_STATUSES, RESUBMIT_SEPARATOR, ExecutionSummary
+from stepspot.aws.s3 import DocumentStore, definition_key
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -106,6 +107,14 @@ def read_document(path: Path) -> dict[str, Any]:
     return dict(document)
 
 
+def upload_definition(context: RemoteContext, workflow_id: str, path: Path) -> str:
+    """Put the definition where the parser Lambda reads it: s3://<bucket>/workflows/<id>/definition.json."""
+    body = json.dumps(read_document(path), indent=2).encode()
+    store = DocumentStore(context.client("s3"), context.deployment.bucket_name)
+    with aws_call("upload the workflow definition"):  # credentials errors are not ClientErrors
+        return store.put(definition_key(workflow_id), body)
+
+
 def validate_locally(path: Path) -> LoadedWorkflow:
     loaded = load_workflow_file(path)  # raises WorkflowValidationError: printed by the CLI root, exit 2
     tasks = len(loaded.workflow.tasks)
@@ -128,9 +137,7 @@ def run_submit(args: argparse.Namespace) -> int:
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
-    definition_uri = DefinitionUploader(context.client("s3"), context.deployment.bucket_name).upload(
-        workflow_id, read_document(args.file)
-    )
+    definition_uri = upload_definition(context, workflow_id, args.file)
     console.print(f"[green]✓[/] uploaded   {definition_uri}", highlight=False)
     execution_arn = context.executions.start(
         workflow_id, {"workflow_id": workflow_id, "definition_uri": definition_uri}
@@ -259,9 +266,7 @@ def _resubmit(context: RemoteContext, args: argparse.Namespace, workflow_id: str
                 f"  [yellow]note[/] not in the new definition, so not skipped: {', '.join(dropped)}", highlight=False
             )
         finished = [task_id for task_id in finished if task_id in known]
-        definition_uri = DefinitionUploader(context.client("s3"), bucket).upload(
-            workflow_id, read_document(args.definition)
-        )
+        definition_uri = upload_definition(context, workflow_id, args.definition)
         console.print(f"[green]✓[/] uploaded   {definition_uri}", highlight=False)
     else:
         definition_uri = f"s3://{bucket}/{definition_key(workflow_id)}"
