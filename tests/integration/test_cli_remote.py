@@ -460,12 +460,14 @@ def test_resume_resubmit_keeps_the_workflow_id_and_skips_finished_tasks(
         "workflow_id": "md-1",
         "definition_uri": f"s3://{env.bucket}/workflows/md-1/definition.json",
         "skip_tasks": ["prep"],
+        "resubmission": 1,
     }
     assert "skipping   1 finished task(s)" in capsys.readouterr().out
     # The resubmission is now the workflow's latest execution: a second one gets the next number.
     env.set_status(next(e["executionArn"] for e in env.executions() if e["name"] == "md-1--r1"), "FAILED")
     assert main(["resume", "md-1--r1", "--resubmit"]) == 0
     assert env.execution_input("md-1--r2")["workflow_id"] == "md-1"
+    assert env.execution_input("md-1--r2")["resubmission"] == 2
 
 
 def test_resume_resubmit_with_a_fixed_definition_uploads_it(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,8 @@ Submit validates with the same code as `stepspot validate`, uploads the definiti
 `s3://<bucket>/workflows/<id>/definition.json` and starts the workflow state machine with the input
 `{"workflow_id": ..., "definition_uri": ...}`; the execution name is the workflow id. A resubmission
 (`resume --resubmit`) keeps the workflow id, so checkpoints and task items carry over, adds
-`"skip_tasks": [ids of the tasks that succeeded]`, and is named `<workflow id>--r<n>`.
+`"skip_tasks": [ids of the tasks that succeeded]` and `"resubmission": n`, and is named
+`<workflow id>--r<n>` (docs/contracts.md, "Workflow state machine input").
 """
 
 from __future__ import annotations
@@ -271,9 +272,15 @@ def _resubmit(context: RemoteContext, args: argparse.Namespace, workflow_id: str
     else:
         definition_uri = f"s3://{bucket}/{definition_key(workflow_id)}"
     name = next_resubmission_name(workflow_id, context.executions.resubmission_names(workflow_id))
-    execution_arn = context.executions.start(
-        name, {"workflow_id": workflow_id, "definition_uri": definition_uri, "skip_tasks": sorted(finished)}
-    )
+    execution_input = {
+        "workflow_id": workflow_id,
+        "definition_uri": definition_uri,
+        "skip_tasks": sorted(finished),
+        # Tells the parser this is a deliberate re-run of an existing workflow id (re-register its task
+        # items), and lets it recognise a Step Functions retry of the same resubmission (same number).
+        "resubmission": int(name.rsplit(RESUBMIT_SEPARATOR, 1)[1]),
+    }
+    execution_arn = context.executions.start(name, execution_input)
     console.print(f"  skipping   {len(finished)} finished task(s)", highlight=False)
     _print_started(context, workflow_id, execution_arn)
     if args.watch:
