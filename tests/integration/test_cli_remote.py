@@ -516,3 +516,18 @@ def test_checkpoints_error_paths(env: Env, capsys: pytest.CaptureFixture[str]) -
     assert "Workflow 'md-1' has no task 'ghost': its tasks are analyse, prep, run." in capsys.readouterr().err
     assert main(["checkpoints", "nope"]) == 2
     assert "No workflow 'nope' in dev" in capsys.readouterr().err
+
+
+def test_watch_on_a_terminal_redraws_one_table_until_the_end(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(remote_status, "console", Console(file=screen, force_terminal=True, width=120))
+    arn = seed_progress(env)
+    monkeypatch.setattr(remote_status, "sleep", lambda seconds: env.set_status(arn, "ABORTED"))
+    assert main(["watch", "md-1"]) == 1
+    drawn = screen.getvalue()
+    assert "ABORTED" in drawn and "spot_reclaim" in drawn
+    assert "\x1b[" in drawn  # colours and cursor movement on a terminal
