@@ -90,6 +90,18 @@ class InvalidEventError(FatalError):
         return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
 
 
+class AwsCredentialsError(ConfigurationError):
+    """Indicates that no usable AWS credentials were found (none configured, expired, or rejected)."""
+
+
+class WorkflowNotFoundError(FatalError):
+    """Indicates that no workflow or execution with the given id exists in the chosen environment."""
+
+
+class TemplateParameterError(FatalError):
+    """Indicates that a workflow template was asked for with an unknown, missing or invalid parameter."""
+
+
 class UnknownTaskError(FatalError):
     """Indicates that an event or a flag names a task id the workflow does not have."""
 

@@ -322,6 +322,9 @@ class LocalBatch:
             "AWS_BATCH_JOB_ATTEMPT": "1",
             "AWS_BATCH_JQ_NAME": job.queue.rsplit("/", 1)[-1],
         }
+        interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
+        if interval.replace(".", "", 1).isdigit():  # seconds of simulated time: compress like every timer
+            env["STEPSPOT_CHECKPOINT_INTERVAL"] = str(max(0.5, float(interval) / self.time_scale))
         if job.num_nodes > 1:
             env.update({"AWS_BATCH_JOB_NUM_NODES": str(job.num_nodes), "AWS_BATCH_JOB_NODE_INDEX": "0"})
         self.imds.instances[job.job_id] = job.instance_id

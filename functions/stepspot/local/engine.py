@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import urllib.request
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ class LocalEngine:
         resources = LocalResources()
         env = self._lambda_environment(resources, endpoint, policy, port)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        # The interpreter logs every ASL-level failure (all handled by Catch) at ERROR: not for users.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         router = OutputRouter(sys.stdout, run_dir / "lambdas.log")

@@ -1,0 +1,210 @@
+"""`stepspot local FILE`: run a workflow on this machine with the same state machines as on AWS.
+
+No AWS account: moto's Step Functions interpreter runs the rendered definitions, the Lambdas run
+in-process, each task's command runs as a local process under the checkpoint agent. Fault injection
+flags make Spot reclaims, capacity shortages and application failures happen on purpose.
+Exit codes: 0 the workflow succeeded, 1 it failed, 2 bad input (file, flag, task id, missing command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from stepspot.cli.output import console, err_console
+from stepspot.errors import UnknownTaskError
+from stepspot.local.faults import Faults
+from stepspot.policy import load_policy_file
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STATE_STYLES = {
+    "PENDING": "dim",
+    "READY": "cyan",
+    "RUNNING": "yellow",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "SKIPPED": "magenta",
+}
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a rate between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..1; give the share of attempts, e.g. 0.3")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "local",
+        help="run a workflow on this machine (no AWS account), with optional fault injection",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
+    faults = parser.add_argument_group("fault injection (repeatable with --seed)")
+    faults.add_argument(
+        "--spot-interruptions", type=_rate, default=0.0, metavar="RATE",
+        help="share of Spot attempts reclaimed: a 2-minute notice (IMDS + EventBridge), then the host goes",
+    )
+    faults.add_argument(
+        "--capacity-shortage", action="store_true",
+        help="the Spot queue cannot place jobs: they are cancelled by the queue's time limit",
+    )
+    faults.add_argument(
+        "--app-failures", type=_rate, nargs="?", const=0.25, default=0.0, metavar="RATE",
+        help="share of attempts whose program exits non-zero (default when given without RATE: 0.25)",
+    )
+    faults.add_argument("--fail-task", action="append", default=[], metavar="ID", help="every attempt of ID fails")
+    faults.add_argument(
+        "--reclaim-task", action="append", default=[], metavar="ID", help="every Spot attempt of ID is reclaimed"
+    )
+    faults.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the injected faults")
+    parser.add_argument(
+        "--time-scale", type=_positive, default=600.0, metavar="X",
+        help="simulated seconds per real second for waits, notices and timers (default 600)",
+    )
+    parser.add_argument("--policy", type=Path, metavar="FILE", help="JSON/YAML file overriding policy knobs")
+    parser.add_argument("--summary-json", type=Path, metavar="PATH", help="write the run summary as JSON")
+    parser.add_argument("--max-parallel-jobs", type=int, default=None, metavar="N", help="local job slots")
+    parser.add_argument("--timeout", type=_positive, default=900.0, metavar="SECONDS", help="give up after")
+    parser.add_argument("--workdir", type=Path, default=Path(".stepspot"), metavar="DIR", help="run files")
+    parser.add_argument("--no-progress", action="store_true", help="no live display (CI logs)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stepspot.local.engine import LocalEngine, LocalOptions, LocalRunError
+    from stepspot.workflow import load_workflow_file
+
+    source = Path(args.file)
+    if not source.is_file():
+        err_console.print(f"stepspot: {source} does not exist; pass the path of a workflow definition", highlight=False)
+        return EXIT_USAGE
+    loaded = load_workflow_file(source)  # WorkflowValidationError -> exit 2 (cli/__init__)
+    policy = load_policy_file(args.policy) if args.policy else None
+    options = LocalOptions(
+        faults=Faults(
+            spot_interruption_rate=args.spot_interruptions,
+            capacity_shortage=args.capacity_shortage,
+            app_failure_rate=args.app_failures,
+            failing_tasks=frozenset(args.fail_task),
+            reclaim_tasks=frozenset(args.reclaim_task),
+            seed=args.seed,
+        ),
+        time_scale=args.time_scale,
+        policy=policy,
+        workdir=args.workdir,
+        timeout_seconds=args.timeout,
+    )
+    if args.max_parallel_jobs:
+        options.max_parallel_jobs = args.max_parallel_jobs
+    show_progress = not args.no_progress and console.is_terminal
+    live = Live(Text("starting the local AWS emulator ..."), console=console, refresh_per_second=4, transient=True)
+    if show_progress:
+        options.on_progress = lambda snapshot: live.update(_progress_view(snapshot))
+    try:
+        if show_progress:
+            with live:
+                summary = LocalEngine(options).run(loaded, source)
+        else:
+            summary = LocalEngine(options).run(loaded, source)
+    except (LocalRunError, UnknownTaskError) as exc:
+        err_console.print(f"stepspot: {exc.message}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    _print_summary(summary)
+    if args.summary_json:
+        summary.write_json(args.summary_json)
+        console.print(f"summary written to {args.summary_json}", highlight=False)
+    sys.stdout.flush()
+    return EXIT_OK if summary.status == "SUCCEEDED" else EXIT_FAILED
+
+
+def _progress_view(snapshot: dict[str, Any]) -> Group:
+    counts = snapshot["counts"]
+    line = Text(f"{snapshot['workflow_id']}  ")
+    for state, style in STATE_STYLES.items():
+        if counts.get(state):
+            line.append(f"{state.lower()} {counts[state]}  ", style=style)
+    line.append(f"of {snapshot['total']}")
+    running = [item for item in snapshot["tasks"].values() if item.get("state") == "RUNNING"]
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+    for column in ("running task", "attempt", "capacity", "interruptions", "last failure"):
+        table.add_column(column)
+    for item in sorted(running, key=lambda i: str(i["task_id"]))[:12]:
+        table.add_row(
+            str(item["task_id"]),
+            str(item.get("attempts", 0)),
+            str(item.get("capacity", "-")),
+            str(item.get("interruptions", 0)),
+            str(item.get("last_failure_class", "")),
+        )
+    if len(running) > 12:
+        table.add_row(f"... {len(running) - 12} more", "", "", "", "")
+    return Group(line, table)
+
+
+def _print_summary(summary: Any) -> None:
+    style = "green" if summary.status == "SUCCEEDED" else "red"
+    console.print(f"[bold {style}]{summary.status}[/]  workflow {summary.workflow_id}", highlight=False)
+    if summary.status != "SUCCEEDED" and summary.cause:
+        console.print(f"  reason: {summary.cause[:400]}", highlight=False, soft_wrap=True)
+    tasks = summary.tasks
+    cost = summary.estimated_cost
+    cp = summary.critical_path
+    rows = [
+        ("tasks", f"{tasks['succeeded']} succeeded, {tasks['failed']} failed, {tasks['skipped']} skipped "
+         f"of {tasks['total']}"),
+        ("attempts", f"{summary.attempts} (interruptions {summary.interruptions}, capacity failures "
+         f"{summary.capacity_failures}, application failures {summary.app_failures})"),
+        ("fallbacks to On-Demand", str(summary.fallbacks_to_on_demand)),
+        ("checkpoints", f"{summary.checkpoints['saved']} saved, {summary.checkpoints['restored']} restored"),
+        ("makespan", f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
+         f"at time scale {summary.time_scale:g}"),
+        ("critical path", f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''} "
+         f"(measured {cp['measured_seconds']:.2f} s, makespan/critical path {cp['makespan_ratio']})"),
+        ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
+        ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
+        ("estimated cost", f"Spot ${cost['spot_usd']:.4f} vs On-Demand ${cost['on_demand_usd']:.4f} "
+         f"(saved ${cost['savings_usd']:.4f})"),
+    ]
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if len(summary.per_task) <= 30:
+        detail = Table(header_style="bold", box=None, pad_edge=False)
+        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s"):
+            detail.add_column(column)
+        for row in summary.per_task:
+            detail.add_row(
+                row["task_id"],
+                Text(row["state"], style=STATE_STYLES.get(row["state"], "")),
+                str(row["attempts"]),
+                str(row["interruptions"]),
+                str(row["capacity"] or "-"),
+                f"{row['runtime_seconds']:.2f}",
+            )
+        console.print(detail)
+    console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
