@@ -13,6 +13,7 @@ half_open -> the trial runs on Spot, everyone else goes On-Demand. Trial success
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -43,7 +44,10 @@ class BreakerState:
     version: int = 0  # incremented by every write; the store's condition
 
     def to_item(self) -> dict[str, Any]:
-        data = asdict(self)
+        """DynamoDB attributes (numbers as Decimal, which is what boto3 accepts)."""
+        data: dict[str, Any] = {
+            key: Decimal(str(value)) if isinstance(value, float) else value for key, value in asdict(self).items()
+        }
         data["status"] = self.status.value
         return data
 

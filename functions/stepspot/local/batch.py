@@ -329,6 +329,10 @@ class LocalBatch:
             env.update({"AWS_BATCH_JOB_NUM_NODES": str(job.num_nodes), "AWS_BATCH_JOB_NODE_INDEX": "0"})
         self.imds.instances[job.job_id] = job.instance_id
         command = self._host_command(job)
+        if not command:
+            job.started_at = time.time()
+            self._finish(job, "FAILED", "CannotStartContainerError: the job has no command", None)
+            return
         reclaim_at = None
         if job.spot:
             reclaim_at = self.faults.reclaim_at(job.task_id, job.attempt, self._expected(job.task_id))

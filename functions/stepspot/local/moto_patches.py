@@ -4,6 +4,7 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 
 - hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
   that call it) by the local engine's in-process Lambda runner and subprocess Batch;
+- ``NodeOverrides`` added to the submitJob parameters moto forwards (multi-node parallel jobs);
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
   local time scale, so hour-long backoffs take moments;
 - three fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
@@ -62,6 +63,7 @@ def check_patch_points() -> None:
     expectations = [
         (_LAMBDA_UTILS, "boto_client_for"),
         (_BATCH_SERVICE, "boto_client_for"),
+        (_BATCH_SERVICE, "_SUPPORTED_API_PARAM_BINDINGS"),
         (_CALLBACK_SERVICE, "StateTaskServiceCallback"),
         (_CALLBACK_SERVICE, "_DELAY_SECONDS_SYNC_CONDITION_CHECK"),
         (_TASK_SERVICE, "StateTaskService"),
@@ -169,6 +171,9 @@ def install() -> None:
 
         _installed["callback_eval_execution"] = callback_cls.__dict__.get("_eval_execution")
         callback_cls._eval_execution = _eval_execution
+
+        # moto forwards only the submitJob parameters it lists; multi-node jobs need NodeOverrides.
+        batch_service._SUPPORTED_API_PARAM_BINDINGS["submitjob"].add("NodeOverrides")
 
         # Fix 2: States.* errors keep their name when leaving Map iterations and Parallel branches.
         _module(_MAP_WORKER).CustomErrorName = _StatesTolerantErrorName
