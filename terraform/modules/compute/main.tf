@@ -77,6 +77,7 @@ locals {
 ################################################################################
 
 resource "aws_launch_template" "this" {
+  # checkov:skip=CKV_AWS_341:Containers need a second hop to reach IMDSv2 (the agent polls spot/instance-action); tokens stay required.
   name_prefix = "${var.name_prefix}-batch-"
   description = "stepspot Batch instances"
 
@@ -192,6 +193,7 @@ resource "aws_batch_job_queue" "this" {
 ################################################################################
 
 resource "aws_cloudwatch_log_group" "jobs" {
+  # checkov:skip=CKV_AWS_338:Retention is chosen per environment (prod keeps 365 days, dev 7).
   name              = "/aws/batch/${var.name_prefix}"
   retention_in_days = var.log_retention_days
   kms_key_id        = var.kms_key_arn
