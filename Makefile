@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ENV    ?= dev
 WORKFLOW ?= examples/molecular-dynamics/workflow.json
 
-.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy
+.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ $(TOOLS)/venv/.installed: scripts/tools-requirements.txt
 	@test -x $(TOOLS)/venv/bin/python || $(PYTHON) -m venv $(TOOLS)/venv
 	$(TOOLS)/venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/tools-requirements.txt
 	@touch $@
+
+docs: tools ## regenerate the inputs/outputs tables of the Terraform module READMEs
+	$(TOOLS)/venv/bin/python scripts/tfdocs.py
 
 build: venv ## Lambda zips: build/lambda/stepspot.zip + dependencies.zip layer (reproducible, .sha256)
 	$(BIN)/python scripts/build_lambdas.py

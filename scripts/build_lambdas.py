@@ -65,9 +65,26 @@ def build_layer(requirements: list[str]) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "python"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--no-compile", "--no-warn-conflicts", "--platform", PLATFORM, "--python-version", PYTHON_VERSION,
-             "--implementation", "cp", "--only-binary=:all:", "--target", str(site), *requirements],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",
+                "--no-warn-conflicts",
+                "--platform",
+                PLATFORM,
+                "--python-version",
+                PYTHON_VERSION,
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+                "--target",
+                str(site),
+                *requirements,
+            ],
             check=True,
         )
         digest = write_zip(target, tree(site, "python/"))

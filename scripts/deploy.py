@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
     bucket = os.environ.get("TF_STATE_BUCKET", f"stepspot-tfstate-{account}")
     terraform(
-        "init", "-input=false", "-reconfigure",
-        f"-backend-config=backends/{args.env}.hcl", f"-backend-config=bucket={bucket}",
+        "init",
+        "-input=false",
+        "-reconfigure",
+        f"-backend-config=backends/{args.env}.hcl",
+        f"-backend-config=bucket={bucket}",
     )
     var_file = f"-var-file=environments/{args.env}.tfvars"
     plan_file = f"{args.env}.tfplan"

@@ -83,7 +83,10 @@ class Extractor:
         struct = self.types.get(fqn)
         if struct is None or depth > 6 or not struct.get("datatype"):
             return "dynamic"
-        return ["object", {attr_name(p): self.cty(p["type"], depth + 1) for p in struct.get("properties", [])}]
+        return [
+            "object",
+            {attr_name(p): self.cty(p["type"], depth + 1) for p in struct.get("properties", [])},
+        ]
 
     def computed_type(self, type_ref: dict[str, Any]) -> Any:
         """Type of a computed-only getter (OutputReference / List classes describe nested objects)."""
@@ -104,7 +107,8 @@ class Extractor:
                     {
                         snake(p["name"]): self.computed_type(p["type"])
                         for p in ref.get("properties", [])
-                        if not p.get("static") and p["name"] not in ("internalValue", "fqn", "creationStack")
+                        if not p.get("static")
+                        and p["name"] not in ("internalValue", "fqn", "creationStack")
                         and not p["name"].endswith("Input")
                     },
                 ]
@@ -130,7 +134,9 @@ class Extractor:
                 many = "collection" in type_ref
                 struct_fqn = type_ref["collection"]["elementtype"]["fqn"] if many else type_ref.get("fqn")
                 struct = self.types.get(struct_fqn or "", {})
-                nested_getters = self.types.get((struct_fqn or "") + "OutputReference", {}).get("properties", [])
+                nested_getters = self.types.get((struct_fqn or "") + "OutputReference", {}).get(
+                    "properties", []
+                )
                 block_types[name] = {
                     "nesting": "list",
                     "min_items": 0 if prop.get("optional") else 1,
@@ -157,7 +163,12 @@ class Extractor:
                 continue
             attributes.setdefault(
                 snake(name),
-                {"type": self.computed_type(getter["type"]), "required": False, "optional": False, "computed": True},
+                {
+                    "type": self.computed_type(getter["type"]),
+                    "required": False,
+                    "optional": False,
+                    "computed": True,
+                },
             )
         return {"attributes": attributes, "block_types": block_types}
 

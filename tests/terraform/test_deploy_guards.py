@@ -22,7 +22,12 @@ def _deploy(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     clean.update(env)
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "deploy.py"), *args],
-        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -50,8 +55,13 @@ def test_make_deploy_stops_before_building() -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("MAKE")}
     clean.update(NO_CREDENTIALS)
     result = subprocess.run(
-        ["make", "--no-print-directory", "-n", "deploy", "ENV=qa"], cwd=ROOT, env=clean,
-        capture_output=True, text=True, timeout=60, check=False,
+        ["make", "--no-print-directory", "-n", "deploy", "ENV=qa"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     # The guard runs before anything is built or initialised.
     lines = result.stdout.splitlines()

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tf_toolchain import MODULES, ROOT, TERRAFORM_DIR, Runner
 
 
@@ -36,8 +35,8 @@ def test_module_terraform_tests_pass(terraform: Runner, module: str) -> None:
 
 BREAKAGES = {
     "typo in an argument": (
-        'force_destroy = var.force_destroy',
-        'force_destory = var.force_destroy',
+        "force_destroy = var.force_destroy",
+        "force_destory = var.force_destroy",
         'An argument named "force_destory" is not expected here',
     ),
     "missing required block": (

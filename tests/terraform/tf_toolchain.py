@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,5 +32,3 @@ def offline_env() -> dict[str, str]:
         NO_COLOR="1",
     )
     return env
-
-
