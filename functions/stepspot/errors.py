@@ -79,3 +79,12 @@ class WorkflowValidationError(FatalError):
         if count > 20:
             summary += f"; ... and {count - 20} more"
         super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
+
+
+class InvalidEventError(FatalError):
+    """Indicates that a Lambda received an event of the wrong shape (a wiring bug, not user input)."""
+
+    @classmethod
+    def from_validation(cls, exc: Any, what: str) -> InvalidEventError:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)]
+        return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
