@@ -69,6 +69,7 @@ class WorkflowCounters:
     failure_mode: str = "fail"
     task_token: str | None = None
     first_failure: str | None = None
+    run_tag: str = "0.0"  # resubmission.redrive: part of execution names, so a re-run starts new executions
 
     @property
     def finished(self) -> int:
@@ -83,6 +84,8 @@ class SchedulerStore(Protocol):
     """The scheduler's view of the state table (conditional writes; see the module docstring)."""
 
     def begin(self, workflow_id: str, task_token: str) -> WorkflowCounters: ...
+    def initially_ready(self, workflow_id: str) -> list[str]: ...
+    def reset_unfinished(self, workflow_id: str, tasks: Mapping[str, Any]) -> None: ...
     def counters(self, workflow_id: str) -> WorkflowCounters: ...
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str) -> int: ...
     def try_start(self, workflow_id: str, task_id: str, execution_name: str, max_running: int) -> StartOutcome: ...
@@ -118,12 +121,13 @@ class PlanView(Protocol):
 # Pure helpers
 
 
-def execution_name(workflow_id: str, task_id: str) -> str:
-    """Deterministic, unique (per workflow and task) and at most 80 characters of ``[A-Za-z0-9_-]``.
+def execution_name(workflow_id: str, task_id: str, run_tag: str = "0.0") -> str:
+    """Deterministic, unique (per workflow, task and run) and at most 80 characters of ``[A-Za-z0-9_-]``.
 
-    The hash keeps two workflows with the same task id apart; the readable prefix helps in the console.
+    The hash keeps two workflows with the same task id apart, and a resubmitted or redriven run apart
+    from the earlier one (``run_tag``); the readable prefix helps in the console.
     """
-    digest = hashlib.sha256(f"{workflow_id}\x1f{task_id}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{workflow_id}\x1f{task_id}\x1f{run_tag}".encode()).hexdigest()[:16]
     head = f"{task_id[:36]}-{workflow_id[:24]}".strip("-")
     return f"{head}-{digest}"[:MAX_EXECUTION_NAME]
 
@@ -185,12 +189,20 @@ class Scheduler:
     ) -> dict[str, Any]:
         """StartWorkflow: remember the token and start the tasks with no unfinished dependency (the
         roots, or more when a resubmission marked tasks as already done)."""
+        previous = self.store.counters(plan.workflow_id)
+        if previous.status in FINAL_WORKFLOW_STATES and previous.task_token not in (None, task_token):
+            # A new token on a finished workflow: StartWorkflow was redriven (RedriveExecution). Run the
+            # tasks that did not succeed again; a duplicate of the original start has the old token.
+            self.store.reset_unfinished(plan.workflow_id, plan.tasks)
+            ready = None
         counters = self.store.begin(plan.workflow_id, task_token)
         if counters.status in FINAL_WORKFLOW_STATES:
             # A redelivered start after the end: answer the (new) token with the known outcome.
             self._answer(plan.workflow_id, counters)
             return self._response(plan.workflow_id, counters)
-        self._launch(plan, plan_uri, roots(plan) if ready is None else ready)
+        if ready is None:
+            ready = self.store.initially_ready(plan.workflow_id)
+        self._launch(plan, plan_uri, ready)
         return self._settle(plan)
 
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
@@ -232,8 +244,9 @@ class Scheduler:
             raise UnknownTaskError(f"task {task_id!r} is not part of workflow {plan.workflow_id}", task_id=task_id)
 
     def _launch(self, plan: PlanView, plan_uri: str, task_ids: Iterable[str]) -> None:
+        run_tag = self.store.counters(plan.workflow_id).run_tag
         for task_id in task_ids:
-            name = execution_name(plan.workflow_id, task_id)
+            name = execution_name(plan.workflow_id, task_id, run_tag)
             outcome = self.store.try_start(plan.workflow_id, task_id, name, self.max_running)
             if outcome in (StartOutcome.STARTED, StartOutcome.ALREADY_RUNNING):
                 arn = self.orchestrator.start_task(name, task_input(plan.workflow_id, task_id, plan_uri))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -65,6 +66,41 @@ class SchedulerState:
         )
         return self.counters(workflow_id)
 
+    def reset_unfinished(self, workflow_id: str, tasks: Mapping[str, Any]) -> None:
+        """Redrive: every task that did not succeed becomes PENDING again (dependencies recounted from
+        the tasks that did), the counters are recomputed and the run tag moves on."""
+        items = {str(i["task_id"]): i for i in self._query(workflow_id, TASK_SK_PREFIX)}
+        succeeded = {t for t, i in items.items() if i.get("state") == TaskState.SUCCEEDED}
+        for task_id, item in items.items():
+            if task_id in succeeded or task_id not in tasks:
+                continue
+            done = sorted(d for d in tasks[task_id].depends_on if d in succeeded)
+            names = {"#st": "state"}
+            values: dict[str, Any] = {
+                ":pending": TaskState.PENDING.value,
+                ":remaining": len(tasks[task_id].depends_on) - len(done),
+                ":now": _now(),
+            }
+            expression = "SET #st = :pending, remaining_deps = :remaining, updated_at = :now"
+            if done:
+                expression += ", done_deps = :done"
+                values[":done"] = set(done)
+            expression += " REMOVE execution_arn, execution_name" + ("" if done else ", done_deps")
+            self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            self._table.delete_item(Key=ready_key(workflow_id, task_id))
+        self._table.update_item(
+            Key=workflow_key(workflow_id),
+            UpdateExpression="SET #s = :parsed, #r = :zero, failed = :zero, skipped = :zero, succeeded = :done, "
+            "redrives = if_not_exists(redrives, :zero) + :one REMOVE failure_detail, finished_at",
+            ExpressionAttributeNames={"#s": "status", "#r": "running"},
+            ExpressionAttributeValues={":parsed": "PARSED", ":zero": 0, ":one": 1, ":done": len(succeeded)},
+        )
+
     def counters(self, workflow_id: str) -> WorkflowCounters:
         item = self._get(workflow_key(workflow_id))
         if item is None:
@@ -81,6 +117,7 @@ class SchedulerState:
             failure_mode=str(item.get("failure_mode", "fail")),
             task_token=item.get("task_token"),
             first_failure=item.get("failure_detail"),
+            run_tag=f"{int(item.get('resubmission', 0))}.{int(item.get('redrives', 0))}",
         )
 
     def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool:

@@ -51,6 +51,9 @@ class FleetSettings(LambdaSettings):
     state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
     spot_queue_arn: str = Field(alias="STEPSPOT_SPOT_QUEUE_ARN", pattern=r"^arn:")
     ondemand_queue_arn: str = Field(alias="STEPSPOT_ONDEMAND_QUEUE_ARN", pattern=r"^arn:")
+    # Multi-node jobs: their own On-Demand queue (cluster placement group); the On-Demand queue if unset.
+    mnp_queue_arn: str | None = Field(None, alias="STEPSPOT_MNP_QUEUE_ARN", pattern=r"^arn:")
+    mnp_compute_env: str | None = Field(None, alias="STEPSPOT_MNP_COMPUTE_ENV")
     spot_compute_env: str = Field(alias="STEPSPOT_SPOT_COMPUTE_ENV", min_length=1)
     ondemand_compute_env: str = Field(alias="STEPSPOT_ONDEMAND_COMPUTE_ENV", min_length=1)
     job_definition_arn: str = Field(alias="STEPSPOT_JOB_DEFINITION_ARN", pattern=r"^arn:")
@@ -70,7 +73,7 @@ class FleetEvent(BaseModel):
     on_demand: bool = False
     job: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    compute_environment: Literal["spot", "on_demand"] = "spot"
+    compute_environment: Literal["spot", "on_demand", "mnp"] = "spot"
     min_vcpus: int | None = Field(None, ge=0)
     desired_vcpus: int | None = Field(None, ge=0)
     max_vcpus: int | None = Field(None, ge=0)
@@ -114,6 +117,11 @@ class Fleet:
             raise UnknownTaskError(f"task {request.task_id!r} is not part of workflow {plan.workflow_id}")
         return plan, task
 
+    def _queue(self, capacity: fleet.Capacity, multi_node: bool) -> str:
+        if multi_node:
+            return self.settings.mnp_queue_arn or self.settings.ondemand_queue_arn
+        return self.settings.spot_queue_arn if capacity is fleet.Capacity.SPOT else self.settings.ondemand_queue_arn
+
     def choose_capacity(self, request: FleetEvent) -> dict[str, Any]:
         plan, task = self._task(request)
         choice = fleet.preliminary_choice(task.multi_node, task.use_spot, request.on_demand)
@@ -122,9 +130,7 @@ class Fleet:
                 self.spot_queue, lambda state, now: breaker.admit(state, now, self.policy.breaker)
             )
             choice = fleet.apply_breaker(admission)
-        queue_arn = (
-            self.settings.spot_queue_arn if choice.capacity is fleet.Capacity.SPOT else self.settings.ondemand_queue_arn
-        )
+        queue_arn = self._queue(choice.capacity, task.multi_node)
         recorded = self.attempts.record_choice(
             plan.workflow_id, task.id, request.attempt, queue_name(queue_arn), choice.capacity.value, choice.fallback
         )
@@ -132,9 +138,7 @@ class Fleet:
             # A redelivery: keep what the first delivery chose (and told the breaker).
             capacity = fleet.Capacity(str(recorded["capacity"]))
             choice = fleet.CapacityChoice(capacity, "as chosen by the first delivery", fallback=choice.fallback)
-            queue_arn = (
-                self.settings.spot_queue_arn if capacity is fleet.Capacity.SPOT else self.settings.ondemand_queue_arn
-            )
+            queue_arn = self._queue(capacity, task.multi_node)
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
         if choice.fallback:
             metrics.add_metric(name="FallbacksToOnDemand", unit=MetricUnit.Count, value=1)
@@ -194,6 +198,10 @@ class Fleet:
     # -- compute environments (the seed's verbs) --------------------------------------------------
 
     def _environment_name(self, which: str) -> str:
+        if which == "mnp":
+            if not self.settings.mnp_compute_env:
+                raise InvalidEventError("compute_environment 'mnp' needs STEPSPOT_MNP_COMPUTE_ENV in the function's environment")
+            return self.settings.mnp_compute_env
         return self.settings.spot_compute_env if which == "spot" else self.settings.ondemand_compute_env
 
     def create(self, request: FleetEvent) -> dict[str, Any]:
@@ -217,12 +225,15 @@ class Fleet:
         return self._environment_summary(name)
 
     def check_health(self) -> dict[str, Any]:
-        environments = [
-            self._environment_summary(self.settings.spot_compute_env),
-            self._environment_summary(self.settings.ondemand_compute_env),
-        ]
+        names = [self.settings.spot_compute_env, self.settings.ondemand_compute_env]
+        if self.settings.mnp_compute_env:
+            names.append(self.settings.mnp_compute_env)
+        environments = [self._environment_summary(name) for name in names]
         queues = {}
-        for arn in (self.settings.spot_queue_arn, self.settings.ondemand_queue_arn):
+        arns = [self.settings.spot_queue_arn, self.settings.ondemand_queue_arn]
+        if self.settings.mnp_queue_arn:
+            arns.append(self.settings.mnp_queue_arn)
+        for arn in arns:
             queues[queue_name(arn)] = {
                 status.lower(): len(self.batch.jobs_in_queue(arn, status)) for status in ("RUNNABLE", "RUNNING")
             }

@@ -105,7 +105,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     plan = load_plan(documents, request.plan_uri)
     if request.action == "start":
         assert request.task_token is not None  # checked by the model
-        result = scheduler.start(plan, request.plan_uri, request.task_token, state.initially_ready(plan.workflow_id))
+        result = scheduler.start(plan, request.plan_uri, request.task_token)
     elif request.action == "task_succeeded":
         assert request.task_id is not None
         if request.capacity == "SPOT" and request.queue_name:
