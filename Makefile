@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ENV    ?= dev
 WORKFLOW ?= examples/molecular-dynamics/workflow.json
 
-.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs
+.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # `make test` renders the real state machines as soon as the renderer exists in the tree.
 RENDER_FOR_TEST := $(if $(wildcard functions/stepspot/asl.py),render,)
-test: venv tools $(RENDER_FOR_TEST) ## run the whole test suite (unit, integration, e2e, terraform)
+test: venv tools asl-validator $(RENDER_FOR_TEST) ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest
 
 lint: venv ## ruff and mypy
@@ -34,11 +34,19 @@ lint: venv ## ruff and mypy
 bench: venv ## benchmarks: planner scale, checkpoints, scheduling
 	$(BIN)/python -m bench
 
+# The demo injects Spot reclaims (seeded, so every run tells the same story); DEMO_FLAGS= for a clean run.
+DEMO_FLAGS ?= --time-scale 1800 --spot-interruptions 0.5 --seed 4 --summary-json build/demo-summary.json
 demo: venv ## run the molecular dynamics sample locally, no AWS account needed
-	$(BIN)/stepspot local $(WORKFLOW)
+	$(BIN)/stepspot local $(WORKFLOW) $(DEMO_FLAGS)
+
+asl-validator: tests/asl/node_modules/.installed ## the pinned npm asl-validator used by the tests
+
+tests/asl/node_modules/.installed: tests/asl/package.json tests/asl/package-lock.json
+	npm ci --prefix tests/asl --no-audit --no-fund --loglevel=error
+	@touch $@
 
 clean: ## remove the virtualenvs, build output and caches
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- Terraform and deployment

@@ -61,13 +61,22 @@ def placeholder_arns() -> dict[str, str]:
     return {name: "${" + name + "}" for name in ARN_VARIABLES}
 
 
+def _tojson(value: Any) -> str:
+    """JSON for one template value; an undefined value fails the render with its name."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return json.dumps(value)
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
+    env.filters["tojson"] = _tojson  # plain JSON (no HTML escaping), strict about undefined values
+    return env
 
 
 def render(arns: Mapping[str, str], policy: Policy = DEFAULT_POLICY) -> dict[str, dict[str, Any]]:

@@ -103,7 +103,7 @@ def _attempt_facts(job: dict[str, Any]) -> tuple[list[str], int | None, str | No
     attempts = _ci(job, "Attempts") or []
     last = attempts[-1] if attempts else {}
     container = _ci(last, "Container") or _ci(job, "Container") or {}
-    for source in (last, container, job):
+    for source in (container, last, job):
         reason = _ci(source, "StatusReason", "Reason")
         if isinstance(reason, str) and reason and reason not in reasons:
             reasons.append(reason)

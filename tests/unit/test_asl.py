@@ -1,0 +1,135 @@
+"""The rendered state machines: valid ASL (asl-validator, pinned in tests/asl), golden snapshots,
+Terraform placeholders, strict rendering, and the policy knobs reaching the definitions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from stepspot import asl
+from stepspot.errors import ConfigurationError
+from stepspot.policy import Policy, policy_from_mapping
+
+ROOT = Path(__file__).resolve().parents[2]
+VALIDATOR_DIR = ROOT / "tests" / "asl"
+VALIDATOR = VALIDATOR_DIR / "node_modules" / ".bin" / "asl-validator"
+GOLDEN = Path(__file__).parent / "golden"
+LOCAL_ARNS = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in asl.ARN_VARIABLES}
+
+
+@pytest.fixture(scope="session")
+def asl_validator() -> Path:
+    """The pinned validator; installed from the lock file if `make asl-validator` has not run yet."""
+    if not VALIDATOR.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("asl-validator needs Node.js and npm: install them, then run `make asl-validator`")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=VALIDATOR_DIR, check=True, capture_output=True)
+    return VALIDATOR
+
+
+def _validate(validator: Path, definition: dict, tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / f"{name}.asl.json"
+    path.write_text(json.dumps(definition))
+    return subprocess.run([str(validator), "--json-path", str(path)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("arns", [asl.placeholder_arns(), LOCAL_ARNS], ids=["terraform", "local"])
+def test_every_rendered_definition_passes_asl_validator(asl_validator, tmp_path, arns):
+    for name, definition in asl.render(arns).items():
+        result = _validate(asl_validator, definition, tmp_path, name)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+def test_asl_validator_rejects_a_broken_definition(asl_validator, tmp_path):
+    # Given a definition whose StartAt names no state (proves the validator is really consulted)
+    broken = asl.render(LOCAL_ARNS)["task"]
+    broken["StartAt"] = "NoSuchState"
+    assert _validate(asl_validator, broken, tmp_path, "broken").returncode != 0
+
+
+@pytest.mark.parametrize("name", sorted(asl.STATE_MACHINES))
+def test_rendering_matches_the_golden_snapshot(name):
+    # Regenerate after an intended change: STEPSPOT_UPDATE_GOLDEN=1 pytest tests/unit/test_asl.py
+    rendered = asl.to_text(asl.render(asl.placeholder_arns())[name])
+    golden = GOLDEN / f"{name}.asl.json"
+    if os.environ.get("STEPSPOT_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered)
+    assert rendered == golden.read_text(), f"{name}.asl.json changed: review, then update the golden file"
+
+
+def test_terraform_output_holds_only_the_listed_placeholders(tmp_path):
+    written = asl.render_for_terraform(tmp_path)
+    assert sorted(p.name for p in written) == ["task.asl.json", "variables.json", "workflow.asl.json"]
+    variables = json.loads((tmp_path / "variables.json").read_text())["variables"]
+    assert variables == list(asl.ARN_VARIABLES)
+    for name in ("task", "workflow"):
+        text = (tmp_path / f"{name}.asl.json").read_text()
+        for placeholder in asl.placeholder_arns().values():
+            text = text.replace(placeholder, "")
+        assert "${" not in text and "%{" not in text
+
+
+def test_render_cli_writes_the_build_directory(tmp_path):
+    assert asl.main(["render", "--out", str(tmp_path / "asl")]) == 0
+    assert (tmp_path / "asl" / "task.asl.json").is_file()
+
+
+def test_a_missing_arn_is_refused_with_its_name():
+    arns = dict(LOCAL_ARNS)
+    del arns["scheduler_arn"]
+    with pytest.raises(ConfigurationError, match="no value for scheduler_arn"):
+        asl.render(arns)
+
+
+def test_templates_render_with_strict_undefined(tmp_path, monkeypatch):
+    # Given a template that refers to a variable nobody passes
+    (tmp_path / "_macros.j2").write_text((asl.templates_dir() / "_macros.j2").read_text())
+    for template in asl.STATE_MACHINES.values():
+        (tmp_path / template).write_text('{"Comment": {{ no_such_variable | tojson }}}')
+    monkeypatch.setenv("STEPSPOT_TEMPLATES_DIR", str(tmp_path))
+    # Then rendering fails instead of writing an empty value
+    with pytest.raises(jinja2.UndefinedError, match="no_such_variable"):
+        asl.render(LOCAL_ARNS)
+
+
+def test_policy_knobs_reach_the_definitions():
+    policy = policy_from_mapping({"lambda_retry": {"max_attempts": 9, "interval_seconds": 4}, "submit_retry_attempts": 5})
+    task = asl.render(LOCAL_ARNS, policy)["task"]
+    retry = task["States"]["ChooseCapacity"]["Retry"][0]
+    assert (retry["MaxAttempts"], retry["IntervalSeconds"]) == (9, 4)
+    assert task["States"]["RunJob"]["Retry"][0]["MaxAttempts"] == 5
+
+
+def test_lambda_retries_match_every_retryable_error_class():
+    retry = asl.render(LOCAL_ARNS)["task"]["States"]["TaskSucceeded"]["Retry"][0]["ErrorEquals"]
+    assert {"AwsThrottledError", "Lambda.TooManyRequestsException"} <= set(retry)
+
+
+def test_only_ids_and_uris_travel_into_task_executions():
+    # The scheduler's task input and the ASL parameters name ids, the plan URI and small flags only.
+    from stepspot.scheduler import task_input
+
+    assert set(task_input("wf", "t", "s3://b/workflows/wf/plan.json")) == {
+        "workflow_id", "task_id", "plan_uri", "attempt", "on_demand",
+    }
+
+
+def test_templates_use_jsonpath_only_so_moto_needs_no_jsonata():
+    for definition in asl.render(LOCAL_ARNS).values():
+        assert "QueryLanguage" not in json.dumps(definition)
+
+
+def test_default_policy_is_valid_and_documented():
+    policy = Policy()
+    readme = (ROOT / "templates" / "README.md").read_text()
+    for knob in ("base_seconds", "failure_threshold", "cooldown_seconds", "max_running_tasks", "max_retries"):
+        assert knob in readme
+    assert policy.for_class(policy.failure_classes.__iter__().__next__()).max_retries >= 0
