@@ -1,0 +1,205 @@
+"""The dataflow scheduler on its real DynamoDB adapter (moto): dataflow order, slots, failure modes,
+and idempotence under duplicated and reordered deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from stepspot.aws.scheduler_state import SchedulerState
+from stepspot.aws.state_table import StateTable
+from stepspot.plan import build_plan, initial_task_states
+from stepspot.scheduler import Scheduler, TaskState, execution_name
+from stepspot.workflow import parse_workflow
+
+TABLE = "state"
+PLAN_URI = "s3://bucket/workflows/wf/plan.json"
+
+
+class FakeStepFunctions:
+    """Records what the scheduler asks of Step Functions; starting a name twice starts it once."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, dict[str, Any]] = {}
+        self.start_calls = 0
+        self.stopped: list[str] = []
+        self.answers: list[tuple[str, str, Any]] = []
+
+    def start_task(self, execution_name: str, payload: Any) -> str:
+        self.start_calls += 1
+        self.started.setdefault(execution_name, dict(payload))
+        return f"arn:aws:states:us-east-1:123456789012:execution:task:{execution_name}"
+
+    def stop_task(self, execution_arn: str, cause: str) -> None:
+        self.stopped.append(execution_arn)
+
+    def workflow_succeeded(self, task_token: str, output: Any) -> None:
+        self.answers.append(("success", task_token, output))
+
+    def workflow_failed(self, task_token: str, error: str, cause: str) -> None:
+        self.answers.append(("failure", task_token, cause))
+
+    def tasks(self) -> list[str]:
+        return [payload["task_id"] for payload in self.started.values()]
+
+
+def _workflow(tasks: list[dict[str, Any]], failure_mode: str = "fail") -> dict[str, Any]:
+    return {
+        "name": "diamond",
+        "global_config": {"failure_mode": failure_mode},
+        "tasks": [{"container_image": "img", "command": ["true"], **t} for t in tasks],
+    }
+
+
+DIAMOND = [
+    {"id": "a"},
+    {"id": "b", "depends_on": ["a"]},
+    {"id": "c", "depends_on": ["a"]},
+    {"id": "d", "depends_on": ["b", "c"]},
+    {"id": "e"},  # an independent branch
+]
+
+
+@pytest.fixture
+def dynamodb():
+    with mock_aws():
+        resource = boto3.resource("dynamodb", region_name="us-east-1")
+        resource.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield resource
+
+
+def _setup(dynamodb, tasks, failure_mode="fail", max_running=100):
+    plan = build_plan(parse_workflow(_workflow(tasks, failure_mode)).workflow, "wf")
+    meta = {
+        "workflow_id": "wf",
+        "status": "PARSED",
+        "plan_uri": PLAN_URI,
+        "total_tasks": len(plan.tasks),
+        "succeeded": 0,
+        "failed": 0,
+        "failure_mode": plan.failure_mode,
+    }
+    StateTable(dynamodb, TABLE).register_workflow(meta, initial_task_states(plan), "sha")
+    store = SchedulerState(dynamodb, TABLE)
+    sfn = FakeStepFunctions()
+    return plan, store, sfn, Scheduler(store, sfn, max_running=max_running)
+
+
+def _state(store: SchedulerState, task_id: str) -> str:
+    return str((store.task("wf", task_id) or {})["state"])
+
+
+def test_dataflow_a_task_starts_when_its_own_dependencies_are_done(dynamodb):
+    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    # Given the workflow started: the roots a and e run
+    scheduler.start(plan, PLAN_URI, "token-1")
+    assert sorted(sfn.tasks()) == ["a", "e"]
+    # When a finishes, b and c start at once (e still running: no stage barrier)
+    scheduler.task_succeeded(plan, PLAN_URI, "a")
+    assert sorted(sfn.tasks()) == ["a", "b", "c", "e"]
+    # When only b finishes, d waits for c
+    scheduler.task_succeeded(plan, PLAN_URI, "b")
+    assert "d" not in sfn.tasks() and _state(store, "d") == "PENDING"
+    scheduler.task_succeeded(plan, PLAN_URI, "c")
+    assert "d" in sfn.tasks()
+    for task in ("d", "e"):
+        scheduler.task_succeeded(plan, PLAN_URI, task)
+    # Then the workflow's token is answered once with the counts
+    assert sfn.answers == [
+        ("success", "token-1", {"workflow_id": "wf", "status": "SUCCEEDED", "total_tasks": 5, "succeeded": 5,
+                                "failed": 0, "skipped": 0})
+    ]
+
+
+def test_duplicated_and_reordered_deliveries_change_nothing(dynamodb):
+    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    scheduler.start(plan, PLAN_URI, "token-1")
+    scheduler.start(plan, PLAN_URI, "token-1")  # duplicated start
+    scheduler.task_succeeded(plan, PLAN_URI, "a")
+    scheduler.task_succeeded(plan, PLAN_URI, "b")
+    scheduler.task_succeeded(plan, PLAN_URI, "a")  # late duplicate of a, after b
+    scheduler.task_succeeded(plan, PLAN_URI, "b")  # duplicate of b: must not release d alone
+    assert "d" not in sfn.tasks()
+    assert int(store.task("wf", "d")["remaining_deps"]) == 1
+    scheduler.task_succeeded(plan, PLAN_URI, "c")
+    scheduler.task_succeeded(plan, PLAN_URI, "c")
+    counters = store.counters("wf")
+    assert (counters.succeeded, counters.running) == (3, 2)  # d and e running, each counted once
+    assert len(sfn.started) == 5 and len(set(sfn.started)) == 5
+
+
+def test_at_most_max_running_tasks_run_and_the_rest_wait_ready(dynamodb):
+    fan_out = [{"id": "root"}, *({"id": f"leaf{i}", "depends_on": ["root"]} for i in range(5))]
+    plan, store, sfn, scheduler = _setup(dynamodb, fan_out, max_running=2)
+    scheduler.start(plan, PLAN_URI, "t")
+    scheduler.task_succeeded(plan, PLAN_URI, "root")
+    running = [t for t in sfn.tasks() if t != "root"]
+    assert len(running) == 2
+    assert sum(1 for i in range(5) if _state(store, f"leaf{i}") == "READY") == 3
+    for leaf in running:
+        scheduler.task_succeeded(plan, PLAN_URI, leaf)
+    assert len(sfn.tasks()) == 5  # two more started as slots freed
+    assert store.counters("wf").running == 2
+
+
+def test_fail_mode_fails_the_workflow_and_stops_running_tasks(dynamodb):
+    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    scheduler.start(plan, PLAN_URI, "t")
+    for task_id, arn in (("a", "arn-a"), ("e", "arn-e")):
+        store.record_execution("wf", task_id, arn)
+    result = scheduler.task_failed(plan, PLAN_URI, "a", "app_error: exit code 2; budget of 3 retries used up")
+    assert result["status"] == "FAILED"
+    assert sfn.stopped == ["arn-e"]
+    kind, token, cause = sfn.answers[-1]
+    assert (kind, token) == ("failure", "t")
+    assert "task a failed: app_error: exit code 2" in cause
+    # A late success of e does not start anything any more
+    scheduler.task_succeeded(plan, PLAN_URI, "e")
+    assert sorted(sfn.tasks()) == ["a", "e"]
+
+
+def test_continue_mode_skips_downstream_and_lets_independent_branches_finish(dynamodb):
+    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND, failure_mode="continue")
+    scheduler.start(plan, PLAN_URI, "t")
+    scheduler.task_succeeded(plan, PLAN_URI, "a")
+    scheduler.task_failed(plan, PLAN_URI, "b", "app_error: exit code 1")
+    assert _state(store, "d") == "SKIPPED"
+    assert sfn.answers == []  # c and e still run
+    scheduler.task_succeeded(plan, PLAN_URI, "c")
+    scheduler.task_succeeded(plan, PLAN_URI, "e")
+    kind, _, cause = sfn.answers[-1]
+    assert kind == "failure"
+    assert '"succeeded": 3' in cause and '"failed": 1' in cause and '"skipped": 1' in cause
+
+
+def test_redrive_runs_unfinished_tasks_again_under_new_execution_names(dynamodb):
+    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    scheduler.start(plan, PLAN_URI, "t1")
+    scheduler.task_succeeded(plan, PLAN_URI, "a")
+    scheduler.task_failed(plan, PLAN_URI, "b", "app_error")
+    before = set(sfn.started)
+    # When StartWorkflow is redriven (a new token on a failed workflow)
+    scheduler.start(plan, PLAN_URI, "t2")
+    # Then the tasks that did not succeed are pending again and the ready ones start under new names
+    assert _state(store, "a") == TaskState.SUCCEEDED
+    new = set(sfn.started) - before
+    assert sorted(sfn.started[n]["task_id"] for n in new) == ["b", "c", "e"]
+    assert execution_name("wf", "b", "0.1") in new
+
+
+def test_a_start_for_an_unknown_workflow_names_it(dynamodb):
+    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    plan.workflow_id = "nope"
+    with pytest.raises(Exception, match="workflow nope is not registered"):
+        scheduler.start(plan, PLAN_URI, "t")
