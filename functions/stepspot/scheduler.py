@@ -66,6 +66,7 @@ class WorkflowCounters:
     failed: int = 0
     skipped: int = 0
     running: int = 0
+    ready: int = 0  # tasks parked READY, waiting for a slot
     failure_mode: str = "fail"
     task_token: str | None = None
     first_failure: str | None = None
@@ -88,18 +89,26 @@ class SchedulerStore(Protocol):
     def reset_unfinished(self, workflow_id: str, tasks: Mapping[str, Any]) -> None: ...
     def counters(self, workflow_id: str) -> WorkflowCounters: ...
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str) -> int: ...
-    def try_start(self, workflow_id: str, task_id: str, execution_name: str, max_running: int) -> StartOutcome: ...
+    def try_start(
+        self,
+        workflow_id: str,
+        task_id: str,
+        execution_name: str,
+        execution_arn: str,
+        max_running: int,
+        from_ready: bool = False,
+    ) -> StartOutcome: ...
     def ready_tasks(self, workflow_id: str, limit: int) -> list[str]: ...
     def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool: ...
     def skip(self, workflow_id: str, task_id: str, cause: str) -> bool: ...
     def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool: ...
     def running_executions(self, workflow_id: str) -> list[str]: ...
-    def record_execution(self, workflow_id: str, task_id: str, execution_arn: str) -> None: ...
 
 
 class Orchestrator(Protocol):
     """Step Functions as the scheduler uses it."""
 
+    def execution_arn(self, execution_name: str) -> str: ...
     def start_task(self, execution_name: str, payload: Mapping[str, Any]) -> str: ...
     def stop_task(self, execution_arn: str, cause: str) -> None: ...
     def workflow_succeeded(self, task_token: str, output: Mapping[str, Any]) -> None: ...
@@ -202,22 +211,23 @@ class Scheduler:
             return self._response(plan.workflow_id, counters)
         if ready is None:
             ready = self.store.initially_ready(plan.workflow_id)
-        self._launch(plan, plan_uri, ready)
-        return self._settle(plan)
+        self._launch(plan, plan_uri, ready, counters.run_tag)
+        return self._settle(plan, self.store.counters(plan.workflow_id))
 
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
         workflow_id = plan.workflow_id
         self._known(plan, task_id)
         self.store.finish(workflow_id, task_id, TaskState.SUCCEEDED)
-        counters = self.store.counters(workflow_id)
+        counters = self.store.counters(workflow_id)  # read after our own finish: the basis of every decision
         if counters.status == WorkflowStatus.RUNNING:
-            ready = []
-            for child in plan.tasks[task_id].dependents:
-                if self.store.resolve_dependency(workflow_id, child, task_id) == 0:
-                    ready.append(child)
-            self._launch(plan, plan_uri, ready)
-            self._drain(plan, plan_uri)
-        return self._settle(plan)
+            ready = [
+                child
+                for child in plan.tasks[task_id].dependents
+                if self.store.resolve_dependency(workflow_id, child, task_id) == 0
+            ]
+            launched = self._launch(plan, plan_uri, ready, counters.run_tag)
+            counters = self._drain(plan, plan_uri, counters, launched)
+        return self._settle(plan, counters)
 
     def task_failed(self, plan: PlanView, plan_uri: str, task_id: str, cause: str) -> dict[str, Any]:
         workflow_id = plan.workflow_id
@@ -227,12 +237,12 @@ class Scheduler:
         if plan.failure_mode == "continue":
             for downstream in descendants(plan.tasks, task_id):
                 self.store.skip(workflow_id, downstream, cause=f"upstream task {task_id} failed")
-            self._drain(plan, plan_uri)
-            return self._settle(plan, failure=reason)
+            counters = self._drain(plan, plan_uri, self.store.counters(workflow_id), 0)
+            return self._settle(plan, counters, failure=reason)
         if self.store.complete(workflow_id, WorkflowStatus.FAILED, detail=reason):
             for arn in self.store.running_executions(workflow_id):
                 self.orchestrator.stop_task(arn, cause=f"workflow failed: {reason}"[:256])
-        return self._settle(plan, failure=reason)
+        return self._settle(plan, self.store.counters(workflow_id), failure=reason)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -243,34 +253,37 @@ class Scheduler:
 
             raise UnknownTaskError(f"task {task_id!r} is not part of workflow {plan.workflow_id}", task_id=task_id)
 
-    def _launch(self, plan: PlanView, plan_uri: str, task_ids: Iterable[str]) -> None:
-        run_tag = self.store.counters(plan.workflow_id).run_tag
+    def _launch(
+        self, plan: PlanView, plan_uri: str, task_ids: Iterable[str], run_tag: str, from_ready: bool = False
+    ) -> int:
+        """Start each task that can take a slot; returns how many this call started."""
+        started = 0
         for task_id in task_ids:
             name = execution_name(plan.workflow_id, task_id, run_tag)
-            outcome = self.store.try_start(plan.workflow_id, task_id, name, self.max_running)
+            arn = self.orchestrator.execution_arn(name)
+            outcome = self.store.try_start(plan.workflow_id, task_id, name, arn, self.max_running, from_ready)
             if outcome in (StartOutcome.STARTED, StartOutcome.ALREADY_RUNNING):
-                arn = self.orchestrator.start_task(name, task_input(plan.workflow_id, task_id, plan_uri))
-                self.store.record_execution(plan.workflow_id, task_id, arn)
+                self.orchestrator.start_task(name, task_input(plan.workflow_id, task_id, plan_uri))
                 if outcome is StartOutcome.STARTED:
                     self.started.append(task_id)
+                    started += 1
+        return started
 
-    def _drain(self, plan: PlanView, plan_uri: str) -> None:
-        """Start READY tasks while slots are free (each start re-checks the slot atomically)."""
-        while True:
-            counters = self.store.counters(plan.workflow_id)
-            free = self.max_running - counters.running
-            if counters.status != WorkflowStatus.RUNNING or free <= 0:
-                return
+    def _drain(
+        self, plan: PlanView, plan_uri: str, counters: WorkflowCounters, launched_since_read: int
+    ) -> WorkflowCounters:
+        """Start READY tasks while slots are free (each start re-checks its slot atomically)."""
+        while counters.status == WorkflowStatus.RUNNING:
+            free = self.max_running - counters.running - launched_since_read
+            if free <= 0 or counters.ready <= 0:
+                break
             ready = self.store.ready_tasks(plan.workflow_id, limit=free)
-            if not ready:
-                return
-            before = len(self.started)
-            self._launch(plan, plan_uri, ready)
-            if len(self.started) == before:
-                return  # someone else took the slots or the tasks: their invocation drains the rest
+            if not ready or not self._launch(plan, plan_uri, ready, counters.run_tag, from_ready=True):
+                break  # nothing waits, or others took the slots: their invocations drain the rest
+            counters, launched_since_read = self.store.counters(plan.workflow_id), 0
+        return counters
 
-    def _settle(self, plan: PlanView, failure: str | None = None) -> dict[str, Any]:
-        counters = self.store.counters(plan.workflow_id)
+    def _settle(self, plan: PlanView, counters: WorkflowCounters, failure: str | None = None) -> dict[str, Any]:
         if counters.complete and counters.status == WorkflowStatus.RUNNING:
             status = WorkflowStatus.SUCCEEDED if counters.failed == 0 else WorkflowStatus.FAILED
             self.store.complete(plan.workflow_id, status, detail=failure)
@@ -294,5 +307,3 @@ class Scheduler:
         return {**summary(counters, workflow_id), "started": len(self.started)}
 
 
-def unknown_tasks(plan_tasks: Mapping[str, Any], task_ids: Sequence[str]) -> list[str]:
-    return [t for t in task_ids if t not in plan_tasks]

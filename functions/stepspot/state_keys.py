@@ -40,9 +40,11 @@ def checkpoint_pk(workflow_id: str, task_id: str) -> str:
     return f"{workflow_id}#{task_id}"
 
 
-READY_SK_PREFIX = "READY#"
+def ready_pk(workflow_id: str) -> str:
+    """Partition of the READY markers: kept apart from the task items so listing them stays cheap."""
+    return f"WF#{workflow_id}#READY"
 
 
 def ready_key(workflow_id: str, task_id: str) -> dict[str, str]:
     """Marker of a task whose dependencies are done but which waits for a free slot (scheduler)."""
-    return {"pk": workflow_pk(workflow_id), "sk": f"{READY_SK_PREFIX}{task_id}"}
+    return {"pk": ready_pk(workflow_id), "sk": task_id}

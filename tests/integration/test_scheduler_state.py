@@ -28,6 +28,9 @@ class FakeStepFunctions:
         self.stopped: list[str] = []
         self.answers: list[tuple[str, str, Any]] = []
 
+    def execution_arn(self, execution_name: str) -> str:
+        return f"arn:aws:states:us-east-1:123456789012:execution:task:{execution_name}"
+
     def start_task(self, execution_name: str, payload: Any) -> str:
         self.start_calls += 1
         self.started.setdefault(execution_name, dict(payload))
@@ -156,11 +159,9 @@ def test_at_most_max_running_tasks_run_and_the_rest_wait_ready(dynamodb):
 def test_fail_mode_fails_the_workflow_and_stops_running_tasks(dynamodb):
     plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
     scheduler.start(plan, PLAN_URI, "t")
-    for task_id, arn in (("a", "arn-a"), ("e", "arn-e")):
-        store.record_execution("wf", task_id, arn)
     result = scheduler.task_failed(plan, PLAN_URI, "a", "app_error: exit code 2; budget of 3 retries used up")
     assert result["status"] == "FAILED"
-    assert sfn.stopped == ["arn-e"]
+    assert sfn.stopped == [sfn.execution_arn(execution_name("wf", "e"))]
     kind, token, cause = sfn.answers[-1]
     assert (kind, token) == ("failure", "t")
     assert "task a failed: app_error: exit code 2" in cause

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from stepspot.aws.errors import error_code, translate_client_error
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.scheduler import StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
-from stepspot.state_keys import READY_SK_PREFIX, TASK_SK_PREFIX, ready_key, task_key, workflow_key, workflow_pk
+from stepspot.state_keys import TASK_SK_PREFIX, ready_key, ready_pk, task_key, workflow_key, workflow_pk
 
 _CONDITION_FAILED = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
@@ -44,7 +44,8 @@ class SchedulerState:
             self._table.update_item(
                 Key=workflow_key(workflow_id),
                 UpdateExpression="SET task_token = :t, started_at = if_not_exists(started_at, :now), "
-                "#r = if_not_exists(#r, :zero), skipped = if_not_exists(skipped, :zero), updated_at = :now",
+                "#r = if_not_exists(#r, :zero), skipped = if_not_exists(skipped, :zero), "
+                "ready_count = if_not_exists(ready_count, :zero), updated_at = :now",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#r": "running"},
                 ExpressionAttributeValues={":t": task_token, ":now": _now(), ":zero": 0},
@@ -95,7 +96,7 @@ class SchedulerState:
             self._table.delete_item(Key=ready_key(workflow_id, task_id))
         self._table.update_item(
             Key=workflow_key(workflow_id),
-            UpdateExpression="SET #s = :parsed, #r = :zero, failed = :zero, skipped = :zero, succeeded = :done, "
+            UpdateExpression="SET #s = :parsed, #r = :zero, failed = :zero, skipped = :zero, ready_count = :zero, succeeded = :done, "
             "redrives = if_not_exists(redrives, :zero) + :one REMOVE failure_detail, finished_at",
             ExpressionAttributeNames={"#s": "status", "#r": "running"},
             ExpressionAttributeValues={":parsed": "PARSED", ":zero": 0, ":one": 1, ":done": len(succeeded)},
@@ -114,6 +115,7 @@ class SchedulerState:
             failed=int(item.get("failed", 0)),
             skipped=int(item.get("skipped", 0)),
             running=int(item.get("running", 0)),
+            ready=int(item.get("ready_count", 0)),
             failure_mode=str(item.get("failure_mode", "fail")),
             task_token=item.get("task_token"),
             first_failure=item.get("failure_detail"),
@@ -171,8 +173,18 @@ class SchedulerState:
             raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
         return int(item.get("remaining_deps", 0))
 
-    def try_start(self, workflow_id: str, task_id: str, execution_name: str, max_running: int) -> StartOutcome:
+    def try_start(
+        self,
+        workflow_id: str,
+        task_id: str,
+        execution_name: str,
+        execution_arn: str,
+        max_running: int,
+        from_ready: bool = False,
+    ) -> StartOutcome:
+        """PENDING (or, draining, READY) -> RUNNING, taking a slot, in one transaction."""
         now = _now()
+        source = TaskState.READY if from_ready else TaskState.PENDING
         try:
             self._client.transact_write_items(
                 TransactItems=[
@@ -180,16 +192,16 @@ class SchedulerState:
                         "Update": {
                             "TableName": self.table_name,
                             "Key": task_key(workflow_id, task_id),
-                            "UpdateExpression": "SET #st = :running, execution_name = :name, started_at = :now, "
-                            "updated_at = :now",
-                            "ConditionExpression": "#st IN (:pending, :ready) AND remaining_deps = :zero",
+                            "UpdateExpression": "SET #st = :running, execution_name = :name, execution_arn = :arn, "
+                            "started_at = :now, updated_at = :now",
+                            "ConditionExpression": "#st = :source AND remaining_deps = :zero",
                             "ExpressionAttributeNames": {"#st": "state"},
                             "ExpressionAttributeValues": {
                                 ":running": TaskState.RUNNING.value,
-                                ":pending": TaskState.PENDING.value,
-                                ":ready": TaskState.READY.value,
+                                ":source": source.value,
                                 ":zero": 0,
                                 ":name": execution_name,
+                                ":arn": execution_arn,
                                 ":now": now,
                             },
                         }
@@ -198,7 +210,8 @@ class SchedulerState:
                         "Update": {
                             "TableName": self.table_name,
                             "Key": workflow_key(workflow_id),
-                            "UpdateExpression": "SET #r = #r + :one",
+                            "UpdateExpression": "SET #r = #r + :one"
+                            + (", ready_count = ready_count - :one" if from_ready else ""),
                             "ConditionExpression": "#s = :wf_running AND #r < :max",
                             "ExpressionAttributeNames": {"#r": "running", "#s": "status"},
                             "ExpressionAttributeValues": {
@@ -223,6 +236,8 @@ class SchedulerState:
             return StartOutcome.ALREADY_RUNNING
         if task_failed or state not in (TaskState.PENDING, TaskState.READY) or int(item.get("remaining_deps", 1)):
             return StartOutcome.NOT_STARTABLE
+        if state == TaskState.READY:
+            return StartOutcome.NO_SLOT  # already parked
         counters = self.counters(workflow_id)
         if counters.status != WorkflowStatus.RUNNING:
             return StartOutcome.NOT_STARTABLE
@@ -238,13 +253,21 @@ class SchedulerState:
                             "TableName": self.table_name,
                             "Key": task_key(workflow_id, task_id),
                             "UpdateExpression": "SET #st = :ready, updated_at = :now",
-                            "ConditionExpression": "#st IN (:pending, :ready)",
+                            "ConditionExpression": "#st = :pending",
                             "ExpressionAttributeNames": {"#st": "state"},
                             "ExpressionAttributeValues": {
                                 ":ready": TaskState.READY.value,
                                 ":pending": TaskState.PENDING.value,
                                 ":now": _now(),
                             },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": workflow_key(workflow_id),
+                            "UpdateExpression": "SET ready_count = if_not_exists(ready_count, :zero) + :one",
+                            "ExpressionAttributeValues": {":zero": 0, ":one": 1},
                         }
                     },
                     {
@@ -260,8 +283,14 @@ class SchedulerState:
                 raise translate_client_error(exc, f"queueing task {task_id}") from exc
 
     def ready_tasks(self, workflow_id: str, limit: int) -> list[str]:
-        items = self._query(workflow_id, READY_SK_PREFIX, projection="task_id", limit=limit)
-        return [str(i["task_id"]) for i in items]
+        """Up to ``limit`` READY tasks, oldest marker first is not promised: any order keeps dataflow."""
+        try:
+            page = self._table.query(
+                KeyConditionExpression=Key("pk").eq(ready_pk(workflow_id)), ConsistentRead=True, Limit=limit
+            )
+        except ClientError as exc:
+            raise translate_client_error(exc, f"listing READY tasks of workflow {workflow_id}") from exc
+        return [str(item["sk"]) for item in page.get("Items", [])]
 
     def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool:
         """RUNNING -> SUCCEEDED/FAILED, releasing the slot and counting it, in one transaction."""
@@ -290,34 +319,40 @@ class SchedulerState:
         return self._transact([{"Update": task_update}, {"Update": workflow_update}], f"finishing task {task_id}")
 
     def skip(self, workflow_id: str, task_id: str, cause: str) -> bool:
-        task_update = {
-            "TableName": self.table_name,
-            "Key": task_key(workflow_id, task_id),
-            "UpdateExpression": "SET #st = :skipped, failure_detail = :c, updated_at = :now",
-            "ConditionExpression": "#st IN (:pending, :ready)",
-            "ExpressionAttributeNames": {"#st": "state"},
-            "ExpressionAttributeValues": {
-                ":skipped": TaskState.SKIPPED.value,
-                ":pending": TaskState.PENDING.value,
-                ":ready": TaskState.READY.value,
-                ":c": cause[:2000],
-                ":now": _now(),
-            },
-        }
-        workflow_update = {
-            "TableName": self.table_name,
-            "Key": workflow_key(workflow_id),
-            "UpdateExpression": "SET skipped = if_not_exists(skipped, :zero) + :one",
-            "ExpressionAttributeValues": {":one": 1, ":zero": 0},
-        }
-        return self._transact(
-            [
+        """PENDING/READY -> SKIPPED, counted once (a READY task also gives back its place in the queue)."""
+        for source in (TaskState.PENDING, TaskState.READY):
+            task_update = {
+                "TableName": self.table_name,
+                "Key": task_key(workflow_id, task_id),
+                "UpdateExpression": "SET #st = :skipped, failure_detail = :c, updated_at = :now",
+                "ConditionExpression": "#st = :source",
+                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeValues": {
+                    ":skipped": TaskState.SKIPPED.value,
+                    ":source": source.value,
+                    ":c": cause[:2000],
+                    ":now": _now(),
+                },
+            }
+            counters = "SET skipped = if_not_exists(skipped, :zero) + :one"
+            if source == TaskState.READY:
+                counters += ", ready_count = ready_count - :one"
+            items: list[dict[str, Any]] = [
                 {"Update": task_update},
-                {"Update": workflow_update},
-                {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
-            ],
-            f"skipping task {task_id}",
-        )
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": workflow_key(workflow_id),
+                        "UpdateExpression": counters,
+                        "ExpressionAttributeValues": {":one": 1, ":zero": 0},
+                    }
+                },
+            ]
+            if source == TaskState.READY:
+                items.append({"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}})
+            if self._transact(items, f"skipping task {task_id}"):
+                return True
+        return False
 
     def running_executions(self, workflow_id: str) -> list[str]:
         return [
@@ -325,16 +360,6 @@ class SchedulerState:
             for item in self._query(workflow_id, TASK_SK_PREFIX, projection="#st, execution_arn")
             if item.get("state") == TaskState.RUNNING and item.get("execution_arn")
         ]
-
-    def record_execution(self, workflow_id: str, task_id: str, execution_arn: str) -> None:
-        try:
-            self._table.update_item(
-                Key=task_key(workflow_id, task_id),
-                UpdateExpression="SET execution_arn = :arn",
-                ExpressionAttributeValues={":arn": execution_arn},
-            )
-        except ClientError as exc:
-            raise translate_client_error(exc, f"recording the execution of task {task_id}") from exc
 
     def task(self, workflow_id: str, task_id: str) -> dict[str, Any] | None:
         return self._get(task_key(workflow_id, task_id))

@@ -47,6 +47,7 @@ INJECTED_FAILURE = [
     "import sys; sys.stderr.write('stepspot local: injected application failure\\n'); sys.exit(3)",
 ]
 TERMINAL = ("SUCCEEDED", "FAILED")
+LONG_POLL_SECONDS = 0.5
 
 
 def _get(mapping: Mapping[str, Any] | None, name: str) -> Any:
@@ -233,6 +234,7 @@ class LocalBatch:
         self.imds = FakeImds()
         self.jobs: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self.observers: list[Callable[[LocalJob], None]] = []
 
@@ -269,8 +271,12 @@ class LocalBatch:
         return {"JobId": job.job_id, "JobName": job.job_name, "jobId": job.job_id, "jobName": job.job_name}
 
     def describe_jobs(self, jobs: list[str], **_: Any) -> dict[str, Any]:
-        with self._lock:
+        """Long poll: while the one job asked about is still running, wait (up to ``LONG_POLL_SECONDS``)
+        for its next transition instead of letting the interpreter spin on it."""
+        with self._changed:
             found = [self.jobs[j] for j in jobs if j in self.jobs]
+            if len(found) == 1 and found[0].status not in TERMINAL:
+                self._changed.wait_for(lambda: found[0].status in TERMINAL, timeout=LONG_POLL_SECONDS)
         return {"jobs": [job.describe() for job in found]}
 
     def terminate_job(self, jobId: str, reason: str = "", **_: Any) -> dict[str, Any]:  # noqa: N803
@@ -432,7 +438,9 @@ class LocalBatch:
         self._transition(job, status)
 
     def _transition(self, job: LocalJob, status: str) -> None:
-        job.status = status
+        with self._changed:
+            job.status = status
+            self._changed.notify_all()
         for observer in self.observers:
             observer(job)
         if self.bus is not None:

@@ -5,6 +5,9 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 - hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
   that call it) by the local engine's in-process Lambda runner and subprocess Batch;
 - ``NodeOverrides`` added to the submitJob parameters moto forwards (multi-node parallel jobs);
+- DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
+  the items they touch (moto deep-copies the whole table per transaction item: O(n) per write);
+- one parse per definition: moto re-parses the ASL for every execution (slow), the program is immutable;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
   local time scale, so hour-long backoffs take moments;
 - three fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
@@ -44,6 +47,20 @@ _MAP_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.iter
 _PARALLEL = "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branches_decl"
 _JSONATA = "moto.stepfunctions.parser.asl.jsonata.jsonata"
 _CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name"
+_PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
+_DYNAMODB = "moto.dynamodb.models"
+_DYNAMODB_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+    "scan",
+    "batch_write_item",
+    "batch_get_item",
+    "transact_get_items",
+    "transact_write_items",
+)
 
 
 class PatchPointMissing(RuntimeError):
@@ -72,6 +89,9 @@ def check_patch_points() -> None:
         (_MAP_WORKER, "CustomErrorName"),
         (_PARALLEL, "CustomErrorName"),
         (_CUSTOM_ERROR, "CustomErrorName"),
+        (_PARSER, "AmazonStateLanguageParser"),
+        (_DYNAMODB, "DynamoDBBackend"),
+        (_DYNAMODB, "copy"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
     ]
@@ -87,6 +107,10 @@ def check_patch_points() -> None:
         raise PatchPointMissing("WaitFunction no longer has _eval_body/_get_wait_seconds")
     if not hasattr(_module(_TASK_SERVICE).StateTaskService, "_eval_execution"):
         raise PatchPointMissing("StateTaskService._eval_execution is gone")
+    backend = _module(_DYNAMODB).DynamoDBBackend
+    for name in (*_DYNAMODB_OPERATIONS, "get_keys_value"):
+        if not hasattr(backend, name):
+            raise PatchPointMissing(f"DynamoDBBackend.{name} is gone")
 
 
 class _ScaledTime:
@@ -179,6 +203,22 @@ def install() -> None:
         _module(_MAP_WORKER).CustomErrorName = _StatesTolerantErrorName
         _module(_PARALLEL).CustomErrorName = _StatesTolerantErrorName
 
+        # Speed: moto parses the definition (ANTLR, ~0.15 s) on every StartExecution. The parsed program is
+        # immutable (execution state lives in the Environment), so one parse per definition is enough.
+        parser_cls = _module(_PARSER).AmazonStateLanguageParser
+        original_parse = parser_cls.parse
+        parsed: dict[str, Any] = {}
+
+        def _parse_once(definition: str) -> Any:
+            program = parsed.get(definition)
+            if program is None:
+                program = parsed[definition] = original_parse(definition)
+            return program
+
+        parser_cls.parse = staticmethod(_parse_once)
+
+        _install_dynamodb_fixes()
+
         # Fix 3: JSONata has no evaluator in 5.2.5; fail fast with a clear message.
         jsonata = _module(_JSONATA)
 
@@ -189,6 +229,67 @@ def install() -> None:
             )
 
         jsonata._eval_jsonata = _no_jsonata  # the lazily bound evaluator every JSONata call goes through
+
+
+class _NoTableBackup:
+    """Stands in for ``copy`` inside moto's transact_write_items, whose whole-table deepcopy makes every
+    transaction O(table size); ``_install_dynamodb_fixes`` backs up the touched items instead."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return value
+
+
+def _install_dynamodb_fixes() -> None:
+    """DynamoDB in moto: one operation at a time (DynamoDB is linearizable per item; moto's in-memory
+    tables are not thread-safe, and the Lambdas run concurrently), and transactions that back up and
+    restore only the items they touch."""
+    import copy
+
+    models = _module(_DYNAMODB)
+    backend_cls = models.DynamoDBBackend
+    lock = threading.RLock()
+
+    def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return run
+
+    original_transact = backend_cls.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        backups = []
+        for entry in transact_items:
+            for _, op in entry.items():
+                table = self.tables.get(op.get("TableName"))
+                if table is None:
+                    continue
+                key_names = {table.hash_key_attr, table.range_key_attr}
+                keys = op.get("Key") or {k: v for k, v in (op.get("Item") or {}).items() if k in key_names}
+                try:
+                    hash_key, range_key = self.get_keys_value(table, keys)
+                except Exception:  # moto reports the malformed key itself
+                    continue
+                current = table.get_item(hash_key, range_key)
+                attrs = copy.deepcopy(current.to_json()["Attributes"]) if current is not None else None
+                backups.append((table, hash_key, range_key, attrs))
+        models.copy = _NoTableBackup
+        try:
+            return original_transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, attrs in reversed(backups):
+                table.delete_item(hash_key, range_key)
+                if attrs is not None:
+                    table.put_item(attrs)
+            raise
+        finally:
+            models.copy = copy
+
+    for name in _DYNAMODB_OPERATIONS:
+        method = transact_write_items if name == "transact_write_items" else getattr(backend_cls, name)
+        setattr(backend_cls, name, serialised(method))
 
 
 @contextlib.contextmanager

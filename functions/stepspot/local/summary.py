@@ -51,16 +51,23 @@ class RunSummary:
         path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def _history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page.get("events", []))
-        token = page.get("nextToken")
-        if not token:
-            return events
-        kwargs["nextToken"] = token
+class HistorySource:
+    """Execution histories straight from the emulator's backend: the same events GetExecutionHistory
+    returns, without serialising thousands of them through the API (minutes for 1,000 tasks)."""
+
+    def __init__(self) -> None:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        from stepspot.local.lambdas import ACCOUNT_ID, REGION
+
+        self._backend = stepfunctions_parser_backends[ACCOUNT_ID][REGION]
+
+    def executions(self, state_machine_arn: str) -> list[str]:
+        return [e.execution_arn for e in self._backend.describe_state_machine(state_machine_arn).executions]
+
+    def events(self, execution_arn: str) -> list[dict[str, Any]]:
+        events = self._backend.get_execution_history(execution_arn)["events"]
+        return [{**e, "type": str(getattr(e["type"], "value", e["type"]))} for e in events]
 
 
 def _payload_sizes(event: dict[str, Any]) -> list[int]:
@@ -74,24 +81,17 @@ def _payload_sizes(event: dict[str, Any]) -> list[int]:
     return sizes
 
 
-def analyse_histories(sfn: Any, workflow_arn: str, task_machine_arn: str) -> dict[str, Any]:
+def analyse_histories(source: HistorySource, workflow_arn: str, task_machine_arn: str) -> dict[str, Any]:
     """State transitions (StateEntered events) and the largest payload across all executions."""
-    workflow_events = _history(sfn, workflow_arn)
-    task_arns = []
-    kwargs: dict[str, Any] = {"stateMachineArn": task_machine_arn}
-    while True:
-        page = sfn.list_executions(**kwargs)
-        task_arns.extend(e["executionArn"] for e in page.get("executions", []))
-        if not page.get("nextToken"):
-            break
-        kwargs["nextToken"] = page["nextToken"]
+    workflow_events = source.events(workflow_arn)
+    task_arns = source.executions(task_machine_arn)
     workflow_transitions = sum(1 for e in workflow_events if e["type"].endswith("StateEntered"))
     largest = max((s for e in workflow_events for s in _payload_sizes(e)), default=0)
     task_transitions = 0
     restored = 0
     max_task_history = 0
     for arn in task_arns:
-        events = _history(sfn, arn)
+        events = source.events(arn)
         max_task_history = max(max_task_history, len(events))
         for event in events:
             if event["type"].endswith("StateEntered"):
@@ -160,8 +160,7 @@ def summarise(
     time_scale: float,
     run_dir: Path,
 ) -> RunSummary:
-    sfn = session.client("stepfunctions")
-    histories = analyse_histories(sfn, execution["executionArn"], resources.state_machine_arn("task"))
+    histories = analyse_histories(HistorySource(), execution["executionArn"], resources.state_machine_arn("task"))
     from stepspot.aws.scheduler_state import SchedulerState
 
     state = SchedulerState(session.resource("dynamodb"), resources.state_table)
