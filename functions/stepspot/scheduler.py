@@ -5,7 +5,8 @@ state, holding its ``.waitForTaskToken`` token), ``task_succeeded`` and ``task_f
 task execution). Every state change goes through a ``SchedulerStore`` whose writes are conditional
 (DynamoDB, ``stepspot.aws.scheduler_state``), so a duplicated or reordered delivery changes nothing:
 
-- a dependency is decremented at most once per (task, finished parent) pair;
+- a dependency is decremented at most once per (run, task, finished parent): a marker item per edge is
+  written in the same transaction as the decrement;
 - a task moves PENDING/READY -> RUNNING in one conditional transaction that also takes a slot of the
   workflow's ``max_running_tasks``; one that finds no free slot waits as READY and is started when a
   running task ends (a slot is released in the same transaction that records the end);
@@ -88,7 +89,7 @@ class SchedulerStore(Protocol):
     def initially_ready(self, workflow_id: str) -> list[str]: ...
     def reset_unfinished(self, workflow_id: str, tasks: Mapping[str, Any]) -> None: ...
     def counters(self, workflow_id: str) -> WorkflowCounters: ...
-    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str) -> int: ...
+    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int: ...
     def try_start(
         self,
         workflow_id: str,
@@ -99,6 +100,7 @@ class SchedulerStore(Protocol):
         from_ready: bool = False,
     ) -> StartOutcome: ...
     def ready_tasks(self, workflow_id: str, limit: int) -> list[str]: ...
+    def park(self, workflow_id: str, task_id: str) -> None: ...
     def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool: ...
     def skip(self, workflow_id: str, task_id: str, cause: str) -> bool: ...
     def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool: ...
@@ -211,7 +213,7 @@ class Scheduler:
             return self._response(plan.workflow_id, counters)
         if ready is None:
             ready = self.store.initially_ready(plan.workflow_id)
-        self._launch(plan, plan_uri, ready, counters.run_tag)
+        self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=self.max_running - counters.running)
         return self._settle(plan, self.store.counters(plan.workflow_id))
 
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
@@ -223,9 +225,10 @@ class Scheduler:
             ready = [
                 child
                 for child in plan.tasks[task_id].dependents
-                if self.store.resolve_dependency(workflow_id, child, task_id) == 0
+                if self.store.resolve_dependency(workflow_id, child, task_id, counters.run_tag) == 0
             ]
-            launched = self._launch(plan, plan_uri, ready, counters.run_tag)
+            free = self.max_running - counters.running
+            launched = self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=free)
             counters = self._drain(plan, plan_uri, counters, launched)
         return self._settle(plan, counters)
 
@@ -254,11 +257,21 @@ class Scheduler:
             raise UnknownTaskError(f"task {task_id!r} is not part of workflow {plan.workflow_id}", task_id=task_id)
 
     def _launch(
-        self, plan: PlanView, plan_uri: str, task_ids: Iterable[str], run_tag: str, from_ready: bool = False
+        self,
+        plan: PlanView,
+        plan_uri: str,
+        task_ids: Iterable[str],
+        run_tag: str,
+        from_ready: bool = False,
+        free_slots: int | None = None,
     ) -> int:
-        """Start each task that can take a slot; returns how many this call started."""
+        """Start each task that can take a slot; returns how many this call started. Once ``free_slots``
+        (as last read) are used up, newly ready tasks are parked READY directly."""
         started = 0
         for task_id in task_ids:
+            if not from_ready and free_slots is not None and started >= free_slots:
+                self.store.park(plan.workflow_id, task_id)
+                continue
             name = execution_name(plan.workflow_id, task_id, run_tag)
             arn = self.orchestrator.execution_arn(name)
             outcome = self.store.try_start(plan.workflow_id, task_id, name, arn, self.max_running, from_ready)

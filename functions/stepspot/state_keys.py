@@ -48,3 +48,8 @@ def ready_pk(workflow_id: str) -> str:
 def ready_key(workflow_id: str, task_id: str) -> dict[str, str]:
     """Marker of a task whose dependencies are done but which waits for a free slot (scheduler)."""
     return {"pk": ready_pk(workflow_id), "sk": task_id}
+
+
+def dependency_key(workflow_id: str, run_tag: str, task_id: str, parent_id: str) -> dict[str, str]:
+    """Marker that ``parent_id`` finishing was counted for ``task_id`` in one run (scheduler)."""
+    return {"pk": f"WF#{workflow_id}#DEPS", "sk": f"{run_tag}#{task_id}#{parent_id}"}

@@ -18,7 +18,15 @@ from botocore.exceptions import ClientError
 from stepspot.aws.errors import error_code, translate_client_error
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.scheduler import StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
-from stepspot.state_keys import TASK_SK_PREFIX, ready_key, ready_pk, task_key, workflow_key, workflow_pk
+from stepspot.state_keys import (
+    TASK_SK_PREFIX,
+    dependency_key,
+    ready_key,
+    ready_pk,
+    task_key,
+    workflow_key,
+    workflow_pk,
+)
 
 _CONDITION_FAILED = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
@@ -75,23 +83,19 @@ class SchedulerState:
         for task_id, item in items.items():
             if task_id in succeeded or task_id not in tasks:
                 continue
-            done = sorted(d for d in tasks[task_id].depends_on if d in succeeded)
-            names = {"#st": "state"}
-            values: dict[str, Any] = {
-                ":pending": TaskState.PENDING.value,
-                ":remaining": len(tasks[task_id].depends_on) - len(done),
-                ":now": _now(),
-            }
-            expression = "SET #st = :pending, remaining_deps = :remaining, updated_at = :now"
-            if done:
-                expression += ", done_deps = :done"
-                values[":done"] = set(done)
-            expression += " REMOVE execution_arn, execution_name" + ("" if done else ", done_deps")
+            # The next run has a new run tag: its dependency markers start afresh, and parents that
+            # succeeded are not run again, so they count as done right away.
+            remaining = sum(1 for d in tasks[task_id].depends_on if d not in succeeded)
             self._table.update_item(
                 Key=task_key(workflow_id, task_id),
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                UpdateExpression="SET #st = :pending, remaining_deps = :remaining, updated_at = :now "
+                "REMOVE execution_arn, execution_name",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={
+                    ":pending": TaskState.PENDING.value,
+                    ":remaining": remaining,
+                    ":now": _now(),
+                },
             )
             self._table.delete_item(Key=ready_key(workflow_id, task_id))
         self._table.update_item(
@@ -153,21 +157,31 @@ class SchedulerState:
                 ready.append(item["sk"][len(TASK_SK_PREFIX) :])
         return ready
 
-    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str) -> int:
-        """Decrement ``remaining_deps`` once per parent (the parent id is remembered in ``done_deps``)."""
-        try:
-            response = self._table.update_item(
-                Key=task_key(workflow_id, task_id),
-                UpdateExpression="SET remaining_deps = remaining_deps - :one, updated_at = :now ADD done_deps :p",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(done_deps) "
-                "OR NOT contains(done_deps, :parent))",
-                ExpressionAttributeValues={":one": 1, ":p": {parent_id}, ":parent": parent_id, ":now": _now()},
-                ReturnValues="UPDATED_NEW",
-            )
-            return int(response["Attributes"]["remaining_deps"])
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate_client_error(exc, f"resolving a dependency of {task_id}") from exc
+    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
+        """Decrement ``remaining_deps`` once per (run, parent): the decrement and a marker item for the
+        edge are one transaction, so a redelivery finds the marker and changes nothing. (A marker item
+        per edge, not a set on the task item: a join of 10,000 tasks must not approach 400 KB.)"""
+        self._transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), "at": _now()},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": task_key(workflow_id, task_id),
+                        "UpdateExpression": "SET remaining_deps = remaining_deps - :one, updated_at = :now",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":one": 1, ":now": _now()},
+                    }
+                },
+            ],
+            f"resolving a dependency of {task_id}",
+        )
         item = self._get(task_key(workflow_id, task_id))
         if item is None:
             raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
@@ -241,10 +255,11 @@ class SchedulerState:
         counters = self.counters(workflow_id)
         if counters.status != WorkflowStatus.RUNNING:
             return StartOutcome.NOT_STARTABLE
-        self._park(workflow_id, task_id)
+        self.park(workflow_id, task_id)
         return StartOutcome.NO_SLOT
 
-    def _park(self, workflow_id: str, task_id: str) -> None:
+    def park(self, workflow_id: str, task_id: str) -> None:
+        """PENDING (dependencies done) -> READY with a marker, counted in ``ready_count``; idempotent."""
         try:
             self._client.transact_write_items(
                 TransactItems=[
@@ -253,11 +268,12 @@ class SchedulerState:
                             "TableName": self.table_name,
                             "Key": task_key(workflow_id, task_id),
                             "UpdateExpression": "SET #st = :ready, updated_at = :now",
-                            "ConditionExpression": "#st = :pending",
+                            "ConditionExpression": "#st = :pending AND remaining_deps = :zero",
                             "ExpressionAttributeNames": {"#st": "state"},
                             "ExpressionAttributeValues": {
                                 ":ready": TaskState.READY.value,
                                 ":pending": TaskState.PENDING.value,
+                                ":zero": 0,
                                 ":now": _now(),
                             },
                         }

@@ -69,7 +69,8 @@ class SchedulerEvent(BaseModel):
 
     def failure_text(self) -> str:
         if self.reason:
-            return f"{self.failure_class or 'failure'}: {self.reason}"
+            prefix = f"{self.failure_class}: " if self.failure_class else ""
+            return self.reason if self.reason.startswith(prefix) else prefix + self.reason
         error = self.error or {}
         return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:1000]}"
 

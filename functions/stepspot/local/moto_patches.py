@@ -7,7 +7,8 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 - ``NodeOverrides`` added to the submitJob parameters moto forwards (multi-node parallel jobs);
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
   the items they touch (moto deep-copies the whole table per transaction item: O(n) per write);
-- one parse per definition: moto re-parses the ASL for every execution (slow), the program is immutable;
+- one parse per definition and per JSONPath: moto re-parses the ASL for every execution and every path
+  for every evaluation (slow); both results are immutable;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
   local time scale, so hour-long backoffs take moments;
 - three fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
@@ -18,11 +19,13 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
      (``CustomErrorName`` rejects the prefix): those two call sites get an error name that accepts it;
   3. JSONata evaluation is wired to a JVM bridge that no longer exists: evaluating JSONata raises a
      clear error instead of hanging (stepspot's templates use JSONPath only; a test checks that).
+  4. ``SendTaskFailure`` dropped its ``cause`` (the workflow's failure reason) in the API layer;
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,6 +52,9 @@ _JSONATA = "moto.stepfunctions.parser.asl.jsonata.jsonata"
 _CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name"
 _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _DYNAMODB = "moto.dynamodb.models"
+_SFN_RESPONSES = "moto.stepfunctions.responses"
+_JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
+_RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
 _DYNAMODB_OPERATIONS = (
     "put_item",
     "update_item",
@@ -91,6 +97,10 @@ def check_patch_points() -> None:
         (_CUSTOM_ERROR, "CustomErrorName"),
         (_PARSER, "AmazonStateLanguageParser"),
         (_DYNAMODB, "DynamoDBBackend"),
+        (_SFN_RESPONSES, "StepFunctionResponse"),
+        (_JSON_PATH, "parse"),
+        (_RESULT_PATH, "parse"),
+        (_SFN_RESPONSES, "EmptyResult"),
         (_DYNAMODB, "copy"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
@@ -216,8 +226,23 @@ def install() -> None:
             return program
 
         parser_cls.parse = staticmethod(_parse_once)
+        # ... and each JSONPath is compiled once (jsonpath_ng builds a PLY parser per call, ~1 ms).
+        for module_name in (_JSON_PATH, _RESULT_PATH):
+            module = _module(module_name)
+            module.parse = functools.lru_cache(maxsize=4096)(module.parse)
 
         _install_dynamodb_fixes()
+
+        # Fix 4: SendTaskFailure drops its cause in moto's API layer; the workflow's failure reason is in it.
+        responses = _module(_SFN_RESPONSES)
+
+        def send_task_failure(self: Any) -> Any:
+            self.stepfunction_backend.send_task_failure(
+                self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+            )
+            return responses.EmptyResult()
+
+        responses.StepFunctionResponse.send_task_failure = send_task_failure
 
         # Fix 3: JSONata has no evaluator in 5.2.5; fail fast with a clear message.
         jsonata = _module(_JSONATA)

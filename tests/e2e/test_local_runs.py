@@ -1,0 +1,128 @@
+"""Local mode, end to end: happy path, Spot reclaims, breaker, capacity shortage, application failures,
+continue mode, duplicated scheduler events, and a large fan-out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stepspot.local.faults import Faults
+
+from local_helpers import MD_EXAMPLE, sleep_task
+
+pytestmark = pytest.mark.slow
+
+DIAMOND = [
+    sleep_task("a"),
+    sleep_task("b", depends_on=["a"]),
+    sleep_task("c", depends_on=["a"]),
+    sleep_task("d", depends_on=["b", "c"]),
+    sleep_task("e"),
+]
+
+
+def _by_task(summary):
+    return {row["task_id"]: row for row in summary.per_task}
+
+
+def test_happy_path_runs_the_molecular_dynamics_sample(run_local):
+    # Given the sample workflow and no injected faults
+    summary = run_local(MD_EXAMPLE, time_scale=1800)
+    # Then every task succeeded once, the multi-node replica ran On-Demand, Spot tasks on Spot
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.tasks == {"total": 5, "succeeded": 5, "failed": 0, "skipped": 0, "not_run": 0}
+    rows = _by_task(summary)
+    assert all(row["attempts"] == 1 for row in rows.values())
+    assert rows["production-replica"]["capacity"] == "ON_DEMAND"
+    assert rows["production-run"]["capacity"] == "SPOT"
+    # and the analysis read both trajectories from the shared workspace
+    results = json.loads((Path(summary.run_dir) / "workspace" / "results" / "summary.json").read_text())
+    assert [run["steps"] for run in results["runs"]] == [900, 600]
+    # and the orchestration stayed small: 4 transitions per task + 2 for the workflow, tiny payloads
+    assert summary.transitions["total"] == 4 * 5 + 2
+    assert summary.largest_state_payload_bytes < 16_384
+    assert summary.estimated_cost["spot_usd"] < summary.estimated_cost["on_demand_usd"]
+
+
+def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
+    pytest.importorskip("stepspot.agent", reason="the checkpoint agent (branch checkpoints) is not merged yet")
+    # Given production-run's first Spot attempt is reclaimed mid-run
+    summary = run_local(MD_EXAMPLE, time_scale=1800, faults=Faults(reclaim_tasks=frozenset({"production-run"}), seed=1))
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.interruptions >= 1
+    # Then a later attempt restored the checkpoint written on the notice and resumed past step 0
+    assert summary.checkpoints["saved"] >= 1 and summary.checkpoints["restored"] >= 1
+    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("jobs/*/output.log"))
+    assert "md.py: resuming at step" in logs
+    assert "resuming at step 0 " not in logs
+
+
+def test_repeated_reclaims_open_the_breaker_and_finish_on_demand(run_local, write_workflow):
+    # Given four parallel Spot tasks whose every Spot attempt is reclaimed
+    tasks = [sleep_task(f"t{i}", 3.0, estimated_runtime=3600) for i in range(4)]
+    path = write_workflow(tasks, "reclaims")
+    faults = Faults(reclaim_tasks=frozenset(t["id"] for t in tasks), seed=2)
+    policy = {"breaker": {"failure_threshold": 3, "window_seconds": 86_400, "cooldown_seconds": 86_400}}
+    summary = run_local(path, faults=faults, policy=policy, time_scale=3600)
+    # Then the workflow still succeeds, every task finished On-Demand, and the breaker sent some there
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.interruptions >= 3
+    assert {row["capacity"] for row in summary.per_task} == {"ON_DEMAND"}
+    assert summary.fallbacks_to_on_demand >= 4
+    assert summary.metrics.get("SpotInterruptions", 0) >= 3
+    assert summary.metrics.get("FallbacksToOnDemand", 0) >= 1
+
+
+def test_capacity_shortage_moves_tasks_to_on_demand(run_local, write_workflow):
+    path = write_workflow([sleep_task("x"), sleep_task("y", depends_on=["x"])], "capacity")
+    summary = run_local(path, faults=Faults(capacity_shortage=True), time_scale=3600)
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.capacity_failures >= 2
+    assert {row["capacity"] for row in summary.per_task} == {"ON_DEMAND"}
+    assert summary.metrics.get("CapacityFailures", 0) >= 2
+
+
+def test_application_failure_is_retried_with_backoff_then_fails_the_workflow(run_local, write_workflow):
+    # Given a task that always exits non-zero, with two retries
+    path = write_workflow([sleep_task("ok"), sleep_task("bad", retry_attempts=2), sleep_task("after", depends_on=["bad"])], "appfail")
+    summary = run_local(path, faults=Faults(failing_tasks=frozenset({"bad"})), time_scale=3600)
+    # Then it ran three times, backed off between attempts, and the workflow failed naming it
+    assert summary.status == "FAILED"
+    assert summary.error == "WorkflowTasksFailed"
+    assert "task bad failed: app_error: exit code 3; budget of 2 retries used up" in (summary.cause or "")
+    rows = _by_task(summary)
+    assert rows["bad"]["attempts"] == 3
+    assert rows["after"]["state"] == "PENDING" and rows["after"]["attempts"] == 0
+    assert summary.app_failures == 3
+
+
+def test_continue_mode_lets_independent_branches_finish(run_local, write_workflow):
+    path = write_workflow(DIAMOND, "continue", failure_mode="continue", max_retry_attempts=0)
+    summary = run_local(path, faults=Faults(failing_tasks=frozenset({"b"})))
+    assert summary.status == "FAILED"
+    assert summary.tasks == {"total": 5, "succeeded": 3, "failed": 1, "skipped": 1, "not_run": 0}
+    rows = _by_task(summary)
+    assert (rows["c"]["state"], rows["e"]["state"], rows["d"]["state"]) == ("SUCCEEDED", "SUCCEEDED", "SKIPPED")
+
+
+def test_duplicated_scheduler_events_change_nothing(run_local, write_workflow):
+    path = write_workflow(DIAMOND, "duplicates")
+    summary = run_local(path, duplicate_scheduler_events=True)
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.attempts == 5  # each task ran exactly once
+    assert summary.transitions["task_executions"] == 5
+
+
+def test_thousand_task_fan_out(run_local, write_workflow):
+    # Given one root, 1,000 independent tasks and a join
+    leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(1000)]
+    path = write_workflow([sleep_task("root"), *leaves, sleep_task("join", depends_on=[t["id"] for t in leaves])], "fanout")
+    summary = run_local(path, max_parallel_jobs=16, timeout_seconds=600)
+    # Then all ran, state stayed small and the workflow history did not grow with the tasks
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.tasks["succeeded"] == 1002
+    assert summary.transitions["workflow_execution"] == 2
+    assert summary.transitions["per_task"] <= 4.01
+    assert summary.largest_state_payload_bytes < 16_384
