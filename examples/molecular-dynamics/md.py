@@ -208,9 +208,14 @@ def analyse(args: argparse.Namespace) -> int:
         mean = sum(energies) / len(energies)
         spread = math.sqrt(sum((e - mean) ** 2 for e in energies) / len(energies))
         summary["runs"].append(
-            {"input": str(path), "steps": run["steps"], "mean_energy": round(mean, 6),
-             "energy_drift": round(energies[-1] - energies[0], 6), "energy_stddev": round(spread, 6),
-             "temperature": run["temperature"]}
+            {
+                "input": str(path),
+                "steps": run["steps"],
+                "mean_energy": round(mean, 6),
+                "energy_drift": round(energies[-1] - energies[0], 6),
+                "energy_stddev": round(spread, 6),
+                "temperature": run["temperature"],
+            }
         )
     write_json(args.output, summary)
     print(f"md.py analyse: {json.dumps(summary['runs'])}", flush=True)

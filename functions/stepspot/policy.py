@@ -38,10 +38,10 @@ class _Knobs(BaseModel):
 class Backoff(_Knobs):
     """Exponential backoff ``min(max, base * rate**(n-1))`` with optional full jitter."""
 
-    base_seconds: float = Field(30.0, ge=0, le=3600, description="Delay before the first retry")
-    rate: float = Field(2.0, ge=1.0, le=10.0, description="Growth factor per retry")
-    max_seconds: float = Field(900.0, ge=0, le=86_400, description="Upper bound of one delay")
-    jitter: bool = Field(True, description="Full jitter: a delay drawn uniformly from [0, computed delay]")
+    base_seconds: float = Field(default=30.0, ge=0, le=3600, description="Delay before the first retry")
+    rate: float = Field(default=2.0, ge=1.0, le=10.0, description="Growth factor per retry")
+    max_seconds: float = Field(default=900.0, ge=0, le=86_400, description="Upper bound of one delay")
+    jitter: bool = Field(default=True, description="Full jitter: a delay drawn uniformly from [0, computed delay]")
 
     def delay(self, retry_number: int, rate: float | None = None, unit_random: float = 1.0) -> int:
         """Seconds to wait before retry ``retry_number`` (1-based). ``unit_random`` in [0, 1] applies
@@ -52,7 +52,7 @@ class Backoff(_Knobs):
         raw = min(self.max_seconds, self.base_seconds * growth ** (retry_number - 1))
         if self.jitter:
             raw *= min(max(unit_random, 0.0), 1.0)
-        return int(round(raw))
+        return round(raw)
 
 
 class ClassPolicy(_Knobs):
@@ -61,7 +61,7 @@ class ClassPolicy(_Knobs):
     max_retries: int = Field(ge=0, le=100, description="Retries of this class before the task fails")
     backoff: bool = Field(description="Wait with exponential backoff before retrying")
     fallback_to_on_demand_after: int | None = Field(
-        None, ge=0, le=100, description="Move the task to On-Demand after this many failures of the class"
+        default=None, ge=0, le=100, description="Move the task to On-Demand after this many failures of the class"
     )
 
 
@@ -83,21 +83,21 @@ def _default_classes() -> dict[FailureClass, ClassPolicy]:
 class Breaker(_Knobs):
     """Circuit breaker per Spot queue (see ``stepspot.breaker``)."""
 
-    failure_threshold: int = Field(3, ge=1, le=1000, description="Spot failures within the window that open it")
-    window_seconds: int = Field(600, ge=1, le=86_400, description="Length of the counting window")
-    cooldown_seconds: int = Field(300, ge=1, le=86_400, description="Time open before one trial on Spot")
+    failure_threshold: int = Field(default=3, ge=1, le=1000, description="Spot failures within the window that open it")
+    window_seconds: int = Field(default=600, ge=1, le=86_400, description="Length of the counting window")
+    cooldown_seconds: int = Field(default=300, ge=1, le=86_400, description="Time open before one trial on Spot")
     trial_timeout_seconds: int = Field(
-        3600, ge=1, le=7 * 86_400, description="A half-open trial that never reports is abandoned after this"
+        default=3600, ge=1, le=7 * 86_400, description="A half-open trial that never reports is abandoned after this"
     )
 
 
 class LambdaRetry(_Knobs):
     """Retry of the orchestration Lambdas themselves (throttling, RetryableError), rendered into the ASL."""
 
-    interval_seconds: int = Field(1, ge=1, le=300)
-    max_attempts: int = Field(6, ge=0, le=99)
-    backoff_rate: float = Field(2.0, ge=1.0, le=10.0)
-    max_delay_seconds: int = Field(60, ge=1, le=3600)
+    interval_seconds: int = Field(default=1, ge=1, le=300)
+    max_attempts: int = Field(default=6, ge=0, le=99)
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_delay_seconds: int = Field(default=60, ge=1, le=3600)
 
 
 class Policy(_Knobs):
@@ -108,10 +108,10 @@ class Policy(_Knobs):
     breaker: Breaker = Breaker()
     lambda_retry: LambdaRetry = LambdaRetry()
     max_running_tasks: int = Field(
-        500, ge=1, le=100_000, description="Task executions running at once per workflow (dataflow order kept)"
+        default=500, ge=1, le=100_000, description="Task executions running at once per workflow (dataflow order kept)"
     )
     submit_retry_attempts: int = Field(
-        3, ge=0, le=10, description="Retries of a throttled or failed batch:SubmitJob call in the ASL"
+        default=3, ge=0, le=10, description="Retries of a throttled or failed batch:SubmitJob call in the ASL"
     )
 
     @model_validator(mode="before")

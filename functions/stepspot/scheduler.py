@@ -120,9 +120,12 @@ class Orchestrator(Protocol):
 class PlanView(Protocol):
     """The parts of ``stepspot.plan.Plan`` the scheduler reads."""
 
-    workflow_id: str
-    failure_mode: str
-    levels: list[list[str]]
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def failure_mode(self) -> str: ...
+    @property
+    def levels(self) -> list[list[str]]: ...
 
     @property
     def tasks(self) -> Mapping[str, Any]: ...
@@ -311,12 +314,8 @@ class Scheduler:
         if counters.status == WorkflowStatus.SUCCEEDED:
             self.orchestrator.workflow_succeeded(counters.task_token, summary(counters, workflow_id))
         else:
-            cause = json.dumps(
-                {**summary(counters, workflow_id), "reason": counters.first_failure or "a task failed"}
-            )
+            cause = json.dumps({**summary(counters, workflow_id), "reason": counters.first_failure or "a task failed"})
             self.orchestrator.workflow_failed(counters.task_token, "WorkflowTasksFailed", cause)
 
     def _response(self, workflow_id: str, counters: WorkflowCounters) -> dict[str, Any]:
         return {**summary(counters, workflow_id), "started": len(self.started)}
-
-

@@ -16,6 +16,7 @@ from stepspot.local.summary import RunSummary
 from stepspot.policy import policy_from_mapping
 from stepspot.workflow import load_workflow_file
 
+
 @pytest.fixture
 def write_workflow(tmp_path: Path) -> Callable[..., Path]:
     def write(tasks: list[dict[str, Any]], name: str = "e2e", **global_config: Any) -> Path:
@@ -31,7 +32,9 @@ def write_workflow(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def run_local(tmp_path: Path) -> Callable[..., RunSummary]:
-    def run(path: Path, faults: Faults | None = None, policy: dict[str, Any] | None = None, **options: Any) -> RunSummary:
+    def run(
+        path: Path, faults: Faults | None = None, policy: dict[str, Any] | None = None, **options: Any
+    ) -> RunSummary:
         engine = LocalEngine(
             LocalOptions(
                 faults=faults or Faults(),

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from local_helpers import MD_EXAMPLE, sleep_task
 
 from stepspot.local.faults import Faults
-
-from local_helpers import MD_EXAMPLE, sleep_task
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +85,9 @@ def test_capacity_shortage_moves_tasks_to_on_demand(run_local, write_workflow):
 
 def test_application_failure_is_retried_with_backoff_then_fails_the_workflow(run_local, write_workflow):
     # Given a task that always exits non-zero, with two retries
-    path = write_workflow([sleep_task("ok"), sleep_task("bad", retry_attempts=2), sleep_task("after", depends_on=["bad"])], "appfail")
+    path = write_workflow(
+        [sleep_task("ok"), sleep_task("bad", retry_attempts=2), sleep_task("after", depends_on=["bad"])], "appfail"
+    )
     summary = run_local(path, faults=Faults(failing_tasks=frozenset({"bad"})), time_scale=3600)
     # Then it ran three times, backed off between attempts, and the workflow failed naming it
     assert summary.status == "FAILED"
@@ -118,7 +119,9 @@ def test_duplicated_scheduler_events_change_nothing(run_local, write_workflow):
 def test_thousand_task_fan_out(run_local, write_workflow):
     # Given one root, 1,000 independent tasks and a join
     leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(1000)]
-    path = write_workflow([sleep_task("root"), *leaves, sleep_task("join", depends_on=[t["id"] for t in leaves])], "fanout")
+    path = write_workflow(
+        [sleep_task("root"), *leaves, sleep_task("join", depends_on=[t["id"] for t in leaves])], "fanout"
+    )
     summary = run_local(path, max_parallel_jobs=16, timeout_seconds=600)
     # Then all ran, state stayed small and the workflow history did not grow with the tasks
     assert summary.status == "SUCCEEDED", summary.cause

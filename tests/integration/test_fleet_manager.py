@@ -58,12 +58,22 @@ def fleet(monkeypatch):
             {"workflow_id": "wf", "status": "PARSED", "total_tasks": 4}, initial_task_states(plan), "sha"
         )
         batch = boto3.client("batch", region_name="us-east-1")
-        container = {"image": "base", "command": ["true"], "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]}
-        single = batch.register_job_definition(jobDefinitionName="base", type="container", containerProperties=container)
+        container = {
+            "image": "base",
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+        }
+        single = batch.register_job_definition(
+            jobDefinitionName="base", type="container", containerProperties=container
+        )
         multi = batch.register_job_definition(
             jobDefinitionName="base-mnp",
             type="multinode",
-            nodeProperties={"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]},
+            nodeProperties={
+                "numNodes": 2,
+                "mainNode": 0,
+                "nodeRangeProperties": [{"targetNodes": "0:", "container": container}],
+            },
         )
         for name, value in {
             "STEPSPOT_BUCKET": "bucket",
@@ -96,8 +106,13 @@ class _Context:
 
 
 def _ids(task_id, attempt=1, on_demand=False):
-    return {"workflow_id": "wf", "task_id": task_id, "plan_uri": "s3://bucket/workflows/wf/plan.json",
-            "attempt": attempt, "on_demand": on_demand}
+    return {
+        "workflow_id": "wf",
+        "task_id": task_id,
+        "plan_uri": "s3://bucket/workflows/wf/plan.json",
+        "attempt": attempt,
+        "on_demand": on_demand,
+    }
 
 
 def test_a_spot_task_goes_to_spot_under_the_agent_with_its_ids(fleet):
@@ -132,8 +147,14 @@ def test_derived_job_definitions_are_registered_once_per_image(fleet):
 def test_reclaims_retry_then_open_the_breaker_for_other_tasks(fleet):
     for task_id in ("single", "other"):
         job = _call({"action": "choose_capacity", **_ids(task_id)})
-        decision = _call({"action": "classify_failure", **_ids(task_id), "job": job,
-                          "error": {"Error": "States.TaskFailed", "Cause": RECLAIM_CAUSE}})
+        decision = _call(
+            {
+                "action": "classify_failure",
+                **_ids(task_id),
+                "job": job,
+                "error": {"Error": "States.TaskFailed", "Cause": RECLAIM_CAUSE},
+            }
+        )
         assert decision["decision"]["failure_class"] == "spot_reclaim"
         assert decision["decision"]["action"] == "retry" and decision["attempt"] == 2
     # Two Spot failures reached the threshold: a third task is sent On-Demand as a fallback
@@ -143,8 +164,12 @@ def test_reclaims_retry_then_open_the_breaker_for_other_tasks(fleet):
 
 def test_a_redelivered_classification_counts_once_and_decides_the_same(fleet):
     job = _call({"action": "choose_capacity", **_ids("single")})
-    event = {"action": "classify_failure", **_ids("single"), "job": job,
-             "error": {"Error": "States.TaskFailed", "Cause": EXIT_CAUSE}}
+    event = {
+        "action": "classify_failure",
+        **_ids("single"),
+        "job": job,
+        "error": {"Error": "States.TaskFailed", "Cause": EXIT_CAUSE},
+    }
     first, again = _call(event), _call(event)
     assert first == again
     # retry_attempts=1: the second application failure gives up

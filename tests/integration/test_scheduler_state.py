@@ -120,8 +120,11 @@ def test_dataflow_a_task_starts_when_its_own_dependencies_are_done(dynamodb):
         scheduler.task_succeeded(plan, PLAN_URI, task)
     # Then the workflow's token is answered once with the counts
     assert sfn.answers == [
-        ("success", "token-1", {"workflow_id": "wf", "status": "SUCCEEDED", "total_tasks": 5, "succeeded": 5,
-                                "failed": 0, "skipped": 0})
+        (
+            "success",
+            "token-1",
+            {"workflow_id": "wf", "status": "SUCCEEDED", "total_tasks": 5, "succeeded": 5, "failed": 0, "skipped": 0},
+        )
     ]
 
 
@@ -157,7 +160,7 @@ def test_at_most_max_running_tasks_run_and_the_rest_wait_ready(dynamodb):
 
 
 def test_fail_mode_fails_the_workflow_and_stops_running_tasks(dynamodb):
-    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    plan, _store, sfn, scheduler = _setup(dynamodb, DIAMOND)
     scheduler.start(plan, PLAN_URI, "t")
     result = scheduler.task_failed(plan, PLAN_URI, "a", "app_error: exit code 2; budget of 3 retries used up")
     assert result["status"] == "FAILED"
@@ -200,7 +203,7 @@ def test_redrive_runs_unfinished_tasks_again_under_new_execution_names(dynamodb)
 
 
 def test_a_start_for_an_unknown_workflow_names_it(dynamodb):
-    plan, store, sfn, scheduler = _setup(dynamodb, DIAMOND)
+    plan, _store, _sfn, scheduler = _setup(dynamodb, DIAMOND)
     plan.workflow_id = "nope"
     with pytest.raises(Exception, match="workflow nope is not registered"):
         scheduler.start(plan, PLAN_URI, "t")

@@ -101,7 +101,9 @@ def test_templates_render_with_strict_undefined(tmp_path, monkeypatch):
 
 
 def test_policy_knobs_reach_the_definitions():
-    policy = policy_from_mapping({"lambda_retry": {"max_attempts": 9, "interval_seconds": 4}, "submit_retry_attempts": 5})
+    policy = policy_from_mapping(
+        {"lambda_retry": {"max_attempts": 9, "interval_seconds": 4}, "submit_retry_attempts": 5}
+    )
     task = asl.render(LOCAL_ARNS, policy)["task"]
     retry = task["States"]["ChooseCapacity"]["Retry"][0]
     assert (retry["MaxAttempts"], retry["IntervalSeconds"]) == (9, 4)
@@ -118,7 +120,11 @@ def test_only_ids_and_uris_travel_into_task_executions():
     from stepspot.scheduler import task_input
 
     assert set(task_input("wf", "t", "s3://b/workflows/wf/plan.json")) == {
-        "workflow_id", "task_id", "plan_uri", "attempt", "on_demand",
+        "workflow_id",
+        "task_id",
+        "plan_uri",
+        "attempt",
+        "on_demand",
     }
 
 

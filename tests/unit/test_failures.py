@@ -176,7 +176,16 @@ def test_capacity_failure_moves_to_on_demand_immediately():
 
 
 def test_application_errors_back_off_and_never_change_capacity():
-    decisions = [_decide(APP, n, policy=DEFAULT_POLICY.model_copy(update={"backoff": DEFAULT_POLICY.backoff.model_copy(update={"jitter": False})})) for n in (1, 2, 3)]
+    decisions = [
+        _decide(
+            APP,
+            n,
+            policy=DEFAULT_POLICY.model_copy(
+                update={"backoff": DEFAULT_POLICY.backoff.model_copy(update={"jitter": False})}
+            ),
+        )
+        for n in (1, 2, 3)
+    ]
     assert [d.wait_seconds for d in decisions] == [30, 60, 120]  # base 30 s, task multiplier 2.0
     assert not any(d.on_demand for d in decisions)
 

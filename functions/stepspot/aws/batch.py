@@ -31,7 +31,7 @@ def queue_name(queue_arn: str) -> str:
 
 def derived_definition_name(base_name: str, image: str) -> str:
     digest = hashlib.sha256(image.encode()).hexdigest()[:10]
-    return f"{base_name[:128 - 11]}-{digest}"
+    return f"{base_name[: 128 - 11]}-{digest}"
 
 
 class Batch:
@@ -101,9 +101,7 @@ class Batch:
 
     def describe_environment(self, name: str) -> dict[str, Any]:
         try:
-            found = self._batch.describe_compute_environments(computeEnvironments=[name]).get(
-                "computeEnvironments", []
-            )
+            found = self._batch.describe_compute_environments(computeEnvironments=[name]).get("computeEnvironments", [])
         except ClientError as exc:
             raise translate_client_error(exc, f"describing compute environment {name}") from exc
         if not found:

@@ -8,8 +8,8 @@ of docs/contracts.md; the workflow META item gains ``running`` (slots in use) an
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -80,7 +80,7 @@ class SchedulerState:
         the tasks that did), the counters are recomputed and the run tag moves on."""
         items = {str(i["task_id"]): i for i in self._query(workflow_id, TASK_SK_PREFIX)}
         succeeded = {t for t, i in items.items() if i.get("state") == TaskState.SUCCEEDED}
-        for task_id, item in items.items():
+        for task_id, _item in items.items():
             if task_id in succeeded or task_id not in tasks:
                 continue
             # The next run has a new run tag: its dependency markers start afresh, and parents that
@@ -100,8 +100,8 @@ class SchedulerState:
             self._table.delete_item(Key=ready_key(workflow_id, task_id))
         self._table.update_item(
             Key=workflow_key(workflow_id),
-            UpdateExpression="SET #s = :parsed, #r = :zero, failed = :zero, skipped = :zero, ready_count = :zero, succeeded = :done, "
-            "redrives = if_not_exists(redrives, :zero) + :one REMOVE failure_detail, finished_at",
+            UpdateExpression="SET #s = :parsed, #r = :zero, failed = :zero, skipped = :zero, ready_count = :zero, "
+            "succeeded = :done, redrives = if_not_exists(redrives, :zero) + :one REMOVE failure_detail, finished_at",
             ExpressionAttributeNames={"#s": "status", "#r": "running"},
             ExpressionAttributeValues={":parsed": "PARSED", ":zero": 0, ":one": 1, ":done": len(succeeded)},
         )
@@ -447,4 +447,3 @@ class SchedulerState:
             if error_code(exc) in _CONDITION_FAILED:
                 return False
             raise translate_client_error(exc, doing) from exc
-

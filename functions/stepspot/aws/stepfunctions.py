@@ -51,9 +51,7 @@ class StepFunctions:
         self._answer(lambda: self._sfn.send_task_success(taskToken=task_token, output=json.dumps(output)))
 
     def workflow_failed(self, task_token: str, error: str, cause: str) -> None:
-        self._answer(
-            lambda: self._sfn.send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_000])
-        )
+        self._answer(lambda: self._sfn.send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_000]))
 
     @staticmethod
     def _answer(call: Any) -> None:

@@ -63,15 +63,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
     faults = parser.add_argument_group("fault injection (repeatable with --seed)")
     faults.add_argument(
-        "--spot-interruptions", type=_rate, default=0.0, metavar="RATE",
+        "--spot-interruptions",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
         help="share of Spot attempts reclaimed: a 2-minute notice (IMDS + EventBridge), then the host goes",
     )
     faults.add_argument(
-        "--capacity-shortage", action="store_true",
+        "--capacity-shortage",
+        action="store_true",
         help="the Spot queue cannot place jobs: they are cancelled by the queue's time limit",
     )
     faults.add_argument(
-        "--app-failures", type=_rate, nargs="?", const=0.25, default=0.0, metavar="RATE",
+        "--app-failures",
+        type=_rate,
+        nargs="?",
+        const=0.25,
+        default=0.0,
+        metavar="RATE",
         help="share of attempts whose program exits non-zero (default when given without RATE: 0.25)",
     )
     faults.add_argument("--fail-task", action="append", default=[], metavar="ID", help="every attempt of ID fails")
@@ -80,7 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     faults.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the injected faults")
     parser.add_argument(
-        "--time-scale", type=_positive, default=600.0, metavar="X",
+        "--time-scale",
+        type=_positive,
+        default=600.0,
+        metavar="X",
         help="simulated seconds per real second for waits, notices and timers (default 600)",
     )
     parser.add_argument("--policy", type=Path, metavar="FILE", help="JSON/YAML file overriding policy knobs")
@@ -172,20 +184,34 @@ def _print_summary(summary: Any) -> None:
     cost = summary.estimated_cost
     cp = summary.critical_path
     rows = [
-        ("tasks", f"{tasks['succeeded']} succeeded, {tasks['failed']} failed, {tasks['skipped']} skipped "
-         f"of {tasks['total']}"),
-        ("attempts", f"{summary.attempts} (interruptions {summary.interruptions}, capacity failures "
-         f"{summary.capacity_failures}, application failures {summary.app_failures})"),
+        (
+            "tasks",
+            f"{tasks['succeeded']} succeeded, {tasks['failed']} failed, {tasks['skipped']} skipped of {tasks['total']}",
+        ),
+        (
+            "attempts",
+            f"{summary.attempts} (interruptions {summary.interruptions}, capacity failures "
+            f"{summary.capacity_failures}, application failures {summary.app_failures})",
+        ),
         ("fallbacks to On-Demand", str(summary.fallbacks_to_on_demand)),
         ("checkpoints", f"{summary.checkpoints['saved']} saved, {summary.checkpoints['restored']} restored"),
-        ("makespan", f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
-         f"at time scale {summary.time_scale:g}"),
-        ("critical path", f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''} "
-         f"(measured {cp['measured_seconds']:.2f} s, makespan/critical path {cp['makespan_ratio']})"),
+        (
+            "makespan",
+            f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
+            f"at time scale {summary.time_scale:g}",
+        ),
+        (
+            "critical path",
+            f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''} "
+            f"(measured {cp['measured_seconds']:.2f} s, makespan/critical path {cp['makespan_ratio']})",
+        ),
         ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
-        ("estimated cost", f"Spot ${cost['spot_usd']:.4f} vs On-Demand ${cost['on_demand_usd']:.4f} "
-         f"(saved ${cost['savings_usd']:.4f})"),
+        (
+            "estimated cost",
+            f"Spot ${cost['spot_usd']:.4f} vs On-Demand ${cost['on_demand_usd']:.4f} "
+            f"(saved ${cost['savings_usd']:.4f})",
+        ),
     ]
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")

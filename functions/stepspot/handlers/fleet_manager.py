@@ -200,7 +200,9 @@ class Fleet:
     def _environment_name(self, which: str) -> str:
         if which == "mnp":
             if not self.settings.mnp_compute_env:
-                raise InvalidEventError("compute_environment 'mnp' needs STEPSPOT_MNP_COMPUTE_ENV in the function's environment")
+                raise InvalidEventError(
+                    "compute_environment 'mnp' needs STEPSPOT_MNP_COMPUTE_ENV in the function's environment"
+                )
             return self.settings.mnp_compute_env
         return self.settings.spot_compute_env if which == "spot" else self.settings.ondemand_compute_env
 

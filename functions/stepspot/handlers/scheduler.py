@@ -110,9 +110,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     elif request.action == "task_succeeded":
         assert request.task_id is not None
         if request.capacity == "SPOT" and request.queue_name:
-            breakers.apply(
-                request.queue_name, lambda s, now: (None, breaker.record_success(s, now, policy.breaker))
-            )
+            breakers.apply(request.queue_name, lambda s, now: (None, breaker.record_success(s, now, policy.breaker)))
         result = scheduler.task_succeeded(plan, request.plan_uri, request.task_id)
         metrics.add_metric(name="TasksSucceeded", unit=MetricUnit.Count, value=1)
     else:

@@ -131,7 +131,10 @@ class LocalJob:
         if self.stopped_at:
             description["stoppedAt"] = ms(self.stopped_at)
             if self.started_at:
-                attempt_container = {"containerInstanceArn": self.instance_id, "logStreamName": container["logStreamName"]}
+                attempt_container = {
+                    "containerInstanceArn": self.instance_id,
+                    "logStreamName": container["logStreamName"],
+                }
                 if self.exit_code is not None:
                     attempt_container["exitCode"] = self.exit_code
                 description["attempts"] = [
@@ -190,11 +193,11 @@ class _ImdsHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_PUT(self) -> None:  # noqa: N802 (http.server API)
+    def do_PUT(self) -> None:
         _, rest = self._job()
         self._reply(200, "local-token") if rest == "/latest/api/token" else self._reply(404)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         job_id, rest = self._job()
         if rest == "/latest/meta-data/spot/instance-action" and job_id in self.server.notices:
             self._reply(200, self.server.notices[job_id])
@@ -279,7 +282,7 @@ class LocalBatch:
                 self._changed.wait_for(lambda: found[0].status in TERMINAL, timeout=LONG_POLL_SECONDS)
         return {"jobs": [job.describe() for job in found]}
 
-    def terminate_job(self, jobId: str, reason: str = "", **_: Any) -> dict[str, Any]:  # noqa: N803
+    def terminate_job(self, jobId: str, reason: str = "", **_: Any) -> dict[str, Any]:
         job = self.jobs.get(jobId)
         if job is not None:
             self._kill(job)
@@ -302,7 +305,10 @@ class LocalBatch:
             self._transition(job, "RUNNABLE")
             self._closing.wait(self._scaled(CAPACITY_TIME_LIMIT_SECONDS))
             self._finish(
-                job, "FAILED", "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", None
+                job,
+                "FAILED",
+                "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+                None,
             )
             return
         with self._slots:

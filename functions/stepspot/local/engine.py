@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from stepspot import asl
 from stepspot.errors import FatalError, UnknownTaskError
@@ -81,9 +81,7 @@ def local_policy(policy: Policy, time_scale: float) -> Policy:
     running = policy.max_running_tasks
     if "max_running_tasks" not in policy.model_fields_set:
         running = min(running, LOCAL_MAX_RUNNING_TASKS)
-    return policy.model_copy(
-        update={"breaker": breaker.model_copy(update=scaled), "max_running_tasks": running}
-    )
+    return policy.model_copy(update={"breaker": breaker.model_copy(update=scaled), "max_running_tasks": running})
 
 
 def host_path(workflow_dir: Path) -> str:
@@ -171,7 +169,7 @@ class LocalEngine:
             # reach them through the server.
             from moto import mock_aws
 
-            mock = mock_aws(config=MOTO_CONFIG)
+            mock = mock_aws(config=cast(Any, MOTO_CONFIG))
             mock.start(reset=False)
             with _environment(env), _routed_stdout(router):
                 reset_handler_caches()
@@ -257,7 +255,9 @@ class LocalEngine:
     def _job_environment(self, env: dict[str, str], workflow_dir: Path, endpoint: str) -> dict[str, str]:
         keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")
         base = {k: os.environ[k] for k in keep if k in os.environ}
-        base.update({k: v for k, v in env.items() if k.startswith(("AWS_", "STEPSPOT_BUCKET", "STEPSPOT_CHECKPOINT_TABLE"))})
+        base.update(
+            {k: v for k, v in env.items() if k.startswith(("AWS_", "STEPSPOT_BUCKET", "STEPSPOT_CHECKPOINT_TABLE"))}
+        )
         base["STEPSPOT_STATE_TABLE"] = env["STEPSPOT_STATE_TABLE"]
         base["AWS_ENDPOINT_URL"] = endpoint
         base["PATH"] = host_path(workflow_dir)
@@ -405,10 +405,8 @@ def _configure_moto(endpoint: str) -> None:
 @contextlib.contextmanager
 def _routed_stdout(router: OutputRouter) -> Iterator[None]:
     previous = sys.stdout
-    sys.stdout = router  # type: ignore[assignment]
+    sys.stdout = router
     try:
         yield
     finally:
         sys.stdout = previous
-
-

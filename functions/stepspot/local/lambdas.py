@@ -19,7 +19,7 @@ import sys
 import threading
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +69,7 @@ class OutputRouter(io.TextIOBase):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._log = log_path.open("a", encoding="utf-8") if log_path else None
-        self.metrics: Counter[str] = Counter()
+        self.metrics: defaultdict[str, float] = defaultdict(float)
 
     def capture(self, function: str) -> _Capture:
         return _Capture(self, function)
@@ -180,7 +180,7 @@ class LocalLambda:
             observer(key, event, result)
         return result
 
-    def invoke(self, FunctionName: str, Payload: Any = None, **_: Any) -> dict[str, Any]:  # noqa: N803 (boto3 API)
+    def invoke(self, FunctionName: str, Payload: Any = None, **_: Any) -> dict[str, Any]:
         key = self._by_arn.get(FunctionName) or self._by_name.get(FunctionName.rsplit(":", 1)[-1])
         if key is None:
             return self._error("ResourceNotFoundException", f"Function not found: {FunctionName}")

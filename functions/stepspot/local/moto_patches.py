@@ -40,9 +40,7 @@ _state: dict[str, Any] = {"time_scale": 1.0, "clients": {}}
 
 _LAMBDA_UTILS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
 _BATCH_SERVICE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch"
-_CALLBACK_SERVICE = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback"
-)
+_CALLBACK_SERVICE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback"
 _TASK_SERVICE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service"
 _RETRIER = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
 _WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function"
@@ -152,7 +150,7 @@ class _StatesTolerantErrorName:
     """Factory used in place of ``CustomErrorName`` where moto wraps an error leaving a branch: a
     ``States.*`` name must keep its identity (fix 2)."""
 
-    def __new__(cls, error_name: str | None) -> Any:  # type: ignore[misc]
+    def __new__(cls, error_name: str | None) -> Any:
         custom = _module(_CUSTOM_ERROR)
         if error_name and error_name.startswith("States."):
             from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
@@ -249,8 +247,7 @@ def install() -> None:
 
         def _no_jsonata(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError(
-                "JSONata is not supported by stepspot's local mode: write states in JSONPath "
-                "(stepspot's templates do)"
+                "JSONata is not supported by stepspot's local mode: write states in JSONPath (stepspot's templates do)"
             )
 
         jsonata._eval_jsonata = _no_jsonata  # the lazily bound evaluator every JSONata call goes through

@@ -126,12 +126,13 @@ def _longest_path(plan: Plan, seconds: dict[str, float]) -> tuple[float, list[st
         previous[task_id] = best
     if not finish:
         return 0.0, []
-    end: str | None = max(finish, key=lambda t: finish[t])
-    total = finish[end]
-    path = []
-    while end is not None:
-        path.append(end)
-        end = previous[end]
+    last = max(finish, key=lambda t: finish[t])
+    total = finish[last]
+    path: list[str] = []
+    cursor: str | None = last
+    while cursor is not None:
+        path.append(cursor)
+        cursor = previous[cursor]
     return total, list(reversed(path))
 
 
@@ -176,8 +177,14 @@ def summarise(
     spot_usd = on_demand_usd = 0.0
     measured: dict[str, float] = {}
     per_task: dict[str, dict[str, Any]] = {
-        t: {"task_id": t, "state": str(items.get(t, {}).get("state", "PENDING")), "attempts": 0,
-            "interruptions": 0, "capacity": None, "runtime_seconds": 0.0}
+        t: {
+            "task_id": t,
+            "state": str(items.get(t, {}).get("state", "PENDING")),
+            "attempts": 0,
+            "interruptions": 0,
+            "capacity": None,
+            "runtime_seconds": 0.0,
+        }
         for t in plan.order
     }
     for job in jobs:
