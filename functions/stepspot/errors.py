@@ -79,3 +79,26 @@ class WorkflowValidationError(FatalError):
         if count > 20:
             summary += f"; ... and {count - 20} more"
         super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+class CheckpointStoreUnavailable(RetryableError):
+    """Indicates that the checkpoint bucket or table could not be reached right now (throttling, 5xx, network)."""
+
+
+class CheckpointCorruptError(FatalError):
+    """Indicates that a requested checkpoint's manifest or files do not match their recorded sha256 or size."""
+
+
+class CheckpointNotFoundError(FatalError):
+    """Indicates that a requested checkpoint sequence does not exist or was never completed."""
+
+
+class CheckpointRequestInvalid(FatalError):
+    """Indicates that a checkpoint manager event is malformed (unknown action, missing or unsafe ids)."""
+
+
+class UnknownWorkflowError(FatalError):
+    """Indicates that a workflow id has no record in the state table (a typo, or the workflow was purged)."""
