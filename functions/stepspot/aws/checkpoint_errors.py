@@ -23,18 +23,19 @@ _TRANSIENT = {"Throttling", "ThrottlingException", "ThrottledException", "Reques
               "InternalError", "InternalServerError", "ServiceUnavailable", "TransactionConflictException"}
 
 
-def translate(exc: Exception, what: str, fix: str) -> StepspotError:
-    """Map a botocore exception raised while touching ``what`` to the stepspot error a caller handles.
+def translate(exc: Exception, resource: str, action: str, fix: str) -> StepspotError:
+    """Map a botocore exception raised by ``action`` on ``resource`` to the stepspot error a caller handles.
 
-    ``fix`` completes the sentence for a missing resource (what the user should do about it).
+    ``resource`` reads like "checkpoint bucket 'b'"; ``fix`` says what to do when it is missing.
     """
+    what = f"{action} in {resource}"
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _MISSING:
-            return AwsResourceNotFoundError(f"{what} does not exist: {fix}.", code=code)
+            return AwsResourceNotFoundError(f"{resource[0].upper()}{resource[1:]} does not exist: {fix}.", code=code)
         if code in _DENIED:
             return AwsAccessDeniedError(
-                f"Access to {what} was denied ({code}): give the job or function role access to it.",
+                f"Access to {resource} was denied ({code}) while {action.lower()}: give the job or function role access to it.",
                 code=code,
             )
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
@@ -46,7 +47,7 @@ def translate(exc: Exception, what: str, fix: str) -> StepspotError:
             f"{what} needs AWS credentials and none were found: run with a role or set AWS credentials."
         )
     if isinstance(exc, NoRegionError):
-        return AwsResourceNotFoundError(f"{what} needs an AWS region: set AWS_REGION or AWS_DEFAULT_REGION.")
+        return AwsResourceNotFoundError(f"{action} needs an AWS region: set AWS_REGION or AWS_DEFAULT_REGION.")
     if isinstance(exc, BotoCoreError):
         return CheckpointStoreUnavailable(f"{what} could not be reached: {exc}")
     raise exc

@@ -49,11 +49,7 @@ class CheckpointObjects:
         self._transfer = transfer
 
     def _fail(self, exc: Exception, action: str) -> Exception:
-        return translate(
-            exc,
-            f"{action} in checkpoint bucket {self.bucket!r}",
-            "create the bucket or set STEPSPOT_BUCKET to an existing bucket",
-        )
+        return translate(exc, f"checkpoint bucket {self.bucket!r}", action, "create the bucket or set STEPSPOT_BUCKET to an existing bucket")
 
     def check_bucket(self) -> None:
         """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable."""

@@ -72,11 +72,7 @@ class CheckpointTable:
         self.table = table
 
     def _fail(self, exc: Exception, action: str) -> Exception:
-        return translate(
-            exc,
-            f"{action} in checkpoint table {self.table!r}",
-            "create the table or set STEPSPOT_CHECKPOINT_TABLE to an existing table",
-        )
+        return translate(exc, f"checkpoint table {self.table!r}", action, "create the table or set STEPSPOT_CHECKPOINT_TABLE to an existing table")
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -293,8 +289,7 @@ class WorkflowRegistry:
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(
-                exc,
-                f"Reading workflow {workflow_id!r} in state table {self.table!r}",
+                exc, f"state table {self.table!r}", f"Reading workflow {workflow_id!r}",
                 "create the table or set STEPSPOT_STATE_TABLE to an existing table",
             ) from exc
         return "Item" in response
