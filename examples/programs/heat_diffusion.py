@@ -36,8 +36,9 @@ def initial_grid(cells: int) -> list[float]:
 def step(grid: list[float], alpha: float) -> list[float]:
     """One explicit finite-difference step with fixed (cold) ends."""
     last = len(grid) - 1
-    return [0.0 if i in (0, last) else grid[i] + alpha * (grid[i - 1] - 2 * grid[i] + grid[i + 1])
-            for i in range(len(grid))]
+    return [
+        0.0 if i in (0, last) else grid[i] + alpha * (grid[i - 1] - 2 * grid[i] + grid[i + 1]) for i in range(len(grid))
+    ]
 
 
 def write_state(directory: Path, done: int, grid: list[float]) -> None:

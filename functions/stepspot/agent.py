@@ -22,6 +22,7 @@ Exit codes of the agent itself (the program's own code is forwarded otherwise):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -162,7 +163,9 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
     )
     directory = _required(
         _env_or(args.checkpoint_dir, "STEPSPOT_CHECKPOINT_DIR"),
-        "checkpoint directory", "--checkpoint-dir", "STEPSPOT_CHECKPOINT_DIR",
+        "checkpoint directory",
+        "--checkpoint-dir",
+        "STEPSPOT_CHECKPOINT_DIR",
     )
     interval_text = _env_or(args.interval, "STEPSPOT_CHECKPOINT_INTERVAL", "auto") or "auto"
     try:
@@ -178,20 +181,35 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         table=table,
         directory=Path(directory).absolute(),
         interval=interval,
-        mtbi=_number(_env_or(args.mtbi, "STEPSPOT_CHECKPOINT_MTBI", str(DEFAULT_MTBI_SECONDS)),
-                     "--mtbi", "STEPSPOT_CHECKPOINT_MTBI", minimum=1.0),
+        mtbi=_number(
+            _env_or(args.mtbi, "STEPSPOT_CHECKPOINT_MTBI", str(DEFAULT_MTBI_SECONDS)),
+            "--mtbi",
+            "STEPSPOT_CHECKPOINT_MTBI",
+            minimum=1.0,
+        ),
         notice_signal=_signal(_env_or(args.signal, "STEPSPOT_CHECKPOINT_SIGNAL", "TERM") or "TERM"),
-        notice_grace=_number(_env_or(args.grace, "STEPSPOT_CHECKPOINT_GRACE", str(DEFAULT_NOTICE_GRACE_SECONDS)),
-                             "--grace", "STEPSPOT_CHECKPOINT_GRACE"),
-        settle=_number(_env_or(args.settle, "STEPSPOT_CHECKPOINT_SETTLE", str(DEFAULT_SETTLE_SECONDS)),
-                       "--settle", "STEPSPOT_CHECKPOINT_SETTLE"),
+        notice_grace=_number(
+            _env_or(args.grace, "STEPSPOT_CHECKPOINT_GRACE", str(DEFAULT_NOTICE_GRACE_SECONDS)),
+            "--grace",
+            "STEPSPOT_CHECKPOINT_GRACE",
+        ),
+        settle=_number(
+            _env_or(args.settle, "STEPSPOT_CHECKPOINT_SETTLE", str(DEFAULT_SETTLE_SECONDS)),
+            "--settle",
+            "STEPSPOT_CHECKPOINT_SETTLE",
+        ),
         stop_timeout=_number(
             _env_or(args.stop_timeout, "STEPSPOT_STOP_TIMEOUT", str(DEFAULT_STOP_TIMEOUT_SECONDS)),
-            "--stop-timeout", "STEPSPOT_STOP_TIMEOUT",
+            "--stop-timeout",
+            "STEPSPOT_STOP_TIMEOUT",
         ),
         imds_endpoint=imds_endpoint.rstrip("/") if imds_endpoint else None,
-        imds_poll=_number(_env_or(args.imds_poll, "STEPSPOT_IMDS_POLL_INTERVAL", str(DEFAULT_IMDS_POLL_SECONDS)),
-                          "--imds-poll", "STEPSPOT_IMDS_POLL_INTERVAL", minimum=0.05),
+        imds_poll=_number(
+            _env_or(args.imds_poll, "STEPSPOT_IMDS_POLL_INTERVAL", str(DEFAULT_IMDS_POLL_SECONDS)),
+            "--imds-poll",
+            "STEPSPOT_IMDS_POLL_INTERVAL",
+            minimum=0.05,
+        ),
         endpoint_url=_env_or(args.endpoint_url, "AWS_ENDPOINT_URL"),
         region=_env_or(args.region, "AWS_REGION", os.environ.get("AWS_DEFAULT_REGION") or None),
         state_table=_env_or(args.state_table, "STEPSPOT_STATE_TABLE"),
@@ -213,8 +231,9 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
     from stepspot.aws.checkpoint_objects import CheckpointObjects
     from stepspot.aws.checkpoint_table import CheckpointTable, WorkflowRegistry
 
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60,
-                    max_pool_connections=32)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60, max_pool_connections=32
+    )
     session = boto3.session.Session(region_name=settings.region)
     try:
         s3 = session.client("s3", endpoint_url=settings.endpoint_url, config=config)
@@ -300,8 +319,9 @@ class ImdsNoticeWatcher(threading.Thread):
                 document = self.check_once()
             except (OSError, urllib.error.URLError) as exc:
                 if not self._warned:
-                    log.info("IMDS at %s is not reachable (%s); SIGTERM still triggers a checkpoint",
-                             self._endpoint, exc)
+                    log.info(
+                        "IMDS at %s is not reachable (%s); SIGTERM still triggers a checkpoint", self._endpoint, exc
+                    )
                     self._warned = True
                 document = None
             if document:
@@ -322,9 +342,11 @@ def _exit_status(returncode: int) -> int:
 def _describe(result: SaveResult) -> str:
     if result.record is None:
         return "nothing changed since the last checkpoint"
-    return (f"checkpoint {result.record.sequence} saved: {len(result.manifest.files) if result.manifest else 0} "
-            f"files, {result.uploaded_files} sent ({result.uploaded_bytes} bytes), {result.reused_files} reused, "
-            f"{result.seconds:.2f} s")
+    return (
+        f"checkpoint {result.record.sequence} saved: {len(result.manifest.files) if result.manifest else 0} "
+        f"files, {result.uploaded_files} sent ({result.uploaded_bytes} bytes), {result.reused_files} reused, "
+        f"{result.seconds:.2f} s"
+    )
 
 
 class Agent:
@@ -364,8 +386,13 @@ class Agent:
             log.info("no checkpoint to restore for %s/%s: starting fresh", s.workflow_id, s.task_id)
             return None
         self.manifest = result.found.manifest
-        log.info("restored checkpoint %d (%d files, %d bytes) in %.2f s", result.found.record.sequence,
-                 len(self.manifest.files), result.restored_bytes, result.seconds)
+        log.info(
+            "restored checkpoint %d (%d files, %d bytes) in %.2f s",
+            result.found.record.sequence,
+            len(self.manifest.files),
+            result.restored_bytes,
+            result.seconds,
+        )
         return result.found.record.sequence
 
     def checkpoint(self, why: str) -> SaveResult | None:
@@ -383,8 +410,9 @@ class Agent:
             self.manifest = result.manifest
         if result.record is not None and result.uploaded_files:
             measured = result.seconds
-            self.checkpoint_cost = measured if self.checkpoint_cost is None else (
-                0.5 * self.checkpoint_cost + 0.5 * measured)
+            self.checkpoint_cost = (
+                measured if self.checkpoint_cost is None else (0.5 * self.checkpoint_cost + 0.5 * measured)
+            )
         log.info("%s (%s)", _describe(result), why)
         return result
 
@@ -395,14 +423,16 @@ class Agent:
             return AUTO_FIRST_CHECKPOINT_SECONDS
         return young_daly_interval(self.checkpoint_cost, self.settings.mtbi)
 
+    def _reap(self, child: subprocess.Popen[bytes]) -> None:
+        child.wait()
+        self._wake.set()
+
     def _signal_child(self, signum: int) -> None:
         child = self._child
         if child is None or child.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def _wait_for_write(self, deadline: float) -> str:
         """After the notice signal: wait until the program exits, its writes settle, or the deadline."""
@@ -461,16 +491,20 @@ class Agent:
                 # Own session: the notice signal reaches the whole process group (shell wrappers included).
                 self._child = subprocess.Popen(list(command), env=env, start_new_session=True)
             except FileNotFoundError:
-                raise AgentExit(EXIT_COMMAND_NOT_FOUND, f"Command {command[0]!r} was not found: check the "
-                                "task's command and the image's PATH.") from None
+                raise AgentExit(
+                    EXIT_COMMAND_NOT_FOUND,
+                    f"Command {command[0]!r} was not found: check the task's command and the image's PATH.",
+                ) from None
             except PermissionError:
-                raise AgentExit(EXIT_NOT_EXECUTABLE, f"Command {command[0]!r} is not executable: "
-                                "chmod +x it or run it through its interpreter.") from None
+                raise AgentExit(
+                    EXIT_NOT_EXECUTABLE,
+                    f"Command {command[0]!r} is not executable: chmod +x it or run it through its interpreter.",
+                ) from None
             log.info("started %s (pid %d), checkpointing %s", command[0], self._child.pid, s.directory)
             if watcher:
                 watcher.start()
             child = self._child
-            threading.Thread(target=lambda: (child.wait(), self._wake.set()), daemon=True).start()
+            threading.Thread(target=self._reap, args=(child,), daemon=True).start()
             next_due = time.monotonic() + self.next_interval()
             while child.poll() is None:
                 if self._notice_reason is not None and not self._notice_handled:
@@ -518,8 +552,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-dir", help="directory the program writes (env STEPSPOT_CHECKPOINT_DIR)")
     parser.add_argument("--endpoint-url", help="AWS endpoint, e.g. a moto server (env AWS_ENDPOINT_URL)")
     parser.add_argument("--region", help="AWS region (env AWS_REGION / AWS_DEFAULT_REGION)")
-    parser.add_argument("--state-table", help="check the workflow exists in this state table "
-                        "(env STEPSPOT_STATE_TABLE; off when unset)")
+    parser.add_argument(
+        "--state-table", help="check the workflow exists in this state table (env STEPSPOT_STATE_TABLE; off when unset)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     for name in ("interval", "mtbi", "signal", "grace", "settle", "stop_timeout", "imds_endpoint", "imds_poll"):
         parser.set_defaults(**{name: None})
@@ -531,20 +566,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     commands.required = True
 
-    run = commands.add_parser("run", help="restore, run CMD, checkpoint periodically and on notice",
-                              usage="stepspot-agent run [options] -- CMD [ARGS...]")
+    run = commands.add_parser(
+        "run",
+        help="restore, run CMD, checkpoint periodically and on notice",
+        usage="stepspot-agent run [options] -- CMD [ARGS...]",
+    )
     _common(run)
     run.add_argument("--interval", help="seconds between checkpoints or 'auto' (env STEPSPOT_CHECKPOINT_INTERVAL)")
     run.add_argument("--mtbi", help="expected seconds between interruptions for 'auto' (env STEPSPOT_CHECKPOINT_MTBI)")
     run.add_argument("--signal", help="signal telling the program to write now (env STEPSPOT_CHECKPOINT_SIGNAL, TERM)")
     run.add_argument("--grace", help="max seconds to wait for the program's write (env STEPSPOT_CHECKPOINT_GRACE, 60)")
     run.add_argument("--settle", help="seconds of quiet that mean the write is done (env STEPSPOT_CHECKPOINT_SETTLE)")
-    run.add_argument("--stop-timeout", help="after SIGTERM, seconds before the program is killed (env STEPSPOT_STOP_TIMEOUT)")
+    run.add_argument(
+        "--stop-timeout", help="after SIGTERM, seconds before the program is killed (env STEPSPOT_STOP_TIMEOUT)"
+    )
     run.add_argument("--imds-endpoint", help="instance metadata endpoint (env STEPSPOT_IMDS_ENDPOINT; 'off')")
     run.add_argument("--imds-poll", help="seconds between IMDS polls (env STEPSPOT_IMDS_POLL_INTERVAL, 5)")
     run.add_argument("--no-imds", action="store_true", help="do not poll IMDS (SIGTERM still works)")
-    run.add_argument("--save-on-success", action="store_true",
-                     help="also checkpoint when the program exits 0 (env STEPSPOT_CHECKPOINT_ON_SUCCESS)")
+    run.add_argument(
+        "--save-on-success",
+        action="store_true",
+        help="also checkpoint when the program exits 0 (env STEPSPOT_CHECKPOINT_ON_SUCCESS)",
+    )
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     save = commands.add_parser("save", help="checkpoint the directory once and print the result as JSON")
@@ -561,11 +604,14 @@ def _execute(args: argparse.Namespace) -> int:
         if command and command[0] == "--":
             command = command[1:]
         if not command:
-            raise AgentExit(EXIT_USAGE, "No command to run: put it after '--', e.g. "
-                            "stepspot-agent run -- python simulate.py.")
+            raise AgentExit(
+                EXIT_USAGE, "No command to run: put it after '--', e.g. stepspot-agent run -- python simulate.py."
+            )
         if os.sep not in command[0] and shutil.which(command[0]) is None:
-            raise AgentExit(EXIT_COMMAND_NOT_FOUND, f"Command {command[0]!r} was not found on PATH: check the "
-                            "task's command and the image's PATH.")
+            raise AgentExit(
+                EXIT_COMMAND_NOT_FOUND,
+                f"Command {command[0]!r} was not found on PATH: check the task's command and the image's PATH.",
+            )
     problem = check_directory(settings.directory)
     if problem:
         raise AgentExit(EXIT_BAD_DIRECTORY, f"The {problem}: point STEPSPOT_CHECKPOINT_DIR at a writable directory.")
@@ -579,14 +625,18 @@ def _execute(args: argparse.Namespace) -> int:
         return 0
     outcome = store.restore(settings.workflow_id, settings.task_id, settings.directory)
     found = outcome.found
-    print(json.dumps({
-        "found": found is not None,
-        "sequence": found.record.sequence if found else None,
-        "uri": store.uri(found.record) if found else None,
-        "restored_bytes": outcome.restored_bytes,
-        "seconds": round(outcome.seconds, 3),
-        "skipped": [{"sequence": s.sequence, "reason": s.reason} for s in outcome.skipped],
-    }))
+    print(
+        json.dumps(
+            {
+                "found": found is not None,
+                "sequence": found.record.sequence if found else None,
+                "uri": store.uri(found.record) if found else None,
+                "restored_bytes": outcome.restored_bytes,
+                "seconds": round(outcome.seconds, 3),
+                "skipped": [{"sequence": s.sequence, "reason": s.reason} for s in outcome.skipped],
+            }
+        )
+    )
     return 0
 
 

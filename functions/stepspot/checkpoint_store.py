@@ -67,15 +67,17 @@ class ObjectStore(Protocol):
 
 class RecordTable(Protocol):
     def latest_sequence(self, workflow_id: str, task_id: str) -> int | None: ...
-    def records(
-        self, workflow_id: str, task_id: str, upto: int | None = None
-    ) -> Iterable[CheckpointRecord]: ...
+    def records(self, workflow_id: str, task_id: str, upto: int | None = None) -> Iterable[CheckpointRecord]: ...
     def highest_sequence(self, workflow_id: str, task_id: str) -> int: ...
     def get(self, workflow_id: str, task_id: str, sequence: int) -> CheckpointRecord | None: ...
     def find_request(self, workflow_id: str, task_id: str, request_key: str) -> CheckpointRecord | None: ...
     def reserve(self, record: CheckpointRecord) -> bool: ...
     def complete(
-        self, record: CheckpointRecord, manifest_sha256: str, file_count: int, total_bytes: int,
+        self,
+        record: CheckpointRecord,
+        manifest_sha256: str,
+        file_count: int,
+        total_bytes: int,
         uploaded_bytes: int,
     ) -> bool: ...
     def advance_latest(self, workflow_id: str, task_id: str, sequence: int) -> bool: ...
@@ -206,7 +208,10 @@ class CheckpointStore:
         raw = manifest.to_json()
         self.objects.put_bytes(manifest_key(workflow_id, task_id, record.sequence), raw)
         if not self.table.complete(
-            record, hashlib.sha256(raw).hexdigest(), len(manifest.files), manifest.total_bytes,
+            record,
+            hashlib.sha256(raw).hexdigest(),
+            len(manifest.files),
+            manifest.total_bytes,
             manifest.uploaded_bytes,
         ):
             raise CheckpointStoreUnavailable(
@@ -224,17 +229,19 @@ class CheckpointStore:
             pointer_moved=moved,
         )
 
-    def save_directory(
-        self, workflow_id: str, task_id: str, directory: Path, request_key: str = ""
-    ) -> SaveResult:
+    def save_directory(self, workflow_id: str, task_id: str, directory: Path, request_key: str = "") -> SaveResult:
         """Scan and save ``directory`` in one call (for callers without a long-lived scanner)."""
         scanned = DirectoryScanner(directory).scan()
         return self.save(workflow_id, task_id, scanned, directory, request_key=request_key)
 
     def _reserve(self, workflow_id: str, task_id: str, request_key: str) -> CheckpointRecord:
         writer = uuid.uuid4().hex
-        candidate = max(self.table.highest_sequence(workflow_id, task_id),
-                        self.table.latest_sequence(workflow_id, task_id) or 0) + 1
+        candidate = (
+            max(
+                self.table.highest_sequence(workflow_id, task_id), self.table.latest_sequence(workflow_id, task_id) or 0
+            )
+            + 1
+        )
         for _ in range(MAX_RESERVE_ATTEMPTS):
             now = self._clock()
             record = CheckpointRecord(
@@ -274,7 +281,9 @@ class CheckpointStore:
         except ManifestError as exc:
             raise CheckpointCorruptError(f"checkpoint {record.sequence}: {exc}") from exc
         if (manifest.workflow_id, manifest.task_id, manifest.sequence) != (
-            record.workflow_id, record.task_id, record.sequence
+            record.workflow_id,
+            record.task_id,
+            record.sequence,
         ):
             raise CheckpointCorruptError(f"checkpoint {record.sequence}: manifest belongs to another checkpoint")
         return manifest
@@ -341,7 +350,9 @@ class CheckpointStore:
                 skipped.append(Skipped(record.sequence, exc.message))
                 continue
             return RestoreResult(
-                FoundCheckpoint(record, manifest, tuple(skipped)), tuple(skipped), restored,
+                FoundCheckpoint(record, manifest, tuple(skipped)),
+                tuple(skipped),
+                restored,
                 self._clock() - started,
             )
         return RestoreResult(None, tuple(skipped), 0, self._clock() - started)
@@ -403,9 +414,7 @@ class CheckpointStore:
             except CheckpointCorruptError:
                 continue  # a corrupt kept checkpoint protects nothing; restore skips it anyway
         objects = self.objects.list_objects(task_prefix(workflow_id, task_id))
-        doomed = objects_to_delete(
-            workflow_id, task_id, objects, plan, referenced, now, policy.pending_grace_seconds
-        )
+        doomed = objects_to_delete(workflow_id, task_id, objects, plan, referenced, now, policy.pending_grace_seconds)
         if dry_run:
             return plan, len(doomed)
         deleted = self.objects.delete_keys(doomed)
@@ -439,4 +448,3 @@ class CheckpointStore:
                 if plan.delete or plan.abandoned:
                     report.deleted_sequences[f"{workflow}/{task}"] = sorted(plan.delete + plan.abandoned)
         return report
-

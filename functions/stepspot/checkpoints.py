@@ -66,9 +66,7 @@ class ManifestError(ValueError):
 def validate_id(kind: str, value: str) -> str:
     """Return ``value`` if it is safe in S3 keys and DynamoDB keys, else raise ValueError with the fix."""
     if not _ID_PATTERN.match(value):
-        raise ValueError(
-            f"{kind} {value!r} is not valid: use 1-80 characters from letters, digits, '-' and '_'."
-        )
+        raise ValueError(f"{kind} {value!r} is not valid: use 1-80 characters from letters, digits, '-' and '_'.")
     return value
 
 

@@ -47,15 +47,17 @@ class Store:
 
     def env(self, directory: Path, workflow_id: str = "wf-1", task_id: str = "simulate") -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "STEPSPOT_BUCKET": self.bucket,
-            "STEPSPOT_CHECKPOINT_TABLE": self.table,
-            "STEPSPOT_CHECKPOINT_DIR": str(directory),
-            "STEPSPOT_WORKFLOW_ID": workflow_id,
-            "STEPSPOT_TASK_ID": task_id,
-            "STEPSPOT_IMDS_ENDPOINT": "off",
-        })
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "STEPSPOT_BUCKET": self.bucket,
+                "STEPSPOT_CHECKPOINT_TABLE": self.table,
+                "STEPSPOT_CHECKPOINT_DIR": str(directory),
+                "STEPSPOT_WORKFLOW_ID": workflow_id,
+                "STEPSPOT_TASK_ID": task_id,
+                "STEPSPOT_IMDS_ENDPOINT": "off",
+            }
+        )
         return env
 
 
@@ -63,8 +65,10 @@ def create_table(ddb: Any, name: str) -> None:
     ddb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
 
@@ -144,8 +148,9 @@ def imds() -> Iterator[FakeImds]:
 
 
 def start_agent(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(AGENT), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kwargs)
+    return subprocess.Popen(
+        [str(AGENT), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def run_agent(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

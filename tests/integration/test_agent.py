@@ -13,23 +13,31 @@ import time
 from pathlib import Path
 
 import pytest
-from checkpoint_support import (  # noqa: F401  (fixtures)
+from checkpoint_support import (
     EXAMPLE_PROGRAM,
     FakeImds,
     Store,
-    imds,
-    moto_endpoint,
     run_agent,
     start_agent,
-    store,
 )
-
 from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.checkpoint_store import CheckpointStore
 
-PROGRAM = [sys.executable, str(EXAMPLE_PROGRAM), "--steps", "300", "--cells", "60",
-           "--checkpoint-every", "25", "--step-delay", "0.01"]
+pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store, imds
+
+PROGRAM = [
+    sys.executable,
+    str(EXAMPLE_PROGRAM),
+    "--steps",
+    "300",
+    "--cells",
+    "60",
+    "--checkpoint-every",
+    "25",
+    "--step-delay",
+    "0.01",
+]
 
 
 class Lines:
@@ -97,8 +105,7 @@ def test_spot_notice_checkpoints_at_once_and_a_new_instance_resumes_from_it(
     # Given the agent running the program on "instance 1", polling the fake IMDS
     env = store.env(tmp_path / "instance-1")
     env["STEPSPOT_IMDS_ENDPOINT"] = imds.endpoint
-    agent = Lines(start_agent(["run", "--imds-poll", "0.1", "--interval", "60", "--grace", "10", "--",
-                               *PROGRAM], env))
+    agent = Lines(start_agent(["run", "--imds-poll", "0.1", "--interval", "60", "--grace", "10", "--", *PROGRAM], env))
     agent.wait_for("no checkpoint to restore")
     agent.wait_for("step 100 written")
     # When Spot posts the interruption notice mid-run
@@ -113,8 +120,12 @@ def test_spot_notice_checkpoints_at_once_and_a_new_instance_resumes_from_it(
     assert step == stopped_at and 100 <= step < 300
 
     # When the task starts again on "instance 2" (empty disk)
-    rerun = Lines(start_agent(["run", "--interval", "60", "--", *PROGRAM, "--output",
-                               str(tmp_path / "result.json")], store.env(tmp_path / "instance-2")))
+    rerun = Lines(
+        start_agent(
+            ["run", "--interval", "60", "--", *PROGRAM, "--output", str(tmp_path / "result.json")],
+            store.env(tmp_path / "instance-2"),
+        )
+    )
     # Then it restores that checkpoint, resumes at the saved step and ends with the same result
     assert f"restored checkpoint {sequence}" in rerun.wait_for("restored checkpoint")
     rerun.wait_for(f"starting at step {stopped_at} of 300")
@@ -154,7 +165,10 @@ def test_periodic_checkpoints_survive_a_hard_kill(store: Store, tmp_path: Path) 
 
 def test_program_exit_code_is_forwarded_and_state_kept_for_the_retry(store: Store, tmp_path: Path) -> None:
     # Given a program that writes progress and then fails
-    script = "import os,sys; open(os.environ['STEPSPOT_CHECKPOINT_DIR']+'/state.json','w').write('{\"step\": 9}'); sys.exit(3)"
+    script = (
+        "import os,sys; open(os.environ['STEPSPOT_CHECKPOINT_DIR']+'/state.json','w').write('{\"step\": 9}'); "
+        "sys.exit(3)"
+    )
     result = run_agent(["run", "--interval", "60", "--", sys.executable, "-c", script], store.env(tmp_path / "d"))
     # Then the agent exits 3 and the state was checkpointed on the way out
     assert result.returncode == 3, result.stderr
@@ -164,22 +178,46 @@ def test_program_exit_code_is_forwarded_and_state_kept_for_the_retry(store: Stor
 @pytest.mark.parametrize(
     ("change", "args", "code", "message"),
     [
-        ({"STEPSPOT_WORKFLOW_ID": ""}, [], 64,
-         "stepspot-agent: error: The workflow id is missing: pass --workflow-id or set STEPSPOT_WORKFLOW_ID."),
-        ({"STEPSPOT_TASK_ID": "bad/id"}, [], 64,
-         "stepspot-agent: error: Task id 'bad/id' is not valid: use 1-80 characters from letters, digits, "
-         "'-' and '_'."),
-        ({"STEPSPOT_BUCKET": "no-such-bucket"}, [], 69,
-         "stepspot-agent: error: Checkpoint bucket 'no-such-bucket' does not exist: create the bucket or set "
-         "STEPSPOT_BUCKET to an existing bucket."),
-        ({"STEPSPOT_CHECKPOINT_TABLE": "no-such-table"}, [], 69,
-         "stepspot-agent: error: Checkpoint table 'no-such-table' does not exist: create the table or set "
-         "STEPSPOT_CHECKPOINT_TABLE to an existing table."),
-        ({"STEPSPOT_CHECKPOINT_INTERVAL": "often"}, [], 64,
-         "stepspot-agent: error: STEPSPOT_CHECKPOINT_INTERVAL / --interval: checkpoint interval 'often' is "
-         "neither a number of seconds nor 'auto'."),
-        ({}, ["--signal", "NOPE"], 64,
-         "stepspot-agent: error: Unknown signal 'NOPE': use a name such as TERM, USR1, INT or a number."),
+        (
+            {"STEPSPOT_WORKFLOW_ID": ""},
+            [],
+            64,
+            "stepspot-agent: error: The workflow id is missing: pass --workflow-id or set STEPSPOT_WORKFLOW_ID.",
+        ),
+        (
+            {"STEPSPOT_TASK_ID": "bad/id"},
+            [],
+            64,
+            "stepspot-agent: error: Task id 'bad/id' is not valid: use 1-80 characters from letters, digits, "
+            "'-' and '_'.",
+        ),
+        (
+            {"STEPSPOT_BUCKET": "no-such-bucket"},
+            [],
+            69,
+            "stepspot-agent: error: Checkpoint bucket 'no-such-bucket' does not exist: create the bucket or set "
+            "STEPSPOT_BUCKET to an existing bucket.",
+        ),
+        (
+            {"STEPSPOT_CHECKPOINT_TABLE": "no-such-table"},
+            [],
+            69,
+            "stepspot-agent: error: Checkpoint table 'no-such-table' does not exist: create the table or set "
+            "STEPSPOT_CHECKPOINT_TABLE to an existing table.",
+        ),
+        (
+            {"STEPSPOT_CHECKPOINT_INTERVAL": "often"},
+            [],
+            64,
+            "stepspot-agent: error: STEPSPOT_CHECKPOINT_INTERVAL / --interval: checkpoint interval 'often' is "
+            "neither a number of seconds nor 'auto'.",
+        ),
+        (
+            {},
+            ["--signal", "NOPE"],
+            64,
+            "stepspot-agent: error: Unknown signal 'NOPE': use a name such as TERM, USR1, INT or a number.",
+        ),
     ],
 )
 def test_bad_input_gets_one_clear_sentence_and_a_distinct_exit_code(
@@ -192,31 +230,41 @@ def test_bad_input_gets_one_clear_sentence_and_a_distinct_exit_code(
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_command_and_unknown_workflow_are_refused_before_anything_runs(
-    store: Store, tmp_path: Path
-) -> None:
+def test_unknown_command_and_unknown_workflow_are_refused_before_anything_runs(store: Store, tmp_path: Path) -> None:
     env = store.env(tmp_path / "ckpt")
     result = run_agent(["run", "--", "no-such-program-xyz"], env)
-    assert (result.returncode, result.stderr.strip()) == (127, (
-        "stepspot-agent: error: Command 'no-such-program-xyz' was not found on PATH: check the task's command "
-        "and the image's PATH."))
+    assert (result.returncode, result.stderr.strip()) == (
+        127,
+        (
+            "stepspot-agent: error: Command 'no-such-program-xyz' was not found on PATH: check the task's command "
+            "and the image's PATH."
+        ),
+    )
     # Given a state table that does not know the workflow
     from checkpoint_support import create_table
 
     create_table(store.ddb, f"{store.table}-state")
     result = run_agent(["run", "--state-table", f"{store.table}-state", "--", "true"], env)
-    assert (result.returncode, result.stderr.strip()) == (65, (
-        "stepspot-agent: error: Workflow 'wf-1' is unknown to state table '" + store.table + "-state': "
-        "check STEPSPOT_WORKFLOW_ID (or --workflow-id) against `stepspot` output."))
+    assert (result.returncode, result.stderr.strip()) == (
+        65,
+        (
+            "stepspot-agent: error: Workflow 'wf-1' is unknown to state table '" + store.table + "-state': "
+            "check STEPSPOT_WORKFLOW_ID (or --workflow-id) against `stepspot` output."
+        ),
+    )
 
 
 def test_checkpoint_directory_that_cannot_be_created_is_refused(store: Store, tmp_path: Path) -> None:
     # Given a checkpoint directory path below a regular file
     (tmp_path / "file").write_text("not a directory")
     result = run_agent(["run", "--", "true"], store.env(tmp_path / "file" / "ckpt"))
-    assert (result.returncode, result.stderr.strip()) == (66, (
-        f"stepspot-agent: error: The checkpoint directory '{tmp_path}/file/ckpt' cannot be created "
-        "(Not a directory): point STEPSPOT_CHECKPOINT_DIR at a writable directory."))
+    assert (result.returncode, result.stderr.strip()) == (
+        66,
+        (
+            f"stepspot-agent: error: The checkpoint directory '{tmp_path}/file/ckpt' cannot be created "
+            "(Not a directory): point STEPSPOT_CHECKPOINT_DIR at a writable directory."
+        ),
+    )
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
@@ -228,9 +276,13 @@ def test_unreadable_checkpoint_directory_is_refused(store: Store, tmp_path: Path
         result = run_agent(["run", "--", "true"], store.env(locked))
     finally:
         locked.chmod(0o755)
-    assert (result.returncode, result.stderr.strip()) == (66, (
-        f"stepspot-agent: error: The checkpoint directory '{locked}' is not readable and writable by this "
-        "user: point STEPSPOT_CHECKPOINT_DIR at a writable directory."))
+    assert (result.returncode, result.stderr.strip()) == (
+        66,
+        (
+            f"stepspot-agent: error: The checkpoint directory '{locked}' is not readable and writable by this "
+            "user: point STEPSPOT_CHECKPOINT_DIR at a writable directory."
+        ),
+    )
 
 
 def test_save_and_restore_subcommands_print_json(store: Store, tmp_path: Path) -> None:
@@ -243,5 +295,6 @@ def test_save_and_restore_subcommands_print_json(store: Store, tmp_path: Path) -
     restored = run_agent(["restore"], store.env(tmp_path / "dst"))
     document = json.loads(restored.stdout)
     assert document["found"] is True and document["uri"] == (
-        f"s3://{store.bucket}/checkpoints/wf-1/simulate/000000000001/manifest.json")
+        f"s3://{store.bucket}/checkpoints/wf-1/simulate/000000000001/manifest.json"
+    )
     assert (tmp_path / "dst" / "state.json").read_text() == '{"step": 4}'

@@ -10,7 +10,6 @@ import boto3
 import pytest
 from checkpoint_support import create_table
 from moto import mock_aws
-
 from stepspot.errors import (
     CheckpointCorruptError,
     CheckpointNotFoundError,
@@ -57,7 +56,12 @@ def call(event: dict[str, Any]) -> dict[str, Any]:
 
 def test_restore_without_checkpoints_says_none(aws: Any) -> None:
     assert call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"}) == {
-        "found": False, "sequence": None, "uri": None, "created_at": None, "skipped": []}
+        "found": False,
+        "sequence": None,
+        "uri": None,
+        "created_at": None,
+        "skipped": [],
+    }
 
 
 def test_save_then_restore_returns_a_small_result(aws: Any) -> None:
@@ -74,8 +78,13 @@ def test_save_then_restore_returns_a_small_result(aws: Any) -> None:
 
 
 def test_save_is_idempotent_under_retries(aws: Any) -> None:
-    event = {"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": 1},
-             "idempotency_key": "exec-1:2026-11-22T00:00:00Z"}
+    event = {
+        "action": "save",
+        "workflow_id": "wf-1",
+        "task_id": "t1",
+        "data": {"step": 1},
+        "idempotency_key": "exec-1:2026-11-22T00:00:00Z",
+    }
     first = call(event)
     call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": 2}})
     # When Step Functions retries the first call after its response was lost
@@ -95,7 +104,7 @@ def test_restore_skips_a_corrupt_checkpoint_and_a_named_one_raises(aws: Any) -> 
     aws.put_object(Bucket=BUCKET, Key="checkpoints/wf-1/t1/000000000002/files/checkpoint.json", Body=b"{}")
     result = call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
     assert (result["sequence"], result["skipped"]) == (1, [2])
-    with pytest.raises(CheckpointCorruptError, match="checkpoint 2: checkpoint.json has 2 bytes, manifest says 11"):
+    with pytest.raises(CheckpointCorruptError, match=r"checkpoint 2: checkpoint\.json has 2 bytes, manifest says 11"):
         call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1", "sequence": 2})
     with pytest.raises(CheckpointNotFoundError, match="Checkpoint 9 of wf-1/t1 does not exist or never completed"):
         call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1", "sequence": 9})
@@ -106,7 +115,9 @@ def test_list_covers_every_task_of_the_workflow(aws: Any) -> None:
         call({"action": "save", "workflow_id": "wf-1", "task_id": task, "files": {"a/b.txt": task}})
     listed = call({"action": "list", "workflow_id": "wf-1"})
     assert [(c["task_id"], c["sequence"], c["latest"], c["status"]) for c in listed["checkpoints"]] == [
-        ("t1", 1, True, "COMPLETE"), ("t2", 1, True, "COMPLETE")]
+        ("t1", 1, True, "COMPLETE"),
+        ("t2", 1, True, "COMPLETE"),
+    ]
 
 
 def test_cleanup_applies_the_configured_retention_and_is_repeatable(aws: Any) -> None:
@@ -123,14 +134,26 @@ def test_cleanup_applies_the_configured_retention_and_is_repeatable(aws: Any) ->
 @pytest.mark.parametrize(
     ("event", "error", "message"),
     [
-        ({"action": "explode", "workflow_id": "wf-1"}, CheckpointRequestInvalid,
-         "Checkpoint manager event is invalid (event: Input tag 'explode' found using 'action' does not match"),
-        ({"action": "restore", "workflow_id": "wf 1", "task_id": "t"}, CheckpointRequestInvalid,
-         "Checkpoint manager event is invalid (restore.workflow_id: String should match pattern"),
-        ({"action": "save", "workflow_id": "wf-1", "task_id": "t", "files": {"../x": "y"}}, CheckpointRequestInvalid,
-         "file paths must be relative and stay inside the checkpoint: ['../x']"),
-        ({"action": "save", "workflow_id": "nope", "task_id": "t", "data": {"a": 1}}, UnknownWorkflowError,
-         "Workflow 'nope' is unknown: check the id (stepspot lists workflows) or submit it first."),
+        (
+            {"action": "explode", "workflow_id": "wf-1"},
+            CheckpointRequestInvalid,
+            "Checkpoint manager event is invalid (event: Input tag 'explode' found using 'action' does not match",
+        ),
+        (
+            {"action": "restore", "workflow_id": "wf 1", "task_id": "t"},
+            CheckpointRequestInvalid,
+            "Checkpoint manager event is invalid (restore.workflow_id: String should match pattern",
+        ),
+        (
+            {"action": "save", "workflow_id": "wf-1", "task_id": "t", "files": {"../x": "y"}},
+            CheckpointRequestInvalid,
+            "file paths must be relative and stay inside the checkpoint: ['../x']",
+        ),
+        (
+            {"action": "save", "workflow_id": "nope", "task_id": "t", "data": {"a": 1}},
+            UnknownWorkflowError,
+            "Workflow 'nope' is unknown: check the id (stepspot lists workflows) or submit it first.",
+        ),
         ({"action": "list", "workflow_id": "nope"}, UnknownWorkflowError, "Workflow 'nope' is unknown"),
     ],
 )

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checkpoint_support import Store, moto_endpoint, store  # noqa: F401  (fixtures)
-
+from checkpoint_support import Store
 from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.checkpoint_files import DirectoryScanner
 from stepspot.checkpoint_store import CheckpointStore
 from stepspot.checkpoints import RetentionPolicy, manifest_key, task_prefix
 from stepspot.errors import AwsResourceNotFoundError, CheckpointCorruptError, CheckpointStoreUnavailable
+
+pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store
 
 WF, TASK = "wf-1", "simulate"
 
@@ -28,8 +29,7 @@ class Clock:
 
 
 def make_store(s: Store, clock: Clock | None = None) -> CheckpointStore:
-    return CheckpointStore(CheckpointObjects(s.s3, s.bucket), CheckpointTable(s.ddb, s.table),
-                           clock=clock or Clock())
+    return CheckpointStore(CheckpointObjects(s.s3, s.bucket), CheckpointTable(s.ddb, s.table), clock=clock or Clock())
 
 
 def write(directory: Path, files: dict[str, str]) -> None:
@@ -92,8 +92,9 @@ def test_half_written_checkpoint_is_never_registered(store: Store, tmp_path: Pat
                 raise CheckpointStoreUnavailable("connection lost")
             return super().upload_file(path, key)
 
-    broken = CheckpointStore(Dying(store.s3, store.bucket), CheckpointTable(store.ddb, store.table),
-                             clock=Clock(), workers=1)
+    broken = CheckpointStore(
+        Dying(store.s3, store.bucket), CheckpointTable(store.ddb, store.table), clock=Clock(), workers=1
+    )
     with pytest.raises(CheckpointStoreUnavailable):
         save(broken, tmp_path)
     # Then the pointer still names 1, the restore gives the old content, and 2 stays PENDING
@@ -125,9 +126,7 @@ def test_corrupt_latest_checkpoint_is_skipped_for_the_previous_one(store: Store,
     ]
 
 
-def test_truncated_object_and_tampered_manifest_are_detected_without_downloading(
-    store: Store, tmp_path: Path
-) -> None:
+def test_truncated_object_and_tampered_manifest_are_detected_without_downloading(store: Store, tmp_path: Path) -> None:
     # Given three checkpoints: 3 has a truncated file, 2 a rewritten manifest
     cs = make_store(store)
     results = []
@@ -144,7 +143,7 @@ def test_truncated_object_and_tampered_manifest_are_detected_without_downloading
         "checkpoint 3: state.json has 5 bytes, manifest says 60",
         "checkpoint 2: manifest sha256 does not match",
     ]
-    with pytest.raises(CheckpointCorruptError, match="checkpoint 3: state.json has 5 bytes"):
+    with pytest.raises(CheckpointCorruptError, match=r"checkpoint 3: state\.json has 5 bytes"):
         cs.get_checkpoint(WF, TASK, 3)
 
 

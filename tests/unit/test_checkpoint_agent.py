@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from stepspot import agent
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 
@@ -17,18 +16,29 @@ def settings(monkeypatch: pytest.MonkeyPatch, *argv: str, **env: str) -> agent.A
     for name in list(os.environ):
         if name.startswith("STEPSPOT_"):
             monkeypatch.delenv(name)
-    base = {"STEPSPOT_WORKFLOW_ID": "wf", "STEPSPOT_TASK_ID": "t", "STEPSPOT_BUCKET": "b",
-            "STEPSPOT_CHECKPOINT_TABLE": "c", "STEPSPOT_CHECKPOINT_DIR": "/tmp/ckpt"}
+    base = {
+        "STEPSPOT_WORKFLOW_ID": "wf",
+        "STEPSPOT_TASK_ID": "t",
+        "STEPSPOT_BUCKET": "b",
+        "STEPSPOT_CHECKPOINT_TABLE": "c",
+        "STEPSPOT_CHECKPOINT_DIR": "/tmp/ckpt",
+    }
     for name, value in {**base, **env}.items():
         monkeypatch.setenv(name, value)
     return agent.settings_from(agent.build_parser().parse_args(["run", *argv, "--", "true"]))
 
 
 def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.MonkeyPatch) -> None:
-    s = settings(monkeypatch, "--task-id", "other", "--interval", "30", "--signal", "usr1",
-                 STEPSPOT_CHECKPOINT_GRACE="15")
+    s = settings(
+        monkeypatch, "--task-id", "other", "--interval", "30", "--signal", "usr1", STEPSPOT_CHECKPOINT_GRACE="15"
+    )
     assert (s.workflow_id, s.task_id, s.interval, s.notice_signal, s.notice_grace) == (
-        "wf", "other", 30.0, signal.SIGUSR1, 15.0)
+        "wf",
+        "other",
+        30.0,
+        signal.SIGUSR1,
+        15.0,
+    )
     assert (s.imds_endpoint, s.imds_poll, s.mtbi) == ("http://169.254.169.254", 5.0, 6 * 3600.0)
     assert settings(monkeypatch).interval is None  # 'auto' by default
     assert settings(monkeypatch, STEPSPOT_IMDS_ENDPOINT="off").imds_endpoint is None
@@ -38,10 +48,14 @@ def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.Monke
     ("env", "message"),
     [
         ({"STEPSPOT_BUCKET": ""}, "The checkpoint bucket is missing: pass --bucket or set STEPSPOT_BUCKET."),
-        ({"STEPSPOT_CHECKPOINT_DIR": ""},
-         "The checkpoint directory is missing: pass --checkpoint-dir or set STEPSPOT_CHECKPOINT_DIR."),
-        ({"STEPSPOT_IMDS_POLL_INTERVAL": "0"},
-         "STEPSPOT_IMDS_POLL_INTERVAL / --imds-poll must be at least 0.05 seconds, got '0'."),
+        (
+            {"STEPSPOT_CHECKPOINT_DIR": ""},
+            "The checkpoint directory is missing: pass --checkpoint-dir or set STEPSPOT_CHECKPOINT_DIR.",
+        ),
+        (
+            {"STEPSPOT_IMDS_POLL_INTERVAL": "0"},
+            "STEPSPOT_IMDS_POLL_INTERVAL / --imds-poll must be at least 0.05 seconds, got '0'.",
+        ),
         ({"STEPSPOT_CHECKPOINT_MTBI": "x"}, "STEPSPOT_CHECKPOINT_MTBI / --mtbi must be a number of seconds, got 'x'."),
     ],
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from stepspot.checkpoints import (
     CheckpointRecord,
     FileEntry,
@@ -41,14 +40,24 @@ def test_keys_follow_the_contract() -> None:
 
 
 def test_sequence_out_of_range_and_bad_ids_are_refused() -> None:
-    with pytest.raises(ValueError, match="outside 1..999999999999"):
+    with pytest.raises(ValueError, match=r"outside 1\.\.999999999999"):
         sequence_sk(0)
     with pytest.raises(ValueError, match=r"^task id 'a/b' is not valid: use 1-80 characters"):
         validate_id("task id", "a/b")
 
 
-@pytest.mark.parametrize(("path", "safe"), [("a/b.txt", True), ("../x", False), ("/etc/passwd", False),
-                                            ("a//b", False), ("a/./b", False), ("", False), ("a\\b", False)])
+@pytest.mark.parametrize(
+    ("path", "safe"),
+    [
+        ("a/b.txt", True),
+        ("../x", False),
+        ("/etc/passwd", False),
+        ("a//b", False),
+        ("a/./b", False),
+        ("", False),
+        ("a\\b", False),
+    ],
+)
 def test_only_relative_paths_inside_the_directory_are_safe(path: str, safe: bool) -> None:
     assert is_safe_relative_path(path) is safe
 
@@ -86,8 +95,14 @@ def record(sequence: int, age_days: float, status: str = "COMPLETE", now: float 
 
 def test_retention_keeps_the_newest_n_and_drops_the_old() -> None:
     now = 100 * DAY
-    records = [record(1, 10), record(2, 3), record(3, 2), record(4, 1), record(5, 0.1, "PENDING"),
-               record(6, 2, "PENDING")]
+    records = [
+        record(1, 10),
+        record(2, 3),
+        record(3, 2),
+        record(4, 1),
+        record(5, 0.1, "PENDING"),
+        record(6, 2, "PENDING"),
+    ]
     plan = plan_retention(records, RetentionPolicy(keep_last=2, retention_days=7, pending_grace_seconds=DAY), now)
     assert plan == RetentionPlan(delete=(1, 2), keep=(3, 4, 5), abandoned=(6,))
     # the newest checkpoint goes too once it is past the days (the task has been idle that long)
@@ -104,11 +119,11 @@ def test_retention_policy_refuses_settings_that_would_lose_the_resume_point() ->
 def test_objects_to_delete_spares_referenced_kept_and_young_unregistered_objects() -> None:
     prefix = "checkpoints/wf/t/"
     objects = {
-        f"{prefix}000000000001/files/big": 0.0,   # deleted sequence but referenced by a kept manifest
+        f"{prefix}000000000001/files/big": 0.0,  # deleted sequence but referenced by a kept manifest
         f"{prefix}000000000001/manifest.json": 0.0,  # deleted sequence
         f"{prefix}000000000002/manifest.json": 0.0,  # kept
-        f"{prefix}000000000003/files/x": 990.0,   # unregistered, young: may be an upload in flight
-        f"{prefix}000000000004/files/y": 10.0,    # unregistered, old: leftover of a crash
+        f"{prefix}000000000003/files/x": 990.0,  # unregistered, young: may be an upload in flight
+        f"{prefix}000000000004/files/y": 10.0,  # unregistered, old: leftover of a crash
     }
     plan = RetentionPlan(delete=(1,), keep=(2,))
     doomed = objects_to_delete("wf", "t", objects, plan, {f"{prefix}000000000001/files/big"}, 1000.0, 100.0)

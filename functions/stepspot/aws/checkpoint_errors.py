@@ -15,12 +15,32 @@ from stepspot.errors import (
 )
 
 _MISSING = {"NoSuchBucket", "ResourceNotFoundException", "404", "NotFound"}
-_DENIED = {"AccessDenied", "AccessDeniedException", "403", "Forbidden", "UnrecognizedClientException",
-           "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "403",
+    "Forbidden",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+}
 
-_TRANSIENT = {"Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded",
-              "ProvisionedThroughputExceededException", "RequestThrottled", "SlowDown", "RequestTimeout",
-              "InternalError", "InternalServerError", "ServiceUnavailable", "TransactionConflictException"}
+_TRANSIENT = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+}
 
 
 def translate(exc: Exception, resource: str, action: str, fix: str) -> StepspotError:
@@ -35,7 +55,8 @@ def translate(exc: Exception, resource: str, action: str, fix: str) -> StepspotE
             return AwsResourceNotFoundError(f"{resource[0].upper()}{resource[1:]} does not exist: {fix}.", code=code)
         if code in _DENIED:
             return AwsAccessDeniedError(
-                f"Access to {resource} was denied ({code}) while {action.lower()}: give the job or function role access to it.",
+                f"Access to {resource} was denied ({code}) while {action.lower()}: "
+                "give the job or function role access to it.",
                 code=code,
             )
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)

@@ -49,7 +49,12 @@ class CheckpointObjects:
         self._transfer = transfer
 
     def _fail(self, exc: Exception, action: str) -> Exception:
-        return translate(exc, f"checkpoint bucket {self.bucket!r}", action, "create the bucket or set STEPSPOT_BUCKET to an existing bucket")
+        return translate(
+            exc,
+            f"checkpoint bucket {self.bucket!r}",
+            action,
+            "create the bucket or set STEPSPOT_BUCKET to an existing bucket",
+        )
 
     def check_bucket(self) -> None:
         """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable."""
@@ -134,9 +139,7 @@ class CheckpointObjects:
         """Names of the "folders" directly under ``prefix`` (ending in '/'), without the prefix."""
         names: list[str] = []
         try:
-            pages = self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
-            )
+            pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/")
             for page in pages:
                 for item in page.get("CommonPrefixes", []):
                     names.append(item["Prefix"][len(prefix) :].rstrip("/"))
@@ -160,8 +163,9 @@ class CheckpointObjects:
             if errors:
                 first = errors[0]
                 raise self._fail(
-                    ClientError({"Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}},
-                                "DeleteObjects"),
+                    ClientError(
+                        {"Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}}, "DeleteObjects"
+                    ),
                     f"Deleting {first.get('Key')}",
                 )
             deleted += len(batch)

@@ -72,7 +72,12 @@ class CheckpointTable:
         self.table = table
 
     def _fail(self, exc: Exception, action: str) -> Exception:
-        return translate(exc, f"checkpoint table {self.table!r}", action, "create the table or set STEPSPOT_CHECKPOINT_TABLE to an existing table")
+        return translate(
+            exc,
+            f"checkpoint table {self.table!r}",
+            action,
+            "create the table or set STEPSPOT_CHECKPOINT_TABLE to an existing table",
+        )
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -198,8 +203,9 @@ class CheckpointTable:
         try:
             self._ddb.update_item(
                 TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(record.workflow_id, record.task_id),
-                           "sk": sequence_sk(record.sequence)}),
+                Key=_item(
+                    {"pk": checkpoint_pk(record.workflow_id, record.task_id), "sk": sequence_sk(record.sequence)}
+                ),
                 UpdateExpression=(
                     "SET #status = :complete, manifest_sha256 = :sha, file_count = :count, "
                     "total_bytes = :total, uploaded_bytes = :uploaded, completed_epoch = :now "
@@ -207,16 +213,18 @@ class CheckpointTable:
                 ),
                 ConditionExpression="#status = :pending AND writer = :writer",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_item({
-                    ":complete": STATUS_COMPLETE,
-                    ":pending": STATUS_PENDING,
-                    ":writer": record.writer,
-                    ":sha": manifest_sha256,
-                    ":count": file_count,
-                    ":total": total_bytes,
-                    ":uploaded": uploaded_bytes,
-                    ":now": int(time.time()),
-                }),
+                ExpressionAttributeValues=_item(
+                    {
+                        ":complete": STATUS_COMPLETE,
+                        ":pending": STATUS_PENDING,
+                        ":writer": record.writer,
+                        ":sha": manifest_sha256,
+                        ":count": file_count,
+                        ":total": total_bytes,
+                        ":uploaded": uploaded_bytes,
+                        ":now": int(time.time()),
+                    }
+                ),
             )
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -289,7 +297,9 @@ class WorkflowRegistry:
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(
-                exc, f"state table {self.table!r}", f"Reading workflow {workflow_id!r}",
+                exc,
+                f"state table {self.table!r}",
+                f"Reading workflow {workflow_id!r}",
                 "create the table or set STEPSPOT_STATE_TABLE to an existing table",
             ) from exc
         return "Item" in response

@@ -59,7 +59,8 @@ class Settings:
         if missing:
             raise ConfigurationError(
                 f"The checkpoint manager is missing {', '.join(missing)}: set them on the function "
-                "(Terraform module 'functions' does).", missing=missing
+                "(Terraform module 'functions' does).",
+                missing=missing,
             )
         try:
             retention_days = float(env.get("STEPSPOT_CHECKPOINT_RETENTION_DAYS") or 7)
@@ -70,8 +71,14 @@ class Settings:
                 f"STEPSPOT_CHECKPOINT_RETENTION_DAYS / STEPSPOT_CHECKPOINT_KEEP_LAST are invalid ({exc}): use a "
                 "positive number of days and a whole number of checkpoints of at least 1."
             ) from exc
-        return cls(env["STEPSPOT_BUCKET"], env["STEPSPOT_CHECKPOINT_TABLE"], env["STEPSPOT_STATE_TABLE"],
-                   env["STEPSPOT_ENVIRONMENT"], retention_days, keep_last)
+        return cls(
+            env["STEPSPOT_BUCKET"],
+            env["STEPSPOT_CHECKPOINT_TABLE"],
+            env["STEPSPOT_STATE_TABLE"],
+            env["STEPSPOT_ENVIRONMENT"],
+            retention_days,
+            keep_last,
+        )
 
 
 @dataclass(frozen=True)
@@ -160,14 +167,15 @@ _request_adapter: TypeAdapter[Any] = TypeAdapter(Request)
 
 def parse_request(event: Any) -> SaveRequest | RestoreRequest | ListRequest | CleanupRequest:
     try:
-        return _request_adapter.validate_python(event)  # type: ignore[no-any-return]
+        return _request_adapter.validate_python(event)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'event'}: {error['msg']}" for error in exc.errors()[:5]
         )
         raise CheckpointRequestInvalid(
             f"Checkpoint manager event is invalid ({problems}): send action save|restore|list|cleanup with "
-            "workflow_id and task_id.", problems=problems
+            "workflow_id and task_id.",
+            problems=problems,
         ) from None
 
 
@@ -228,8 +236,13 @@ def restore(rt: Runtime, request: RestoreRequest) -> dict[str, Any]:
             if skipped:
                 metrics.add_metric(name="CheckpointsCorrupt", unit=MetricUnit.Count, value=len(skipped))
             logger.info("no checkpoint to restore", extra={"skipped": [s.sequence for s in skipped]})
-            return {"found": False, "sequence": None, "uri": None, "created_at": None,
-                    "skipped": [s.sequence for s in skipped]}
+            return {
+                "found": False,
+                "sequence": None,
+                "uri": None,
+                "created_at": None,
+                "skipped": [s.sequence for s in skipped],
+            }
         found = maybe
     for item in skipped:
         logger.warning("corrupt checkpoint skipped", extra={"sequence": item.sequence, "reason": item.reason})
@@ -267,8 +280,11 @@ def cleanup(rt: Runtime, request: CleanupRequest) -> dict[str, Any]:
     )
     report = rt.store.cleanup(policy, request.workflow_id, request.task_id, dry_run=request.dry_run)
     if not request.dry_run:
-        metrics.add_metric(name="CheckpointsDeleted", unit=MetricUnit.Count,
-                           value=report.deleted_checkpoints + report.abandoned_uploads)
+        metrics.add_metric(
+            name="CheckpointsDeleted",
+            unit=MetricUnit.Count,
+            value=report.deleted_checkpoints + report.abandoned_uploads,
+        )
     logger.info("checkpoint cleanup", extra={"deleted": report.deleted_sequences, "dry_run": request.dry_run})
     return {
         "dry_run": request.dry_run,
@@ -288,8 +304,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     rt = runtime()
     metrics.add_dimension(name="environment", value=rt.settings.environment)
     request = parse_request(event)
-    logger.append_keys(action=request.action, workflow_id=request.workflow_id,
-                       task_id=getattr(request, "task_id", None))
+    logger.append_keys(
+        action=request.action, workflow_id=request.workflow_id, task_id=getattr(request, "task_id", None)
+    )
     if isinstance(request, SaveRequest):
         return save(rt, request)
     if isinstance(request, RestoreRequest):
