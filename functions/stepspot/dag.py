@@ -147,58 +147,62 @@ class Topology:
 
 def analyse(depends_on: dict[str, list[str]], runtime: dict[str, float]) -> Topology:
     """Kahn's algorithm; levels and longest (runtime-weighted) path in the same pass. The graph must be
-    valid (``graph_problems`` empty)."""
-    dependents: dict[str, list[str]] = {task_id: [] for task_id in depends_on}
-    remaining: dict[str, int] = {}
-    for task_id, deps in depends_on.items():
-        remaining[task_id] = len(deps)
+    valid (``graph_problems`` empty). Works on integer indices: list lookups are several times cheaper
+    than dict lookups by id, which matters at 100k tasks."""
+    ids = list(depends_on)
+    index = {task_id: i for i, task_id in enumerate(ids)}
+    n = len(ids)
+    children: list[list[int]] = [[] for _ in range(n)]
+    remaining = [0] * n
+    for i, deps in enumerate(depends_on.values()):
+        remaining[i] = len(deps)
         for dep in deps:
-            dependents[dep].append(task_id)
+            children[index[dep]].append(i)
+    weight = [runtime[task_id] for task_id in ids]
 
-    ready = [task_id for task_id, count in remaining.items() if count == 0]
-    order: list[str] = []
-    level_of: dict[str, int] = {}
-    start_at: dict[str, float] = {}
-    best_dep: dict[str, str | None] = {}
-    finish_at: dict[str, float] = {}
-    for task_id in ready:
-        level_of[task_id], start_at[task_id], best_dep[task_id] = 0, 0.0, None
+    ready = [i for i in range(n) if remaining[i] == 0]
+    level = [0] * n
+    start = [0.0] * n
+    finish = [0.0] * n
+    best_dep = [-1] * n
     head = 0
     while head < len(ready):
-        task_id = ready[head]
+        i = ready[head]
         head += 1
-        order.append(task_id)
-        finish = start_at[task_id] + runtime[task_id]
-        finish_at[task_id] = finish
-        level = level_of[task_id] + 1
-        for child in dependents[task_id]:
-            if level > level_of.get(child, -1):
-                level_of[child] = level
-            if finish >= start_at.get(child, -1.0):
-                start_at[child], best_dep[child] = finish, task_id
+        done = start[i] + weight[i]
+        finish[i] = done
+        next_level = level[i] + 1
+        for child in children[i]:
+            if next_level > level[child]:
+                level[child] = next_level
+            if done >= start[child]:
+                start[child] = done
+                best_dep[child] = i
             remaining[child] -= 1
             if remaining[child] == 0:
                 ready.append(child)
-    if len(order) != len(depends_on):
+    if len(ready) != n:
         raise ValueError("the task graph has a cycle; run graph_problems() first")
 
-    levels: list[list[str]] = [[] for _ in range(max(level_of.values()) + 1)] if order else []
-    for task_id in order:
-        levels[level_of[task_id]].append(task_id)
-
-    last = max(order, key=lambda t: finish_at[t]) if order else None
+    levels: list[list[str]] = [[] for _ in range(max(level) + 1)] if n else []
+    for i in ready:
+        levels[level[i]].append(ids[i])
     path: list[str] = []
-    node = last
-    while node is not None:
-        path.append(node)
-        node = best_dep[node]
-    path.reverse()
+    if n:
+        node = max(range(n), key=finish.__getitem__)
+        critical_seconds = finish[node]
+        while node != -1:
+            path.append(ids[node])
+            node = best_dep[node]
+        path.reverse()
+    else:
+        critical_seconds = 0.0
     return Topology(
-        order=order,
+        order=[ids[i] for i in ready],
         levels=levels,
-        level_of=level_of,
-        dependents=dependents,
+        level_of=dict(zip(ids, level, strict=True)),
+        dependents={task_id: [ids[c] for c in children[i]] for i, task_id in enumerate(ids)},
         critical_path=path,
-        critical_path_seconds=finish_at[last] if last is not None else 0.0,
-        finish_at=finish_at,
+        critical_path_seconds=critical_seconds,
+        finish_at=dict(zip(ids, finish, strict=True)),
     )

@@ -81,6 +81,15 @@ class WorkflowValidationError(FatalError):
         super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
 
 
+class InvalidEventError(FatalError):
+    """Indicates that a Lambda received an event of the wrong shape (a wiring bug, not user input)."""
+
+    @classmethod
+    def from_validation(cls, exc: Any, what: str) -> InvalidEventError:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)]
+        return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 
@@ -96,7 +105,7 @@ class CheckpointNotFoundError(FatalError):
     """Indicates that a requested checkpoint sequence does not exist or was never completed."""
 
 
-class CheckpointRequestInvalid(FatalError):
+class CheckpointRequestInvalid(InvalidEventError):
     """Indicates that a checkpoint manager event is malformed (unknown action, missing or unsafe ids)."""
 
 

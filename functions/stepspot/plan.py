@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from pydantic import TypeAdapter
 
 from stepspot import dag
 from stepspot._gc import gc_paused
-from stepspot.errors import Problem
+from stepspot.errors import Problem, WorkflowValidationError
 from stepspot.estimate import PriceTable, default_prices, summarise, task_cost
 from stepspot.workflow import Workflow
 
@@ -151,6 +152,45 @@ def _build_plan(
         estimate=summarise(costs, vcpu_hours, topology.critical_path_seconds, prices),
         warnings=[w.to_dict() for w in warnings or []],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InitialTaskState:
+    task_id: str
+    state: Literal["PENDING", "SUCCEEDED"]
+    remaining_deps: int
+
+
+def initial_task_states(plan: Plan, skip_tasks: Iterable[str] = ()) -> list[InitialTaskState]:
+    """State of every task before the run starts. ``skip_tasks`` (finished in an earlier run, when a
+    workflow is resubmitted) start SUCCEEDED and do not count as unfinished dependencies.
+    Raises ``WorkflowValidationError`` for unknown ids or a skipped task whose dependency is not skipped."""
+    skip = set(skip_tasks)
+    problems = [
+        Problem(f"skip_tasks[{i}]", f"unknown task id {task_id!r}: skip only tasks of this workflow")
+        for i, task_id in enumerate(skip_tasks)
+        if task_id not in plan.tasks
+    ]
+    for task_id in sorted(skip & plan.tasks.keys()):
+        missing = [dep for dep in plan.tasks[task_id].depends_on if dep not in skip]
+        if missing:
+            problems.append(
+                Problem(
+                    f"skip_tasks ({task_id!r})",
+                    f"cannot skip {task_id!r} while its dependencies {missing} run again: skip them too",
+                )
+            )
+    if problems:
+        raise WorkflowValidationError(problems, source="skip_tasks")
+    states = []
+    for task_id in plan.order:
+        task = plan.tasks[task_id]
+        if task_id in skip:
+            states.append(InitialTaskState(task_id, "SUCCEEDED", 0))
+        else:
+            remaining = sum(1 for dep in task.depends_on if dep not in skip)
+            states.append(InitialTaskState(task_id, "PENDING", remaining))
+    return states
 
 
 @cache
