@@ -335,6 +335,15 @@ class ImdsNoticeWatcher(threading.Thread):
 # --------------------------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGKILL if the agent dies, so no program outlives it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -489,7 +498,9 @@ class Agent:
         try:
             try:
                 # Own session: the notice signal reaches the whole process group (shell wrappers included).
-                self._child = subprocess.Popen(list(command), env=env, start_new_session=True)
+                self._child = subprocess.Popen(
+                    list(command), env=env, start_new_session=True, preexec_fn=_die_with_parent
+                )
             except FileNotFoundError:
                 raise AgentExit(
                     EXIT_COMMAND_NOT_FOUND,

@@ -1,6 +1,7 @@
 """Shared helpers for the checkpoint tests: a moto server real subprocesses can reach, a fake IMDS.
 
-Imported by tests/integration/test_checkpoint*.py and test_agent*.py (fixtures re-exported there).
+Imported by tests/integration/test_checkpoint*.py and test_agent*.py, which also load it as a pytest plugin
+(`pytest_plugins`) for its fixtures. PYTEST_DONT_REWRITE: it is imported before pytest could rewrite it.
 """
 
 from __future__ import annotations

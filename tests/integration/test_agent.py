@@ -20,6 +20,7 @@ from checkpoint_support import (
     run_agent,
     start_agent,
 )
+
 from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.checkpoint_store import CheckpointStore
@@ -151,10 +152,13 @@ def test_periodic_checkpoints_survive_a_hard_kill(store: Store, tmp_path: Path) 
     child_pid = int(agent.wait_for("started ").split("(pid ")[1].split(")")[0])
     agent.wait_for("step 150 written")
     agent.wait_for("checkpoint ")
-    # When the instance vanishes without notice (agent and program killed)
-    os.killpg(child_pid, signal.SIGKILL)
+    # When the instance vanishes without notice (the agent is killed; the program must not outlive it)
     agent.process.kill()
     agent.finish()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child_pid}").exists() or "Z" in Path(f"/proc/{child_pid}/stat").read_text().split()[2]
     # Then a restart resumes from the last periodic checkpoint, not from zero
     _, step = saved_step(store)
     assert step >= 25
