@@ -10,6 +10,7 @@ import boto3
 import pytest
 from checkpoint_support import create_table
 from moto import mock_aws
+
 from stepspot.errors import (
     CheckpointCorruptError,
     CheckpointNotFoundError,

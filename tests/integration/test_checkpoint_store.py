@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from checkpoint_support import Store
+
 from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.checkpoint_files import DirectoryScanner

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stepspot import agent
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 
