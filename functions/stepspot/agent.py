@@ -48,7 +48,7 @@ from stepspot.errors import (
     AwsResourceNotFoundError,
     CheckpointStoreUnavailable,
     StepspotError,
-    UnknownWorkflowError,
+    WorkflowNotFoundError,
 )
 
 EXIT_USAGE = 64
@@ -245,7 +245,7 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
     objects.check_bucket()
     table.latest_sequence(settings.workflow_id, settings.task_id)  # fails fast on a missing table
     if settings.state_table and not WorkflowRegistry(ddb, settings.state_table).exists(settings.workflow_id):
-        raise UnknownWorkflowError(
+        raise WorkflowNotFoundError(
             f"Workflow {settings.workflow_id!r} is unknown to state table {settings.state_table!r}: "
             "check STEPSPOT_WORKFLOW_ID (or --workflow-id) against `stepspot` output."
         )
@@ -253,7 +253,7 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
 
 
 def exit_code_for(error: StepspotError) -> int:
-    if isinstance(error, UnknownWorkflowError):
+    if isinstance(error, WorkflowNotFoundError):
         return EXIT_UNKNOWN_WORKFLOW
     if isinstance(error, AwsResourceNotFoundError):
         return EXIT_STORE_MISSING

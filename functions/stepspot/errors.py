@@ -90,6 +90,18 @@ class InvalidEventError(FatalError):
         return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
 
 
+class AwsCredentialsError(ConfigurationError):
+    """Indicates that no usable AWS credentials were found (none configured, expired, or rejected)."""
+
+
+class WorkflowNotFoundError(FatalError):
+    """Indicates that no workflow or execution with the given id exists in the chosen environment."""
+
+
+class TemplateParameterError(FatalError):
+    """Indicates that a workflow template was asked for with an unknown, missing or invalid parameter."""
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 
@@ -107,7 +119,3 @@ class CheckpointNotFoundError(FatalError):
 
 class CheckpointRequestInvalid(InvalidEventError):
     """Indicates that a checkpoint manager event is malformed (unknown action, missing or unsafe ids)."""
-
-
-class UnknownWorkflowError(FatalError):
-    """Indicates that a workflow id has no record in the state table (a typo, or the workflow was purged)."""

@@ -16,7 +16,7 @@ from stepspot.errors import (
     CheckpointNotFoundError,
     CheckpointRequestInvalid,
     ConfigurationError,
-    UnknownWorkflowError,
+    WorkflowNotFoundError,
 )
 from stepspot.handlers import checkpoint_manager
 from stepspot.state_keys import workflow_key
@@ -152,10 +152,10 @@ def test_cleanup_applies_the_configured_retention_and_is_repeatable(aws: Any) ->
         ),
         (
             {"action": "save", "workflow_id": "nope", "task_id": "t", "data": {"a": 1}},
-            UnknownWorkflowError,
+            WorkflowNotFoundError,
             "Workflow 'nope' is unknown: check the id (stepspot lists workflows) or submit it first.",
         ),
-        ({"action": "list", "workflow_id": "nope"}, UnknownWorkflowError, "Workflow 'nope' is unknown"),
+        ({"action": "list", "workflow_id": "nope"}, WorkflowNotFoundError, "Workflow 'nope' is unknown"),
     ],
 )
 def test_bad_events_raise_named_errors(aws: Any, event: dict[str, Any], error: type[Exception], message: str) -> None:

@@ -30,7 +30,7 @@ from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable, WorkflowRegistry
 from stepspot.checkpoint_store import CheckpointStore
 from stepspot.checkpoints import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
-from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, UnknownWorkflowError
+from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, WorkflowNotFoundError
 
 # Defaults match the contract, so the module also works when imported before the environment is set.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "checkpoint_manager")
@@ -184,7 +184,7 @@ def parse_request(event: Any) -> SaveRequest | RestoreRequest | ListRequest | Cl
 
 def _require_workflow(rt: Runtime, workflow_id: str) -> None:
     if not rt.workflows.exists(workflow_id):
-        raise UnknownWorkflowError(
+        raise WorkflowNotFoundError(
             f"Workflow {workflow_id!r} is unknown: check the id (stepspot lists workflows) or submit it first.",
             workflow_id=workflow_id,
         )
