@@ -79,3 +79,7 @@ class WorkflowValidationError(FatalError):
         if count > 20:
             summary += f"; ... and {count - 20} more"
         super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
+
+
+class MalformedEventError(FatalError):
+    """Indicates that an incoming event does not have the shape AWS documents for its type."""
