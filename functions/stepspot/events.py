@@ -264,7 +264,7 @@ def _describe(raw: Any) -> str:
         return (
             f"event id={raw.get('id')!r} detail-type={raw.get('detail-type')!r} source={raw.get('source')!r}"
         )
-    return f"a {type(raw).__name__} instead of a JSON object"
+    return "an event"
 
 
 def _problems(exc: ValidationError) -> str:
@@ -275,27 +275,37 @@ def _problems(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _parse(raw: Any, adapter: TypeAdapter[Any], accepted: dict[str, str], handler: str) -> Any:
+    expected = " or ".join(f"'{kind}' event from {source}" for kind, source in accepted.items())
+    if not isinstance(raw, dict):
+        problem = f"got a {type(raw).__name__} instead of a JSON object"
+    elif raw.get("detail-type") not in accepted:
+        problem = f"detail-type {raw.get('detail-type')!r} is not one this handler takes"
+    else:
+        try:
+            return adapter.validate_python(raw)
+        except ValidationError as exc:
+            problem = _problems(exc)
+    raise MalformedEventError(
+        f"Rejected {_describe(raw)}: expected an EventBridge {expected} ({problem}). "
+        f"Check the EventBridge rule that targets the {handler}.",
+        event_id=raw.get("id") if isinstance(raw, dict) else None,
+    )
+
+
 def parse_instance_notice(raw: Any) -> SpotInterruptionWarning | RebalanceRecommendation:
     """Validate an EC2 notice event; raise ``MalformedEventError`` naming what is wrong."""
-    try:
-        return _INSTANCE_NOTICE.validate_python(raw)
-    except ValidationError as exc:
-        raise MalformedEventError(
-            f"Rejected {_describe(raw)}: expected an EventBridge '{SPOT_INTERRUPTION_WARNING}' or "
-            f"'{REBALANCE_RECOMMENDATION}' event from aws.ec2 ({_problems(exc)}). "
-            "Check the EventBridge rule that targets the interruption handler.",
-            event_id=raw.get("id") if isinstance(raw, dict) else None,
-        ) from exc
+    accepted = {SPOT_INTERRUPTION_WARNING: "aws.ec2", REBALANCE_RECOMMENDATION: "aws.ec2"}
+    parsed: SpotInterruptionWarning | RebalanceRecommendation = _parse(
+        raw, _INSTANCE_NOTICE, accepted, "interruption handler"
+    )
+    return parsed
 
 
 def parse_monitor_event(raw: Any) -> BatchJobStateChange | ExecutionStatusChange:
     """Validate a Batch or Step Functions status event; raise ``MalformedEventError`` naming what is wrong."""
-    try:
-        return _MONITOR_EVENT.validate_python(raw)
-    except ValidationError as exc:
-        raise MalformedEventError(
-            f"Rejected {_describe(raw)}: expected an EventBridge '{BATCH_JOB_STATE_CHANGE}' event from "
-            f"aws.batch or '{SFN_EXECUTION_STATUS_CHANGE}' event from aws.states ({_problems(exc)}). "
-            "Check the EventBridge rule that targets the workflow monitor.",
-            event_id=raw.get("id") if isinstance(raw, dict) else None,
-        ) from exc
+    accepted = {BATCH_JOB_STATE_CHANGE: "aws.batch", SFN_EXECUTION_STATUS_CHANGE: "aws.states"}
+    parsed: BatchJobStateChange | ExecutionStatusChange = _parse(
+        raw, _MONITOR_EVENT, accepted, "workflow monitor"
+    )
+    return parsed

@@ -24,6 +24,7 @@ failure does not count a notice twice.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from stepspot.aws.batch_inventory import BatchInventory
 from stepspot.aws.ecs import ContainerInstance, EcsInventory
@@ -52,7 +53,11 @@ from stepspot.metrics import (
 from stepspot.notifications import AffectedTask, interruption_notice
 
 logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
+# A notice that changes nothing (duplicate, rejected) has no metrics; that is expected, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+# service="" keeps Powertools from adding a "service" dimension: the metric streams are identified by
+# their name and `environment` alone, whichever function emits them (dashboard and alarms rely on it).
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service="")
 
 EVENT_SOURCE = "aws.ec2"
 
@@ -120,6 +125,7 @@ def runtime() -> Runtime:
 
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
     rt = runtime()
     try:
         notice = parse_instance_notice(event)
@@ -193,18 +199,16 @@ def _count(name: MetricName, rt: Runtime, instance: ContainerInstance) -> None:
     # Two series: the total per environment (alarms need fixed dimensions) and the breakdown per
     # instance type and zone (the dashboard shows it with a SEARCH expression).
     metrics.add_metric(name=name.value, unit=MetricUnit.Count, value=1)
-    with single_metric(
-        name=name.value,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=rt.settings.namespace,
-        default_dimensions={
-            DIMENSION_ENVIRONMENT: rt.settings.environment,
-            DIMENSION_INSTANCE_TYPE: instance.instance_type or UNKNOWN_DIMENSION_VALUE,
-            DIMENSION_AVAILABILITY_ZONE: instance.availability_zone or UNKNOWN_DIMENSION_VALUE,
-        },
-    ):
-        pass
+    breakdown = EphemeralMetrics(namespace=rt.settings.namespace, service="")
+    breakdown.add_dimension(name=DIMENSION_ENVIRONMENT, value=rt.settings.environment)
+    breakdown.add_dimension(
+        name=DIMENSION_INSTANCE_TYPE, value=instance.instance_type or UNKNOWN_DIMENSION_VALUE
+    )
+    breakdown.add_dimension(
+        name=DIMENSION_AVAILABILITY_ZONE, value=instance.availability_zone or UNKNOWN_DIMENSION_VALUE
+    )
+    breakdown.add_metric(name=name.value, unit=MetricUnit.Count, value=1)
+    breakdown.flush_metrics()
 
 
 def _process(notice: SpotInterruptionWarning | RebalanceRecommendation, rt: Runtime) -> dict[str, Any]:

@@ -22,6 +22,7 @@ on the event id (``EVENT#<source>#<id>``), and each write is conditional on its 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,7 +59,10 @@ from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricNam
 from stepspot.notifications import task_execution_notice, workflow_notice
 
 logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
+# A notice that changes nothing (duplicate, rejected) has no metrics; that is expected, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+# service="" keeps Powertools from adding a "service" dimension (see interruption_handler).
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service="")
 
 _EXECUTION_CAUSE_LIMIT = 4000  # keeps the META item far below DynamoDB's 400 KB
 
@@ -119,6 +123,7 @@ def runtime() -> Runtime:
 
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
     rt = runtime()
     try:
         parsed = parse_monitor_event(event)
