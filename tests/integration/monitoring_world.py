@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 
-
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
 SPOT_CE = "stepspot-test-spot"

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from monitoring_world import SPOT_CE, World, build_world, emf_metrics, load_event, metric_total
 from moto import mock_aws
-
 from stepspot.errors import ConfigurationError
 from stepspot.handlers import interruption_handler
 
