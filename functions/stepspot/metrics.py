@@ -17,6 +17,7 @@ DEFAULT_NAMESPACE = "Stepspot"
 DIMENSION_ENVIRONMENT = "environment"
 DIMENSION_INSTANCE_TYPE = "instance_type"
 DIMENSION_AVAILABILITY_ZONE = "availability_zone"
+DIMENSION_JOB_QUEUE = "job_queue"
 UNKNOWN_DIMENSION_VALUE = "unknown"
 
 
@@ -42,13 +43,16 @@ class MetricSpec:
 
 _ENV = (DIMENSION_ENVIRONMENT,)
 _PER_INSTANCE = (DIMENSION_ENVIRONMENT, DIMENSION_INSTANCE_TYPE, DIMENSION_AVAILABILITY_ZONE)
+_PER_QUEUE = (DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE)
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(MetricName.TASKS_SUCCEEDED, "Count", (_ENV,), "Batch jobs of stepspot tasks that succeeded"),
+    MetricSpec(
+        MetricName.TASKS_SUCCEEDED, "Count", (_ENV, _PER_QUEUE), "Batch jobs of stepspot tasks that succeeded"
+    ),
     MetricSpec(
         MetricName.TASKS_FAILED,
         "Count",
-        (_ENV,),
+        (_ENV, _PER_QUEUE),
         "Batch jobs of stepspot tasks that failed (each failed attempt; the task may still be retried)",
     ),
     MetricSpec(

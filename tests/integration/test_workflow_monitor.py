@@ -92,6 +92,7 @@ def test_succeeded_spot_job_updates_the_task_and_counts_success_checkpoints_and_
     # And the metrics count the success, the two completed checkpoints and the saving
     found = emf_metrics(capsys.readouterr().out)
     assert total(found, "TasksSucceeded") == 1
+    assert total(found, "TasksSucceeded", environment="test", job_queue="stepspot-test-spot") == 1
     assert total(found, "TasksFailed") == 0
     assert total(found, "CheckpointsSaved") == 2
     from stepspot.estimate import default_prices, task_cost

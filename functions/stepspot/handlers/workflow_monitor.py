@@ -31,7 +31,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
 from stepspot.aws.sns import Notifier
@@ -55,7 +55,7 @@ from stepspot.job_events import (
     spot_reclaimed_instance,
     task_ids_from_environment,
 )
-from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
+from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE, MetricName
 from stepspot.notifications import task_execution_notice, workflow_notice
 
 logger = Logger()
@@ -76,6 +76,7 @@ class Settings:
     ondemand_queue: str | None
     sns_topic_arn: str | None
     region: str
+    namespace: str
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | os._Environ[str]) -> Settings:
@@ -94,6 +95,7 @@ class Settings:
             ondemand_queue=env.get("STEPSPOT_ONDEMAND_QUEUE_ARN") or None,
             sns_topic_arn=env.get("STEPSPOT_SNS_TOPIC_ARN") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
         )
 
 
@@ -138,7 +140,7 @@ def handle_event(event: BatchJobStateChange | ExecutionStatusChange, rt: Runtime
     if not rt.store.claim_event(event.source, event.id, rt.clock()):
         logger.info("Event already processed: redelivery ignored", extra={"outcome": "duplicate"})
         return {"outcome": "duplicate", "event_id": event.id}
-    pending: list[tuple[MetricName, float, str]] = []
+    pending: list[PendingMetric] = []
     try:
         if isinstance(event, BatchJobStateChange):
             result = _job_event(event, rt, pending)
@@ -149,9 +151,27 @@ def handle_event(event: BatchJobStateChange | ExecutionStatusChange, rt: Runtime
         raise
     rt.store.complete_event(event.source, event.id, result["outcome"])
     # Emitted only once everything above succeeded: a failed invocation is retried and counted then.
-    for name, value, unit in pending:
-        metrics.add_metric(name=name.value, unit=unit, value=value)
+    for metric in pending:
+        _emit(metric, rt)
     return result
+
+
+@dataclass(frozen=True)
+class PendingMetric:
+    name: MetricName
+    value: float
+    unit: str = MetricUnit.Count.value
+    job_queue: str | None = None  # also emitted per queue (the dashboard's "by queue" widget)
+
+
+def _emit(metric: PendingMetric, rt: Runtime) -> None:
+    metrics.add_metric(name=metric.name.value, unit=metric.unit, value=metric.value)
+    if metric.job_queue:
+        per_queue = EphemeralMetrics(namespace=rt.settings.namespace, service="")
+        per_queue.add_dimension(name=DIMENSION_ENVIRONMENT, value=rt.settings.environment)
+        per_queue.add_dimension(name=DIMENSION_JOB_QUEUE, value=metric.job_queue)
+        per_queue.add_metric(name=metric.name.value, unit=metric.unit, value=metric.value)
+        per_queue.flush_metrics()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,9 +179,7 @@ def handle_event(event: BatchJobStateChange | ExecutionStatusChange, rt: Runtime
 # ---------------------------------------------------------------------------------------------------
 
 
-def _job_event(
-    event: BatchJobStateChange, rt: Runtime, pending: list[tuple[MetricName, float, str]]
-) -> dict[str, Any]:
+def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMetric]) -> dict[str, Any]:
     detail = event.detail
     logger.append_keys(job_id=detail.job_id, job_status=detail.status)
     base: dict[str, Any] = {"event_id": event.id, "job_id": detail.job_id, "status": detail.status}
@@ -201,7 +219,7 @@ def _job_event(
     ):
         fallback = rt.store.record_fallback(task, event.time)
         if fallback:
-            pending.append((MetricName.FALLBACKS_TO_ON_DEMAND, 1, MetricUnit.Count.value))
+            pending.append(PendingMetric(MetricName.FALLBACKS_TO_ON_DEMAND, 1))
 
     result: dict[str, Any] = {
         **base,
@@ -211,16 +229,17 @@ def _job_event(
     }
     if detail.status in TERMINAL_JOB_STATUSES:
         succeeded = detail.status == "SUCCEEDED"
-        pending.append(
-            (MetricName.TASKS_SUCCEEDED if succeeded else MetricName.TASKS_FAILED, 1, MetricUnit.Count.value)
-        )
+        outcome_metric = MetricName.TASKS_SUCCEEDED if succeeded else MetricName.TASKS_FAILED
+        pending.append(PendingMetric(outcome_metric, 1, job_queue=resource_name(detail.job_queue)))
         checkpoints = rt.store.count_new_checkpoints(task)
         if checkpoints:
-            pending.append((MetricName.CHECKPOINTS_SAVED, checkpoints, MetricUnit.Count.value))
+            pending.append(PendingMetric(MetricName.CHECKPOINTS_SAVED, checkpoints))
         result["checkpoints_saved"] = checkpoints
         if kind is QueueKind.SPOT:
             savings = round(estimated_spot_savings_usd(detail, rt.prices), 4)
-            pending.append((MetricName.ESTIMATED_SPOT_SAVINGS_USD, savings, MetricUnit.NoUnit.value))
+            pending.append(
+                PendingMetric(MetricName.ESTIMATED_SPOT_SAVINGS_USD, savings, MetricUnit.NoUnit.value)
+            )
             result["estimated_spot_savings_usd"] = savings
         reclaimed = spot_reclaimed_instance(detail)
         if reclaimed:
@@ -235,7 +254,7 @@ def _job_event(
 
 
 def _execution_event(
-    event: ExecutionStatusChange, rt: Runtime, pending: list[tuple[MetricName, float, str]]
+    event: ExecutionStatusChange, rt: Runtime, pending: list[PendingMetric]
 ) -> dict[str, Any]:
     detail = event.detail
     target = execution_target(detail)
@@ -291,7 +310,9 @@ def _execution_event(
         return {**base, "outcome": "applied" if workflow is not None else "unregistered"}
 
     succeeded = detail.status == "SUCCEEDED"
-    pending.append((MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1, "Count"))
+    pending.append(
+        PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1)
+    )
     failed_tasks = [] if succeeded or workflow is None else rt.store.failed_tasks(target.workflow_id)
     notified = False
     if rt.notifier is not None:
