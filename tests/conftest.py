@@ -6,6 +6,11 @@ import os
 
 import pytest
 
+# Powertools reads these when a handler module is imported (at collection, before any fixture runs).
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Stepspot")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "stepspot-test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
 
 @pytest.fixture(autouse=True)
 def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:

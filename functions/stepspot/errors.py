@@ -81,5 +81,14 @@ class WorkflowValidationError(FatalError):
         super().__init__(summary, source=source, problems=[p.to_dict() for p in self.problems])
 
 
-class MalformedEventError(FatalError):
-    """Indicates that an incoming event does not have the shape AWS documents for its type."""
+class InvalidEventError(FatalError):
+    """Indicates that a Lambda received an event of the wrong shape (a wiring bug, not user input)."""
+
+    @classmethod
+    def from_validation(cls, exc: Any, what: str) -> InvalidEventError:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)]
+        return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
+
+
+class MalformedEventError(InvalidEventError):
+    """Indicates that an EventBridge event does not have the shape AWS documents for its type."""

@@ -21,6 +21,7 @@ from stepspot.errors import ConfigurationError, StepspotError, WorkflowValidatio
 COMMAND_MODULES = (
     "stepspot.cli.validate",
     "stepspot.cli.plan",
+    "stepspot.cli.schema",
     "stepspot.cli.local",
     "stepspot.cli.remote",
     "stepspot.cli.templates",

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 from rich.console import Console
 
 from stepspot.errors import Problem
 
-console = Console()
+# Off a terminal (pipes, CI logs) rich assumes 80 columns; tables of task ids need more.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 

@@ -1,0 +1,45 @@
+"""`stepspot validate FILE`: check a workflow definition; exit 0 when valid, 2 when not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from stepspot.cli.output import console, print_problems
+from stepspot.errors import WorkflowValidationError
+from stepspot.workflow import load_workflow_file
+
+EXIT_OK, EXIT_INVALID = 0, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a workflow definition (JSON or YAML)",
+        description="Check a workflow definition and report every problem with its location. "
+        "Exit code 0 when valid, 2 when not.",
+    )
+    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_workflow_file(args.file)
+    except WorkflowValidationError as exc:
+        if args.output == "json":
+            print(json.dumps({"valid": False, "file": args.file, "problems": exc.details["problems"]}, indent=2))
+            return EXIT_INVALID
+        raise
+    workflow = loaded.workflow
+    if args.output == "json":
+        warnings = [w.to_dict() for w in loaded.warnings]
+        print(json.dumps({"valid": True, "file": args.file, "name": workflow.name, "warnings": warnings}, indent=2))
+        return EXIT_OK
+    print_problems(loaded.warnings)
+    noun = "task" if len(workflow.tasks) == 1 else "tasks"
+    console.print(f"[green]valid[/]: {args.file}: {workflow.name!r}, {len(workflow.tasks)} {noun}", highlight=False)
+    sys.stdout.flush()
+    return EXIT_OK

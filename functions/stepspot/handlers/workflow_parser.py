@@ -1,0 +1,60 @@
+"""Workflow parser Lambda (ParseWorkflow): validate, plan, write the plan to S3 and the task items to
+DynamoDB; return a small result. Invalid definitions raise ``WorkflowValidationError`` (ASL Catch)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field, ValidationError
+
+from stepspot.aws.s3 import DocumentStore
+from stepspot.aws.state_table import StateTable
+from stepspot.errors import InvalidEventError, WorkflowValidationError
+from stepspot.registration import ParseRequest, register_workflow
+from stepspot.settings import LambdaSettings, load_settings
+
+logger = Logger()
+metrics = Metrics()
+
+
+class ParserSettings(LambdaSettings):
+    bucket: str = Field(alias="STEPSPOT_BUCKET", min_length=3)
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    environment: str = Field("dev", alias="STEPSPOT_ENVIRONMENT")
+
+
+@cache
+def _adapters() -> tuple[DocumentStore, StateTable, ParserSettings]:
+    """Built once per cold start; a missing variable raises ConfigurationError on the first call."""
+    settings = load_settings(ParserSettings)
+    documents = DocumentStore(boto3.client("s3"), settings.bucket)
+    return documents, StateTable(boto3.resource("dynamodb"), settings.state_table), settings
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    documents, table, settings = _adapters()
+    metrics.add_dimension("environment", settings.environment)
+    try:
+        request = ParseRequest.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidEventError.from_validation(exc, "ParseWorkflow input") from None
+    logger.append_keys(workflow_id=request.workflow_id)
+    try:
+        result = register_workflow(request, documents, table)
+    except WorkflowValidationError as exc:
+        metrics.add_metric(name="WorkflowsRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("workflow rejected", extra={"problems": exc.details["problems"][:50]})
+        raise
+    logger.append_keys(workflow_id=result["workflow_id"])
+    if result["registered"]:
+        metrics.add_metric(name="WorkflowsRegistered", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="TasksPlanned", unit=MetricUnit.Count, value=result["task_count"])
+    logger.info("workflow parsed", extra={k: result[k] for k in ("task_count", "registered", "plan_uri")})
+    return result

@@ -1,0 +1,213 @@
+"""The execution plan of a valid workflow: what ``workflows/<id>/plan.json`` holds. Pure.
+
+The plan is the single hand-off from parsing to scheduling: it carries each task's effective settings
+(defaults and global config applied, multi-node tasks routed to On-Demand), its dependents, and the
+workflow's order, levels, critical path and estimates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+from stepspot import dag
+from stepspot._gc import gc_paused
+from stepspot.errors import Problem, WorkflowValidationError
+from stepspot.estimate import PriceTable, default_prices, summarise, task_cost
+from stepspot.workflow import Workflow
+
+PLAN_SCHEMA_VERSION = 1
+
+
+# Plain dataclasses (not pydantic models): building 100k of them must take milliseconds, not seconds.
+# pydantic still validates and serialises them, in Rust, through a TypeAdapter (plan_to_json / plan_from_json).
+@dataclass(slots=True)
+class PlannedTask:
+    id: str
+    name: str
+    container_image: str
+    command: list[str]
+    environment: dict[str, str]
+    vcpus: int
+    memory: int
+    nodes: int
+    gpus: int
+    multi_node: bool
+    use_spot: bool
+    checkpoint_enabled: bool
+    checkpoint_interval: int | Literal["auto"]
+    retry_attempts: int
+    backoff_multiplier: float
+    timeout_seconds: int | None
+    estimated_runtime_seconds: int
+    depends_on: list[str]
+    dependents: list[str]
+    level: int
+    estimated_on_demand_usd: float
+    estimated_spot_usd: float
+
+
+@dataclass(slots=True)
+class Plan:
+    workflow_id: str
+    name: str
+    description: str
+    failure_mode: Literal["fail", "continue"]
+    spot_strategy: str
+    order: list[str]
+    levels: list[list[str]]
+    critical_path: list[str]
+    tasks: dict[str, PlannedTask]
+    estimate: dict[str, Any]
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    schema_version: int = PLAN_SCHEMA_VERSION
+
+    @property
+    def roots(self) -> list[str]:
+        return self.levels[0] if self.levels else []
+
+    def summary(self) -> dict[str, Any]:
+        """A small view of the plan whose size does not grow with the number of tasks."""
+        return {
+            "workflow_id": self.workflow_id,
+            "name": self.name,
+            "task_count": len(self.tasks),
+            "root_count": len(self.roots),
+            "level_count": len(self.levels),
+            "multi_node_count": sum(1 for t in self.tasks.values() if t.multi_node),
+            "critical_path_length": len(self.critical_path),
+            "failure_mode": self.failure_mode,
+            "estimate": self.estimate,
+            "warning_count": len(self.warnings),
+        }
+
+
+def build_plan(
+    workflow: Workflow, workflow_id: str, warnings: list[Problem] | None = None, prices: PriceTable | None = None
+) -> Plan:
+    """Plan a workflow that passed validation."""
+    with gc_paused():
+        return _build_plan(workflow, workflow_id, warnings, prices)
+
+
+def _build_plan(
+    workflow: Workflow, workflow_id: str, warnings: list[Problem] | None, prices: PriceTable | None
+) -> Plan:
+    prices = prices or default_prices()
+    config = workflow.global_config
+    runtime = {t.id: float(t.estimated_runtime or config.default_runtime) for t in workflow.tasks}
+    topology = dag.analyse({t.id: t.depends_on for t in workflow.tasks}, runtime)
+
+    tasks: dict[str, PlannedTask] = {}
+    costs = []
+    vcpu_hours = 0.0
+    spot_allowed = config.spot_strategy != "on-demand-only"
+    for task in workflow.tasks:
+        use_spot = spot_allowed and task.spot_enabled and not task.multi_node
+        seconds = int(runtime[task.id])
+        cost = task_cost(seconds, task.vcpus, task.memory, task.gpus, task.nodes, use_spot, prices)
+        costs.append(cost)
+        vcpu_hours += seconds / 3600 * task.vcpus * task.nodes
+        tasks[task.id] = PlannedTask(
+            id=task.id,
+            name=task.display_name,
+            container_image=task.container_image,
+            command=task.command,
+            environment=task.environment,
+            vcpus=task.vcpus,
+            memory=task.memory,
+            nodes=task.nodes,
+            gpus=task.gpus,
+            multi_node=task.multi_node,
+            use_spot=use_spot,
+            checkpoint_enabled=task.checkpoint_enabled,
+            checkpoint_interval=task.checkpoint_interval or config.checkpoint_interval,
+            retry_attempts=task.retry_attempts if task.retry_attempts is not None else config.max_retry_attempts,
+            backoff_multiplier=task.backoff_multiplier,
+            timeout_seconds=task.timeout,
+            estimated_runtime_seconds=seconds,
+            depends_on=list(task.depends_on),
+            dependents=topology.dependents[task.id],
+            level=topology.level_of[task.id],
+            estimated_on_demand_usd=cost.on_demand_usd,
+            estimated_spot_usd=cost.planned_usd,
+        )
+    return Plan(
+        schema_version=PLAN_SCHEMA_VERSION,
+        workflow_id=workflow_id,
+        name=workflow.name,
+        description=workflow.description,
+        failure_mode=config.failure_mode,
+        spot_strategy=config.spot_strategy,
+        order=topology.order,
+        levels=topology.levels,
+        critical_path=topology.critical_path,
+        tasks=tasks,
+        estimate=summarise(costs, vcpu_hours, topology.critical_path_seconds, prices),
+        warnings=[w.to_dict() for w in warnings or []],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InitialTaskState:
+    task_id: str
+    state: Literal["PENDING", "SUCCEEDED"]
+    remaining_deps: int
+
+
+def initial_task_states(plan: Plan, skip_tasks: Iterable[str] = ()) -> list[InitialTaskState]:
+    """State of every task before the run starts. ``skip_tasks`` (finished in an earlier run, when a
+    workflow is resubmitted) start SUCCEEDED and do not count as unfinished dependencies.
+    Raises ``WorkflowValidationError`` for unknown ids or a skipped task whose dependency is not skipped."""
+    skip = set(skip_tasks)
+    problems = [
+        Problem(f"skip_tasks[{i}]", f"unknown task id {task_id!r}: skip only tasks of this workflow")
+        for i, task_id in enumerate(skip_tasks)
+        if task_id not in plan.tasks
+    ]
+    for task_id in sorted(skip & plan.tasks.keys()):
+        missing = [dep for dep in plan.tasks[task_id].depends_on if dep not in skip]
+        if missing:
+            problems.append(
+                Problem(
+                    f"skip_tasks ({task_id!r})",
+                    f"cannot skip {task_id!r} while its dependencies {missing} run again: skip them too",
+                )
+            )
+    if problems:
+        raise WorkflowValidationError(problems, source="skip_tasks")
+    states = []
+    for task_id in plan.order:
+        task = plan.tasks[task_id]
+        if task_id in skip:
+            states.append(InitialTaskState(task_id, "SUCCEEDED", 0))
+        else:
+            remaining = sum(1 for dep in task.depends_on if dep not in skip)
+            states.append(InitialTaskState(task_id, "PENDING", remaining))
+    return states
+
+
+@cache
+def _plan_adapter() -> TypeAdapter[Plan]:
+    return TypeAdapter(Plan)
+
+
+def plan_to_json(plan: Plan) -> bytes:
+    return _plan_adapter().dump_json(plan)
+
+
+def plan_from_json(data: str | bytes) -> Plan:
+    """Load and validate a plan written by ``plan_to_json`` (raises pydantic.ValidationError)."""
+    return _plan_adapter().validate_json(data)
+
+
+def default_workflow_id(workflow: Workflow, canonical_definition: bytes) -> str:
+    """A deterministic id (name slug + content hash) so a retried submission maps to the same workflow."""
+    slug = re.sub(r"[^a-z0-9]+", "-", workflow.name.lower()).strip("-")[:48] or "workflow"
+    return f"{slug}-{hashlib.sha256(canonical_definition).hexdigest()[:12]}"

@@ -1,0 +1,94 @@
+"""Parse, plan and register a submitted workflow: the logic behind the workflow parser Lambda.
+
+I/O goes through the injected adapters (``DocumentStore``, ``StateTable``) so this runs the same under
+moto, with fakes, and on AWS. Idempotent: the same request twice registers once and returns the same
+result; a different definition under an existing workflow id is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stepspot.aws.s3 import DocumentStore, definition_key, plan_key
+from stepspot.aws.state_table import StateTable
+from stepspot.plan import build_plan, default_workflow_id, initial_task_states, plan_to_json
+from stepspot.workflow import ID_PATTERN, parse_workflow
+
+MAX_WARNINGS_RETURNED = 5  # the result must not grow with the workflow
+
+
+class ParseRequest(BaseModel):
+    """Input of ParseWorkflow. Exactly one of ``workflow_definition`` / ``definition_uri``.
+
+    ``workflow_definition`` inline is limited by the 256 KB Step Functions input; large workflows are
+    uploaded first and passed as ``definition_uri``. ``skip_tasks`` lists tasks finished in an earlier run
+    (resubmission); ``dry_run`` validates and plans without writing anything (the seed script's flag).
+    """
+
+    model_config = ConfigDict(extra="ignore")  # Step Functions may pass extra context fields
+
+    workflow_definition: dict[str, Any] | str | None = None
+    definition_uri: str | None = Field(None, pattern=r"^s3://")
+    workflow_id: str | None = Field(None, pattern=ID_PATTERN)
+    skip_tasks: list[str] = Field(default_factory=list)
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ParseRequest:
+        if (self.workflow_definition is None) == (self.definition_uri is None):
+            raise ValueError('give exactly one of "workflow_definition" (inline) or "definition_uri" (s3://...)')
+        return self
+
+
+def register_workflow(request: ParseRequest, documents: DocumentStore, table: StateTable) -> dict[str, Any]:
+    if request.definition_uri is not None:
+        raw: Any = documents.read(request.definition_uri)
+        source = request.definition_uri
+    else:
+        raw, source = request.workflow_definition, "workflow_definition"
+    loaded = parse_workflow(raw, source=source)  # raises WorkflowValidationError with every problem
+    canonical = json.dumps(
+        loaded.workflow.model_dump(mode="json", exclude_unset=True), sort_keys=True, separators=(",", ":")
+    ).encode()
+    workflow_id = request.workflow_id or default_workflow_id(loaded.workflow, canonical)
+    plan = build_plan(loaded.workflow, workflow_id, loaded.warnings)
+    states = initial_task_states(plan, request.skip_tasks)  # raises for unknown / inconsistent skips
+    result: dict[str, Any] = {
+        **plan.summary(),
+        "skipped_count": sum(1 for s in states if s.state == "SUCCEEDED"),
+        "warnings": [f"{w['location']}: {w['message']}" for w in plan.warnings[:MAX_WARNINGS_RETURNED]],
+        "dry_run": request.dry_run,
+    }
+    if request.dry_run:
+        return {**result, "registered": False, "plan_uri": None, "definition_uri": request.definition_uri}
+
+    plan_bytes = plan_to_json(plan)
+    plan_sha256 = hashlib.sha256(plan_bytes).hexdigest()
+    existing = table.get_workflow(workflow_id)
+    if existing is not None:
+        table.same_plan_or_raise(existing, plan_sha256)  # before any write
+        return {
+            **result,
+            "registered": False,
+            "plan_uri": existing["plan_uri"],
+            "definition_uri": existing["definition_uri"],
+        }
+    definition_uri = request.definition_uri or documents.put(definition_key(workflow_id), canonical)
+    plan_uri = documents.put(plan_key(workflow_id), plan_bytes)
+    meta = {
+        "workflow_id": workflow_id,
+        "name": plan.name,
+        "status": "PARSED",
+        "plan_uri": plan_uri,
+        "definition_uri": definition_uri,
+        "total_tasks": len(plan.tasks),
+        "succeeded": result["skipped_count"],
+        "failed": 0,
+        "failure_mode": plan.failure_mode,
+    }
+    registered = table.register_workflow(meta, states, plan_sha256)
+    return {**result, "registered": registered, "plan_uri": plan_uri, "definition_uri": definition_uri}

@@ -1,0 +1,379 @@
+"""The workflow definition: model, loading from JSON/YAML, and validation that reports every problem.
+
+The format is the seed recipe's (``name``, ``description``, ``global_config``, ``tasks[]``) with a few
+documented extensions (``estimated_runtime``, ``timeout``, ``gpus``, ``checkpoint_interval`` per task,
+``global_config.failure_mode`` and ``global_config.default_runtime``). The published JSON Schema
+(``schema/workflow.schema.json``) is generated from these models by ``stepspot schema``.
+
+Validation runs in two passes over the raw document so that one run reports everything: the field
+pass (pydantic, strict types and ranges) and the graph pass (ids, dependencies, cycles, in ``dag.py``),
+which looks at the raw ``id``/``depends_on`` values even when other fields of a task are wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stepspot import dag
+from stepspot._gc import gc_paused
+from stepspot.errors import Problem, WorkflowValidationError
+
+# Ids become S3 key parts and Step Functions execution-name parts (80 characters, no spaces or '/').
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
+ID_RE = re.compile(ID_PATTERN)
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+DEFAULT_RUNTIME_SECONDS = 3600  # used when a task has no estimated_runtime (documented in the schema)
+
+# Ranges: (minimum, maximum, unit/explanation) - the single source for Field bounds and messages.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "vcpus": (1, 192, "vCPUs per node (the largest Batch instance types have 192)"),
+    "memory": (128, 1_572_864, "MiB per node (128 MiB to 1.5 TiB)"),
+    "nodes": (1, 256, "nodes; more than 1 makes a multi-node parallel (MPI) job"),
+    "gpus": (0, 16, "GPUs per node"),
+    "retry_attempts": (0, 10, "retries after the first attempt"),
+    "max_retry_attempts": (0, 10, "retries after the first attempt"),
+    "backoff_multiplier": (1.0, 10.0, "the factor by which the wait between retries grows"),
+    "checkpoint_interval": (60, 86_400, 'seconds between checkpoints, or "auto"'),
+    "estimated_runtime": (1, 30 * 86_400, "seconds"),
+    "default_runtime": (1, 30 * 86_400, "seconds"),
+    "timeout": (60, 14 * 86_400, "seconds (AWS Batch needs at least 60)"),
+}
+
+
+CheckpointInterval = Annotated[int, Field(ge=60, le=86_400)] | Literal["auto"]
+
+
+def _bounded(name: str, default: Any = ..., description: str = "") -> Any:
+    low, high, unit = RANGES[name]
+    return Field(default, ge=low, le=high, description=f"{description} ({low}-{high} {unit})".strip())
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class GlobalConfig(_Strict):
+    """Settings that apply to every task unless the task overrides them."""
+
+    checkpoint_interval: CheckpointInterval = Field(
+        600,
+        description='Seconds between periodic checkpoints (60-86400), or "auto" for the Young/Daly '
+        "optimum computed from the measured upload time.",
+    )
+    max_retry_attempts: int = _bounded("max_retry_attempts", 3, "Default retry_attempts of a task")
+    spot_strategy: Literal["diversified", "capacity-optimized", "on-demand-only"] = Field(
+        "diversified",
+        description="diversified: Spot over many instance types (price-capacity-optimized); "
+        "capacity-optimized: Spot where capacity is deepest; on-demand-only: no Spot at all.",
+    )
+    failure_mode: Literal["fail", "continue"] = Field(
+        "fail",
+        description="Extension. fail: a task that fails for good fails the workflow at once; "
+        "continue: independent branches run to the end, dependents of the failed task are skipped.",
+    )
+    default_runtime: int = _bounded(
+        "default_runtime", DEFAULT_RUNTIME_SECONDS, "Extension. Estimated runtime of tasks that give none"
+    )
+
+
+class Task(_Strict):
+    """One containerised job of the workflow."""
+
+    id: str = Field(..., pattern=ID_PATTERN, description="Unique id: letters, digits, '-', '_' (max 80)")
+    name: str | None = Field(None, max_length=256, description="Human-readable name (defaults to the id)")
+    type: Literal["batch"] = Field("batch", description="Task type; only AWS Batch jobs are supported")
+    container_image: str = Field(..., min_length=1, max_length=512, description="Container image to run")
+    command: list[str] = Field(..., min_length=1, description="Command and arguments (exec form)")
+    vcpus: int = _bounded("vcpus", 1, "vCPUs per node")
+    memory: int = _bounded("memory", 1024, "Memory per node in MiB")
+    nodes: int = _bounded("nodes", 1, "Number of nodes; >1 runs a multi-node parallel (MPI) job on On-Demand")
+    gpus: int = _bounded("gpus", 0, "Extension. GPUs per node")
+    depends_on: list[str] = Field(default_factory=list, description="Ids of tasks that must finish first")
+    environment: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(
+        default_factory=dict, description="Environment variables (strings)"
+    )
+    checkpoint_enabled: bool = Field(False, description="Run under the checkpoint agent and resume from it")
+    spot_enabled: bool = Field(True, description="Prefer Spot capacity (ignored for multi-node tasks)")
+    retry_attempts: int | None = Field(
+        None, ge=0, le=10, description="Retries after the first attempt (default: max_retry_attempts)"
+    )
+    backoff_multiplier: float = _bounded("backoff_multiplier", 2.0, "Growth of the wait between retries")
+    checkpoint_interval: CheckpointInterval | None = Field(
+        None, description="Extension. Overrides global_config.checkpoint_interval for this task"
+    )
+    estimated_runtime: int | None = Field(
+        None, ge=1, le=30 * 86_400, description="Extension. Expected runtime in seconds (for estimates)"
+    )
+    timeout: int | None = Field(
+        None, ge=60, le=14 * 86_400, description="Extension. Seconds after which an attempt is stopped"
+    )
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nodes > 1
+
+
+class Workflow(_Strict):
+    """A DAG of tasks. See docs and ``schema/workflow.schema.json``."""
+
+    name: str = Field("Unnamed workflow", min_length=1, max_length=256)
+    description: str = Field("", max_length=4096)
+    global_config: GlobalConfig = Field(default_factory=GlobalConfig)  # type: ignore[arg-type]
+    tasks: list[Task] = Field(..., min_length=1, description="The tasks; at least one")
+
+
+@dataclass
+class LoadedWorkflow:
+    """A valid workflow and the warnings found while checking it."""
+
+    workflow: Workflow
+    warnings: list[Problem] = field(default_factory=list)
+    source: str = "workflow definition"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_workflow_file(path: str | Path) -> LoadedWorkflow:
+    """Read and validate a workflow file (.json, .yaml or .yml)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkflowValidationError(
+            [Problem(str(path), "file not found: check the path (relative paths start at the current directory)")],
+            source=str(path),
+        ) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        reasons: dict[type, str] = {IsADirectoryError: "is a directory", PermissionError: "is not readable"}
+        reason = reasons.get(type(exc), "is not UTF-8 text")
+        raise WorkflowValidationError(
+            [Problem(str(path), f"{reason}: pass a JSON or YAML workflow file")], source=str(path)
+        ) from None
+    fmt = "yaml" if path.suffix.lower() in {".yaml", ".yml"} else "json" if path.suffix.lower() == ".json" else None
+    return parse_workflow(text, source=str(path), fmt=fmt)
+
+
+def parse_workflow(
+    document: str | bytes | dict[str, Any] | Any, source: str = "workflow definition", fmt: str | None = None
+) -> LoadedWorkflow:
+    """Validate a workflow given as text (JSON or YAML) or as an already-decoded object."""
+    data = _decode(document, source, fmt) if isinstance(document, str | bytes) else document
+    with gc_paused():
+        workflow, problems = check_document(data)
+    if workflow is None:
+        raise WorkflowValidationError(problems, source=source)
+    return LoadedWorkflow(workflow, problems, source)
+
+
+def _decode(text: str | bytes, source: str, fmt: str | None) -> Any:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if fmt is None:
+        fmt = "json" if text.lstrip().startswith(("{", "[")) else "yaml"
+    if not text.strip():
+        raise WorkflowValidationError([Problem("$", "the definition is empty: write a workflow with tasks")], source)
+    if fmt == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno}, column {exc.colno}"
+            raise WorkflowValidationError(
+                [Problem(where, f"malformed JSON: {exc.msg}; fix the syntax there (a missing comma or quote?)")],
+                source,
+            ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
+        raise WorkflowValidationError(
+            [Problem(where, f"malformed YAML: {exc.problem}; fix the indentation or syntax there")], source
+        ) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowValidationError([Problem("$", f"malformed YAML: {exc}")], source) from None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_document(data: Any) -> list[Problem]:
+    """Every problem (errors, or warnings when there is no error) of a decoded document."""
+    return check_document(data)[1]
+
+
+def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
+    """(the workflow, its warnings) when valid, else (None, every error) - each in document order."""
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "nothing"
+        return None, [Problem("$", f'the top level must be an object with "name" and "tasks", found {kind}')]
+    workflow: Workflow | None = None
+    problems: list[Problem] = []
+    try:
+        workflow = Workflow.model_validate(data)
+    except ValidationError as exc:
+        # dict.fromkeys: a union field (int | "auto") reports one error per member; say it once.
+        problems = list(dict.fromkeys(_sentence(error, data) for error in exc.errors(include_url=False)))
+    raw_tasks = data.get("tasks")
+    if isinstance(raw_tasks, list) and raw_tasks:
+        problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
+    if problems or workflow is None:
+        return None, sorted(problems, key=_document_position)
+    return workflow, _warnings(workflow)
+
+
+def _document_position(problem: Problem) -> tuple[int, int]:
+    """Sort key: workflow-level problems first, then by task index; stable within a task."""
+    match = re.search(r"tasks\[(\d+)\]", problem.location)
+    return (1, int(match.group(1))) if match else (0, 0)
+
+
+def _raw_graph(raw_tasks: list[Any]) -> list[tuple[int, str, list[tuple[int, str]]]]:
+    """(index, id, [(dep index, dep id)]) for every task whose id is a string."""
+    graph = []
+    for index, task in enumerate(raw_tasks):
+        if not isinstance(task, dict) or not isinstance(task.get("id"), str):
+            continue
+        deps = task.get("depends_on", [])
+        deps = [(i, d) for i, d in enumerate(deps) if isinstance(d, str)] if isinstance(deps, list) else []
+        graph.append((index, task["id"], deps))
+    return graph
+
+
+def _warnings(workflow: Workflow) -> list[Problem]:
+    warnings = []
+    for index, task in enumerate(workflow.tasks):
+        where = f"$.tasks[{index}] (task {task.id!r})"
+        if task.multi_node and task.spot_enabled and workflow.global_config.spot_strategy != "on-demand-only":
+            warnings.append(
+                Problem(
+                    where,
+                    f"runs on {task.nodes} nodes: AWS Batch multi-node parallel jobs cannot use Spot, so this "
+                    'task is routed to On-Demand capacity (set "spot_enabled": false to silence this)',
+                    "warning",
+                )
+            )
+        if task.timeout is not None and task.estimated_runtime is not None and task.timeout < task.estimated_runtime:
+            warnings.append(
+                Problem(
+                    where,
+                    f"timeout ({task.timeout} s) is shorter than estimated_runtime ({task.estimated_runtime} s): "
+                    "attempts will be stopped before they are expected to finish",
+                    "warning",
+                )
+            )
+    return warnings
+
+
+# --------------------------------------------------------------------------- pydantic errors -> sentences
+
+
+def _json_path(loc: tuple[Any, ...]) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _task_label(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+        tasks = data.get("tasks")
+        if isinstance(tasks, list) and loc[1] < len(tasks) and isinstance(tasks[loc[1]], dict):
+            task_id = tasks[loc[1]].get("id")
+            if isinstance(task_id, str):
+                return f" (task {task_id!r})"
+    return ""
+
+
+_MODELS_BY_DEPTH: dict[str, type[BaseModel]] = {"tasks": Task, "global_config": GlobalConfig}
+_TYPE_WORDS = {
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "string_type": "a string (in quotes)",
+    "bool_type": "true or false",
+    "list_type": "a list [...]",
+    "dict_type": "an object {...}",
+    "model_type": "an object {...}",
+}
+
+
+def _sentence(error: Any, data: dict[str, Any]) -> Problem:
+    loc = tuple(error["loc"])
+    is_key = bool(loc) and loc[-1] == "[key]"  # a dict key (environment variable name) failed
+    loc = loc[:-1] if is_key else loc
+    if "checkpoint_interval" in loc:  # union members (int | "auto") add their own loc parts: cut them
+        loc = loc[: loc.index("checkpoint_interval") + 1]
+    kind, field_name = error["type"], next((p for p in reversed(loc) if isinstance(p, str)), "")
+    location = _json_path(loc) + _task_label(loc, data)
+    value = error.get("input")
+    if kind == "missing":
+        if loc == ("tasks",):
+            message = 'missing: add "tasks": [ {...}, ... ] with at least one task'
+        else:
+            message = f'required field "{field_name}" is missing: add it'
+    elif kind == "extra_forbidden":
+        parent: type[BaseModel] = _MODELS_BY_DEPTH.get(str(loc[0]), Workflow) if len(loc) > 1 else Workflow
+        known = list(parent.model_fields)
+        close = difflib.get_close_matches(str(field_name), known, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else f"known fields: {', '.join(known)}"
+        message = f'unknown field "{field_name}": remove it or fix its spelling ({hint})'
+    elif field_name == "checkpoint_interval":
+        message = f'{field_name} is {value!r}: use a whole number of seconds (60-86400) or "auto"'
+    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        low, high, unit = RANGES.get(str(field_name), (error["ctx"].get("ge"), error["ctx"].get("le"), ""))
+        message = f"{field_name} is {value!r}, out of range: use {low} to {high} {unit}".rstrip()
+    elif kind == "too_short" and field_name == "tasks":
+        message = "no tasks: a workflow needs at least one task"
+    elif kind == "too_short":
+        message = f"{field_name} is empty: give at least one item" if isinstance(value, list) else error["msg"]
+    elif kind == "string_too_short":
+        message = f"{field_name} is empty: give a value"
+    elif kind == "string_too_long":
+        message = f"{field_name} is too long: at most {error['ctx']['max_length']} characters"
+    elif kind == "string_pattern_mismatch" and field_name == "id":
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", str(value)).strip("-")[:80] or "task-1"
+        message = (
+            f"task id {value!r} cannot be used in S3 keys or Step Functions execution names: use only "
+            f"letters, digits, '-' and '_', at most 80 characters (for example {safe!r})"
+        )
+    elif is_key:
+        message = (
+            f"environment variable name {field_name!r} is not valid: start with a letter or '_' and use "
+            "only letters, digits and '_'"
+        )
+    elif kind == "literal_error":
+        message = f"{field_name} is {value!r}: use one of {error['ctx']['expected']}"
+    elif kind in _TYPE_WORDS or kind.endswith("_type") or kind.endswith("_parsing"):
+        wanted = _TYPE_WORDS.get(kind, error["msg"].removeprefix("Input should be ").rstrip("."))
+        if len(loc) >= 2 and loc[-2] == "environment":
+            message = f"environment variable {loc[-1]} must be a string: quote the value ({value!r})"
+        else:
+            message = f"{field_name or 'value'} must be {wanted}, found {type(value).__name__} {value!r}"
+    else:
+        message = error["msg"]
+    return Problem(location, message)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of a workflow definition (generated from the models)."""
+    schema = Workflow.model_json_schema(mode="validation")
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://stepspot.dev/schema/workflow.schema.json",
+        "title": "stepspot workflow definition",
+        **schema,
+    }
+    return schema

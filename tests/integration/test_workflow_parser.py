@@ -1,0 +1,194 @@
+"""The workflow parser Lambda under moto: S3 plan, one DynamoDB item per task, idempotent retries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from stepspot.errors import ConfigurationError, InvalidEventError, WorkflowValidationError
+from stepspot.handlers import workflow_parser
+from stepspot.plan import plan_from_json
+
+SEED = json.loads((Path(__file__).parents[1] / "unit" / "seed_sample_workflow.json").read_text())
+BUCKET, TABLE = "stepspot-test-bucket", "stepspot-test-state"
+
+
+class Context:
+    function_name = "workflow-parser"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:workflow-parser"
+    aws_request_id = "req-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        boto3.client("dynamodb").create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        monkeypatch.setenv("STEPSPOT_BUCKET", BUCKET)
+        monkeypatch.setenv("STEPSPOT_STATE_TABLE", TABLE)
+        workflow_parser._adapters.cache_clear()
+        yield
+        workflow_parser._adapters.cache_clear()
+
+
+def invoke(event):
+    return workflow_parser.lambda_handler(event, Context())
+
+
+def items(workflow_id):
+    table = boto3.resource("dynamodb").Table(TABLE)
+    return table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"WF#{workflow_id}"})[
+        "Items"
+    ]
+
+
+def test_inline_definition_is_planned_and_registered(aws):
+    result = invoke({"workflow_definition": SEED, "workflow_id": "md-1"})
+
+    assert result["workflow_id"] == "md-1" and result["registered"] is True
+    assert result["task_count"] == 4 and result["level_count"] == 4 and result["warning_count"] == 3
+    assert result["plan_uri"] == f"s3://{BUCKET}/workflows/md-1/plan.json"
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="workflows/md-1/plan.json")["Body"].read()
+    assert plan_from_json(body).critical_path[-1] == "analysis"
+    tasks = {i["task_id"]: i for i in items("md-1") if i["sk"].startswith("TASK#")}
+    assert {t: int(i["remaining_deps"]) for t, i in tasks.items()} == {
+        "data-preprocessing": 0,
+        "equilibration": 1,
+        "production-run": 1,
+        "analysis": 1,
+    }
+    assert all(i["state"] == "PENDING" for i in tasks.values())
+    meta = next(i for i in items("md-1") if i["sk"] == "META")
+    assert meta["status"] == "PARSED" and int(meta["total_tasks"]) == 4 and meta["plan_uri"] == result["plan_uri"]
+
+
+def test_definition_from_s3_uri(aws):
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="in/wf.json", Body=json.dumps(SEED).encode())
+
+    result = invoke({"definition_uri": f"s3://{BUCKET}/in/wf.json", "workflow_id": "md-2"})
+
+    assert result["registered"] and result["definition_uri"] == f"s3://{BUCKET}/in/wf.json"
+
+
+def test_retry_is_idempotent_and_does_not_reset_progress(aws):
+    first = invoke({"workflow_definition": SEED, "workflow_id": "md-3"})
+    table = boto3.resource("dynamodb").Table(TABLE)
+    table.update_item(  # the scheduler moved on after the first (successful) call
+        Key={"pk": "WF#md-3", "sk": "TASK#data-preprocessing"},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": "RUNNING"},
+    )
+
+    second = invoke({"workflow_definition": SEED, "workflow_id": "md-3"})
+
+    assert second["registered"] is False and second["plan_uri"] == first["plan_uri"]
+    item = table.get_item(Key={"pk": "WF#md-3", "sk": "TASK#data-preprocessing"})["Item"]
+    assert item["state"] == "RUNNING"
+
+
+def test_same_id_with_a_different_definition_is_refused_before_writing(aws):
+    invoke({"workflow_definition": SEED, "workflow_id": "md-4"})
+    changed = {**SEED, "name": "Something else"}
+
+    with pytest.raises(Exception, match="already registered with a different definition") as info:
+        invoke({"workflow_definition": changed, "workflow_id": "md-4"})
+
+    assert type(info.value).__name__ == "WorkflowAlreadyExistsError"
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="workflows/md-4/plan.json")["Body"].read()
+    assert plan_from_json(body).name == SEED["name"]
+
+
+def test_invalid_definition_raises_named_error_with_every_problem_and_writes_nothing(aws):
+    bad = {
+        "tasks": [
+            {"id": "a", "container_image": "i", "command": ["x"], "depends_on": ["b"]},
+            {"id": "b", "container_image": "i", "command": ["x"], "depends_on": ["a"], "vcpus": 0},
+        ]
+    }
+
+    with pytest.raises(WorkflowValidationError) as info:
+        invoke({"workflow_definition": bad, "workflow_id": "bad-1"})
+
+    messages = [p["message"] for p in info.value.details["problems"]]
+    assert any("cycle a -> b -> a" in m for m in messages) and any("vcpus is 0" in m for m in messages)
+    assert items("bad-1") == []
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="workflows/bad-1/")
+
+
+def test_result_size_does_not_grow_with_the_number_of_tasks(aws):
+    def fan_out(n):
+        tasks = [{"id": "root", "container_image": "i", "command": ["x"]}]
+        tasks += [{"id": f"t{i}", "container_image": "i", "command": ["x"], "depends_on": ["root"]} for i in range(n)]
+        return {"name": "fan", "tasks": tasks}
+
+    small = invoke({"workflow_definition": fan_out(3), "workflow_id": "fan-small"})
+    large = invoke({"workflow_definition": fan_out(2000), "workflow_id": "fan-large"})
+
+    assert large["task_count"] == 2001 and len(items("fan-large")) == 2002
+    assert abs(len(json.dumps(large)) - len(json.dumps(small))) < 64
+
+
+def test_dry_run_writes_nothing(aws):
+    result = invoke({"workflow_definition": SEED, "workflow_id": "dry-1", "dry_run": True})
+
+    assert result["registered"] is False and result["plan_uri"] is None and items("dry-1") == []
+
+
+def test_skip_tasks_resume_a_workflow(aws):
+    result = invoke({"workflow_definition": SEED, "workflow_id": "md-5", "skip_tasks": ["data-preprocessing"]})
+
+    assert result["skipped_count"] == 1
+    tasks = {i["task_id"]: i for i in items("md-5") if i["sk"].startswith("TASK#")}
+    assert tasks["data-preprocessing"]["state"] == "SUCCEEDED" and int(tasks["equilibration"]["remaining_deps"]) == 0
+
+
+def test_workflow_id_defaults_to_a_deterministic_content_id(aws):
+    first = invoke({"workflow_definition": SEED})
+    second = invoke({"workflow_definition": SEED})
+
+    assert first["workflow_id"] == second["workflow_id"]
+    assert first["workflow_id"].startswith("molecular-dynamics-simulation-")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"workflow_definition": SEED, "definition_uri": "s3://b/k"},
+        {"definition_uri": "http://x"},
+        {"workflow_definition": SEED, "workflow_id": "has space"},
+    ],
+)
+def test_malformed_events_raise_invalid_event_error(aws, event):
+    with pytest.raises(InvalidEventError, match="ParseWorkflow input is malformed"):
+        invoke(event)
+
+
+def test_missing_environment_is_reported_at_cold_start(monkeypatch):
+    monkeypatch.delenv("STEPSPOT_BUCKET", raising=False)
+    monkeypatch.delenv("STEPSPOT_STATE_TABLE", raising=False)
+    workflow_parser._adapters.cache_clear()
+
+    with pytest.raises(ConfigurationError, match="STEPSPOT_BUCKET is not set; STEPSPOT_STATE_TABLE is not set"):
+        invoke({"workflow_definition": SEED})
+    workflow_parser._adapters.cache_clear()
+
+
+def test_missing_definition_object_is_a_clear_error(aws):
+    with pytest.raises(Exception, match="not found while reading s3://") as info:
+        invoke({"definition_uri": f"s3://{BUCKET}/nope.json", "workflow_id": "x-1"})
+    assert type(info.value).__name__ == "AwsResourceNotFoundError"
