@@ -93,9 +93,7 @@ class RebalanceRecommendation(_Envelope):
         return "rebalance_recommendation"
 
 
-InstanceNotice = Annotated[
-    SpotInterruptionWarning | RebalanceRecommendation, Field(discriminator="detail_type")
-]
+InstanceNotice = Annotated[SpotInterruptionWarning | RebalanceRecommendation, Field(discriminator="detail_type")]
 
 # ---------------------------------------------------------------------------------------------------
 # AWS Batch
@@ -119,9 +117,7 @@ class BatchContainer(_Model):
 
     vcpus: int | None = None
     memory: int | None = None
-    resource_requirements: list[ResourceRequirement] = Field(
-        default_factory=list, alias="resourceRequirements"
-    )
+    resource_requirements: list[ResourceRequirement] = Field(default_factory=list, alias="resourceRequirements")
     environment: list[KeyValue] = Field(default_factory=list)
     exit_code: int | None = Field(default=None, alias="exitCode")
     reason: str | None = None
@@ -261,9 +257,7 @@ _MONITOR_EVENT = TypeAdapter(MonitorEvent)
 
 def _describe(raw: Any) -> str:
     if isinstance(raw, dict):
-        return (
-            f"event id={raw.get('id')!r} detail-type={raw.get('detail-type')!r} source={raw.get('source')!r}"
-        )
+        return f"event id={raw.get('id')!r} detail-type={raw.get('detail-type')!r} source={raw.get('source')!r}"
     return "an event"
 
 
@@ -305,7 +299,5 @@ def parse_instance_notice(raw: Any) -> SpotInterruptionWarning | RebalanceRecomm
 def parse_monitor_event(raw: Any) -> BatchJobStateChange | ExecutionStatusChange:
     """Validate a Batch or Step Functions status event; raise ``MalformedEventError`` naming what is wrong."""
     accepted = {BATCH_JOB_STATE_CHANGE: "aws.batch", SFN_EXECUTION_STATUS_CHANGE: "aws.states"}
-    parsed: BatchJobStateChange | ExecutionStatusChange = _parse(
-        raw, _MONITOR_EVENT, accepted, "workflow monitor"
-    )
+    parsed: BatchJobStateChange | ExecutionStatusChange = _parse(raw, _MONITOR_EVENT, accepted, "workflow monitor")
     return parsed

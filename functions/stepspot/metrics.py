@@ -46,9 +46,7 @@ _PER_INSTANCE = (DIMENSION_ENVIRONMENT, DIMENSION_INSTANCE_TYPE, DIMENSION_AVAIL
 _PER_QUEUE = (DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE)
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(
-        MetricName.TASKS_SUCCEEDED, "Count", (_ENV, _PER_QUEUE), "Batch jobs of stepspot tasks that succeeded"
-    ),
+    MetricSpec(MetricName.TASKS_SUCCEEDED, "Count", (_ENV, _PER_QUEUE), "Batch jobs of stepspot tasks that succeeded"),
     MetricSpec(
         MetricName.TASKS_FAILED,
         "Count",

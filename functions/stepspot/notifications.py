@@ -60,9 +60,7 @@ def _failed_task_lines(failed_tasks: Sequence[Mapping[str, Any]]) -> list[str]:
         failure_class = item.get("last_failure_class") or "unclassified"
         reason = item.get("job_status_reason") or "-"
         attempts = item.get("attempts", item.get("job_attempts", "-"))
-        lines.append(
-            f"  - {task_id}: class {failure_class}, attempts {attempts}, last reason: {_clip(reason, 300)}"
-        )
+        lines.append(f"  - {task_id}: class {failure_class}, attempts {attempts}, last reason: {_clip(reason, 300)}")
     return lines
 
 
@@ -101,9 +99,7 @@ def workflow_notice(
                 f" of {workflow.get('total_tasks')}"
             )
     else:
-        lines.append(
-            "Tasks:     unknown (the workflow was not registered: it failed before or while parsing)"
-        )
+        lines.append("Tasks:     unknown (the workflow was not registered: it failed before or while parsing)")
     if status != "SUCCEEDED":
         lines += ["", f"Error:     {detail.error or '-'}", f"Cause:     {_clip(detail.cause)}"]
         if failed_tasks:

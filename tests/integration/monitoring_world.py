@@ -84,9 +84,7 @@ class World:
             containerInstances=[container_instance_arn],
             startedBy=job_id[:36],
             overrides={
-                "containerOverrides": [
-                    {"name": "main", "environment": [{"name": "AWS_BATCH_JOB_ID", "value": job_id}]}
-                ]
+                "containerOverrides": [{"name": "main", "environment": [{"name": "AWS_BATCH_JOB_ID", "value": job_id}]}]
             },
         )
         return str(response["tasks"][0]["taskArn"])
@@ -101,9 +99,7 @@ class World:
         self.state.put_item(Item={**item, **attributes})
 
     def index_job(self, job_id: str, workflow_id: str, task_id: str) -> None:
-        self.state.put_item(
-            Item={"pk": f"JOB#{job_id}", "sk": "JOB", "workflow_id": workflow_id, "task_id": task_id}
-        )
+        self.state.put_item(Item={"pk": f"JOB#{job_id}", "sk": "JOB", "workflow_id": workflow_id, "task_id": task_id})
 
     def task(self, workflow_id: str, task_id: str) -> dict[str, Any]:
         return dict(self.state.get_item(Key={"pk": f"WF#{workflow_id}", "sk": f"TASK#{task_id}"})["Item"])
@@ -122,9 +118,7 @@ class World:
         """SNS notices delivered so far (subject, message, attributes), drained from the SQS subscriber."""
         found = []
         while True:
-            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
+            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:
                 return found
             for message in batch:
@@ -133,9 +127,7 @@ class World:
                     {
                         "subject": envelope.get("Subject"),
                         "message": envelope["Message"],
-                        "attributes": {
-                            k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()
-                        },
+                        "attributes": {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()},
                     }
                 )
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -180,9 +172,7 @@ def build_world() -> World:
         clusters[name] = described["ecsClusterArn"]
     topic_arn = sns.create_topic(Name="stepspot-test-alerts")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     return World(
         state=_table(ddb, "stepspot-test-state"),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from monitoring_world import SPOT_CE, World, build_world, emf_metrics, load_event, metric_total
 from moto import mock_aws
+
 from stepspot.errors import ConfigurationError
 from stepspot.handlers import interruption_handler
 
@@ -37,9 +38,7 @@ def warning_for(instance_id: str, event_id: str = "5a1c6f3e-0000-4000-8000-00000
     )
 
 
-def test_warning_is_recorded_on_exactly_the_tasks_of_that_instance(
-    world: World, capsys: pytest.CaptureFixture[str]
-):
+def test_warning_is_recorded_on_exactly_the_tasks_of_that_instance(world: World, capsys: pytest.CaptureFixture[str]):
     # Given two Spot instances, each running one stepspot job, and the job index written at submission
     hit_instance, hit_container = world.add_instance(instance_type="c5.2xlarge")
     _, other_container = world.add_instance(instance_type="m5.2xlarge")
@@ -80,9 +79,7 @@ def test_warning_is_recorded_on_exactly_the_tasks_of_that_instance(
     )
     # And the operators get one notice naming the instance and the task
     [notice] = world.notices()
-    assert notice["subject"] == (
-        f"stepspot [test] Spot interruption: {hit_instance} (c5.2xlarge, us-east-1b), 1 task"
-    )
+    assert notice["subject"] == (f"stepspot [test] Spot interruption: {hit_instance} (c5.2xlarge, us-east-1b), 1 task")
     assert "production of workflow wf-1 (Batch job job-hit)" in notice["message"]
     assert notice["attributes"]["instance_id"] == hit_instance
 
@@ -248,9 +245,7 @@ def test_failure_releases_the_claim_so_the_retry_is_processed(world: World, monk
         if calls["n"] == 1:
             from stepspot.errors import AwsThrottledError
 
-            raise AwsThrottledError(
-                "ecs:ListTasks was throttled or failed briefly (ThrottlingException); retry later."
-            )
+            raise AwsThrottledError("ecs:ListTasks was throttled or failed briefly (ThrottlingException); retry later.")
         return original(cluster, container_instance)
 
     monkeypatch.setattr(rt.ecs, "batch_job_ids", flaky)
@@ -288,7 +283,8 @@ def test_missing_environment_variable_fails_at_cold_start(monkeypatch: pytest.Mo
 
     # Then the first invocation says which variable is missing
     with pytest.raises(
-        ConfigurationError, match="needs the environment variable\\(s\\) STEPSPOT_STATE_TABLE"
+        ConfigurationError,
+        match="InterruptionSettings: STEPSPOT_STATE_TABLE is not set: set it in the function's environment",
     ):
         interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), None)
     interruption_handler.runtime.cache_clear()

@@ -10,6 +10,7 @@ import pytest
 from monitoring_world import ONDEMAND_QUEUE_ARN, SPOT_QUEUE_ARN, World, build_world, emf_metrics, load_event
 from monitoring_world import metric_total as total
 from moto import mock_aws
+
 from stepspot.handlers import workflow_monitor
 
 RECLAIM = "batch-job-state-change-failed-spot-reclaim.json"
@@ -98,9 +99,7 @@ def test_succeeded_spot_job_updates_the_task_and_counts_success_checkpoints_and_
     from stepspot.estimate import default_prices, task_cost
 
     cost = task_cost(3600, 8, 16384, 0, 1, use_spot=True, prices=default_prices())
-    assert total(found, "EstimatedSpotSavingsUSD") == pytest.approx(
-        cost.on_demand_usd - cost.planned_usd, abs=1e-3
-    )
+    assert total(found, "EstimatedSpotSavingsUSD") == pytest.approx(cost.on_demand_usd - cost.planned_usd, abs=1e-3)
     assert result["estimated_spot_savings_usd"] > 0
 
 
@@ -191,9 +190,7 @@ def test_job_of_another_system_is_ignored(world: World):
 
     # Then it is ignored and nothing is written but the dedup marker
     assert result["outcome"] == "not_stepspot_job"
-    assert [i["pk"] for i in world.state.scan()["Items"]] == [
-        "EVENT#aws.batch#c8f9c4b5-76e5-d76a-f980-7011e206042b"
-    ]
+    assert [i["pk"] for i in world.state.scan()["Items"]] == ["EVENT#aws.batch#c8f9c4b5-76e5-d76a-f980-7011e206042b"]
 
 
 def test_job_found_through_the_job_index(world: World):
@@ -213,9 +210,7 @@ def test_job_found_through_the_job_index(world: World):
 
 
 def workflow_input(workflow_id: str) -> str:
-    return json.dumps(
-        {"workflow_id": workflow_id, "definition_uri": f"s3://b/workflows/{workflow_id}/definition.json"}
-    )
+    return json.dumps({"workflow_id": workflow_id, "definition_uri": f"s3://b/workflows/{workflow_id}/definition.json"})
 
 
 def test_workflow_failure_updates_meta_and_notifies_with_the_failed_task_and_class(
@@ -248,15 +243,10 @@ def test_workflow_failure_updates_meta_and_notifies_with_the_failed_task_and_cla
     )
     # And the alert names the workflow, the failed task, its class of failure and the console
     [notice] = world.notices()
-    assert (
-        notice["subject"] == "stepspot [test] workflow molecular-dynamics FAILED: task analysis (app_error)"
-    )
+    assert notice["subject"] == "stepspot [test] workflow molecular-dynamics FAILED: task analysis (app_error)"
     message = notice["message"]
     assert "Workflow molecular-dynamics (md-2026-11-21) failed in environment test." in message
-    assert (
-        "  - analysis: class app_error, attempts 3, last reason: Essential container in task exited"
-        in message
-    )
+    assert "  - analysis: class app_error, attempts 3, last reason: Essential container in task exited" in message
     assert "Tasks:     3 succeeded, 1 failed of 5" in message
     assert "Cause:     Task analysis failed after 3 attempts (app_error: exit code 1)." in message
     assert (

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from stepspot.aws.monitoring_errors import translate
+from stepspot.aws.errors import translate_client_error as translate
 
 _DESCRIBE_JOBS_LIMIT = 100
 
@@ -38,8 +38,8 @@ class BatchInventory:
                     for key in (env.get("computeEnvironmentName"), env.get("computeEnvironmentArn")):
                         if key in names:
                             found[key] = cluster
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, action) from exc
+        except ClientError as exc:
+            raise translate(exc, f"calling {action}") from exc
         return found
 
     def job_environments(self, job_ids: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -51,8 +51,8 @@ class BatchInventory:
                 response = self._batch.describe_jobs(jobs=ids[start : start + _DESCRIBE_JOBS_LIMIT])
                 for job in response.get("jobs", []):
                     result[job["jobId"]] = _environment_of(job)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "batch:DescribeJobs") from exc
+        except ClientError as exc:
+            raise translate(exc, "calling batch:DescribeJobs") from exc
         return result
 
 

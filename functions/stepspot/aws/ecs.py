@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from stepspot.aws.monitoring_errors import translate
+from stepspot.aws.errors import translate_client_error as translate
 
 BATCH_JOB_ID_VARIABLE = "AWS_BATCH_JOB_ID"
 _DESCRIBE_TASKS_LIMIT = 100
@@ -61,8 +61,8 @@ class EcsInventory:
                             instance_type=attributes.get("ecs.instance-type"),
                             availability_zone=attributes.get("ecs.availability-zone"),
                         )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, action) from exc
+        except ClientError as exc:
+            raise translate(exc, f"calling {action}") from exc
         return None
 
     def batch_job_ids(self, cluster_arn: str, container_instance_arn: str) -> list[str]:
@@ -85,8 +85,8 @@ class EcsInventory:
                     job_id = batch_job_id_of(task)
                     if job_id and job_id not in job_ids:
                         job_ids.append(job_id)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, action) from exc
+        except ClientError as exc:
+            raise translate(exc, f"calling {action}") from exc
         return job_ids
 
 

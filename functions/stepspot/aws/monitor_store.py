@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from stepspot.aws.monitoring_errors import translate
+from stepspot.aws.errors import translate_client_error as translate
 from stepspot.state_keys import (
     TASK_SK_PREFIX,
     checkpoint_pk,
@@ -96,17 +96,12 @@ class MonitorStore:
             self._table.put_item(
                 Item=item,
                 ConditionExpression=Attr("pk").not_exists()
-                | (
-                    Attr("status").eq("IN_PROGRESS")
-                    & Attr("claimed_at").lt(int((now - CLAIM_LEASE).timestamp()))
-                ),
+                | (Attr("status").eq("IN_PROGRESS") & Attr("claimed_at").lt(int((now - CLAIM_LEASE).timestamp()))),
             )
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False
-            raise translate(exc, "dynamodb:PutItem (event dedup)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "dynamodb:PutItem (event dedup)") from exc
+            raise translate(exc, "calling dynamodb:PutItem (event dedup)") from exc
         return True
 
     def complete_event(self, source: str, event_id: str, outcome: str) -> None:
@@ -126,9 +121,7 @@ class MonitorStore:
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
-                raise translate(exc, "dynamodb:DeleteItem (event dedup)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "dynamodb:DeleteItem (event dedup)") from exc
+                raise translate(exc, "calling dynamodb:DeleteItem (event dedup)") from exc
 
     # -- job index ------------------------------------------------------------------------------------
 
@@ -136,8 +129,8 @@ class MonitorStore:
         """The task a Batch job belongs to, from the ``JOB#<job id>`` reverse index item."""
         try:
             item = self._table.get_item(Key=job_index_key(job_id)).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "dynamodb:GetItem (job index)") from exc
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (job index)") from exc
         if not item or "workflow_id" not in item or "task_id" not in item:
             return None
         return TaskRef(str(item["workflow_id"]), str(item["task_id"]))
@@ -146,9 +139,7 @@ class MonitorStore:
 
     def record_notice(self, task: TaskRef, notice: Notice) -> bool:
         """Record a notice on an existing task item; False if the task is unknown or already has it."""
-        counter = (
-            "interruptions" if notice.kind == "spot_interruption_warning" else "rebalance_recommendations"
-        )
+        counter = "interruptions" if notice.kind == "spot_interruption_warning" else "rebalance_recommendations"
         sets = [
             "last_notice_kind = :kind",
             "last_notice_at = :at",
@@ -244,8 +235,8 @@ class MonitorStore:
             item = self._table.get_item(
                 Key=task_key(task.workflow_id, task.task_id), ProjectionExpression="checkpoints_counted_seq"
             ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "dynamodb:GetItem (task)") from exc
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
         if item is None:
             return 0
         counted = int(item.get("checkpoints_counted_seq", 0))
@@ -261,14 +252,12 @@ class MonitorStore:
         try:
             while True:
                 page = self._checkpoints.query(**query)
-                sequences.extend(
-                    int(str(i["sk"])[len(CHECKPOINT_SEQ_PREFIX) :]) for i in page.get("Items", [])
-                )
+                sequences.extend(int(str(i["sk"])[len(CHECKPOINT_SEQ_PREFIX) :]) for i in page.get("Items", []))
                 if "LastEvaluatedKey" not in page:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "dynamodb:Query (checkpoint table)") from exc
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:Query (checkpoint table)") from exc
         if not sequences:
             return 0
         newest = max(sequences)
@@ -311,14 +300,13 @@ class MonitorStore:
     def workflow(self, workflow_id: str) -> Mapping[str, Any] | None:
         try:
             return self._table.get_item(Key=workflow_key(workflow_id)).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "dynamodb:GetItem (workflow)") from exc
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (workflow)") from exc
 
     def failed_tasks(self, workflow_id: str, limit: int = 20) -> list[Mapping[str, Any]]:
         """Task items of the workflow whose task or last job failed (at most ``limit``)."""
         query: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id))
-            & Key("sk").begins_with(TASK_SK_PREFIX),
+            "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id)) & Key("sk").begins_with(TASK_SK_PREFIX),
             "FilterExpression": Attr("state").eq("FAILED") | Attr("job_status").eq("FAILED"),
         }
         found: list[Mapping[str, Any]] = []
@@ -329,8 +317,8 @@ class MonitorStore:
                 if "LastEvaluatedKey" not in page:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "dynamodb:Query (workflow tasks)") from exc
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:Query (workflow tasks)") from exc
         return found[:limit]
 
     # -- helpers --------------------------------------------------------------------------------------
@@ -362,7 +350,5 @@ class MonitorStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return None
-            raise translate(exc, action) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, action) from exc
+            raise translate(exc, f"calling {action}") from exc
         return response.get("Attributes", {})

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from stepspot.aws.monitoring_errors import translate
+from stepspot.aws.errors import translate_client_error as translate
 
 SUBJECT_LIMIT = 100  # SNS rejects longer subjects
 MESSAGE_LIMIT = 200_000  # below SNS's 256 KiB, leaving room for attributes
@@ -24,9 +24,7 @@ class Notifier:
         clean_subject = " ".join(subject.split())[:SUBJECT_LIMIT]  # one line, printable, bounded
         body = message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 20] + "\n[truncated]"
         message_attributes = {
-            key: {"DataType": "String", "StringValue": value}
-            for key, value in (attributes or {}).items()
-            if value
+            key: {"DataType": "String", "StringValue": value} for key, value in (attributes or {}).items() if value
         }
         try:
             response = self._sns.publish(
@@ -35,6 +33,6 @@ class Notifier:
                 Message=body,
                 MessageAttributes=message_attributes,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, f"sns:Publish to {self.topic_arn}") from exc
+        except ClientError as exc:
+            raise translate(exc, f"calling sns:Publish to {self.topic_arn}") from exc
         return str(response["MessageId"])

@@ -34,6 +34,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from pydantic import Field
 
 from stepspot.aws.batch_inventory import BatchInventory
 from stepspot.aws.ecs import ContainerInstance, EcsInventory
@@ -51,6 +52,7 @@ from stepspot.metrics import (
     MetricName,
 )
 from stepspot.notifications import AffectedTask, interruption_notice
+from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()
 # A notice that changes nothing (duplicate, rejected) has no metrics; that is expected, not worth a warning.
@@ -62,45 +64,22 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DE
 EVENT_SOURCE = "aws.ec2"
 
 
-@dataclass(frozen=True)
-class Settings:
-    state_table: str
-    spot_compute_environments: tuple[str, ...]
-    environment: str
-    sns_topic_arn: str | None
-    namespace: str
+class InterruptionSettings(LambdaSettings):
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    # One or more compute environment names (or ARNs), comma-separated.
+    spot_compute_env: str = Field(alias="STEPSPOT_SPOT_COMPUTE_ENV", pattern=r"[^,\s]")
+    environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
+    sns_topic_arn: str | None = Field(None, alias="STEPSPOT_SNS_TOPIC_ARN")
+    namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
 
-    @classmethod
-    def from_environment(cls, env: dict[str, str] | os._Environ[str]) -> Settings:
-        missing = [
-            n
-            for n in ("STEPSPOT_STATE_TABLE", "STEPSPOT_SPOT_COMPUTE_ENV", "STEPSPOT_ENVIRONMENT")
-            if not env.get(n)
-        ]
-        if missing:
-            raise ConfigurationError(
-                f"The interruption handler needs the environment variable(s) {', '.join(missing)}: "
-                "set them on the function (Terraform module 'functions' does).",
-                missing=missing,
-            )
-        compute_envs = tuple(n.strip() for n in env["STEPSPOT_SPOT_COMPUTE_ENV"].split(",") if n.strip())
-        if not compute_envs:
-            raise ConfigurationError(
-                "STEPSPOT_SPOT_COMPUTE_ENV names no compute environment: "
-                "give one or more names, comma-separated."
-            )
-        return cls(
-            state_table=env["STEPSPOT_STATE_TABLE"],
-            spot_compute_environments=compute_envs,
-            environment=env["STEPSPOT_ENVIRONMENT"],
-            sns_topic_arn=env.get("STEPSPOT_SNS_TOPIC_ARN") or None,
-            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-        )
+    @property
+    def spot_compute_environments(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.spot_compute_env.split(",") if name.strip())
 
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: InterruptionSettings
     store: MonitorStore
     ecs: EcsInventory
     batch: BatchInventory
@@ -112,7 +91,7 @@ class Runtime:
 @cache
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients created."""
-    settings = Settings.from_environment(os.environ)
+    settings = load_settings(InterruptionSettings)
     metrics.set_default_dimensions(**{DIMENSION_ENVIRONMENT: settings.environment})
     return Runtime(
         settings=settings,
@@ -201,9 +180,7 @@ def _count(name: MetricName, rt: Runtime, instance: ContainerInstance) -> None:
     metrics.add_metric(name=name.value, unit=MetricUnit.Count, value=1)
     breakdown = EphemeralMetrics(namespace=rt.settings.namespace, service="")
     breakdown.add_dimension(name=DIMENSION_ENVIRONMENT, value=rt.settings.environment)
-    breakdown.add_dimension(
-        name=DIMENSION_INSTANCE_TYPE, value=instance.instance_type or UNKNOWN_DIMENSION_VALUE
-    )
+    breakdown.add_dimension(name=DIMENSION_INSTANCE_TYPE, value=instance.instance_type or UNKNOWN_DIMENSION_VALUE)
     breakdown.add_dimension(
         name=DIMENSION_AVAILABILITY_ZONE, value=instance.availability_zone or UNKNOWN_DIMENSION_VALUE
     )
@@ -266,9 +243,7 @@ def _process(notice: SpotInterruptionWarning | RebalanceRecommendation, rt: Runt
     if unmatched:
         logger.info("Jobs on the instance that are not stepspot tasks", extra={"job_ids": unmatched})
     if not affected:
-        logger.info(
-            "Instance runs none of stepspot's jobs", extra={"outcome": "no_stepspot_jobs", "job_ids": job_ids}
-        )
+        logger.info("Instance runs none of stepspot's jobs", extra={"outcome": "no_stepspot_jobs", "job_ids": job_ids})
         _count(metric, rt, instance)
         return {**base, "outcome": "no_stepspot_jobs", "tasks": [], "other_jobs": unmatched}
 

@@ -32,10 +32,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from pydantic import Field
 
 from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
 from stepspot.aws.sns import Notifier
-from stepspot.errors import ConfigurationError, MalformedEventError
+from stepspot.errors import MalformedEventError
 from stepspot.estimate import PriceTable, default_prices
 from stepspot.events import (
     TERMINAL_EXECUTION_STATUSES,
@@ -57,6 +58,7 @@ from stepspot.job_events import (
 )
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE, MetricName
 from stepspot.notifications import task_execution_notice, workflow_notice
+from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()
 # A notice that changes nothing (duplicate, rejected) has no metrics; that is expected, not worth a warning.
@@ -67,41 +69,20 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DE
 _EXECUTION_CAUSE_LIMIT = 4000  # keeps the META item far below DynamoDB's 400 KB
 
 
-@dataclass(frozen=True)
-class Settings:
-    state_table: str
-    checkpoint_table: str | None
-    environment: str
-    spot_queue: str | None
-    ondemand_queue: str | None
-    sns_topic_arn: str | None
-    region: str
-    namespace: str
-
-    @classmethod
-    def from_environment(cls, env: dict[str, str] | os._Environ[str]) -> Settings:
-        missing = [n for n in ("STEPSPOT_STATE_TABLE", "STEPSPOT_ENVIRONMENT") if not env.get(n)]
-        if missing:
-            raise ConfigurationError(
-                f"The workflow monitor needs the environment variable(s) {', '.join(missing)}: "
-                "set them on the function (Terraform module 'functions' does).",
-                missing=missing,
-            )
-        return cls(
-            state_table=env["STEPSPOT_STATE_TABLE"],
-            checkpoint_table=env.get("STEPSPOT_CHECKPOINT_TABLE") or None,
-            environment=env["STEPSPOT_ENVIRONMENT"],
-            spot_queue=env.get("STEPSPOT_SPOT_QUEUE_ARN") or None,
-            ondemand_queue=env.get("STEPSPOT_ONDEMAND_QUEUE_ARN") or None,
-            sns_topic_arn=env.get("STEPSPOT_SNS_TOPIC_ARN") or None,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-        )
+class MonitorSettings(LambdaSettings):
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    checkpoint_table: str | None = Field(None, alias="STEPSPOT_CHECKPOINT_TABLE")
+    environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
+    spot_queue: str | None = Field(None, alias="STEPSPOT_SPOT_QUEUE_ARN")
+    ondemand_queue: str | None = Field(None, alias="STEPSPOT_ONDEMAND_QUEUE_ARN")
+    sns_topic_arn: str | None = Field(None, alias="STEPSPOT_SNS_TOPIC_ARN")
+    region: str = Field("us-east-1", alias="AWS_REGION")
+    namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
 
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: MonitorSettings
     store: MonitorStore
     notifier: Notifier | None
     prices: PriceTable
@@ -111,7 +92,7 @@ class Runtime:
 @cache
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients and the price table loaded."""
-    settings = Settings.from_environment(os.environ)
+    settings = load_settings(MonitorSettings)
     metrics.set_default_dimensions(**{DIMENSION_ENVIRONMENT: settings.environment})
     dynamodb = boto3.resource("dynamodb")
     checkpoints = dynamodb.Table(settings.checkpoint_table) if settings.checkpoint_table else None
@@ -237,9 +218,7 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         result["checkpoints_saved"] = checkpoints
         if kind is QueueKind.SPOT:
             savings = round(estimated_spot_savings_usd(detail, rt.prices), 4)
-            pending.append(
-                PendingMetric(MetricName.ESTIMATED_SPOT_SAVINGS_USD, savings, MetricUnit.NoUnit.value)
-            )
+            pending.append(PendingMetric(MetricName.ESTIMATED_SPOT_SAVINGS_USD, savings, MetricUnit.NoUnit.value))
             result["estimated_spot_savings_usd"] = savings
         reclaimed = spot_reclaimed_instance(detail)
         if reclaimed:
@@ -253,14 +232,10 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
 # ---------------------------------------------------------------------------------------------------
 
 
-def _execution_event(
-    event: ExecutionStatusChange, rt: Runtime, pending: list[PendingMetric]
-) -> dict[str, Any]:
+def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[PendingMetric]) -> dict[str, Any]:
     detail = event.detail
     target = execution_target(detail)
-    logger.append_keys(
-        execution_arn=detail.execution_arn, workflow_id=target.workflow_id, status=detail.status
-    )
+    logger.append_keys(execution_arn=detail.execution_arn, workflow_id=target.workflow_id, status=detail.status)
     base: dict[str, Any] = {
         "event_id": event.id,
         "execution_arn": detail.execution_arn,
@@ -310,9 +285,7 @@ def _execution_event(
         return {**base, "outcome": "applied" if workflow is not None else "unregistered"}
 
     succeeded = detail.status == "SUCCEEDED"
-    pending.append(
-        PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1)
-    )
+    pending.append(PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1))
     failed_tasks = [] if succeeded or workflow is None else rt.store.failed_tasks(target.workflow_id)
     notified = False
     if rt.notifier is not None:
