@@ -18,9 +18,9 @@ from pathlib import Path
 from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from monitoring_world import SPOT_CE, build_world, load_event  # noqa: E402
+from monitoring_world import SPOT_CE, build_world, load_event
 
-from stepspot.handlers import interruption_handler  # noqa: E402
+from stepspot.handlers import interruption_handler
 
 GOAL_SECONDS = 2.0
 CLUSTER_SIZE = 100
