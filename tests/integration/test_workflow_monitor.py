@@ -111,8 +111,9 @@ def test_older_status_never_overwrites_a_newer_one(world: World):
     # When the job's RUNNING event arrives late
     result = workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1"), None)
 
-    # Then it is ignored as stale
+    # Then it is ignored as stale (and, not being a finished state, counts nothing)
     assert result["outcome"] == "stale"
+    assert "checkpoints_saved" not in result
     assert world.task("wf-1", "production")["job_status"] == "SUCCEEDED"
 
 
@@ -166,6 +167,35 @@ def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.Capt
     item = world.task("wf-1", "production")
     assert (item["job_id"], item["job_queue_kind"]) == ("job-2", "ON_DEMAND")
     assert item["fallback_recorded_at"] == "2026-11-21T14:07:12Z"
+
+
+def test_late_spot_event_still_marks_the_fallback(world: World, capsys: pytest.CaptureFixture[str]):
+    # Given a task whose On-Demand job (created later) was seen first
+    world.add_task("wf-1", "production")
+    later = 1763734300000
+    workflow_monitor.lambda_handler(
+        job_event("RUNNING", event_id="e-2", job_id="job-2", queue=ONDEMAND_QUEUE_ARN, created_at=later), None
+    )
+
+    # When the earlier Spot job's FAILED event arrives late
+    result = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT]), None)
+
+    # Then its status does not overwrite the newer job's, but the fallback and the failure are counted
+    assert (result["outcome"], result["fallback_to_on_demand"]) == ("stale", True)
+    assert world.task("wf-1", "production")["job_id"] == "job-2"
+    found = emf_metrics(capsys.readouterr().out)
+    assert total(found, "FallbacksToOnDemand") == 1
+    assert total(found, "TasksFailed") == 1
+
+
+def test_job_of_an_unregistered_task_is_reported_as_unknown(world: World):
+    # Given a job whose environment names a task the state table does not hold
+    # When its event arrives
+    result = workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1", workflow_id="gone"), None)
+
+    # Then nothing is created for it
+    assert result["outcome"] == "unknown_task"
+    assert world.state.get_item(Key={"pk": "WF#gone", "sk": "TASK#production"}).get("Item") is None
 
 
 def test_duplicate_delivery_counts_nothing_twice(world: World, capsys: pytest.CaptureFixture[str]):

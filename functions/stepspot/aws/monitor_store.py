@@ -199,6 +199,13 @@ class MonitorStore:
             is not None
         )
 
+    def task_exists(self, task: TaskRef) -> bool:
+        try:
+            item = self._table.get_item(Key=task_key(task.workflow_id, task.task_id), ProjectionExpression="pk")
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
+        return "Item" in item
+
     def mark_queue_seen(self, task: TaskRef, queue_kind: str) -> Mapping[str, Any] | None:
         """Remember that the task had a job on a Spot / On-Demand queue; returns the item after the write."""
         flag = {"SPOT": "spot_attempted", "ON_DEMAND": "ondemand_attempted"}.get(queue_kind)

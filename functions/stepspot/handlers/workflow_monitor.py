@@ -6,7 +6,8 @@ environment, or the ``JOB#<job id>`` index item):
 - the task item gets ``job_id``, ``job_status``, ``job_status_reason``, ``job_status_at``, ``job_queue``,
   ``job_queue_kind``, ``job_attempts``, written only when newer than what it holds
   (``job_status_version``; events arrive out of order);
-- a finished job counts ``TasksSucceeded`` or ``TasksFailed``, the completed checkpoints registered since
+- a finished job counts ``TasksSucceeded`` or ``TasksFailed`` (also when its status is older than the
+  task's: a later job of the task was seen first), the completed checkpoints registered since
   the last count (``CheckpointsSaved``), and for a Spot job ``EstimatedSpotSavingsUSD``;
 - a task seen on both the Spot and the On-Demand queue counts ``FallbacksToOnDemand`` once.
 
@@ -185,11 +186,7 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
             attempts=len(detail.attempts),
         ),
     )
-    if not applied:
-        # Either the task item does not exist (not registered by the parser) or it holds a newer status.
-        logger.info("Older or repeated job status, or unknown task: not applied", extra={"outcome": "stale"})
-        return {**base, "outcome": "stale"}
-
+    # The queue flags are set whatever the order of arrival: a late Spot event still marks the fallback.
     fallback = False
     flags = rt.store.mark_queue_seen(task, kind.value)
     if (
@@ -201,13 +198,14 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         fallback = rt.store.record_fallback(task, event.time)
         if fallback:
             pending.append(PendingMetric(MetricName.FALLBACKS_TO_ON_DEMAND, 1))
+    if not applied and not rt.store.task_exists(task):
+        logger.warning("Job of a task the state table does not know: ignored", extra={"outcome": "unknown_task"})
+        return {**base, "outcome": "unknown_task"}
 
-    result: dict[str, Any] = {
-        **base,
-        "outcome": "applied",
-        "queue_kind": kind.value,
-        "fallback_to_on_demand": fallback,
-    }
+    # "stale" only means the task item holds a newer status (a later job, or a later state of this one).
+    # A job's terminal event still happened once (the event id is deduplicated), so it is counted.
+    outcome = "applied" if applied else "stale"
+    result: dict[str, Any] = {**base, "outcome": outcome, "queue_kind": kind.value, "fallback_to_on_demand": fallback}
     if detail.status in TERMINAL_JOB_STATUSES:
         succeeded = detail.status == "SUCCEEDED"
         outcome_metric = MetricName.TASKS_SUCCEEDED if succeeded else MetricName.TASKS_FAILED
@@ -223,7 +221,7 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         reclaimed = spot_reclaimed_instance(detail)
         if reclaimed:
             result["spot_reclaimed_instance"] = reclaimed
-    logger.info("Job status applied", extra={"outcome": "applied", "queue_kind": kind.value})
+    logger.info("Job status handled", extra={"outcome": outcome, "queue_kind": kind.value})
     return result
 
 
