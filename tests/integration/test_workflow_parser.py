@@ -192,3 +192,35 @@ def test_missing_definition_object_is_a_clear_error(aws):
     with pytest.raises(Exception, match="not found while reading s3://") as info:
         invoke({"definition_uri": f"s3://{BUCKET}/nope.json", "workflow_id": "x-1"})
     assert type(info.value).__name__ == "AwsResourceNotFoundError"
+
+
+def test_resubmission_resets_unfinished_tasks_and_keeps_the_id(aws):
+    invoke({"workflow_definition": SEED, "workflow_id": "md-6"})
+    table = boto3.resource("dynamodb").Table(TABLE)
+    for task_id, state in (("data-preprocessing", "SUCCEEDED"), ("equilibration", "FAILED")):
+        table.update_item(
+            Key={"pk": "WF#md-6", "sk": f"TASK#{task_id}"},
+            UpdateExpression="SET #s = :s, remaining_deps = :z",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": state, ":z": 0},
+        )
+    event = {
+        "workflow_definition": SEED,
+        "workflow_id": "md-6",
+        "skip_tasks": ["data-preprocessing"],
+        "resubmission": 1,
+    }
+
+    first = invoke(event)
+    retried = invoke(event)
+
+    assert first["registered"] is True and retried["registered"] is False
+    tasks = {i["task_id"]: i for i in items("md-6") if i["sk"].startswith("TASK#")}
+    assert tasks["data-preprocessing"]["state"] == "SUCCEEDED"
+    assert tasks["equilibration"]["state"] == "PENDING" and int(tasks["equilibration"]["remaining_deps"]) == 0
+    assert tasks["production-run"]["state"] == "PENDING" and int(tasks["production-run"]["remaining_deps"]) == 1
+    meta = next(i for i in items("md-6") if i["sk"] == "META")
+    assert int(meta["resubmission"]) == 1 and int(meta["succeeded"]) == 1
+
+    with pytest.raises(Exception, match="resubmission 0 is stale"):
+        invoke({"workflow_definition": SEED, "workflow_id": "md-6"})

@@ -40,16 +40,23 @@ class StateTable:
         return dict(item) if item else None
 
     def register_workflow(self, workflow_meta: dict[str, Any], tasks: list[InitialTaskState], plan_sha256: str) -> bool:
-        """Create the task items, then the META item (conditionally). Returns False when the same plan was
-        already registered (a retry), raises ``WorkflowAlreadyExistsError`` for a different one."""
+        """Create (or, for a higher ``resubmission`` number, reset) the task items, then write the META item
+        conditionally. Returns False when this registration already happened (a retry); raises
+        ``WorkflowAlreadyExistsError`` when the id holds a different plan or a newer resubmission."""
         workflow_id = workflow_meta["workflow_id"]
+        resubmission = int(workflow_meta.get("resubmission", 0))
         existing = self.get_workflow(workflow_id)
-        if existing is not None:
-            return self.same_plan_or_raise(existing, plan_sha256)
+        if existing is not None and not self.is_newer_resubmission(existing, resubmission):
+            return self.same_plan_or_raise(existing, plan_sha256, resubmission)
         stamp = now_iso()
+        if existing is None:
+            condition, values = "attribute_not_exists(pk)", None
+        else:  # only move forward: a late retry of an older resubmission must not reset newer progress
+            condition = "attribute_not_exists(resubmission) OR resubmission < :resubmission"
+            values = {":resubmission": resubmission}
         try:
-            # Task items first, META last: a retry after a partial write rewrites identical task items,
-            # and nothing reads the tasks of a workflow whose META item does not exist yet.
+            # Task items first, META last: a retry after a partial write rewrites the same task items, and
+            # the scheduler reads tasks only after the META item says the registration is complete.
             with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
                 for task in tasks:
                     batch.put_item(
@@ -65,26 +72,36 @@ class StateTable:
                             "updated_at": stamp,
                         }
                     )
-            self._table.put_item(
-                Item={**workflow_key(workflow_id), **workflow_meta, "plan_sha256": plan_sha256, "created_at": stamp},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            item = {**workflow_key(workflow_id), **workflow_meta, "plan_sha256": plan_sha256, "created_at": stamp}
+            extra = {"ExpressionAttributeValues": values} if values else {}
+            self._table.put_item(Item=item, ConditionExpression=condition, **extra)
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":  # a concurrent twin won the race
                 raced = self.get_workflow(workflow_id)
                 if raced is not None:
-                    return self.same_plan_or_raise(raced, plan_sha256)
+                    return self.same_plan_or_raise(raced, plan_sha256, resubmission)
             raise translate_client_error(exc, f"registering workflow {workflow_id} in {self.table_name}") from exc
         return True
 
     @staticmethod
-    def same_plan_or_raise(existing: dict[str, Any], plan_sha256: str) -> bool:
-        """False (nothing to do) when ``existing`` holds this plan; raises when it holds another."""
+    def is_newer_resubmission(existing: dict[str, Any], resubmission: int) -> bool:
+        return resubmission > int(existing.get("resubmission", 0))
+
+    @staticmethod
+    def same_plan_or_raise(existing: dict[str, Any], plan_sha256: str, resubmission: int = 0) -> bool:
+        """False (nothing to do) when ``existing`` is this registration; raises when it is another."""
+        workflow_id = existing.get("workflow_id")
+        registered = int(existing.get("resubmission", 0))
+        if registered > resubmission:
+            raise WorkflowAlreadyExistsError(
+                f"workflow {workflow_id!r} was already resubmitted as attempt {registered}: "
+                f"resubmission {resubmission} is stale; resume it again for a new attempt",
+                workflow_id=workflow_id,
+            )
         if existing.get("plan_sha256") == plan_sha256:
             return False
-        workflow_id = existing.get("workflow_id")
         raise WorkflowAlreadyExistsError(
             f"workflow id {workflow_id!r} is already registered with a different definition: "
-            "submit with a new workflow id (execution name)",
+            "submit with a new workflow id (execution name), or resume it with --resubmit",
             workflow_id=workflow_id,
         )

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "stepspot.cli.schema",
     "stepspot.cli.local",
     "stepspot.cli.remote",
+    "stepspot.cli.remote_status",
     "stepspot.cli.templates",
 )
 

@@ -1,0 +1,64 @@
+"""Read-only view of a workflow's DynamoDB items (state table and checkpoint table) for the CLI.
+
+Item layout: docs/contracts.md ("DynamoDB"). Writers are the Lambdas; the CLI only reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from stepspot.aws.cli_errors import aws_call
+from stepspot.state_keys import TASK_SK_PREFIX, WORKFLOW_META_SK, checkpoint_pk, workflow_pk
+
+_deserializer = TypeDeserializer()
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    values = {key: _deserializer.deserialize(value) for key, value in item.items()}
+    # DynamoDB numbers come back as Decimal: integers become int, the rest float, for display.
+    for key, value in values.items():
+        if type(value).__name__ == "Decimal":
+            values[key] = int(value) if value == value.to_integral_value() else float(value)
+    return values
+
+
+class WorkflowRecords:
+    """Workflow and task items of the state table, checkpoint items of the checkpoint table."""
+
+    def __init__(self, client: Any, state_table: str, checkpoint_table: str) -> None:
+        self._client = client
+        self._state_table = state_table
+        self._checkpoint_table = checkpoint_table
+
+    def workflow_items(self, workflow_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(META item or None, task items sorted by task id) of one workflow."""
+        items = self._query(self._state_table, workflow_pk(workflow_id), "read the workflow state")
+        meta = next((item for item in items if item["sk"] == WORKFLOW_META_SK), None)
+        tasks = [
+            {**item, "task_id": item["sk"][len(TASK_SK_PREFIX) :]}
+            for item in items
+            if str(item["sk"]).startswith(TASK_SK_PREFIX)
+        ]
+        return meta, sorted(tasks, key=lambda item: item["task_id"])
+
+    def checkpoints(self, workflow_id: str, task_id: str) -> tuple[list[dict[str, Any]], int | None]:
+        """(checkpoint items ``SEQ#...`` oldest first, sequence the ``LATEST`` pointer names or None)."""
+        items = self._query(self._checkpoint_table, checkpoint_pk(workflow_id, task_id), "read the checkpoints")
+        latest = next((item for item in items if item["sk"] == "LATEST"), None)
+        latest_sequence = int(latest["sequence"]) if latest and "sequence" in latest else None
+        return [item for item in items if str(item["sk"]).startswith("SEQ#")], latest_sequence
+
+    def _query(self, table: str, pk: str, action: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        with aws_call(action):
+            paginator = self._client.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ConsistentRead=True,
+            ):
+                items.extend(_plain(item) for item in page.get("Items", []))
+        return items

@@ -1,0 +1,412 @@
+"""`stepspot status`, `watch`, `logs` and `checkpoints`: what a submitted workflow is doing.
+
+Sources: the execution of the workflow state machine (Step Functions) for the overall status, the
+task items of the state table for each task (state, attempts, interruptions, queue, job id), the
+checkpoint table for checkpoints, and the Batch job's log stream for logs (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from stepspot.aws.executions import ExecutionSummary
+from stepspot.aws.job_logs import JobLogs
+from stepspot.cli.output import console, err_console
+from stepspot.cli.remote_context import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RemoteContext,
+    add_env_argument,
+    add_workflow_argument,
+    usage_errors_exit_2,
+    workflow_id_from,
+)
+from stepspot.errors import WorkflowNotFoundError
+
+TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
+STATE_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red", "SKIPPED": "yellow"}
+EXECUTION_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}
+
+# Replaced in tests so `watch` and `logs --follow` run without waiting.
+sleep: Callable[[float], None] = time.sleep
+
+
+# --------------------------------------------------------------------------- views (pure)
+
+
+def task_counts(tasks: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(str(task.get("state", "PENDING")) for task in tasks)
+
+
+def counts_line(tasks: list[dict[str, Any]]) -> str:
+    counts = task_counts(tasks)
+    parts = [f"{counts[state]} {state.lower()}" for state in TASK_STATES if counts[state]]
+    return f"{len(tasks)} tasks: " + (", ".join(parts) if parts else "none recorded yet")
+
+
+def duration(start: datetime | None, stop: datetime | None, now: datetime) -> str:
+    if start is None:
+        return "-"
+    seconds = int(((stop or now) - start).total_seconds())
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Table:
+    # Compact box and headers: CI logs and pipes render at 80 columns.
+    table = Table(expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", style="bold", no_wrap=True)
+    table.add_column("state")
+    table.add_column("attempts", justify="right")
+    table.add_column("interrupts", justify="right")
+    table.add_column("ckpts", justify="right")
+    table.add_column("queue")
+    table.add_column("last failure", overflow="fold")
+    for task in tasks:
+        state = str(task.get("state", "PENDING"))
+        table.add_row(
+            task["task_id"],
+            Text(state, style=STATE_STYLES.get(state, "")),
+            str(task.get("attempts", 0)),
+            str(task.get("interruptions", 0)),
+            str(checkpoints.get(task["task_id"], 0)),
+            str(task.get("queue") or "-"),
+            str(task.get("last_failure_class") or ""),
+        )
+    return table
+
+
+def execution_header(execution: ExecutionSummary, console_url: str, now: datetime) -> Text:
+    text = Text()
+    text.append(f"{execution.workflow_id}  ", style="bold")
+    text.append(execution.status, style=EXECUTION_STYLES.get(execution.status, ""))
+    text.append(f"  {duration(execution.start_date, execution.stop_date, now)}")
+    if execution.redrive_count:
+        text.append(f"  (redriven {execution.redrive_count}x)")
+    if execution.error:
+        text.append(f"\n{execution.error}: {execution.cause or ''}".rstrip(": "), style="red")
+    text.append(f"\n{console_url}", style="dim")
+    return text
+
+
+def status_document(
+    execution: ExecutionSummary, meta: dict[str, Any] | None, tasks: list[dict[str, Any]], checkpoints: dict[str, int]
+) -> dict[str, Any]:
+    """The `status --json` document: stable keys for scripts."""
+    return {
+        "workflow_id": execution.workflow_id,
+        "execution_arn": execution.arn,
+        "status": execution.status,
+        "start_date": execution.start_date.isoformat() if execution.start_date else None,
+        "stop_date": execution.stop_date.isoformat() if execution.stop_date else None,
+        "error": execution.error,
+        "name": (meta or {}).get("name"),
+        "counts": dict(task_counts(tasks)),
+        "tasks": [
+            {
+                "id": task["task_id"],
+                "state": task.get("state", "PENDING"),
+                "attempts": task.get("attempts", 0),
+                "interruptions": task.get("interruptions", 0),
+                "checkpoints": checkpoints.get(task["task_id"], 0),
+                "queue": task.get("queue"),
+                "job_id": task.get("job_id"),
+                "last_failure_class": task.get("last_failure_class"),
+            }
+            for task in tasks
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def snapshot(
+    context: RemoteContext, workflow_id: str, with_checkpoints: bool = True
+) -> tuple[ExecutionSummary, dict[str, Any] | None, list[dict[str, Any]], dict[str, int]]:
+    execution = context.executions.latest_for_workflow(workflow_id)
+    meta, tasks = context.records.workflow_items(workflow_id)
+    checkpoints: dict[str, int] = {}
+    if with_checkpoints:
+        for task in tasks:
+            # Only tasks that ran can have checkpoints: one query each, none for the pending ones.
+            if task.get("attempts") or task.get("state") not in (None, "PENDING"):
+                items, _ = context.records.checkpoints(workflow_id, task["task_id"])
+                checkpoints[task["task_id"]] = len(items)
+    return execution, meta, tasks, checkpoints
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    status = subparsers.add_parser(
+        "status",
+        help="show a workflow's tasks (or list recent workflows)",
+        description="Show a workflow's execution status and a table of its tasks: state, attempts, "
+        "Spot interruptions, checkpoints, queue. Without WORKFLOW, list the recent workflows.",
+    )
+    add_workflow_argument(status, "workflow to show; omit to list recent ones", optional=True)
+    add_env_argument(status)
+    status.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
+    status.add_argument("--limit", type=int, default=20, help="how many recent workflows to list (default 20)")
+    status.set_defaults(handler=run_status)
+
+    watch = subparsers.add_parser(
+        "watch",
+        help="follow a workflow's progress until it ends",
+        description="Follow a workflow until it ends, then exit 0 if it succeeded, 1 otherwise. "
+        "On a terminal the table refreshes in place; elsewhere (CI, pipes) each change is one line. "
+        "Ctrl-C stops watching, not the workflow.",
+    )
+    add_workflow_argument(watch, "workflow to follow")
+    add_env_argument(watch)
+    watch.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes (default 10)")
+    watch.set_defaults(handler=run_watch)
+
+    logs = subparsers.add_parser(
+        "logs",
+        help="print a task's AWS Batch job logs",
+        description="Print the CloudWatch logs of a task's AWS Batch job (latest attempt by default).",
+    )
+    add_workflow_argument(logs, "workflow of the task")
+    logs.add_argument("task", metavar="TASK", help="task id")
+    add_env_argument(logs)
+    logs.add_argument("--attempt", type=int, help="the job attempt to show (1 = first; default: latest)")
+    logs.add_argument("--tail", type=int, default=200, help="how many of the last lines (default 200)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the task ends")
+    logs.set_defaults(handler=run_logs)
+
+    checkpoints = subparsers.add_parser(
+        "checkpoints",
+        help="list a workflow's checkpoints",
+        description="List the checkpoints saved for a workflow's tasks (or one task): sequence, status, "
+        "time, files, size; `*` marks the one a restarted task resumes from.",
+    )
+    add_workflow_argument(checkpoints, "workflow whose checkpoints to list")
+    add_env_argument(checkpoints)
+    checkpoints.add_argument("--task", help="only this task")
+    checkpoints.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    checkpoints.set_defaults(handler=run_checkpoints)
+
+
+@usage_errors_exit_2
+def run_status(args: argparse.Namespace) -> int:
+    context = RemoteContext.from_args(args)
+    now = datetime.now(UTC)
+    if args.workflow is None:
+        recent = context.executions.recent(args.limit)
+        if args.json:
+            print(json.dumps([{"name": e.name, "status": e.status, "execution_arn": e.arn} for e in recent], indent=2))
+            return EXIT_OK
+        if not recent:
+            console.print(f"No workflows in {context.deployment.environment} yet: `stepspot submit FILE` starts one.")
+            return EXIT_OK
+        table = Table(title=f"Recent workflows in {context.deployment.environment}", title_justify="left")
+        for column in ("workflow execution", "status", "started", "duration"):
+            table.add_column(column)
+        for e in recent:
+            started = e.start_date.strftime("%Y-%m-%d %H:%M") if e.start_date else "-"
+            table.add_row(
+                e.name,
+                Text(e.status, EXECUTION_STYLES.get(e.status, "")),
+                started,
+                duration(e.start_date, e.stop_date, now),
+            )
+        console.print(table)
+        return EXIT_OK
+    workflow_id = workflow_id_from(args.workflow)
+    execution, meta, tasks, checkpoints = snapshot(context, workflow_id)
+    if args.json:
+        print(json.dumps(status_document(execution, meta, tasks, checkpoints), indent=2, default=str))
+        return EXIT_OK
+    console.print(
+        execution_header(execution, context.deployment.console_execution_url(execution.arn), now), soft_wrap=True
+    )
+    console.print(counts_line(tasks))
+    if tasks:
+        console.print(tasks_table(tasks, checkpoints))
+    return EXIT_OK
+
+
+@usage_errors_exit_2
+def run_watch(args: argparse.Namespace) -> int:
+    context = RemoteContext.from_args(args)
+    return watch_workflow(context, workflow_id_from(args.workflow), args.interval)
+
+
+def watch_workflow(context: RemoteContext, workflow_id: str, interval: float) -> int:
+    """Follow until the execution ends: live table on a terminal, one line per change elsewhere."""
+    url_for = context.deployment.console_execution_url
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                execution, _, tasks, checkpoints = snapshot(context, workflow_id)
+                now = datetime.now(UTC)
+                view = Group(
+                    execution_header(execution, url_for(execution.arn), now),
+                    Text(counts_line(tasks)),
+                    tasks_table(tasks, checkpoints),
+                )
+                live.update(view, refresh=True)
+                if execution.finished:
+                    break
+                sleep(interval)
+    else:
+        seen: dict[str, tuple[Any, ...]] = {}
+        last_status = ""
+        while True:
+            execution, _, tasks, _ = snapshot(context, workflow_id, with_checkpoints=False)
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            if execution.status != last_status:
+                console.print(f"{stamp} workflow {workflow_id}: {execution.status}", highlight=False)
+                last_status = execution.status
+            for task in tasks:
+                key = (task.get("state"), task.get("attempts", 0), task.get("interruptions", 0))
+                if seen.get(task["task_id"]) != key:
+                    seen[task["task_id"]] = key
+                    console.print(
+                        f"{stamp} {task['task_id']}: {key[0] or 'PENDING'} (attempts {key[1]}, interruptions {key[2]})",
+                        highlight=False,
+                    )
+            if execution.finished:
+                console.print(f"{stamp} {counts_line(tasks)}", highlight=False)
+                break
+            sleep(interval)
+    if execution.status == "SUCCEEDED":
+        console.print(f"[green]Workflow {workflow_id} succeeded.[/]", highlight=False)
+        return EXIT_OK
+    err_console.print(
+        f"[red]Workflow {workflow_id} ended {execution.status}[/]"
+        + (f": {execution.error}" if execution.error else "")
+        + f". Details: stepspot status {workflow_id}; retry: stepspot resume {workflow_id}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return EXIT_FAILED
+
+
+@usage_errors_exit_2
+def run_logs(args: argparse.Namespace) -> int:
+    context = RemoteContext.from_args(args)
+    workflow_id = workflow_id_from(args.workflow)
+    _, tasks = context.records.workflow_items(workflow_id)
+    task = next((t for t in tasks if t["task_id"] == args.task), None)
+    if task is None:
+        if not tasks:
+            raise WorkflowNotFoundError(
+                f"No workflow {workflow_id!r} in {context.deployment.environment}: `stepspot status` lists the "
+                "recent ones."
+            )
+        task_list = ", ".join(t["task_id"] for t in tasks)
+        raise WorkflowNotFoundError(f"Workflow {workflow_id!r} has no task {args.task!r}: its tasks are {task_list}.")
+    job_id = task.get("job_id")
+    if not job_id:
+        err_console.print(
+            f"stepspot: task {args.task!r} has not started a Batch job yet (state {task.get('state', 'PENDING')}).",
+            highlight=False,
+        )
+        return EXIT_USAGE
+    job_logs = JobLogs(context.client("batch"), context.client("logs"), context.deployment.batch_log_group_name)
+    stream = job_logs.log_stream(str(job_id), args.attempt)
+    err_console.print(f"[dim]{context.deployment.batch_log_group_name} {stream}[/]", highlight=False)
+    if not args.follow:
+        for line in job_logs.events(stream, start_from_head=False, limit=args.tail):
+            _print_log_line(line.timestamp_ms, line.message)
+        return EXIT_OK
+    token: str | None = None
+    while True:
+        lines, next_token = job_logs.follow_page(stream, token)
+        for line in lines:
+            _print_log_line(line.timestamp_ms, line.message)
+        _, tasks = context.records.workflow_items(workflow_id)
+        state = next((t.get("state") for t in tasks if t["task_id"] == args.task), None)
+        if not lines and state in {"SUCCEEDED", "FAILED", "SKIPPED"}:
+            return EXIT_OK
+        token = next_token
+        sleep(2.0)
+
+
+def _print_log_line(timestamp_ms: int, message: str) -> None:
+    stamp = datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    sys.stdout.write(f"{stamp} {message.rstrip()}\n")
+
+
+@usage_errors_exit_2
+def run_checkpoints(args: argparse.Namespace) -> int:
+    context = RemoteContext.from_args(args)
+    workflow_id = workflow_id_from(args.workflow)
+    _, tasks = context.records.workflow_items(workflow_id)
+    task_ids = [t["task_id"] for t in tasks]
+    if args.task:
+        if tasks and args.task not in task_ids:
+            raise WorkflowNotFoundError(
+                f"Workflow {workflow_id!r} has no task {args.task!r}: its tasks are {', '.join(task_ids)}."
+            )
+        task_ids = [args.task]
+    elif not tasks:
+        raise WorkflowNotFoundError(
+            f"No workflow {workflow_id!r} in {context.deployment.environment}: `stepspot status` lists the recent ones."
+        )
+    rows = []
+    for task_id in task_ids:
+        items, latest = context.records.checkpoints(workflow_id, task_id)
+        for item in items:
+            sequence = int(item.get("sequence", str(item["sk"]).removeprefix("SEQ#")))
+            rows.append(
+                {
+                    "task_id": task_id,
+                    "sequence": sequence,
+                    "status": item.get("status", ""),
+                    "created_at": item.get("created_at", ""),
+                    "file_count": item.get("file_count", 0),
+                    "total_bytes": item.get("total_bytes", 0),
+                    "latest": sequence == latest,
+                    "uri": f"s3://{context.deployment.bucket_name}/checkpoints/{workflow_id}/{task_id}/{sequence}/",
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        scope = f"task {args.task!r}" if args.task else f"workflow {workflow_id!r}"
+        console.print(f"No checkpoints for {scope} yet.")
+        return EXIT_OK
+    table = Table(title=f"Checkpoints of {workflow_id}", title_justify="left")
+    for column in ("task", "seq", "status", "created", "files", "size", "resume point"):
+        table.add_column(column, justify="right" if column in {"seq", "files", "size"} else "left")
+    for row in rows:
+        table.add_row(
+            row["task_id"],
+            str(row["sequence"]),
+            str(row["status"]),
+            str(row["created_at"]),
+            str(row["file_count"]),
+            _human_bytes(int(row["total_bytes"] or 0)),
+            "*" if row["latest"] else "",
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

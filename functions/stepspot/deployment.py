@@ -1,0 +1,213 @@
+"""Where a deployed environment lives: the Terraform root outputs of that environment.
+
+The CLI's remote commands need the environment's ARNs and names (docs/contracts.md, "Terraform root
+outputs"). They come from ``terraform output -json`` run in the repository's ``terraform/`` directory
+(python-terraform), and each one can be overridden by an environment variable ``STEPSPOT_<UPPER NAME>``
+(``STEPSPOT_WORKFLOW_STATE_MACHINE_ARN``, ``STEPSPOT_BUCKET_NAME``...). When every output is given by
+variables Terraform is not run at all, which is how CI jobs and machines without the Terraform state use
+the CLI. The caller passes the environment mapping in (no ``os.environ`` read here).
+
+The Terraform root is one directory whose backend is chosen at ``terraform init`` time, so the outputs
+it prints belong to whichever environment was initialised last. ``load_deployment`` checks the
+``environment`` output against the one asked for and refuses to use another environment's resources.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from stepspot.errors import ConfigurationError
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+OVERRIDE_PREFIX = "STEPSPOT_"
+# Older name used in the issue and the seed's docs, accepted as an alias of the workflow state machine.
+LEGACY_STATE_MACHINE_VARIABLE = "STEPSPOT_STATE_MACHINE_ARN"
+
+# Runs `terraform output -json` in a directory and returns (exit code, stdout, stderr).
+OutputRunner = Callable[[Path, str], tuple[int, str, str]]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The Terraform root outputs of one environment (names exactly as in docs/contracts.md)."""
+
+    region: str
+    environment: str
+    workflow_state_machine_arn: str
+    task_state_machine_arn: str
+    bucket_name: str
+    state_table_name: str
+    checkpoint_table_name: str
+    spot_job_queue_arn: str
+    ondemand_job_queue_arn: str
+    workflow_parser_function_name: str
+    sns_topic_arn: str
+    batch_log_group_name: str
+    dashboard_name: str
+
+    @classmethod
+    def output_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def console_execution_url(self, execution_arn: str) -> str:
+        return (
+            f"https://{self.region}.console.aws.amazon.com/states/home?region={self.region}"
+            f"#/v2/executions/details/{execution_arn}"
+        )
+
+    def console_dashboard_url(self) -> str:
+        return (
+            f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+            f"#dashboards/dashboard/{self.dashboard_name}"
+        )
+
+
+# Outputs a remote command cannot work without; the others may be empty (e.g. no SNS topic).
+OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name"})
+
+
+def override_variable(output_name: str) -> str:
+    return f"{OVERRIDE_PREFIX}{output_name.upper()}"
+
+
+def overrides_from(environ: Mapping[str, str]) -> dict[str, str]:
+    """The outputs set by ``STEPSPOT_<UPPER NAME>`` variables (empty values count as unset)."""
+    values: dict[str, str] = {}
+    legacy = environ.get(LEGACY_STATE_MACHINE_VARIABLE, "").strip()
+    if legacy:
+        values["workflow_state_machine_arn"] = legacy
+    for name in Deployment.output_names():
+        value = environ.get(override_variable(name), "").strip()
+        if value:
+            values[name] = value
+    return values
+
+
+def find_terraform_dir(start: Path, environ: Mapping[str, str]) -> Path | None:
+    """``STEPSPOT_TERRAFORM_DIR``, else the nearest ``terraform/`` directory at or above ``start``."""
+    configured = environ.get("STEPSPOT_TERRAFORM_DIR", "").strip()
+    if configured:
+        return Path(configured)
+    for directory in (start, *start.parents):
+        candidate = directory / "terraform"
+        if (candidate / "environments").is_dir() or (candidate / "main.tf").is_file():
+            return candidate
+    return None
+
+
+def terraform_command(terraform_dir: Path, environ: Mapping[str, str]) -> str | None:
+    """The Terraform CLI to run: ``STEPSPOT_TERRAFORM_BIN``, the repository's wrapper, or ``terraform``."""
+    configured = environ.get("STEPSPOT_TERRAFORM_BIN", "").strip()
+    if configured:
+        return configured
+    wrapper = terraform_dir.parent / "scripts" / "terraform"
+    if wrapper.is_file():
+        return str(wrapper)
+    return shutil.which("terraform", path=environ.get("PATH"))
+
+
+def python_terraform_runner(terraform_bin: str) -> OutputRunner:
+    """An ``OutputRunner`` backed by python-terraform (imported lazily: only this path needs it)."""
+
+    def run(terraform_dir: Path, _environment: str) -> tuple[int, str, str]:
+        from python_terraform import IsFlagged, Terraform
+
+        terraform = Terraform(working_dir=str(terraform_dir), terraform_bin_path=terraform_bin)
+        try:
+            code, out, err = terraform.output_cmd(json=IsFlagged, no_color=IsFlagged)
+        except OSError as exc:  # binary missing or not executable
+            return 127, "", str(exc)
+        return int(code), out or "", err or ""
+
+    return run
+
+
+def parse_terraform_outputs(text: str) -> dict[str, str]:
+    """``terraform output -json`` -> {name: value as text}; null values are left out."""
+    try:
+        document = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"`terraform output -json` printed something that is not JSON ({exc}).") from exc
+    values: dict[str, str] = {}
+    for name, entry in document.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if value is not None:
+            values[name] = value if isinstance(value, str) else json.dumps(value)
+    return values
+
+
+def load_deployment(
+    environment: str,
+    *,
+    environ: Mapping[str, str],
+    cwd: Path,
+    runner: OutputRunner | None = None,
+) -> Deployment:
+    """Resolve the outputs of ``environment``: variables first, then the Terraform outputs.
+
+    Raises ``ConfigurationError`` with one sentence that says what to run when the environment is not
+    deployed, Terraform cannot be found, or the Terraform directory belongs to another environment.
+    """
+    if environment not in ENVIRONMENTS:
+        raise ConfigurationError(
+            f"Unknown environment {environment!r}: choose one of {', '.join(ENVIRONMENTS)} (--env)."
+        )
+    values = overrides_from(environ)
+    missing = [name for name in Deployment.output_names() if name not in values]
+    required_missing = [name for name in missing if name not in OPTIONAL_OUTPUTS]
+    if required_missing:
+        values = {**_terraform_outputs(environment, environ=environ, cwd=cwd, runner=runner), **values}
+    values.setdefault("environment", environment)
+    if values["environment"] != environment:
+        raise ConfigurationError(
+            f"The Terraform outputs belong to environment {values['environment']!r}, not {environment!r}: "
+            f"run `make deploy ENV={environment}` (or `terraform init -reconfigure "
+            f"-backend-config=backends/{environment}.hcl` in terraform/) first."
+        )
+    for name in OPTIONAL_OUTPUTS:
+        values.setdefault(name, "")
+    absent = [name for name in Deployment.output_names() if not values.get(name) and name not in OPTIONAL_OUTPUTS]
+    if absent:
+        variables = ", ".join(override_variable(name) for name in absent)
+        raise ConfigurationError(
+            f"Environment {environment!r} is not fully deployed (missing outputs: {', '.join(absent)}): "
+            f"run `make deploy ENV={environment}`, or set {variables}."
+        )
+    return Deployment(**{name: values[name] for name in Deployment.output_names()})
+
+
+def _terraform_outputs(
+    environment: str, *, environ: Mapping[str, str], cwd: Path, runner: OutputRunner | None
+) -> dict[str, str]:
+    deploy_hint = (
+        f"run `make deploy ENV={environment}`, or set the STEPSPOT_<OUTPUT NAME> variables "
+        "(e.g. STEPSPOT_WORKFLOW_STATE_MACHINE_ARN)"
+    )
+    terraform_dir = find_terraform_dir(cwd, environ)
+    if terraform_dir is None or not terraform_dir.is_dir():
+        raise ConfigurationError(
+            f"No Terraform directory found for environment {environment!r} (looked for terraform/ above "
+            f"{cwd}): run the command from the stepspot repository or set STEPSPOT_TERRAFORM_DIR; "
+            f"then {deploy_hint}."
+        )
+    if runner is None:
+        terraform_bin = terraform_command(terraform_dir, environ)
+        if terraform_bin is None:
+            raise ConfigurationError(
+                f"Terraform is not installed: run `make tools` (or install terraform), or {deploy_hint}."
+            )
+        runner = python_terraform_runner(terraform_bin)
+    code, out, err = runner(terraform_dir, environment)
+    if code != 0:
+        reason = (err.strip().splitlines() or ["no error text"])[-1]
+        raise ConfigurationError(
+            f"Could not read the Terraform outputs of environment {environment!r} ({reason}): {deploy_hint}."
+        )
+    outputs = parse_terraform_outputs(out)
+    if not outputs:
+        raise ConfigurationError(f"Environment {environment!r} is not deployed (no Terraform outputs): {deploy_hint}.")
+    return outputs

@@ -1,0 +1,85 @@
+"""`make plan|deploy|destroy ENV=...`: checks first, then terraform init/plan/apply with the env's files.
+
+Refuses, before touching anything, when the environment is unknown or no AWS credentials are usable.
+`check` only runs those checks (the Makefile calls it before building).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TERRAFORM_DIR = ROOT / "terraform"
+TERRAFORM = [sys.executable, str(ROOT / "scripts" / "terraform")]
+
+
+def known_environments() -> list[str]:
+    return sorted(p.stem for p in (TERRAFORM_DIR / "environments").glob("*.tfvars"))
+
+
+def check_environment(env: str) -> None:
+    known = known_environments()
+    if env not in known:
+        sys.exit(
+            f"Unknown environment '{env}': use ENV={' | ENV='.join(known)} "
+            f"(or add terraform/environments/{env}.tfvars and terraform/backends/{env}.hcl)."
+        )
+
+
+def caller_account() -> str:
+    """Account id of the current credentials; exits with advice when there are none."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return boto3.client("sts").get_caller_identity()["Account"]
+    except (BotoCoreError, ClientError) as exc:
+        sys.exit(
+            "No usable AWS credentials: configure them (aws configure, aws sso login, or "
+            f"AWS_PROFILE / AWS_ACCESS_KEY_ID) and run the command again. ({exc})"
+        )
+
+
+def terraform(*args: str) -> None:
+    result = subprocess.run([*TERRAFORM, *args], cwd=TERRAFORM_DIR, check=False)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("action", choices=["check", "plan", "deploy", "destroy"])
+    parser.add_argument("env")
+    args = parser.parse_args(argv)
+
+    check_environment(args.env)
+    account = caller_account()
+    if args.action == "check":
+        print(f"environment {args.env}, AWS account {account}: ready")
+        return 0
+
+    bucket = os.environ.get("TF_STATE_BUCKET", f"stepspot-tfstate-{account}")
+    terraform(
+        "init",
+        "-input=false",
+        "-reconfigure",
+        f"-backend-config=backends/{args.env}.hcl",
+        f"-backend-config=bucket={bucket}",
+    )
+    var_file = f"-var-file=environments/{args.env}.tfvars"
+    plan_file = f"{args.env}.tfplan"
+    if args.action == "destroy":
+        terraform("plan", "-destroy", "-input=false", var_file, f"-out={plan_file}")
+    else:
+        terraform("plan", "-input=false", var_file, f"-out={plan_file}")
+    if args.action in ("deploy", "destroy"):
+        terraform("apply", "-input=false", plan_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+environment = "dev"
+region      = "eu-west-1"
+
+# Fill in your VPC, or set create_vpc = true and availability_zones.
+create_vpc         = true
+availability_zones = ["eu-west-1a", "eu-west-1b"]
+
+spot_max_vcpus     = 64
+ondemand_max_vcpus = 16
+mnp_max_vcpus      = 72
+
+force_destroy           = true
+log_retention_days      = 7
+lambda_log_level        = "DEBUG"
+state_machine_log_level = "ALL"

@@ -1,0 +1,260 @@
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  name_prefix = "stepspot-${var.environment}"
+  account_id  = data.aws_caller_identity.current.account_id
+  partition   = data.aws_partition.current.partition
+  arn_tail    = "${var.region}:${local.account_id}"
+
+  # ARNs built from names break the cycles Lambda <-> state machine <-> alerts topic.
+  workflow_state_machine_arn = "arn:${local.partition}:states:${local.arn_tail}:stateMachine:${local.name_prefix}-workflow"
+  task_state_machine_arn     = "arn:${local.partition}:states:${local.arn_tail}:stateMachine:${local.name_prefix}-task"
+  sns_topic_arn              = "arn:${local.partition}:sns:${local.arn_tail}:${local.name_prefix}-alerts"
+  batch_arn_prefix           = "arn:${local.partition}:batch:${local.arn_tail}"
+
+  lambda_zip = "${var.build_dir}/lambda/stepspot.zip"
+  layer_zip  = "${var.build_dir}/lambda/dependencies.zip"
+  asl_dir    = "${var.build_dir}/asl"
+
+  bucket_objects = module.storage.bucket_arn
+  state_table    = module.storage.state_table_arn
+  ckpt_table     = module.storage.checkpoint_table_arn
+}
+
+################################################################################
+# Storage and network
+################################################################################
+
+module "storage" {
+  source = "./modules/storage"
+
+  name_prefix                = local.name_prefix
+  force_destroy              = var.force_destroy
+  checkpoint_retention_days  = var.checkpoint_retention_days
+  enable_deletion_protection = var.enable_deletion_protection
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name_prefix        = local.name_prefix
+  create_vpc         = var.create_vpc
+  vpc_id             = var.vpc_id
+  subnet_ids         = var.subnet_ids
+  availability_zones = var.availability_zones
+  kms_key_arn        = module.storage.kms_key_arn
+}
+
+################################################################################
+# Batch
+################################################################################
+
+module "compute" {
+  source = "./modules/compute"
+
+  name_prefix              = local.name_prefix
+  subnet_ids               = module.network.subnet_ids
+  security_group_ids       = [module.network.security_group_id]
+  spot_instance_types      = var.spot_instance_types
+  spot_bid_percentage      = var.spot_bid_percentage
+  spot_max_vcpus           = var.spot_max_vcpus
+  ondemand_max_vcpus       = var.ondemand_max_vcpus
+  mnp_max_vcpus            = var.mnp_max_vcpus
+  capacity_timeout_seconds = var.capacity_timeout_seconds
+  job_image                = var.job_image
+  bucket_name              = module.storage.bucket_name
+  bucket_arn               = module.storage.bucket_arn
+  checkpoint_table_name    = module.storage.checkpoint_table_name
+  checkpoint_table_arn     = module.storage.checkpoint_table_arn
+  kms_key_arn              = module.storage.kms_key_arn
+  log_retention_days       = var.log_retention_days
+}
+
+################################################################################
+# Lambdas (keys, handlers and environment: docs/contracts.md)
+################################################################################
+
+module "functions" {
+  source = "./modules/functions"
+
+  name_prefix        = local.name_prefix
+  package_zip_path   = local.lambda_zip
+  package_zip_hash   = filebase64sha256(local.lambda_zip)
+  layer_zip_path     = local.layer_zip
+  layer_zip_hash     = filebase64sha256(local.layer_zip)
+  kms_key_arn        = module.storage.kms_key_arn
+  log_retention_days = var.log_retention_days
+  log_level          = var.lambda_log_level
+
+  common_environment = {
+    STEPSPOT_BUCKET              = module.storage.bucket_name
+    STEPSPOT_STATE_TABLE         = module.storage.state_table_name
+    STEPSPOT_ENVIRONMENT         = var.environment
+    POWERTOOLS_SERVICE_NAME      = "stepspot"
+    POWERTOOLS_METRICS_NAMESPACE = "Stepspot"
+  }
+
+  functions = {
+    workflow_parser = {
+      handler     = "stepspot.handlers.workflow_parser.lambda_handler"
+      description = "Validates a workflow, writes its plan to S3 and one state item per task"
+      timeout     = 120
+      statements = [
+        { sid = "WorkflowObjects", actions = ["s3:GetObject", "s3:PutObject"], resources = ["${local.bucket_objects}/workflows/*"] },
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:Query"], resources = [local.state_table] },
+      ]
+    }
+    scheduler = {
+      handler     = "stepspot.handlers.scheduler.lambda_handler"
+      description = "Dataflow scheduling: starts ready tasks, completes the workflow callback"
+      timeout     = 300
+      environment = {
+        STEPSPOT_CHECKPOINT_TABLE       = module.storage.checkpoint_table_name
+        STEPSPOT_TASK_STATE_MACHINE_ARN = local.task_state_machine_arn
+      }
+      statements = [
+        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_objects}/workflows/*"] },
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:TransactWriteItems", "dynamodb:ConditionCheckItem"], resources = [local.state_table] },
+        { sid = "ReadCheckpoints", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        { sid = "StartTasks", actions = ["states:StartExecution"], resources = [local.task_state_machine_arn] },
+        { sid = "CompleteWorkflow", actions = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources = [local.workflow_state_machine_arn] },
+      ]
+    }
+    checkpoint_manager = {
+      handler     = "stepspot.handlers.checkpoint_manager.lambda_handler"
+      description = "Checkpoint save, restore, list and cleanup"
+      timeout     = 300
+      environment = {
+        STEPSPOT_CHECKPOINT_TABLE          = module.storage.checkpoint_table_name
+        STEPSPOT_CHECKPOINT_RETENTION_DAYS = tostring(var.checkpoint_retention_days)
+        STEPSPOT_CHECKPOINT_KEEP_LAST      = tostring(var.checkpoint_keep_last)
+      }
+      statements = [
+        { sid = "CheckpointObjects", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources = ["${local.bucket_objects}/checkpoints/*"] },
+        { sid = "ListBucket", actions = ["s3:ListBucket"], resources = [local.bucket_objects] },
+        { sid = "CheckpointItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"], resources = [local.ckpt_table] },
+        { sid = "ReadState", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.state_table] },
+      ]
+    }
+    fleet_manager = {
+      handler     = "stepspot.handlers.fleet_manager.lambda_handler"
+      description = "Chooses Spot or On-Demand capacity (circuit breaker), manages the compute environments"
+      timeout     = 60
+      environment = {
+        STEPSPOT_SPOT_QUEUE_ARN         = module.compute.job_queue_arns["spot"]
+        STEPSPOT_ONDEMAND_QUEUE_ARN     = module.compute.job_queue_arns["ondemand"]
+        STEPSPOT_MNP_QUEUE_ARN          = module.compute.job_queue_arns["mnp"]
+        STEPSPOT_SPOT_COMPUTE_ENV       = module.compute.compute_environment_names["spot"]
+        STEPSPOT_ONDEMAND_COMPUTE_ENV   = module.compute.compute_environment_names["ondemand"]
+        STEPSPOT_MNP_COMPUTE_ENV        = module.compute.compute_environment_names["mnp"]
+        STEPSPOT_JOB_DEFINITION_ARN     = module.compute.job_definition_arn
+        STEPSPOT_MNP_JOB_DEFINITION_ARN = module.compute.mnp_job_definition_arn
+      }
+      statements = [
+        { sid = "BreakerItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "ManageEnvironments", actions = ["batch:UpdateComputeEnvironment"], resources = values(module.compute.compute_environment_arns) },
+        # Describe* have no resource-level permissions in AWS Batch.
+        { sid = "DescribeBatch", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions"], resources = ["*"] },
+        { sid = "DeriveJobDefinitions", actions = ["batch:RegisterJobDefinition", "batch:TagResource"], resources = ["${local.batch_arn_prefix}:job-definition/${local.name_prefix}-*"] },
+        { sid = "PassJobRole", actions = ["iam:PassRole"], resources = [module.compute.job_role_arn] },
+      ]
+    }
+    interruption_handler = {
+      handler     = "stepspot.handlers.interruption_handler.lambda_handler"
+      description = "Spot interruption warnings and rebalance recommendations -> affected tasks"
+      timeout     = 60
+      environment = {
+        STEPSPOT_SPOT_COMPUTE_ENV     = module.compute.compute_environment_names["spot"]
+        STEPSPOT_ONDEMAND_COMPUTE_ENV = module.compute.compute_environment_names["ondemand"]
+        STEPSPOT_SNS_TOPIC_ARN        = local.sns_topic_arn
+      }
+      statements = [
+        { sid = "TaskItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "FindJobsOnInstance", actions = ["ecs:ListContainerInstances", "ecs:DescribeContainerInstances", "ecs:ListTasks", "ecs:DescribeTasks"], resources = ["arn:${local.partition}:ecs:${local.arn_tail}:cluster/*", "arn:${local.partition}:ecs:${local.arn_tail}:container-instance/*", "arn:${local.partition}:ecs:${local.arn_tail}:task/*"] },
+        # Describe calls of EC2 and Batch have no resource-level permissions.
+        { sid = "Describe", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs", "ec2:DescribeInstances"], resources = ["*"] },
+        { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
+      ]
+    }
+    workflow_monitor = {
+      handler     = "stepspot.handlers.workflow_monitor.lambda_handler"
+      description = "Batch job and Step Functions status changes -> task status, metrics, alerts"
+      timeout     = 60
+      environment = {
+        STEPSPOT_CHECKPOINT_TABLE = module.storage.checkpoint_table_name
+        STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
+      }
+      statements = [
+        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_objects}/workflows/*"] },
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "ReadCheckpoints", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
+      ]
+    }
+  }
+}
+
+################################################################################
+# State machines (rendered by `make render`, filled here)
+################################################################################
+
+module "orchestration" {
+  source = "./modules/orchestration"
+
+  name_prefix                  = local.name_prefix
+  workflow_definition_template = "${local.asl_dir}/workflow.asl.json"
+  task_definition_template     = "${local.asl_dir}/task.asl.json"
+  lambda_function_arns         = values(module.functions.function_arns)
+  job_queue_arns               = values(module.compute.job_queue_arns)
+  job_definition_names         = [module.compute.job_definition_name, module.compute.mnp_job_definition_name]
+  kms_key_arn                  = module.storage.kms_key_arn
+  log_level                    = var.state_machine_log_level
+  log_retention_days           = var.log_retention_days
+
+  definition_variables = {
+    workflow_parser_arn    = module.functions.function_arns["workflow_parser"]
+    scheduler_arn          = module.functions.function_arns["scheduler"]
+    checkpoint_manager_arn = module.functions.function_arns["checkpoint_manager"]
+    fleet_manager_arn      = module.functions.function_arns["fleet_manager"]
+    task_state_machine_arn = local.task_state_machine_arn
+    job_definition_arn     = module.compute.job_definition_arn
+    mnp_job_definition_arn = module.compute.mnp_job_definition_arn
+    spot_job_queue_arn     = module.compute.job_queue_arns["spot"]
+    ondemand_job_queue_arn = module.compute.job_queue_arns["ondemand"]
+    mnp_job_queue_arn      = module.compute.job_queue_arns["mnp"]
+  }
+}
+
+################################################################################
+# Monitoring
+################################################################################
+
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  name_prefix          = local.name_prefix
+  environment          = var.environment
+  alarm_email          = var.alarm_email
+  kms_key_arn          = module.storage.kms_key_arn
+  interruption_handler = { arn = module.functions.function_arns["interruption_handler"], name = module.functions.function_names["interruption_handler"] }
+  workflow_monitor     = { arn = module.functions.function_arns["workflow_monitor"], name = module.functions.function_names["workflow_monitor"] }
+  job_queue_arns       = values(module.compute.job_queue_arns)
+  function_names       = module.functions.function_names
+
+  state_machine_arns = {
+    workflow = module.orchestration.workflow_state_machine_arn
+    task     = module.orchestration.task_state_machine_arn
+  }
+
+  dashboard_body = templatefile(var.dashboard_template_path, {
+    region                     = var.region
+    namespace                  = "Stepspot"
+    environment                = var.environment
+    workflow_state_machine_arn = local.workflow_state_machine_arn
+    task_state_machine_arn     = local.task_state_machine_arn
+    spot_job_queue_name        = module.compute.job_queue_names["spot"]
+    ondemand_job_queue_name    = module.compute.job_queue_names["ondemand"]
+    function_names             = values(module.functions.function_names)
+  })
+}

@@ -1,0 +1,54 @@
+output "compute_environment_names" {
+  description = "Compute environment names by role (`spot`, `ondemand`, `mnp`)."
+  value       = { for k, ce in aws_batch_compute_environment.this : k => ce.name }
+}
+
+output "compute_environment_arns" {
+  description = "Compute environment ARNs by role."
+  value       = { for k, ce in aws_batch_compute_environment.this : k => ce.arn }
+}
+
+output "job_queue_arns" {
+  description = "Job queue ARNs by role (`spot`, `ondemand`, `mnp`)."
+  value       = { for k, q in aws_batch_job_queue.this : k => q.arn }
+}
+
+output "job_queue_names" {
+  description = "Job queue names by role."
+  value       = { for k, q in aws_batch_job_queue.this : k => q.name }
+}
+
+output "job_definition_arn" {
+  description = "Base single-node job definition (the fleet manager derives one revision per image)."
+  value       = aws_batch_job_definition.container.arn
+}
+
+output "job_definition_name" {
+  description = "Name of the base single-node job definition."
+  value       = aws_batch_job_definition.container.name
+}
+
+output "mnp_job_definition_arn" {
+  description = "Base multi-node parallel job definition."
+  value       = aws_batch_job_definition.mnp.arn
+}
+
+output "mnp_job_definition_name" {
+  description = "Name of the base multi-node parallel job definition."
+  value       = aws_batch_job_definition.mnp.name
+}
+
+output "job_role_arn" {
+  description = "Role of the job containers (the fleet manager passes it when it registers revisions)."
+  value       = aws_iam_role.job.arn
+}
+
+output "batch_log_group_name" {
+  description = "Log group of the job containers."
+  value       = aws_cloudwatch_log_group.jobs.name
+}
+
+output "placement_group_name" {
+  description = "Cluster placement group of the multi-node environment."
+  value       = aws_placement_group.mnp.name
+}

@@ -1,0 +1,188 @@
+data "aws_caller_identity" "current" {}
+
+locals {
+  # EventBridge rules by key: what to match and which function handles it.
+  rules = {
+    spot-interruption = {
+      description = "EC2 Spot two-minute interruption warning"
+      pattern     = { source = ["aws.ec2"], detail-type = ["EC2 Spot Instance Interruption Warning"] }
+      function    = var.interruption_handler
+    }
+    rebalance-recommendation = {
+      description = "EC2 instance rebalance recommendation (earlier, best-effort signal)"
+      pattern     = { source = ["aws.ec2"], detail-type = ["EC2 Instance Rebalance Recommendation"] }
+      function    = var.interruption_handler
+    }
+    batch-job-state = {
+      description = "Batch job state changes on the stepspot queues"
+      pattern     = { source = ["aws.batch"], detail-type = ["Batch Job State Change"], detail = { jobQueue = var.job_queue_arns } }
+      function    = var.workflow_monitor
+    }
+    execution-status = {
+      description = "Step Functions execution status changes of the stepspot state machines"
+      pattern = {
+        source      = ["aws.states"]
+        detail-type = ["Step Functions Execution Status Change"]
+        detail      = { stateMachineArn = values(var.state_machine_arns), status = ["FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"] }
+      }
+      function = var.workflow_monitor
+    }
+  }
+
+  stepspot_alarms = {
+    spot-interruptions = {
+      metric      = "SpotInterruptions"
+      threshold   = var.spot_interruption_threshold
+      period      = 3600
+      description = "More Spot interruptions than expected in an hour: check the Spot placement score or add instance types."
+    }
+    checkpoints-failing = {
+      metric      = "CheckpointsFailed"
+      threshold   = 1
+      period      = 300
+      description = "Checkpoints fail to save: reclaimed tasks will restart from scratch."
+    }
+  }
+}
+
+################################################################################
+# Alerts topic
+################################################################################
+
+resource "aws_sns_topic" "this" {
+  name              = "${var.name_prefix}-alerts"
+  kms_master_key_id = var.kms_key_arn
+  tags              = var.tags
+}
+
+data "aws_iam_policy_document" "topic" {
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.this.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "this" {
+  arn    = aws_sns_topic.this.arn
+  policy = data.aws_iam_policy_document.topic.json
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count = var.alarm_email == null ? 0 : 1
+
+  topic_arn = aws_sns_topic.this.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+################################################################################
+# EventBridge -> Lambda
+################################################################################
+
+resource "aws_cloudwatch_event_rule" "this" {
+  for_each = local.rules
+
+  name          = "${var.name_prefix}-${each.key}"
+  description   = each.value.description
+  event_pattern = jsonencode(each.value.pattern)
+  tags          = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "this" {
+  for_each = local.rules
+
+  rule      = aws_cloudwatch_event_rule.this[each.key].name
+  target_id = "lambda"
+  arn       = each.value.function.arn
+
+  # The handlers are idempotent on the event id, so redelivery is safe.
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 8
+  }
+}
+
+resource "aws_lambda_permission" "this" {
+  for_each = local.rules
+
+  statement_id  = "events-${each.key}"
+  action        = "lambda:InvokeFunction"
+  function_name = each.value.function.name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.this[each.key].arn
+}
+
+################################################################################
+# Dashboard and alarms
+################################################################################
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = var.name_prefix
+  dashboard_body = var.dashboard_body
+}
+
+resource "aws_cloudwatch_metric_alarm" "workflow_failures" {
+  alarm_name          = "${var.name_prefix}-workflow-failures"
+  alarm_description   = "A workflow execution failed, timed out or was aborted."
+  namespace           = "AWS/States"
+  metric_name         = "ExecutionsFailed"
+  dimensions          = { StateMachineArn = var.state_machine_arns["workflow"] }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.this.arn]
+  ok_actions          = [aws_sns_topic.this.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "stepspot" {
+  for_each = local.stepspot_alarms
+
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = var.metric_namespace
+  metric_name         = each.value.metric
+  dimensions          = { environment = var.environment }
+  statistic           = "Sum"
+  period              = each.value.period
+  evaluation_periods  = 1
+  threshold           = each.value.threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.this.arn]
+  ok_actions          = [aws_sns_topic.this.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
+  for_each = var.function_names
+
+  alarm_name          = "${var.name_prefix}-${replace(each.key, "_", "-")}-errors"
+  alarm_description   = "The ${each.key} Lambda raised errors (see its log group)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.this.arn]
+  tags                = var.tags
+}

@@ -1,0 +1,87 @@
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{}" }
+  }
+}
+
+variables {
+  name_prefix          = "stepspot-test"
+  environment          = "test"
+  kms_key_arn          = "arn:aws:kms:eu-west-1:123456789012:key/test"
+  interruption_handler = { arn = "arn:aws:lambda:eu-west-1:123456789012:function:ih", name = "ih" }
+  workflow_monitor     = { arn = "arn:aws:lambda:eu-west-1:123456789012:function:wm", name = "wm" }
+  state_machine_arns   = { workflow = "arn:aws:states:eu-west-1:123456789012:stateMachine:wf", task = "arn:aws:states:eu-west-1:123456789012:stateMachine:task" }
+  job_queue_arns       = ["arn:aws:batch:eu-west-1:123456789012:job-queue/spot"]
+  function_names       = { scheduler = "stepspot-test-scheduler" }
+  dashboard_body       = "{\"widgets\": []}"
+}
+
+run "events_reach_the_right_functions" {
+  command = plan
+
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.this["spot-interruption"].event_pattern)["detail-type"] == ["EC2 Spot Instance Interruption Warning"]
+    error_message = "Spot interruption warnings are matched."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_target.this["spot-interruption"].arn == var.interruption_handler.arn && aws_cloudwatch_event_target.this["batch-job-state"].arn == var.workflow_monitor.arn
+    error_message = "Interruptions go to the interruption handler, job changes to the monitor."
+  }
+
+  assert {
+    condition     = alltrue([for p in aws_lambda_permission.this : p.principal == "events.amazonaws.com"])
+    error_message = "EventBridge may invoke the targets."
+  }
+
+  assert {
+    condition     = length(aws_sns_topic_subscription.email) == 0 && aws_sns_topic.this.kms_master_key_id == var.kms_key_arn
+    error_message = "The topic is encrypted; no subscription without an address."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stepspot["spot-interruptions"].dimensions == tomap({ environment = "test" }) && aws_cloudwatch_metric_alarm.stepspot["spot-interruptions"].namespace == "Stepspot"
+    error_message = "Stepspot alarms use the namespace and environment dimension of the contract."
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.lambda_errors) == 1
+    error_message = "One error alarm per function."
+  }
+}
+
+run "subscribes_an_email_on_request" {
+  command = plan
+
+  variables {
+    alarm_email = "hpc-team@example.org"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.email[0].endpoint == "hpc-team@example.org"
+    error_message = "The address is subscribed."
+  }
+}
+
+run "rejects_bad_email" {
+  command = plan
+
+  variables {
+    alarm_email = "not-an-address"
+  }
+
+  expect_failures = [var.alarm_email]
+}
+
+run "rejects_non_dashboard_json" {
+  command = plan
+
+  variables {
+    dashboard_body = "{}"
+  }
+
+  expect_failures = [var.dashboard_body]
+}

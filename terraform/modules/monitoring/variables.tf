@@ -1,0 +1,78 @@
+variable "name_prefix" {
+  description = "Prefix of every name in this module, e.g. `stepspot-dev`."
+  type        = string
+}
+
+variable "environment" {
+  description = "Environment name: the `environment` dimension of the Stepspot metrics."
+  type        = string
+}
+
+variable "metric_namespace" {
+  description = "Namespace of the metrics the Lambdas emit."
+  type        = string
+  default     = "Stepspot"
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alert topic (null = no subscription)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address or null."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "KMS key of the alert topic."
+  type        = string
+}
+
+variable "interruption_handler" {
+  description = "The interruption handler Lambda (Spot warnings, rebalance recommendations)."
+  type        = object({ arn = string, name = string })
+}
+
+variable "workflow_monitor" {
+  description = "The workflow monitor Lambda (Batch job and Step Functions status changes)."
+  type        = object({ arn = string, name = string })
+}
+
+variable "state_machine_arns" {
+  description = "State machines by key (`workflow`, `task`) whose status changes are watched."
+  type        = map(string)
+}
+
+variable "job_queue_arns" {
+  description = "Job queues whose job state changes are watched."
+  type        = list(string)
+}
+
+variable "function_names" {
+  description = "Lambda functions by key with an error alarm each."
+  type        = map(string)
+}
+
+variable "dashboard_body" {
+  description = "Rendered CloudWatch dashboard JSON (templates/dashboard.json.tftpl, rendered by the root)."
+  type        = string
+
+  validation {
+    condition     = can(jsondecode(var.dashboard_body).widgets)
+    error_message = "dashboard_body must be dashboard JSON with a widgets list."
+  }
+}
+
+variable "spot_interruption_threshold" {
+  description = "Spot interruptions per hour that raise an alarm."
+  type        = number
+  default     = 10
+}
+
+variable "tags" {
+  description = "Tags for every resource of the module."
+  type        = map(string)
+  default     = {}
+}

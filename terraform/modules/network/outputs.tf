@@ -1,0 +1,19 @@
+output "vpc_id" {
+  description = "VPC of the Batch instances (created or given)."
+  value       = local.vpc_id
+}
+
+output "subnet_ids" {
+  description = "Subnets of the Batch compute environments."
+  value       = local.subnet_ids
+}
+
+output "security_group_id" {
+  description = "Security group of the Batch instances."
+  value       = aws_security_group.batch.id
+}
+
+output "nat_gateway_id" {
+  description = "NAT gateway of the created VPC (null when an existing VPC is used)."
+  value       = try(aws_nat_gateway.this[0].id, null)
+}

@@ -1,0 +1,70 @@
+"""`make plan|deploy|destroy` refuse, before touching anything, without a known ENV or credentials."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tf_toolchain import ROOT, TERRAFORM_DIR
+
+NO_CREDENTIALS = {
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+
+
+def _deploy(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "deploy.py"), *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _terraform_dirs() -> set[Path]:
+    return {p for p in TERRAFORM_DIR.rglob(".terraform*") if "modules" not in p.parts}
+
+
+def test_unknown_environment_is_refused_with_the_known_ones() -> None:
+    before = _terraform_dirs()
+    result = _deploy("deploy", "qa", env=NO_CREDENTIALS)
+    assert result.returncode != 0
+    assert "Unknown environment 'qa': use ENV=dev | ENV=prod | ENV=staging" in result.stderr
+    assert _terraform_dirs() == before  # nothing initialised
+
+
+def test_missing_credentials_are_refused_with_advice() -> None:
+    before = _terraform_dirs()
+    result = _deploy("plan", "dev", env=NO_CREDENTIALS)
+    assert result.returncode != 0
+    assert "No usable AWS credentials: configure them (aws configure, aws sso login" in result.stderr
+    assert _terraform_dirs() == before
+
+
+def test_make_deploy_stops_before_building() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("MAKE")}
+    clean.update(NO_CREDENTIALS)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "deploy", "ENV=qa"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # The guard runs before anything is built or initialised.
+    lines = result.stdout.splitlines()
+    guard = next(i for i, line in enumerate(lines) if "scripts/deploy.py check qa" in line)
+    later = [i for i, line in enumerate(lines) if "build_lambdas" in line or "deploy.py deploy" in line]
+    assert later and guard < min(later), result.stdout
