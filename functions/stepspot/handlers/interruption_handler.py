@@ -23,8 +23,6 @@ failure does not count a notice twice.
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,10 +30,11 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 
+from stepspot import emf
 from stepspot.aws.batch_inventory import BatchInventory
 from stepspot.aws.ecs import ContainerInstance, EcsInventory
 from stepspot.aws.monitor_store import MonitorStore, Notice, TaskRef
@@ -55,11 +54,6 @@ from stepspot.notifications import AffectedTask, interruption_notice
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()
-# A notice that changes nothing (duplicate, rejected) has no metrics; that is expected, not worth a warning.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
-# service="" keeps Powertools from adding a "service" dimension: the metric streams are identified by
-# their name and `environment` alone, whichever function emits them (dashboard and alarms rely on it).
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service="")
 
 EVENT_SOURCE = "aws.ec2"
 
@@ -92,7 +86,6 @@ class Runtime:
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients created."""
     settings = load_settings(InterruptionSettings)
-    metrics.set_default_dimensions(**{DIMENSION_ENVIRONMENT: settings.environment})
     return Runtime(
         settings=settings,
         store=MonitorStore(boto3.resource("dynamodb").Table(settings.state_table)),
@@ -102,7 +95,6 @@ def runtime() -> Runtime:
     )
 
 
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
     rt = runtime()
@@ -177,15 +169,15 @@ def _tasks_of(job_ids: list[str], rt: Runtime) -> tuple[list[AffectedTask], list
 def _count(name: MetricName, rt: Runtime, instance: ContainerInstance) -> None:
     # Two series: the total per environment (alarms need fixed dimensions) and the breakdown per
     # instance type and zone (the dashboard shows it with a SEARCH expression).
-    metrics.add_metric(name=name.value, unit=MetricUnit.Count, value=1)
-    breakdown = EphemeralMetrics(namespace=rt.settings.namespace, service="")
-    breakdown.add_dimension(name=DIMENSION_ENVIRONMENT, value=rt.settings.environment)
-    breakdown.add_dimension(name=DIMENSION_INSTANCE_TYPE, value=instance.instance_type or UNKNOWN_DIMENSION_VALUE)
-    breakdown.add_dimension(
-        name=DIMENSION_AVAILABILITY_ZONE, value=instance.availability_zone or UNKNOWN_DIMENSION_VALUE
-    )
-    breakdown.add_metric(name=name.value, unit=MetricUnit.Count, value=1)
-    breakdown.flush_metrics()
+    value = [(name.value, MetricUnit.Count.value, 1.0)]
+    environment = {DIMENSION_ENVIRONMENT: rt.settings.environment}
+    emf.emit(rt.settings.namespace, environment, value)
+    breakdown = {
+        **environment,
+        DIMENSION_INSTANCE_TYPE: instance.instance_type or UNKNOWN_DIMENSION_VALUE,
+        DIMENSION_AVAILABILITY_ZONE: instance.availability_zone or UNKNOWN_DIMENSION_VALUE,
+    }
+    emf.emit(rt.settings.namespace, breakdown, value)
 
 
 def _process(notice: SpotInterruptionWarning | RebalanceRecommendation, rt: Runtime) -> dict[str, Any]:

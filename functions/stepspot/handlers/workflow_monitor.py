@@ -22,8 +22,6 @@ on the event id (``EVENT#<source>#<id>``), and each write is conditional on its 
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +29,11 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 
+from stepspot import emf
 from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
 from stepspot.aws.sns import Notifier
 from stepspot.errors import MalformedEventError
@@ -62,10 +61,6 @@ from stepspot.notifications import task_execution_notice, workflow_notice
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()
-# A notice that changes nothing (duplicate, rejected) has no metrics; that is expected, not worth a warning.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
-# service="" keeps Powertools from adding a "service" dimension (see interruption_handler).
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE, service="")
 
 _EXECUTION_CAUSE_LIMIT = 4000  # keeps the META item far below DynamoDB's 400 KB
 
@@ -94,7 +89,6 @@ class Runtime:
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients and the price table loaded."""
     settings = load_settings(MonitorSettings)
-    metrics.set_default_dimensions(**{DIMENSION_ENVIRONMENT: settings.environment})
     dynamodb = boto3.resource("dynamodb")
     checkpoints = dynamodb.Table(settings.checkpoint_table) if settings.checkpoint_table else None
     return Runtime(
@@ -105,7 +99,6 @@ def runtime() -> Runtime:
     )
 
 
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
     rt = runtime()
@@ -133,8 +126,7 @@ def handle_event(event: BatchJobStateChange | ExecutionStatusChange, rt: Runtime
         raise
     rt.store.complete_event(event.source, event.id, result["outcome"])
     # Emitted only once everything above succeeded: a failed invocation is retried and counted then.
-    for metric in pending:
-        _emit(metric, rt)
+    _emit(pending, rt)
     return result
 
 
@@ -146,14 +138,13 @@ class PendingMetric:
     job_queue: str | None = None  # also emitted per queue (the dashboard's "by queue" widget)
 
 
-def _emit(metric: PendingMetric, rt: Runtime) -> None:
-    metrics.add_metric(name=metric.name.value, unit=metric.unit, value=metric.value)
-    if metric.job_queue:
-        per_queue = EphemeralMetrics(namespace=rt.settings.namespace, service="")
-        per_queue.add_dimension(name=DIMENSION_ENVIRONMENT, value=rt.settings.environment)
-        per_queue.add_dimension(name=DIMENSION_JOB_QUEUE, value=metric.job_queue)
-        per_queue.add_metric(name=metric.name.value, unit=metric.unit, value=metric.value)
-        per_queue.flush_metrics()
+def _emit(pending: list[PendingMetric], rt: Runtime) -> None:
+    environment = {DIMENSION_ENVIRONMENT: rt.settings.environment}
+    emf.emit(rt.settings.namespace, environment, [(m.name.value, m.unit, m.value) for m in pending])
+    for metric in pending:
+        if metric.job_queue:
+            per_queue = {**environment, DIMENSION_JOB_QUEUE: metric.job_queue}
+            emf.emit(rt.settings.namespace, per_queue, [(metric.name.value, metric.unit, metric.value)])
 
 
 # ---------------------------------------------------------------------------------------------------
