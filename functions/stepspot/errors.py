@@ -104,3 +104,22 @@ class WorkflowNotFoundError(FatalError):
 
 class TemplateParameterError(FatalError):
     """Indicates that a workflow template was asked for with an unknown, missing or invalid parameter."""
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+class CheckpointStoreUnavailable(RetryableError):
+    """Indicates that the checkpoint bucket or table could not be reached right now (throttling, 5xx, network)."""
+
+
+class CheckpointCorruptError(FatalError):
+    """Indicates that a requested checkpoint's manifest or files do not match their recorded sha256 or size."""
+
+
+class CheckpointNotFoundError(FatalError):
+    """Indicates that a requested checkpoint sequence does not exist or was never completed."""
+
+
+class CheckpointRequestInvalid(InvalidEventError):
+    """Indicates that a checkpoint manager event is malformed (unknown action, missing or unsafe ids)."""
