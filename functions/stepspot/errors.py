@@ -90,6 +90,10 @@ class InvalidEventError(FatalError):
         return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
 
 
+class MalformedEventError(InvalidEventError):
+    """Indicates that an EventBridge event does not have the shape AWS documents for its type."""
+
+
 class AwsCredentialsError(ConfigurationError):
     """Indicates that no usable AWS credentials were found (none configured, expired, or rejected)."""
 
