@@ -170,10 +170,11 @@ module "functions" {
         STEPSPOT_SNS_TOPIC_ARN        = local.sns_topic_arn
       }
       statements = [
-        { sid = "TaskItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
+        # DeleteItem releases an event's dedup claim when processing fails, so the redelivery does the work.
+        { sid = "TaskItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.state_table] },
         { sid = "FindJobsOnInstance", actions = ["ecs:ListContainerInstances", "ecs:DescribeContainerInstances", "ecs:ListTasks", "ecs:DescribeTasks"], resources = ["arn:${local.partition}:ecs:${local.arn_tail}:cluster/*", "arn:${local.partition}:ecs:${local.arn_tail}:container-instance/*", "arn:${local.partition}:ecs:${local.arn_tail}:task/*"] },
-        # Describe calls of EC2 and Batch have no resource-level permissions.
-        { sid = "Describe", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs", "ec2:DescribeInstances"], resources = ["*"] },
+        # Batch Describe calls have no resource-level permissions. Instance type and zone come from ECS.
+        { sid = "Describe", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs"], resources = ["*"] },
         { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
       ]
     }
@@ -182,13 +183,14 @@ module "functions" {
       description = "Batch job and Step Functions status changes -> task status, metrics, alerts"
       timeout     = 60
       environment = {
-        STEPSPOT_CHECKPOINT_TABLE = module.storage.checkpoint_table_name
-        STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
+        STEPSPOT_CHECKPOINT_TABLE   = module.storage.checkpoint_table_name
+        STEPSPOT_SNS_TOPIC_ARN      = local.sns_topic_arn
+        STEPSPOT_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["spot"]
+        STEPSPOT_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["ondemand"]
       }
       statements = [
-        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_objects}/workflows/*"] },
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
-        { sid = "ReadCheckpoints", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "ReadCheckpoints", actions = ["dynamodb:Query"], resources = [local.ckpt_table] },
         { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
       ]
     }
