@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from checkpoint_support import create_table
+from monitoring_world import emf_metrics
 from moto import mock_aws
 
 from stepspot.errors import (
@@ -76,6 +77,41 @@ def test_save_then_restore_returns_a_small_result(aws: Any) -> None:
     assert result["found"] is True and result["sequence"] == 1 and result["uri"] == uri
     body = aws.get_object(Bucket=BUCKET, Key="checkpoints/wf-1/t1/000000000001/files/checkpoint.json")
     assert body["Body"].read() == b'{"step": 3}'
+
+
+def test_metrics_carry_only_the_environment_dimension_and_saves_are_not_counted_here(
+    aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a save through the manager (the workflow monitor counts CheckpointsSaved when the job stops)
+    call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": 3}})
+    saved = emf_metrics(capsys.readouterr().out)
+    # When the state machine restores it
+    call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
+    restored = emf_metrics(capsys.readouterr().out)
+    # Then the manager counts the uploaded bytes and the restore, under exactly {environment}
+    assert saved == [("CheckpointBytesUploaded", 11.0, {"environment": "dev"})]
+    assert restored == [("CheckpointsRestored", 1.0, {"environment": "dev"})]
+
+
+def test_corrupt_skips_and_cleanup_deletions_are_counted(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    for step in range(4):
+        call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": step}})
+    aws.put_object(Bucket=BUCKET, Key="checkpoints/wf-1/t1/000000000004/files/checkpoint.json", Body=b"{}")
+    capsys.readouterr()
+
+    call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
+    restored = emf_metrics(capsys.readouterr().out)
+    call({"action": "cleanup", "dry_run": True})
+    dry_run = emf_metrics(capsys.readouterr().out)
+    call({"action": "cleanup"})
+    cleaned = emf_metrics(capsys.readouterr().out)
+
+    assert sorted(restored) == [
+        ("CheckpointsCorrupt", 1.0, {"environment": "dev"}),
+        ("CheckpointsRestored", 1.0, {"environment": "dev"}),
+    ]
+    assert dry_run == []
+    assert cleaned == [("CheckpointsDeleted", 2.0, {"environment": "dev"})]
 
 
 def test_save_is_idempotent_under_retries(aws: Any) -> None:

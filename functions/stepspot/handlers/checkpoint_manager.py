@@ -7,6 +7,11 @@ The job's files are moved by ``stepspot-agent`` inside the container; ``restore`
 Idempotent under Step Functions retries: ``restore``/``list`` only read; ``cleanup`` converges (a rerun
 deletes what is left and nothing more); ``save`` with the same ``idempotency_key`` (or the same content
 as the latest checkpoint) returns the existing checkpoint instead of making another.
+
+Metrics (``stepspot.emf``, dimension ``environment`` only, one EMF document per invocation):
+``CheckpointsRestored``, ``CheckpointsCorrupt``, ``CheckpointsDeleted``, ``CheckpointBytesUploaded``.
+``CheckpointsSaved`` is not counted here: the workflow monitor counts every completed checkpoint (the
+agent's and these) once, when the task's job stops.
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -30,11 +34,12 @@ from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable, WorkflowRegistry
 from stepspot.checkpoint_store import CheckpointStore
 from stepspot.checkpoints import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
+from stepspot.emf import MetricBatch
 from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, WorkflowNotFoundError
+from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 
 # Defaults match the contract, so the module also works when imported before the environment is set.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "checkpoint_manager")
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Stepspot")
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 DATA_FILE = "checkpoint.json"
@@ -51,6 +56,7 @@ class Settings:
     environment: str
     retention_days: float
     keep_last: int
+    namespace: str = DEFAULT_NAMESPACE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -78,6 +84,7 @@ class Settings:
             env["STEPSPOT_ENVIRONMENT"],
             retention_days,
             keep_last,
+            env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
         )
 
 
@@ -200,7 +207,7 @@ def _checkpoint_result(rt: Runtime, record: CheckpointRecord, created: bool) -> 
     }
 
 
-def save(rt: Runtime, request: SaveRequest) -> dict[str, Any]:
+def save(rt: Runtime, request: SaveRequest, metrics: MetricBatch) -> dict[str, Any]:
     _require_workflow(rt, request.workflow_id)
     with tempfile.TemporaryDirectory(prefix="stepspot-save-") as scratch:
         directory = Path(scratch)
@@ -213,8 +220,7 @@ def save(rt: Runtime, request: SaveRequest) -> dict[str, Any]:
             request.workflow_id, request.task_id, directory, request_key=request.idempotency_key or ""
         )
     if result.record is not None and not result.reused_request:
-        metrics.add_metric(name="CheckpointsSaved", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="CheckpointBytesUploaded", unit=MetricUnit.Bytes, value=result.uploaded_bytes)
+        metrics.add(MetricName.CHECKPOINT_BYTES_UPLOADED, result.uploaded_bytes)
         logger.info("checkpoint saved", extra={"sequence": result.record.sequence})
         return _checkpoint_result(rt, result.record, created=True)
     record = result.record
@@ -226,7 +232,7 @@ def save(rt: Runtime, request: SaveRequest) -> dict[str, Any]:
     return _checkpoint_result(rt, record, created=False)
 
 
-def restore(rt: Runtime, request: RestoreRequest) -> dict[str, Any]:
+def restore(rt: Runtime, request: RestoreRequest, metrics: MetricBatch) -> dict[str, Any]:
     if request.sequence is not None:
         found = rt.store.get_checkpoint(request.workflow_id, request.task_id, request.sequence)
         skipped: tuple[Any, ...] = ()
@@ -234,7 +240,7 @@ def restore(rt: Runtime, request: RestoreRequest) -> dict[str, Any]:
         maybe, skipped = rt.store.find_latest(request.workflow_id, request.task_id)
         if maybe is None:
             if skipped:
-                metrics.add_metric(name="CheckpointsCorrupt", unit=MetricUnit.Count, value=len(skipped))
+                metrics.add(MetricName.CHECKPOINTS_CORRUPT, len(skipped))
             logger.info("no checkpoint to restore", extra={"skipped": [s.sequence for s in skipped]})
             return {
                 "found": False,
@@ -247,8 +253,8 @@ def restore(rt: Runtime, request: RestoreRequest) -> dict[str, Any]:
     for item in skipped:
         logger.warning("corrupt checkpoint skipped", extra={"sequence": item.sequence, "reason": item.reason})
     if skipped:
-        metrics.add_metric(name="CheckpointsCorrupt", unit=MetricUnit.Count, value=len(skipped))
-    metrics.add_metric(name="CheckpointsRestored", unit=MetricUnit.Count, value=1)
+        metrics.add(MetricName.CHECKPOINTS_CORRUPT, len(skipped))
+    metrics.add(MetricName.CHECKPOINTS_RESTORED, 1)
     return {
         "found": True,
         "sequence": found.record.sequence,
@@ -273,18 +279,14 @@ def list_checkpoints(rt: Runtime, request: ListRequest) -> dict[str, Any]:
     }
 
 
-def cleanup(rt: Runtime, request: CleanupRequest) -> dict[str, Any]:
+def cleanup(rt: Runtime, request: CleanupRequest, metrics: MetricBatch) -> dict[str, Any]:
     policy = RetentionPolicy(
         keep_last=request.keep_last or rt.settings.keep_last,
         retention_days=request.retention_days or rt.settings.retention_days,
     )
     report = rt.store.cleanup(policy, request.workflow_id, request.task_id, dry_run=request.dry_run)
     if not request.dry_run:
-        metrics.add_metric(
-            name="CheckpointsDeleted",
-            unit=MetricUnit.Count,
-            value=report.deleted_checkpoints + report.abandoned_uploads,
-        )
+        metrics.add(MetricName.CHECKPOINTS_DELETED, report.deleted_checkpoints + report.abandoned_uploads)
     logger.info("checkpoint cleanup", extra={"deleted": report.deleted_sequences, "dry_run": request.dry_run})
     return {
         "dry_run": request.dry_run,
@@ -299,18 +301,25 @@ def cleanup(rt: Runtime, request: CleanupRequest) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(log_event=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
-    metrics.add_dimension(name="environment", value=rt.settings.environment)
+    # Per invocation, not per container: local mode runs several invocations at once on threads.
+    metrics = MetricBatch(rt.settings.namespace, {DIMENSION_ENVIRONMENT: rt.settings.environment})
+    try:
+        return _dispatch(rt, event, metrics)
+    finally:
+        metrics.flush()
+
+
+def _dispatch(rt: Runtime, event: Any, metrics: MetricBatch) -> dict[str, Any]:
     request = parse_request(event)
     logger.append_keys(
         action=request.action, workflow_id=request.workflow_id, task_id=getattr(request, "task_id", None)
     )
     if isinstance(request, SaveRequest):
-        return save(rt, request)
+        return save(rt, request, metrics)
     if isinstance(request, RestoreRequest):
-        return restore(rt, request)
+        return restore(rt, request, metrics)
     if isinstance(request, ListRequest):
         return list_checkpoints(rt, request)
-    return cleanup(rt, request)
+    return cleanup(rt, request, metrics)
