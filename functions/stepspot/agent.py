@@ -6,6 +6,12 @@ files are sent), and on a Spot interruption notice (IMDS ``spot/instance-action`
 with an IMDSv2 token) or SIGTERM tells the program (a configurable signal), waits a bounded time for it
 to write, and uploads at once. It exits with the program's exit code. See docs/checkpoints.md.
 
+A checkpoint save that fails also prints one JSON line on stderr,
+``{"stepspot_event": "checkpoint_failed", "environment": ..., "workflow_id": ..., "task_id": ...,
+"trigger": ..., "reason": ...}`` (``environment`` from ``STEPSPOT_ENVIRONMENT``): the agent has no
+Powertools, so a CloudWatch Logs metric filter on the job log group turns these lines into the
+``CheckpointsFailed`` metric that the "checkpoints-failing" alarm reads.
+
 Exit codes of the agent itself (the program's own code is forwarded otherwise):
 
   64  usage: a required id, bucket, table or the command is missing, or a flag is malformed
@@ -38,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
@@ -50,6 +56,7 @@ from stepspot.errors import (
     StepspotError,
     WorkflowNotFoundError,
 )
+from stepspot.metrics import CHECKPOINT_FAILED_EVENT, EVENT_FIELD, UNKNOWN_DIMENSION_VALUE
 
 EXIT_USAGE = 64
 EXIT_UNKNOWN_WORKFLOW = 65
@@ -107,6 +114,7 @@ class AgentSettings:
     region: str | None
     state_table: str | None
     save_on_success: bool
+    environment: str = UNKNOWN_DIMENSION_VALUE  # the metric dimension of checkpoint_failed lines
 
 
 def _env_or(value: str | None, name: str, default: str | None = None) -> str | None:
@@ -215,6 +223,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         state_table=_env_or(args.state_table, "STEPSPOT_STATE_TABLE"),
         save_on_success=bool(getattr(args, "save_on_success", False))
         or os.environ.get("STEPSPOT_CHECKPOINT_ON_SUCCESS", "").lower() in ("1", "true", "yes"),
+        environment=_env_or(None, "STEPSPOT_ENVIRONMENT", UNKNOWN_DIMENSION_VALUE) or UNKNOWN_DIMENSION_VALUE,
     )
 
 
@@ -250,6 +259,21 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
             "check STEPSPOT_WORKFLOW_ID (or --workflow-id) against `stepspot` output."
         )
     return CheckpointStore(objects, table)
+
+
+def report_checkpoint_failure(settings: AgentSettings, trigger: str, reason: str, stream: TextIO | None = None) -> None:
+    """Print the ``checkpoint_failed`` line the job log group's metric filter counts as ``CheckpointsFailed``."""
+    line = {
+        EVENT_FIELD: CHECKPOINT_FAILED_EVENT,
+        "environment": settings.environment,
+        "workflow_id": settings.workflow_id,
+        "task_id": settings.task_id,
+        "trigger": trigger,
+        "reason": reason,
+    }
+    out = stream or sys.stderr
+    out.write(json.dumps(line) + "\n")  # one write: the log thread cannot split the line
+    out.flush()
 
 
 def exit_code_for(error: StepspotError) -> int:
@@ -411,9 +435,11 @@ class Agent:
             result = self.store.save(s.workflow_id, s.task_id, scanned, s.directory, previous=self.manifest)
         except StepspotError as exc:
             log.warning("checkpoint (%s) failed, will try again: %s", why, exc.message)
+            report_checkpoint_failure(s, why, exc.message)
             return None
         except OSError as exc:
             log.warning("checkpoint (%s) could not read the directory: %s", why, exc)
+            report_checkpoint_failure(s, why, f"could not read the checkpoint directory: {exc}")
             return None
         if result.manifest is not None:
             self.manifest = result.manifest
@@ -631,7 +657,13 @@ def _execute(args: argparse.Namespace) -> int:
         return Agent(settings, store).run(command)
     if args.action == "save":
         scanner = DirectoryScanner(settings.directory)
-        result = store.save(settings.workflow_id, settings.task_id, scanner.scan(), settings.directory)
+        try:
+            result = store.save(settings.workflow_id, settings.task_id, scanner.scan(), settings.directory)
+        except (StepspotError, OSError) as exc:
+            unreadable = f"could not read the checkpoint directory: {exc}"
+            reason = exc.message if isinstance(exc, StepspotError) else unreadable
+            report_checkpoint_failure(settings, "save command", reason)
+            raise
         print(json.dumps(_save_summary(result, store.bucket)))
         return 0
     outcome = store.restore(settings.workflow_id, settings.task_id, settings.directory)

@@ -179,6 +179,32 @@ def test_program_exit_code_is_forwarded_and_state_kept_for_the_retry(store: Stor
     assert saved_step(store) == (1, 9)
 
 
+def test_failed_save_prints_the_line_the_checkpoints_failed_metric_filter_counts(store: Store, tmp_path: Path) -> None:
+    # Given a program that writes progress, then loses the checkpoint table, then fails
+    script = (
+        "import boto3,os,sys; open(os.environ['STEPSPOT_CHECKPOINT_DIR']+'/state.json','w').write('{\"step\": 9}'); "
+        "boto3.client('dynamodb').delete_table(TableName=os.environ['STEPSPOT_CHECKPOINT_TABLE']); sys.exit(3)"
+    )
+    env = {**store.env(tmp_path / "d"), "STEPSPOT_ENVIRONMENT": "prod"}
+    # When the agent checkpoints on the way out
+    result = run_agent(["run", "--interval", "60", "--", sys.executable, "-c", script], env)
+    # Then it still forwards the exit code, and prints one JSON line on stderr for the metric filter
+    # ({ $.stepspot_event = "checkpoint_failed" }, dimension environment = $.environment)
+    assert result.returncode == 3, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert events == [
+        {
+            "stepspot_event": "checkpoint_failed",
+            "environment": "prod",
+            "workflow_id": "wf-1",
+            "task_id": "simulate",
+            "trigger": "program exited with 3",
+            "reason": events[0]["reason"],
+        }
+    ]
+    assert f"Checkpoint table '{store.table}' does not exist" in events[0]["reason"]
+
+
 @pytest.mark.parametrize(
     ("change", "args", "code", "message"),
     [

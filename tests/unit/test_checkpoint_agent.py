@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -97,3 +98,52 @@ def test_directory_check_explains_the_problem(tmp_path: Path, monkeypatch: pytes
 
 def test_exit_status_maps_signals_like_a_shell() -> None:
     assert agent._exit_status(-15) == 143 and agent._exit_status(3) == 3
+
+
+class _FailingStore:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def save(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            agent.CheckpointStoreUnavailable("The checkpoint store cannot be reached: throttled."),
+            "The checkpoint store cannot be reached: throttled.",
+        ),
+        (
+            PermissionError(13, "Permission denied"),
+            "could not read the checkpoint directory: [Errno 13] Permission denied",
+        ),
+    ],
+)
+def test_failed_checkpoint_prints_one_json_line_for_the_metric_filter(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], error: Exception, reason: str
+) -> None:
+    # Given an agent in the prod environment whose store fails
+    s = settings(monkeypatch, STEPSPOT_ENVIRONMENT="prod", STEPSPOT_CHECKPOINT_DIR=str(tmp_path))
+    runner = agent.Agent(s, _FailingStore(error))  # type: ignore[arg-type]
+    # When a periodic checkpoint is due
+    assert runner.checkpoint("periodic") is None
+    # Then stderr has exactly the line the Terraform metric filter matches, nothing on stdout
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert [json.loads(line) for line in captured.err.splitlines()] == [
+        {
+            "stepspot_event": "checkpoint_failed",
+            "environment": "prod",
+            "workflow_id": "wf",
+            "task_id": "t",
+            "trigger": "periodic",
+            "reason": reason,
+        }
+    ]
+
+
+def test_environment_defaults_to_unknown_so_the_metric_keeps_its_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings(monkeypatch).environment == "unknown"
+    assert settings(monkeypatch, STEPSPOT_ENVIRONMENT="staging").environment == "staging"
