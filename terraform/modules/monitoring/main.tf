@@ -150,6 +150,23 @@ resource "aws_cloudwatch_metric_alarm" "workflow_failures" {
   tags                = var.tags
 }
 
+# The checkpoint agent runs in the job container without Powertools: it prints one JSON line per failed
+# save, and this filter counts them as CheckpointsFailed with the same {environment} dimension the
+# Lambdas' EMF metrics carry (alarm "checkpoints-failing").
+resource "aws_cloudwatch_log_metric_filter" "checkpoints_failed" {
+  name           = "${var.name_prefix}-checkpoints-failed"
+  log_group_name = var.batch_log_group_name
+  pattern        = "{ $.stepspot_event = \"checkpoint_failed\" }"
+
+  metric_transformation {
+    name       = "CheckpointsFailed"
+    namespace  = var.metric_namespace
+    value      = "1"
+    unit       = "Count"
+    dimensions = { environment = "$.environment" }
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "stepspot" {
   for_each = local.stepspot_alarms
 

@@ -50,6 +50,11 @@ variable "job_queue_arns" {
   type        = list(string)
 }
 
+variable "batch_log_group_name" {
+  description = "Log group of the Batch jobs: the agent's `checkpoint_failed` lines there become the CheckpointsFailed metric."
+  type        = string
+}
+
 variable "function_names" {
   description = "Lambda functions by key with an error alarm each."
   type        = map(string)
