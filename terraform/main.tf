@@ -255,6 +255,8 @@ module "monitoring" {
     task     = module.orchestration.task_state_machine_arn
   }
 
+  metric_alarms = jsondecode(file(var.alarm_definitions_path))
+
   dashboard_body = templatefile(var.dashboard_template_path, {
     region                     = var.region
     namespace                  = "Stepspot"

@@ -18,6 +18,10 @@ variables {
   function_names       = { scheduler = "stepspot-test-scheduler" }
   batch_log_group_name = "/aws/batch/stepspot-test"
   dashboard_body       = "{\"widgets\": []}"
+  metric_alarms = {
+    spot-interruptions  = { metric = "SpotInterruptions", statistic = "Sum", period = 3600, threshold = 10, description = "Spot" }
+    checkpoints-failing = { metric = "CheckpointsFailed", statistic = "Sum", period = 300, threshold = 1, description = "Checkpoints" }
+  }
 }
 
 run "events_reach_the_right_functions" {
