@@ -17,9 +17,10 @@ locals {
   layer_zip  = "${var.build_dir}/lambda/dependencies.zip"
   asl_dir    = "${var.build_dir}/asl"
 
-  bucket_objects = module.storage.bucket_arn
-  state_table    = module.storage.state_table_arn
-  ckpt_table     = module.storage.checkpoint_table_arn
+  # The bucket ARN: s3:ListBucket takes it as is, object actions take "${local.bucket_arn}/<prefix>/*".
+  bucket_arn  = module.storage.bucket_arn
+  state_table = module.storage.state_table_arn
+  ckpt_table  = module.storage.checkpoint_table_arn
 }
 
 ################################################################################
@@ -54,6 +55,7 @@ module "compute" {
   source = "./modules/compute"
 
   name_prefix              = local.name_prefix
+  environment              = var.environment
   subnet_ids               = module.network.subnet_ids
   security_group_ids       = [module.network.security_group_id]
   spot_instance_types      = var.spot_instance_types
@@ -101,8 +103,9 @@ module "functions" {
       description = "Validates a workflow, writes its plan to S3 and one state item per task"
       timeout     = 120
       statements = [
-        { sid = "WorkflowObjects", actions = ["s3:GetObject", "s3:PutObject"], resources = ["${local.bucket_objects}/workflows/*"] },
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "WorkflowObjects", actions = ["s3:GetObject", "s3:PutObject"], resources = ["${local.bucket_arn}/workflows/*"] },
+        # GetItem: the existing registration; BatchWriteItem: task items; PutItem: the conditional META item.
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], resources = [local.state_table] },
       ]
     }
     scheduler = {
@@ -114,7 +117,7 @@ module "functions" {
         STEPSPOT_TASK_STATE_MACHINE_ARN = local.task_state_machine_arn
       }
       statements = [
-        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_objects}/workflows/*"] },
+        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_arn}/workflows/*"] },
         { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:TransactWriteItems", "dynamodb:ConditionCheckItem"], resources = [local.state_table] },
         { sid = "ReadCheckpoints", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.ckpt_table] },
         { sid = "StartTasks", actions = ["states:StartExecution"], resources = [local.task_state_machine_arn] },
@@ -131,10 +134,13 @@ module "functions" {
         STEPSPOT_CHECKPOINT_KEEP_LAST      = tostring(var.checkpoint_keep_last)
       }
       statements = [
-        { sid = "CheckpointObjects", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources = ["${local.bucket_objects}/checkpoints/*"] },
-        { sid = "ListBucket", actions = ["s3:ListBucket"], resources = [local.bucket_objects] },
-        { sid = "CheckpointItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"], resources = [local.ckpt_table] },
-        { sid = "ReadState", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.state_table] },
+        # Saves here are event-sized (far below the 16 MiB multipart threshold): no AbortMultipartUpload.
+        { sid = "CheckpointObjects", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources = ["${local.bucket_arn}/checkpoints/*"] },
+        # HeadBucket and ListObjectsV2 (cleanup walks checkpoints/) are s3:ListBucket on the bucket ARN itself.
+        { sid = "ListBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
+        { sid = "CheckpointItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        # Only "does this workflow exist" (WorkflowRegistry.exists).
+        { sid = "ReadState", actions = ["dynamodb:GetItem"], resources = [local.state_table] },
       ]
     }
     fleet_manager = {
@@ -165,15 +171,15 @@ module "functions" {
       description = "Spot interruption warnings and rebalance recommendations -> affected tasks"
       timeout     = 60
       environment = {
-        STEPSPOT_SPOT_COMPUTE_ENV     = module.compute.compute_environment_names["spot"]
-        STEPSPOT_ONDEMAND_COMPUTE_ENV = module.compute.compute_environment_names["ondemand"]
-        STEPSPOT_SNS_TOPIC_ARN        = local.sns_topic_arn
+        STEPSPOT_SPOT_COMPUTE_ENV = module.compute.compute_environment_names["spot"]
+        STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
       }
       statements = [
-        { sid = "TaskItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
+        # DeleteItem releases an event's dedup claim when processing fails, so the redelivery does the work.
+        { sid = "TaskItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.state_table] },
         { sid = "FindJobsOnInstance", actions = ["ecs:ListContainerInstances", "ecs:DescribeContainerInstances", "ecs:ListTasks", "ecs:DescribeTasks"], resources = ["arn:${local.partition}:ecs:${local.arn_tail}:cluster/*", "arn:${local.partition}:ecs:${local.arn_tail}:container-instance/*", "arn:${local.partition}:ecs:${local.arn_tail}:task/*"] },
-        # Describe calls of EC2 and Batch have no resource-level permissions.
-        { sid = "Describe", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs", "ec2:DescribeInstances"], resources = ["*"] },
+        # Batch Describe calls have no resource-level permissions. Instance type and zone come from ECS.
+        { sid = "Describe", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs"], resources = ["*"] },
         { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
       ]
     }
@@ -182,13 +188,14 @@ module "functions" {
       description = "Batch job and Step Functions status changes -> task status, metrics, alerts"
       timeout     = 60
       environment = {
-        STEPSPOT_CHECKPOINT_TABLE = module.storage.checkpoint_table_name
-        STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
+        STEPSPOT_CHECKPOINT_TABLE   = module.storage.checkpoint_table_name
+        STEPSPOT_SNS_TOPIC_ARN      = local.sns_topic_arn
+        STEPSPOT_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["spot"]
+        STEPSPOT_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["ondemand"]
       }
       statements = [
-        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_objects}/workflows/*"] },
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
-        { sid = "ReadCheckpoints", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "ReadCheckpoints", actions = ["dynamodb:Query"], resources = [local.ckpt_table] },
         { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
       ]
     }
@@ -241,11 +248,14 @@ module "monitoring" {
   workflow_monitor     = { arn = module.functions.function_arns["workflow_monitor"], name = module.functions.function_names["workflow_monitor"] }
   job_queue_arns       = values(module.compute.job_queue_arns)
   function_names       = module.functions.function_names
+  batch_log_group_name = module.compute.batch_log_group_name
 
   state_machine_arns = {
     workflow = module.orchestration.workflow_state_machine_arn
     task     = module.orchestration.task_state_machine_arn
   }
+
+  metric_alarms = jsondecode(file(var.alarm_definitions_path))
 
   dashboard_body = templatefile(var.dashboard_template_path, {
     region                     = var.region

@@ -25,6 +25,12 @@ variable "dashboard_template_path" {
   default     = "../templates/dashboard.json.tftpl"
 }
 
+variable "alarm_definitions_path" {
+  description = "Alarms on stepspot's metrics (templates/alarms.json: metric, statistic, period, threshold, description), relative to terraform/."
+  type        = string
+  default     = "../templates/alarms.json"
+}
+
 # ---------------------------------------------------------------- network
 variable "create_vpc" {
   description = "Create a minimal VPC instead of using vpc_id/subnet_ids."

@@ -7,71 +7,95 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from stepspot.errors import Problem
 
-# (task index in the document, task id, [(index in depends_on, dependency id)])
-RawNode = tuple[int, str, list[tuple[int, str]]]
+# (task index in the document, task id, its raw depends_on list: entries that are not strings are skipped,
+# the field validation reports them)
+RawNode = tuple[int, str, list[Any]]
 
 
 def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
-    """Duplicate ids, unknown and self dependencies, and every cycle, as located sentences."""
+    """Duplicate ids, unknown and self dependencies, and every cycle, as located sentences.
+
+    The common case (no problem at all) runs on integer indices with no per-task allocations beyond the
+    adjacency lists; messages are built only when something is wrong."""
     problems: list[Problem] = []
-    first_index: dict[str, int] = {}
+    position: dict[str, int] = {}  # id -> index of the node (first task with that id)
+    first_index: list[int] = []  # node -> task index in the document
     for index, task_id, _ in nodes:
-        if task_id in first_index:
+        if task_id in position:
             problems.append(
                 Problem(
                     f"$.tasks[{index}].id",
-                    f"duplicate task id {task_id!r} (also used by $.tasks[{first_index[task_id]}]): "
+                    f"duplicate task id {task_id!r} (also used by $.tasks[{first_index[position[task_id]]}]): "
                     "give every task its own id",
                 )
             )
         else:
-            first_index[task_id] = index
+            position[task_id] = len(first_index)
+            first_index.append(index)
 
-    edges: dict[str, list[str]] = {task_id: [] for task_id in first_index}  # dependency -> dependents
+    children: list[list[int]] = [[] for _ in first_index]
+    indegree = [0] * len(first_index)
     for index, task_id, deps in nodes:
-        seen: set[str] = set()
-        for dep_index, dep in deps:
-            where = f"$.tasks[{index}].depends_on[{dep_index}] (task {task_id!r})"
-            if dep == task_id:
-                problems.append(Problem(where, f"task {task_id!r} depends on itself: remove {dep!r} from depends_on"))
-            elif dep not in first_index:
-                problems.append(
-                    Problem(where, f"unknown dependency {dep!r}: no task has this id; fix the id or add the task")
-                )
-            elif dep in seen:
-                problems.append(Problem(where, f"{dep!r} is listed twice in depends_on: list it once"))
-            elif first_index[task_id] == index:  # edges of the first task with a duplicated id only
-                edges[dep].append(task_id)
-            seen.add(dep)
+        node = position[task_id]
+        owner = first_index[node] == index  # edges of the first task with a duplicated id only
+        for dep_index, dep in enumerate(deps):
+            parent = position.get(dep) if type(dep) is str else None
+            if parent is None or parent == node:
+                if type(dep) is str:
+                    problems.append(_dependency_problem(index, task_id, dep_index, dep))
+            elif owner:
+                children[parent].append(node)
+                indegree[node] += 1
+        if len(deps) > 1 and len(set(map(str, deps))) != len(deps):
+            problems.extend(_repeated_dependencies(index, task_id, deps))
 
-    for cycle in find_cycles(_unsortable_part(edges)):
-        text = " -> ".join([*cycle, cycle[0]])
-        problems.append(
-            Problem(
-                f"$.tasks[{first_index[cycle[0]]}].depends_on (task {cycle[0]!r})",
-                f"dependency cycle {text}: a workflow must be acyclic; remove one of these dependencies",
+    left = _unsorted(children, indegree)
+    if left:
+        names = list(position)
+        edges = {names[n]: [names[c] for c in children[n] if c in left] for n in left}
+        for cycle in find_cycles(edges):
+            text = " -> ".join([*cycle, cycle[0]])
+            problems.append(
+                Problem(
+                    f"$.tasks[{first_index[position[cycle[0]]]}].depends_on (task {cycle[0]!r})",
+                    f"dependency cycle {text}: a workflow must be acyclic; remove one of these dependencies",
+                )
             )
-        )
     return problems
 
 
-def _unsortable_part(edges: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The nodes Kahn's algorithm cannot order (cycles and what hangs below them); usually empty."""
-    indegree = dict.fromkeys(edges, 0)
-    for children in edges.values():
-        for child in children:
-            indegree[child] += 1
-    ready = [node for node, count in indegree.items() if count == 0]
+def _dependency_problem(index: int, task_id: str, dep_index: int, dep: str) -> Problem:
+    where = f"$.tasks[{index}].depends_on[{dep_index}] (task {task_id!r})"
+    if dep == task_id:
+        return Problem(where, f"task {task_id!r} depends on itself: remove {dep!r} from depends_on")
+    return Problem(where, f"unknown dependency {dep!r}: no task has this id; fix the id or add the task")
+
+
+def _repeated_dependencies(index: int, task_id: str, deps: list[Any]) -> list[Problem]:
+    seen: set[str] = set()
+    problems = []
+    for dep_index, dep in enumerate(deps):
+        if type(dep) is str and dep in seen:
+            where = f"$.tasks[{index}].depends_on[{dep_index}] (task {task_id!r})"
+            problems.append(Problem(where, f"{dep!r} is listed twice in depends_on: list it once"))
+        seen.add(str(dep))
+    return problems
+
+
+def _unsorted(children: list[list[int]], indegree: list[int]) -> set[int]:
+    """Nodes Kahn's algorithm cannot order (cycles and what hangs below them); usually none."""
+    remaining = indegree[:]
+    ready = [node for node, count in enumerate(remaining) if count == 0]
     while ready:
-        for child in edges[ready.pop()]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
+        for child in children[ready.pop()]:
+            remaining[child] -= 1
+            if remaining[child] == 0:
                 ready.append(child)
-    left = {node for node, count in indegree.items() if count > 0}
-    return {node: [c for c in edges[node] if c in left] for node in left}
+    return {node for node, count in enumerate(remaining) if count > 0}
 
 
 def find_cycles(edges: dict[str, list[str]]) -> list[list[str]]:

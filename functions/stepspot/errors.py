@@ -90,6 +90,10 @@ class InvalidEventError(FatalError):
         return cls(f"{what} is malformed: " + "; ".join(problems), problems=problems)
 
 
+class MalformedEventError(InvalidEventError):
+    """Indicates that an EventBridge event does not have the shape AWS documents for its type."""
+
+
 class AwsCredentialsError(ConfigurationError):
     """Indicates that no usable AWS credentials were found (none configured, expired, or rejected)."""
 
@@ -100,6 +104,25 @@ class WorkflowNotFoundError(FatalError):
 
 class TemplateParameterError(FatalError):
     """Indicates that a workflow template was asked for with an unknown, missing or invalid parameter."""
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+class CheckpointStoreUnavailable(RetryableError):
+    """Indicates that the checkpoint bucket or table could not be reached right now (throttling, 5xx, network)."""
+
+
+class CheckpointCorruptError(FatalError):
+    """Indicates that a requested checkpoint's manifest or files do not match their recorded sha256 or size."""
+
+
+class CheckpointNotFoundError(FatalError):
+    """Indicates that a requested checkpoint sequence does not exist or was never completed."""
+
+
+class CheckpointRequestInvalid(InvalidEventError):
+    """Indicates that a checkpoint manager event is malformed (unknown action, missing or unsafe ids)."""
 
 
 class UnknownTaskError(FatalError):

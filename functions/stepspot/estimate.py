@@ -86,10 +86,11 @@ def task_cost(
     return TaskCost(on_demand, planned)
 
 
-def summarise(costs: list[TaskCost], vcpu_hours: float, critical_path_seconds: float, prices: PriceTable) -> dict:
-    """The estimate block of a plan (JSON-able, size independent of the number of tasks)."""
-    on_demand = sum(c.on_demand_usd for c in costs)
-    planned = sum(c.planned_usd for c in costs)
+def summarise(
+    on_demand: float, planned: float, vcpu_hours: float, critical_path_seconds: float, prices: PriceTable
+) -> dict:
+    """The estimate block of a plan (JSON-able, size independent of the number of tasks).
+    ``planned`` is the cost as stepspot runs it (Spot where allowed)."""
     saving = on_demand - planned
     return {
         "duration_seconds": round(critical_path_seconds, 3),

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from stepspot import dag
 from stepspot._gc import gc_paused
 from stepspot.errors import Problem, WorkflowValidationError
-from stepspot.estimate import PriceTable, default_prices, summarise, task_cost
+from stepspot.estimate import PriceTable, default_prices, summarise
 from stepspot.workflow import Workflow
 
 PLAN_SCHEMA_VERSION = 1
@@ -105,26 +105,35 @@ def _build_plan(
     topology = dag.analyse({t.id: t.depends_on for t in workflow.tasks}, runtime)
 
     tasks: dict[str, PlannedTask] = {}
-    costs = []
-    vcpu_hours = 0.0
+    total_on_demand = total_planned = vcpu_hours = 0.0
     spot_allowed = config.spot_strategy != "on-demand-only"
+    od, spot = prices.on_demand, prices.spot
+    level_of, dependents = topology.level_of, topology.dependents
     for task in workflow.tasks:
-        use_spot = spot_allowed and task.spot_enabled and not task.multi_node
-        seconds = int(runtime[task.id])
-        cost = task_cost(seconds, task.vcpus, task.memory, task.gpus, task.nodes, use_spot, prices)
-        costs.append(cost)
-        vcpu_hours += seconds / 3600 * task.vcpus * task.nodes
-        tasks[task.id] = PlannedTask(
-            id=task.id,
-            name=task.display_name,
+        # Hot loop at 100k tasks: plain attribute reads and arithmetic here (estimate.Rates.hourly is the
+        # same formula) instead of per-task helper calls.
+        task_id, vcpus, memory_gib, gpus, nodes = task.id, task.vcpus, task.memory / 1024, task.gpus, task.nodes
+        multi_node = nodes > 1
+        use_spot = spot_allowed and task.spot_enabled and not multi_node
+        seconds = int(runtime[task_id])
+        hours = seconds / 3600
+        on_demand = nodes * (vcpus * od.per_vcpu + memory_gib * od.per_gib + gpus * od.per_gpu) * hours
+        planned = nodes * (vcpus * spot.per_vcpu + memory_gib * spot.per_gib + gpus * spot.per_gpu) * hours
+        planned = planned if use_spot else on_demand
+        total_on_demand += on_demand
+        total_planned += planned
+        vcpu_hours += hours * vcpus * nodes
+        tasks[task_id] = PlannedTask(
+            id=task_id,
+            name=task.name or task_id,
             container_image=task.container_image,
             command=task.command,
             environment=task.environment,
-            vcpus=task.vcpus,
+            vcpus=vcpus,
             memory=task.memory,
-            nodes=task.nodes,
-            gpus=task.gpus,
-            multi_node=task.multi_node,
+            nodes=nodes,
+            gpus=gpus,
+            multi_node=multi_node,
             use_spot=use_spot,
             checkpoint_enabled=task.checkpoint_enabled,
             checkpoint_interval=task.checkpoint_interval or config.checkpoint_interval,
@@ -132,11 +141,11 @@ def _build_plan(
             backoff_multiplier=task.backoff_multiplier,
             timeout_seconds=task.timeout,
             estimated_runtime_seconds=seconds,
-            depends_on=list(task.depends_on),
-            dependents=topology.dependents[task.id],
-            level=topology.level_of[task.id],
-            estimated_on_demand_usd=cost.on_demand_usd,
-            estimated_spot_usd=cost.planned_usd,
+            depends_on=task.depends_on,
+            dependents=dependents[task_id],
+            level=level_of[task_id],
+            estimated_on_demand_usd=on_demand,
+            estimated_spot_usd=planned,
         )
     return Plan(
         schema_version=PLAN_SCHEMA_VERSION,
@@ -149,7 +158,7 @@ def _build_plan(
         levels=topology.levels,
         critical_path=topology.critical_path,
         tasks=tasks,
-        estimate=summarise(costs, vcpu_hours, topology.critical_path_seconds, prices),
+        estimate=summarise(total_on_demand, total_planned, vcpu_hours, topology.critical_path_seconds, prices),
         warnings=[w.to_dict() for w in warnings or []],
     )
 

@@ -240,15 +240,13 @@ def _document_position(problem: Problem) -> tuple[int, int]:
     return (1, int(match.group(1))) if match else (0, 0)
 
 
-def _raw_graph(raw_tasks: list[Any]) -> list[tuple[int, str, list[tuple[int, str]]]]:
-    """(index, id, [(dep index, dep id)]) for every task whose id is a string."""
+def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
+    """(index, id, raw depends_on) for every task whose id is a string."""
     graph = []
     for index, task in enumerate(raw_tasks):
-        if not isinstance(task, dict) or not isinstance(task.get("id"), str):
-            continue
-        deps = task.get("depends_on", [])
-        deps = [(i, d) for i, d in enumerate(deps) if isinstance(d, str)] if isinstance(deps, list) else []
-        graph.append((index, task["id"], deps))
+        if type(task) is dict and type(task_id := task.get("id")) is str:
+            deps = task.get("depends_on", ())
+            graph.append((index, task_id, deps if type(deps) is list else []))
     return graph
 
 

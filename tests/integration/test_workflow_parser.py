@@ -7,6 +7,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from monitoring_world import emf_metrics
 from moto import mock_aws
 
 from stepspot.errors import ConfigurationError, InvalidEventError, WorkflowValidationError
@@ -39,6 +40,7 @@ def aws(monkeypatch):
         )
         monkeypatch.setenv("STEPSPOT_BUCKET", BUCKET)
         monkeypatch.setenv("STEPSPOT_STATE_TABLE", TABLE)
+        monkeypatch.setenv("STEPSPOT_ENVIRONMENT", "test")
         workflow_parser._adapters.cache_clear()
         yield
         workflow_parser._adapters.cache_clear()
@@ -73,6 +75,29 @@ def test_inline_definition_is_planned_and_registered(aws):
     assert all(i["state"] == "PENDING" for i in tasks.values())
     meta = next(i for i in items("md-1") if i["sk"] == "META")
     assert meta["status"] == "PARSED" and int(meta["total_tasks"]) == 4 and meta["plan_uri"] == result["plan_uri"]
+
+
+def test_registration_is_counted_once_under_the_environment_dimension_only(aws, capsys):
+    # Given a workflow registered, then the same call retried by Step Functions
+    invoke({"workflow_definition": SEED, "workflow_id": "md-m"})
+    first = emf_metrics(capsys.readouterr().out)
+    invoke({"workflow_definition": SEED, "workflow_id": "md-m"})
+    retried = emf_metrics(capsys.readouterr().out)
+
+    # Then the registration is counted with its tasks, under exactly {environment} (no service dimension)
+    assert sorted(first) == [
+        ("TasksPlanned", 4.0, {"environment": "test"}),
+        ("WorkflowsRegistered", 1.0, {"environment": "test"}),
+    ]
+    # And the retry counts nothing
+    assert retried == []
+
+
+def test_rejected_definition_is_counted(aws, capsys):
+    with pytest.raises(WorkflowValidationError):
+        invoke({"workflow_definition": {"tasks": []}, "workflow_id": "bad-m"})
+
+    assert emf_metrics(capsys.readouterr().out) == [("WorkflowsRejected", 1.0, {"environment": "test"})]
 
 
 def test_definition_from_s3_uri(aws):

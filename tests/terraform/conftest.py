@@ -12,9 +12,7 @@ from tf_toolchain import ROOT, TERRAFORM_DIR, TOOLS, TOOLS_BIN, Result, Runner, 
 @pytest.fixture(scope="session")
 def offline_tools() -> None:
     missing = [
-        p
-        for p in (TOOLS / "offline.tfrc", TOOLS / "schema" / "aws.json", TOOLS_BIN / "checkov")
-        if not p.exists()
+        p for p in (TOOLS / "offline.tfrc", TOOLS / "schema" / "aws.json", TOOLS_BIN / "checkov") if not p.exists()
     ]
     if missing:
         pytest.fail(f"offline Terraform tools missing ({', '.join(map(str, missing))}): run `make tools`")

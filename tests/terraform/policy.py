@@ -70,17 +70,13 @@ def check(root: Path, schema: dict[str, Any]) -> list[str]:
                     actions = _one(statement.get("actions", []))
                     for action in actions if isinstance(actions, list) else [actions]:
                         if "*" in str(action):
-                            problems.append(
-                                f"{rel}: data.aws_iam_policy_document.{name}: wildcard action {action!r}"
-                            )
+                            problems.append(f"{rel}: data.aws_iam_policy_document.{name}: wildcard action {action!r}")
         for resource in doc.get("resource", []):
             for rtype, instances in resource.items():
                 for name, body in instances.items():
                     if rtype in NO_TAGS:
                         if "tags" in body:
-                            problems.append(
-                                f"{rel}: {rtype}.{name} must not carry tags (a change replaces it)"
-                            )
+                            problems.append(f"{rel}: {rtype}.{name} must not carry tags (a change replaces it)")
                     elif rtype in taggable and "tags" not in body:
                         problems.append(f"{rel}: {rtype}.{name} has no tags")
         for module in doc.get("module", []):

@@ -28,9 +28,7 @@ def test_checkov_finds_no_failed_check(offline_tools: None) -> None:
     )
     report = json.loads(result.stdout)
     summary = report["summary"]
-    failed = [
-        f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in report["results"]["failed_checks"]
-    ]
+    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in report["results"]["failed_checks"]]
     assert summary["failed"] == 0, "\n".join(failed)
     assert summary["passed"] > 100
     # Every skip carries its reason inline.
@@ -75,9 +73,7 @@ def test_policy_check_catches_wildcards_and_missing_tags(offline_tools: None, tm
     copy = tmp_path / "terraform"
     shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform"))
     root_main = copy / "main.tf"
-    root_main.write_text(
-        root_main.read_text().replace('["batch:UpdateComputeEnvironment"]', '["batch:*"]', 1)
-    )
+    root_main.write_text(root_main.read_text().replace('["batch:UpdateComputeEnvironment"]', '["batch:*"]', 1))
     storage = copy / "modules" / "storage" / "main.tf"
     storage.write_text(storage.read_text().replace("  tags = merge(var.tags, { table = each.key })\n", "", 1))
 

@@ -159,3 +159,22 @@ def test_analysis_invariants_on_random_dags(graph):
     assert all(path[i] in deps[path[i + 1]] for i in range(len(path) - 1))
     assert sum(runtime[t] for t in path) == pytest.approx(topo.critical_path_seconds)
     assert topo.critical_path_seconds == pytest.approx(max(topo.finish_at.values()))
+
+
+def test_plan_costs_agree_with_the_estimate_module():
+    # build_plan inlines the cost formula for speed; it must price exactly like estimate.task_cost.
+    plan = plan_of([task("a", runtime=5000, vcpus=8, memory=30000, gpus=1), task("b", runtime=700, nodes=3)])
+    prices = default_prices()
+
+    for planned in plan.tasks.values():
+        cost = task_cost(
+            planned.estimated_runtime_seconds,
+            planned.vcpus,
+            planned.memory,
+            planned.gpus,
+            planned.nodes,
+            planned.use_spot,
+            prices,
+        )
+        assert planned.estimated_on_demand_usd == pytest.approx(cost.on_demand_usd)
+        assert planned.estimated_spot_usd == pytest.approx(cost.planned_usd)

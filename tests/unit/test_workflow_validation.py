@@ -219,3 +219,9 @@ def test_published_schema_matches_the_model():
 
     committed = Path(__file__).parents[2] / "schema" / "workflow.schema.json"
     assert committed.read_text() == schema_text(), "run: .venv/bin/stepspot schema -o schema/workflow.schema.json"
+
+
+def test_a_dependency_listed_twice_is_reported():
+    (problem,) = problems_of({"tasks": [task("a"), task("b", depends_on=["a", "a"])]})
+
+    assert problem == "$.tasks[1].depends_on[1] (task 'b'): 'a' is listed twice in depends_on: list it once"

@@ -46,7 +46,9 @@ locals {
     ]
   }
 
+  # STEPSPOT_ENVIRONMENT: the `environment` dimension of the agent's checkpoint_failed log lines.
   job_environment = [
+    { name = "STEPSPOT_ENVIRONMENT", value = var.environment },
     { name = "STEPSPOT_BUCKET", value = var.bucket_name },
     { name = "STEPSPOT_CHECKPOINT_TABLE", value = var.checkpoint_table_name },
     { name = "STEPSPOT_CHECKPOINT_DIR", value = var.checkpoint_dir },

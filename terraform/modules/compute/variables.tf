@@ -3,6 +3,16 @@ variable "name_prefix" {
   type        = string
 }
 
+variable "environment" {
+  description = "Environment name (`dev`, `staging`, `prod`): given to jobs as STEPSPOT_ENVIRONMENT, the metric dimension of the agent's failure lines."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]{1,32}$", var.environment))
+    error_message = "environment must be 1-32 lowercase letters, digits or '-'."
+  }
+}
+
 variable "subnet_ids" {
   description = "Subnets of the compute environments (private, with outbound access)."
   type        = list(string)

@@ -29,20 +29,6 @@ locals {
     }
   }
 
-  stepspot_alarms = {
-    spot-interruptions = {
-      metric      = "SpotInterruptions"
-      threshold   = var.spot_interruption_threshold
-      period      = 3600
-      description = "More Spot interruptions than expected in an hour: check the Spot placement score or add instance types."
-    }
-    checkpoints-failing = {
-      metric      = "CheckpointsFailed"
-      threshold   = 1
-      period      = 300
-      description = "Checkpoints fail to save: reclaimed tasks will restart from scratch."
-    }
-  }
 }
 
 ################################################################################
@@ -150,15 +136,32 @@ resource "aws_cloudwatch_metric_alarm" "workflow_failures" {
   tags                = var.tags
 }
 
+# The checkpoint agent runs in the job container without Powertools: it prints one JSON line per failed
+# save, and this filter counts them as CheckpointsFailed with the same {environment} dimension the
+# Lambdas' EMF metrics carry (alarm "checkpoints-failing").
+resource "aws_cloudwatch_log_metric_filter" "checkpoints_failed" {
+  name           = "${var.name_prefix}-checkpoints-failed"
+  log_group_name = var.batch_log_group_name
+  pattern        = "{ $.stepspot_event = \"checkpoint_failed\" }"
+
+  metric_transformation {
+    name       = "CheckpointsFailed"
+    namespace  = var.metric_namespace
+    value      = "1"
+    unit       = "Count"
+    dimensions = { environment = "$.environment" }
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "stepspot" {
-  for_each = local.stepspot_alarms
+  for_each = var.metric_alarms
 
   alarm_name          = "${var.name_prefix}-${each.key}"
   alarm_description   = each.value.description
   namespace           = var.metric_namespace
   metric_name         = each.value.metric
   dimensions          = { environment = var.environment }
-  statistic           = "Sum"
+  statistic           = each.value.statistic
   period              = each.value.period
   evaluation_periods  = 1
   threshold           = each.value.threshold

@@ -50,6 +50,11 @@ variable "job_queue_arns" {
   type        = list(string)
 }
 
+variable "batch_log_group_name" {
+  description = "Log group of the Batch jobs: the agent's `checkpoint_failed` lines there become the CheckpointsFailed metric."
+  type        = string
+}
+
 variable "function_names" {
   description = "Lambda functions by key with an error alarm each."
   type        = map(string)
@@ -65,10 +70,21 @@ variable "dashboard_body" {
   }
 }
 
-variable "spot_interruption_threshold" {
-  description = "Spot interruptions per hour that raise an alarm."
-  type        = number
-  default     = 10
+variable "metric_alarms" {
+  description = "Alarms on stepspot's own metrics (namespace metric_namespace, dimension environment), by name. The root passes templates/alarms.json."
+  type = map(object({
+    metric      = string
+    statistic   = string
+    period      = number
+    threshold   = number
+    description = string
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for a in values(var.metric_alarms) : contains(["Sum", "Average", "Maximum", "Minimum", "SampleCount"], a.statistic) && a.period >= 60 && a.period % 60 == 0 && a.threshold >= 0])
+    error_message = "Each alarm needs a CloudWatch statistic (Sum, Average, Maximum, Minimum, SampleCount), a period that is a multiple of 60 s, and a threshold >= 0."
+  }
 }
 
 variable "tags" {

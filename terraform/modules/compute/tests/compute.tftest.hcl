@@ -12,6 +12,7 @@ mock_provider "aws" {
 }
 
 variables {
+  environment           = "test"
   name_prefix           = "stepspot-test"
   subnet_ids            = ["subnet-a", "subnet-b"]
   security_group_ids    = ["sg-1"]
@@ -89,6 +90,14 @@ run "job_definitions_end_retries_with_exit" {
   assert {
     condition     = jsondecode(aws_batch_job_definition.container.container_properties).jobRoleArn == "arn:aws:iam::123456789012:role/job"
     error_message = "Jobs run with the job role."
+  }
+
+  assert {
+    condition = alltrue([for props in [
+      jsondecode(aws_batch_job_definition.container.container_properties),
+      jsondecode(aws_batch_job_definition.mnp.node_properties).nodeRangeProperties[0].container,
+    ] : contains(props.environment, { name = "STEPSPOT_ENVIRONMENT", value = "test" })])
+    error_message = "Both job definitions give the agent STEPSPOT_ENVIRONMENT (the dimension of CheckpointsFailed)."
   }
 }
 

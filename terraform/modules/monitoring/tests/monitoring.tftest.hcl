@@ -16,7 +16,12 @@ variables {
   state_machine_arns   = { workflow = "arn:aws:states:eu-west-1:123456789012:stateMachine:wf", task = "arn:aws:states:eu-west-1:123456789012:stateMachine:task" }
   job_queue_arns       = ["arn:aws:batch:eu-west-1:123456789012:job-queue/spot"]
   function_names       = { scheduler = "stepspot-test-scheduler" }
+  batch_log_group_name = "/aws/batch/stepspot-test"
   dashboard_body       = "{\"widgets\": []}"
+  metric_alarms = {
+    spot-interruptions  = { metric = "SpotInterruptions", statistic = "Sum", period = 3600, threshold = 10, description = "Spot" }
+    checkpoints-failing = { metric = "CheckpointsFailed", statistic = "Sum", period = 300, threshold = 1, description = "Checkpoints" }
+  }
 }
 
 run "events_reach_the_right_functions" {
@@ -50,6 +55,25 @@ run "events_reach_the_right_functions" {
   assert {
     condition     = length(aws_cloudwatch_metric_alarm.lambda_errors) == 1
     error_message = "One error alarm per function."
+  }
+}
+
+run "agent_failure_lines_feed_the_checkpoints_failing_alarm" {
+  command = plan
+
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.checkpoints_failed.log_group_name == "/aws/batch/stepspot-test" && aws_cloudwatch_log_metric_filter.checkpoints_failed.pattern == "{ $.stepspot_event = \"checkpoint_failed\" }"
+    error_message = "The filter reads the agent's checkpoint_failed lines in the Batch job log group."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.checkpoints_failed.metric_transformation[0].name == aws_cloudwatch_metric_alarm.stepspot["checkpoints-failing"].metric_name && aws_cloudwatch_log_metric_filter.checkpoints_failed.metric_transformation[0].namespace == aws_cloudwatch_metric_alarm.stepspot["checkpoints-failing"].namespace
+    error_message = "The filter publishes the metric and namespace the checkpoints-failing alarm reads."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.checkpoints_failed.metric_transformation[0].dimensions == tomap({ environment = "$.environment" }) && aws_cloudwatch_metric_alarm.stepspot["checkpoints-failing"].dimensions == tomap({ environment = "test" })
+    error_message = "The filter's only dimension is environment, as the alarm expects."
   }
 }
 

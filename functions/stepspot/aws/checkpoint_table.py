@@ -1,0 +1,305 @@
+"""DynamoDB side of the checkpoint store: one item per checkpoint and the LATEST pointer.
+
+Standard library and boto3 only (the in-container agent imports it). The boto3 client is injected.
+Every state change is a conditional write, which is what makes racing writers safe:
+
+* ``reserve``: a new ``SEQ#`` item is created PENDING only if that sequence is free;
+* ``complete``: PENDING -> COMPLETE only by the writer that reserved it;
+* ``advance_latest``: the pointer moves only to a higher sequence, never backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stepspot.aws.checkpoint_errors import translate
+from stepspot.checkpoints import (
+    LATEST_SK,
+    SEQUENCE_SK_PREFIX,
+    STATUS_COMPLETE,
+    STATUS_PENDING,
+    CheckpointRecord,
+    checkpoint_pk,
+    sequence_sk,
+)
+from stepspot.state_keys import workflow_key
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+# A reservation that is never completed (the writer died) expires by itself after a day.
+PENDING_TTL_SECONDS = 24 * 3600
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _record(values: dict[str, Any]) -> CheckpointRecord:
+    return CheckpointRecord(
+        workflow_id=str(values["workflow_id"]),
+        task_id=str(values["task_id"]),
+        sequence=int(values["sequence"]),
+        status=str(values["status"]),
+        created_epoch=float(values["created_epoch"]),
+        created_at=str(values["created_at"]),
+        writer=str(values.get("writer", "")),
+        request_key=str(values.get("request_key", "")),
+        manifest_sha256=str(values.get("manifest_sha256", "")),
+        file_count=int(values.get("file_count", 0)),
+        total_bytes=int(values.get("total_bytes", 0)),
+        uploaded_bytes=int(values.get("uploaded_bytes", 0)),
+    )
+
+
+class CheckpointTable:
+    """Checkpoint items of ``STEPSPOT_CHECKPOINT_TABLE`` with domain verbs."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._ddb = client
+        self.table = table
+
+    def _fail(self, exc: Exception, action: str) -> Exception:
+        return translate(
+            exc,
+            f"checkpoint table {self.table!r}",
+            action,
+            "create the table or set STEPSPOT_CHECKPOINT_TABLE to an existing table",
+        )
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    def latest_sequence(self, workflow_id: str, task_id: str) -> int | None:
+        """The sequence the LATEST pointer names, or None when nothing was registered yet."""
+        try:
+            response = self._ddb.get_item(
+                TableName=self.table,
+                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Reading the latest checkpoint") from exc
+        item = response.get("Item")
+        return int(_plain(item)["sequence"]) if item else None
+
+    def records(self, workflow_id: str, task_id: str, upto: int | None = None) -> Iterator[CheckpointRecord]:
+        """Checkpoint items, newest first; ``upto`` limits to sequences at or below it."""
+        pk = checkpoint_pk(workflow_id, task_id)
+        condition = "pk = :pk AND begins_with(sk, :prefix)"
+        values: dict[str, Any] = {":pk": pk, ":prefix": SEQUENCE_SK_PREFIX}
+        if upto is not None:
+            condition = "pk = :pk AND sk BETWEEN :low AND :high"
+            values = {":pk": pk, ":low": sequence_sk(1), ":high": sequence_sk(upto)}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": _item(values),
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        while True:
+            try:
+                response = self._ddb.query(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail(exc, "Listing checkpoints") from exc
+            for item in response.get("Items", []):
+                yield _record(_plain(item))
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def highest_sequence(self, workflow_id: str, task_id: str) -> int:
+        """The highest sequence ever reserved (pending or complete), 0 for none."""
+        try:
+            response = self._ddb.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues=_item(
+                    {":pk": checkpoint_pk(workflow_id, task_id), ":prefix": SEQUENCE_SK_PREFIX}
+                ),
+                ScanIndexForward=False,
+                Limit=1,
+                ConsistentRead=True,
+                ProjectionExpression="#seq",
+                ExpressionAttributeNames={"#seq": "sequence"},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Reading checkpoint sequences") from exc
+        items = response.get("Items", [])
+        return int(_plain(items[0])["sequence"]) if items else 0
+
+    def get(self, workflow_id: str, task_id: str, sequence: int) -> CheckpointRecord | None:
+        try:
+            response = self._ddb.get_item(
+                TableName=self.table,
+                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": sequence_sk(sequence)}),
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Reading a checkpoint") from exc
+        item = response.get("Item")
+        return _record(_plain(item)) if item else None
+
+    def find_request(self, workflow_id: str, task_id: str, request_key: str) -> CheckpointRecord | None:
+        """The complete checkpoint an earlier call with the same idempotency key created, if any."""
+        for record in self.records(workflow_id, task_id):
+            if record.request_key == request_key and record.complete:
+                return record
+        return None
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    def reserve(self, record: CheckpointRecord) -> bool:
+        """Create the PENDING item for ``record.sequence``; False if another writer holds that number."""
+        values: dict[str, Any] = {
+            "pk": checkpoint_pk(record.workflow_id, record.task_id),
+            "sk": sequence_sk(record.sequence),
+            "workflow_id": record.workflow_id,
+            "task_id": record.task_id,
+            "sequence": record.sequence,
+            "status": STATUS_PENDING,
+            "writer": record.writer,
+            "created_epoch": int(record.created_epoch),
+            "created_at": record.created_at,
+            "expires_at": int(record.created_epoch) + PENDING_TTL_SECONDS,
+        }
+        if record.request_key:
+            values["request_key"] = record.request_key
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item=_item(values),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise self._fail(exc, "Reserving a checkpoint sequence") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, "Reserving a checkpoint sequence") from exc
+        return True
+
+    def complete(
+        self,
+        record: CheckpointRecord,
+        manifest_sha256: str,
+        file_count: int,
+        total_bytes: int,
+        uploaded_bytes: int,
+    ) -> bool:
+        """Mark the reserved item COMPLETE (its manifest is written); False if it is no longer ours."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key=_item(
+                    {"pk": checkpoint_pk(record.workflow_id, record.task_id), "sk": sequence_sk(record.sequence)}
+                ),
+                UpdateExpression=(
+                    "SET #status = :complete, manifest_sha256 = :sha, file_count = :count, "
+                    "total_bytes = :total, uploaded_bytes = :uploaded, completed_epoch = :now "
+                    "REMOVE expires_at"
+                ),
+                ConditionExpression="#status = :pending AND writer = :writer",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_item(
+                    {
+                        ":complete": STATUS_COMPLETE,
+                        ":pending": STATUS_PENDING,
+                        ":writer": record.writer,
+                        ":sha": manifest_sha256,
+                        ":count": file_count,
+                        ":total": total_bytes,
+                        ":uploaded": uploaded_bytes,
+                        ":now": int(time.time()),
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise self._fail(exc, "Completing a checkpoint") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, "Completing a checkpoint") from exc
+        return True
+
+    def advance_latest(self, workflow_id: str, task_id: str, sequence: int) -> bool:
+        """Point LATEST at ``sequence`` unless it already names a higher one; True if it moved."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+                UpdateExpression="SET #seq = :seq, updated_epoch = :now, workflow_id = :wf, task_id = :task",
+                ConditionExpression="attribute_not_exists(#seq) OR #seq < :seq",
+                ExpressionAttributeNames={"#seq": "sequence"},
+                ExpressionAttributeValues=_item(
+                    {":seq": sequence, ":now": int(time.time()), ":wf": workflow_id, ":task": task_id}
+                ),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise self._fail(exc, "Moving the latest checkpoint pointer") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, "Moving the latest checkpoint pointer") from exc
+        return True
+
+    def delete_record(self, workflow_id: str, task_id: str, sequence: int) -> None:
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": sequence_sk(sequence)}),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Deleting a checkpoint") from exc
+
+    def delete_latest_if(self, workflow_id: str, task_id: str, sequence: int) -> bool:
+        """Remove the pointer only while it still names ``sequence`` (a writer may have moved it)."""
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+                ConditionExpression="#seq = :seq",
+                ExpressionAttributeNames={"#seq": "sequence"},
+                ExpressionAttributeValues=_item({":seq": sequence}),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise self._fail(exc, "Deleting the latest checkpoint pointer") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, "Deleting the latest checkpoint pointer") from exc
+        return True
+
+
+class WorkflowRegistry:
+    """Read-only view of the state table: does a workflow exist? (Optional check for bad ids.)"""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._ddb = client
+        self.table = table
+
+    def exists(self, workflow_id: str) -> bool:
+        try:
+            response = self._ddb.get_item(
+                TableName=self.table, Key=_item(workflow_key(workflow_id)), ProjectionExpression="pk"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(
+                exc,
+                f"state table {self.table!r}",
+                f"Reading workflow {workflow_id!r}",
+                "create the table or set STEPSPOT_STATE_TABLE to an existing table",
+            ) from exc
+        return "Item" in response

@@ -1,0 +1,361 @@
+"""DynamoDB adapter of the monitoring handlers: event dedup, job index, notices and status on the state table.
+
+Every write is conditional so that redelivered or out-of-order events change nothing:
+
+- ``EVENT#<source>#<event id>`` / ``DEDUP`` is claimed with a conditional put before an event is
+  processed and marked ``DONE`` after; a claim left ``IN_PROGRESS`` by a crashed invocation is taken over
+  once its lease expired, and released at once when the handler fails (so EventBridge's retry works).
+- Notices are recorded on a task at most once per event id (``notice_event_ids`` string set).
+- Job status only moves forward: ``job_status_version`` must grow (see ``stepspot.job_events``).
+- Workflow execution status only moves forward: ``execution_status_version`` must grow.
+
+Needs ``dynamodb:GetItem``, ``PutItem``, ``UpdateItem``, ``DeleteItem`` and ``Query`` on the state table and
+``dynamodb:Query`` on the checkpoint table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from stepspot.aws.errors import translate_client_error as translate
+from stepspot.state_keys import (
+    TASK_SK_PREFIX,
+    checkpoint_pk,
+    event_dedup_key,
+    job_index_key,
+    task_key,
+    workflow_key,
+    workflow_pk,
+)
+
+DEDUP_TTL = timedelta(days=7)  # EventBridge retries for at most 24 hours; a week covers replays too
+CLAIM_LEASE = timedelta(minutes=15)  # longer than the Lambda timeout: a live claim is never taken over
+CHECKPOINT_SEQ_PREFIX = "SEQ#"
+CHECKPOINT_SEQ_DIGITS = 12
+CHECKPOINT_COMPLETE = "COMPLETE"
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    workflow_id: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    event_id: str
+    kind: str  # "spot_interruption_warning" | "rebalance_recommendation"
+    instance_id: str
+    instance_action: str | None
+    at: datetime
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobStatusWrite:
+    job_id: str
+    status: str
+    status_reason: str | None
+    version: str
+    at: datetime
+    queue_name: str
+    queue_kind: str
+    attempts: int
+
+
+class MonitorStore:
+    def __init__(self, state_table: Any, checkpoint_table: Any | None = None) -> None:
+        self._table = state_table
+        self._checkpoints = checkpoint_table
+
+    # -- event dedup ----------------------------------------------------------------------------------
+
+    def claim_event(self, source: str, event_id: str, now: datetime) -> bool:
+        """Claim an event for processing; False when it was processed (or is being processed) already."""
+        item = {
+            **event_dedup_key(source, event_id),
+            "status": "IN_PROGRESS",
+            "claimed_at": int(now.timestamp()),
+            "expires_at": int((now + DEDUP_TTL).timestamp()),
+        }
+        try:
+            self._table.put_item(
+                Item=item,
+                ConditionExpression=Attr("pk").not_exists()
+                | (Attr("status").eq("IN_PROGRESS") & Attr("claimed_at").lt(int((now - CLAIM_LEASE).timestamp()))),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise translate(exc, "calling dynamodb:PutItem (event dedup)") from exc
+        return True
+
+    def complete_event(self, source: str, event_id: str, outcome: str) -> None:
+        self._update(
+            event_dedup_key(source, event_id),
+            "SET #s = :done, outcome = :outcome",
+            {":done": "DONE", ":outcome": outcome},
+            names={"#s": "status"},
+            action="dynamodb:UpdateItem (event dedup)",
+        )
+
+    def release_event(self, source: str, event_id: str) -> None:
+        """Forget a claim whose processing failed, so the redelivery of the event is processed."""
+        try:
+            self._table.delete_item(
+                Key=event_dedup_key(source, event_id), ConditionExpression=Attr("status").eq("IN_PROGRESS")
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise translate(exc, "calling dynamodb:DeleteItem (event dedup)") from exc
+
+    # -- job index ------------------------------------------------------------------------------------
+
+    def task_for_job(self, job_id: str) -> TaskRef | None:
+        """The task a Batch job belongs to, from the ``JOB#<job id>`` reverse index item."""
+        try:
+            item = self._table.get_item(Key=job_index_key(job_id)).get("Item")
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (job index)") from exc
+        if not item or "workflow_id" not in item or "task_id" not in item:
+            return None
+        return TaskRef(str(item["workflow_id"]), str(item["task_id"]))
+
+    # -- Spot notices ---------------------------------------------------------------------------------
+
+    def record_notice(self, task: TaskRef, notice: Notice) -> bool:
+        """Record a notice on an existing task item; False if the task is unknown or already has it."""
+        counter = "interruptions" if notice.kind == "spot_interruption_warning" else "rebalance_recommendations"
+        sets = [
+            "last_notice_kind = :kind",
+            "last_notice_at = :at",
+            "last_notice_instance_id = :instance",
+            "last_notice_job_id = :job",
+        ]
+        values: dict[str, Any] = {
+            ":kind": notice.kind,
+            ":at": _iso(notice.at),
+            ":instance": notice.instance_id,
+            ":job": notice.job_id,
+            ":one": 1,
+            ":event": notice.event_id,
+            ":events": {notice.event_id},
+        }
+        if notice.kind == "spot_interruption_warning":
+            sets.append("last_interruption_at = :at")
+            sets.append("last_interruption_action = :action")
+            values[":action"] = notice.instance_action or "terminate"
+        expression = f"SET {', '.join(sets)} ADD {counter} :one, notice_event_ids :events"
+        return (
+            self._update(
+                task_key(task.workflow_id, task.task_id),
+                expression,
+                values,
+                condition="attribute_exists(pk) AND NOT contains(notice_event_ids, :event)",
+                action="dynamodb:UpdateItem (task notice)",
+            )
+            is not None
+        )
+
+    # -- Batch job status -----------------------------------------------------------------------------
+
+    def apply_job_status(self, task: TaskRef, write: JobStatusWrite) -> bool:
+        """Write the job status fields unless the item already holds a newer (or the same) status."""
+        values = {
+            ":job": write.job_id,
+            ":status": write.status,
+            ":reason": write.status_reason or "",
+            ":version": write.version,
+            ":at": _iso(write.at),
+            ":queue": write.queue_name,
+            ":kind": write.queue_kind,
+            ":attempts": write.attempts,
+        }
+        return (
+            self._update(
+                task_key(task.workflow_id, task.task_id),
+                "SET job_id = :job, job_status = :status, job_status_reason = :reason,"
+                " job_status_version = :version, job_status_at = :at, job_queue = :queue,"
+                " job_queue_kind = :kind, job_attempts = :attempts",
+                values,
+                condition="attribute_exists(pk) AND (attribute_not_exists(job_status_version)"
+                " OR job_status_version < :version)",
+                action="dynamodb:UpdateItem (task job status)",
+            )
+            is not None
+        )
+
+    def task_exists(self, task: TaskRef) -> bool:
+        try:
+            item = self._table.get_item(Key=task_key(task.workflow_id, task.task_id), ProjectionExpression="pk")
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
+        return "Item" in item
+
+    def mark_queue_seen(self, task: TaskRef, queue_kind: str) -> Mapping[str, Any] | None:
+        """Remember that the task had a job on a Spot / On-Demand queue; returns the item after the write."""
+        flag = {"SPOT": "spot_attempted", "ON_DEMAND": "ondemand_attempted"}.get(queue_kind)
+        if flag is None:
+            return None
+        return self._update(
+            task_key(task.workflow_id, task.task_id),
+            f"SET {flag} = :true",
+            {":true": True},
+            condition="attribute_exists(pk)",
+            action="dynamodb:UpdateItem (task queue flag)",
+            return_values="ALL_NEW",
+        )
+
+    def record_fallback(self, task: TaskRef, at: datetime) -> bool:
+        """Mark the task's move from Spot to On-Demand once; True only for the call that marked it."""
+        return (
+            self._update(
+                task_key(task.workflow_id, task.task_id),
+                "SET fallback_recorded_at = :at",
+                {":at": _iso(at), ":true": True},
+                condition="attribute_exists(pk) AND attribute_not_exists(fallback_recorded_at)"
+                " AND spot_attempted = :true AND ondemand_attempted = :true",
+                action="dynamodb:UpdateItem (task fallback)",
+            )
+            is not None
+        )
+
+    def count_new_checkpoints(self, task: TaskRef) -> int:
+        """Count completed checkpoints registered since the last count and remember the newest one counted."""
+        if self._checkpoints is None:
+            return 0
+        try:
+            item = self._table.get_item(
+                Key=task_key(task.workflow_id, task.task_id), ProjectionExpression="checkpoints_counted_seq"
+            ).get("Item")
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
+        if item is None:
+            return 0
+        counted = int(item.get("checkpoints_counted_seq", 0))
+        low = f"{CHECKPOINT_SEQ_PREFIX}{counted + 1:0{CHECKPOINT_SEQ_DIGITS}d}"
+        high = f"{CHECKPOINT_SEQ_PREFIX}{'9' * CHECKPOINT_SEQ_DIGITS}"
+        sequences: list[int] = []
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(checkpoint_pk(task.workflow_id, task.task_id))
+            & Key("sk").between(low, high),
+            "FilterExpression": Attr("status").eq(CHECKPOINT_COMPLETE),
+            "ProjectionExpression": "sk",
+        }
+        try:
+            while True:
+                page = self._checkpoints.query(**query)
+                sequences.extend(int(str(i["sk"])[len(CHECKPOINT_SEQ_PREFIX) :]) for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:Query (checkpoint table)") from exc
+        if not sequences:
+            return 0
+        newest = max(sequences)
+        moved = self._update(
+            task_key(task.workflow_id, task.task_id),
+            "SET checkpoints_counted_seq = :newest",
+            {":newest": newest, ":counted": counted},
+            condition="attribute_exists(pk) AND (attribute_not_exists(checkpoints_counted_seq)"
+            " OR checkpoints_counted_seq = :counted)",
+            action="dynamodb:UpdateItem (task checkpoint count)",
+        )
+        return len(sequences) if moved is not None else 0  # another invocation counted them first
+
+    # -- workflows ------------------------------------------------------------------------------------
+
+    def apply_execution_status(
+        self, workflow_id: str, fields: Mapping[str, Any], version: str, terminal_status: str | None
+    ) -> Mapping[str, Any] | None:
+        """Write execution status fields on the workflow META item if newer; returns the item, or None."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": value for i, value in enumerate(fields.values())}
+        sets = [f"#f{i} = :v{i}" for i in range(len(fields))]
+        sets.append("execution_status_version = :version")
+        values[":version"] = version
+        if terminal_status is not None:
+            names["#status"] = "status"
+            values[":status"] = terminal_status
+            sets.append("#status = :status")
+        return self._update(
+            workflow_key(workflow_id),
+            "SET " + ", ".join(sets),
+            values,
+            names=names,
+            condition="attribute_exists(pk) AND (attribute_not_exists(execution_status_version)"
+            " OR execution_status_version < :version)",
+            action="dynamodb:UpdateItem (workflow status)",
+            return_values="ALL_NEW",
+        )
+
+    def workflow(self, workflow_id: str) -> Mapping[str, Any] | None:
+        try:
+            return self._table.get_item(Key=workflow_key(workflow_id)).get("Item")
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (workflow)") from exc
+
+    def failed_tasks(self, workflow_id: str, limit: int = 20) -> list[Mapping[str, Any]]:
+        """Task items of the workflow whose task or last job failed (at most ``limit``)."""
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id)) & Key("sk").begins_with(TASK_SK_PREFIX),
+            "FilterExpression": Attr("state").eq("FAILED") | Attr("job_status").eq("FAILED"),
+        }
+        found: list[Mapping[str, Any]] = []
+        try:
+            while len(found) < limit:
+                page = self._table.query(**query)
+                found.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:Query (workflow tasks)") from exc
+        return found[:limit]
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _update(
+        self,
+        key: Mapping[str, str],
+        expression: str,
+        values: Mapping[str, Any],
+        *,
+        action: str,
+        names: Mapping[str, str] | None = None,
+        condition: str | None = None,
+        return_values: str = "NONE",
+    ) -> Mapping[str, Any] | None:
+        """Run one UpdateItem; None when its condition failed, else the returned attributes ({} for NONE)."""
+        params: dict[str, Any] = {
+            "Key": dict(key),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": dict(values),
+            "ReturnValues": return_values,
+        }
+        if names:
+            params["ExpressionAttributeNames"] = dict(names)
+        if condition:
+            params["ConditionExpression"] = condition
+        try:
+            response = self._table.update_item(**params)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise translate(exc, f"calling {action}") from exc
+        return response.get("Attributes", {})

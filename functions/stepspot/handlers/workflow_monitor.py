@@ -1,0 +1,297 @@
+"""EventBridge -> Lambda: Batch Job State Change and Step Functions Execution Status Change.
+
+Batch jobs of stepspot tasks (found through the job's ``STEPSPOT_WORKFLOW_ID``/``STEPSPOT_TASK_ID``
+environment, or the ``JOB#<job id>`` index item):
+
+- the task item gets ``job_id``, ``job_status``, ``job_status_reason``, ``job_status_at``, ``job_queue``,
+  ``job_queue_kind``, ``job_attempts``, written only when newer than what it holds
+  (``job_status_version``; events arrive out of order);
+- a finished job counts ``TasksSucceeded`` or ``TasksFailed`` (also when its status is older than the
+  task's: a later job of the task was seen first), the completed checkpoints registered since
+  the last count (``CheckpointsSaved``), and for a Spot job ``EstimatedSpotSavingsUSD``;
+- a task seen on both the Spot and the On-Demand queue counts ``FallbacksToOnDemand`` once.
+
+Step Functions executions: a workflow execution updates the workflow META item (``execution_*`` fields,
+and ``status`` when it ends) and, when it ends, counts ``WorkflowsSucceeded``/``WorkflowsFailed`` and
+publishes a notice (workflow, failed task, class of failure, console link). A task execution that does
+not succeed is notified too (the ASL itself failed).
+
+Malformed events: one ERROR log line and a normal return (see interruption_handler for why). Idempotent
+on the event id (``EVENT#<source>#<id>``), and each write is conditional on its own as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import Field
+
+from stepspot import emf
+from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
+from stepspot.aws.sns import Notifier
+from stepspot.errors import MalformedEventError
+from stepspot.estimate import PriceTable, default_prices
+from stepspot.events import (
+    TERMINAL_EXECUTION_STATUSES,
+    BatchJobStateChange,
+    ExecutionStatusChange,
+    parse_monitor_event,
+)
+from stepspot.job_events import (
+    TERMINAL_JOB_STATUSES,
+    QueueKind,
+    estimated_spot_savings_usd,
+    execution_status_version,
+    execution_target,
+    job_status_version,
+    queue_kind,
+    resource_name,
+    spot_reclaimed_instance,
+    task_ids_from_environment,
+)
+from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE, MetricName
+from stepspot.notifications import task_execution_notice, workflow_notice
+from stepspot.settings import LambdaSettings, load_settings
+
+logger = Logger()
+
+_EXECUTION_CAUSE_LIMIT = 4000  # keeps the META item far below DynamoDB's 400 KB
+
+
+class MonitorSettings(LambdaSettings):
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    checkpoint_table: str | None = Field(None, alias="STEPSPOT_CHECKPOINT_TABLE")
+    environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
+    spot_queue: str | None = Field(None, alias="STEPSPOT_SPOT_QUEUE_ARN")
+    ondemand_queue: str | None = Field(None, alias="STEPSPOT_ONDEMAND_QUEUE_ARN")
+    sns_topic_arn: str | None = Field(None, alias="STEPSPOT_SNS_TOPIC_ARN")
+    region: str = Field("us-east-1", alias="AWS_REGION")
+    namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
+
+
+@dataclass
+class Runtime:
+    settings: MonitorSettings
+    store: MonitorStore
+    notifier: Notifier | None
+    prices: PriceTable
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@cache
+def runtime() -> Runtime:
+    """Built once per container (cold start): settings checked, clients and the price table loaded."""
+    settings = load_settings(MonitorSettings)
+    dynamodb = boto3.resource("dynamodb")
+    checkpoints = dynamodb.Table(settings.checkpoint_table) if settings.checkpoint_table else None
+    return Runtime(
+        settings=settings,
+        store=MonitorStore(dynamodb.Table(settings.state_table), checkpoints),
+        notifier=Notifier(boto3.client("sns"), settings.sns_topic_arn) if settings.sns_topic_arn else None,
+        prices=default_prices(),
+    )
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
+    rt = runtime()
+    try:
+        parsed = parse_monitor_event(event)
+    except MalformedEventError as exc:
+        logger.error(exc.message, extra={"outcome": "rejected"})
+        return {"outcome": "rejected", "reason": exc.message}
+    logger.append_keys(event_id=parsed.id, detail_type=parsed.detail_type)
+    return handle_event(parsed, rt)
+
+
+def handle_event(event: BatchJobStateChange | ExecutionStatusChange, rt: Runtime) -> dict[str, Any]:
+    if not rt.store.claim_event(event.source, event.id, rt.clock()):
+        logger.info("Event already processed: redelivery ignored", extra={"outcome": "duplicate"})
+        return {"outcome": "duplicate", "event_id": event.id}
+    pending: list[PendingMetric] = []
+    try:
+        if isinstance(event, BatchJobStateChange):
+            result = _job_event(event, rt, pending)
+        else:
+            result = _execution_event(event, rt, pending)
+    except Exception:
+        rt.store.release_event(event.source, event.id)
+        raise
+    rt.store.complete_event(event.source, event.id, result["outcome"])
+    # Emitted only once everything above succeeded: a failed invocation is retried and counted then.
+    _emit(pending, rt)
+    return result
+
+
+@dataclass(frozen=True)
+class PendingMetric:
+    name: MetricName
+    value: float
+    unit: str = MetricUnit.Count.value
+    job_queue: str | None = None  # also emitted per queue (the dashboard's "by queue" widget)
+
+
+def _emit(pending: list[PendingMetric], rt: Runtime) -> None:
+    environment = {DIMENSION_ENVIRONMENT: rt.settings.environment}
+    emf.emit(rt.settings.namespace, environment, [(m.name.value, m.unit, m.value) for m in pending])
+    for metric in pending:
+        if metric.job_queue:
+            per_queue = {**environment, DIMENSION_JOB_QUEUE: metric.job_queue}
+            emf.emit(rt.settings.namespace, per_queue, [(metric.name.value, metric.unit, metric.value)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batch jobs
+# ---------------------------------------------------------------------------------------------------
+
+
+def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMetric]) -> dict[str, Any]:
+    detail = event.detail
+    logger.append_keys(job_id=detail.job_id, job_status=detail.status)
+    base: dict[str, Any] = {"event_id": event.id, "job_id": detail.job_id, "status": detail.status}
+    ids = task_ids_from_environment(detail.environment())
+    task = TaskRef(ids.workflow_id, ids.task_id) if ids else rt.store.task_for_job(detail.job_id)
+    if task is None:
+        logger.info("Job is not a stepspot task: ignored", extra={"outcome": "not_stepspot_job"})
+        return {**base, "outcome": "not_stepspot_job"}
+    logger.append_keys(workflow_id=task.workflow_id, task_id=task.task_id)
+    base.update(workflow_id=task.workflow_id, task_id=task.task_id)
+    kind = queue_kind(detail.job_queue, rt.settings.spot_queue, rt.settings.ondemand_queue)
+    applied = rt.store.apply_job_status(
+        task,
+        JobStatusWrite(
+            job_id=detail.job_id,
+            status=detail.status,
+            status_reason=detail.status_reason,
+            version=job_status_version(detail),
+            at=event.time,
+            queue_name=resource_name(detail.job_queue),
+            queue_kind=kind.value,
+            attempts=len(detail.attempts),
+        ),
+    )
+    # The queue flags are set whatever the order of arrival: a late Spot event still marks the fallback.
+    fallback = False
+    flags = rt.store.mark_queue_seen(task, kind.value)
+    if (
+        flags
+        and flags.get("spot_attempted")
+        and flags.get("ondemand_attempted")
+        and not flags.get("fallback_recorded_at")
+    ):
+        fallback = rt.store.record_fallback(task, event.time)
+        if fallback:
+            pending.append(PendingMetric(MetricName.FALLBACKS_TO_ON_DEMAND, 1))
+    if not applied and not rt.store.task_exists(task):
+        logger.warning("Job of a task the state table does not know: ignored", extra={"outcome": "unknown_task"})
+        return {**base, "outcome": "unknown_task"}
+
+    # "stale" only means the task item holds a newer status (a later job, or a later state of this one).
+    # A job's terminal event still happened once (the event id is deduplicated), so it is counted.
+    outcome = "applied" if applied else "stale"
+    result: dict[str, Any] = {**base, "outcome": outcome, "queue_kind": kind.value, "fallback_to_on_demand": fallback}
+    if detail.status in TERMINAL_JOB_STATUSES:
+        succeeded = detail.status == "SUCCEEDED"
+        outcome_metric = MetricName.TASKS_SUCCEEDED if succeeded else MetricName.TASKS_FAILED
+        pending.append(PendingMetric(outcome_metric, 1, job_queue=resource_name(detail.job_queue)))
+        checkpoints = rt.store.count_new_checkpoints(task)
+        if checkpoints:
+            pending.append(PendingMetric(MetricName.CHECKPOINTS_SAVED, checkpoints))
+        result["checkpoints_saved"] = checkpoints
+        if kind is QueueKind.SPOT:
+            savings = round(estimated_spot_savings_usd(detail, rt.prices), 4)
+            pending.append(PendingMetric(MetricName.ESTIMATED_SPOT_SAVINGS_USD, savings, MetricUnit.NoUnit.value))
+            result["estimated_spot_savings_usd"] = savings
+        reclaimed = spot_reclaimed_instance(detail)
+        if reclaimed:
+            result["spot_reclaimed_instance"] = reclaimed
+    logger.info("Job status handled", extra={"outcome": outcome, "queue_kind": kind.value})
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Step Functions executions
+# ---------------------------------------------------------------------------------------------------
+
+
+def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[PendingMetric]) -> dict[str, Any]:
+    detail = event.detail
+    target = execution_target(detail)
+    logger.append_keys(execution_arn=detail.execution_arn, workflow_id=target.workflow_id, status=detail.status)
+    base: dict[str, Any] = {
+        "event_id": event.id,
+        "execution_arn": detail.execution_arn,
+        "status": detail.status,
+        "workflow_id": target.workflow_id,
+        "kind": target.kind,
+    }
+    terminal = detail.status in TERMINAL_EXECUTION_STATUSES
+    region = event.region or rt.settings.region
+
+    if target.kind == "task":
+        base["task_id"] = target.task_id
+        if detail.status in {"FAILED", "TIMED_OUT", "ABORTED"} and rt.notifier is not None:
+            notice = task_execution_notice(
+                detail,
+                workflow_id=target.workflow_id,
+                task_id=target.task_id or "",
+                environment=rt.settings.environment,
+                region=region,
+            )
+            rt.notifier.publish(notice.subject, notice.message, notice.attributes)
+            return {**base, "outcome": "notified"}
+        return {**base, "outcome": "ignored"}
+
+    fields: dict[str, Any] = {
+        "execution_arn": detail.execution_arn,
+        "execution_status": detail.status,
+        "execution_started_at": detail.start_date,
+    }
+    if detail.stop_date is not None:
+        fields["execution_stopped_at"] = detail.stop_date
+    if detail.error:
+        fields["execution_error"] = detail.error
+    if detail.cause:
+        fields["execution_cause"] = detail.cause[:_EXECUTION_CAUSE_LIMIT]
+    workflow = rt.store.apply_execution_status(
+        target.workflow_id, fields, execution_status_version(detail), detail.status if terminal else None
+    )
+    if workflow is None:
+        existing = rt.store.workflow(target.workflow_id)
+        if existing is not None:
+            logger.info("Older or repeated execution status: not applied", extra={"outcome": "stale"})
+            return {**base, "outcome": "stale"}
+        # No META item: the workflow failed before (or while) being registered. Still worth an alert.
+        logger.warning("Execution of a workflow that has no META item", extra={"outcome": "unregistered"})
+    if not terminal:
+        return {**base, "outcome": "applied" if workflow is not None else "unregistered"}
+
+    succeeded = detail.status == "SUCCEEDED"
+    pending.append(PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1))
+    failed_tasks = [] if succeeded or workflow is None else rt.store.failed_tasks(target.workflow_id)
+    notified = False
+    if rt.notifier is not None:
+        notice = workflow_notice(
+            detail,
+            workflow_id=target.workflow_id,
+            environment=rt.settings.environment,
+            region=region,
+            workflow=workflow,
+            failed_tasks=failed_tasks,
+        )
+        rt.notifier.publish(notice.subject, notice.message, notice.attributes)
+        notified = True
+    logger.info("Workflow execution ended", extra={"outcome": "applied", "notified": notified})
+    return {
+        **base,
+        "outcome": "applied" if workflow is not None else "unregistered",
+        "notified": notified,
+        "failed_tasks": [str(t.get("sk", "")).removeprefix("TASK#") for t in failed_tasks],
+    }

@@ -1,0 +1,149 @@
+"""Agent pieces without AWS: settings from flags and environment, directory scanning, interval choice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepspot import agent
+from stepspot.checkpoint_files import DirectoryScanner, check_directory
+
+
+def settings(monkeypatch: pytest.MonkeyPatch, *argv: str, **env: str) -> agent.AgentSettings:
+    for name in list(os.environ):
+        if name.startswith("STEPSPOT_"):
+            monkeypatch.delenv(name)
+    base = {
+        "STEPSPOT_WORKFLOW_ID": "wf",
+        "STEPSPOT_TASK_ID": "t",
+        "STEPSPOT_BUCKET": "b",
+        "STEPSPOT_CHECKPOINT_TABLE": "c",
+        "STEPSPOT_CHECKPOINT_DIR": "/tmp/ckpt",
+    }
+    for name, value in {**base, **env}.items():
+        monkeypatch.setenv(name, value)
+    return agent.settings_from(agent.build_parser().parse_args(["run", *argv, "--", "true"]))
+
+
+def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(
+        monkeypatch, "--task-id", "other", "--interval", "30", "--signal", "usr1", STEPSPOT_CHECKPOINT_GRACE="15"
+    )
+    assert (s.workflow_id, s.task_id, s.interval, s.notice_signal, s.notice_grace) == (
+        "wf",
+        "other",
+        30.0,
+        signal.SIGUSR1,
+        15.0,
+    )
+    assert (s.imds_endpoint, s.imds_poll, s.mtbi) == ("http://169.254.169.254", 5.0, 6 * 3600.0)
+    assert settings(monkeypatch).interval is None  # 'auto' by default
+    assert settings(monkeypatch, STEPSPOT_IMDS_ENDPOINT="off").imds_endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STEPSPOT_BUCKET": ""}, "The checkpoint bucket is missing: pass --bucket or set STEPSPOT_BUCKET."),
+        (
+            {"STEPSPOT_CHECKPOINT_DIR": ""},
+            "The checkpoint directory is missing: pass --checkpoint-dir or set STEPSPOT_CHECKPOINT_DIR.",
+        ),
+        (
+            {"STEPSPOT_IMDS_POLL_INTERVAL": "0"},
+            "STEPSPOT_IMDS_POLL_INTERVAL / --imds-poll must be at least 0.05 seconds, got '0'.",
+        ),
+        ({"STEPSPOT_CHECKPOINT_MTBI": "x"}, "STEPSPOT_CHECKPOINT_MTBI / --mtbi must be a number of seconds, got 'x'."),
+    ],
+)
+def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+    with pytest.raises(agent.AgentExit) as caught:
+        settings(monkeypatch, **env)
+    assert (caught.value.code, caught.value.message) == (agent.EXIT_USAGE, message)
+
+
+def test_auto_interval_uses_the_measured_checkpoint_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(monkeypatch, "--mtbi", "7200")
+    runner = agent.Agent(s, store=None)  # type: ignore[arg-type]
+    assert runner.next_interval() == agent.AUTO_FIRST_CHECKPOINT_SECONDS
+    runner.checkpoint_cost = 2.0
+    assert runner.next_interval() == pytest.approx((2 * 2.0 * 7200) ** 0.5)  # 169.7 s
+
+
+def test_scanner_hashes_once_and_skips_agent_files_and_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("hello")
+    (tmp_path / ".stepspot-staging").mkdir()
+    (tmp_path / ".stepspot-staging" / "x").write_text("private")
+    (tmp_path / "link").symlink_to("/etc/hostname")
+    scanner = DirectoryScanner(tmp_path)
+    first = scanner.scan()
+    assert [(f.path, f.size) for f in first] == [("sub/a.txt", 5)]
+    assert first[0].sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    reads: list[Any] = []
+    monkeypatch.setattr("stepspot.checkpoint_files.sha256_file", lambda p: reads.append(p) or ("x", 0))
+    assert scanner.scan() == first and reads == []  # unchanged stat: not read again
+
+
+def test_directory_check_explains_the_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_directory(tmp_path / "new") is None and (tmp_path / "new").is_dir()
+    monkeypatch.setattr(os, "access", lambda *_: False)
+    assert check_directory(tmp_path) == f"checkpoint directory '{tmp_path}' is not readable and writable by this user"
+
+
+def test_exit_status_maps_signals_like_a_shell() -> None:
+    assert agent._exit_status(-15) == 143 and agent._exit_status(3) == 3
+
+
+class _FailingStore:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def save(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            agent.CheckpointStoreUnavailable("The checkpoint store cannot be reached: throttled."),
+            "The checkpoint store cannot be reached: throttled.",
+        ),
+        (
+            PermissionError(13, "Permission denied"),
+            "could not read the checkpoint directory: [Errno 13] Permission denied",
+        ),
+    ],
+)
+def test_failed_checkpoint_prints_one_json_line_for_the_metric_filter(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], error: Exception, reason: str
+) -> None:
+    # Given an agent in the prod environment whose store fails
+    s = settings(monkeypatch, STEPSPOT_ENVIRONMENT="prod", STEPSPOT_CHECKPOINT_DIR=str(tmp_path))
+    runner = agent.Agent(s, _FailingStore(error))  # type: ignore[arg-type]
+    # When a periodic checkpoint is due
+    assert runner.checkpoint("periodic") is None
+    # Then stderr has exactly the line the Terraform metric filter matches, nothing on stdout
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert [json.loads(line) for line in captured.err.splitlines()] == [
+        {
+            "stepspot_event": "checkpoint_failed",
+            "environment": "prod",
+            "workflow_id": "wf",
+            "task_id": "t",
+            "trigger": "periodic",
+            "reason": reason,
+        }
+    ]
+
+
+def test_environment_defaults_to_unknown_so_the_metric_keeps_its_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings(monkeypatch).environment == "unknown"
+    assert settings(monkeypatch, STEPSPOT_ENVIRONMENT="staging").environment == "staging"
