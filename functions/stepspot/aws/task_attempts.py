@@ -55,12 +55,11 @@ class TaskAttempts:
         self, workflow_id: str, task_id: str, attempt: int, failure_class: str, reason: str, job_id: str | None
     ) -> tuple[dict[str, Any], bool]:
         """Count a failed attempt under its class. Returns the item and whether this call counted it."""
-        interruption = 1 if failure_class == "spot_reclaim" else 0
         try:
             response = self._table.update_item(
                 Key=task_key(workflow_id, task_id),
                 UpdateExpression=f"SET classified_attempt = :a, last_failure_class = :c, last_failure = :r, "
-                f"last_job_id = :j, updated_at = :now ADD failures_{failure_class} :one, interruptions :i",
+                f"last_job_id = :j, updated_at = :now ADD failures_{failure_class} :one",
                 ConditionExpression="attribute_exists(pk) AND "
                 "(attribute_not_exists(classified_attempt) OR classified_attempt < :a)",
                 ExpressionAttributeValues={
@@ -69,7 +68,6 @@ class TaskAttempts:
                     ":r": reason[:1000],
                     ":j": job_id or "",
                     ":one": 1,
-                    ":i": interruption,
                     ":now": _now(),
                 },
                 ReturnValues="ALL_NEW",

@@ -88,6 +88,7 @@ class LocalJob:
     instance_id: str = field(default_factory=lambda: "i-" + secrets.token_hex(8) + "0")
     reclaimed: bool = False
     notice_at: float | None = None
+    notice_lead: float = 0.0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -362,6 +363,11 @@ class LocalBatch:
             self._transition(job, "RUNNING")
             timers = self._schedule_reclaim(job, reclaim_at) if reclaim_at is not None else []
             code = job.process.wait()
+            if job.notice_at is not None and not job.reclaimed and code != 0:
+                # The program stopped on the notice (checkpoint written); the host is still reclaimed at
+                # the notice's deadline, which is what Batch then reports for the attempt.
+                self._closing.wait(max(0.0, job.notice_at + job.notice_lead - time.time()))
+                job.reclaimed = True
             for timer in timers:
                 timer.cancel()
         if job.reclaimed:
@@ -390,13 +396,13 @@ class LocalBatch:
                 program = list(INJECTED_FAILURE)
             if self.agent_available:
                 agent = shutil.which("stepspot-agent", path=str(Path(sys.executable).parent)) or "stepspot-agent"
-                return [agent, *command[2 : separator + 1], *program]
+                return [agent, *command[1 : separator + 1], *program]
             return program  # no agent in this installation: the program runs without checkpoint upload
         return list(INJECTED_FAILURE) if inject else command
 
     def _schedule_reclaim(self, job: LocalJob, reclaim_at: float) -> list[threading.Timer]:
         notice_lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
-        reclaim_at = max(reclaim_at, notice_lead)
+        reclaim_at = max(reclaim_at, 2 * notice_lead)  # some work done before the notice
         notice = threading.Timer(reclaim_at - notice_lead, self._notice, args=(job, notice_lead))
         reclaim = threading.Timer(reclaim_at, self._reclaim, args=(job,))
         for timer in (notice, reclaim):
@@ -405,6 +411,7 @@ class LocalBatch:
         return [notice, reclaim]
 
     def _notice(self, job: LocalJob, lead: float) -> None:
+        job.notice_lead = lead
         if job.process is None or job.process.poll() is not None:
             return
         job.notice_at = time.time()
