@@ -48,6 +48,10 @@ class MetricName(StrEnum):
     CHECKPOINTS_DELETED = "CheckpointsDeleted"
     CHECKPOINT_BYTES_UPLOADED = "CheckpointBytesUploaded"
     CHECKPOINTS_FAILED = "CheckpointsFailed"
+    SPOT_RECLAIM_FAILURES = "SpotReclaimFailures"
+    CAPACITY_FAILURES = "CapacityFailures"
+    INFRASTRUCTURE_FAILURES = "InfrastructureFailures"
+    APPLICATION_FAILURES = "ApplicationFailures"
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,36 @@ METRICS: tuple[MetricSpec, ...] = (
         (_ENV,),
         "Checkpoint saves the agent could not complete (log metric filter on the Batch job log group)",
         "agent",
+    ),
+    # One per failure class of a task attempt (stepspot.failures), counted once per attempt when the
+    # fleet manager classifies it; each class also has its own retry budget (stepspot.policy).
+    MetricSpec(
+        MetricName.SPOT_RECLAIM_FAILURES,
+        "Count",
+        (_ENV,),
+        "Task attempts that failed because their Spot host was reclaimed",
+        "fleet_manager",
+    ),
+    MetricSpec(
+        MetricName.CAPACITY_FAILURES,
+        "Count",
+        (_ENV,),
+        "Task attempts cancelled for lack of Spot capacity (jobStateTimeLimitActions)",
+        "fleet_manager",
+    ),
+    MetricSpec(
+        MetricName.INFRASTRUCTURE_FAILURES,
+        "Count",
+        (_ENV,),
+        "Task attempts that failed before the program ran (image pull, host start, API throttling)",
+        "fleet_manager",
+    ),
+    MetricSpec(
+        MetricName.APPLICATION_FAILURES,
+        "Count",
+        (_ENV,),
+        "Task attempts whose program failed (non-zero exit, out of memory, timeout)",
+        "fleet_manager",
     ),
 )
 

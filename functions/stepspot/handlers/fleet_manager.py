@@ -19,8 +19,7 @@ from functools import cache
 from typing import Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,20 +28,21 @@ from stepspot.aws.batch import Batch, job_name, queue_name
 from stepspot.aws.breaker_store import BreakerStore
 from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.task_attempts import TaskAttempts
+from stepspot.emf import MetricBatch
 from stepspot.errors import InvalidEventError, UnknownTaskError
 from stepspot.handlers._plans import load_plan
+from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.plan import Plan, PlannedTask
 from stepspot.policy import FailureClass, Policy, policy_from_env_value
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()
-metrics = Metrics()
 
 FAILURE_METRICS = {
-    FailureClass.SPOT_RECLAIM: "SpotInterruptions",
-    FailureClass.CAPACITY: "CapacityFailures",
-    FailureClass.INFRA_TRANSIENT: "InfrastructureFailures",
-    FailureClass.APP_ERROR: "ApplicationFailures",
+    FailureClass.SPOT_RECLAIM: MetricName.SPOT_RECLAIM_FAILURES,
+    FailureClass.CAPACITY: MetricName.CAPACITY_FAILURES,
+    FailureClass.INFRA_TRANSIENT: MetricName.INFRASTRUCTURE_FAILURES,
+    FailureClass.APP_ERROR: MetricName.APPLICATION_FAILURES,
 }
 
 
@@ -60,6 +60,7 @@ class FleetSettings(LambdaSettings):
     mnp_job_definition_arn: str = Field(alias="STEPSPOT_MNP_JOB_DEFINITION_ARN", pattern=r"^arn:")
     environment: str = Field("dev", alias="STEPSPOT_ENVIRONMENT")
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
+    namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
 
 
 class FleetEvent(BaseModel):
@@ -108,6 +109,7 @@ class Fleet:
         self.breakers = breakers
         self.attempts = attempts
         self.spot_queue = queue_name(settings.spot_queue_arn)
+        self.metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
 
     def _task(self, request: FleetEvent) -> tuple[Plan, PlannedTask]:
         assert request.plan_uri and request.task_id
@@ -140,8 +142,6 @@ class Fleet:
             choice = fleet.CapacityChoice(capacity, "as chosen by the first delivery", fallback=choice.fallback)
             queue_arn = self._queue(capacity, task.multi_node)
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
-        if choice.fallback:
-            metrics.add_metric(name="FallbacksToOnDemand", unit=MetricUnit.Count, value=1)
         return fleet.job_request(
             workflow_id=plan.workflow_id,
             task=task,
@@ -163,7 +163,7 @@ class Fleet:
             plan.workflow_id, task.id, request.attempt, cls.value, found.reason, found.job_id
         )
         if counted:
-            metrics.add_metric(name=FAILURE_METRICS[cls], unit=MetricUnit.Count, value=1)
+            self.metrics.add(FAILURE_METRICS[cls], 1)
             if job.get("capacity") == "SPOT" and cls in (FailureClass.SPOT_RECLAIM, FailureClass.CAPACITY):
                 self.breakers.apply(
                     str(job.get("queue_name") or self.spot_queue),
@@ -277,10 +277,15 @@ def _fleet() -> Fleet:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     manager = _fleet()
-    metrics.add_dimension("environment", manager.settings.environment)
+    try:
+        return _handle(manager, event)
+    finally:
+        manager.metrics.flush()
+
+
+def _handle(manager: Fleet, event: dict[str, Any]) -> dict[str, Any]:
     try:
         request = FleetEvent.model_validate(event)
     except ValidationError as exc:

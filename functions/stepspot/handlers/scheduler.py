@@ -16,8 +16,7 @@ from functools import cache
 from typing import Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -32,8 +31,7 @@ from stepspot.policy import Policy, policy_from_env_value
 from stepspot.scheduler import Scheduler
 from stepspot.settings import LambdaSettings, load_settings
 
-logger = Logger()
-metrics = Metrics()
+logger = Logger()  # task and workflow metrics come from the workflow monitor (stepspot.metrics owners)
 
 
 class SchedulerSettings(LambdaSettings):
@@ -90,10 +88,8 @@ def _context() -> tuple[SchedulerSettings, Policy, DocumentStore, SchedulerState
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, policy, documents, state, sfn, breakers = _context()
-    metrics.add_dimension("environment", settings.environment)
+    _settings, policy, documents, state, sfn, breakers = _context()
     try:
         request = SchedulerEvent.model_validate(event)
     except ValidationError as exc:
@@ -112,13 +108,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if request.capacity == "SPOT" and request.queue_name:
             breakers.apply(request.queue_name, lambda s, now: (None, breaker.record_success(s, now, policy.breaker)))
         result = scheduler.task_succeeded(plan, request.plan_uri, request.task_id)
-        metrics.add_metric(name="TasksSucceeded", unit=MetricUnit.Count, value=1)
     else:
         assert request.task_id is not None
         result = scheduler.task_failed(plan, request.plan_uri, request.task_id, request.failure_text())
-        metrics.add_metric(name="TasksFailed", unit=MetricUnit.Count, value=1)
-    if scheduler.started:
-        metrics.add_metric(name="TasksStarted", unit=MetricUnit.Count, value=len(scheduler.started))
     logger.info("scheduled", extra={"started": len(scheduler.started), "status": result["status"]})
     return result
 
