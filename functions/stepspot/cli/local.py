@@ -110,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
 
     source = Path(args.file)
     if not source.is_file():
-        err_console.print(f"stepspot: {source} does not exist; pass the path of a workflow definition", highlight=False)
+        err_console.print(
+            f"stepspot: {source} does not exist; pass the path of a workflow definition",
+            highlight=False,
+            soft_wrap=True,
+        )
         return EXIT_USAGE
     loaded = load_workflow_file(source)  # WorkflowValidationError -> exit 2 (cli/__init__)
     policy = load_policy_file(args.policy) if args.policy else None

@@ -34,7 +34,7 @@ from stepspot.local import moto_patches
 from stepspot.local.batch import LocalBatch
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
-from stepspot.local.lambdas import REGION, LocalLambda, OutputRouter, reset_handler_caches
+from stepspot.local.lambdas import REGION, LocalLambda, output_router, reset_handler_caches
 from stepspot.local.resources import LocalResources, create
 from stepspot.local.summary import RunSummary, summarise
 from stepspot.plan import Plan, build_plan
@@ -159,7 +159,8 @@ class LocalEngine:
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
-        router = OutputRouter(sys.stdout, run_dir / "lambdas.log")
+        router = output_router()
+        router.begin(run_dir / "lambdas.log")
         bus: EventBus | None = None
         batch: LocalBatch | None = None
         mock = None
@@ -171,7 +172,7 @@ class LocalEngine:
 
             mock = mock_aws(config=cast(Any, MOTO_CONFIG))
             mock.start(reset=False)
-            with _environment(env), _routed_stdout(router):
+            with _environment(env):
                 reset_handler_caches()
                 import boto3
 
@@ -400,13 +401,3 @@ def _configure_moto(endpoint: str) -> None:
         except OSError:
             time.sleep(0.1)
     raise LocalRunError(f"the local AWS emulator at {endpoint} did not start")
-
-
-@contextlib.contextmanager
-def _routed_stdout(router: OutputRouter) -> Iterator[None]:
-    previous = sys.stdout
-    sys.stdout = router
-    try:
-        yield
-    finally:
-        sys.stdout = previous

@@ -64,12 +64,18 @@ class OutputRouter(io.TextIOBase):
     handler go to the metrics counter (EMF documents) or the log file; all other writes (the terminal
     display) pass through unchanged."""
 
-    def __init__(self, passthrough: TextIO, log_path: Path | None) -> None:
+    def __init__(self, passthrough: TextIO, log_path: Path | None = None) -> None:
         self._passthrough = passthrough
         self._local = threading.local()
         self._lock = threading.Lock()
         self._log = log_path.open("a", encoding="utf-8") if log_path else None
         self.metrics: defaultdict[str, float] = defaultdict(float)
+
+    def begin(self, log_path: Path) -> None:
+        """Start collecting for one run (fresh metrics, its own log file)."""
+        with self._lock:
+            self.metrics = defaultdict(float)
+            self._log = log_path.open("a", encoding="utf-8")
 
     def capture(self, function: str) -> _Capture:
         return _Capture(self, function)
@@ -215,6 +221,20 @@ class LocalLambda:
             "ExecutedVersion": "$LATEST",
             "Payload": io.BytesIO(json.dumps(body).encode()),
         }
+
+
+_router: OutputRouter | None = None
+
+
+def output_router() -> OutputRouter:
+    """The process's one router, installed as ``sys.stdout`` on first use and left there: Powertools
+    loggers keep the stream they saw when their module was imported, so it must not change between
+    runs (writes from threads that are not running a handler pass straight through)."""
+    global _router
+    if _router is None:
+        _router = OutputRouter(sys.stdout)
+        sys.stdout = _router
+    return _router
 
 
 def reset_handler_caches() -> None:

@@ -1,0 +1,105 @@
+"""Guards of the moto 5.2.5 patches local mode depends on (functions/stepspot/local/moto_patches.py):
+if moto's internals move, these fail instead of local mode silently misbehaving."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from stepspot.local import moto_patches
+
+CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "batch": {"use_docker": False}}
+
+
+class FlakyBatch:
+    """The first job fails (as Batch reports it), every later one succeeds."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+
+    def submit_job(self, **params: Any) -> dict[str, Any]:
+        self.submitted.append(params)
+        return {"JobId": f"job-{len(self.submitted)}"}
+
+    def describe_jobs(self, jobs: list[str], **_: Any) -> dict[str, Any]:
+        status = "FAILED" if jobs[0] == "job-1" else "SUCCEEDED"
+        return {"jobs": [{"jobId": jobs[0], "status": status, "statusReason": "Essential container in task exited"}]}
+
+
+def _run(definition: dict[str, Any], batch: Any) -> dict[str, Any]:
+    with mock_aws(config=CONFIG), moto_patches.hooked(object(), batch, time_scale=1000, sync_poll_seconds=0.01):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="guard", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=arn, name="run-1", input="{}")["executionArn"]
+        for _ in range(400):
+            described = sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                return described
+            time.sleep(0.02)
+    pytest.fail("the execution did not finish")
+
+
+def test_the_pinned_moto_still_has_every_patch_point():
+    moto_patches.check_patch_points()
+
+
+def test_a_retried_sync_batch_task_gets_a_fresh_callback_and_succeeds():
+    # Given a .sync job whose first attempt fails and a Retry on States.TaskFailed (bug 1 in 5.2.5)
+    definition = {
+        "StartAt": "RunJob",
+        "States": {
+            "RunJob": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::batch:submitJob.sync",
+                "Parameters": {"JobName": "j", "JobQueue": "q", "JobDefinition": "d", "NodeOverrides": {"NumNodes": 2}},
+                "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 30, "MaxAttempts": 1}],
+                "End": True,
+            }
+        },
+    }
+    batch = FlakyBatch()
+    described = _run(definition, batch)
+    # Then the retry ran (its 30 s interval scaled down) and the execution succeeded
+    assert described["status"] == "SUCCEEDED"
+    assert len(batch.submitted) == 2
+    # and multi-node overrides reached Batch (moto drops unknown submitJob parameters)
+    assert batch.submitted[0]["NodeOverrides"] == {"NumNodes": 2}
+
+
+def test_states_errors_keep_their_name_through_a_parallel_branch():
+    # Bug 2: a States.* error leaving a branch became States.Runtime
+    definition = {
+        "StartAt": "Branches",
+        "States": {
+            "Branches": {
+                "Type": "Parallel",
+                "Branches": [{"StartAt": "Boom", "States": {"Boom": {"Type": "Fail", "Error": "States.TaskFailed"}}}],
+                "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.caught", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        },
+    }
+    assert _run(definition, FlakyBatch())["status"] == "SUCCEEDED"
+
+
+def test_jsonata_fails_with_a_clear_message():
+    moto_patches.install()
+    from moto.stepfunctions.parser.asl.jsonata import jsonata
+
+    with pytest.raises(RuntimeError, match="JSONata is not supported by stepspot's local mode"):
+        jsonata._eval_jsonata("$x")  # type: ignore[misc]
+
+
+def test_send_task_failure_keeps_its_cause():
+    moto_patches.install()
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    assert StepFunctionResponse.send_task_failure.__module__ == moto_patches.__name__
