@@ -88,7 +88,7 @@ class EventBus:
                     self.unrouted[function] += 1
                     continue
                 except Exception as exc:  # a monitoring failure must not stop the workflow (as on AWS)
-                    log.warning("%s failed on %s: %s", function, event["detail-type"], exc)
+                    log.debug("%s failed on %s: %s", function, event["detail-type"], exc)
                     self.failed[function] += 1
                     continue
                 if result is not None:
