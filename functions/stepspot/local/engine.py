@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -164,6 +165,11 @@ class LocalEngine:
         bus: EventBus | None = None
         batch: LocalBatch | None = None
         mock = None
+        # moto keeps its config process-wide (mock_aws(config=...) and POST /moto-api/config both write
+        # it); restore it afterwards so a local run does not change other moto users in this process.
+        from moto.core import config as moto_config
+
+        saved_moto_config = copy.deepcopy(moto_config.default_user_config)
         try:
             _configure_moto(endpoint)
             # The Lambdas call the same backends in-process (5x faster than HTTP); the job subprocesses
@@ -225,6 +231,8 @@ class LocalEngine:
             if mock is not None:
                 mock.stop()
             server.stop()
+            moto_config.default_user_config.clear()
+            moto_config.default_user_config.update(saved_moto_config)
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -233,6 +233,10 @@ def output_router() -> OutputRouter:
     global _router
     if _router is None:
         _router = OutputRouter(sys.stdout)
+    if sys.stdout is not _router:
+        # Someone swapped sys.stdout since (pytest's capture does, per test): route through it again,
+        # or EMF lines printed by the handlers would miss the metrics counter.
+        _router._passthrough = sys.stdout
         sys.stdout = _router
     return _router
 
