@@ -4,7 +4,10 @@
 ``$STEPSPOT_CHECKPOINT_DIR``, runs the program, checkpoints the directory every interval (only changed
 files are sent), and on a Spot interruption notice (IMDS ``spot/instance-action``, polled every 5 s
 with an IMDSv2 token) or SIGTERM tells the program (a configurable signal), waits a bounded time for it
-to write, and uploads at once. It exits with the program's exit code. See docs/checkpoints.md.
+to write, and uploads at once. It exits with the program's exit code, except after an IMDS notice: then
+a failed program's exit is held until the host is reclaimed (so AWS Batch reports ``Host EC2 (instance
+i-...) terminated.``, a Spot reclaim, not an application error), at most ``--reclaim-wait`` seconds
+from the notice, after which the agent exits with 79. See docs/checkpoints.md.
 
 A checkpoint save that fails also prints one JSON line on stderr,
 ``{"stepspot_event": "checkpoint_failed", "environment": ..., "workflow_id": ..., "task_id": ...,
@@ -21,6 +24,9 @@ Exit codes of the agent itself (the program's own code is forwarded otherwise):
   70  internal error (a bug: traceback printed)
   75  the checkpoint store cannot be reached right now (network, throttling); retrying may work
   77  access to the bucket or table was denied, or no AWS credentials
+  79  stopped on a Spot interruption notice: the program ended after an IMDS notice and the host was not
+      reclaimed within --reclaim-wait (a stop/hibernate action), or SIGTERM came after the notice (ECS
+      draining); the failure classifier counts it as a Spot reclaim
   126 the command is not executable
   127 the command was not found
 """
@@ -46,6 +52,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
+from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
 from stepspot.checkpoints import Manifest, parse_interval, validate_id, young_daly_interval
@@ -72,6 +79,7 @@ DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 DEFAULT_IMDS_POLL_SECONDS = 5.0
 DEFAULT_MTBI_SECONDS = 6 * 3600.0  # a conservative guess for Spot; set from your interruption history
 DEFAULT_NOTICE_GRACE_SECONDS = 60.0
+DEFAULT_RECLAIM_WAIT_SECONDS = 150.0  # Spot terminates ~120 s after the notice; 30 s of slack
 DEFAULT_SETTLE_SECONDS = 1.0
 DEFAULT_STOP_TIMEOUT_SECONDS = 20.0
 AUTO_FIRST_CHECKPOINT_SECONDS = 60.0  # 'auto' needs one measured upload before Young/Daly applies
@@ -115,6 +123,7 @@ class AgentSettings:
     state_table: str | None
     save_on_success: bool
     environment: str = UNKNOWN_DIMENSION_VALUE  # the metric dimension of checkpoint_failed lines
+    reclaim_wait: float = DEFAULT_RECLAIM_WAIT_SECONDS  # after an IMDS notice: how long to wait for the reclaim
 
 
 def _env_or(value: str | None, name: str, default: str | None = None) -> str | None:
@@ -224,6 +233,11 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         save_on_success=bool(getattr(args, "save_on_success", False))
         or os.environ.get("STEPSPOT_CHECKPOINT_ON_SUCCESS", "").lower() in ("1", "true", "yes"),
         environment=_env_or(None, "STEPSPOT_ENVIRONMENT", UNKNOWN_DIMENSION_VALUE) or UNKNOWN_DIMENSION_VALUE,
+        reclaim_wait=_number(
+            _env_or(args.reclaim_wait, "STEPSPOT_RECLAIM_WAIT", str(DEFAULT_RECLAIM_WAIT_SECONDS)),
+            "--reclaim-wait",
+            "STEPSPOT_RECLAIM_WAIT",
+        ),
     )
 
 
@@ -349,7 +363,7 @@ class ImdsNoticeWatcher(threading.Thread):
                     self._warned = True
                 document = None
             if document:
-                self._on_notice(f"spot interruption notice {document.strip()}")
+                self._on_notice(document.strip())
                 return
             self._stop_event.wait(self._poll)
 
@@ -395,6 +409,8 @@ class Agent:
         self._notice_reason: str | None = None
         self._terminate = False
         self._notice_handled = False
+        self._spot_notice_at: float | None = None  # monotonic time the IMDS notice was seen
+        self._spot_action = "terminate"
         self._child: subprocess.Popen[bytes] | None = None
 
     # -- notices (called from the IMDS thread or a signal handler: only set flags) --
@@ -403,6 +419,14 @@ class Agent:
         if self._notice_reason is None:
             self._notice_reason = reason
         self._wake.set()
+
+    def notify_spot(self, document: str) -> None:
+        """An IMDS ``spot/instance-action`` document: the host goes in ~2 minutes (or stops/hibernates)."""
+        with contextlib.suppress(ValueError, AttributeError):
+            self._spot_action = str(json.loads(document).get("action") or self._spot_action)
+        if self._spot_notice_at is None:
+            self._spot_notice_at = time.monotonic()
+        self.notify(f"spot interruption notice {document}")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._terminate = True
@@ -511,6 +535,36 @@ class Agent:
             log.warning("program did not exit %.0f s after SIGTERM: killing it", self.settings.stop_timeout)
             self._signal_child(signal.SIGKILL)
 
+    def _await_reclaim(self, code: int, exited_at: float) -> int:
+        """After an IMDS notice and a failed program: outlive the program until the host goes.
+
+        Exiting now would end the container before the instance, and Batch would report an ordinary
+        non-zero exit (an application error, spending the task's retries on Spot). Waiting lets Batch
+        report ``Host EC2 (instance i-...) terminated.``; if the host is still here after the wait, or
+        ECS drains it with SIGTERM, EXIT_SPOT_NOTICE tells the classifier the same thing.
+        """
+        assert self._spot_notice_at is not None
+        deadline = self._spot_notice_at + self.settings.reclaim_wait
+        if exited_at >= deadline and not self._terminate:
+            # The host outlived the notice and the program kept running: this exit is its own.
+            return code
+        if not self._terminate:
+            log.warning(
+                "program exited with %d after the Spot interruption notice; waiting up to %.0f s for the host "
+                "to be reclaimed so Batch reports the interruption",
+                code,
+                max(0.0, deadline - time.monotonic()),
+            )
+        while not self._terminate and time.monotonic() < deadline:
+            self._wake.wait(timeout=max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+        if self._terminate:
+            why = "SIGTERM after the Spot interruption notice (the instance is being drained)"
+        else:
+            why = f"host not reclaimed {self.settings.reclaim_wait:.0f} s after the {self._spot_action} notice"
+        log.warning("%s: exiting with %d (stopped on a Spot interruption notice)", why, EXIT_SPOT_NOTICE)
+        return EXIT_SPOT_NOTICE
+
     def run(self, command: Sequence[str]) -> int:
         s = self.settings
         restored = self.restore()
@@ -520,7 +574,7 @@ class Agent:
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         watcher = None
         if s.imds_endpoint:
-            watcher = ImdsNoticeWatcher(s.imds_endpoint, s.imds_poll, self.notify)
+            watcher = ImdsNoticeWatcher(s.imds_endpoint, s.imds_poll, self.notify_spot)
         try:
             try:
                 # Own session: the notice signal reaches the whole process group (shell wrappers included).
@@ -558,10 +612,13 @@ class Agent:
                 self._wake.wait(timeout=max(0.0, min(0.5, next_due - time.monotonic())))
                 self._wake.clear()
             code = _exit_status(child.wait())
+            exited_at = time.monotonic()
             if code != 0 or s.save_on_success:
                 # A retry after a crash resumes from whatever the program last wrote.
                 self.checkpoint(f"program exited with {code}")
             log.info("program exited with %d", code)
+            if code != 0 and self._spot_notice_at is not None:
+                return self._await_reclaim(code, exited_at)
             return code
         finally:
             if watcher:
@@ -593,7 +650,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--state-table", help="check the workflow exists in this state table (env STEPSPOT_STATE_TABLE; off when unset)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    for name in ("interval", "mtbi", "signal", "grace", "settle", "stop_timeout", "imds_endpoint", "imds_poll"):
+    for name in (
+        "interval",
+        "mtbi",
+        "signal",
+        "grace",
+        "settle",
+        "stop_timeout",
+        "imds_endpoint",
+        "imds_poll",
+        "reclaim_wait",
+    ):
         parser.set_defaults(**{name: None})
     parser.set_defaults(no_imds=False)
 
@@ -620,6 +687,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--imds-endpoint", help="instance metadata endpoint (env STEPSPOT_IMDS_ENDPOINT; 'off')")
     run.add_argument("--imds-poll", help="seconds between IMDS polls (env STEPSPOT_IMDS_POLL_INTERVAL, 5)")
     run.add_argument("--no-imds", action="store_true", help="do not poll IMDS (SIGTERM still works)")
+    run.add_argument(
+        "--reclaim-wait",
+        help="after an IMDS notice, max seconds (from the notice) a failed program's exit waits for the host "
+        f"to be reclaimed before exiting {EXIT_SPOT_NOTICE} (env STEPSPOT_RECLAIM_WAIT, 150)",
+    )
     run.add_argument(
         "--save-on-success",
         action="store_true",

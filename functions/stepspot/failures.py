@@ -6,7 +6,9 @@ camelCase from some emulators: both are read). For a Lambda or API failure it is
 
 Classes (each with its own retry budget in ``stepspot.policy`` and its own metric):
 
-- ``spot_reclaim``: the Spot host went away under the job (``Host EC2 (instance i-...) terminated.``).
+- ``spot_reclaim``: the Spot host went away under the job (``Host EC2 (instance i-...) terminated.``), or
+  the checkpoint agent exited with ``EXIT_SPOT_NOTICE`` (stopped on a Spot interruption notice, the host
+  not reclaimed in time or drained by ECS).
 - ``capacity``: the Spot queue could not place the job and ``jobStateTimeLimitActions`` cancelled it
   (``... JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``).
 - ``infra_transient``: the job never really ran (image pull, container start, host start failures,
@@ -24,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
 from stepspot.policy import FailureClass, Policy, stable_unit_random
 
 _SPOT_RECLAIM = re.compile(r"Host EC2 \(instance (?P<instance>i-[0-9a-zA-Z]+)\) terminated", re.IGNORECASE)
@@ -130,6 +133,9 @@ def classify(error: str | None, cause: str | None) -> Classification:
     text = " | ".join(reasons)
     if instance is not None:
         return Classification(FailureClass.SPOT_RECLAIM, reasons[0], exit_code, instance, job_id)
+    if exit_code == EXIT_SPOT_NOTICE:
+        reason = f"exit code {exit_code}: the checkpoint agent stopped on a Spot interruption notice"
+        return Classification(FailureClass.SPOT_RECLAIM, reason, exit_code, None, job_id)
     if _CAPACITY.search(text):
         return Classification(FailureClass.CAPACITY, _first(reasons, _CAPACITY), exit_code, None, job_id)
     if _MISCONFIGURATION.search(text):

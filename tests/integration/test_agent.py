@@ -21,6 +21,7 @@ from checkpoint_support import (
     start_agent,
 )
 
+from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
 from stepspot.aws.checkpoint_objects import CheckpointObjects
 from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.checkpoint_store import CheckpointStore
@@ -106,19 +107,28 @@ def test_spot_notice_checkpoints_at_once_and_a_new_instance_resumes_from_it(
     # Given the agent running the program on "instance 1", polling the fake IMDS
     env = store.env(tmp_path / "instance-1")
     env["STEPSPOT_IMDS_ENDPOINT"] = imds.endpoint
-    agent = Lines(start_agent(["run", "--imds-poll", "0.1", "--interval", "60", "--grace", "10", "--", *PROGRAM], env))
+    args = ["run", "--imds-poll", "0.1", "--interval", "60", "--grace", "10", "--reclaim-wait", "3"]
+    agent = Lines(start_agent([*args, "--", *PROGRAM], env))
     agent.wait_for("no checkpoint to restore")
     agent.wait_for("step 100 written")
     # When Spot posts the interruption notice mid-run
     imds.post_notice()
+    noticed = time.monotonic()
     # Then the program is told, writes, and the agent uploads at once, long before the 2 minutes
     stopped_at = int(agent.wait_for("stopping at step").split("step ")[1].split()[0])
     handled = agent.wait_for("notice handled in")
     assert float(handled.split("notice handled in ")[1].split()[0]) < 10
-    assert agent.finish() == 128 + signal.SIGTERM  # the program's own exit code, forwarded
-    assert imds.unauthorised == 0  # every poll carried the IMDSv2 token
+    agent.wait_for("program exited with 143")
+    # And the agent outlives the program, its checkpoint already uploaded, waiting for the host to go
+    agent.wait_for("waiting up to")
+    assert agent.process.poll() is None
     sequence, step = saved_step(store)
     assert step == stopped_at and 100 <= step < 300
+    # And the host is not reclaimed: at the wait bound it exits with "stopped on a Spot interruption notice"
+    assert agent.finish() == EXIT_SPOT_NOTICE
+    assert time.monotonic() - noticed >= 2.5
+    assert "host not reclaimed 3 s after the terminate notice: exiting with 79" in agent.text
+    assert imds.unauthorised == 0  # every poll carried the IMDSv2 token
 
     # When the task starts again on "instance 2" (empty disk)
     rerun = Lines(
@@ -132,6 +142,36 @@ def test_spot_notice_checkpoints_at_once_and_a_new_instance_resumes_from_it(
     rerun.wait_for(f"starting at step {stopped_at} of 300")
     assert rerun.finish() == 0
     assert json.loads((tmp_path / "result.json").read_text())["checksum"] == reference_checksum
+
+
+def test_sigterm_after_a_spot_notice_ends_the_wait_with_the_spot_notice_code(
+    store: Store, imds: FakeImds, tmp_path: Path
+) -> None:
+    # Given the agent waiting for the reclaim after a notice stopped the program
+    env = {**store.env(tmp_path / "ckpt"), "STEPSPOT_IMDS_ENDPOINT": imds.endpoint, "STEPSPOT_RECLAIM_WAIT": "60"}
+    agent = Lines(start_agent(["run", "--imds-poll", "0.1", "--interval", "60", "--", *PROGRAM], env))
+    agent.wait_for("step 50 written")
+    imds.post_notice()
+    agent.wait_for("waiting up to")
+    # When ECS drains the instance (SIGTERM to the container's main process)
+    agent.process.send_signal(signal.SIGTERM)
+    # Then the agent stops waiting at once and says it stopped on a Spot notice, not the program's 143
+    assert agent.finish(timeout=10) == EXIT_SPOT_NOTICE
+    assert "SIGTERM after the Spot interruption notice" in agent.text
+
+
+def test_a_program_that_fails_without_a_notice_gets_its_own_code_at_once(
+    store: Store, imds: FakeImds, tmp_path: Path
+) -> None:
+    # Given IMDS polled but no notice posted, and a program that fails
+    env = {**store.env(tmp_path / "d"), "STEPSPOT_IMDS_ENDPOINT": imds.endpoint}
+    script = "import sys; sys.exit(143)"
+    started = time.monotonic()
+    result = run_agent(["run", "--imds-poll", "0.1", "--", sys.executable, "-c", script], env)
+    # Then the agent does not wait for a reclaim: the code is the program's
+    assert result.returncode == 143, result.stderr
+    assert time.monotonic() - started < 20
+    assert "waiting up to" not in result.stderr
 
 
 def test_sigterm_to_the_agent_checkpoints_and_stops_the_program(store: Store, tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.Monke
     assert (s.imds_endpoint, s.imds_poll, s.mtbi) == ("http://169.254.169.254", 5.0, 6 * 3600.0)
     assert settings(monkeypatch).interval is None  # 'auto' by default
     assert settings(monkeypatch, STEPSPOT_IMDS_ENDPOINT="off").imds_endpoint is None
+    # After a Spot notice the agent waits 150 s (Spot's 120 s and slack) for the reclaim, unless told otherwise
+    assert settings(monkeypatch).reclaim_wait == 150.0
+    assert settings(monkeypatch, "--reclaim-wait", "5", STEPSPOT_RECLAIM_WAIT="9").reclaim_wait == 5.0
+    assert settings(monkeypatch, STEPSPOT_RECLAIM_WAIT="9").reclaim_wait == 9.0
 
 
 @pytest.mark.parametrize(
@@ -59,6 +63,10 @@ def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.Monke
             "STEPSPOT_IMDS_POLL_INTERVAL / --imds-poll must be at least 0.05 seconds, got '0'.",
         ),
         ({"STEPSPOT_CHECKPOINT_MTBI": "x"}, "STEPSPOT_CHECKPOINT_MTBI / --mtbi must be a number of seconds, got 'x'."),
+        (
+            {"STEPSPOT_RECLAIM_WAIT": "-1"},
+            "STEPSPOT_RECLAIM_WAIT / --reclaim-wait must be at least 0 seconds, got '-1'.",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
 from stepspot.failures import Classification, classify, decide
 from stepspot.policy import DEFAULT_POLICY, FailureClass
 
@@ -64,6 +65,34 @@ NON_ZERO_EXIT = {
     "StatusReason": "Essential container in task exited",
     "Container": {"ExitCode": 2},
 }
+# The checkpoint agent stopped on a Spot notice and the host was not reclaimed in time (exit 79).
+STOPPED_ON_SPOT_NOTICE = {
+    "Attempts": [
+        {
+            "Container": {
+                "ContainerInstanceArn": "arn:aws:ecs:us-east-1:123456789012:container-instance/stepspot-dev/9f8e",
+                "ExitCode": 79,
+                "LogStreamName": "stepspot/default/5c6d7e8f",
+                "NetworkInterfaces": [],
+                "TaskArn": "arn:aws:ecs:us-east-1:123456789012:task/stepspot-dev/5c6d7e8f",
+            },
+            "StartedAt": 1700000000000,
+            "StatusReason": "Essential container in task exited",
+            "StoppedAt": 1700000750000,
+        }
+    ],
+    "Container": {
+        "Command": ["stepspot-agent", "run", "--", "gmx", "mdrun"],
+        "ExitCode": 79,
+        "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/md:2024.3",
+        "LogStreamName": "stepspot/default/5c6d7e8f",
+    },
+    "JobId": "4a516273-cccc-4ddd-8eee-3456789abcde",
+    "JobName": "production-run-wf-a2",
+    "JobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/stepspot-dev-spot",
+    "Status": "FAILED",
+    "StatusReason": "Essential container in task exited",
+}
 OUT_OF_MEMORY = {
     "Attempts": [
         {
@@ -99,6 +128,22 @@ def test_spot_reclaim_is_recognised_with_the_instance(casing):
     assert found.instance_id == "i-0a1b2c3d4e5f67890"
     assert found.reason == "Host EC2 (instance i-0a1b2c3d4e5f67890) terminated."
     assert found.job_id == "8b4c2f1e-1111-2222-3333-444455556666"
+
+
+@pytest.mark.parametrize("casing", [lambda j: j, _camel], ids=["aws-pascal", "sdk-camel"])
+def test_agent_exit_after_a_spot_notice_is_a_spot_reclaim_not_an_application_error(casing):
+    # Given a job whose container ended with the agent's "stopped on a Spot interruption notice" code
+    assert EXIT_SPOT_NOTICE == 79
+    # When it is classified
+    found = classify("States.TaskFailed", _cause(casing(STOPPED_ON_SPOT_NOTICE)))
+    # Then it is a Spot reclaim (moves toward On-Demand) with the code kept, not an app error
+    assert found == Classification(
+        FailureClass.SPOT_RECLAIM,
+        "exit code 79: the checkpoint agent stopped on a Spot interruption notice",
+        79,
+        None,
+        "4a516273-cccc-4ddd-8eee-3456789abcde",
+    )
 
 
 def test_job_state_time_limit_cancellation_is_a_capacity_failure():

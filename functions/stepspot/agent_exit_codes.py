@@ -1,0 +1,13 @@
+"""Exit codes of the checkpoint agent that other parts read back. Standard library only.
+
+The agent (inside the job container) and the failure classifier (fleet manager Lambda) both import this,
+so the classifier recognises what the agent meant without importing the agent.
+"""
+
+from __future__ import annotations
+
+# The agent stopped because of an EC2 Spot interruption notice (IMDS ``spot/instance-action``) and the
+# host was not reclaimed within the wait (a ``stop``/``hibernate`` action, a reclaim that did not come,
+# or ECS draining the instance with SIGTERM). Just past the sysexits range (64-78) and below the shell's
+# 126-127 and 128+N, so neither the agent's other codes nor a signal death can collide with it.
+EXIT_SPOT_NOTICE = 79
