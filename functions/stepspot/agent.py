@@ -559,7 +559,7 @@ class Agent:
             self._wake.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._wake.clear()
         if self._terminate:
-            why = "SIGTERM after the Spot interruption notice (the instance is being drained)"
+            why = "SIGTERM after the Spot interruption notice (the instance is being drained or shut down)"
         else:
             why = f"host not reclaimed {self.settings.reclaim_wait:.0f} s after the {self._spot_action} notice"
         log.warning("%s: exiting with %d (stopped on a Spot interruption notice)", why, EXIT_SPOT_NOTICE)

@@ -51,6 +51,9 @@ def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
     summary = run_local(MD_EXAMPLE, time_scale=1800, faults=Faults(reclaim_tasks=frozenset({"production-run"}), seed=1))
     assert summary.status == "SUCCEEDED", summary.cause
     assert summary.interruptions >= 1
+    # And the agent outlived the program after the notice, so the attempt failed as a reclaim, not an app error
+    assert summary.metrics.get("SpotReclaimFailures", 0) >= 1
+    assert summary.metrics.get("ApplicationFailures", 0) == 0
     # Then a later attempt restored the checkpoint written on the notice and resumed past step 0
     assert summary.checkpoints["saved"] >= 1 and summary.checkpoints["restored"] >= 1
     logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("jobs/*/output.log"))
