@@ -10,6 +10,7 @@ locals {
   # ARNs built from names break the cycles Lambda <-> state machine <-> alerts topic.
   workflow_state_machine_arn = "arn:${local.partition}:states:${local.arn_tail}:stateMachine:${local.name_prefix}-workflow"
   task_state_machine_arn     = "arn:${local.partition}:states:${local.arn_tail}:stateMachine:${local.name_prefix}-task"
+  task_execution_arn_prefix  = "arn:${local.partition}:states:${local.arn_tail}:execution:${local.name_prefix}-task"
   sns_topic_arn              = "arn:${local.partition}:sns:${local.arn_tail}:${local.name_prefix}-alerts"
   batch_arn_prefix           = "arn:${local.partition}:batch:${local.arn_tail}"
 
@@ -113,14 +114,15 @@ module "functions" {
       description = "Dataflow scheduling: starts ready tasks, completes the workflow callback"
       timeout     = 300
       environment = {
-        STEPSPOT_CHECKPOINT_TABLE       = module.storage.checkpoint_table_name
         STEPSPOT_TASK_STATE_MACHINE_ARN = local.task_state_machine_arn
       }
       statements = [
         { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_arn}/workflows/*"] },
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:TransactWriteItems", "dynamodb:ConditionCheckItem"], resources = [local.state_table] },
-        { sid = "ReadCheckpoints", actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        # TransactWriteItems is authorised per contained Put/Update/Delete as well.
+        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:TransactWriteItems"], resources = [local.state_table] },
         { sid = "StartTasks", actions = ["states:StartExecution"], resources = [local.task_state_machine_arn] },
+        # abort: a workflow that fails for good stops its running task executions.
+        { sid = "StopTasks", actions = ["states:StopExecution"], resources = ["${local.task_execution_arn_prefix}:*"] },
         { sid = "CompleteWorkflow", actions = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources = [local.workflow_state_machine_arn] },
       ]
     }
@@ -158,10 +160,11 @@ module "functions" {
         STEPSPOT_MNP_JOB_DEFINITION_ARN = module.compute.mnp_job_definition_arn
       }
       statements = [
-        { sid = "BreakerItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [local.state_table] },
+        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_arn}/workflows/*"] },
+        { sid = "BreakerAndAttemptItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources = [local.state_table] },
         { sid = "ManageEnvironments", actions = ["batch:UpdateComputeEnvironment"], resources = values(module.compute.compute_environment_arns) },
         # Describe* have no resource-level permissions in AWS Batch.
-        { sid = "DescribeBatch", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions"], resources = ["*"] },
+        { sid = "DescribeBatch", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions", "batch:ListJobs"], resources = ["*"] },
         { sid = "DeriveJobDefinitions", actions = ["batch:RegisterJobDefinition", "batch:TagResource"], resources = ["${local.batch_arn_prefix}:job-definition/${local.name_prefix}-*"] },
         { sid = "PassJobRole", actions = ["iam:PassRole"], resources = [module.compute.job_role_arn] },
       ]

@@ -77,6 +77,7 @@ def fleet(monkeypatch):
         )
         for name, value in {
             "STEPSPOT_BUCKET": "bucket",
+            "STEPSPOT_ENVIRONMENT": "test",
             "STEPSPOT_STATE_TABLE": "state",
             "STEPSPOT_SPOT_QUEUE_ARN": "arn:aws:batch:us-east-1:123456789012:job-queue/spot",
             "STEPSPOT_ONDEMAND_QUEUE_ARN": "arn:aws:batch:us-east-1:123456789012:job-queue/ondemand",

@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from stepspot.handlers import checkpoint_manager, interruption_handler, workflow_monitor, workflow_parser
+from stepspot.handlers import (
+    checkpoint_manager,
+    fleet_manager,
+    interruption_handler,
+    scheduler,
+    workflow_monitor,
+    workflow_parser,
+)
 from stepspot.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +34,8 @@ LOADERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "checkpoint_manager": checkpoint_manager.Settings.from_env,
     "interruption_handler": lambda env: load_settings(interruption_handler.InterruptionSettings, env),
     "workflow_monitor": lambda env: load_settings(workflow_monitor.MonitorSettings, env),
+    "scheduler": lambda env: load_settings(scheduler.SchedulerSettings, env),
+    "fleet_manager": lambda env: load_settings(fleet_manager.FleetSettings, env),
 }
 
 

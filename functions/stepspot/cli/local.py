@@ -213,8 +213,8 @@ def _print_summary(summary: Any) -> None:
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
         (
             "estimated cost",
-            f"Spot ${cost['spot_usd']:.4f} vs On-Demand ${cost['on_demand_usd']:.4f} "
-            f"(saved ${cost['savings_usd']:.4f})",
+            f"as run ${cost['spot_usd']:.4f} (Spot where allowed, interrupted attempts included) vs all "
+            f"On-Demand ${cost['on_demand_usd']:.4f}: " + _saving_text(cost["savings_usd"]),
         ),
     ]
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -238,3 +238,10 @@ def _print_summary(summary: Any) -> None:
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
+
+
+def _saving_text(savings_usd: float) -> str:
+    if savings_usd >= 0:
+        return f"saved ${savings_usd:.4f}"
+    # Many reclaims of short tasks can make Spot dearer: say so plainly rather than print "saved $-x".
+    return f"Spot cost ${-savings_usd:.4f} more (interrupted attempts)"

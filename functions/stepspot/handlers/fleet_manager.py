@@ -58,7 +58,7 @@ class FleetSettings(LambdaSettings):
     ondemand_compute_env: str = Field(alias="STEPSPOT_ONDEMAND_COMPUTE_ENV", min_length=1)
     job_definition_arn: str = Field(alias="STEPSPOT_JOB_DEFINITION_ARN", pattern=r"^arn:")
     mnp_job_definition_arn: str = Field(alias="STEPSPOT_MNP_JOB_DEFINITION_ARN", pattern=r"^arn:")
-    environment: str = Field("dev", alias="STEPSPOT_ENVIRONMENT")
+    environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
     namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
 

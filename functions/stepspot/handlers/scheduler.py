@@ -38,7 +38,7 @@ class SchedulerSettings(LambdaSettings):
     bucket: str = Field(alias="STEPSPOT_BUCKET", min_length=3)
     state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
     task_state_machine_arn: str = Field(alias="STEPSPOT_TASK_STATE_MACHINE_ARN", pattern=r"^arn:")
-    environment: str = Field("dev", alias="STEPSPOT_ENVIRONMENT")
+    environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
 
 
