@@ -231,8 +231,9 @@ class LocalEngine:
             if mock is not None:
                 mock.stop()
             server.stop()
-            moto_config.default_user_config.clear()
-            moto_config.default_user_config.update(saved_moto_config)
+            live_config = cast(dict[str, Any], moto_config.default_user_config)  # a TypedDict to mypy
+            live_config.clear()
+            live_config.update(saved_moto_config)
 
     # -- internals --------------------------------------------------------------------------------
 
