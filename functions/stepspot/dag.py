@@ -158,15 +158,33 @@ def _cycle_in(component: list[str], edges: dict[str, list[str]]) -> list[str]:
 
 @dataclass(frozen=True)
 class Topology:
-    """Order, levels and critical path of a valid DAG."""
+    """Order, levels and critical path of a valid DAG. Per-task facts are lists indexed like ``ids``
+    (the input order); the dict views are built on demand (large workflows use the lists)."""
 
+    ids: list[str]
     order: list[str]
     levels: list[list[str]]
-    level_of: dict[str, int]
-    dependents: dict[str, list[str]]
+    level: list[int]
+    children: list[list[int]]
     critical_path: list[str]
     critical_path_seconds: float
-    finish_at: dict[str, float]  # earliest finish with unlimited capacity
+    finish: list[float]  # earliest finish with unlimited capacity
+
+    def dependents_of(self, i: int) -> list[str]:
+        ids = self.ids
+        return [ids[c] for c in self.children[i]]
+
+    @property
+    def level_of(self) -> dict[str, int]:
+        return dict(zip(self.ids, self.level, strict=True))
+
+    @property
+    def dependents(self) -> dict[str, list[str]]:
+        return {task_id: self.dependents_of(i) for i, task_id in enumerate(self.ids)}
+
+    @property
+    def finish_at(self) -> dict[str, float]:
+        return dict(zip(self.ids, self.finish, strict=True))
 
 
 def analyse(depends_on: dict[str, list[str]], runtime: dict[str, float]) -> Topology:
@@ -222,11 +240,12 @@ def analyse(depends_on: dict[str, list[str]], runtime: dict[str, float]) -> Topo
     else:
         critical_seconds = 0.0
     return Topology(
+        ids=ids,
         order=[ids[i] for i in ready],
         levels=levels,
-        level_of=dict(zip(ids, level, strict=True)),
-        dependents={task_id: [ids[c] for c in children[i]] for i, task_id in enumerate(ids)},
+        level=level,
+        children=children,
         critical_path=path,
         critical_path_seconds=critical_seconds,
-        finish_at=dict(zip(ids, finish, strict=True)),
+        finish=finish,
     )

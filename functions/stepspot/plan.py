@@ -108,8 +108,8 @@ def _build_plan(
     total_on_demand = total_planned = vcpu_hours = 0.0
     spot_allowed = config.spot_strategy != "on-demand-only"
     od, spot = prices.on_demand, prices.spot
-    level_of, dependents = topology.level_of, topology.dependents
-    for task in workflow.tasks:
+    level, dependents_of = topology.level, topology.dependents_of
+    for i, task in enumerate(workflow.tasks):  # the same order as topology.ids
         # Hot loop at 100k tasks: plain attribute reads and arithmetic here (estimate.Rates.hourly is the
         # same formula) instead of per-task helper calls.
         task_id, vcpus, memory_gib, gpus, nodes = task.id, task.vcpus, task.memory / 1024, task.gpus, task.nodes
@@ -142,8 +142,8 @@ def _build_plan(
             timeout_seconds=task.timeout,
             estimated_runtime_seconds=seconds,
             depends_on=task.depends_on,
-            dependents=dependents[task_id],
-            level=level_of[task_id],
+            dependents=dependents_of(i),
+            level=level[i],
             estimated_on_demand_usd=on_demand,
             estimated_spot_usd=planned,
         )
