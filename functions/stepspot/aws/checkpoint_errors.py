@@ -1,5 +1,7 @@
 """Translation of botocore failures into stepspot errors for the checkpoint adapters (S3, DynamoDB).
 
+Which code means what is decided once, in ``stepspot.aws.errors``; this module words it for checkpoints.
+
 Standard library and botocore only: the in-container agent imports this.
 """
 
@@ -7,40 +9,13 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from stepspot.aws.errors import ErrorKind, error_code, error_kind
 from stepspot.errors import (
     AwsAccessDeniedError,
     AwsResourceNotFoundError,
     CheckpointStoreUnavailable,
     StepspotError,
 )
-
-_MISSING = {"NoSuchBucket", "ResourceNotFoundException", "404", "NotFound"}
-_DENIED = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "403",
-    "Forbidden",
-    "UnrecognizedClientException",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-}
-
-_TRANSIENT = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "ProvisionedThroughputExceededException",
-    "RequestThrottled",
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-}
 
 
 def translate(exc: Exception, resource: str, action: str, fix: str) -> StepspotError:
@@ -50,17 +25,16 @@ def translate(exc: Exception, resource: str, action: str, fix: str) -> StepspotE
     """
     what = f"{action} in {resource}"
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _MISSING:
+        code, kind = error_code(exc), error_kind(exc)
+        if kind is ErrorKind.NOT_FOUND:
             return AwsResourceNotFoundError(f"{resource[0].upper()}{resource[1:]} does not exist: {fix}.", code=code)
-        if code in _DENIED:
+        if kind in (ErrorKind.DENIED, ErrorKind.EXPIRED, ErrorKind.REJECTED):
             return AwsAccessDeniedError(
                 f"Access to {resource} was denied ({code}) while {action.lower()}: "
                 "give the job or function role access to it.",
                 code=code,
             )
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _TRANSIENT or status >= 500:
+        if kind is ErrorKind.THROTTLED:
             return CheckpointStoreUnavailable(f"{what} failed with {code}, try again later: {exc}", code=code)
         raise exc  # anything else (ValidationException, ...) is a bug in stepspot: keep the traceback
     if isinstance(exc, NoCredentialsError):

@@ -11,7 +11,7 @@ Every state change is a conditional write, which is what makes racing writers sa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -80,6 +80,18 @@ class CheckpointTable:
         )
 
     # ---- reads ---------------------------------------------------------------------------------
+
+    def _conditional(self, action: str, write: Callable[..., Any], **request: Any) -> bool:
+        """Run one conditional write: True when it applied, False when its condition did not hold."""
+        try:
+            write(**request)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise self._fail(exc, action) from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, action) from exc
+        return True
 
     def latest_sequence(self, workflow_id: str, task_id: str) -> int | None:
         """The sequence the LATEST pointer names, or None when nothing was registered yet."""
@@ -177,19 +189,13 @@ class CheckpointTable:
         }
         if record.request_key:
             values["request_key"] = record.request_key
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item=_item(values),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise self._fail(exc, "Reserving a checkpoint sequence") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, "Reserving a checkpoint sequence") from exc
-        return True
+        return self._conditional(
+            "Reserving a checkpoint sequence",
+            self._ddb.put_item,
+            TableName=self.table,
+            Item=_item(values),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
 
     def complete(
         self,
@@ -200,60 +206,46 @@ class CheckpointTable:
         uploaded_bytes: int,
     ) -> bool:
         """Mark the reserved item COMPLETE (its manifest is written); False if it is no longer ours."""
-        try:
-            self._ddb.update_item(
-                TableName=self.table,
-                Key=_item(
-                    {"pk": checkpoint_pk(record.workflow_id, record.task_id), "sk": sequence_sk(record.sequence)}
-                ),
-                UpdateExpression=(
-                    "SET #status = :complete, manifest_sha256 = :sha, file_count = :count, "
-                    "total_bytes = :total, uploaded_bytes = :uploaded, completed_epoch = :now "
-                    "REMOVE expires_at"
-                ),
-                ConditionExpression="#status = :pending AND writer = :writer",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_item(
-                    {
-                        ":complete": STATUS_COMPLETE,
-                        ":pending": STATUS_PENDING,
-                        ":writer": record.writer,
-                        ":sha": manifest_sha256,
-                        ":count": file_count,
-                        ":total": total_bytes,
-                        ":uploaded": uploaded_bytes,
-                        ":now": int(time.time()),
-                    }
-                ),
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise self._fail(exc, "Completing a checkpoint") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, "Completing a checkpoint") from exc
-        return True
+        return self._conditional(
+            "Completing a checkpoint",
+            self._ddb.update_item,
+            TableName=self.table,
+            Key=_item({"pk": checkpoint_pk(record.workflow_id, record.task_id), "sk": sequence_sk(record.sequence)}),
+            UpdateExpression=(
+                "SET #status = :complete, manifest_sha256 = :sha, file_count = :count, "
+                "total_bytes = :total, uploaded_bytes = :uploaded, completed_epoch = :now "
+                "REMOVE expires_at"
+            ),
+            ConditionExpression="#status = :pending AND writer = :writer",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_item(
+                {
+                    ":complete": STATUS_COMPLETE,
+                    ":pending": STATUS_PENDING,
+                    ":writer": record.writer,
+                    ":sha": manifest_sha256,
+                    ":count": file_count,
+                    ":total": total_bytes,
+                    ":uploaded": uploaded_bytes,
+                    ":now": int(time.time()),
+                }
+            ),
+        )
 
     def advance_latest(self, workflow_id: str, task_id: str, sequence: int) -> bool:
         """Point LATEST at ``sequence`` unless it already names a higher one; True if it moved."""
-        try:
-            self._ddb.update_item(
-                TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
-                UpdateExpression="SET #seq = :seq, updated_epoch = :now, workflow_id = :wf, task_id = :task",
-                ConditionExpression="attribute_not_exists(#seq) OR #seq < :seq",
-                ExpressionAttributeNames={"#seq": "sequence"},
-                ExpressionAttributeValues=_item(
-                    {":seq": sequence, ":now": int(time.time()), ":wf": workflow_id, ":task": task_id}
-                ),
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise self._fail(exc, "Moving the latest checkpoint pointer") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, "Moving the latest checkpoint pointer") from exc
-        return True
+        return self._conditional(
+            "Moving the latest checkpoint pointer",
+            self._ddb.update_item,
+            TableName=self.table,
+            Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+            UpdateExpression="SET #seq = :seq, updated_epoch = :now, workflow_id = :wf, task_id = :task",
+            ConditionExpression="attribute_not_exists(#seq) OR #seq < :seq",
+            ExpressionAttributeNames={"#seq": "sequence"},
+            ExpressionAttributeValues=_item(
+                {":seq": sequence, ":now": int(time.time()), ":wf": workflow_id, ":task": task_id}
+            ),
+        )
 
     def delete_record(self, workflow_id: str, task_id: str, sequence: int) -> None:
         try:
@@ -266,21 +258,15 @@ class CheckpointTable:
 
     def delete_latest_if(self, workflow_id: str, task_id: str, sequence: int) -> bool:
         """Remove the pointer only while it still names ``sequence`` (a writer may have moved it)."""
-        try:
-            self._ddb.delete_item(
-                TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
-                ConditionExpression="#seq = :seq",
-                ExpressionAttributeNames={"#seq": "sequence"},
-                ExpressionAttributeValues=_item({":seq": sequence}),
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise self._fail(exc, "Deleting the latest checkpoint pointer") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, "Deleting the latest checkpoint pointer") from exc
-        return True
+        return self._conditional(
+            "Deleting the latest checkpoint pointer",
+            self._ddb.delete_item,
+            TableName=self.table,
+            Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+            ConditionExpression="#seq = :seq",
+            ExpressionAttributeNames={"#seq": "sequence"},
+            ExpressionAttributeValues=_item({":seq": sequence}),
+        )
 
 
 class WorkflowRegistry:

@@ -18,7 +18,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
-from stepspot.aws.errors import error_code
+from stepspot.aws.errors import ErrorKind, error_code, error_kind
 from stepspot.errors import (
     AwsAccessDeniedError,
     AwsCredentialsError,
@@ -32,15 +32,6 @@ CREDENTIALS_HINT = (
     "run `aws sso login` (or `aws configure`), or set AWS_PROFILE / AWS_ACCESS_KEY_ID for the account "
     "that holds the environment"
 )
-_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
-_REJECTED_CODES = frozenset(
-    {"UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch"}
-)
-_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
-_NOT_FOUND_CODES = frozenset(
-    {"ResourceNotFoundException", "NoSuchBucket", "StateMachineDoesNotExist", "ResourceNotFound"}
-)
-_THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling", "SlowDown"})
 
 
 @contextmanager
@@ -57,20 +48,20 @@ def aws_call(action: str) -> Iterator[None]:
     except EndpointConnectionError as exc:
         raise ConfigurationError(f"Cannot reach AWS to {action} ({exc}): check the network and AWS_REGION.") from exc
     except ClientError as exc:
-        code = error_code(exc)
+        code, kind = error_code(exc), error_kind(exc)
         message = exc.response.get("Error", {}).get("Message", "")
-        if code in _EXPIRED_CODES:
+        if kind is ErrorKind.EXPIRED:
             raise AwsCredentialsError(f"The AWS credentials have expired ({action}): {CREDENTIALS_HINT}.") from exc
-        if code in _REJECTED_CODES:
+        if kind is ErrorKind.REJECTED:
             raise AwsCredentialsError(f"AWS rejected the credentials ({action}): {CREDENTIALS_HINT}.") from exc
-        if code in _DENIED_CODES:
+        if kind is ErrorKind.DENIED:
             raise AwsAccessDeniedError(
                 f"Access denied to {action} ({message}): use a role allowed to operate this environment."
             ) from exc
-        if code in _NOT_FOUND_CODES:
+        if kind is ErrorKind.NOT_FOUND:
             raise AwsResourceNotFoundError(
                 f"Cannot {action}: {message or code}. Is the environment deployed (`make deploy ENV=...`)?"
             ) from exc
-        if code in _THROTTLED_CODES:
+        if kind is ErrorKind.THROTTLED:
             raise AwsThrottledError(f"AWS throttled the call to {action}: try again in a moment.") from exc
         raise FatalError(f"AWS refused to {action}: {code}: {message}") from exc

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.scheduler import StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
 from stepspot.state_keys import (
@@ -29,10 +29,6 @@ from stepspot.state_keys import (
 )
 
 _CONDITION_FAILED = {"ConditionalCheckFailedException", "TransactionCanceledException"}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class SchedulerState:
@@ -56,7 +52,7 @@ class SchedulerState:
                 "ready_count = if_not_exists(ready_count, :zero), updated_at = :now",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#r": "running"},
-                ExpressionAttributeValues={":t": task_token, ":now": _now(), ":zero": 0},
+                ExpressionAttributeValues={":t": task_token, ":now": now_iso(), ":zero": 0},
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -94,7 +90,7 @@ class SchedulerState:
                 ExpressionAttributeValues={
                     ":pending": TaskState.PENDING.value,
                     ":remaining": remaining,
-                    ":now": _now(),
+                    ":now": now_iso(),
                 },
             )
             self._table.delete_item(Key=ready_key(workflow_id, task_id))
@@ -127,7 +123,7 @@ class SchedulerState:
         )
 
     def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool:
-        values: dict[str, Any] = {":s": status.value, ":running": WorkflowStatus.RUNNING.value, ":now": _now()}
+        values: dict[str, Any] = {":s": status.value, ":running": WorkflowStatus.RUNNING.value, ":now": now_iso()}
         expression = "SET #s = :s, finished_at = :now"
         if detail:
             expression += ", failure_detail = if_not_exists(failure_detail, :d)"
@@ -143,7 +139,7 @@ class SchedulerState:
             "SET #s = :failed, finished_at = :now, failure_detail = if_not_exists(failure_detail, :d)",
             "attribute_exists(pk) AND NOT #s IN (:failed, :succeeded)",
             {"#s": "status"},
-            {":failed": "FAILED", ":succeeded": "SUCCEEDED", ":now": _now(), ":d": detail[:2000]},
+            {":failed": "FAILED", ":succeeded": "SUCCEEDED", ":now": now_iso(), ":d": detail[:2000]},
             "aborting workflow",
         )
 
@@ -166,7 +162,7 @@ class SchedulerState:
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), "at": _now()},
+                        "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), "at": now_iso()},
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
@@ -176,7 +172,7 @@ class SchedulerState:
                         "Key": task_key(workflow_id, task_id),
                         "UpdateExpression": "SET remaining_deps = remaining_deps - :one, updated_at = :now",
                         "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":one": 1, ":now": _now()},
+                        "ExpressionAttributeValues": {":one": 1, ":now": now_iso()},
                     }
                 },
             ],
@@ -197,7 +193,7 @@ class SchedulerState:
         from_ready: bool = False,
     ) -> StartOutcome:
         """PENDING (or, draining, READY) -> RUNNING, taking a slot, in one transaction."""
-        now = _now()
+        now = now_iso()
         source = TaskState.READY if from_ready else TaskState.PENDING
         try:
             self._client.transact_write_items(
@@ -274,7 +270,7 @@ class SchedulerState:
                                 ":ready": TaskState.READY.value,
                                 ":pending": TaskState.PENDING.value,
                                 ":zero": 0,
-                                ":now": _now(),
+                                ":now": now_iso(),
                             },
                         }
                     },
@@ -321,7 +317,7 @@ class SchedulerState:
             "ExpressionAttributeValues": {
                 ":final": state.value,
                 ":running": TaskState.RUNNING.value,
-                ":now": _now(),
+                ":now": now_iso(),
                 **({":d": detail[:2000]} if detail else {}),
             },
         }
@@ -347,7 +343,7 @@ class SchedulerState:
                     ":skipped": TaskState.SKIPPED.value,
                     ":source": source.value,
                     ":c": cause[:2000],
-                    ":now": _now(),
+                    ":now": now_iso(),
                 },
             }
             counters = "SET skipped = if_not_exists(skipped, :zero) + :one"

@@ -22,7 +22,8 @@ class WorkflowAlreadyExistsError(FatalError):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """The timestamp format of every ``*_at`` attribute of the state table (UTC, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class StateTable:

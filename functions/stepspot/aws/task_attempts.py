@@ -6,18 +6,14 @@ Both writes are conditional on the attempt number, so a redelivered ChooseCapaci
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.state_keys import task_key
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class TaskAttempts:
@@ -41,7 +37,7 @@ class TaskAttempts:
                     ":q": queue,
                     ":c": capacity,
                     ":f": 1 if fallback else 0,
-                    ":now": _now(),
+                    ":now": now_iso(),
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -68,7 +64,7 @@ class TaskAttempts:
                     ":r": reason[:1000],
                     ":j": job_id or "",
                     ":one": 1,
-                    ":now": _now(),
+                    ":now": now_iso(),
                 },
                 ReturnValues="ALL_NEW",
             )
