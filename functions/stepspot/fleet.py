@@ -68,9 +68,9 @@ def apply_breaker(admission: Admission) -> CapacityChoice:
     return CapacityChoice(Capacity.ON_DEMAND, "Spot breaker open", fallback=True)
 
 
-def agent_command(command: list[str], checkpoint_enabled: bool) -> list[str]:
-    """The container command: the task's own, wrapped by the task runner bundle when checkpointing."""
-    return ["/bin/sh", "-c", RUNNER_SCRIPT, RUNNER_SHELL_NAME, *command] if checkpoint_enabled else list(command)
+def agent_command(command: list[str], wrapped: bool) -> list[str]:
+    """The container command: the task's own, run by the task runner bundle when ``wrapped``."""
+    return ["/bin/sh", "-c", RUNNER_SCRIPT, RUNNER_SHELL_NAME, *command] if wrapped else list(command)
 
 
 def runner_program(container_command: list[str]) -> list[str] | None:
