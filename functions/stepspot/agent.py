@@ -40,6 +40,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -56,7 +57,7 @@ from typing import Any, NoReturn, TextIO
 
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION as EXIT_MISCONFIGURATION  # 78, shared with failures.py
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
-from stepspot.build_info import version_mismatch
+from stepspot.build_info import deployment_version, version_mismatch
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
 from stepspot.checkpoints import Manifest, parse_interval, validate_id, young_daly_interval
@@ -714,6 +715,7 @@ def _execute(args: argparse.Namespace) -> int:
     mismatch = version_mismatch(os.environ)
     if mismatch:
         raise AgentExit(EXIT_MISCONFIGURATION, mismatch)
+    log.info("task runner %s on Python %s (%s)", deployment_version(), platform.python_version(), sys.executable)
     settings = settings_from(args)
     if args.action == "run":
         command = list(args.command)

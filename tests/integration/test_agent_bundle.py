@@ -8,7 +8,6 @@ machine has one (pyenv), with Python 3.9, the oldest the bundle supports.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 from checkpoint_support import EXAMPLE_PROGRAM, REPO, FakeImds, Store
+from interpreters import find_python
 from test_agent import Lines, saved_step
 
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION, EXIT_SPOT_NOTICE
@@ -31,13 +31,6 @@ pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store, imds
 
 BUILD_SCRIPT = REPO / "scripts" / "build_agent_bundle.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _pyenv_python(version: str) -> str | None:
-    """A pyenv-installed interpreter of that minor version, if this machine has one."""
-    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
-    return found[-1] if found else shutil.which(f"python{version}")
 
 
 def _clean(python: str | None, why_missing: str) -> str:
@@ -74,7 +67,7 @@ def shiv_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def python(request: pytest.FixtureRequest) -> str:
     if request.param == "system":
         return _clean(SYSTEM_PYTHON, f"{SYSTEM_PYTHON} does not exist on this machine")
-    return _clean(_pyenv_python("3.9"), "no Python 3.9 on this machine (pyenv versions/3.9.*)")
+    return _clean(find_python("3.9"), "no Python 3.9 on this machine (pyenv versions/3.9.*)")
 
 
 class Bundle:
@@ -222,7 +215,7 @@ def test_without_a_usable_home_the_bundle_unpacks_into_a_private_temp_directory(
 
 
 def test_a_python_older_than_3_9_is_refused_with_what_the_image_needs(bundle: Path) -> None:
-    old = _pyenv_python("3.8") or _pyenv_python("3.6")
+    old = find_python("3.8") or find_python("3.6")
     if old is None:
         pytest.skip("no Python older than 3.9 on this machine (pyenv versions/3.8.* or 3.6.*)")
     result = subprocess.run(
