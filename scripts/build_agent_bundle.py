@@ -18,6 +18,7 @@ what local mode relies on when it calls this script before every run (`--quiet`)
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -210,6 +211,14 @@ def write_bundle(sources: list[Path], entry: str, target: Path) -> None:
 
 
 def build(quiet: bool = False) -> Path:
+    """Build under a lock: local runs and `make build` may start together and share build/agent."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with (WORK / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(quiet)
+
+
+def _build(quiet: bool) -> Path:
     entry = entry_point()
     digest = inputs_digest(entry)
     stamp = WORK / "bundle.stamp"
@@ -217,7 +226,6 @@ def build(quiet: bool = False) -> Path:
         if not quiet:
             print(f"{TARGET.relative_to(ROOT)}: up to date")
         return TARGET
-    WORK.mkdir(parents=True, exist_ok=True)
     vendored = vendor(requirements())
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         stage = Path(tmp) / "stage"
