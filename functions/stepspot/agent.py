@@ -715,7 +715,6 @@ def _execute(args: argparse.Namespace) -> int:
     mismatch = version_mismatch(os.environ)
     if mismatch:
         raise AgentExit(EXIT_MISCONFIGURATION, mismatch)
-    log.info("task runner %s on Python %s (%s)", deployment_version(), platform.python_version(), sys.executable)
     settings = settings_from(args)
     if args.action == "run":
         command = list(args.command)
@@ -735,6 +734,7 @@ def _execute(args: argparse.Namespace) -> int:
         raise AgentExit(EXIT_BAD_DIRECTORY, f"The {problem}: point STEPSPOT_CHECKPOINT_DIR at a writable directory.")
     store = build_store(settings)
     if args.action == "run":
+        log.info("task runner %s on Python %s (%s)", deployment_version(), platform.python_version(), sys.executable)
         return Agent(settings, store).run(command)
     if args.action == "save":
         scanner = DirectoryScanner(settings.directory)
