@@ -79,6 +79,17 @@ def test_every_handler_import_is_satisfied_by_the_zips_alone(built: Path, tmp_pa
     assert not loaded & set(CLI_ONLY)
 
 
+def test_the_deployment_version_starts_with_the_declared_package_version() -> None:
+    import tomllib
+
+    import stepspot
+
+    with (REPO / "pyproject.toml").open("rb") as handle:
+        declared = tomllib.load(handle)["project"]["version"]
+    assert stepspot.__version__ == declared  # build_info reads stepspot.__version__
+    assert source_version(build_lambdas.PACKAGE_DIR).startswith(f"{declared}+")
+
+
 def test_the_package_zip_records_the_deployment_version(built: Path) -> None:
     with zipfile.ZipFile(built / "stepspot.zip") as archive:
         record = json.loads(archive.read(f"stepspot/{BUILD_FILE}"))
