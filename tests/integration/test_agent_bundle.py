@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,23 @@ class Bundle:
 @pytest.fixture()
 def runner(python: str, bundle: Path, shiv_root: Path) -> Bundle:
     return Bundle(python, bundle, shiv_root)
+
+
+def test_every_module_the_bundle_carries_imports_with_nothing_else(python: str, bundle: Path, tmp_path: Path) -> None:
+    # Runtime syntax and stdlib names newer than the interpreter (datetime.UTC, enum.StrEnum, ...) fail here.
+    with zipfile.ZipFile(bundle) as archive:
+        names = [n for n in archive.namelist() if n.startswith("site-packages/stepspot/") and n.endswith(".py")]
+        archive.extractall(tmp_path, members=[n for n in archive.namelist() if n.startswith("site-packages/")])
+    modules = sorted(n[len("site-packages/") : -len(".py")].replace("/", ".").removesuffix(".__init__") for n in names)
+    assert "stepspot.agent" in modules or "stepspot.agent.cli" in modules
+    script = "import importlib, sys; sys.path[:0] = [sys.argv[1]]; [importlib.import_module(m) for m in sys.argv[2:]]"
+    result = subprocess.run(
+        [python, "-I", "-S", "-c", script, str(tmp_path / "site-packages"), *modules, "boto3", "botocore.session"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_spot_notice_then_resume_through_the_bundle(
