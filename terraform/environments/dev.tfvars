@@ -13,3 +13,6 @@ force_destroy           = true
 log_retention_days      = 7
 lambda_log_level        = "DEBUG"
 state_machine_log_level = "ALL"
+
+# Jobs share an encrypted EFS file system at /mnt/efs (workflows opt in: global_config.shared_filesystem).
+shared_filesystem_enabled = true
