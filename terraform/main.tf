@@ -98,8 +98,10 @@ module "compute" {
   agent_bundle_source      = local.agent_bundle
   agent_bundle_sha256      = filesha256(local.agent_bundle)
 
-  shared_filesystem = var.shared_filesystem_enabled ? merge(module.filesystem.efs, { mount_path = var.shared_mount_path }) : null
-  fsx_lustre        = var.fsx_lustre_enabled ? merge(module.filesystem.fsx_lustre, { mount_path = var.fsx_mount_path }) : null
+  shared_filesystem = module.filesystem.efs
+  shared_mount_path = var.shared_mount_path
+  fsx_lustre        = module.filesystem.fsx_lustre
+  fsx_mount_path    = var.fsx_mount_path
 }
 
 ################################################################################

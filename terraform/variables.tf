@@ -168,11 +168,6 @@ variable "shared_mount_path" {
   description = "Where jobs see the shared file system."
   type        = string
   default     = "/mnt/efs"
-
-  validation {
-    condition     = can(regex("^/[^ ]*[^/]$", var.shared_mount_path)) && !contains(["/", "/opt/stepspot", "/tmp"], var.shared_mount_path)
-    error_message = "shared_mount_path must be an absolute path without a trailing slash, other than /, /tmp and /opt/stepspot (e.g. /mnt/efs)."
-  }
 }
 
 variable "fsx_lustre_enabled" {

@@ -122,13 +122,13 @@ locals {
         }
       }
     }],
-    var.fsx_lustre == null ? [] : [{ name = "fsx-scratch", host = { sourcePath = var.fsx_lustre.mount_path } }],
+    var.fsx_lustre == null ? [] : [{ name = "fsx-scratch", host = { sourcePath = var.fsx_mount_path } }],
   )
 
   mount_points = concat(
     [{ sourceVolume = "stepspot-agent", containerPath = local.agent_host_dir, readOnly = true }],
-    var.shared_filesystem == null ? [] : [{ sourceVolume = "shared", containerPath = var.shared_filesystem.mount_path, readOnly = false }],
-    var.fsx_lustre == null ? [] : [{ sourceVolume = "fsx-scratch", containerPath = var.fsx_lustre.mount_path, readOnly = false }],
+    var.shared_filesystem == null ? [] : [{ sourceVolume = "shared", containerPath = var.shared_mount_path, readOnly = false }],
+    var.fsx_lustre == null ? [] : [{ sourceVolume = "fsx-scratch", containerPath = var.fsx_mount_path, readOnly = false }],
   )
 
   container = {
@@ -167,7 +167,7 @@ locals {
     sha256         = var.agent_bundle_sha256
     fsx_dns_name   = var.fsx_lustre == null ? "" : var.fsx_lustre.dns_name
     fsx_mount_name = var.fsx_lustre == null ? "" : var.fsx_lustre.mount_name
-    fsx_mount_path = var.fsx_lustre == null ? "" : var.fsx_lustre.mount_path
+    fsx_mount_path = var.fsx_mount_path
   }
 }
 

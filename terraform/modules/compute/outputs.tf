@@ -70,5 +70,5 @@ output "agent_bundle_path" {
 
 output "shared_mount_path" {
   description = "Where jobs see the shared file system (null without one)."
-  value       = var.shared_filesystem == null ? null : var.shared_filesystem.mount_path
+  value       = var.shared_filesystem == null ? null : var.shared_mount_path
 }

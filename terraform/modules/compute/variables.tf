@@ -248,30 +248,45 @@ variable "input_bucket_arns" {
 }
 
 variable "shared_filesystem" {
-  description = "EFS file system every job mounts (filesystem module outputs), or null for none. Mounted with TLS through the access point, with IAM authorisation."
+  description = "EFS file system every job mounts at shared_mount_path (module filesystem's `efs` output), or null for none. Mounted with TLS through the access point, with IAM authorisation."
   type = object({
     file_system_id   = string
     file_system_arn  = string
     access_point_id  = string
     access_point_arn = string
-    mount_path       = string
   })
   default = null
+}
+
+variable "shared_mount_path" {
+  description = "Where jobs see the shared file system."
+  type        = string
+  default     = "/mnt/efs"
 
   validation {
-    condition     = var.shared_filesystem == null || can(regex("^/[^ ]*[^/]$", var.shared_filesystem.mount_path))
-    error_message = "shared_filesystem.mount_path must be an absolute path without a trailing slash, e.g. /mnt/efs."
+    condition     = can(regex("^/[^ ]*[^/]$", var.shared_mount_path)) && !contains(["/", "/opt/stepspot", "/tmp"], var.shared_mount_path)
+    error_message = "shared_mount_path must be an absolute path without a trailing slash, other than /, /tmp and /opt/stepspot (e.g. /mnt/efs)."
   }
 }
 
 variable "fsx_lustre" {
-  description = "FSx for Lustre scratch file system mounted by every host at mount_path (and into every job), or null for none."
+  description = "FSx for Lustre scratch file system (module filesystem's `fsx_lustre` output) every host mounts at fsx_mount_path, bind-mounted into every job; null for none."
   type = object({
     dns_name   = string
     mount_name = string
-    mount_path = string
   })
   default = null
+}
+
+variable "fsx_mount_path" {
+  description = "Where hosts and jobs see the FSx for Lustre scratch file system."
+  type        = string
+  default     = "/mnt/fsx"
+
+  validation {
+    condition     = can(regex("^/[^ ]*[^/]$", var.fsx_mount_path)) && !contains(["/", "/opt/stepspot", "/tmp"], var.fsx_mount_path)
+    error_message = "fsx_mount_path must be an absolute path without a trailing slash, other than /, /tmp and /opt/stepspot (e.g. /mnt/fsx)."
+  }
 }
 
 variable "bucket_name" {

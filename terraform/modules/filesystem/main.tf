@@ -72,11 +72,12 @@ resource "aws_efs_backup_policy" "this" {
   }
 }
 
+# count, not for_each: subnet ids of a VPC created in the same apply are unknown at plan time.
 resource "aws_efs_mount_target" "this" {
-  for_each = var.efs_enabled ? toset(var.subnet_ids) : toset([])
+  count = var.efs_enabled ? length(var.subnet_ids) : 0
 
   file_system_id  = aws_efs_file_system.this[0].id
-  subnet_id       = each.value
+  subnet_id       = var.subnet_ids[count.index]
   security_groups = [aws_security_group.efs[0].id]
 }
 
@@ -218,7 +219,7 @@ resource "aws_vpc_security_group_egress_rule" "client_to_fsx" {
 # SCRATCH_2: no replication, encrypted at rest with an FSx-managed key (scratch file systems take no
 # customer key), in transit between Nitro instances. Files appear lazily from the bucket prefix.
 resource "aws_fsx_lustre_file_system" "this" {
-  # checkov:skip=CKV_AWS_178:SCRATCH_2 file systems cannot use a customer managed key; they are encrypted with an FSx-managed key.
+  # checkov:skip=CKV_AWS_190:SCRATCH_2 file systems cannot use a customer managed key; they are encrypted with an FSx-managed key.
   count = local.fsx_count
 
   deployment_type    = "SCRATCH_2"
