@@ -289,7 +289,8 @@ module "functions" {
       description = "Spot interruption warnings and rebalance recommendations -> affected tasks"
       timeout     = 60
       environment = {
-        STEPSPOT_SPOT_COMPUTE_ENV = module.compute.compute_environment_names["spot"]
+        # Every Spot environment (GPU Spot too): the handler takes a comma-separated list.
+        STEPSPOT_SPOT_COMPUTE_ENV = join(",", module.compute.spot_compute_environment_names)
         STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
       }
       statements = [

@@ -294,7 +294,7 @@ resource "aws_batch_compute_environment" "this" {
 
   # No service_role: Batch uses its service-linked role AWSServiceRoleForBatch (created by Batch on the
   # first environment of the account), so environments update in place and never race IAM propagation.
-  name_prefix = "${var.name_prefix}-${each.key}-"
+  name_prefix = "${var.name_prefix}-${replace(each.key, "_", "-")}-"
   type        = "MANAGED"
   state       = "ENABLED"
 
@@ -334,7 +334,7 @@ resource "aws_batch_compute_environment" "this" {
 resource "aws_batch_job_queue" "this" {
   for_each = local.environments
 
-  name     = "${var.name_prefix}-${each.key}"
+  name     = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   state    = "ENABLED"
   priority = 1
 

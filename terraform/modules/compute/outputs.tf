@@ -72,3 +72,8 @@ output "shared_mount_path" {
   description = "Where jobs see the shared file system (null without one)."
   value       = var.shared_filesystem == null ? null : var.shared_mount_path
 }
+
+output "spot_compute_environment_names" {
+  description = "Names of the Spot compute environments (`spot`, and `gpu_spot` when GPUs are enabled): whose instances get interruption notices."
+  value       = [for k, ce in aws_batch_compute_environment.this : ce.name if local.environments[k].type == "SPOT"]
+}

@@ -428,3 +428,47 @@ run "rejects_input_bucket_with_a_key" {
 
   expect_failures = [var.input_bucket_arns]
 }
+
+run "interruptions_cover_every_spot_environment" {
+  command = plan
+
+  variables {
+    gpu_enabled        = true
+    gpu_instance_types = ["g5.4xlarge"]
+  }
+
+  override_resource {
+    target          = aws_batch_compute_environment.this["spot"]
+    override_during = plan
+    values          = { name = "stepspot-test-spot-1" }
+  }
+
+  override_resource {
+    target          = aws_batch_compute_environment.this["gpu_spot"]
+    override_during = plan
+    values          = { name = "stepspot-test-gpu-spot-1" }
+  }
+
+  override_resource {
+    target          = aws_batch_compute_environment.this["ondemand"]
+    override_during = plan
+    values          = { name = "stepspot-test-ondemand-1" }
+  }
+
+  override_resource {
+    target          = aws_batch_compute_environment.this["gpu_ondemand"]
+    override_during = plan
+    values          = { name = "stepspot-test-gpu-ondemand-1" }
+  }
+
+  override_resource {
+    target          = aws_batch_compute_environment.this["mnp"]
+    override_during = plan
+    values          = { name = "stepspot-test-mnp-1" }
+  }
+
+  assert {
+    condition     = toset(output.spot_compute_environment_names) == toset(["stepspot-test-spot-1", "stepspot-test-gpu-spot-1"])
+    error_message = "Both Spot environments (CPU and GPU) are listed for the interruption handler."
+  }
+}
