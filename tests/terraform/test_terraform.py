@@ -132,13 +132,13 @@ def test_root_module_plans_for_every_environment(terraform: Runner, tmp_path: Pa
     def unknown(name: str) -> bool:
         return changes[name]["after_unknown"] is True
 
-    all_switches = plan.endswith("all-switches")
+    dev = plan.startswith("dev")  # dev.tfvars switches on the shared file system and the GPU queues
     assert known("agent_bundle_path") == "/opt/stepspot/stepspot-agent.pyz"
-    assert known("shared_filesystem_enabled") is plan.startswith("dev")
+    assert known("shared_filesystem_enabled") is dev
     assert known("shared_mount_path") == "/mnt/efs"
     assert "r7i.16xlarge" in known("spot_instance_types")  # type: ignore[operator]
     assert "r7i.16xlarge" in known("ondemand_instance_types")  # type: ignore[operator]
     assert known("mnp_max_nodes") == 8
     for queue in ("gpu_spot_job_queue_arn", "gpu_ondemand_job_queue_arn"):
-        assert unknown(queue) if all_switches else known(queue) is None, queue
-    assert bool(known("gpu_instance_types")) is all_switches
+        assert unknown(queue) if dev else known(queue) is None, queue
+    assert bool(known("gpu_instance_types")) is dev
