@@ -165,6 +165,7 @@ locals {
     bucket         = var.bucket_name
     key            = local.agent_bundle_key
     sha256         = var.agent_bundle_sha256
+    host_dir       = local.agent_host_dir
     fsx_dns_name   = var.fsx_lustre == null ? "" : var.fsx_lustre.dns_name
     fsx_mount_name = var.fsx_lustre == null ? "" : var.fsx_lustre.mount_name
     fsx_mount_path = var.fsx_mount_path
