@@ -183,6 +183,12 @@ resource "aws_s3_object" "agent_bundle" {
   source_hash = var.agent_bundle_sha256
   kms_key_id  = var.kms_key_arn
   tags        = var.tags
+
+  # A new bundle is a new key: upload it before the old one goes, so a host booting from the previous
+  # launch template version meanwhile still finds its bundle.
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 ################################################################################
