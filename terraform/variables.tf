@@ -183,7 +183,7 @@ variable "fsx_mount_path" {
 }
 
 variable "input_bucket_arns" {
-  description = "Extra buckets (ARNs) whose objects jobs may read for `uri` inputs."
+  description = "Extra buckets (ARNs) whose objects jobs may read for `uri` inputs (SSE-S3 or the project key; objects under another KMS key also need kms:Decrypt granted by that key)."
   type        = list(string)
   default     = []
 }
