@@ -10,6 +10,7 @@ import argparse
 
 from rich.table import Table
 
+from stepspot.cli.capacity_check import add_capacity_env_argument, ensure_fits_environment
 from stepspot.cli.output import console, print_problems
 from stepspot.plan import Plan, PlannedTask, build_plan, plan_to_json
 from stepspot.workflow import load_workflow_file
@@ -36,11 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"rows of the task table to show (default: {DEFAULT_MAX_ROWS})",
     )
+    add_capacity_env_argument(parser, "environment whose compute queues every task must fit")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_workflow_file(args.file)
+    ensure_fits_environment(loaded, args.env)
     plan = build_plan(loaded.workflow, args.workflow_id, loaded.warnings)
     if args.output == "json":
         print(plan_to_json(plan).decode())

@@ -22,6 +22,7 @@ import yaml
 from stepspot.aws.cli_errors import aws_call
 from stepspot.aws.executions import REDRIVABLE_STATUSES, RESUBMIT_SEPARATOR, ExecutionSummary
 from stepspot.aws.s3 import DocumentStore, definition_key
+from stepspot.cli.capacity_check import ensure_fits_environment
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -135,6 +136,7 @@ def run_submit(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     loaded = validate_locally(args.file)
+    ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
@@ -221,6 +223,8 @@ def run_resume(args: argparse.Namespace) -> int:
         err_console.print("stepspot: --definition only applies with --resubmit.", highlight=False)
         return EXIT_USAGE
     loaded = validate_locally(args.definition) if args.definition is not None else None
+    if loaded is not None:
+        ensure_fits_environment(loaded, args.env)
     context = RemoteContext.from_args(args)
     workflow_id = workflow_id_from(args.workflow)
     execution = context.executions.latest_for_workflow(workflow_id)
