@@ -274,6 +274,14 @@ def check_workflow(workflow: Any, capacity: DeploymentCapacity) -> list[Problem]
     return problems
 
 
+def instance_types_from_json(text: str) -> dict[str, list[str]]:
+    """``{"spot": [...], ...}`` (the fleet manager's ``STEPSPOT_INSTANCE_TYPES``)."""
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError("expected an object of queue name -> list of instance types")
+    return {str(key): [str(name) for name in names] for key, names in document.items()}
+
+
 def memory_ceiling(
     instance_types: list[str], vcpus: int = 1, gpus: int = 0, table: InstanceTable | None = None
 ) -> int | None:

@@ -1,8 +1,10 @@
 """Capacity choice for one task attempt and the Batch submission it leads to. Pure.
 
 Order of precedence: multi-node tasks always run On-Demand with the multi-node parallel definition
-(Batch cannot run MNP jobs on Spot); tasks not allowed on Spot run On-Demand; a task the failure
-policy moved to On-Demand stays there; otherwise the Spot queue's circuit breaker decides.
+(Batch cannot run MNP jobs on Spot); a task pinned to one queue (``tasks[].queue``) runs there; tasks not
+allowed on Spot run On-Demand; a task the failure policy moved to On-Demand stays there; otherwise the
+Spot queue's circuit breaker decides. ``queue_key`` then names the queue: the GPU pair for tasks with
+GPUs (or ``queue: gpu``), the CPU pair otherwise (``stepspot.capacity`` owns the names).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from stepspot import capacity as queues
 from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
@@ -30,9 +33,15 @@ class CapacityChoice:
     fallback: bool = False  # a task that wanted Spot runs On-Demand
 
 
-def preliminary_choice(multi_node: bool, use_spot: bool, on_demand_requested: bool) -> CapacityChoice:
+def preliminary_choice(
+    multi_node: bool, use_spot: bool, on_demand_requested: bool, queue: str = queues.QUEUE_AUTO
+) -> CapacityChoice:
     if multi_node:
         return CapacityChoice(Capacity.ON_DEMAND, "multi-node parallel jobs cannot run on Spot")
+    if queue in (queues.ON_DEMAND, queues.GPU_ON_DEMAND):
+        return CapacityChoice(Capacity.ON_DEMAND, f"pinned to queue {queue!r} (tasks[].queue)")
+    if queue in (queues.SPOT, queues.GPU_SPOT):
+        return CapacityChoice(Capacity.SPOT, f"pinned to queue {queue!r} (tasks[].queue)")
     if not use_spot:
         return CapacityChoice(Capacity.ON_DEMAND, "the task does not allow Spot")
     if on_demand_requested:
@@ -46,6 +55,23 @@ def apply_breaker(admission: Admission) -> CapacityChoice:
     if admission is Admission.TRIAL:
         return CapacityChoice(Capacity.SPOT, "Spot trial (breaker half-open)")
     return CapacityChoice(Capacity.ON_DEMAND, "Spot breaker open", fallback=True)
+
+
+def queue_key(queue: str, gpus: int, multi_node: bool, capacity: Capacity) -> str:
+    """The deployment queue (``stepspot.capacity`` names) an attempt with this capacity goes to."""
+    if multi_node:
+        return queues.MNP
+    if queue in queues.QUEUE_NAMES:
+        return queue
+    gpu = queue == queues.QUEUE_GPU or gpus > 0
+    if capacity is Capacity.SPOT:
+        return queues.GPU_SPOT if gpu else queues.SPOT
+    return queues.GPU_ON_DEMAND if gpu else queues.ON_DEMAND
+
+
+def spot_queue_key(queue: str, gpus: int) -> str:
+    """The Spot queue whose circuit breaker a task consults (its family's)."""
+    return queue_key(queue, gpus, False, Capacity.SPOT)
 
 
 def agent_command(command: list[str], checkpoint_enabled: bool) -> list[str]:
@@ -68,8 +94,9 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
     return [{"Name": k, "Value": v} for k, v in sorted(env.items())]
 
 
-def resource_requirements(task: Any) -> list[dict[str, str]]:
-    requirements = [{"Type": "VCPU", "Value": str(task.vcpus)}, {"Type": "MEMORY", "Value": str(task.memory)}]
+def resource_requirements(task: Any, memory: int | None = None) -> list[dict[str, str]]:
+    memory = memory or task.memory  # an attempt after an out-of-memory failure asks for more
+    requirements = [{"Type": "VCPU", "Value": str(task.vcpus)}, {"Type": "MEMORY", "Value": str(memory)}]
     if task.gpus:
         requirements.append({"Type": "GPU", "Value": str(task.gpus)})
     return requirements
@@ -85,12 +112,14 @@ def job_request(
     queue_name: str,
     job_definition_arn: str,
     job_name: str,
+    memory: int | None = None,
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
+    memory = memory or task.memory
     container = {
         "Command": agent_command(list(task.command), task.checkpoint_enabled),
         "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
-        "ResourceRequirements": resource_requirements(task),
+        "ResourceRequirements": resource_requirements(task, memory),
     }
     request: dict[str, Any] = {
         "job_name": job_name,
@@ -102,6 +131,7 @@ def job_request(
         "job_definition_arn": job_definition_arn,
         "multi_node": bool(task.multi_node),
         "timeout_seconds": int(task.timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
+        "memory": int(memory),  # MiB of this attempt: ClassifyFailure escalates from it after an OOM
     }
     if task.multi_node:
         request["node_overrides"] = {

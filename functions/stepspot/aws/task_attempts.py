@@ -74,6 +74,22 @@ class TaskAttempts:
                 raise translate_client_error(exc, f"recording a failure of {task_id}") from exc
         return self._existing(workflow_id, task_id), False
 
+    def record_next_memory(self, workflow_id: str, task_id: str, attempt: int, memory_mib: int) -> None:
+        """Memory of ``attempt`` after an out-of-memory failure; ``memory_escalations`` keeps
+        ``[attempt, MiB]`` pairs for status and summaries. Written once per attempt (redeliveries skip)."""
+        try:
+            self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression="SET next_memory = :m, memory_attempt = :a, "
+                "memory_escalations = list_append(if_not_exists(memory_escalations, :empty), :pair)",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(memory_attempt) OR memory_attempt < :a)",
+                ExpressionAttributeValues={":m": memory_mib, ":a": attempt, ":empty": [], ":pair": [[attempt, memory_mib]]},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_client_error(exc, f"recording the memory of {task_id}") from exc
+
     def _existing(self, workflow_id: str, task_id: str) -> dict[str, Any]:
         try:
             item = self._table.get_item(Key=task_key(workflow_id, task_id), ConsistentRead=True).get("Item")
