@@ -48,7 +48,9 @@ _MISCONFIGURATION_FIXES = {
     "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job needs more vCPUs than its compute environment's maxvCpus: lower "
     "the task's vcpus or nodes, or raise the environment's *_max_vcpus Terraform variable",
 }
-_MISCONFIGURATION_FIX = "the job's queue or compute environment cannot run it: fix the task's resources or the compute environment"
+_MISCONFIGURATION_FIX = (
+    "the job's queue or compute environment cannot run it: fix the task's resources or the compute environment"
+)
 _IMAGE_MISSING = re.compile(
     r"CannotPullContainerError.*(?:not found|does not exist|manifest unknown|pull access denied|"
     r"invalid reference format|repository .* not found|name unknown)",

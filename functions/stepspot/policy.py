@@ -98,7 +98,9 @@ class Breaker(_Knobs):
 class OutOfMemory(_Knobs):
     """Out-of-memory attempts (``OutOfMemoryError: Container killed due to memory usage``) retry with more."""
 
-    factor: float = Field(default=1.5, ge=1.0, le=10.0, description="Memory of the next attempt: this many times the last")
+    factor: float = Field(
+        default=1.5, ge=1.0, le=10.0, description="Memory of the next attempt: this many times the last"
+    )
     ceiling_mib: int | None = Field(
         default=None,
         ge=128,

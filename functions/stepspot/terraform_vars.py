@@ -111,9 +111,10 @@ class _Reader:
         if token.kind == "ident" and token.text in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[token.text]
         if token.text == "[":
-            items = []
+            items: list[Any] = []
             while True:
-                if self.peek() and self.peek().text == "]":  # type: ignore[union-attr]
+                upcoming = self.peek()
+                if upcoming is not None and upcoming.text == "]":
                     self.next()
                     return items
                 items.append(self.value())

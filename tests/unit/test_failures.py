@@ -197,7 +197,8 @@ ROLE_DENIED = {
         {
             "Container": {
                 "ExitCode": 1,
-                "Reason": "ResourceInitializationError: unable to pull secrets or registry auth: AccessDeniedException: "
+                "Reason": "ResourceInitializationError: unable to pull secrets or registry auth: "
+                "AccessDeniedException: "
                 "User: arn:aws:sts::123456789012:assumed-role/stepspot-dev-job/abc is not authorized to perform: "
                 "ecr:GetAuthorizationToken",
             },
@@ -231,7 +232,9 @@ def test_a_denied_role_is_a_misconfiguration():
     found = classify("States.TaskFailed", _cause(ROLE_DENIED))
     assert found.failure_class is FailureClass.MISCONFIGURATION
     assert "is not authorized to perform: ecr:GetAuthorizationToken" in found.reason
-    assert found.reason.endswith("grant that permission to the job role (Terraform module iam) or fix the resource the task names")
+    assert found.reason.endswith(
+        "grant that permission to the job role (Terraform module iam) or fix the resource the task names"
+    )
 
 
 def test_the_runners_misconfiguration_exit_code_is_a_misconfiguration():

@@ -84,7 +84,12 @@ class TaskAttempts:
                 "memory_escalations = list_append(if_not_exists(memory_escalations, :empty), :pair)",
                 ConditionExpression="attribute_exists(pk) AND "
                 "(attribute_not_exists(memory_attempt) OR memory_attempt < :a)",
-                ExpressionAttributeValues={":m": memory_mib, ":a": attempt, ":empty": [], ":pair": [[attempt, memory_mib]]},
+                ExpressionAttributeValues={
+                    ":m": memory_mib,
+                    ":a": attempt,
+                    ":empty": [],
+                    ":pair": [[attempt, memory_mib]],
+                },
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
