@@ -79,6 +79,12 @@ def agent_command(command: list[str], checkpoint_enabled: bool) -> list[str]:
     return ["stepspot-agent", "run", "--", *command] if checkpoint_enabled else list(command)
 
 
+def mpi_command(command: list[str]) -> list[str]:
+    """A multi-node task's container command: ``stepspot.mpi`` gives the nodes their roles (the main node
+    runs ``command``, the others serve it), so only the main node runs the checkpoint agent."""
+    return ["stepspot-agent", "mpi", "--", *command]
+
+
 def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
     env = {str(k): str(v) for k, v in (task.environment or {}).items()}
     env.update(
@@ -116,8 +122,9 @@ def job_request(
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
     memory = memory or task.memory
+    command = agent_command(list(task.command), task.checkpoint_enabled)
     container = {
-        "Command": agent_command(list(task.command), task.checkpoint_enabled),
+        "Command": mpi_command(command) if task.multi_node else command,
         "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
         "ResourceRequirements": resource_requirements(task, memory),
     }
