@@ -319,3 +319,17 @@ def with_memory(decision: RetryDecision, memory_mib: int, next_memory_mib: int |
             "use, or add instance types with more memory",
         )
     return replace(decision, reason=f"{decision.reason}, with {next_memory_mib} MiB (was {memory_mib} MiB)")
+
+
+def memory_by_attempt(attempts: int, base_memory: int | None, escalations: Any) -> list[int | None]:
+    """MiB each attempt had: the task's memory, raised from the attempt of each ``[attempt, MiB]``
+    escalation on (task items: ``base_memory``, ``memory_escalations``). None where unknown."""
+    raised = sorted((int(a), int(m)) for a, m in (escalations or []))
+    memories: list[int | None] = []
+    for attempt in range(1, int(attempts) + 1):
+        current = int(base_memory) if base_memory else None
+        for start, memory in raised:
+            if start <= attempt:
+                current = memory
+        memories.append(current)
+    return memories

@@ -21,14 +21,22 @@ class TaskAttempts:
         self._table = dynamodb_resource.Table(table_name)
 
     def record_choice(
-        self, workflow_id: str, task_id: str, attempt: int, queue: str, capacity: str, fallback: bool
+        self,
+        workflow_id: str,
+        task_id: str,
+        attempt: int,
+        queue: str,
+        capacity: str,
+        fallback: bool,
+        base_memory: int = 0,
     ) -> dict[str, Any]:
-        """Remember the queue of ``attempt``; the first delivery's choice wins and is returned."""
+        """Remember the queue of ``attempt``; the first delivery's choice wins and is returned.
+        ``base_memory`` (the task's MiB, kept once) and ``memory_escalations`` give each attempt's memory."""
         try:
             response = self._table.update_item(
                 Key=task_key(workflow_id, task_id),
                 UpdateExpression="SET #attempts = :a, choice_attempt = :a, #queue = :q, #capacity = :c, "
-                "updated_at = :now ADD fallbacks :f",
+                "base_memory = if_not_exists(base_memory, :bm), updated_at = :now ADD fallbacks :f",
                 ExpressionAttributeNames={"#attempts": "attempts", "#queue": "queue", "#capacity": "capacity"},
                 ConditionExpression="attribute_exists(pk) AND "
                 "(attribute_not_exists(choice_attempt) OR choice_attempt < :a)",
@@ -37,6 +45,7 @@ class TaskAttempts:
                     ":q": queue,
                     ":c": capacity,
                     ":f": 1 if fallback else 0,
+                    ":bm": base_memory,
                     ":now": now_iso(),
                 },
                 ReturnValues="ALL_NEW",

@@ -229,7 +229,7 @@ def _print_summary(summary: Any) -> None:
     console.print(table)
     if len(summary.per_task) <= 30:
         detail = Table(header_style="bold", box=None, pad_edge=False)
-        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s"):
+        for column in ("task", "state", "attempts", "interruptions", "last capacity", "memory MiB", "runtime s"):
             detail.add_column(column)
         for row in summary.per_task:
             detail.add_row(
@@ -238,6 +238,7 @@ def _print_summary(summary: Any) -> None:
                 str(row["attempts"]),
                 str(row["interruptions"]),
                 str(row["capacity"] or "-"),
+                ", ".join(str(m) for m in row.get("memory_mib") or []) or "-",
                 f"{row['runtime_seconds']:.2f}",
             )
         console.print(detail)

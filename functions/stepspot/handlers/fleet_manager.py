@@ -170,7 +170,13 @@ class Fleet:
             choice = fleet.apply_breaker(admission)
         queue_arn = self._queue(choice.capacity, task)
         recorded = self.attempts.record_choice(
-            plan.workflow_id, task.id, request.attempt, queue_name(queue_arn), choice.capacity.value, choice.fallback
+            plan.workflow_id,
+            task.id,
+            request.attempt,
+            queue_name(queue_arn),
+            choice.capacity.value,
+            choice.fallback,
+            base_memory=task.memory,
         )
         if recorded.get("choice_attempt") == request.attempt and recorded.get("capacity") != choice.capacity.value:
             # A redelivery: keep what the first delivery chose (and told the breaker).
