@@ -193,3 +193,24 @@ def test_validate_and_plan_refuse_a_task_that_fits_nowhere_with_exit_2(tmp_path,
         err = capsys.readouterr().err
         assert "task 'huge' asks for 96 vCPUs and 4096 MiB per node, more than any instance type of queue 'spot'" in err
         assert "add larger instance types to spot_instance_types in terraform/environments/dev.tfvars" in err
+
+
+def test_a_deployed_environment_is_checked_against_its_terraform_outputs():
+    from stepspot.capacity_sources import deployed_capacity
+
+    outputs = {
+        "spot_instance_types": json.dumps(["c5.large", "c5.xlarge"]),
+        "ondemand_instance_types": json.dumps(["c5.xlarge"]),
+        "mnp_instance_types": json.dumps(["c5n.9xlarge"]),
+        "gpu_instance_types": json.dumps(["g5.xlarge"]),
+        "gpu_spot_job_queue_arn": "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-dev-gpu-spot",
+        "gpu_ondemand_job_queue_arn": "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-dev-gpu-ondemand",
+        "mnp_max_nodes": "4",
+    }
+    capacity = deployed_capacity("dev", outputs, environ={}, cwd=REPO)
+    assert capacity.has_gpu and capacity.mnp_max_nodes == 4
+    assert capacity.instance_types_by_queue()["spot"] == ["c5.large", "c5.xlarge"]
+    message = check_task("md", vcpus=8, memory=4096, gpus=0, nodes=1, queue="auto", use_spot=True, capacity=capacity)
+    assert message is not None and "the Terraform outputs of 'dev'" in message
+    # without capacity outputs (an older deployment) the Terraform variables decide
+    assert deployed_capacity("dev", {}, environ={}, cwd=REPO).source == DEV

@@ -371,3 +371,11 @@ def test_jitter_is_reproducible_for_the_same_task_and_attempt():
 
 def test_a_task_not_allowed_on_spot_stays_on_demand():
     assert _decide(APP, 1, use_spot=False).on_demand
+
+
+def test_the_memory_of_each_attempt_comes_from_the_base_and_the_escalations():
+    from stepspot.failures import memory_by_attempt
+
+    assert memory_by_attempt(3, 1024, [[2, 1536], [3, 2304]]) == [1024, 1536, 2304]
+    assert memory_by_attempt(3, 1024, [[2, 1536]]) == [1024, 1536, 1536]  # kept after the escalation
+    assert memory_by_attempt(2, None, None) == [None, None]  # items written before base_memory existed

@@ -22,7 +22,8 @@ import yaml
 from stepspot.aws.cli_errors import aws_call
 from stepspot.aws.executions import REDRIVABLE_STATUSES, RESUBMIT_SEPARATOR, ExecutionSummary
 from stepspot.aws.s3 import DocumentStore, definition_key
-from stepspot.cli.capacity_check import ensure_fits_environment
+from stepspot.capacity_sources import deployed_capacity
+from stepspot.cli.capacity_check import ensure_fits, ensure_fits_environment
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -138,6 +139,8 @@ def run_submit(args: argparse.Namespace) -> int:
     loaded = validate_locally(args.file)
     ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
+    # The deployed compute environments, where the Terraform outputs describe them (CONTRACTS.md).
+    ensure_fits(loaded, deployed_capacity(args.env, context.deployment.other_outputs))
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
     definition_uri = upload_definition(context, workflow_id, args.file)
