@@ -13,8 +13,9 @@ wraps a multi-node task's command as ``stepspot-agent mpi -- CMD`` (CMD being ``
 - the main node waits for every worker (``STEPSPOT_MPI_RENDEZVOUS_SECONDS``, default 600), writes the
   host file (OpenMPI syntax, ``ADDRESS slots=N``, main first, then by node index) to
   ``STEPSPOT_MPI_HOSTFILE`` (default under the temp directory), runs CMD with ``STEPSPOT_MPI_HOSTFILE``,
-  ``STEPSPOT_MPI_HOSTS`` and ``STEPSPOT_MPI_NUM_NODES`` set, tells the workers its exit code and exits
-  with it (Batch takes the main node's exit code as the job's).
+  ``STEPSPOT_MPI_HOSTS`` and ``STEPSPOT_MPI_NUM_NODES`` set (and Open MPI's default host file variables,
+  so ``mpirun`` finds the nodes), tells the workers its exit code and exits with it (Batch takes the
+  main node's exit code as the job's).
 
 A single-node job (no ``AWS_BATCH_JOB_NUM_NODES`` or 1) runs CMD unchanged.
 """
@@ -144,6 +145,10 @@ def run_main(role: NodeRole, command: Sequence[str], environ: Mapping[str, str])
     hosts = [line.split()[0] for line in hostfile.read_text(encoding="utf-8").splitlines()]
     _log(f"{role.count} nodes reported ({', '.join(hosts)}); host file {hostfile}")
     env = {
+        # Open MPI's launchers read their default host file from these (4.x: orte, 5.x: prte), so a
+        # plain exec-form `mpirun ...` uses it without a shell to expand $STEPSPOT_MPI_HOSTFILE.
+        "OMPI_MCA_orte_default_hostfile": str(hostfile),
+        "PRTE_MCA_prte_default_hostfile": str(hostfile),
         **environ,
         "STEPSPOT_MPI_HOSTFILE": str(hostfile),
         "STEPSPOT_MPI_HOSTS": ",".join(hosts),
