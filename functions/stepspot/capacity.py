@@ -217,10 +217,11 @@ def check_task(
         )
     wanted = queues_of(queue, gpus, nodes, use_spot)
     if any(key.startswith("gpu") for key in wanted) and not capacity.has_gpu:
+        what = f"asks for {_asks(vcpus, memory, gpus)}" if gpus else f"names queue {queue!r}"
+        fix = 'set "gpus": 0' if gpus else f'remove "queue": "{queue}"'
         return (
-            f"task {task_id!r} asks for {gpus or 'a'} GPU{'s' if gpus > 1 else ''} ({_asks(vcpus, memory, gpus)}), "
-            f"but environment {env!r} has no GPU queues (gpu_enabled is false in {source}): set gpu_enabled = "
-            f'true there and apply, or set "gpus": 0 and remove "queue": "gpu"'
+            f"task {task_id!r} {what}, but environment {env!r} has no GPU queues (gpu_enabled is false in "
+            f"{source}): set gpu_enabled = true there and apply, or {fix}"
         )
     if nodes > capacity.mnp_max_nodes:
         return (

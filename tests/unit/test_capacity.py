@@ -66,9 +66,13 @@ def test_a_task_must_also_fit_the_on_demand_queue_it_may_fall_back_to():
 
 def test_a_gpu_task_without_gpu_queues_is_refused():
     assert _check(gpus=1, vcpus=4, memory=8192) == (
-        "task 'sim' asks for 1 GPU (4 vCPUs and 8192 MiB and 1 GPU per node), but environment 'dev' has no GPU "
-        "queues (gpu_enabled is false in terraform/environments/dev.tfvars): set gpu_enabled = true there and "
-        'apply, or set "gpus": 0 and remove "queue": "gpu"'
+        "task 'sim' asks for 4 vCPUs and 8192 MiB and 1 GPU per node, but environment 'dev' has no GPU queues "
+        "(gpu_enabled is false in terraform/environments/dev.tfvars): set gpu_enabled = true there and apply, or "
+        'set "gpus": 0'
+    )
+    assert _check(queue="gpu") == (
+        "task 'sim' names queue 'gpu', but environment 'dev' has no GPU queues (gpu_enabled is false in "
+        "terraform/environments/dev.tfvars): set gpu_enabled = true there and apply, or remove \"queue\": \"gpu\""
     )
 
 
