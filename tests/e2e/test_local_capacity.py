@@ -53,3 +53,20 @@ def test_the_multi_node_task_runs_with_one_rank_per_node(run_local, tmp_path):
     assert "the main node ended (exit code 0)" in text
     hostfile = (node_logs[0].parent / "hostfile").read_text().splitlines()
     assert hostfile == ["127.0.0.1 slots=16", "127.0.0.1 slots=16"]
+
+
+def test_a_misconfigured_task_fails_at_once_without_retries(run_local, write_workflow):
+    # Given a task whose runner cannot start the program in its image (exit 78), with retries left
+    task = {
+        "id": "broken",
+        "container_image": "python:3.12",
+        "command": [PY, "-c", "import sys; sys.exit(78)"],
+        "retry_attempts": 3,
+    }
+    summary = run_local(write_workflow([task]))
+    # Then one attempt, no retry, and the reason says what to change
+    assert summary.status == "FAILED"
+    (row,) = summary.per_task
+    assert (row["state"], row["attempts"]) == ("FAILED", 1)
+    assert "misconfiguration" in (summary.cause or "")
+    assert "use an image with python3" in (summary.cause or "")

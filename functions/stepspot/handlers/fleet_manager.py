@@ -161,7 +161,6 @@ class Fleet:
     def choose_capacity(self, request: FleetEvent) -> dict[str, Any]:
         plan, task = self._task(request)
         choice = fleet.preliminary_choice(task.multi_node, task.use_spot, request.on_demand, task.queue)
-        spot_queue = self.spot_queue
         if choice.needs_breaker:
             spot_queue = queue_name(self._queue(fleet.Capacity.SPOT, task))  # the breaker of its family's Spot queue
             admission, _ = self.breakers.apply(
