@@ -57,7 +57,7 @@ INJECTED_FAILURE = [
 ]
 TERMINAL = ("SUCCEEDED", "FAILED")
 LONG_POLL_SECONDS = 0.5
-MEMORY_POLL_SECONDS = 0.05
+MEMORY_POLL_SECONDS = 0.1
 OUT_OF_MEMORY_REASON = "OutOfMemoryError: Container killed due to memory usage"
 EXIT_KILLED = 137  # 128 + SIGKILL, what ECS reports for a container the kernel's OOM killer ended
 LOCAL_MAIN_NODE_ADDRESS = "127.0.0.1"
@@ -266,6 +266,8 @@ class LocalBatch:
 
     def start(self) -> None:
         self.imds.start()
+        if _PROC.is_dir():  # Linux: resident memory per process session (no limit enforced elsewhere)
+            threading.Thread(target=self._watch_memory, name="local-memory", daemon=True).start()
 
     # -- the Batch API the interpreter uses -------------------------------------------------------
 
@@ -391,10 +393,6 @@ class LocalBatch:
                 job.node_processes.append(self._start_node(job, job_dir, env, command, index))
             self._transition(job, "RUNNING")
             timers = self._schedule_reclaim(job, reclaim_at) if reclaim_at is not None else []
-            if job.memory_mib is not None and _PROC.is_dir():
-                threading.Thread(
-                    target=self._watch_memory, args=(job,), name=f"mem-{job.job_name}", daemon=True
-                ).start()
             code = job.process.wait()
             self._end_nodes(job)
             if job.notice_at is not None and not job.reclaimed and code != 0:
@@ -459,18 +457,25 @@ class LocalBatch:
             except subprocess.TimeoutExpired:
                 _kill_group(process)
 
-    def _watch_memory(self, job: LocalJob) -> None:
-        """Kill a node whose processes hold more resident memory than the job asked for (the cgroup limit)."""
-        assert job.memory_mib is not None
-        limit = job.memory_mib * 1024 * 1024
-        while job.process is not None and job.process.poll() is None:
-            for process in [job.process, *job.node_processes]:
-                if process.poll() is None and _session_rss_bytes(process.pid) > limit:
+    def _watch_memory(self) -> None:
+        """The cgroup memory limit: one scan of /proc per tick for all running jobs; a node whose processes
+        hold more resident memory than the job asked for ends the job (exit 137, OutOfMemoryError)."""
+        while not self._closing.wait(MEMORY_POLL_SECONDS):
+            running = [
+                job
+                for job in list(self.jobs.values())
+                if job.memory_mib is not None and job.process is not None and job.process.poll() is None
+            ]
+            if not running:
+                continue
+            rss = _rss_by_session()
+            for job in running:
+                assert job.memory_mib is not None and job.process is not None
+                nodes = [job.process, *job.node_processes]
+                if any(rss.get(node.pid, 0) > job.memory_mib * 1024 * 1024 for node in nodes):
                     job.container_reason = OUT_OF_MEMORY_REASON
-                    for victim in [job.process, *job.node_processes]:
-                        _kill_group(victim, signal.SIGKILL)
-                    return
-            time.sleep(MEMORY_POLL_SECONDS)
+                    for node in nodes:
+                        _kill_group(node, signal.SIGKILL)
 
     def _host_path(self, argument: str) -> str:
         """Files next to the workflow definition stand for files inside the container image."""
@@ -588,9 +593,9 @@ def _kill_group(process: subprocess.Popen[bytes], first: signal.Signals = signal
         pass
 
 
-def _session_rss_bytes(session_id: int) -> int:
-    """Resident memory of every process in a session (Linux /proc), what a container's cgroup counts."""
-    total = 0
+def _rss_by_session() -> dict[int, int]:
+    """Resident bytes of every process session (Linux /proc): what a container's cgroup would count."""
+    totals: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
@@ -601,6 +606,7 @@ def _session_rss_bytes(session_id: int) -> int:
             continue  # the process ended meanwhile
         fields = stat[stat.rfind(")") + 2 :].split()
         # fields[3] is the session id (field 6 of proc(5)), fields[21] the resident pages (field 24)
-        if len(fields) > 21 and int(fields[3]) == session_id:
-            total += int(fields[21]) * page
-    return total
+        if len(fields) > 21:
+            session = int(fields[3])
+            totals[session] = totals.get(session, 0) + int(fields[21]) * page
+    return totals
