@@ -70,9 +70,11 @@ def format_duration(seconds: float) -> str:
 
 
 def capacity_label(task: PlannedTask) -> str:
+    gpu = " GPU" if task.gpus or task.queue.startswith("gpu") else ""
+    pinned = " (pinned)" if task.queue in ("spot", "on-demand", "gpu-spot", "gpu-on-demand") else ""
     if task.use_spot:
-        return "Spot"
-    return "On-Demand (MNP)" if task.multi_node else "On-Demand"
+        return f"Spot{gpu}{pinned}"
+    return "On-Demand (MNP)" if task.multi_node else f"On-Demand{gpu}{pinned}"
 
 
 def task_table(plan: Plan, max_rows: int) -> Table:
