@@ -10,6 +10,7 @@ import argparse
 
 from rich.table import Table
 
+from stepspot.capacity import MNP, QUEUE_NAMES
 from stepspot.cli.capacity_check import add_capacity_env_argument, ensure_fits_environment
 from stepspot.cli.output import console, print_problems
 from stepspot.plan import Plan, PlannedTask, build_plan, plan_to_json
@@ -71,7 +72,7 @@ def format_duration(seconds: float) -> str:
 
 def capacity_label(task: PlannedTask) -> str:
     gpu = " GPU" if task.gpus or task.queue.startswith("gpu") else ""
-    pinned = " (pinned)" if task.queue in ("spot", "on-demand", "gpu-spot", "gpu-on-demand") else ""
+    pinned = " (pinned)" if task.queue in QUEUE_NAMES and task.queue != MNP else ""
     if task.use_spot:
         return f"Spot{gpu}{pinned}"
     return "On-Demand (MNP)" if task.multi_node else f"On-Demand{gpu}{pinned}"
