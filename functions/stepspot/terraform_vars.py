@@ -51,7 +51,8 @@ def _tokens(text: str, source: str) -> list[_Token]:
         match = _TOKEN.match(text, position)
         if match is None:
             raise ConfigurationError(
-                f"{source}, line {line}: cannot read {text[position : position + 20]!r}; fix the HCL syntax there"
+                f"{source}, line {line}: cannot read {text[position:].split(chr(10), 1)[0][:20]!r}; fix the HCL "
+                "syntax there"
             )
         kind = match.lastgroup or ""
         value = match.group()
