@@ -99,3 +99,41 @@ def deployed_capacity(
     if "gpu_instance_types" in values or "gpu_spot_job_queue_arn" in values:
         values["gpu_enabled"] = bool(values.get("gpu_spot_job_queue_arn") or values.get("gpu_ondemand_job_queue_arn"))
     return capacity_from_variables({**base, **values}, environment, f"the Terraform outputs of {environment!r}")
+
+
+# Terraform outputs of the queue ARNs, per queue of stepspot.capacity (the Deployment names the first two).
+QUEUE_OUTPUTS = {
+    "spot": "spot_job_queue_arn",
+    "on-demand": "ondemand_job_queue_arn",
+    "mnp": "mnp_job_queue_arn",
+    "gpu-spot": "gpu_spot_job_queue_arn",
+    "gpu-on-demand": "gpu_ondemand_job_queue_arn",
+}
+
+
+def described_capacity(
+    environment: str,
+    batch_client: Any,
+    queue_arns: Mapping[str, str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> DeploymentCapacity:
+    """The offline capacity, with the instance types and vCPU ceilings the deployed compute environments
+    report (DescribeJobQueues + DescribeComputeEnvironments) for the queues that exist."""
+    from stepspot.aws.batch_capacity import describe_queues
+    from stepspot.capacity import QUEUE_VARIABLES
+
+    terraform_dir = find_terraform_dir(cwd or Path.cwd(), os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    if terraform_dir is not None and tfvars_path(terraform_dir, environment).is_file():
+        values, _ = terraform_values(terraform_dir, environment)
+    described = describe_queues(batch_client, {key: arn for key, arn in queue_arns.items() if arn})
+    if not described:
+        return offline_capacity(environment, environ=environ, cwd=cwd)
+    for key, resources in described.items():
+        types_variable, vcpus_variable = QUEUE_VARIABLES[key]
+        values[types_variable] = resources.instance_types
+        values[vcpus_variable] = resources.max_vcpus
+    values["gpu_enabled"] = "gpu-spot" in described or "gpu-on-demand" in described
+    return capacity_from_variables(values, environment, f"the compute environments of {environment!r} (AWS Batch)")
