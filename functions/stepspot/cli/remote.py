@@ -147,9 +147,9 @@ def run_submit(args: argparse.Namespace) -> int:
     loaded = validate_locally(args.file)
     ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
-    ensure_fits(loaded, _deployed_capacity(context, args.env))
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
+    ensure_fits(loaded, _deployed_capacity(context, args.env))  # before anything is uploaded or started
     definition_uri = upload_definition(context, workflow_id, args.file)
     console.print(f"[green]✓[/] uploaded   {definition_uri}", highlight=False)
     execution_arn = context.executions.start(
