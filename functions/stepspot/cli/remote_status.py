@@ -36,6 +36,7 @@ from stepspot.cli.remote_context import (
     workflow_id_from,
 )
 from stepspot.errors import WorkflowNotFoundError
+from stepspot.failures import memory_by_attempt
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
 STATE_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red", "SKIPPED": "yellow"}
@@ -75,9 +76,11 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
     table.add_column("interrupts", justify="right")
     table.add_column("ckpts", justify="right")
     table.add_column("queue")
+    table.add_column("memory MiB")  # of each attempt: out-of-memory retries ask for more
     table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
+        memories = _attempt_memories(task)
         table.add_row(
             task["task_id"],
             Text(state, style=STATE_STYLES.get(state, "")),
@@ -85,9 +88,14 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
             str(task.get("interruptions", 0)),
             str(checkpoints.get(task["task_id"], 0)),
             str(task.get("queue") or "-"),
+            ", ".join(str(m) if m else "?" for m in memories) or "-",
             str(task.get("last_failure_class") or ""),
         )
     return table
+
+
+def _attempt_memories(task: dict[str, Any]) -> list[int | None]:
+    return memory_by_attempt(int(task.get("attempts", 0)), task.get("base_memory"), task.get("memory_escalations"))
 
 
 def execution_header(execution: ExecutionSummary, console_url: str, now: datetime) -> Text:
@@ -124,6 +132,7 @@ def status_document(
                 "interruptions": task.get("interruptions", 0),
                 "checkpoints": checkpoints.get(task["task_id"], 0),
                 "queue": task.get("queue"),
+                "memory_mib": _attempt_memories(task),
                 "job_id": task.get("job_id"),
                 "last_failure_class": task.get("last_failure_class"),
             }
