@@ -77,9 +77,10 @@ def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: di
 
 def test_auto_interval_uses_the_measured_checkpoint_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings(monkeypatch, "--mtbi", "7200")
-    runner = agent.Agent(s, store=None)  # type: ignore[arg-type]
+    runner = agent.Agent(s, store=object())  # type: ignore[arg-type]
     assert runner.next_interval() == agent.AUTO_FIRST_CHECKPOINT_SECONDS
-    runner.checkpoint_cost = 2.0
+    assert runner.checkpoints is not None
+    runner.checkpoints.cost = 2.0
     assert runner.next_interval() == pytest.approx((2 * 2.0 * 7200) ** 0.5)  # 169.7 s
 
 
