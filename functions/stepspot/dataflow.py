@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+DEFAULT_SHARED_MOUNT_PATH = "/mnt/efs"  # terraform's shared_mount_path default, where the recipe's sample looks
 RUNS_ROOT = "runs/"
 OUTPUTS_DIR = "outputs/"
 OBJECTS_DIR = "objects/"

@@ -48,6 +48,12 @@ class Deployment:
     sns_topic_arn: str
     batch_log_group_name: str
     dashboard_name: str
+    shared_filesystem_enabled: str = "false"  # "true" when the jobs mount EFS (terraform output, JSON bool)
+    shared_mount_path: str = ""
+
+    @property
+    def has_shared_filesystem(self) -> bool:
+        return self.shared_filesystem_enabled.strip().lower() == "true"
 
     @classmethod
     def output_names(cls) -> list[str]:
@@ -67,7 +73,7 @@ class Deployment:
 
 
 # Outputs a remote command cannot work without; the others may be empty (e.g. no SNS topic).
-OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name"})
+OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name", "shared_filesystem_enabled", "shared_mount_path"})
 
 
 def override_variable(output_name: str) -> str:

@@ -7,14 +7,17 @@ policy moved to On-Demand stays there; otherwise the Spot queue's circuit breake
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from stepspot.breaker import Admission
+from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+WORK_DIR_IN_CONTAINER = "/scratch/stepspot/work"  # the program's working directory (inputs in, outputs out)
 
 
 class Capacity(StrEnum):
@@ -48,9 +51,26 @@ def apply_breaker(admission: Admission) -> CapacityChoice:
     return CapacityChoice(Capacity.ON_DEMAND, "Spot breaker open", fallback=True)
 
 
-def agent_command(command: list[str], checkpoint_enabled: bool) -> list[str]:
-    """The container command: the task's own, wrapped by the checkpoint agent when checkpointing."""
-    return ["stepspot-agent", "run", "--", *command] if checkpoint_enabled else list(command)
+def needs_agent(task: Any) -> bool:
+    """The agent wraps every task that checkpoints or has declared inputs or outputs to stage."""
+    return bool(task.checkpoint_enabled or getattr(task, "inputs", None) or getattr(task, "outputs", None))
+
+
+def agent_command(command: list[str], wrapped: bool) -> list[str]:
+    """The container command: the task's own, run by the agent when ``needs_agent``."""
+    return ["stepspot-agent", "run", "--", *command] if wrapped else list(command)
+
+
+def data_environment(task: Any) -> dict[str, str]:
+    """What the agent reads to stage data (docs/data.md); empty for a task without any."""
+    env: dict[str, str] = {}
+    if getattr(task, "inputs", None):
+        env["STEPSPOT_INPUTS"] = json.dumps(list(task.inputs), separators=(",", ":"))
+    if getattr(task, "outputs", None):
+        env["STEPSPOT_OUTPUTS"] = json.dumps(list(task.outputs), separators=(",", ":"))
+    if getattr(task, "shared_filesystem", False):
+        env["STEPSPOT_SHARED_DIR"] = DEFAULT_SHARED_MOUNT_PATH
+    return env
 
 
 def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
@@ -63,6 +83,9 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
             "STEPSPOT_CAPACITY": capacity.value,
             "STEPSPOT_CHECKPOINT_INTERVAL": str(task.checkpoint_interval),
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
+            "STEPSPOT_CHECKPOINT_ENABLED": "true" if task.checkpoint_enabled else "false",
+            "STEPSPOT_WORK_DIR": WORK_DIR_IN_CONTAINER,
+            **data_environment(task),
         }
     )
     return [{"Name": k, "Value": v} for k, v in sorted(env.items())]
@@ -88,7 +111,7 @@ def job_request(
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
     container = {
-        "Command": agent_command(list(task.command), task.checkpoint_enabled),
+        "Command": agent_command(list(task.command), needs_agent(task)),
         "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
         "ResourceRequirements": resource_requirements(task),
     }

@@ -136,6 +136,15 @@ def run_submit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     loaded = validate_locally(args.file)
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
+    if loaded.workflow.global_config.shared_filesystem and not context.deployment.has_shared_filesystem:
+        env = context.deployment.environment
+        err_console.print(
+            f"stepspot: {args.file}: global_config.shared_filesystem is true but environment {env!r} has no shared "
+            f"file system: set shared_filesystem_enabled = true in terraform/environments/{env}.tfvars and run "
+            f"`make deploy ENV={env}`, or pass data with tasks[].inputs and tasks[].outputs instead.",
+            highlight=False,
+        )
+        return EXIT_USAGE
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
     definition_uri = upload_definition(context, workflow_id, args.file)
