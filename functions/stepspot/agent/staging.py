@@ -280,7 +280,7 @@ class Stager:
         for item in declared:
             if not any(matches(item, f.path) for f in scanned):
                 raise AgentExit(EXIT_OUTPUT_MISSING, self._missing_message(item))
-        return [OutputFile(f.path, f.size, f.sha256) for f in scanned]
+        return sorted((OutputFile(f.path, f.size, f.sha256) for f in scanned), key=lambda f: f.path)
 
     def _existing_objects(self, prefix: str) -> set[str]:
         found: set[str] = set()
