@@ -184,6 +184,8 @@ def _print_summary(summary: Any) -> None:
     console.print(f"[bold {style}]{summary.status}[/]  workflow {summary.workflow_id}", highlight=False)
     if summary.status != "SUCCEEDED" and summary.cause:
         console.print(f"  reason: {summary.cause[:400]}", highlight=False, soft_wrap=True)
+    for problem in summary.data_problems:
+        console.print(f"  [red]undeclared input:[/] {problem}", highlight=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost
     cp = summary.critical_path

@@ -42,6 +42,7 @@ class RunSummary:
     events: dict[str, Any]
     per_task: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str = ""
+    data_problems: list[str] = field(default_factory=list)  # undeclared inputs found in failed jobs' logs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,4 +258,22 @@ def summarise(
         },
         per_task=list(per_task.values()),
         run_dir=str(run_dir),
+        data_problems=_undeclared_inputs(plan, jobs),
     )
+
+
+def _undeclared_inputs(plan: Plan, jobs: list[Any]) -> list[str]:
+    from stepspot.local.undeclared import Attempt, advice
+
+    attempts = [
+        Attempt(
+            job.task_id,
+            job.status == "FAILED",
+            job.log_path.read_text(encoding="utf-8", errors="replace")
+            if job.log_path and job.log_path.is_file()
+            else "",
+            job.work_dir,
+        )
+        for job in jobs
+    ]
+    return advice(attempts, {task_id: list(task.outputs) for task_id, task in plan.tasks.items()})
