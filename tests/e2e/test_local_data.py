@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,25 @@ def test_declared_data_flows_through_s3_and_the_shared_file_system_only_when_ena
     # Without the shared file system the same workflow cannot write /mnt/efs (as on a deployment without EFS)
     summary = run_local(write_workflow(tasks, "no-efs"))
     assert summary.status == "FAILED"
+
+
+def test_the_recipes_sample_runs_locally_on_the_shared_file_system(run_local):
+    # Given the runnable twin of tests/unit/seed_sample_workflow.json (its /mnt/efs paths, stand-in programs)
+    twin = Path(__file__).resolve().parents[2] / "examples" / "seed-sample" / "workflow.json"
+    summary = run_local(twin)
+    # Then every stage read the previous one's files from the shared file system
+    assert summary.status == "SUCCEEDED", summary.cause
+    result = json.loads((Path(summary.run_dir) / "shared" / "results" / "summary.json").read_text())
+    assert result["steps"] == 60
+
+
+def test_local_outputs_say_where_each_task_published_its_files(run_local):
+    from local_helpers import MD_EXAMPLE
+
+    summary = run_local(MD_EXAMPLE, time_scale=1800)
+    assert summary.status == "SUCCEEDED", summary.cause
+    recorded = json.loads((Path(summary.run_dir) / "outputs.json").read_text())["tasks"]
+    assert [f["path"] for f in recorded["analysis"]["files"]] == ["results/summary.json"]
+    assert (Path(recorded["analysis"]["work_dir"]) / "results" / "summary.json").is_file()
+    rows = {row["task_id"]: row for row in summary.per_task}
+    assert rows["equilibration"]["output_files"] == 1 and rows["equilibration"]["output_bytes"] > 0

@@ -143,6 +143,7 @@ def run_submit(args: argparse.Namespace) -> int:
             f"file system: set shared_filesystem_enabled = true in terraform/environments/{env}.tfvars and run "
             f"`make deploy ENV={env}`, or pass data with tasks[].inputs and tasks[].outputs instead.",
             highlight=False,
+            soft_wrap=True,
         )
         return EXIT_USAGE
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
