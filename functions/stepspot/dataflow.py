@@ -10,7 +10,9 @@ Layout of a task's published outputs (one prefix per task, docs/data.md):
 
 * ``runs/<workflow>/<task>/outputs/objects/<sha256>``: the files, content-addressed. Objects are
   immutable (the same key always holds the same bytes), so two attempts racing to upload can never mix
-  their files, and a retry reuses what an interrupted attempt already sent.
+  their files, and a retry reuses what an interrupted attempt already sent. Small files (under
+  ``PACK_FILE_BYTES``) are concatenated into *pack* objects (addressed by the pack's own sha256, each
+  file located by offset in the manifest): one request per few thousand files instead of one per file.
 * ``runs/<workflow>/<task>/outputs/manifest.json``: ``{"format", "workflow_id", "task_id", "attempt",
   "files": [{"path", "size", "sha256"}]}``, written once with a conditional put (``If-None-Match: *``).
   That write is the commit point: before it nothing is visible; after it nothing changes.
@@ -31,6 +33,9 @@ OUTPUTS_DIR = "outputs/"
 OBJECTS_DIR = "objects/"
 OUTPUT_MANIFEST_NAME = "manifest.json"
 OUTPUT_MANIFEST_FORMAT = 1
+PACK_FILE_BYTES = 1024 * 1024  # files below this go into packs
+PACK_MAX_BYTES = 16 * 1024 * 1024  # a pack is read whole by a consumer: keep it small enough for memory
+PACK_MAX_FILES = 4096
 _GLOB_CHARS = frozenset("*?[")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -62,6 +67,13 @@ class OutputFile:
     path: str
     size: int
     sha256: str
+    pack: str | None = None  # sha256 of the pack object holding this small file (None: its own object)
+    offset: int = 0  # where the file starts in the pack
+
+    @property
+    def object_sha256(self) -> str:
+        """The content address of the object that holds the bytes."""
+        return self.pack or self.sha256
 
 
 # --------------------------------------------------------------------------- paths
@@ -220,9 +232,37 @@ def manifest_document(
         "task_id": task_id,
         "attempt": attempt,
         "declared": list(declared),
-        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+        "files": [_entry(f) for f in files],
     }
-    return json.dumps(body, indent=1, sort_keys=True).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _entry(f: OutputFile) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": f.path, "size": f.size, "sha256": f.sha256}
+    if f.pack is not None:
+        entry.update(pack=f.pack, offset=f.offset)
+    return entry
+
+
+def plan_packs(files: Sequence[OutputFile]) -> list[list[OutputFile]]:
+    """Small files (one per content, in path order) grouped into packs; deterministic, so a retry of the
+    same outputs builds the same packs and finds them already uploaded."""
+    unique: dict[str, OutputFile] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        if f.size < PACK_FILE_BYTES:
+            unique.setdefault(f.sha256, f)
+    packs: list[list[OutputFile]] = []
+    current: list[OutputFile] = []
+    size = 0
+    for f in unique.values():
+        if current and (size + f.size > PACK_MAX_BYTES or len(current) >= PACK_MAX_FILES):
+            packs.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.size
+    if current:
+        packs.append(current)
+    return packs
 
 
 def parse_manifest(data: bytes) -> tuple[dict[str, Any], list[OutputFile]]:
@@ -237,11 +277,14 @@ def parse_manifest(data: bytes) -> tuple[dict[str, Any], list[OutputFile]]:
     for entry in body.get("files", []):
         try:
             path, size, sha = str(entry["path"]), int(entry["size"]), str(entry["sha256"])
-        except (KeyError, TypeError, ValueError):
+            pack = str(entry["pack"]) if entry.get("pack") is not None else None
+            offset = int(entry.get("offset", 0))
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise DataflowError(f"the output manifest has a malformed entry {entry!r}") from None
-        if path_problem(path) or not _SHA256.match(sha) or size < 0:
+        unsafe_pack = pack is not None and not _SHA256.match(pack)
+        if path_problem(path) or not _SHA256.match(sha) or size < 0 or offset < 0 or unsafe_pack:
             raise DataflowError(f"the output manifest has an unsafe entry {entry!r}")
-        files.append(OutputFile(path, size, sha))
+        files.append(OutputFile(path, size, sha, pack, offset))
     return body, files
 
 

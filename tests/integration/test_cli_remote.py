@@ -589,7 +589,7 @@ def test_a_tampered_output_is_refused_on_download(env: Env, tmp_path: Path, caps
     seed_progress(env)
     publish_outputs(env, "md-1", "prep", {"a.txt": b"right"})
     key = output_object_key("md-1", "prep", hashlib.sha256(b"right").hexdigest())
-    env.s3.put_object(Bucket=env.bucket, Key=key, Body=b"wrong")
+    env.s3.put_object(Bucket=env.bucket, Key=key, Body=b"wrong")  # a file published as its own object
     assert main(["outputs", "md-1", "--download", str(tmp_path / "dl")]) == 1
     assert "Output 'a.txt' of task 'prep' does not match its manifest" in capsys.readouterr().err
     assert not (tmp_path / "dl" / "prep" / "a.txt").exists()

@@ -97,18 +97,34 @@ def test_published_outputs_have_a_manifest_and_a_consumer_gets_exactly_the_decla
 
 def test_a_corrupt_input_fails_the_attempt_naming_the_file(store: Store, tmp_path: Path) -> None:
     publish(store, tmp_path)
-    sha = hashlib.sha256(PRODUCED["system.json"]).hexdigest()
-    store.s3.put_object(Bucket=store.bucket, Key=output_object_key("wf-1", "prep", sha), Body=b"tampered")
+    entry = next(f for f in manifest(store)["files"] if f["path"] == "system.json")
+    key = output_object_key("wf-1", "prep", entry["pack"])  # small files travel in a pack
+    pack = bytearray(store.s3.get_object(Bucket=store.bucket, Key=key)["Body"].read())
+    pack[entry["offset"]] ^= 0xFF  # one flipped byte of system.json inside the pack
+    store.s3.put_object(Bucket=store.bucket, Key=key, Body=bytes(pack))
     stager = Stager(settings(store, tmp_path / "c", "md", inputs=[{"from": "prep", "path": "system.json"}]), store.s3)
     with pytest.raises(AgentExit) as caught:
         stager.stage_inputs()
-    bad = hashlib.sha256(b"tampered").hexdigest()
+    received = bytes(pack[entry["offset"] : entry["offset"] + entry["size"]])
     assert (caught.value.code, caught.value.message) == (
         EXIT_INPUT_UNAVAILABLE,
-        f"Task 'md': input file 'system.json' from task 'prep' is corrupt: its sha256 is {bad}, the producer's "
-        f"manifest says {sha}.",
+        f"Task 'md': input file 'system.json' from task 'prep' is corrupt: its sha256 is "
+        f"{hashlib.sha256(received).hexdigest()}, the producer's manifest says {entry['sha256']}.",
     )
     assert not (tmp_path / "c" / "system.json").exists()  # nothing half-staged under the final name
+
+
+def test_a_large_corrupt_input_is_caught_after_a_multipart_download(store: Store, tmp_path: Path) -> None:
+    big = bytes(range(256)) * (5 * 4096)  # 5 MiB: its own object, not packed
+    publish(store, tmp_path, files={**PRODUCED, "system.json": big})
+    sha = hashlib.sha256(big).hexdigest()
+    store.s3.put_object(Bucket=store.bucket, Key=output_object_key("wf-1", "prep", sha), Body=big[:-1] + b"x")
+    stager = Stager(settings(store, tmp_path / "c", "md", inputs=[{"from": "prep", "path": "system.json"}]), store.s3)
+    with pytest.raises(AgentExit) as caught:
+        stager.stage_inputs()
+    assert caught.value.code == EXIT_INPUT_UNAVAILABLE
+    assert "input file 'system.json' from task 'prep' is corrupt: its sha256 is " in caught.value.message
+    assert [p.name for p in (tmp_path / "c").iterdir()] == []  # the partial download was removed
 
 
 def test_an_input_whose_producer_published_nothing_is_missing(store: Store, tmp_path: Path) -> None:
@@ -176,7 +192,7 @@ def test_a_retry_reuses_what_an_interrupted_attempt_uploaded(store: Store, tmp_p
     write(work, PRODUCED)
     stager = Stager(settings(store, work, "prep", outputs=["system.json", "frames/", "logs/*.txt"]), store.s3)
     report = stager.publish_outputs()
-    assert (report.files, report.transferred_files, report.reused_files) == (4, 0, 4)
+    assert (report.files, report.transferred_files, report.reused_files) == (4, 0, 1)  # one pack of 4 files
     assert len(manifest(store)["files"]) == 4
 
 

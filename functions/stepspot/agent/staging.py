@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,7 +32,8 @@ from stepspot.agent.settings import (
     AgentSettings,
 )
 from stepspot.agent_exit_codes import EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING
-from stepspot.checkpoint_files import DirectoryScanner, sha256_file
+from stepspot.aws.output_objects import CorruptFile, MissingObject, OutputObjects, error_code
+from stepspot.checkpoint_files import DirectoryScanner
 from stepspot.checkpoints import AGENT_PRIVATE_PREFIX
 from stepspot.dataflow import (
     DataflowError,
@@ -43,8 +45,6 @@ from stepspot.dataflow import (
     manifest_document,
     matches,
     output_manifest_key,
-    output_object_key,
-    outputs_prefix,
     parse_manifest,
     parse_s3_uri,
     select,
@@ -54,7 +54,7 @@ FILE_WORKERS = 8  # files in flight at once; each large file is itself split in 
 PART_BYTES = 16 * 1024 * 1024
 PART_WORKERS = 4
 _MISSING_CODES = ("NoSuchKey", "404", "NotFound")
-_PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+_INPUT_BUCKET_FIX = "add the bucket's ARN to input_bucket_arns in the environment's tfvars and apply"
 _DENIED_CODES = ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 log = logging.getLogger("stepspot.agent")
@@ -69,11 +69,6 @@ def transfer_config() -> Any:
     )
 
 
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 @dataclass(frozen=True)
 class StageReport:
     files: int = 0
@@ -84,12 +79,11 @@ class StageReport:
 
 
 @dataclass(frozen=True)
-class _Download:
+class _UriDownload:
     bucket: str
     key: str
     relative: str  # destination in the working directory
-    sha256: str | None  # None for uri inputs (no manifest to check against)
-    what: str  # for messages: "'x' from task 'p'"
+    what: str  # for messages
 
 
 class Stager:
@@ -102,6 +96,7 @@ class Stager:
         self.work_dir: Path = settings.work_dir
         self.scanner = DirectoryScanner(self.work_dir)
         self._transfer = transfer or transfer_config()
+        self.objects = OutputObjects(s3, settings.bucket, self._transfer)
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -109,7 +104,7 @@ class Stager:
         return AgentExit(EXIT_INPUT_UNAVAILABLE, f"Task {self.settings.task_id!r}: {message}")
 
     def _aws_failure(self, exc: Exception, action: str, fix: str) -> AgentExit:
-        code = _code(exc)
+        code = error_code(exc)
         if code in _DENIED_CODES:
             return AgentExit(
                 EXIT_ACCESS_DENIED, f"Task {self.settings.task_id!r}: {action} was denied ({code}): {fix}."
@@ -135,7 +130,7 @@ class Stager:
         try:
             body = self.s3.get_object(Bucket=s.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
+            if error_code(exc) in _MISSING_CODES:
                 raise self._input_failure(
                     f"input {spec.describe()} is missing: task {spec.source!r} has published no outputs "
                     f"(s3://{s.bucket}/{key} does not exist); it must succeed before this task starts."
@@ -157,44 +152,24 @@ class Stager:
             )
         return chosen
 
-    def _plan_inputs(self) -> list[_Download]:
+    def _uri_downloads(self, spec: InputSpec) -> list[_UriDownload]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        s = self.settings
-        plan: list[_Download] = []
-        for spec in s.inputs:
-            if spec.source is not None:
-                for f in self._manifest_files(spec):
-                    plan.append(
-                        _Download(
-                            s.bucket,
-                            output_object_key(s.workflow_id, spec.source, f.sha256),
-                            destination(spec, f.path),
-                            f.sha256,
-                            f"{f.path!r} from task {spec.source!r}",
-                        )
-                    )
-                continue
-            bucket, key = parse_s3_uri(str(spec.uri))
-            fix = "add the bucket's ARN to input_bucket_arns in the environment's tfvars and apply"
-            if key and not key.endswith("/"):
-                plan.append(_Download(bucket, key, spec.to, None, repr(spec.uri)))
-                continue
-            try:
-                pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
-                keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-            except (ClientError, BotoCoreError) as exc:
-                raise self._aws_failure(exc, f"listing {spec.uri}", fix) from None
-            keys = [k for k in keys if not k.endswith("/")]
-            if not keys:
-                raise self._input_failure(f"input {spec.uri!r} is missing: no object under that prefix.")
-            for k in keys:
-                plan.append(
-                    _Download(bucket, k, f"{spec.to.rstrip('/')}/{k[len(key) :]}", None, f"{spec.uri}{k[len(key) :]}")
-                )
-        return plan
+        bucket, key = parse_s3_uri(str(spec.uri))
+        if key and not key.endswith("/"):
+            return [_UriDownload(bucket, key, spec.to, repr(spec.uri))]
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            keys = [item["Key"] for page in pages for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._aws_failure(exc, f"listing {spec.uri}", _INPUT_BUCKET_FIX) from None
+        if not keys:
+            raise self._input_failure(f"input {spec.uri!r} is missing: no object under that prefix.")
+        return [
+            _UriDownload(bucket, k, posixpath.join(spec.to, k[len(key) :]), f"{spec.uri}{k[len(key) :]}") for k in keys
+        ]
 
-    def _download(self, item: _Download) -> tuple[int, bool]:
+    def _download_uri(self, item: _UriDownload) -> int:
         from botocore.exceptions import BotoCoreError, ClientError
 
         target = self.work_dir / item.relative
@@ -204,27 +179,38 @@ class Stager:
             self.s3.download_file(item.bucket, item.key, str(partial), Config=self._transfer)
         except ClientError as exc:
             partial.unlink(missing_ok=True)
-            if _code(exc) in _MISSING_CODES:
+            if error_code(exc) in _MISSING_CODES:
                 raise self._input_failure(
-                    f"input file {item.what} is missing: s3://{item.bucket}/{item.key} does not exist."
+                    f"input {item.what} is missing: s3://{item.bucket}/{item.key} does not exist."
                 ) from None
-            raise self._aws_failure(
-                exc,
-                f"downloading input {item.what}",
-                "add the bucket's ARN to input_bucket_arns in the environment's tfvars and apply",
-            ) from None
+            raise self._aws_failure(exc, f"downloading input {item.what}", _INPUT_BUCKET_FIX) from None
         except BotoCoreError as exc:
             partial.unlink(missing_ok=True)
             raise self._aws_failure(exc, f"downloading input {item.what}", "") from None
-        sha, size = sha256_file(partial)
-        if item.sha256 is not None and sha != item.sha256:
-            partial.unlink(missing_ok=True)
-            raise self._input_failure(
-                f"input file {item.what} is corrupt: its sha256 is {sha}, the producer's manifest says {item.sha256}."
-            )
         os.replace(partial, target)
-        self.scanner.remember(item.relative, sha)  # an input republished as an output is not re-read
-        return size, True
+        return target.stat().st_size
+
+    def _fetch_published(self, producer: str, items: list[tuple[OutputFile, Path]]) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s = self.settings
+        try:
+            written = self.objects.fetch(s.workflow_id, producer, items)
+        except MissingObject as exc:
+            raise self._input_failure(
+                f"input file {exc.file.path!r} from task {producer!r} is missing: s3://{s.bucket}/{exc.key} does "
+                "not exist."
+            ) from None
+        except CorruptFile as exc:
+            raise self._input_failure(
+                f"input file {exc.file.path!r} from task {producer!r} is corrupt: its sha256 is {exc.actual}, the "
+                f"producer's manifest says {exc.file.sha256}."
+            ) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise self._aws_failure(exc, f"downloading the outputs of task {producer!r}", "") from None
+        for file, target in items:
+            self.scanner.remember(target.relative_to(self.work_dir).as_posix(), file.sha256)
+        return written
 
     def stage_inputs(self) -> StageReport:
         started = time.monotonic()
@@ -238,14 +224,18 @@ class Stager:
             ) from None
         if not self.settings.inputs:
             return StageReport()
-        plan = self._plan_inputs()
-        sizes = self._parallel(self._download, plan)
-        report = StageReport(
-            files=len(plan),
-            bytes=sum(size for size, _ in sizes),
-            transferred_files=len(plan),
-            seconds=time.monotonic() - started,
-        )
+        by_producer: dict[str, list[tuple[OutputFile, Path]]] = {}
+        uris: list[_UriDownload] = []
+        for spec in self.settings.inputs:
+            if spec.source is None:
+                uris.extend(self._uri_downloads(spec))
+                continue
+            for f in self._manifest_files(spec):
+                by_producer.setdefault(spec.source, []).append((f, self.work_dir / destination(spec, f.path)))
+        written = sum(self._fetch_published(producer, items) for producer, items in by_producer.items())
+        written += sum(self._parallel(self._download_uri, uris))
+        count = sum(map(len, by_producer.values())) + len(uris)
+        report = StageReport(files=count, bytes=written, transferred_files=count, seconds=time.monotonic() - started)
         log.info("staged %d input files (%d bytes) in %.2f s", report.files, report.bytes, report.seconds)
         return report
 
@@ -282,12 +272,6 @@ class Stager:
                 raise AgentExit(EXIT_OUTPUT_MISSING, self._missing_message(item))
         return sorted((OutputFile(f.path, f.size, f.sha256) for f in scanned), key=lambda f: f.path)
 
-    def _existing_objects(self, prefix: str) -> set[str]:
-        found: set[str] = set()
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=prefix):
-            found.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
-        return found
-
     def publish_outputs(self) -> StageReport:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -296,34 +280,14 @@ class Stager:
             return StageReport()
         started = time.monotonic()
         files = self.collect_outputs()
-        objects = outputs_prefix(s.workflow_id, s.task_id) + "objects/"
         fix = "grant the job role s3:PutObject on runs/* in the bucket"
         try:
-            existing = self._existing_objects(objects)
+            entries, uploaded, reused = self.objects.upload(s.workflow_id, s.task_id, self.work_dir, files)
+            manifest = manifest_document(s.workflow_id, s.task_id, s.attempt, entries, s.outputs)
+            committed = self.objects.commit(s.workflow_id, s.task_id, manifest)
         except (ClientError, BotoCoreError) as exc:
-            raise self._aws_failure(exc, f"listing s3://{s.bucket}/{objects}", fix) from None
-        pending: dict[str, OutputFile] = {}
-        for f in files:
-            if f.sha256 not in existing:
-                pending.setdefault(f.sha256, f)
-
-        def upload(f: OutputFile) -> None:
-            key = output_object_key(s.workflow_id, s.task_id, f.sha256)
-            try:
-                self.s3.upload_file(str(self.work_dir / f.path), s.bucket, key, Config=self._transfer)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._aws_failure(exc, f"uploading output {f.path!r}", fix) from None
-
-        self._parallel(upload, pending.values())
-        manifest_key = output_manifest_key(s.workflow_id, s.task_id)
-        body = manifest_document(s.workflow_id, s.task_id, s.attempt, files, s.outputs)
-        try:
-            self.s3.put_object(
-                Bucket=s.bucket, Key=manifest_key, Body=body, ContentType="application/json", IfNoneMatch="*"
-            )
-        except ClientError as exc:
-            if _code(exc) not in _PRECONDITION_CODES:
-                raise self._aws_failure(exc, f"publishing s3://{s.bucket}/{manifest_key}", fix) from None
+            raise self._aws_failure(exc, f"publishing the outputs of task {s.task_id!r}", fix) from None
+        if not committed:
             # Another attempt of this task (a duplicate after a lost response, or a retry that raced a
             # slow publisher) committed first. Its publication stands whole; ours is simply not used.
             log.warning(
@@ -331,19 +295,17 @@ class Stager:
                 "attempt's outputs are not used",
                 s.task_id,
                 s.bucket,
-                manifest_key,
+                output_manifest_key(s.workflow_id, s.task_id),
             )
-        except BotoCoreError as exc:
-            raise self._aws_failure(exc, f"publishing s3://{s.bucket}/{manifest_key}", fix) from None
         report = StageReport(
             files=len(files),
             bytes=sum(f.size for f in files),
-            transferred_files=len(pending),
-            reused_files=len(files) - len(pending),
+            transferred_files=uploaded,
+            reused_files=reused,
             seconds=time.monotonic() - started,
         )
         log.info(
-            "published %d output files (%d bytes; %d uploaded, %d reused) in %.2f s",
+            "published %d output files (%d bytes; %d objects uploaded, %d reused) in %.2f s",
             report.files,
             report.bytes,
             report.transferred_files,

@@ -6,8 +6,6 @@ checked, so a fetched result is exactly what the task published.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,12 +14,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import translate_client_error
+from stepspot.aws.output_objects import CorruptFile, MissingObject, OutputObjects
 from stepspot.dataflow import (
     RUNS_ROOT,
     DataflowError,
     OutputFile,
     output_manifest_key,
-    output_object_key,
     parse_manifest,
 )
 from stepspot.errors import FatalError
@@ -69,25 +67,19 @@ class RunOutputs:
 
     def download(self, workflow_id: str, task_id: str, files: list[OutputFile], destination: Path) -> int:
         """Fetch ``files`` into ``destination`` (sha256 checked); return the bytes written."""
-
-        def fetch(item: OutputFile) -> int:
-            target = destination / item.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            key = output_object_key(workflow_id, task_id, item.sha256)
-            try:
-                self._s3.download_file(self.bucket, key, str(partial))
-            except ClientError as exc:
-                raise translate_client_error(exc, f"downloading s3://{self.bucket}/{key}") from exc
-            digest = hashlib.sha256(partial.read_bytes()).hexdigest()
-            if digest != item.sha256:
-                partial.unlink(missing_ok=True)
-                raise FatalError(
-                    f"Output {item.path!r} of task {task_id!r} does not match its manifest (sha256 {digest}): "
-                    "the bucket was changed by hand; rerun the task."
-                )
-            os.replace(partial, target)
-            return item.size
-
-        with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
-            return sum(pool.map(fetch, files))
+        try:
+            return OutputObjects(self._s3, self.bucket).fetch(
+                workflow_id, task_id, [(f, destination / f.path) for f in files]
+            )
+        except MissingObject as exc:
+            raise FatalError(
+                f"Output {exc.file.path!r} of task {task_id!r} is missing from s3://{self.bucket}/{exc.key}: the "
+                "bucket was changed by hand; rerun the task."
+            ) from None
+        except CorruptFile as exc:
+            raise FatalError(
+                f"Output {exc.file.path!r} of task {task_id!r} does not match its manifest (sha256 {exc.actual}): "
+                "the bucket was changed by hand; rerun the task."
+            ) from None
+        except ClientError as exc:
+            raise translate_client_error(exc, f"downloading the outputs of task {task_id!r}") from exc
