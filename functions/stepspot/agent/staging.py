@@ -97,6 +97,7 @@ class Stager:
         self.scanner = DirectoryScanner(self.work_dir)
         self._transfer = transfer or transfer_config()
         self.objects = OutputObjects(s3, settings.bucket, self._transfer)
+        self._manifests: dict[str, list[OutputFile]] = {}
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -122,10 +123,22 @@ class Stager:
     # -- inputs ----------------------------------------------------------------------------------
 
     def _manifest_files(self, spec: InputSpec) -> list[OutputFile]:
+        assert spec.source is not None and spec.path is not None
+        if spec.source not in self._manifests:  # one read per producer, however many inputs it feeds
+            self._manifests[spec.source] = self._read_manifest(spec)
+        chosen = select(self._manifests[spec.source], spec.path)
+        if not chosen:
+            raise self._input_failure(
+                f"input {spec.describe()} is missing: the published outputs of task {spec.source!r} hold no "
+                f"file matching {spec.path!r}."
+            )
+        return chosen
+
+    def _read_manifest(self, spec: InputSpec) -> list[OutputFile]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         s = self.settings
-        assert spec.source is not None and spec.path is not None
+        assert spec.source is not None
         key = output_manifest_key(s.workflow_id, spec.source)
         try:
             body = self.s3.get_object(Bucket=s.bucket, Key=key)["Body"].read()
@@ -141,16 +154,9 @@ class Stager:
         except BotoCoreError as exc:
             raise self._aws_failure(exc, f"reading s3://{s.bucket}/{key}", "") from None
         try:
-            _, files = parse_manifest(body)
+            return parse_manifest(body)[1]
         except DataflowError as exc:
             raise self._input_failure(f"input {spec.describe()} is corrupt: {exc} (s3://{s.bucket}/{key}).") from None
-        chosen = select(files, spec.path)
-        if not chosen:
-            raise self._input_failure(
-                f"input {spec.describe()} is missing: the published outputs of task {spec.source!r} hold no "
-                f"file matching {spec.path!r}."
-            )
-        return chosen
 
     def _uri_downloads(self, spec: InputSpec) -> list[_UriDownload]:
         from botocore.exceptions import BotoCoreError, ClientError
