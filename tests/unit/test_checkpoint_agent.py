@@ -67,6 +67,17 @@ def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.Monke
             {"STEPSPOT_RECLAIM_WAIT": "-1"},
             "STEPSPOT_RECLAIM_WAIT / --reclaim-wait must be at least 0 seconds, got '-1'.",
         ),
+        (
+            {"STEPSPOT_OUTPUTS": '["/abs"]'},
+            "STEPSPOT_INPUTS / STEPSPOT_OUTPUTS: output path '/abs' is absolute: use a path relative to the "
+            "working directory.",
+        ),
+        (
+            {"STEPSPOT_INPUTS": "[{"},
+            "STEPSPOT_INPUTS is not valid JSON (Expecting property name enclosed in "
+            "double quotes): set it as stepspot does.",
+        ),
+        ({"STEPSPOT_CHECKPOINT_ENABLED": "maybe"}, "STEPSPOT_CHECKPOINT_ENABLED must be true or false, got 'maybe'."),
     ],
 )
 def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:

@@ -158,7 +158,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         inputs = parse_inputs(_json_env("STEPSPOT_INPUTS"))
         outputs = parse_outputs(_json_env("STEPSPOT_OUTPUTS"))
     except DataflowError as exc:
-        raise AgentExit(EXIT_USAGE, f"STEPSPOT_INPUTS / STEPSPOT_OUTPUTS: {exc}") from None
+        raise AgentExit(EXIT_USAGE, f"STEPSPOT_INPUTS / STEPSPOT_OUTPUTS: {exc}.") from None
     bucket = _env_or(args.bucket, "STEPSPOT_BUCKET")
     if checkpointing or inputs or outputs:
         what = "checkpoint bucket" if checkpointing else "bucket"
