@@ -177,3 +177,32 @@ def test_staging_exit_codes_are_classified_only_for_agent_jobs() -> None:
         "exit code 73: the program exited 0 but a declared output was not produced (the job log names the path)",
     )
     assert classify("States.TaskFailed", _failed(74, ["md"])).failure_class is FailureClass.APP_ERROR
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "FileNotFoundError: [Errno 2] No such file or directory: 'data/out.txt'",
+        "cat: data/out.txt: No such file or directory",
+        "open data/out.txt: no such file or directory",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/w/work/data/out.txt'",
+    ],
+)
+def test_missing_files_are_recognised_in_the_usual_error_forms(log: str) -> None:
+    from pathlib import Path
+
+    from stepspot.local.undeclared import missing_paths
+
+    assert missing_paths(log, Path("/w/work")) == ["data/out.txt"]
+
+
+def test_advice_names_a_declared_output_without_asking_to_declare_it_again() -> None:
+    from stepspot.local.undeclared import Attempt, advice
+
+    failed = Attempt("use", True, "cat: r/a.json: No such file or directory", None)
+    assert advice([failed], {"make": ["r/"], "use": []}) == [
+        "task 'use' read 'r/a.json', which task 'make' declares as an output, without declaring it as an input "
+        '(each task runs in its own directory, as on AWS): add {"from": "make", "path": "r/a.json"} to the inputs '
+        "of 'use'"
+    ]
+    assert advice([failed], {"make": ["other.txt"], "use": []}) == []  # nobody wrote or declares it

@@ -290,15 +290,10 @@ def local_outputs(plan: Plan, jobs: list[Any]) -> dict[str, Any]:
 def _undeclared_inputs(plan: Plan, jobs: list[Any]) -> list[str]:
     from stepspot.local.undeclared import Attempt, advice
 
-    attempts = [
-        Attempt(
-            job.task_id,
-            job.status == "FAILED",
-            job.log_path.read_text(encoding="utf-8", errors="replace")
-            if job.log_path and job.log_path.is_file()
-            else "",
-            job.work_dir,
-        )
-        for job in jobs
-    ]
+    def log_of(job: Any) -> str:  # only failed attempts are searched: no reading of 1,000 good logs
+        if job.status != "FAILED" or job.log_path is None or not job.log_path.is_file():
+            return ""
+        return str(job.log_path.read_text(encoding="utf-8", errors="replace"))
+
+    attempts = [Attempt(job.task_id, job.status == "FAILED", log_of(job), job.work_dir) for job in jobs]
     return advice(attempts, {task_id: list(task.outputs) for task_id, task in plan.tasks.items()})

@@ -55,6 +55,9 @@ def _written(work_dir: Path | None, relative: str) -> bool:
 def advice(attempts: Iterable[Attempt], declared_outputs: Mapping[str, list[str]]) -> list[str]:
     """One sentence per (reader, file, producer): the input to declare (and the output, if undeclared)."""
     attempts = list(attempts)
+    by_task: dict[str, list[Attempt]] = {}
+    for attempt in attempts:
+        by_task.setdefault(attempt.task_id, []).append(attempt)
     sentences: list[str] = []
     for attempt in attempts:
         if not attempt.failed:
@@ -64,7 +67,7 @@ def advice(attempts: Iterable[Attempt], declared_outputs: Mapping[str, list[str]
                 if producer == attempt.task_id:
                     continue
                 declared = any(matches(o, path) or o == path for o in outputs)
-                wrote = any(a.task_id == producer and _written(a.work_dir, path) for a in attempts)
+                wrote = any(_written(a.work_dir, path) for a in by_task.get(producer, []))
                 if not (declared or wrote):
                     continue
                 item = json.dumps({"from": producer, "path": path})
