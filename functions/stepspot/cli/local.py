@@ -227,7 +227,7 @@ def _print_summary(summary: Any) -> None:
     console.print(table)
     if len(summary.per_task) <= 30:
         detail = Table(header_style="bold", box=None, pad_edge=False)
-        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s"):
+        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s", "outputs"):
             detail.add_column(column)
         for row in summary.per_task:
             detail.add_row(
@@ -237,6 +237,7 @@ def _print_summary(summary: Any) -> None:
                 str(row["interruptions"]),
                 str(row["capacity"] or "-"),
                 f"{row['runtime_seconds']:.2f}",
+                f"{row['output_files']} ({row['output_bytes']} B)" if row.get("output_files") else "-",
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
