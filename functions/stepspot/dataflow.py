@@ -189,10 +189,16 @@ def parse_inputs(raw: Any) -> tuple[InputSpec, ...]:
         if not isinstance(item, dict):
             raise DataflowError("each input must be an object with from/path/to or uri/to")
         if "uri" in item:
-            specs.append(InputSpec(to=str(item.get("to", "")), uri=str(item["uri"])))
+            spec = InputSpec(to=str(item.get("to", "")), uri=str(item["uri"]))
+            parse_s3_uri(str(spec.uri))
         else:
             path = str(item.get("path", ""))
-            specs.append(InputSpec(to=str(item.get("to") or path), source=str(item.get("from", "")), path=path))
+            spec = InputSpec(to=str(item.get("to") or path), source=str(item.get("from", "")), path=path)
+        for name, value in (("path", spec.path), ("to", spec.to)):
+            problem = path_problem(value) if value is not None else None
+            if problem:  # never write outside the working directory, whatever the environment says
+                raise DataflowError(f"input {name} {value!r} {problem}: use a path relative to the working directory")
+        specs.append(spec)
     return tuple(specs)
 
 

@@ -77,6 +77,11 @@ def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.Monke
             "STEPSPOT_INPUTS is not valid JSON (Expecting property name enclosed in "
             "double quotes): set it as stepspot does.",
         ),
+        (
+            {"STEPSPOT_INPUTS": '[{"from": "a", "path": "x", "to": "../../etc/cron.d/x"}]'},
+            "STEPSPOT_INPUTS / STEPSPOT_OUTPUTS: input to '../../etc/cron.d/x' contains '..': use a path relative "
+            "to the working directory.",
+        ),
         ({"STEPSPOT_CHECKPOINT_ENABLED": "maybe"}, "STEPSPOT_CHECKPOINT_ENABLED must be true or false, got 'maybe'."),
     ],
 )
