@@ -225,3 +225,30 @@ def test_the_agent_runs_the_program_in_its_working_directory_and_publishes_after
         "stepspot-agent: error: Task 'bad': declared output 'nothing.txt' was not produced: the program exited 0 "
         "but there is no file 'nothing.txt' in its working directory; write it there or fix tasks[].outputs."
     )
+
+
+def test_racing_attempts_publish_exactly_one_consistent_set(store: Store, tmp_path: Path) -> None:
+    import threading
+
+    variants = [{k: v + bytes([n]) for k, v in PRODUCED.items()} for n in range(4)]
+    barrier = threading.Barrier(len(variants))
+
+    def attempt(n: int) -> None:
+        work = tmp_path / f"attempt-{n}"
+        write(work, variants[n])
+        stager = Stager(settings(store, work, "prep", outputs=["system.json", "frames/", "logs/*.txt"]), store.s3)
+        stager.collect_outputs()
+        barrier.wait()
+        stager.publish_outputs()
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(len(variants))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    work = tmp_path / "cons"
+    inputs = [{"from": "prep", "path": "system.json"}, {"from": "prep", "path": "frames/"}]
+    Stager(settings(store, work, "md", inputs=inputs), store.s3).stage_inputs()
+    got = {p: (work / p).read_bytes() for p in ("system.json", "frames/0001.xyz", "frames/deep/0002.xyz")}
+    winners = [v for v in variants if all(v[p] == data for p, data in got.items())]
+    assert len(winners) == 1  # every file from the same attempt: never a mix
