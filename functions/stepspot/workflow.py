@@ -428,6 +428,18 @@ def _warnings(workflow: Workflow) -> list[Problem]:
                     "warning",
                 )
             )
+        mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
+        if not workflow.global_config.shared_filesystem and any(
+            value == mount or value.startswith(mount + "/") for value in [*task.command, *task.environment.values()]
+        ):
+            warnings.append(
+                Problem(
+                    where,
+                    f"uses paths under {mount} but global_config.shared_filesystem is false: set it to true "
+                    "(the deployment needs a shared file system) or pass the files as inputs/outputs",
+                    "warning",
+                )
+            )
         if task.timeout is not None and task.estimated_runtime is not None and task.timeout < task.estimated_runtime:
             warnings.append(
                 Problem(
