@@ -33,6 +33,8 @@ Exit codes of the agent itself (the program's own code is forwarded otherwise):
   74  a declared input is missing or corrupt: infra_transient (retried), the log names the file
   75  the checkpoint store cannot be reached right now (network, throttling); retrying may work
   77  access to the bucket, an input bucket or the table was denied, or no AWS credentials
+  78  misconfiguration: this runner is not the build of the deployment's Lambdas (STEPSPOT_VERSION); the
+      bundle's own __main__ and the container command's shell check also use 78 (python3 missing or < 3.9)
   79  stopped on a Spot interruption notice: the program ended after an IMDS notice and the host was not
       reclaimed within --reclaim-wait (a stop/hibernate action), or SIGTERM came after the notice (ECS
       draining); the failure classifier counts it as a Spot reclaim
@@ -68,7 +70,7 @@ from stepspot.agent.settings import (
 )
 from stepspot.agent.staging import Stager
 from stepspot.agent.supervisor import Agent, _exit_status
-from stepspot.agent_exit_codes import EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING
+from stepspot.agent_exit_codes import EXIT_INPUT_UNAVAILABLE, EXIT_MISCONFIGURATION, EXIT_OUTPUT_MISSING
 from stepspot.errors import CheckpointStoreUnavailable
 
 __all__ = [
@@ -78,6 +80,7 @@ __all__ = [
     "EXIT_COMMAND_NOT_FOUND",
     "EXIT_INPUT_UNAVAILABLE",
     "EXIT_INTERNAL",
+    "EXIT_MISCONFIGURATION",
     "EXIT_NOT_EXECUTABLE",
     "EXIT_OUTPUT_MISSING",
     "EXIT_SPOT_NOTICE",

@@ -30,7 +30,7 @@ from stepspot.errors import (
     StepspotError,
     WorkflowNotFoundError,
 )
-from stepspot.metrics import CHECKPOINT_FAILED_EVENT, EVENT_FIELD
+from stepspot.log_events import CHECKPOINT_FAILED_EVENT, EVENT_FIELD
 
 AUTO_FIRST_CHECKPOINT_SECONDS = 60.0  # 'auto' needs one measured upload before Young/Daly applies
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import platform
 import shutil
 import sys
 from collections.abc import Sequence
@@ -31,9 +32,13 @@ from stepspot.agent.settings import (
 )
 from stepspot.agent.staging import Stager
 from stepspot.agent.supervisor import Agent
+from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
+from stepspot.build_info import deployment_version, version_mismatch
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 from stepspot.checkpoint_store import SaveResult
 from stepspot.errors import StepspotError
+
+log = logging.getLogger("stepspot.agent")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,6 +142,9 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 def _execute(args: argparse.Namespace) -> int:
+    mismatch = version_mismatch(os.environ)
+    if mismatch:
+        raise AgentExit(EXIT_MISCONFIGURATION, mismatch)
     settings = settings_from(args)
     command = _command(args) if args.action == "run" else []
     if settings.checkpointing:
@@ -158,6 +166,7 @@ def _execute(args: argparse.Namespace) -> int:
     if settings.state_table:
         check_workflow(settings, ddb)
     if args.action == "run":
+        log.info("task runner %s on Python %s (%s)", deployment_version(), platform.python_version(), sys.executable)
         stager = Stager(settings, s3) if settings.staging else None
         return Agent(settings, store, stager).run(command)
     assert store is not None
