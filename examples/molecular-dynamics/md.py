@@ -2,7 +2,7 @@
 """A small, real molecular dynamics program for the local demo (standard library only).
 
 Lennard-Jones particles in a periodic box (reduced units), velocity Verlet integration. Four stages,
-like the seed's GROMACS pipeline, each reading the previous stage's output from the shared workspace:
+like the seed's GROMACS pipeline, each reading the previous stage's output (a declared input, staged by the agent):
 
     md.py preprocess  --particles N --density RHO --output prep/system.json
     md.py equilibrate --input prep/system.json --steps S --temperature T --output equil/system.json

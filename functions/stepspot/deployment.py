@@ -50,6 +50,12 @@ class Deployment:
     dashboard_name: str
     # Every other root output Terraform printed (e.g. the capacity outputs stepspot.capacity_sources reads).
     other_outputs: dict[str, str] = field(default_factory=dict, compare=False)
+    shared_filesystem_enabled: str = "false"  # "true" when the jobs mount EFS (terraform output, JSON bool)
+    shared_mount_path: str = ""
+
+    @property
+    def has_shared_filesystem(self) -> bool:
+        return self.shared_filesystem_enabled.strip().lower() == "true"
 
     @classmethod
     def output_names(cls) -> list[str]:
@@ -69,7 +75,7 @@ class Deployment:
 
 
 # Outputs a remote command cannot work without; the others may be empty (e.g. no SNS topic).
-OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name"})
+OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name", "shared_filesystem_enabled", "shared_mount_path"})
 
 
 def override_variable(output_name: str) -> str:

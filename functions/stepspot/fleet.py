@@ -9,6 +9,7 @@ GPUs (or ``queue: gpu``), the CPU pair otherwise (``stepspot.capacity`` owns the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -17,9 +18,11 @@ from stepspot import capacity as queues
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.breaker import Admission
 from stepspot.build_info import VERSION_ENV, deployment_version
+from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+WORK_DIR_IN_CONTAINER = "/scratch/stepspot/work"  # the program's working directory (inputs in, outputs out)
 # The task runner bundle (make build), installed on every Batch host by the launch template and mounted
 # read-only into every container; SHIV_ROOT is where it unpacks (the container's HOME may not be writable).
 AGENT_BUNDLE_IN_CONTAINER = "/opt/stepspot/stepspot-agent.pyz"
@@ -102,6 +105,11 @@ def spot_queue_key(queue: str, gpus: int) -> str:
     return queue_key(queue, gpus, False, Capacity.SPOT)
 
 
+def needs_agent(task: Any) -> bool:
+    """The agent wraps every task that checkpoints or has declared inputs or outputs to stage."""
+    return bool(task.checkpoint_enabled or getattr(task, "inputs", None) or getattr(task, "outputs", None))
+
+
 def agent_command(command: list[str], wrapped: bool, action: str = "run") -> list[str]:
     """The container command: the task's own, run by the task runner bundle (``action``) when ``wrapped``."""
     return ["/bin/sh", "-c", RUNNER_SCRIPTS[action], RUNNER_SHELL_NAME, *command] if wrapped else list(command)
@@ -128,6 +136,18 @@ def mpi_command(command: list[str]) -> list[str]:
     return agent_command(command, wrapped=True, action="mpi")
 
 
+def data_environment(task: Any) -> dict[str, str]:
+    """What the agent reads to stage data (docs/data.md); empty for a task without any."""
+    env: dict[str, str] = {}
+    if getattr(task, "inputs", None):
+        env["STEPSPOT_INPUTS"] = json.dumps(list(task.inputs), separators=(",", ":"))
+    if getattr(task, "outputs", None):
+        env["STEPSPOT_OUTPUTS"] = json.dumps(list(task.outputs), separators=(",", ":"))
+    if getattr(task, "shared_filesystem", False):
+        env["STEPSPOT_SHARED_DIR"] = DEFAULT_SHARED_MOUNT_PATH
+    return env
+
+
 def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
     env = {str(k): str(v) for k, v in (task.environment or {}).items()}
     env.update(
@@ -138,6 +158,9 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
             "STEPSPOT_CAPACITY": capacity.value,
             "STEPSPOT_CHECKPOINT_INTERVAL": str(task.checkpoint_interval),
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
+            "STEPSPOT_CHECKPOINT_ENABLED": "true" if task.checkpoint_enabled else "false",
+            "STEPSPOT_WORK_DIR": WORK_DIR_IN_CONTAINER,
+            **data_environment(task),
             VERSION_ENV: deployment_version(),  # the task runner refuses a bundle of another build
             "SHIV_ROOT": SHIV_ROOT_IN_CONTAINER,
         }
@@ -167,7 +190,7 @@ def job_request(
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
     memory = memory or task.memory
-    command = agent_command(list(task.command), task.checkpoint_enabled)
+    command = agent_command(list(task.command), needs_agent(task))
     container = {
         "Command": mpi_command(command) if task.multi_node else command,
         "Environment": job_environment(workflow_id, task, attempt, choice.capacity),

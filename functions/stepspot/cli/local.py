@@ -188,6 +188,8 @@ def _print_summary(summary: Any) -> None:
     console.print(f"[bold {style}]{summary.status}[/]  workflow {summary.workflow_id}", highlight=False)
     if summary.status != "SUCCEEDED" and summary.cause:
         console.print(f"  reason: {summary.cause[:400]}", highlight=False, soft_wrap=True)
+    for problem in summary.data_problems:
+        console.print(f"  [red]undeclared input:[/] {problem}", highlight=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost
     cp = summary.critical_path
@@ -229,7 +231,16 @@ def _print_summary(summary: Any) -> None:
     console.print(table)
     if len(summary.per_task) <= 30:
         detail = Table(header_style="bold", box=None, pad_edge=False)
-        for column in ("task", "state", "attempts", "interruptions", "last capacity", "memory MiB", "runtime s"):
+        for column in (
+            "task",
+            "state",
+            "attempts",
+            "interruptions",
+            "last capacity",
+            "memory MiB",
+            "runtime s",
+            "outputs",
+        ):
             detail.add_column(column)
         for row in summary.per_task:
             detail.add_row(
@@ -240,6 +251,7 @@ def _print_summary(summary: Any) -> None:
                 str(row["capacity"] or "-"),
                 ", ".join(str(m) for m in row.get("memory_mib") or []) or "-",
                 f"{row['runtime_seconds']:.2f}",
+                f"{row['output_files']} ({row['output_bytes']} B)" if row.get("output_files") else "-",
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)

@@ -147,6 +147,16 @@ def run_submit(args: argparse.Namespace) -> int:
     loaded = validate_locally(args.file)
     ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
+    if loaded.workflow.global_config.shared_filesystem and not context.deployment.has_shared_filesystem:
+        env = context.deployment.environment
+        err_console.print(
+            f"stepspot: {args.file}: global_config.shared_filesystem is true but environment {env!r} has no shared "
+            f"file system: set shared_filesystem_enabled = true in terraform/environments/{env}.tfvars and run "
+            f"`make deploy ENV={env}`, or pass data with tasks[].inputs and tasks[].outputs instead.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_USAGE
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
     ensure_fits(loaded, _deployed_capacity(context, args.env))  # before anything is uploaded or started

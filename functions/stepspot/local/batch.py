@@ -19,8 +19,13 @@ A multi-node job runs as one process per node, each with the Batch node variable
 other nodes ``AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS`` = 127.0.0.1); the job ends with the main
 node's exit code.
 
-Every attempt gets a fresh checkpoint directory (a new host), so a resumed task really restores from the
-checkpoint store. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``) and its own IMDS.
+Every attempt gets a fresh checkpoint directory and a fresh private working directory (a new host, a new
+container), so a resumed task really restores from the checkpoint store and a task sees another task's
+files only through its declared inputs, staged through the emulated S3 by the agent, as on AWS. The
+shared file system exists only for a workflow that enables it (``STEPSPOT_SHARED_DIR`` in the job's
+environment): the run's ``shared/`` directory stands for the mount path, which is rewritten in the
+command and the environment values. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``) and
+its own IMDS.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -110,6 +116,7 @@ class LocalJob:
     notice_lead: float = 0.0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    work_dir: Path | None = None
 
     @property
     def task_id(self) -> str:
@@ -247,8 +254,7 @@ class LocalBatch:
         workflow_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
-        self.workspace = workdir / "workspace"
-        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.shared_dir = workdir / "shared"  # the shared file system, for workflows that enable it
         self._base_env = dict(base_environment)
         self.faults = faults
         self.time_scale = time_scale
@@ -353,10 +359,14 @@ class LocalBatch:
         job_dir = self.workdir / "jobs" / job.job_id
         checkpoint_dir = job_dir / "checkpoint"  # fresh per attempt: a new host has an empty disk
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        job.work_dir = job_dir / "work"  # private and fresh: another task's files arrive only as inputs
+        job.work_dir.mkdir(parents=True, exist_ok=True)
         job.log_path = job_dir / "output.log"
+        shared = self._shared_mapper(job.environment.get("STEPSPOT_SHARED_DIR", ""))
         env = {
             **self._base_env,
-            **job.environment,
+            **{name: shared(value) for name, value in job.environment.items()},
+            "STEPSPOT_WORK_DIR": str(job.work_dir),
             "STEPSPOT_CHECKPOINT_DIR": str(checkpoint_dir),
             "STEPSPOT_IMDS_ENDPOINT": f"{self.imds.url}/jobs/{job.job_id}",
             "STEPSPOT_IMDS_POLL_INTERVAL": "0.1",
@@ -373,7 +383,7 @@ class LocalBatch:
         if job.num_nodes > 1:
             env.update(self._node_environment(job, job_dir, 0))
         self.imds.instances[job.job_id] = job.instance_id
-        command = self._host_command(job)
+        command = [shared(argument) for argument in self._host_command(job)]
         if not command:
             job.started_at = time.time()
             self._finish(job, "FAILED", "CannotStartContainerError: the job has no command", None)
@@ -384,7 +394,7 @@ class LocalBatch:
         with job.log_path.open("wb") as log:
             try:
                 job.process = subprocess.Popen(
-                    command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    command, cwd=job.work_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
             except OSError as exc:
                 log.write(f"stepspot local: cannot start {command[0]}: {exc}\n".encode())
@@ -441,15 +451,18 @@ class LocalBatch:
         self, job: LocalJob, job_dir: Path, main_env: dict[str, str], command: list[str], index: int
     ) -> subprocess.Popen[bytes]:
         checkpoint_dir = job_dir / f"node-{index}" / "checkpoint"
+        work_dir = job_dir / f"node-{index}" / "work"  # every node is its own container: its own files
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **main_env,
             **self._node_environment(job, job_dir, index),
             "STEPSPOT_CHECKPOINT_DIR": str(checkpoint_dir),
+            "STEPSPOT_WORK_DIR": str(work_dir),
         }
         with (job_dir / f"node-{index}.log").open("wb") as log:
             return subprocess.Popen(
-                command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def _end_nodes(self, job: LocalJob) -> None:
@@ -479,6 +492,15 @@ class LocalBatch:
                     job.container_reason = OUT_OF_MEMORY_REASON
                     for node in nodes:
                         _kill_group(node, signal.SIGKILL)
+
+    def _shared_mapper(self, mount_path: str) -> Callable[[str], str]:
+        """Rewrites the shared file system's mount path to the run's ``shared/`` directory (identity when off)."""
+        if not mount_path:
+            return lambda value: value
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        pattern = re.compile(re.escape(mount_path.rstrip("/")) + r"(?![\w.-])")
+        target = str(self.shared_dir)
+        return lambda value: pattern.sub(lambda _: target, value)
 
     def _host_path(self, argument: str) -> str:
         """Files next to the workflow definition stand for files inside the container image."""

@@ -92,8 +92,10 @@ def local_policy(policy: Policy, time_scale: float) -> Policy:
 
 
 def host_path(workflow_dir: Path) -> str:
-    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first, then the ``bin/``
+    directory next to the workflow (standing for programs on the image's PATH), then the host's."""
+    image_bin = [str(workflow_dir / "bin")] if (workflow_dir / "bin").is_dir() else []
+    return os.pathsep.join([str(Path(sys.executable).parent), *image_bin, os.environ.get("PATH", "")])
 
 
 def check_commands(plan: Plan, workflow_dir: Path) -> None:
