@@ -17,9 +17,11 @@ checkpoint store. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -47,6 +49,9 @@ INJECTED_FAILURE = [
     "import sys; sys.stderr.write('stepspot local: injected application failure\\n'); sys.exit(3)",
 ]
 TERMINAL = ("SUCCEEDED", "FAILED")
+CHECKPOINT_SAVED = re.compile(r"\bcheckpoint (\d+) saved\b")  # the agent's log line per saved checkpoint
+AGENT_STARTED = re.compile(r"stepspot-agent INFO started .* \(pid \d+\)")
+SPOT_NOTICE_LINE = "stepspot local: Spot interruption notice"  # told to output listeners, not printed
 LONG_POLL_SECONDS = 0.5
 
 
@@ -91,6 +96,9 @@ class LocalJob:
     notice_lead: float = 0.0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    reclaim_after: int | None = None  # checkpoints before the injected notice (None: not reclaimed)
+    checkpoints_saved: int = 0
+    timers: list[threading.Timer] = field(default_factory=list)
 
     @property
     def task_id(self) -> str:
@@ -241,6 +249,8 @@ class LocalBatch:
         self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self.observers: list[Callable[[LocalJob], None]] = []
+        # (job, line) for each line the job prints, and SPOT_NOTICE_LINE when its notice is given.
+        self.output_listeners: list[Callable[[LocalJob, str], None]] = []
 
     def start(self) -> None:
         self.imds.start()
@@ -319,8 +329,15 @@ class LocalBatch:
             self._transition(job, "STARTING")
             self._execute(job)
 
+    def job_dir(self, job: LocalJob) -> Path:
+        """``tasks/<task>/attempt-<n>/`` under the run (the job id if the job is not a stepspot task)."""
+        if not job.task_id:
+            return self.workdir / "jobs" / job.job_id
+        base = self.workdir / "tasks" / job.task_id / f"attempt-{job.attempt}"
+        return base if not base.exists() else base.with_name(f"{base.name}-{job.job_id[:8]}")
+
     def _execute(self, job: LocalJob) -> None:
-        job_dir = self.workdir / "jobs" / job.job_id
+        job_dir = self.job_dir(job)
         checkpoint_dir = job_dir / "checkpoint"  # fresh per attempt: a new host has an empty disk
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         job.log_path = job_dir / "output.log"
@@ -346,13 +363,19 @@ class LocalBatch:
             job.started_at = time.time()
             self._finish(job, "FAILED", "CannotStartContainerError: the job has no command", None)
             return
-        reclaim_at = None
         if job.spot:
-            reclaim_at = self.faults.reclaim_at(job.task_id, job.attempt, self._expected(job.task_id))
+            job.reclaim_after = self.faults.reclaim_after(
+                job.task_id, job.attempt, self._expected(job.task_id) * self.time_scale, self._planned_checkpoints(job)
+            )
         with job.log_path.open("wb") as log:
             try:
                 job.process = subprocess.Popen(
-                    command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    command,
+                    cwd=self.workspace,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 log.write(f"stepspot local: cannot start {command[0]}: {exc}\n".encode())
@@ -361,14 +384,23 @@ class LocalBatch:
                 return
             job.started_at = time.time()
             self._transition(job, "RUNNING")
-            timers = self._schedule_reclaim(job, reclaim_at) if reclaim_at is not None else []
+            reader = threading.Thread(
+                target=self._copy_output, args=(job, log), name=f"out-{job.job_name}", daemon=True
+            )
+            reader.start()
+            if job.reclaim_after == 0 and job.command[:2] != ["stepspot-agent", "run"]:
+                self._begin_reclaim(job)  # under the agent: once it has restored and started the program
             code = job.process.wait()
-            if job.notice_at is not None and not job.reclaimed and code != 0:
-                # The program stopped on the notice (checkpoint written); the host is still reclaimed at
-                # the notice's deadline, which is what Batch then reports for the attempt.
-                self._closing.wait(max(0.0, job.notice_at + job.notice_lead - time.time()))
+            reader.join(timeout=5.0)
+            if job.status in TERMINAL:  # terminated (TerminateJob) while it ran: already reported
+                return
+            if job.reclaim_after is not None and not self._closing.is_set():
+                # A reclaim decided by the seed always happens, whatever the program's speed: if it
+                # ended before its notice point, the host still goes before Batch hears of the exit.
+                self._begin_reclaim(job)
+                self._closing.wait(max(0.0, (job.notice_at or time.time()) + job.notice_lead - time.time()))
                 job.reclaimed = True
-            for timer in timers:
+            for timer in job.timers:
                 timer.cancel()
         if job.reclaimed:
             self._finish(job, "FAILED", f"Host EC2 (instance {job.instance_id}) terminated.", None)
@@ -400,21 +432,49 @@ class LocalBatch:
             return program  # no agent in this installation: the program runs without checkpoint upload
         return list(INJECTED_FAILURE) if inject else command
 
-    def _schedule_reclaim(self, job: LocalJob, reclaim_at: float) -> list[threading.Timer]:
-        notice_lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
-        reclaim_at = max(reclaim_at, 2 * notice_lead)  # some work done before the notice
-        notice = threading.Timer(reclaim_at - notice_lead, self._notice, args=(job, notice_lead))
-        reclaim = threading.Timer(reclaim_at, self._reclaim, args=(job,))
-        for timer in (notice, reclaim):
-            timer.daemon = True
-            timer.start()
-        return [notice, reclaim]
+    def _planned_checkpoints(self, job: LocalJob) -> int:
+        """Periodic checkpoints a whole run of the job's task saves (0 without the checkpoint agent)."""
+        if job.command[:2] != ["stepspot-agent", "run"]:
+            return 0
+        interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
+        seconds = float(interval) if interval.replace(".", "", 1).isdigit() else 600.0  # "auto": a guess
+        return int(self._expected(job.task_id) * self.time_scale // max(seconds, 1.0))
+
+    def _copy_output(self, job: LocalJob, log: Any) -> None:
+        """The job's output into its log file, line by line; each saved checkpoint counts towards the
+        attempt's notice point."""
+        assert job.process is not None and job.process.stdout is not None
+        for raw in job.process.stdout:
+            log.write(raw)
+            log.flush()
+            line = raw.decode("utf-8", "replace").rstrip()
+            if job.reclaim_after == 0 and AGENT_STARTED.search(line):
+                self._begin_reclaim(job)
+            if CHECKPOINT_SAVED.search(line):
+                job.checkpoints_saved += 1
+                if job.reclaim_after is not None and job.checkpoints_saved == job.reclaim_after:
+                    self._begin_reclaim(job)
+            for listener in self.output_listeners:
+                listener(job, line)
+
+    def _begin_reclaim(self, job: LocalJob) -> None:
+        """The interruption notice now, the host two (scaled) minutes later."""
+        with self._lock:
+            if job.notice_at is not None:
+                return
+            job.notice_at = time.time()
+        lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
+        self._notice(job, lead)
+        reclaim = threading.Timer(lead, self._reclaim, args=(job,))
+        reclaim.daemon = True
+        reclaim.start()
+        job.timers.append(reclaim)
 
     def _notice(self, job: LocalJob, lead: float) -> None:
         job.notice_lead = lead
-        if job.process is None or job.process.poll() is not None:
-            return
         job.notice_at = time.time()
+        for listener in self.output_listeners:
+            listener(job, SPOT_NOTICE_LINE)
         action_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + SPOT_NOTICE_SECONDS))
         self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
         if self.bus is not None:
@@ -464,8 +524,25 @@ class LocalBatch:
             )
 
     def close(self) -> None:
-        """Stop every running job and the IMDS (engine shutdown)."""
+        """Stop every running job and the IMDS (engine shutdown): SIGTERM to every job's process
+        group at once, SIGKILL to those still there a second later."""
+        self._closing.set()
+        running = [j.process for j in list(self.jobs.values()) if j.process is not None and j.process.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self.kill_all()
+        with contextlib.suppress(Exception):
+            self.imds.stop()
+
+    def kill_all(self) -> None:
+        """SIGKILL every job's process group still running (no waiting; safe from a signal handler)."""
         self._closing.set()
         for job in list(self.jobs.values()):
-            self._kill(job)
-        self.imds.stop()
+            if job.process is not None and job.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(job.process.pid, signal.SIGKILL)
