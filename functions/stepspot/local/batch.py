@@ -18,6 +18,7 @@ checkpoint store. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.server
 import json
 import os
@@ -279,6 +280,9 @@ class LocalBatch:
             num_nodes=num_nodes,
         )
         with self._lock:
+            # The host of an attempt is named after it (not at random): the same seed, the same story.
+            same = sum(1 for j in self.jobs.values() if (j.task_id, j.attempt) == (job.task_id, job.attempt))
+            job.instance_id = "i-" + hashlib.sha256(f"{job.task_id}/{job.attempt}/{same}".encode()).hexdigest()[:17]
             self.jobs[job.job_id] = job
         self._transition(job, "SUBMITTED")
         threading.Thread(target=self._run, args=(job,), name=f"job-{job.job_name}", daemon=True).start()
