@@ -4,7 +4,11 @@
 ``$STEPSPOT_CHECKPOINT_DIR``, runs the program, checkpoints the directory every interval (only changed
 files are sent), and on a Spot interruption notice (IMDS ``spot/instance-action``, polled every 5 s
 with an IMDSv2 token) or SIGTERM tells the program (a configurable signal), waits a bounded time for it
-to write, and uploads at once. It exits with the program's exit code, except after an IMDS notice: then
+to write, and uploads at once. A program that knows its own save points (after an epoch, every N
+steps) asks for a checkpoint instead: SIGUSR1 to ``$STEPSPOT_AGENT_PID``, then it waits for SIGUSR2
+(saved; or the notice signal, if a Spot notice came meanwhile); from its first request on the timer is
+off, so what is saved depends on the program's progress, not on the clock. It exits with the
+program's exit code, except after an IMDS notice: then
 a failed program's exit is held until the host is reclaimed (so AWS Batch reports ``Host EC2 (instance
 i-...) terminated.``, a Spot reclaim, not an application error), at most ``--reclaim-wait`` seconds
 from the notice, after which the agent exits with 79. See docs/checkpoints.md.
@@ -412,6 +416,8 @@ class Agent:
         self._spot_notice_at: float | None = None  # monotonic time the IMDS notice was seen
         self._spot_action = "terminate"
         self._child: subprocess.Popen[bytes] | None = None
+        self._requested = False  # the program asked for a checkpoint (SIGUSR1)
+        self._program_decides = False  # it has asked at least once: no periodic checkpoints any more
 
     # -- notices (called from the IMDS thread or a signal handler: only set flags) --
 
@@ -430,7 +436,31 @@ class Agent:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._terminate = True
-        self.notify(f"received {signal.Signals(signum).name}")
+        if self._notice_reason is None:
+            self._notice_reason = f"received {signal.Signals(signum).name}"
+        self._wake_from_handler()
+
+    def _on_request(self, _signum: int, _frame: FrameType | None) -> None:
+        self._requested = self._program_decides = True
+        self._wake_from_handler()
+
+    def _wake_from_handler(self) -> None:
+        # A handler runs in the main thread, maybe while it holds the event's lock inside _wake.wait():
+        # setting the event here would deadlock, so a helper thread sets it once the lock is free.
+        threading.Thread(target=self._wake.set, name="wake", daemon=True).start()
+
+    def _answer_request(self, watcher: ImdsNoticeWatcher | None) -> None:
+        """Checkpoint for the program, then answer it: SIGUSR2, unless a Spot notice is there, in which
+        case the notice is handled next (its signal answers the program, which waits for either)."""
+        self._requested = False
+        self.checkpoint("requested by the program")
+        if watcher is not None and self._notice_reason is None:
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                document = watcher.check_once()  # look now: the notice must not race the next request
+                if document:
+                    self.notify_spot(document.strip())
+        if self._notice_reason is None:
+            self._signal_child(signal.SIGUSR2)
 
     # -- steps --
 
@@ -571,7 +601,9 @@ class Agent:
         env = dict(os.environ)
         env["STEPSPOT_CHECKPOINT_DIR"] = str(s.directory)
         env["STEPSPOT_RESTORED_SEQUENCE"] = "" if restored is None else str(restored)
+        env["STEPSPOT_AGENT_PID"] = str(os.getpid())
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_request)
         watcher = None
         if s.imds_endpoint:
             watcher = ImdsNoticeWatcher(s.imds_endpoint, s.imds_poll, self.notify_spot)
@@ -598,6 +630,8 @@ class Agent:
             threading.Thread(target=self._reap, args=(child,), daemon=True).start()
             next_due = time.monotonic() + self.next_interval()
             while child.poll() is None:
+                if self._requested and not self._notice_handled:
+                    self._answer_request(watcher)
                 if self._notice_reason is not None and not self._notice_handled:
                     self.handle_notice()
                     if self._terminate:
@@ -606,8 +640,9 @@ class Agent:
                 if self._terminate and self._notice_handled:
                     self._stop_child()
                     break
-                if time.monotonic() >= next_due and child.poll() is None:
-                    self.checkpoint("periodic")
+                if time.monotonic() >= next_due and child.poll() is None and not self._program_decides:
+                    if self.manifest is not None or self.scanner.scan():  # nothing written yet: nothing to keep
+                        self.checkpoint("periodic")
                     next_due = time.monotonic() + self.next_interval()
                 self._wake.wait(timeout=max(0.0, min(0.5, next_due - time.monotonic())))
                 self._wake.clear()

@@ -56,7 +56,7 @@ def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
     assert summary.metrics.get("ApplicationFailures", 0) == 0
     # Then a later attempt restored the checkpoint written on the notice and resumed past step 0
     assert summary.checkpoints["saved"] >= 1 and summary.checkpoints["restored"] >= 1
-    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("jobs/*/output.log"))
+    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("tasks/*/attempt-*/output.log"))
     assert "md.py: resuming at step" in logs
     assert "resuming at step 0 " not in logs
 

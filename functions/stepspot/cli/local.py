@@ -204,11 +204,13 @@ def _interruptible(engine: Any) -> Iterator[None]:
         os.write(2, b"stepspot: interrupted\n")
         os._exit(EXIT_INTERRUPTED)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # SIGTERM (a CI job cancelled, `kill`) stops the run the same way: no job outlives this process.
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _progress_view(snapshot: dict[str, Any]) -> Group:

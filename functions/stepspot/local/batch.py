@@ -99,6 +99,7 @@ class LocalJob:
     log_path: Path | None = None
     reclaim_after: int | None = None  # checkpoints before the injected notice (None: not reclaimed)
     checkpoints_saved: int = 0
+    sequence_at_start: int = 0  # the task's latest checkpoint sequence when this attempt started
     timers: list[threading.Timer] = field(default_factory=list)
 
     @property
@@ -169,6 +170,7 @@ class FakeImds(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ImdsHandler)
         self.notices: dict[str, str] = {}
         self.instances: dict[str, str] = {}
+        self.due: Callable[[str], None] | None = None  # posts a job's notice if its logical point has come
         self._thread = threading.Thread(target=self.serve_forever, name="local-imds", daemon=True)
 
     @property
@@ -209,6 +211,8 @@ class _ImdsHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         job_id, rest = self._job()
+        if rest == "/latest/meta-data/spot/instance-action" and self.server.due is not None:
+            self.server.due(job_id)  # a notice due by now is posted before this answer
         if rest == "/latest/meta-data/spot/instance-action" and job_id in self.server.notices:
             self._reply(200, self.server.notices[job_id])
         elif rest == "/latest/meta-data/instance-id" and job_id in self.server.instances:
@@ -231,6 +235,7 @@ class LocalBatch:
         bus: EventBus | None = None,
         agent_available: bool = True,
         workflow_dir: Path | None = None,
+        latest_checkpoint: Callable[[str, str], int | None] | None = None,
     ) -> None:
         self.workdir = workdir
         self.workspace = workdir / "workspace"
@@ -245,6 +250,10 @@ class LocalBatch:
         self.agent_available = agent_available
         self.workflow_dir = workflow_dir
         self.imds = FakeImds()
+        self.imds.due = self._notice_if_due
+        # (workflow, task) -> the latest checkpoint sequence in the store: the count that decides when an
+        # injected notice comes, read when the agent asks IMDS (so the agent cannot outrun it).
+        self._latest_checkpoint = latest_checkpoint
         self.jobs: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -367,6 +376,8 @@ class LocalBatch:
             job.started_at = time.time()
             self._finish(job, "FAILED", "CannotStartContainerError: the job has no command", None)
             return
+        if self._latest_checkpoint is not None:
+            job.sequence_at_start = self._latest_checkpoint(job.workflow_id, job.task_id) or 0
         if job.spot:
             job.reclaim_after = self.faults.reclaim_after(
                 job.task_id, job.attempt, self._expected(job.task_id) * self.time_scale, self._planned_checkpoints(job)
@@ -460,6 +471,14 @@ class LocalBatch:
                     self._begin_reclaim(job)
             for listener in self.output_listeners:
                 listener(job, line)
+
+    def _notice_if_due(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or not job.reclaim_after or job.notice_at is not None or self._latest_checkpoint is None:
+            return
+        saved = (self._latest_checkpoint(job.workflow_id, job.task_id) or 0) - job.sequence_at_start
+        if saved >= job.reclaim_after:
+            self._begin_reclaim(job)
 
     def _begin_reclaim(self, job: LocalJob) -> None:
         """The interruption notice now, the host two (scaled) minutes later."""

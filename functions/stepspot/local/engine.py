@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from stepspot import asl
+from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.errors import FatalError, UnknownTaskError
 from stepspot.local import moto_patches
 from stepspot.local.batch import LocalBatch
@@ -226,6 +227,9 @@ class LocalEngine:
                     bus=bus,
                     agent_available=_agent_installed(),
                     workflow_dir=workflow_dir,
+                    latest_checkpoint=CheckpointTable(
+                        session.client("dynamodb"), resources.checkpoint_table
+                    ).latest_sequence,
                 )
                 batch.start()
                 self._batch = batch
