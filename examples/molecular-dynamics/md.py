@@ -189,6 +189,12 @@ def simulate(args: argparse.Namespace, thermostat: float | None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGUSR1, on_signal)
     signal.signal(signal.SIGUSR2, lambda *_: None)  # the agent's "saved" answer (awaited in request_checkpoint)
+    if args.save_every:
+        # Ask at once (the start state), so the agent's own timer is off before anything new is written.
+        write_json(saved, state)
+        if request_checkpoint():
+            print(f"md.py: stopped at step {state['step']} on request", flush=True)
+            return 128 + signal.SIGTERM
     started = time.monotonic()
     while state["step"] < args.steps:
         verlet(state, args.dt, thermostat)

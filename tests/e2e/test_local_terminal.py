@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from local_helpers import sleep_task
 
 STEPSPOT = str(Path(sys.executable).parent / "stepspot")
+MD_PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "molecular-dynamics" / "md.py"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -122,6 +124,45 @@ def test_the_same_seed_tells_the_same_story(write_workflow, tmp_path):
         assert [x for x in runs[0][1]["story"] if x.startswith(f"{task}:")] == [
             x for x in runs[1][1]["story"] if x.startswith(f"{task}:")
         ]
+
+
+def test_the_same_seed_saves_and_restores_the_same_checkpoints(tmp_path):
+    # A program that asks the agent for its checkpoints (md.py --save-every): which states are saved,
+    # when the notice comes and what is restored depend on the seed and the steps, not on the clock.
+    shutil.copy(MD_PROGRAM, tmp_path / "md.py")
+    produce = ["python", "md.py", "produce", "--input", "prep/system.json", "--output", "out/t.json"]
+    document = {
+        "name": "seeded-checkpoints",
+        "global_config": {"checkpoint_interval": 3600},
+        "tasks": [
+            {
+                "id": "prep",
+                "container_image": "x",
+                "spot_enabled": False,
+                "estimated_runtime": 600,
+                "command": ["python", "md.py", "preprocess", "--particles", "27", "--output", "prep/system.json"],
+            },
+            {
+                "id": "produce",
+                "container_image": "x",
+                "depends_on": ["prep"],
+                "checkpoint_enabled": True,
+                "estimated_runtime": 21600,
+                "command": [*produce, "--steps", "240", "--save-every", "40"],
+            },
+        ],
+    }
+    path = tmp_path / "workflow.json"
+    path.write_text(json.dumps(document))
+    flags = ("--reclaim-task", "produce", "--seed", "3", "--time-scale", "7200")
+    runs = [_run_pipe(path, tmp_path / f"w{i}", *flags) for i in (1, 2)]
+    for _, summary in runs:
+        assert summary["status"] == "SUCCEEDED", summary["cause"]
+    first, second = (summary for _, summary in runs)
+    assert (first["attempts"], first["interruptions"], first["fallbacks_to_on_demand"]) == (4, 2, 1)
+    assert first["checkpoints"] == second["checkpoints"] and first["checkpoints"]["restored"] == 2
+    assert first["story"] == second["story"]  # one task at a time: the whole story in the same order
+    assert "produce: resumed from checkpoint" in "\n".join(first["story"])
 
 
 def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):

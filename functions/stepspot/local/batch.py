@@ -99,6 +99,7 @@ class LocalJob:
     log_path: Path | None = None
     reclaim_after: int | None = None  # checkpoints before the injected notice (None: not reclaimed)
     checkpoints_saved: int = 0
+    notice_told: bool = False  # the output listeners heard of the notice
     sequence_at_start: int = 0  # the task's latest checkpoint sequence when this attempt started
     timers: list[threading.Timer] = field(default_factory=list)
 
@@ -404,7 +405,7 @@ class LocalBatch:
             )
             reader.start()
             if job.reclaim_after == 0 and job.command[:2] != ["stepspot-agent", "run"]:
-                self._begin_reclaim(job)  # under the agent: once it has restored and started the program
+                self._begin_reclaim(job, announce=True)  # under the agent: once it has restored and started the program
             code = job.process.wait()
             reader.join(timeout=5.0)
             if job.status in TERMINAL:  # terminated (TerminateJob) while it ran: already reported
@@ -412,7 +413,7 @@ class LocalBatch:
             if job.reclaim_after is not None and not self._closing.is_set():
                 # A reclaim decided by the seed always happens, whatever the program's speed: if it
                 # ended before its notice point, the host still goes before Batch hears of the exit.
-                self._begin_reclaim(job)
+                self._begin_reclaim(job, announce=True)
                 self._closing.wait(max(0.0, (job.notice_at or time.time()) + job.notice_lead - time.time()))
                 job.reclaimed = True
             for timer in job.timers:
@@ -463,14 +464,15 @@ class LocalBatch:
             log.write(raw)
             log.flush()
             line = raw.decode("utf-8", "replace").rstrip()
+            for listener in self.output_listeners:
+                listener(job, line)
             if job.reclaim_after == 0 and AGENT_STARTED.search(line):
-                self._begin_reclaim(job)
+                self._begin_reclaim(job, announce=True)
             if CHECKPOINT_SAVED.search(line):
                 job.checkpoints_saved += 1
                 if job.reclaim_after is not None and job.checkpoints_saved == job.reclaim_after:
-                    self._begin_reclaim(job)
-            for listener in self.output_listeners:
-                listener(job, line)
+                    # Posted already if the agent asked IMDS first; told here, after the line it follows.
+                    self._begin_reclaim(job, announce=True)
 
     def _notice_if_due(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
@@ -480,24 +482,29 @@ class LocalBatch:
         if saved >= job.reclaim_after:
             self._begin_reclaim(job)
 
-    def _begin_reclaim(self, job: LocalJob) -> None:
-        """The interruption notice now, the host two (scaled) minutes later."""
+    def _begin_reclaim(self, job: LocalJob, announce: bool = False) -> None:
+        """The interruption notice now, the host two (scaled) minutes later. ``announce``: tell the
+        output listeners (only from the thread that orders the job's lines: its reader, or its own)."""
         with self._lock:
-            if job.notice_at is not None:
-                return
-            job.notice_at = time.time()
-        lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
-        self._notice(job, lead)
-        reclaim = threading.Timer(lead, self._reclaim, args=(job,))
-        reclaim.daemon = True
-        reclaim.start()
-        job.timers.append(reclaim)
+            first = job.notice_at is None
+            if first:
+                job.notice_at = time.time()
+            tell = announce and not job.notice_told
+            job.notice_told = job.notice_told or tell
+        if first:
+            lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
+            self._notice(job, lead)
+            reclaim = threading.Timer(lead, self._reclaim, args=(job,))
+            reclaim.daemon = True
+            reclaim.start()
+            job.timers.append(reclaim)
+        if tell:
+            for listener in self.output_listeners:
+                listener(job, SPOT_NOTICE_LINE)
 
     def _notice(self, job: LocalJob, lead: float) -> None:
         job.notice_lead = lead
         job.notice_at = time.time()
-        for listener in self.output_listeners:
-            listener(job, SPOT_NOTICE_LINE)
         action_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + SPOT_NOTICE_SECONDS))
         self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
         if self.bus is not None:
