@@ -3,6 +3,7 @@ same seed, and with a task that fails. Each test runs the real CLI in a child pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -12,8 +13,10 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from local_helpers import sleep_task
 
 STEPSPOT = str(Path(sys.executable).parent / "stepspot")
@@ -29,6 +32,25 @@ def _spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
         os.environ["COLUMNS"] = "160"
         os.execv(argv[0], argv)
     return pid, fd
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A CLI that hangs (the defect these tests guard against) is killed when its test ends."""
+    children: list[int] = []
+    real_spawn = _spawn
+
+    def spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
+        pid, fd = real_spawn(argv, cwd)
+        children.append(pid)
+        return pid, fd
+
+    monkeypatch.setitem(globals(), "_spawn", spawn)
+    yield
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def _read_until_exit(pid: int, fd: int, timeout: float, stop_when: str | None = None) -> tuple[str, int | None]:
@@ -68,8 +90,8 @@ def _processes_with(marker: str) -> list[int]:
 def test_a_run_in_a_terminal_finishes_with_live_progress_and_the_table(write_workflow, tmp_path):
     path = write_workflow([sleep_task("a", 1.0), sleep_task("b", 0.5, depends_on=["a"])], "tty")
     pid, fd = _spawn([STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w")], tmp_path)
-    text, code = _read_until_exit(pid, fd, timeout=120)
-    assert code == 0, text[-3000:]
+    text, code = _read_until_exit(pid, fd, timeout=90)
+    assert code == 0, "no exit within 90 s; the terminal showed:\n" + text[-3000:]
     assert "running task" in text  # the live display was drawn
     assert "a: attempt 1 started on Spot" in text  # an event line printed above it
     assert "SUCCEEDED  workflow tty-" in text and "state transitions" in text  # the final table
