@@ -62,7 +62,7 @@ class Story:
         task_id, attempt = str(event.get("task_id", "")), int(event.get("attempt") or 1)
         if event.get("action") == "choose_capacity":
             capacity = CAPACITY_NAMES.get(str(result.get("capacity")), str(result.get("capacity")))
-            self.say(task_id, f"attempt {attempt} started on {capacity} ({result.get('reason', '')})")
+            self.say(task_id, f"attempt {attempt} started on {capacity}: {_why(str(result.get('reason', '')))}")
         elif event.get("action") == "classify_failure":
             self._failure(task_id, attempt, event, result)
 
@@ -121,3 +121,10 @@ class Story:
         interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
         seconds = float(interval) if interval.replace(".", "", 1).isdigit() else 600.0
         return int(job.reclaim_after * seconds + SPOT_NOTICE_SECONDS)
+
+
+def _why(reason: str) -> str:
+    """The fleet manager's reason without repeating the capacity ("Spot (breaker closed)")."""
+    if reason.startswith("Spot (") and reason.endswith(")"):
+        return reason[len("Spot (") : -1]
+    return {"Spot first": "Spot is allowed and preferred"}.get(reason, reason)
