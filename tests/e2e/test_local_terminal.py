@@ -202,3 +202,24 @@ def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):
     (failure,) = summary["failures"]
     assert failure["task_id"] == "prepare" and "can't open file 'x.py'" in failure["log_tail"][-1]
     assert "/tasks/prepare/attempt-1/output.log" in failure["log"]
+
+
+def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflow, tmp_path):
+    marker = f"stepspot-twice-{os.getpid()}"
+    task = sleep_task("long")
+    task["command"] = [sys.executable, "-c", f"import time; time.sleep(120)  # {marker}"]
+    path = write_workflow([task], "twice")
+    pid, fd = _spawn([STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w")], tmp_path)
+    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started")
+    assert code is None, text
+    deadline = time.monotonic() + 30
+    while not _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGINT)
+    started = time.monotonic()
+    rest, code = _read_until_exit(pid, fd, timeout=10)
+    assert code == 130, text + rest
+    assert time.monotonic() - started < 3
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
