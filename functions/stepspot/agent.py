@@ -55,7 +55,7 @@ from typing import Any, NoReturn, TextIO
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
-from stepspot.checkpoints import Manifest, parse_interval, validate_id, young_daly_interval
+from stepspot.checkpoints import Manifest, parse_interval, task_prefix, validate_id, young_daly_interval
 from stepspot.errors import (
     AwsAccessDeniedError,
     AwsResourceNotFoundError,
@@ -265,7 +265,7 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
         raise AgentExit(EXIT_USAGE, "No AWS region is set: set AWS_REGION or pass --region.") from None
     objects = CheckpointObjects(s3, settings.bucket)
     table = CheckpointTable(ddb, settings.table)
-    objects.check_bucket()
+    objects.check_bucket(task_prefix(settings.workflow_id, settings.task_id))
     table.latest_sequence(settings.workflow_id, settings.task_id)  # fails fast on a missing table
     if settings.state_table and not WorkflowRegistry(ddb, settings.state_table).exists(settings.workflow_id):
         raise WorkflowNotFoundError(

@@ -7,6 +7,7 @@ policy moved to On-Demand stays there; otherwise the Spot queue's circuit breake
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,12 @@ from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+SUBMIT_JOB_MAX_BYTES = 30 * 1024  # Batch refuses a SubmitJob request larger than 30 KiB
+# The longest values the rest of the request can carry (128-character names, a 5-digit revision),
+# so a workflow that passes validation fits whatever its queue and job definition are called.
+_LONGEST_NAME = "n" * 128
+_LONGEST_QUEUE_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-queue/{_LONGEST_NAME}"
+_LONGEST_DEFINITION_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-definition/{_LONGEST_NAME}:99999"
 
 
 class Capacity(StrEnum):
@@ -75,6 +82,34 @@ def resource_requirements(task: Any) -> list[dict[str, str]]:
     return requirements
 
 
+def container_overrides(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> dict[str, Any]:
+    return {
+        "Command": agent_command(list(task.command), task.checkpoint_enabled),
+        "Environment": job_environment(workflow_id, task, attempt, capacity),
+        "ResourceRequirements": resource_requirements(task),
+    }
+
+
+def submit_request_bytes(task: Any, workflow_id: str = "w" * 80) -> int:
+    """Bytes of the largest SubmitJob request an attempt of ``task`` can make (its overrides, with the
+    longest names, ARNs and ids): what validation compares with ``SUBMIT_JOB_MAX_BYTES``."""
+    container = container_overrides(workflow_id, task, 10, Capacity.ON_DEMAND)
+    request: dict[str, Any] = {
+        "jobName": _LONGEST_NAME,
+        "jobQueue": _LONGEST_QUEUE_ARN,
+        "jobDefinition": _LONGEST_DEFINITION_ARN,
+    }
+    if task.nodes > 1:
+        overrides = {
+            "numNodes": task.nodes,
+            "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
+        }
+        request["nodeOverrides"] = overrides
+    else:
+        request["containerOverrides"] = container
+    return len(json.dumps(request, separators=(",", ":")).encode())
+
+
 def job_request(
     *,
     workflow_id: str,
@@ -87,11 +122,7 @@ def job_request(
     job_name: str,
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
-    container = {
-        "Command": agent_command(list(task.command), task.checkpoint_enabled),
-        "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
-        "ResourceRequirements": resource_requirements(task),
-    }
+    container = container_overrides(workflow_id, task, attempt, choice.capacity)
     request: dict[str, Any] = {
         "job_name": job_name,
         "queue_arn": queue_arn,

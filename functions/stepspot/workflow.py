@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stepspot import dag
+from stepspot import dag, fleet
 from stepspot._gc import gc_paused
 from stepspot.errors import Problem, WorkflowValidationError
 
@@ -30,6 +30,7 @@ from stepspot.errors import Problem, WorkflowValidationError
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 ID_RE = re.compile(ID_PATTERN)
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+RESERVED_ENV_PREFIX = "AWS_BATCH"  # Batch sets these itself and refuses a job that sets one
 DEFAULT_RUNTIME_SECONDS = 3600  # used when a task has no estimated_runtime (documented in the schema)
 
 # Ranges: (minimum, maximum, unit/explanation) - the single source for Field bounds and messages.
@@ -229,6 +230,8 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     raw_tasks = data.get("tasks")
     if isinstance(raw_tasks, list) and raw_tasks:
         problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
+    if workflow is not None:
+        problems.extend(_service_limit_problems(workflow))
     if problems or workflow is None:
         return None, sorted(problems, key=_document_position)
     return workflow, _warnings(workflow)
@@ -248,6 +251,33 @@ def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
             deps = task.get("depends_on", ())
             graph.append((index, task_id, deps if type(deps) is list else []))
     return graph
+
+
+def _service_limit_problems(workflow: Workflow) -> list[Problem]:
+    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
+    problems = []
+    for index, task in enumerate(workflow.tasks):
+        label = f" (task {task.id!r})"
+        for name in task.environment:
+            if name.startswith(RESERVED_ENV_PREFIX):
+                problems.append(
+                    Problem(
+                        f"$.tasks[{index}].environment.{name}{label}",
+                        f"environment variable names starting with {RESERVED_ENV_PREFIX} are reserved by AWS "
+                        "Batch, which refuses the job: rename the variable (for example without the AWS_ prefix)",
+                    )
+                )
+        size = fleet.submit_request_bytes(task)
+        if size > fleet.SUBMIT_JOB_MAX_BYTES:
+            problems.append(
+                Problem(
+                    f"$.tasks[{index}]{label}",
+                    f"its AWS Batch SubmitJob request would be {size:,} bytes, over the {fleet.SUBMIT_JOB_MAX_BYTES:,}"
+                    "-byte limit: shorten its command and environment (pass large values in a file the command "
+                    "reads instead)",
+                )
+            )
+    return problems
 
 
 def _warnings(workflow: Workflow) -> list[Problem]:

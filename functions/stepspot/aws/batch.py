@@ -151,5 +151,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def job_name(workflow_id: str, task_id: str, attempt: int) -> str:
-    """Batch job names: at most 128 of ``[A-Za-z0-9_-]``, unique per attempt, readable."""
-    return _SAFE.sub("-", f"{task_id[:80]}-{workflow_id[:36]}-a{attempt}")[:128]
+    """Batch job names: at most 128 of ``[A-Za-z0-9_-]`` starting with a letter or digit (SubmitJob
+    refuses others), unique per attempt, readable. Task ids may start with '-' or '_': prefix "t"."""
+    name = _SAFE.sub("-", f"{task_id[:80]}-{workflow_id[:36]}-a{attempt}")
+    return (name if name[0].isalnum() and name[0].isascii() else f"t{name}")[:128]
