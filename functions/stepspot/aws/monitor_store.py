@@ -196,6 +196,13 @@ class MonitorStore:
             is not None
         )
 
+    def task_item(self, task: TaskRef) -> Mapping[str, Any] | None:
+        try:
+            item = self._table.get_item(Key=task_key(task.workflow_id, task.task_id), ConsistentRead=True)
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
+        return item.get("Item")
+
     def task_exists(self, task: TaskRef) -> bool:
         try:
             item = self._table.get_item(Key=task_key(task.workflow_id, task.task_id), ProjectionExpression="pk")

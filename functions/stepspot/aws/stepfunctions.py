@@ -1,4 +1,4 @@
-"""Step Functions adapter: start and stop task executions, answer the workflow's task token."""
+"""Step Functions adapter: start and stop task executions, answer (and heartbeat) the workflow's task token."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.errors import ErrorKind, error_code, error_kind, translate_client_error
 
 # Answering a token that was already answered, timed out, or belongs to a finished execution: the
 # outcome is already decided, which is what a redelivered event expects.
@@ -52,6 +52,16 @@ class StepFunctions:
 
     def workflow_failed(self, task_token: str, error: str, cause: str) -> None:
         self._answer(lambda: self._sfn.send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_000]))
+
+    def workflow_heartbeat(self, task_token: str) -> None:
+        """Best effort: a throttled heartbeat is skipped (the next task event sends one, and the
+        heartbeat limit has a margin); a denied one raises, it is a deployment error."""
+        try:
+            self._sfn.send_task_heartbeat(taskToken=task_token)
+        except ClientError as exc:
+            if error_code(exc) in _ALREADY_ANSWERED or error_kind(exc) is ErrorKind.THROTTLED:
+                return
+            raise translate_client_error(exc, "sending the workflow's heartbeat") from exc
 
     @staticmethod
     def _answer(call: Any) -> None:
