@@ -531,3 +531,26 @@ def test_watch_on_a_terminal_redraws_one_table_until_the_end(env: Env, monkeypat
     drawn = screen.getvalue()
     assert "ABORTED" in drawn and "spot_reclaim" in drawn
     assert "\x1b[" in drawn  # colours and cursor movement on a terminal
+
+
+# --------------------------------------------------------------------------- cleanup-job-definitions
+
+
+def test_cleanup_job_definitions_deregisters_only_this_environments_derived_ones(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stepspot.aws.batch import Batch
+
+    batch = boto3.client("batch", region_name=REGION)
+    container = {"image": "base", "command": ["false"], "vcpus": 1, "memory": 512}
+    bases = {
+        name: batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=container)
+        for name in ("stepspot-dev-container", "stepspot-prod-container")
+    }
+    derived_dev = Batch(batch).definition_for_image(bases["stepspot-dev-container"]["jobDefinitionArn"], "repo/a:1")
+    derived_prod = Batch(batch).definition_for_image(bases["stepspot-prod-container"]["jobDefinitionArn"], "repo/a:1")
+    assert main(["cleanup-job-definitions", "--env", "dev"]) == 0
+    active = {d["jobDefinitionArn"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
+    assert derived_dev not in active and derived_prod in active
+    assert bases["stepspot-dev-container"]["jobDefinitionArn"] in active
+    assert "1 derived job definition(s) of dev deregistered" in capsys.readouterr().out

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from stepspot import breaker, failures, fleet
 from stepspot.aws.batch import Batch, job_name, queue_name
 from stepspot.aws.breaker_store import BreakerStore
+from stepspot.aws.definition_cache import DerivedDefinitionTable
 from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.emf import MetricBatch
@@ -270,7 +271,7 @@ def _fleet() -> Fleet:
         settings,
         policy_from_env_value(settings.policy_json),
         DocumentStore(boto3.client("s3"), settings.bucket),
-        Batch(boto3.client("batch")),
+        Batch(boto3.client("batch"), DerivedDefinitionTable(dynamodb, settings.state_table)),
         BreakerStore(dynamodb, settings.state_table),
         TaskAttempts(dynamodb, settings.state_table),
     )
