@@ -115,6 +115,12 @@ class Policy(_Knobs):
     submit_retry_attempts: int = Field(
         default=8, ge=0, le=20, description="Retries of a throttled or failed batch:SubmitJob call in the ASL"
     )
+    submit_rate_per_second: float = Field(
+        default=25.0,
+        ge=0.1,
+        le=50.0,
+        description="SubmitJob calls per second for the whole deployment (Batch allows about 50 per account)",
+    )
     submit_retry_max_delay_seconds: int = Field(
         default=60, ge=1, le=3600, description="Longest wait between two SubmitJob retries (before jitter)"
     )

@@ -262,3 +262,25 @@ def test_cleanup_deregisters_derived_definitions_and_keeps_the_bases(fleet):
     removed = Batch(fleet).deregister_derived("base")
     assert len(removed) == 2
     assert sorted(d["jobDefinitionName"] for d in _active(fleet, "base")) == ["base", "base-mnp"]
+
+
+def test_submissions_are_paced_account_wide_at_the_policy_rate(fleet):
+    from collections import Counter
+
+    from stepspot.aws.submit_pacing import SubmitPacer
+
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    now = [1_800_000_000.0]
+    pacer = SubmitPacer(dynamodb, "state", rate_per_second=25, clock=lambda: now[0])
+    # A fan-out of 100 released at the same instant, by any number of fleet manager instances
+    delays = [pacer.reserve() for _ in range(100)]
+    per_second = Counter(delays)
+    assert max(per_second.values()) <= 25 and sorted(per_second) == [0, 1, 2, 3]
+    # Once the bucket has drained, the next submission goes at once
+    now[0] += 60
+    assert pacer.reserve() == 0
+
+
+def test_choose_capacity_returns_the_submission_delay(fleet):
+    job = _call({"action": "choose_capacity", **_ids("single")})
+    assert job["submit_delay_seconds"] == 0
