@@ -145,12 +145,18 @@ class SchedulerState:
     # -- tasks ------------------------------------------------------------------------------------
 
     def initially_ready(self, workflow_id: str) -> list[str]:
-        """PENDING tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
+        """Tasks to launch at the start: RUNNING ones first (a retried start whose StartExecution call
+        failed after the task took its slot: starting an execution by its name again is harmless), then
+        PENDING/READY tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
+        running: list[str] = []
         ready: list[str] = []
         for item in self._query(workflow_id, TASK_SK_PREFIX, projection="sk, #st, remaining_deps"):
-            if item.get("state") in (TaskState.PENDING, TaskState.READY) and int(item.get("remaining_deps", 0)) == 0:
-                ready.append(item["sk"][len(TASK_SK_PREFIX) :])
-        return ready
+            task_id = item["sk"][len(TASK_SK_PREFIX) :]
+            if item.get("state") == TaskState.RUNNING:
+                running.append(task_id)
+            elif item.get("state") in (TaskState.PENDING, TaskState.READY) and int(item.get("remaining_deps", 0)) == 0:
+                ready.append(task_id)
+        return running + ready
 
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
         """Decrement ``remaining_deps`` once per (run, parent): the decrement and a marker item for the

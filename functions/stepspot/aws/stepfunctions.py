@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -12,32 +14,44 @@ from stepspot.aws.errors import ErrorKind, error_code, error_kind, translate_cli
 
 # Answering a token that was already answered, timed out, or belongs to a finished execution: the
 # outcome is already decided, which is what a redelivered event expects.
+START_ATTEMPTS = 6  # StartExecution throttling: about 6 s of backoff before the step fails
 _ALREADY_ANSWERED = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
 
 
 class StepFunctions:
     """Implements ``stepspot.scheduler.Orchestrator``."""
 
-    def __init__(self, sfn_client: Any, task_state_machine_arn: str) -> None:
+    def __init__(
+        self, sfn_client: Any, task_state_machine_arn: str, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._sfn = sfn_client
         self.task_state_machine_arn = task_state_machine_arn
+        self._sleep = sleep
 
     def execution_arn(self, name: str) -> str:
         return self.task_state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
 
     def start_task(self, execution_name: str, payload: Mapping[str, Any]) -> str:
-        """Start (once: the name is deterministic) the task execution; returns its ARN."""
-        try:
-            response = self._sfn.start_execution(
-                stateMachineArn=self.task_state_machine_arn,
-                name=execution_name,
-                input=json.dumps(payload, separators=(",", ":")),
-            )
-            return str(response["executionArn"])
-        except ClientError as exc:
-            if error_code(exc) == "ExecutionAlreadyExists":
-                return self.execution_arn(execution_name)
-            raise translate_client_error(exc, f"starting task execution {execution_name}") from exc
+        """Start (once: the name is deterministic) the task execution; returns its ARN.
+
+        The task is already RUNNING in the state table when this is called, so a throttled call is
+        retried here (full-jitter backoff) rather than left to a step retry that may not come back to
+        this task."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                response = self._sfn.start_execution(
+                    stateMachineArn=self.task_state_machine_arn,
+                    name=execution_name,
+                    input=json.dumps(payload, separators=(",", ":")),
+                )
+                return str(response["executionArn"])
+            except ClientError as exc:
+                if error_code(exc) == "ExecutionAlreadyExists":
+                    return self.execution_arn(execution_name)
+                if error_kind(exc) is not ErrorKind.THROTTLED or attempt + 1 == START_ATTEMPTS:
+                    raise translate_client_error(exc, f"starting task execution {execution_name}") from exc
+            self._sleep(random.random() * min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
 
     def stop_task(self, execution_arn: str, cause: str) -> None:
         try:

@@ -19,15 +19,18 @@ Faults are injected only before a call reaches moto: a faulted call has no effec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.exceptions import ClientError
 
 # botocore's event names of the calls faults are injected into (service id as botocore spells it).
 DYNAMODB_WRITES = ("TransactWriteItems", "UpdateItem", "PutItem", "DeleteItem")
@@ -105,19 +108,34 @@ class AwsFaults:
 
     # -- botocore hooks ---------------------------------------------------------------------------
 
+    def _hooks(self) -> list[tuple[str, Any]]:
+        hooks: list[tuple[str, Any]] = [(f"before-call.dynamodb.{op}", self._dynamodb_fault) for op in DYNAMODB_WRITES]
+        hooks.append((f"before-call.sfn.{START_EXECUTION}", self._start_execution_fault))
+        hooks.append((f"before-call.batch.{SUBMIT_JOB}", self._submit_job_fault))
+        return hooks
+
+    @contextlib.contextmanager
+    def installed(self, botocore_session: Any) -> Iterator[None]:
+        """Hook every client created from ``botocore_session`` while inside (the handlers' clients:
+        they are created from boto3's default session after the engine clears their caches)."""
+        if not self.enabled:
+            yield
+            return
+        for event, handler in self._hooks():
+            botocore_session.register(event, handler, unique_id=f"stepspot-aws-faults-{event}")
+        try:
+            yield
+        finally:
+            for event, _handler in self._hooks():
+                botocore_session.unregister(event, unique_id=f"stepspot-aws-faults-{event}")
+
     def install(self, clients: Iterable[Any]) -> None:
-        """Register the hooks on boto3 clients of the local engine (DynamoDB, Step Functions, Batch)."""
+        """Register the hooks on existing boto3 clients."""
         if not self.enabled:
             return
         for client in clients:
-            service = client.meta.service_model.service_id.hyphenize()
-            if service == "dynamodb":
-                for operation in DYNAMODB_WRITES:
-                    client.meta.events.register(f"before-call.dynamodb.{operation}", self._dynamodb_fault)
-            elif service == "sfn":
-                client.meta.events.register(f"before-call.sfn.{START_EXECUTION}", self._start_execution_fault)
-            elif service == "batch":
-                client.meta.events.register(f"before-call.batch.{SUBMIT_JOB}", self._submit_job_fault)
+            for event, handler in self._hooks():
+                client.meta.events.register(event, handler)
 
     def _dynamodb_fault(self, params: dict[str, Any], model: Any, **_: Any) -> Any:
         operation = model.name
@@ -150,10 +168,15 @@ class AwsFaults:
         return error_response("ThrottlingException", "Rate exceeded")
 
     def _submit_job_fault(self, params: dict[str, Any], **_: Any) -> Any:
-        params = request_body(params)
-        if not self.decide("batch.submit_job", str(params.get("jobName", ""))):
+        code = self.submit_job_error(str(request_body(params).get("jobName", "")))
+        return error_response(code, "Too Many Requests", status=429) if code else None
+
+    def submit_job_error(self, job_name: str) -> str | None:
+        """The error code a throttled SubmitJob answers with, or None. Step Functions shows it as
+        ``Batch.AWSBatchException`` (the SDK's base exception) or ``Batch.TooManyRequestsException``."""
+        if not self.decide("batch.submit_job", job_name):
             return None
-        return error_response("TooManyRequestsException", "Too Many Requests", status=429)
+        return ("AWSBatchException", "TooManyRequestsException")[self.variant("batch.submit_job", job_name, 2)]
 
     # -- Lambda and EventBridge (called by the local Lambda and event bus) ------------------------
 
@@ -174,6 +197,63 @@ class AwsFaults:
     def summary(self) -> dict[str, int]:
         with self._lock:
             return dict(sorted(self.injected.items()))
+
+    # -- the local engine's own clients (moto's interpreter calls these, not botocore) ------------
+
+    def lambda_client(self, lambdas: Any) -> Any:
+        return _FaultyLambda(lambdas, self) if self.enabled else lambdas
+
+    def batch_client(self, batch: Any) -> Any:
+        return _FaultyBatch(batch, self) if self.enabled else batch
+
+
+class _FaultyLambda:
+    """The interpreter's Lambda client with throttles and client timeouts. A timeout is injected after
+    the handler ran (its effects stay, as when the response is lost on AWS): the retry must be harmless."""
+
+    def __init__(self, lambdas: Any, faults: AwsFaults) -> None:
+        self._lambdas = lambdas
+        self._faults = faults
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lambdas, name)
+
+    def invoke(self, FunctionName: str, Payload: Any = None, **kwargs: Any) -> dict[str, Any]:
+        key = hashlib.sha256(bytes(Payload or b"") if not isinstance(Payload, str) else Payload.encode()).hexdigest()
+        error = self._faults.lambda_error(FunctionName.rsplit(":", 1)[-1], key[:16])
+        if error is None:
+            return dict(self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs))
+        if error == "Lambda.ClientExecutionTimeoutException":
+            self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs)  # ran; answer lost
+        body = {"errorType": error, "errorMessage": f"injected by --aws-faults: {error}", "stackTrace": []}
+        return {
+            "StatusCode": 200,
+            "FunctionError": "Unhandled",
+            "ExecutedVersion": "$LATEST",
+            "Payload": io.BytesIO(json.dumps(body).encode()),
+        }
+
+
+class _FaultyBatch:
+    """The interpreter's Batch client with throttled SubmitJob calls (no job is created)."""
+
+    def __init__(self, batch: Any, faults: AwsFaults) -> None:
+        self._batch = batch
+        self._faults = faults
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    def submit_job(self, **params: Any) -> dict[str, Any]:
+        name = str(params.get("jobName") or params.get("JobName") or "")
+        code = self._faults.submit_job_error(name)
+        if code:
+            response: Any = {
+                "Error": {"Code": code, "Message": "Too Many Requests"},
+                "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": "local", "HTTPHeaders": {}, "RetryAttempts": 0},
+            }
+            raise ClientError(response, "SubmitJob")
+        return dict(self._batch.submit_job(**params))
 
 
 def _key_text(key: dict[str, Any]) -> str:

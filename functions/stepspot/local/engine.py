@@ -32,6 +32,7 @@ from typing import Any, cast
 from stepspot import asl
 from stepspot.errors import FatalError, UnknownTaskError
 from stepspot.local import moto_patches
+from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
@@ -63,6 +64,7 @@ class LocalOptions:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     progress_interval: float = 0.5
     quiet_monitoring: bool = True
+    aws_fault_rate: float = 0.0  # --aws-faults: AWS-side faults (stepspot.local.aws_faults), seeded by faults.seed
 
 
 def _free_port() -> int:
@@ -190,7 +192,8 @@ class LocalEngine:
                 lambdas = LocalLambda(resources.function_arns, router)
                 if options.duplicate_scheduler_events:
                     lambdas.duplicate.add("scheduler")
-                bus = EventBus(lambdas.call)
+                aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
+                bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)
                 bus.start()
                 batch = LocalBatch(
                     workdir=run_dir,
@@ -205,7 +208,18 @@ class LocalEngine:
                     workflow_dir=workflow_dir,
                 )
                 batch.start()
-                with moto_patches.hooked(lambdas, batch, options.time_scale, sync_poll_seconds=0.05):
+                if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
+                    boto3.setup_default_session()
+                handler_session = cast(Any, boto3.DEFAULT_SESSION)
+                with (
+                    moto_patches.hooked(
+                        aws_faults.lambda_client(lambdas),
+                        aws_faults.batch_client(batch),
+                        options.time_scale,
+                        sync_poll_seconds=0.05,
+                    ),
+                    aws_faults.installed(handler_session.events),
+                ):
                     execution = self._execute(session, resources, plan, source, loaded, bus)
                     summary = summarise(
                         session=session,
@@ -219,6 +233,8 @@ class LocalEngine:
                         time_scale=options.time_scale,
                         run_dir=run_dir,
                     )
+                    if aws_faults.enabled:
+                        summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
                 bus.close(timeout=300.0)  # deliver what the run published while its environment is set
                 reset_handler_caches()
             return summary
@@ -322,6 +338,27 @@ class LocalEngine:
             self.options.on_progress(_progress(dynamodb, plan))
         bus.publish("Step Functions Execution Status Change", _execution_detail(described), [execution_arn])
         return described
+
+
+def _fault_report(aws_faults: AwsFaults, session: Any, resources: LocalResources, plan: Plan) -> dict[str, Any]:
+    """What --aws-faults injected, and what the run left behind (counters, running executions)."""
+    from stepspot.aws.scheduler_state import SchedulerState
+
+    counters = SchedulerState(session.resource("dynamodb"), resources.state_table).counters(plan.workflow_id)
+    sfn = session.client("stepfunctions")
+    running = sfn.list_executions(stateMachineArn=resources.state_machine_arn("task"), statusFilter="RUNNING")
+    return {
+        "injected": aws_faults.summary(),
+        "counters": {
+            "total": counters.total,
+            "succeeded": counters.succeeded,
+            "failed": counters.failed,
+            "skipped": counters.skipped,
+            "running": counters.running,
+            "ready": counters.ready,
+        },
+        "task_executions_running": len(running.get("executions", [])),
+    }
 
 
 def _settle_task_executions(sfn: Any, resources: LocalResources, deadline: float) -> None:
