@@ -59,4 +59,4 @@ def test_a_200_task_fan_out_fan_in_succeeds_under_aws_faults(run_local, write_wo
     path = write_workflow(tasks, "faulty")
     summary = run_local(path, faults=Faults(seed=5), aws_fault_rate=0.1, max_parallel_jobs=16, timeout_seconds=600)
     report = _assert_exactly_once(summary, 200)
-    assert FAULT_KINDS <= set(report["injected"]), report["injected"]
+    assert set(report["injected"]) >= FAULT_KINDS, report["injected"]

@@ -250,7 +250,7 @@ class _FaultyBatch:
         if code:
             response: Any = {
                 "Error": {"Code": code, "Message": "Too Many Requests"},
-                "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": "local", "HTTPHeaders": {}, "RetryAttempts": 0},
+                "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": "local", "HTTPHeaders": {}},
             }
             raise ClientError(response, "SubmitJob")
         return dict(self._batch.submit_job(**params))
