@@ -414,3 +414,19 @@ def test_a_task_the_scheduler_already_finished_is_not_reported(world: World, mon
     workflow_monitor.runtime().report_to_scheduler = reports.append
     result = workflow_monitor.lambda_handler(_task_execution_event("FAILED", "e-2"), None)
     assert result["reported_to_scheduler"] is False and reports == []
+
+
+def test_the_scheduler_ignores_a_report_about_an_execution_that_is_no_longer_the_tasks():
+    from stepspot.handlers.scheduler import SchedulerEvent, _still_running
+
+    class State:
+        def task(self, workflow_id: str, task_id: str) -> dict[str, Any]:
+            return {"state": "RUNNING", "execution_arn": TASK_EXECUTION_ARN}
+
+    def report(arn: str) -> SchedulerEvent:
+        return SchedulerEvent(
+            action="task_failed", workflow_id="wf", plan_uri="s3://b/p", task_id="t", execution_arn=arn
+        )
+
+    assert _still_running(State(), report(TASK_EXECUTION_ARN))  # type: ignore[arg-type]
+    assert not _still_running(State(), report(TASK_EXECUTION_ARN + "-older-run"))  # type: ignore[arg-type]
