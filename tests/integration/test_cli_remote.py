@@ -649,3 +649,26 @@ def test_submit_refuses_a_shared_file_system_the_deployment_lacks(
         "ENV=dev`, or pass data with tasks[].inputs and tasks[].outputs instead."
     )
     assert env.sfn.list_executions(stateMachineArn=env.workflow_sm)["executions"] == []
+
+
+# --------------------------------------------------------------------------- cleanup-job-definitions
+
+
+def test_cleanup_job_definitions_deregisters_only_this_environments_derived_ones(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stepspot.aws.batch import Batch
+
+    batch = boto3.client("batch", region_name=REGION)
+    container = {"image": "base", "command": ["false"], "vcpus": 1, "memory": 512}
+    bases = {
+        name: batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=container)
+        for name in ("stepspot-dev-container", "stepspot-prod-container")
+    }
+    derived_dev = Batch(batch).definition_for_image(bases["stepspot-dev-container"]["jobDefinitionArn"], "repo/a:1")
+    derived_prod = Batch(batch).definition_for_image(bases["stepspot-prod-container"]["jobDefinitionArn"], "repo/a:1")
+    assert main(["cleanup-job-definitions", "--env", "dev"]) == 0
+    active = {d["jobDefinitionArn"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
+    assert derived_dev not in active and derived_prod in active
+    assert bases["stepspot-dev-container"]["jobDefinitionArn"] in active
+    assert "1 derived job definition(s) of dev deregistered" in capsys.readouterr().out

@@ -102,6 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     faults.add_argument(
         "--reclaim-task", action="append", default=[], metavar="ID", help="every Spot attempt of ID is reclaimed"
     )
+    faults.add_argument(
+        "--aws-faults",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of AWS calls that fail as the services do under load: DynamoDB transaction conflicts and "
+        "throttling, Lambda throttles and timeouts, SubmitJob and StartExecution throttling, duplicated and "
+        "delayed EventBridge events (stepspot.local.aws_faults)",
+    )
     faults.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the injected faults")
     parser.add_argument(
         "--time-scale",
@@ -149,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         timeout_seconds=args.timeout,
         capacity=offline_capacity(args.env),
+        aws_fault_rate=args.aws_faults,
     )
     if args.max_parallel_jobs:
         options.max_parallel_jobs = args.max_parallel_jobs

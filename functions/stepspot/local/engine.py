@@ -36,6 +36,7 @@ from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
 from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
 from stepspot.local import moto_patches
+from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
@@ -73,6 +74,7 @@ class LocalOptions:
     # The deployment local mode emulates (its queues and instance types): every task must fit it, as on
     # AWS. None: the dev environment's Terraform variables (stepspot local --env).
     capacity: DeploymentCapacity | None = None
+    aws_fault_rate: float = 0.0  # --aws-faults: AWS-side faults (stepspot.local.aws_faults), seeded by faults.seed
 
 
 def _free_port() -> int:
@@ -226,7 +228,8 @@ class LocalEngine:
                 lambdas = LocalLambda(resources.function_arns, router)
                 if options.duplicate_scheduler_events:
                     lambdas.duplicate.add("scheduler")
-                bus = EventBus(lambdas.call)
+                aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
+                bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)
                 bus.start()
                 batch = LocalBatch(
                     workdir=run_dir,
@@ -245,9 +248,20 @@ class LocalEngine:
                 )
                 batch.start()
                 self._batch = batch
+                if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
+                    boto3.setup_default_session()
+                handler_session = cast(Any, boto3.DEFAULT_SESSION)
                 story = Story(batch, options.on_event)
                 story.attach(lambdas)
-                with moto_patches.hooked(lambdas, batch, options.time_scale, sync_poll_seconds=0.05):
+                with (
+                    moto_patches.hooked(
+                        aws_faults.lambda_client(lambdas),
+                        aws_faults.batch_client(batch),
+                        options.time_scale,
+                        sync_poll_seconds=0.05,
+                    ),
+                    aws_faults.installed(handler_session.events),
+                ):
                     execution = self._execute(session, resources, plan, source, loaded, bus)
                     if self._interrupted.is_set():
                         batch.close()  # no job outlives an interrupted run
@@ -265,9 +279,10 @@ class LocalEngine:
                         story=story,
                         interrupted=self._interrupted.is_set(),
                     )
-                bus.close(
-                    timeout=1.0 if self._interrupted.is_set() else 300.0
-                )  # deliver what the run published while its environment is set
+                    if aws_faults.enabled:
+                        summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
+                # deliver what the run published while its environment is set
+                bus.close(timeout=1.0 if self._interrupted.is_set() else 300.0)
                 reset_handler_caches()
             return summary
         finally:
@@ -428,6 +443,27 @@ class _Diagnostics:
         logging.captureWarnings(False)
         self.handler.close()
         threading.excepthook = self._saved_hook
+
+
+def _fault_report(aws_faults: AwsFaults, session: Any, resources: LocalResources, plan: Plan) -> dict[str, Any]:
+    """What --aws-faults injected, and what the run left behind (counters, running executions)."""
+    from stepspot.aws.scheduler_state import SchedulerState
+
+    counters = SchedulerState(session.resource("dynamodb"), resources.state_table).counters(plan.workflow_id)
+    sfn = session.client("stepfunctions")
+    running = sfn.list_executions(stateMachineArn=resources.state_machine_arn("task"), statusFilter="RUNNING")
+    return {
+        "injected": aws_faults.summary(),
+        "counters": {
+            "total": counters.total,
+            "succeeded": counters.succeeded,
+            "failed": counters.failed,
+            "skipped": counters.skipped,
+            "running": counters.running,
+            "ready": counters.ready,
+        },
+        "task_executions_running": len(running.get("executions", [])),
+    }
 
 
 def _settle_task_executions(sfn: Any, resources: LocalResources, deadline: float) -> None:
