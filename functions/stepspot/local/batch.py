@@ -704,11 +704,21 @@ _PROC = Path("/proc")
 
 
 def _free_port() -> int:
+    """A rendezvous port whose successor is free too (programs such as the MD example's ranks use
+    ``STEPSPOT_MPI_PORT + 1``), below Linux's ephemeral range so outgoing connections cannot take it."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000, 2)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("", port))
+                second.bind(("", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports between 20000 and 32000 for a multi-node job")
 
 
 def _kill_group(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
