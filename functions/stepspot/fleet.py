@@ -146,7 +146,10 @@ def data_environment(task: Any) -> dict[str, str]:
     """What the agent reads to stage data (docs/data.md); empty for a task without any."""
     env: dict[str, str] = {}
     if getattr(task, "inputs", None):
-        env["STEPSPOT_INPUTS"] = json.dumps(list(task.inputs), separators=(",", ":"))
+        # A planned task carries its inputs as JSON already; a workflow task (validation) as models.
+        specs = task.input_specs if hasattr(task, "input_specs") else None
+        inputs = [spec.to_json() for spec in specs] if specs is not None else list(task.inputs)
+        env["STEPSPOT_INPUTS"] = json.dumps(inputs, separators=(",", ":"))
     if getattr(task, "outputs", None):
         env["STEPSPOT_OUTPUTS"] = json.dumps(list(task.outputs), separators=(",", ":"))
     if getattr(task, "shared_filesystem", False):
