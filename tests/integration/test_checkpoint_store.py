@@ -253,7 +253,8 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
 
     import boto3
 
-    from stepspot.agent import AgentSettings, build_store
+    from stepspot.agent.checkpoints import aws_clients, build_store
+    from stepspot.agent.settings import AgentSettings
     from stepspot.local.aws_faults import error_response
 
     denied: list[str] = []
@@ -293,5 +294,5 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
         state_table=None,
         save_on_success=False,
     )
-    assert build_store(settings) is not None
+    assert build_store(settings, *aws_clients(settings)) is not None
     assert denied == []
