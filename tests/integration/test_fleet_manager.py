@@ -255,7 +255,9 @@ def test_jobs_find_the_shared_file_system_where_the_deployment_mounts_it(fleet, 
 )
 def test_instance_types_under_unknown_queue_names_fail_at_cold_start(fleet, monkeypatch, value, message):
     monkeypatch.setenv("STEPSPOT_INSTANCE_TYPES", value)
-    with pytest.raises(ConfigurationError, match=r"STEPSPOT_INSTANCE_TYPES is invalid \(Value error, " + re.escape(message)):
+    with pytest.raises(
+        ConfigurationError, match=r"STEPSPOT_INSTANCE_TYPES is invalid \(Value error, " + re.escape(message)
+    ):
         load_settings(fleet_manager.FleetSettings)
 
 

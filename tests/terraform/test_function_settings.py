@@ -112,4 +112,3 @@ def test_workflow_monitor_knows_the_gpu_pair_when_there_is_one(environments: dic
     settings = LOADERS["workflow_monitor"](environments["workflow_monitor"])
     gpu = environments["plan"] == "dev-all-switches"
     assert (settings.gpu_spot_queue is not None, settings.gpu_ondemand_queue is not None) == (gpu, gpu)
-
