@@ -20,6 +20,7 @@ Layout of a task's published outputs (one prefix per task, docs/data.md):
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import posixpath
 import re
@@ -219,6 +220,33 @@ def output_manifest_key(workflow_id: str, task_id: str) -> str:
 
 def output_object_key(workflow_id: str, task_id: str, sha256: str) -> str:
     return outputs_prefix(workflow_id, task_id) + OBJECTS_DIR + sha256
+
+
+@dataclass(frozen=True)
+class UnreadableInput:
+    task_id: str
+    uri: str
+    bucket: str
+
+
+def unreadable_uri_inputs(
+    tasks: Iterable[tuple[str, Sequence[InputSpec]]], own_bucket: str, input_bucket_arns: Sequence[str]
+) -> list[UnreadableInput]:
+    """The ``uri`` inputs the deployment's job role cannot read: its own bucket only under runs/ (the
+    published outputs), other buckets only when Terraform's input_bucket_arns lists them (IAM wildcards
+    in the bucket name allowed). ``tasks``: (task id, its inputs)."""
+    readable = [arn.rsplit(":", 1)[-1] for arn in input_bucket_arns]
+    problems = []
+    for task_id, specs in tasks:
+        for spec in specs:
+            if spec.uri is None:
+                continue
+            bucket, key = parse_s3_uri(spec.uri)
+            if bucket == own_bucket and key.startswith(RUNS_ROOT):
+                continue
+            if not any(fnmatch.fnmatchcase(bucket, pattern) for pattern in readable):
+                problems.append(UnreadableInput(task_id, spec.uri, bucket))
+    return problems
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -53,10 +53,30 @@ class Deployment:
     other_outputs: dict[str, str] = field(default_factory=dict, compare=False)
     shared_filesystem_enabled: str = "false"  # "true" when the jobs mount EFS (terraform output, JSON bool)
     shared_mount_path: str = ""
+    # Buckets the job role may read `uri` inputs from (JSON list of ARNs, or comma-separated in the
+    # STEPSPOT_INPUT_BUCKET_ARNS override); empty: a deployment older than this output, not known.
+    input_bucket_arns: str = ""
 
     @property
     def has_shared_filesystem(self) -> bool:
         return self.shared_filesystem_enabled.strip().lower() == "true"
+
+    @property
+    def readable_input_buckets(self) -> list[str] | None:
+        """The ARNs of input_bucket_arns; None when the deployment does not say."""
+        text = self.input_bucket_arns.strip()
+        if not text:
+            return None
+        if text.startswith("["):
+            try:
+                arns = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(
+                    f"input_bucket_arns {text!r} is not a JSON list of bucket ARNs ({exc}): fix "
+                    f"{override_variable('input_bucket_arns')} or the Terraform output."
+                ) from None
+            return [str(arn) for arn in arns]
+        return [arn.strip() for arn in text.split(",") if arn.strip()]
 
     @classmethod
     def output_names(cls) -> list[str]:
@@ -76,7 +96,9 @@ class Deployment:
 
 
 # Outputs a remote command cannot work without; the others may be empty (e.g. no SNS topic).
-OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name", "shared_filesystem_enabled", "shared_mount_path"})
+OPTIONAL_OUTPUTS = frozenset(
+    {"sns_topic_arn", "dashboard_name", "shared_filesystem_enabled", "shared_mount_path", "input_bucket_arns"}
+)
 
 
 def override_variable(output_name: str) -> str:

@@ -142,8 +142,9 @@ def mpi_command(command: list[str]) -> list[str]:
     return agent_command(command, wrapped=True, action="mpi")
 
 
-def data_environment(task: Any) -> dict[str, str]:
-    """What the agent reads to stage data (docs/data.md); empty for a task without any."""
+def data_environment(task: Any, shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH) -> dict[str, str]:
+    """What the agent reads to stage data (docs/data.md); empty for a task without any.
+    ``shared_mount_path``: where the deployment mounts its shared file system (Terraform shared_mount_path)."""
     env: dict[str, str] = {}
     if getattr(task, "inputs", None):
         # A planned task carries its inputs as JSON already; a workflow task (validation) as models.
@@ -153,11 +154,17 @@ def data_environment(task: Any) -> dict[str, str]:
     if getattr(task, "outputs", None):
         env["STEPSPOT_OUTPUTS"] = json.dumps(list(task.outputs), separators=(",", ":"))
     if getattr(task, "shared_filesystem", False):
-        env["STEPSPOT_SHARED_DIR"] = DEFAULT_SHARED_MOUNT_PATH
+        env["STEPSPOT_SHARED_DIR"] = shared_mount_path
     return env
 
 
-def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
+def job_environment(
+    workflow_id: str,
+    task: Any,
+    attempt: int,
+    capacity: Capacity,
+    shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH,
+) -> list[dict[str, str]]:
     env = {str(k): str(v) for k, v in (task.environment or {}).items()}
     env.update(
         {
@@ -169,7 +176,7 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
             "STEPSPOT_CHECKPOINT_ENABLED": "true" if task.checkpoint_enabled else "false",
             "STEPSPOT_WORK_DIR": WORK_DIR_IN_CONTAINER,
-            **data_environment(task),
+            **data_environment(task, shared_mount_path),
             VERSION_ENV: deployment_version(),  # the task runner refuses a bundle of another build
             "SHIV_ROOT": SHIV_ROOT_IN_CONTAINER,
         }
@@ -186,12 +193,17 @@ def resource_requirements(task: Any, memory: int | None = None) -> list[dict[str
 
 
 def container_overrides(
-    workflow_id: str, task: Any, attempt: int, capacity: Capacity, memory: int | None = None
+    workflow_id: str,
+    task: Any,
+    attempt: int,
+    capacity: Capacity,
+    memory: int | None = None,
+    shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH,
 ) -> dict[str, Any]:
     command = agent_command(list(task.command), needs_agent(task))
     return {
         "Command": mpi_command(command) if task.multi_node else command,
-        "Environment": job_environment(workflow_id, task, attempt, capacity),
+        "Environment": job_environment(workflow_id, task, attempt, capacity, shared_mount_path),
         "ResourceRequirements": resource_requirements(task, memory or task.memory),
     }
 
@@ -227,10 +239,11 @@ def job_request(
     job_definition_arn: str,
     job_name: str,
     memory: int | None = None,
+    shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH,
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
     memory = memory or task.memory
-    container = container_overrides(workflow_id, task, attempt, choice.capacity, memory)
+    container = container_overrides(workflow_id, task, attempt, choice.capacity, memory, shared_mount_path)
     request: dict[str, Any] = {
         "job_name": job_name,
         "queue_arn": queue_arn,

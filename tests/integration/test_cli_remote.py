@@ -672,3 +672,56 @@ def test_cleanup_job_definitions_deregisters_only_this_environments_derived_ones
     assert derived_dev not in active and derived_prod in active
     assert bases["stepspot-dev-container"]["jobDefinitionArn"] in active
     assert "1 derived job definition(s) of dev deregistered" in capsys.readouterr().out
+
+
+URI_WORKFLOW = {
+    "name": "uri inputs",
+    "tasks": [
+        {
+            "id": "prep",
+            "container_image": "busybox",
+            "command": ["true"],
+            "inputs": [
+                {"uri": "s3://shared-reference-data/genomes/", "to": "ref/"},
+                {"uri": "s3://lab-raw-2026/run1/reads.fq", "to": "reads.fq"},
+            ],
+        },
+    ],
+}
+
+
+def test_submit_refuses_a_uri_input_in_a_bucket_the_deployment_cannot_read(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployment whose jobs may read one extra bucket (Terraform output input_bucket_arns)
+    monkeypatch.setenv("STEPSPOT_INPUT_BUCKET_ARNS", '["arn:aws:s3:::shared-reference-data"]')
+    path = env.workflow_file(URI_WORKFLOW)
+    # When a workflow reads from that bucket and from another one, Then nothing is uploaded or started
+    assert main(["submit", str(path), "--execution-name", "uri-1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"stepspot: {path}: task 'prep' reads input s3://lab-raw-2026/run1/reads.fq but environment 'dev' cannot "
+        "read bucket 'lab-raw-2026': add \"arn:aws:s3:::lab-raw-2026\" to input_bucket_arns in "
+        "terraform/environments/dev.tfvars and run `make deploy ENV=dev`."
+    )
+    assert env.executions() == []
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
+    # And with the bucket added (a wildcard as IAM allows it), the same workflow starts
+    monkeypatch.setenv("STEPSPOT_INPUT_BUCKET_ARNS", '["arn:aws:s3:::shared-reference-data", "arn:aws:s3:::lab-raw-*"]')
+    assert main(["submit", str(path), "--execution-name", "uri-1"]) == 0
+
+
+def test_submit_lets_a_deployment_that_does_not_say_decide_on_aws(env: Env) -> None:
+    # A deployment older than the input_bucket_arns output: nothing to check against (AWS denies then).
+    assert main(["submit", str(env.workflow_file(URI_WORKFLOW)), "--execution-name", "uri-2"]) == 0
+
+
+def test_resume_with_a_definition_reading_an_unreadable_bucket_exits_2(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STEPSPOT_INPUT_BUCKET_ARNS", "[]")
+    path = env.workflow_file(URI_WORKFLOW)
+    assert main(["resume", "md-9", "--resubmit", "--definition", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "task 'prep' reads input s3://shared-reference-data/genomes/ but environment 'dev' cannot read" in err
+    assert "task 'prep' reads input s3://lab-raw-2026/run1/reads.fq" in err
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0

@@ -4,6 +4,7 @@ failure classification with idempotent bookkeeping, and the compute environment 
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 import pytest
@@ -11,10 +12,11 @@ from moto import mock_aws
 
 from stepspot.aws.state_table import StateTable
 from stepspot.build_info import deployment_version
-from stepspot.errors import InvalidEventError
+from stepspot.errors import ConfigurationError, InvalidEventError
 from stepspot.fleet import runner_invocation, runner_program
 from stepspot.handlers import _plans, fleet_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
+from stepspot.settings import load_settings
 from stepspot.workflow import parse_workflow
 
 RECLAIM_CAUSE = json.dumps(
@@ -30,6 +32,7 @@ EXIT_CAUSE = json.dumps(
 )
 WORKFLOW = {
     "name": "fleet",
+    "global_config": {"shared_filesystem": True},
     "tasks": [
         {"id": "single", "container_image": "repo/md:1", "command": ["md", "run"], "retry_attempts": 1},
         {"id": "other", "container_image": "repo/md:1", "command": ["md", "run"]},
@@ -228,6 +231,40 @@ def test_a_gpu_task_in_a_deployment_without_gpu_queues_fails_with_a_sentence(fle
     fleet_manager._fleet.cache_clear()
     with pytest.raises(Exception, match="task 'gpu' needs queue 'gpu-spot', which this deployment does not have"):
         _call({"action": "choose_capacity", **_ids("gpu")})
+
+
+def _environment(job):
+    return {e["Name"]: e["Value"] for e in job["container_overrides"]["Environment"]}
+
+
+def test_jobs_find_the_shared_file_system_where_the_deployment_mounts_it(fleet, monkeypatch):
+    assert _environment(_call({"action": "choose_capacity", **_ids("single")}))["STEPSPOT_SHARED_DIR"] == "/mnt/efs"
+    monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "/shared/data")  # Terraform's shared_mount_path
+    fleet_manager._fleet.cache_clear()
+    job = _call({"action": "choose_capacity", **_ids("other")})
+    assert _environment(job)["STEPSPOT_SHARED_DIR"] == "/shared/data"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"spot": ["m5.xlarge"], "gpu_spot": ["g5.xlarge"]}', "unknown queue(s) gpu_spot; expected spot, on-demand"),
+        ("[1, 2]", "not a JSON object of queue name -> instance types"),
+        ("{not json", "not a JSON object of queue name -> instance types"),
+    ],
+)
+def test_instance_types_under_unknown_queue_names_fail_at_cold_start(fleet, monkeypatch, value, message):
+    monkeypatch.setenv("STEPSPOT_INSTANCE_TYPES", value)
+    with pytest.raises(
+        ConfigurationError, match=r"STEPSPOT_INSTANCE_TYPES is invalid \(Value error, " + re.escape(message)
+    ):
+        load_settings(fleet_manager.FleetSettings)
+
+
+def test_a_relative_shared_mount_path_fails_at_cold_start(fleet, monkeypatch):
+    monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "mnt/efs")
+    with pytest.raises(ConfigurationError, match="STEPSPOT_SHARED_MOUNT_PATH is invalid"):
+        load_settings(fleet_manager.FleetSettings)
 
 
 def test_a_task_pinned_to_the_on_demand_queue_never_uses_spot(fleet):

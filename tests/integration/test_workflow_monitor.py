@@ -169,6 +169,51 @@ def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.Capt
     assert item["fallback_recorded_at"] == "2026-11-21T14:07:12Z"
 
 
+GPU_SPOT_QUEUE_ARN = "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-test-gpu-spot"
+GPU_ONDEMAND_QUEUE_ARN = "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-test-gpu-ondemand"
+
+
+def test_a_gpu_task_moving_from_gpu_spot_to_gpu_on_demand_is_a_fallback(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    # Given a deployment with the GPU pair (Terraform gpu_enabled sets both variables)
+    monkeypatch.setenv("STEPSPOT_GPU_SPOT_QUEUE_ARN", GPU_SPOT_QUEUE_ARN)
+    monkeypatch.setenv("STEPSPOT_GPU_ONDEMAND_QUEUE_ARN", GPU_ONDEMAND_QUEUE_ARN)
+    workflow_monitor.runtime.cache_clear()
+    world.add_task("wf-1", "train")
+    reclaimed = {**ONE_HOUR_ATTEMPT, "statusReason": "Host EC2 (instance i-1234567890abcdef0) terminated."}
+
+    # When its GPU Spot job is reclaimed and its next job succeeds on the GPU On-Demand queue
+    first = workflow_monitor.lambda_handler(
+        job_event(
+            "FAILED",
+            event_id="e-1",
+            queue=GPU_SPOT_QUEUE_ARN,
+            task_id="train",
+            attempts=[reclaimed],
+            reason=reclaimed["statusReason"],
+        ),
+        None,
+    )
+    done = workflow_monitor.lambda_handler(
+        job_event(
+            "SUCCEEDED",
+            event_id="e-2",
+            job_id="job-2",
+            queue=GPU_ONDEMAND_QUEUE_ARN,
+            task_id="train",
+            created_at=1763734300000,
+            attempts=[ONE_HOUR_ATTEMPT],
+        ),
+        None,
+    )
+
+    # Then the attempts count as Spot and On-Demand, and the move is one fallback
+    assert (first["queue_kind"], done["queue_kind"]) == ("SPOT", "ON_DEMAND")
+    assert done["fallback_to_on_demand"] is True
+    assert total(emf_metrics(capsys.readouterr().out), "FallbacksToOnDemand") == 1
+
+
 def test_late_spot_event_still_marks_the_fallback(world: World, capsys: pytest.CaptureFixture[str]):
     # Given a task whose On-Demand job (created later) was seen first
     world.add_task("wf-1", "production")

@@ -206,3 +206,31 @@ def test_advice_names_a_declared_output_without_asking_to_declare_it_again() -> 
         "of 'use'"
     ]
     assert advice([failed], {"make": ["other.txt"], "use": []}) == []  # nobody wrote or declares it
+
+
+def test_uri_inputs_the_job_role_cannot_read_are_named_with_their_task() -> None:
+    def uri(u: str) -> dataflow.InputSpec:
+        return dataflow.InputSpec(to="x", uri=u)
+
+    tasks = [
+        ("a", [uri("s3://refs/genome.fa"), dataflow.InputSpec(to="r", source="p", path="r")]),
+        ("b", [uri("s3://own-bucket/runs/wf/p/outputs/objects/abc"), uri("s3://own-bucket/workflows/wf/plan.json")]),
+        ("c", [uri("s3://lab-raw-2026/reads.fq"), uri("s3://other/x")]),
+    ]
+    problems = dataflow.unreadable_uri_inputs(tasks, "own-bucket", ["arn:aws:s3:::refs", "arn:aws:s3:::lab-raw-*"])
+    # The deployment's own bucket is readable under runs/ only (the job role's RunObjects statement).
+    assert problems == [
+        dataflow.UnreadableInput("b", "s3://own-bucket/workflows/wf/plan.json", "own-bucket"),
+        dataflow.UnreadableInput("c", "s3://other/x", "other"),
+    ]
+    assert dataflow.unreadable_uri_inputs(tasks[:1], "own-bucket", []) == [
+        dataflow.UnreadableInput("a", "s3://refs/genome.fa", "refs")
+    ]
+
+
+def test_jobs_get_the_shared_directory_where_the_deployment_mounts_it() -> None:
+    workflow = parse_workflow({"global_config": {"shared_filesystem": True}, "tasks": [task("a")]}).workflow
+    a = build_plan(workflow, "wf-1").tasks["a"]
+    assert {"Name": "STEPSPOT_SHARED_DIR", "Value": "/mnt/efs"} in job_environment("wf-1", a, 1, Capacity.SPOT)
+    env = job_environment("wf-1", a, 1, Capacity.SPOT, shared_mount_path="/shared")
+    assert {"Name": "STEPSPOT_SHARED_DIR", "Value": "/shared"} in env

@@ -26,6 +26,7 @@ OUTPUTS = {
     "dashboard_name": "stepspot-dev",
     "shared_filesystem_enabled": "true",
     "shared_mount_path": "/mnt/efs",
+    "input_bucket_arns": '["arn:aws:s3:::refs"]',
 }
 
 
@@ -163,3 +164,29 @@ def test_python_terraform_runs_the_configured_binary(repo: Path) -> None:
 def test_unknown_environment_is_a_usage_sentence(repo: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"Unknown environment 'qa': choose one of dev, staging, prod"):
         load_deployment("qa", environ={}, cwd=repo)
+
+
+def test_input_buckets_come_from_the_terraform_list_output_or_the_variable(repo: Path) -> None:
+    printed = {k: {"value": v} for k, v in OUTPUTS.items() if k != "input_bucket_arns"}
+    printed["input_bucket_arns"] = {"value": ["arn:aws:s3:::refs", "arn:aws:s3:::raw-*"]}
+    deployment = load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets == ["arn:aws:s3:::refs", "arn:aws:s3:::raw-*"]
+    printed["input_bucket_arns"] = {"value": []}  # the default: the deployment's own bucket only
+    deployment = load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets == []
+    del printed["input_bucket_arns"]  # a deployment older than the output: not known
+    deployment = load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets is None
+    environ = {override_variable("input_bucket_arns"): "arn:aws:s3:::a, arn:aws:s3:::b"}
+    deployment = load_deployment("dev", environ=environ, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets == ["arn:aws:s3:::a", "arn:aws:s3:::b"]
+
+
+def test_a_malformed_input_bucket_list_is_a_sentence(repo: Path) -> None:
+    environ = {override_variable("input_bucket_arns"): '["arn:aws:s3:::a"'}
+    deployment = load_deployment("dev", environ=environ, cwd=repo, runner=lambda d, e: (0, terraform_json(OUTPUTS), ""))
+    with pytest.raises(
+        ConfigurationError,
+        match=r"input_bucket_arns .* is not a JSON list of bucket ARNs .*: fix STEPSPOT_INPUT_BUCKET_ARNS",
+    ):
+        _ = deployment.readable_input_buckets

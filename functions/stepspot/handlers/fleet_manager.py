@@ -22,7 +22,7 @@ from typing import Any, Literal
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stepspot import breaker, capacity, failures, fleet
 from stepspot.aws.batch import Batch, job_name, queue_name
@@ -31,6 +31,7 @@ from stepspot.aws.definition_cache import DerivedDefinitionTable
 from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.submit_pacing import SubmitPacer
 from stepspot.aws.task_attempts import TaskAttempts
+from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
 from stepspot.handlers._plans import load_plan
@@ -63,6 +64,8 @@ class FleetSettings(LambdaSettings):
     # Instance types per queue ({"spot": [...], "on-demand": [...], "mnp": [...], "gpu-spot": [...], ...},
     # JSON): the ceiling of out-of-memory escalation. Unset: the contract's defaults (data/instance_types.json).
     instance_types_json: str | None = Field(None, alias="STEPSPOT_INSTANCE_TYPES")
+    # Where the deployment mounts its shared file system (Terraform shared_mount_path): STEPSPOT_SHARED_DIR.
+    shared_mount_path: str = Field(DEFAULT_SHARED_MOUNT_PATH, alias="STEPSPOT_SHARED_MOUNT_PATH", pattern=r"^/[^,\s]*$")
     mnp_compute_env: str | None = Field(None, alias="STEPSPOT_MNP_COMPUTE_ENV")
     spot_compute_env: str = Field(alias="STEPSPOT_SPOT_COMPUTE_ENV", min_length=1)
     ondemand_compute_env: str = Field(alias="STEPSPOT_ONDEMAND_COMPUTE_ENV", min_length=1)
@@ -71,6 +74,20 @@ class FleetSettings(LambdaSettings):
     environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
     namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
+
+    @field_validator("instance_types_json")
+    @classmethod
+    def _known_queues(cls, value: str | None) -> str | None:
+        # Checked at cold start: a queue key Terraform and Python spell differently would silently
+        # drop that queue's memory ceiling.
+        if value is not None:
+            try:
+                unknown = sorted(set(capacity.instance_types_from_json(value)) - set(capacity.QUEUE_NAMES))
+            except ValueError as exc:  # json.JSONDecodeError too
+                raise ValueError(f"not a JSON object of queue name -> instance types ({exc})") from None
+            if unknown:
+                raise ValueError(f"unknown queue(s) {', '.join(unknown)}; expected {', '.join(capacity.QUEUE_NAMES)}")
+        return value
 
 
 class FleetEvent(BaseModel):
@@ -198,6 +215,7 @@ class Fleet:
             job_definition_arn=self.batch.definition_for_image(base, task.container_image),
             job_name=job_name(plan.workflow_id, task.id, request.attempt),
             memory=int(recorded.get("next_memory") or task.memory),  # raised after an out-of-memory attempt
+            shared_mount_path=self.settings.shared_mount_path,
         )
         # The PaceSubmission state waits this long before RunJob (account-wide SubmitJob budget).
         job["submit_delay_seconds"] = self.pacer.reserve() if self.pacer else 0

@@ -76,6 +76,9 @@ class MonitorSettings(LambdaSettings):
     environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     spot_queue: str | None = Field(None, alias="STEPSPOT_SPOT_QUEUE_ARN")
     ondemand_queue: str | None = Field(None, alias="STEPSPOT_ONDEMAND_QUEUE_ARN")
+    # The GPU pair (Terraform gpu_enabled): their attempts count as Spot / On-Demand like the CPU pair's.
+    gpu_spot_queue: str | None = Field(None, alias="STEPSPOT_GPU_SPOT_QUEUE_ARN")
+    gpu_ondemand_queue: str | None = Field(None, alias="STEPSPOT_GPU_ONDEMAND_QUEUE_ARN")
     sns_topic_arn: str | None = Field(None, alias="STEPSPOT_SNS_TOPIC_ARN")
     region: str = Field("us-east-1", alias="AWS_REGION")
     namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
@@ -175,7 +178,8 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         return {**base, "outcome": "not_stepspot_job"}
     logger.append_keys(workflow_id=task.workflow_id, task_id=task.task_id)
     base.update(workflow_id=task.workflow_id, task_id=task.task_id)
-    kind = queue_kind(detail.job_queue, rt.settings.spot_queue, rt.settings.ondemand_queue)
+    s = rt.settings
+    kind = queue_kind(detail.job_queue, (s.spot_queue, s.gpu_spot_queue), (s.ondemand_queue, s.gpu_ondemand_queue))
     applied = rt.store.apply_job_status(
         task,
         JobStatusWrite(
