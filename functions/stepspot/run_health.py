@@ -115,3 +115,8 @@ def task_health(task: Mapping[str, Any], runs: list[Mapping[str, Any]]) -> dict[
         "restore_seconds": restores,
         "warning": CHECKPOINT_EMPTY_MESSAGE if empty else None,
     }
+
+
+def seconds_list(values: list[float]) -> str:
+    """``"12.3, 4.0"`` for a column of per-reclaim (or per-restore) seconds; ``"-"`` for none."""
+    return ", ".join(f"{v:.1f}" for v in values) or "-"
