@@ -21,7 +21,7 @@ writes the lost work of a reclaimed job and the restore time onto the task item 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 RUN_SK_PREFIX = "RUN#"
@@ -100,7 +100,7 @@ def restore_seconds(run: Mapping[str, Any]) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
 
-def task_health(task: Mapping[str, Any], runs: list[Mapping[str, Any]]) -> dict[str, Any]:
+def task_health(task: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What `stepspot status` and the local summary show per task: empty flag, lost work and restores.
 
     ``task`` is the task item (the monitor's totals), ``runs`` its run records (live: a running job's
