@@ -5,11 +5,12 @@ Standard library only and Python 3.9 compatible: the task runner bundle imports 
 The runner keeps one *run record* per job attempt in the checkpoint table, next to the task's checkpoint
 items (the job role may already read and write there, so nothing new is granted):
 
-* ``pk = <workflow>#<task>``, ``sk = RUN#<Batch job id>``: when the program started (``program_started_epoch``),
-  how long the restore took (``restore_seconds``, ``restored_sequence``), the time the directory's state
-  was last made durable (``last_saved_epoch``: scan start of the last save that completed or found
-  nothing changed), ``checkpoint_empty`` once the directory stayed empty for two intervals, the interval
-  chosen and the MTBI behind it, and the instance type / zone read from IMDS.
+* ``pk = <workflow>#<task>``, ``sk = RUN#<Batch job id>``: when the program started and exited
+  (``program_started_epoch``, ``program_exited_epoch``; a reclaim that kills the runner leaves the latter
+  unset), how long the restore took (``restore_seconds``, ``restored_sequence``), ``last_saved_epoch``
+  (scan start of the last save that made a new complete checkpoint: the state a restart resumes from),
+  ``checkpoint_empty`` once the directory stayed empty for two intervals, and the instance type and zone
+  read from IMDS.
 * ``pk = STATS#interruptions``, ``sk = <instance type>#<zone>``: ``exposure_seconds`` (program running time
   on that type and zone, all workflows) and ``notices`` (Spot interruption notices those jobs received),
   both added atomically by the runners. Their ratio is the observed mean time between interruptions.
@@ -85,11 +86,17 @@ def _number(item: Mapping[str, Any], name: str) -> float | None:
 
 
 def reclaim_lost_work(run: Mapping[str, Any], stopped_epoch: float) -> float | None:
-    """Lost work of a reclaimed attempt from its run record; None when the program never started."""
+    """Lost work of a reclaimed attempt from its run record; None when the program never started.
+
+    The compute ends when the program exits (``program_exited_epoch``, e.g. it stopped on the notice and
+    the runner waited for the host to go) or when the job stopped, whichever came first.
+    """
     started = _number(run, "program_started_epoch")
     if started is None:
         return None
-    return round(lost_work_seconds(started, _number(run, "last_saved_epoch"), stopped_epoch), 3)
+    exited = _number(run, "program_exited_epoch")
+    end = stopped_epoch if exited is None else min(exited, stopped_epoch)
+    return round(lost_work_seconds(started, _number(run, "last_saved_epoch"), end), 3)
 
 
 def restore_seconds(run: Mapping[str, Any]) -> float | None:

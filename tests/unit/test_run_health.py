@@ -61,6 +61,8 @@ def test_lost_work_runs_from_the_last_complete_checkpoint_or_the_program_start()
     run = {"program_started_epoch": 100, "last_saved_epoch": 150.5}
     assert reclaim_lost_work(run, 160.0) == 9.5
     assert reclaim_lost_work({}, 160.0) is None  # the program never started
+    # The program stopped on the notice at 152: the runner's wait for the host is not lost work
+    assert reclaim_lost_work({**run, "program_exited_epoch": 152.0}, 160.0) == 1.5
 
 
 def test_restore_seconds_only_for_an_attempt_that_restored() -> None:

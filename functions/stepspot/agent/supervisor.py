@@ -57,6 +57,7 @@ class Agent:
         self.settings = settings
         self.checkpoints = Checkpointer(settings, store) if store is not None else None
         self.reporter: RunReporter | None = None
+        self.program_exited_at: float | None = None
         self.stager = stager
         self.lifecycle = Lifecycle()
         self._child: subprocess.Popen[bytes] | None = None
@@ -110,6 +111,7 @@ class Agent:
 
     def _reap(self, child: subprocess.Popen[bytes]) -> None:
         child.wait()
+        self.program_exited_at = time.time()  # the end of the compute, measured here: the loop may be busy
         self.lifecycle.wake.set()
 
     def _signal_child(self, signum: int) -> None:
@@ -266,6 +268,8 @@ class Agent:
             exited_at = time.monotonic()
             if self.reporter is not None:
                 self.reporter.add_exposure(time.time())
+                # The compute ended here, not when the host went (the runner may wait for the reclaim).
+                self.reporter.update(program_exited_epoch=self.program_exited_at or time.time())
             if code != 0 or s.save_on_success:
                 # A retry after a crash resumes from whatever the program last wrote.
                 self.checkpoint(f"program exited with {code}")
