@@ -3,12 +3,14 @@ and every Spot reclaim reports its lost work, bounded by one checkpoint interval
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from local_helpers import PY, sleep_task
 
+from stepspot.cli import main
 from stepspot.local.faults import Faults
 from stepspot.run_health import CHECKPOINT_EMPTY_MESSAGE
 
@@ -49,21 +51,26 @@ def _task(task_id: str, script: Path, **environment: str):
     }
 
 
-def test_a_checkpointed_task_that_saves_nothing_is_flagged(run_local, write_workflow):
-    # Given one checkpointed task that writes nothing into its checkpoint directory, one that does
+def test_a_checkpointed_task_that_saves_nothing_is_flagged(write_workflow, tmp_path, capsys):
+    # Given one checkpointed task that writes nothing into its checkpoint directory, one that does not checkpoint
     tasks = [
         sleep_task("silent", 2.5, checkpoint_enabled=True, checkpoint_interval=INTERVAL),
         sleep_task("plain", 0.1),
     ]
-    summary = run_local(write_workflow(tasks, "silent"), time_scale=TIME_SCALE)
+    out = tmp_path / "summary.json"
+    argv = ["local", str(write_workflow(tasks, "silent")), "--no-progress", "--time-scale", str(TIME_SCALE)]
+    code = main([*argv, "--summary-json", str(out), "--workdir", str(tmp_path / "w")])
+    printed = capsys.readouterr().out
     # Then the run succeeds, and the summary flags exactly the silent task
-    assert summary.status == "SUCCEEDED", summary.cause
-    assert summary.checkpoint_warnings == [f"silent: {CHECKPOINT_EMPTY_MESSAGE}"]
-    rows = {row["task_id"]: row for row in summary.per_task}
+    assert code == 0, printed
+    assert f"warning: silent: {CHECKPOINT_EMPTY_MESSAGE}" in printed
+    summary = json.loads(out.read_text())
+    assert summary["checkpoint_warnings"] == [f"silent: {CHECKPOINT_EMPTY_MESSAGE}"]
+    rows = {row["task_id"]: row for row in summary["per_task"]}
     assert rows["silent"]["checkpoint_empty"] and not rows["plain"]["checkpoint_empty"]
     # And its runner printed the line the CheckpointsEmpty metric filter counts
-    (log,) = [p for p in Path(summary.run_dir).glob("jobs/*/output.log") if "checkpoint_empty" in p.read_text()]
-    assert '"stepspot_event": "checkpoint_empty"' in log.read_text()
+    logs = [p.read_text() for p in Path(summary["run_dir"]).glob("jobs/*/output.log")]
+    assert sum('"stepspot_event": "checkpoint_empty"' in log for log in logs) == 1
 
 
 def test_lost_work_per_reclaim_is_at_most_one_interval_plus_the_notice_handling(run_local, write_workflow, tmp_path):
