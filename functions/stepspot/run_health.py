@@ -11,7 +11,7 @@ items (the job role may already read and write there, so nothing new is granted)
   (scan start of the last save that made a new complete checkpoint: the state a restart resumes from),
   ``checkpoint_empty`` once the directory stayed empty for two intervals, and the instance type and zone
   read from IMDS.
-* ``pk = STATS#interruptions``, ``sk = <instance type>#<zone>``: ``exposure_seconds`` (program running time
+* ``pk = STATS#<instance type>#<zone>``, ``sk = INTERRUPTIONS``: ``exposure_seconds`` (program running time
   on that type and zone, all workflows) and ``notices`` (Spot interruption notices those jobs received),
   both added atomically by the runners. Their ratio is the observed mean time between interruptions.
 
@@ -26,7 +26,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 RUN_SK_PREFIX = "RUN#"
-STATS_PK = "STATS#interruptions"
+STATS_PK_PREFIX = "STATS#"
+STATS_SK = "INTERRUPTIONS"
+# Exposure is added when this much has accumulated (and on a notice and at exit): one write per job every
+# few minutes, not per checkpoint. A reclaim without notice drops at most this much, a pessimistic error.
+EXPOSURE_FLUSH_SECONDS = 300.0
 
 # After this many checkpoint intervals with an empty directory the task is flagged.
 EMPTY_AFTER_INTERVALS = 2
@@ -47,8 +51,9 @@ def run_sk(job_id: str) -> str:
     return RUN_SK_PREFIX + job_id.split("#", 1)[0]
 
 
-def placement_sk(instance_type: str, availability_zone: str) -> str:
-    return f"{instance_type}#{availability_zone}"
+def stats_key(instance_type: str, availability_zone: str) -> dict[str, str]:
+    """The interruption statistics item of one type and zone: its own partition key, so no hot partition."""
+    return {"pk": f"{STATS_PK_PREFIX}{instance_type}#{availability_zone}", "sk": STATS_SK}
 
 
 def checkpoint_empty_due(program_started: float, now: float, interval: float, saved_anything: bool) -> bool:

@@ -17,6 +17,7 @@ from stepspot.agent.health import RunReporter, report_checkpoint_empty
 from stepspot.checkpoints import young_daly_interval
 from stepspot.run_health import (
     CHECKPOINT_EMPTY_MESSAGE,
+    EXPOSURE_FLUSH_SECONDS,
     MIN_EXPOSURE_SECONDS,
     MIN_OBSERVED_MTBI_SECONDS,
     checkpoint_empty_due,
@@ -158,8 +159,10 @@ def test_reporter_records_the_run_and_exposure_and_never_raises(
     table = FakeTable()
     reporter = RunReporter(settings(monkeypatch), table, "job-1", ("m7i.large", "eu-west-1b"))
     reporter.program_started(1000.0, 0.5, 3)
-    reporter.add_exposure(1030.0)
-    reporter.add_exposure(1040.0, notice=True)
+    reporter.add_exposure(1030.0)  # under EXPOSURE_FLUSH_SECONDS: kept for later
+    reporter.add_exposure(1000.0 + EXPOSURE_FLUSH_SECONDS)
+    reporter.add_exposure(1010.0 + EXPOSURE_FLUSH_SECONDS, notice=True)
+    reporter.add_exposure(1012.0 + EXPOSURE_FLUSH_SECONDS, final=True)
     assert table.runs["job-1"] == {
         "program_started_epoch": 1000.0,
         "restore_seconds": 0.5,
@@ -167,7 +170,11 @@ def test_reporter_records_the_run_and_exposure_and_never_raises(
         "instance_type": "m7i.large",
         "availability_zone": "eu-west-1b",
     }
-    assert table.added == [("m7i.large", "eu-west-1b", 30.0, 0), ("m7i.large", "eu-west-1b", 10.0, 1)]
+    assert table.added == [
+        ("m7i.large", "eu-west-1b", EXPOSURE_FLUSH_SECONDS, 0),
+        ("m7i.large", "eu-west-1b", 10.0, 1),
+        ("m7i.large", "eu-west-1b", 2.0, 0),
+    ]
     # A failing table: one warning, the task goes on
     broken = RunReporter(settings(monkeypatch), FakeTable(fail=True), "job-1", None)
     broken.update(last_saved_epoch=1.0)

@@ -15,7 +15,12 @@ from typing import Any, TextIO
 
 from stepspot.agent.settings import AgentSettings
 from stepspot.log_events import CHECKPOINT_EMPTY_EVENT, EVENT_FIELD
-from stepspot.run_health import CHECKPOINT_EMPTY_MESSAGE, EMPTY_AFTER_INTERVALS, observed_mtbi
+from stepspot.run_health import (
+    CHECKPOINT_EMPTY_MESSAGE,
+    EMPTY_AFTER_INTERVALS,
+    EXPOSURE_FLUSH_SECONDS,
+    observed_mtbi,
+)
 
 log = logging.getLogger("stepspot.agent")
 
@@ -111,11 +116,16 @@ class RunReporter:
             fields.update(instance_type=self.placement[0], availability_zone=self.placement[1])
         self.update(**fields)
 
-    def add_exposure(self, now: float, notice: bool = False) -> None:
-        """Add the running time since the last report (and a notice) to this type and zone's statistics."""
+    def add_exposure(self, now: float, notice: bool = False, final: bool = False) -> None:
+        """Add the running time since the last report (and a notice) to this type and zone's statistics.
+
+        Written on a notice, at exit (``final``) and otherwise once ``EXPOSURE_FLUSH_SECONDS`` accumulated.
+        """
         if self.placement is None or self._exposure_from is None:
             return
         seconds = max(0.0, now - self._exposure_from)
+        if not (notice or final or seconds >= EXPOSURE_FLUSH_SECONDS):
+            return
         self._exposure_from = now
         self._write(
             "interruption statistics", self.table.add_interruption_exposure, *self.placement, seconds, int(notice)

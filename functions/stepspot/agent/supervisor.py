@@ -78,7 +78,9 @@ class Agent:
         placement = read_placement(self.settings.imds_endpoint)
         self.reporter = RunReporter(self.settings, store.table, self.settings.job_id, placement)
         if self.settings.interval is None:
-            self.checkpoints.mtbi, self.checkpoints.mtbi_source = self.reporter.mtbi()
+            c = self.checkpoints
+            c.mtbi, c.mtbi_source = self.reporter.mtbi()
+            log.info("mean time between interruptions for 'auto': %.0f s (%s)", c.mtbi, c.mtbi_source)
 
     def _check_empty(self, program_started: float, interval: float) -> None:
         """Flag a checkpointed task whose directory is still empty after two intervals (once)."""
@@ -267,7 +269,7 @@ class Agent:
             code = _exit_status(child.wait())
             exited_at = time.monotonic()
             if self.reporter is not None:
-                self.reporter.add_exposure(time.time())
+                self.reporter.add_exposure(time.time(), final=True)
                 # The compute ended here, not when the host went (the runner may wait for the reclaim).
                 self.reporter.update(program_exited_epoch=self.program_exited_at or time.time())
             if code != 0 or s.save_on_success:

@@ -28,7 +28,7 @@ from stepspot.checkpoints import (
     checkpoint_pk,
     sequence_sk,
 )
-from stepspot.run_health import STATS_PK, placement_sk, run_sk
+from stepspot.run_health import run_sk, stats_key
 from stepspot.state_keys import workflow_key
 
 _serializer = TypeSerializer()
@@ -302,7 +302,7 @@ class CheckpointTable:
         try:
             self._ddb.update_item(
                 TableName=self.table,
-                Key=_item({"pk": STATS_PK, "sk": placement_sk(instance_type, availability_zone)}),
+                Key=_item(stats_key(instance_type, availability_zone)),
                 UpdateExpression="ADD exposure_seconds :exposure, notices :notices",
                 ExpressionAttributeValues=_item(
                     {":exposure": _attribute(float(exposure_seconds)), ":notices": int(notices)}
@@ -314,9 +314,7 @@ class CheckpointTable:
     def interruption_stats(self, instance_type: str, availability_zone: str) -> tuple[float, int]:
         """(exposure seconds, notices) observed on one instance type and zone; (0, 0) when none yet."""
         try:
-            response = self._ddb.get_item(
-                TableName=self.table, Key=_item({"pk": STATS_PK, "sk": placement_sk(instance_type, availability_zone)})
-            )
+            response = self._ddb.get_item(TableName=self.table, Key=_item(stats_key(instance_type, availability_zone)))
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, "Reading interruption statistics") from exc
         item = _plain(response.get("Item") or {})
