@@ -310,7 +310,8 @@ def test_status_flags_an_empty_checkpoint_directory_and_shows_lost_work(
     assert main(["status", "md-1"]) == 0
     out = capsys.readouterr().out
     assert "warning: prep: checkpointing enabled but nothing saved" in out
-    assert "42.5" in out
+    run_row = next(line for line in out.splitlines() if line.lstrip().startswith("run "))
+    assert "42.5" in run_row and "1.5" in run_row
 
 
 def test_status_accepts_the_execution_arn(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -88,6 +88,7 @@ def tasks_table(
     table.add_column("queue")
     table.add_column("memory MiB")  # of each attempt: out-of-memory retries ask for more
     table.add_column("lost s", justify="right")  # compute lost by each Spot reclaim
+    table.add_column("restore s", justify="right")  # each restore's duration
     if outputs is not None:
         table.add_column("outputs", justify="right")
     table.add_column("last failure", overflow="fold")
@@ -104,6 +105,7 @@ def tasks_table(
             str(task.get("queue") or "-"),
             ", ".join(str(m) if m else "?" for m in memories) or "-",
             seconds_list(_health(task)["lost_work_seconds"]),
+            seconds_list(_health(task)["restore_seconds"]),
             *published,
             str(task.get("last_failure_class") or ""),
         )
