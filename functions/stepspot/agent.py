@@ -254,6 +254,9 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
     from stepspot.aws.checkpoint_objects import CheckpointObjects
     from stepspot.aws.checkpoint_table import CheckpointTable, WorkflowRegistry
 
+    from stepspot import call_log
+
+    call_log.install_from_env(default_principal="job")  # the test suite's IAM evaluation; off on AWS
     config = Config(
         retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60, max_pool_connections=32
     )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from stepspot import asl
+from stepspot import asl, call_log
 from stepspot.errors import FatalError, UnknownTaskError
 from stepspot.local import moto_patches
 from stepspot.local.batch import LocalBatch
@@ -145,6 +145,8 @@ class LocalEngine:
         policy = local_policy(options.policy or DEFAULT_POLICY, options.time_scale)
 
         from moto.server import ThreadedMotoServer
+
+        call_log.install_from_env()  # the test suite's IAM evaluation records the Lambdas' calls too
 
         run_dir = (options.workdir / "runs" / workflow_id).resolve()
         if run_dir.exists():
@@ -263,7 +265,7 @@ class LocalEngine:
         }
 
     def _job_environment(self, env: dict[str, str], workflow_dir: Path, endpoint: str) -> dict[str, str]:
-        keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")
+        keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH", call_log.CALL_LOG_ENV)
         base = {k: os.environ[k] for k in keep if k in os.environ}
         base.update(
             {k: v for k, v in env.items() if k.startswith(("AWS_", "STEPSPOT_BUCKET", "STEPSPOT_CHECKPOINT_TABLE"))}
