@@ -70,6 +70,7 @@ module "compute" {
   bucket_arn               = module.storage.bucket_arn
   checkpoint_table_name    = module.storage.checkpoint_table_name
   checkpoint_table_arn     = module.storage.checkpoint_table_arn
+  state_table_arn          = module.storage.state_table_arn
   kms_key_arn              = module.storage.kms_key_arn
   log_retention_days       = var.log_retention_days
 }

@@ -137,6 +137,10 @@ def name_map(names: Mapping[str, str | None], environment: Mapping[str, str]) ->
         mapping[used] = canonical
         if used.startswith("arn:") and canonical.startswith("arn:"):
             mapping.setdefault(_arn_name(used), _arn_name(canonical))
+        if variable.endswith("_JOB_DEFINITION_ARN"):
+            # Derived definitions are named "<base name>-<hash>" (stepspot.aws.batch.derived_definition_name).
+            used_base, canonical_base = (_arn_name(v.rsplit(":", 1)[0]) for v in (used, canonical))
+            mapping.setdefault(f"{used_base}-", f"{canonical_base}-")
     return mapping
 
 
@@ -144,8 +148,10 @@ def _rename(value: Any, mapping: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         if value in mapping:
             return mapping[value]
-        for used, canonical in mapping.items():  # "bucket/key" (CopySource), "<queue ARN>" prefixes
-            if value.startswith(used + "/"):
+        for used, canonical in mapping.items():
+            if value.startswith(used + "/"):  # "bucket/key" (CopySource)
+                return canonical + value[len(used) :]
+            if used.endswith("-") and value.startswith(used):  # derived job definition names
                 return canonical + value[len(used) :]
         return value
     if isinstance(value, list):

@@ -17,6 +17,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepspot.aws.checkpoint_errors import translate
+from stepspot.checkpoints import CHECKPOINTS_ROOT
 
 CHUNK_BYTES = 1024 * 1024
 # 16 MiB parts: fewer requests for large files, still small enough to hold a few in memory.
@@ -57,9 +58,13 @@ class CheckpointObjects:
         )
 
     def check_bucket(self) -> None:
-        """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable."""
+        """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable.
+
+        A one-key listing under ``checkpoints/``, not HeadBucket: S3 authorises HeadBucket as
+        s3:ListBucket without an s3:prefix, which the job role's prefix-conditioned grant refuses (403).
+        """
         try:
-            self._s3.head_bucket(Bucket=self.bucket)
+            self._s3.list_objects_v2(Bucket=self.bucket, Prefix=CHECKPOINTS_ROOT, MaxKeys=1)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, "Checking access") from exc
 

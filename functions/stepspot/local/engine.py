@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from stepspot import asl, call_log
+from stepspot.aws.s3 import definition_key
 from stepspot.errors import FatalError, UnknownTaskError
 from stepspot.local import moto_patches
 from stepspot.local.batch import LocalBatch
@@ -287,7 +288,7 @@ class LocalEngine:
         bus: EventBus,
     ) -> dict[str, Any]:
         s3 = session.client("s3")
-        key = f"uploads/{plan.workflow_id}/{source.name}"
+        key = definition_key(plan.workflow_id)  # where `stepspot run` puts it, the only key the parser may read
         s3.put_object(Bucket=resources.bucket, Key=key, Body=source.read_bytes())
         sfn = session.client("stepfunctions")
         workflow_arn = resources.state_machine_arn("workflow")
