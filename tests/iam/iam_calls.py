@@ -295,8 +295,47 @@ MAPPERS: dict[tuple[str, str], Mapper] = {
 }
 
 
+# SSE-KMS: S3 and SNS call KMS as the caller (the key policy leaves key use to IAM policies).
+# HeadObject reads only metadata; multipart uploads decrypt the data key again for each part.
+_KMS_FOR_CALL = {
+    "s3.PutObject": ("kms:GenerateDataKey",),
+    "s3.CreateMultipartUpload": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "s3.UploadPart": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "s3.CompleteMultipartUpload": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "s3.GetObject": ("kms:Decrypt",),
+    "s3.CopyObject": ("kms:Decrypt", "kms:GenerateDataKey"),
+    "sns.Publish": ("kms:GenerateDataKey", "kms:Decrypt"),
+}
+
+
+def _encrypted_with(resource: str, encryption: Mapping[str, str]) -> str | None:
+    for arn, key in encryption.items():
+        if resource == arn or resource.startswith(arn + "/"):
+            return key
+    return None
+
+
+def kms_requests(requests: list[IamRequest], encryption: Mapping[str, str]) -> list[IamRequest]:
+    """The KMS requests AWS makes as the caller for resources encrypted with a customer managed key."""
+    extra: dict[tuple[Any, ...], IamRequest] = {}
+    for request in requests:
+        key = _encrypted_with(request.resource, encryption)
+        if key is None:
+            continue
+        service = request.call.split(".", 1)[0]
+        for action in _KMS_FOR_CALL.get(request.call, ()):
+            via = {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"}
+            kms = IamRequest(request.principal, action, key, via, call=request.call)
+            extra[kms.key()] = kms
+    return list(extra.values())
+
+
 def requests_for(
-    principal: str, service: str, operation: str, params: Mapping[str, Any]
+    principal: str,
+    service: str,
+    operation: str,
+    params: Mapping[str, Any],
+    encryption: Mapping[str, str] | None = None,
 ) -> list[IamRequest]:
     mapper = MAPPERS.get((service, operation))
     if mapper is None:
@@ -308,7 +347,8 @@ def requests_for(
         produced = list(mapper(params))
     except KeyError as exc:
         raise UnmappedCall(f"{service}.{operation}: parameter {exc} missing, cannot name the resource") from None
-    return [
+    requests = [
         IamRequest(principal, action, resource, context, call=f"{service}.{operation}")
         for action, resource, context in produced
     ]
+    return requests + kms_requests(requests, encryption or {})

@@ -32,6 +32,8 @@ class IamSetupError(Exception):
 class Terraform:
     policies: dict[str, dict[str, Any]]
     environment: dict[str, str]  # what Terraform sets in the functions' environment (local names)
+    encryption: dict[str, str]  # bucket/topic ARN -> the KMS key it is encrypted with
+    function_arns: dict[str, str]  # function key -> ARN
 
 
 @cache
@@ -43,9 +45,7 @@ def terraform() -> Terraform:
     )
     if done.returncode != 0:
         raise IamSetupError(f"extracting Terraform's IAM policies failed: {done.stderr.strip()}")
-    document = json.loads(done.stdout)
-    environment = document.pop("environment")
-    return Terraform(policies=document, environment=environment)
+    return Terraform(**json.loads(done.stdout))
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,9 @@ def _rename(value: Any, mapping: Mapping[str, str]) -> Any:
     return value
 
 
-def requests_from_log(lines: Iterable[str], environment: Mapping[str, str]) -> tuple[list[IamRequest], list[str]]:
+def requests_from_log(
+    lines: Iterable[str], environment: Mapping[str, str], encryption: Mapping[str, str] | None = None
+) -> tuple[list[IamRequest], list[str]]:
     """Requests of the calls that have a principal, and one message per call the table does not map."""
     requests: list[IamRequest] = []
     unmapped: list[str] = []
@@ -174,7 +176,7 @@ def requests_from_log(lines: Iterable[str], environment: Mapping[str, str]) -> t
             continue  # test setup or the local engine acting as the user: not a deployed principal
         params = _rename(entry["params"], name_map(entry.get("names") or {}, environment))
         try:
-            requests.extend(requests_for(principal, entry["service"], entry["operation"], params))
+            requests.extend(requests_for(principal, entry["service"], entry["operation"], params, encryption))
         except UnmappedCall as exc:
             unmapped.append(str(exc))
     return requests, unmapped
@@ -203,7 +205,7 @@ def main() -> int:
     """`python tests/iam/iam_evaluator.py CALL_LOG...`: evaluate recorded calls by hand."""
     found = terraform()
     lines = [line for path in sys.argv[1:] for line in Path(path).read_text().splitlines()]
-    requests, unmapped = requests_from_log(lines, found.environment)
+    requests, unmapped = requests_from_log(lines, found.environment, found.encryption)
     evaluator = Evaluator()
     try:
         verdicts = evaluator.evaluate(requests, found.policies)

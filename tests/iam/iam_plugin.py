@@ -107,7 +107,7 @@ def evaluate_log(log: Path) -> list[str]:
         found = terraform()
     except IamSetupError as exc:
         return [str(exc)]
-    requests, unmapped = requests_from_log(lines, found.environment)
+    requests, unmapped = requests_from_log(lines, found.environment, found.encryption)
     _counts["calls"] += len(lines)
     try:
         verdicts = _evaluator.evaluate(requests, found.policies)

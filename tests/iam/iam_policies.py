@@ -1,7 +1,7 @@
 """The identity policies Terraform defines for each principal, as IAM JSON with local mode's ARNs.
 
 Run in the tools venv (python-hcl2 is there): ``.tools/venv/bin/python tests/iam/iam_policies.py``
-prints ``{principal: policy}`` (plus ``"environment"``: the functions' variables) for ``lambda:<key>`` (module functions + the root module's statements),
+prints ``{"policies": {principal: policy}, "environment", "encryption", "function_arns"}`` for ``lambda:<key>`` (module functions + the root module's statements),
 ``job`` (module compute, data.aws_iam_policy_document.job) and ``states`` (module orchestration).
 
 Why python-hcl2 and not ``terraform plan``/``console``: ``aws_iam_policy_document`` is computed by the
@@ -393,7 +393,26 @@ def _environment(functions: Scope, declared: Mapping[str, Any]) -> dict[str, str
     return {k: str(v) for k, v in merged.items()}
 
 
-def extract(terraform: Path = TERRAFORM) -> dict[str, dict[str, Any]]:
+def _encryption(terraform: Path) -> dict[str, str]:
+    """The bucket and the alerts topic, if Terraform encrypts them with the customer managed key:
+    S3 and SNS then call KMS as the caller, so the caller's policy must allow the key."""
+    storage = seeded_modules()["storage"]
+    key = storage["kms_key_arn"]
+    found: dict[str, str] = {}
+    for resource in _load(terraform / "modules" / "storage").get("resource", []):
+        for config in resource.get("aws_s3_bucket_server_side_encryption_configuration", {}).values():
+            for rule in config.get("rule", []):
+                for default in rule.get("apply_server_side_encryption_by_default", []):
+                    if _one(default.get("sse_algorithm")) == "aws:kms":
+                        found[storage["bucket_arn"]] = key
+    for resource in _load(terraform / "modules" / "monitoring").get("resource", []):
+        for topic in resource.get("aws_sns_topic", {}).values():
+            if topic.get("kms_master_key_id"):
+                found[_arn("sns", f"{PREFIX}-alerts")] = key
+    return found
+
+
+def extract(terraform: Path = TERRAFORM) -> dict[str, Any]:
     root_doc = _load(terraform)
     modules = {name: body for block in root_doc.get("module", []) for name, body in block.items()}
     seeded = seeded_modules()
@@ -442,12 +461,17 @@ def extract(terraform: Path = TERRAFORM) -> dict[str, dict[str, Any]]:
     for key in FUNCTION_KEYS:
         each = {"key": key, "value": declared[key]}
         policies[f"lambda:{key}"] = _document(functions.child(each=each), body)
-    policies["environment"] = _environment(functions, declared)  # type: ignore[assignment]
+    environment = _environment(functions, declared)
     compute = module_scope("compute", {})
     policies["job"] = _document(compute, _policy_document(compute.doc, "job"))  # type: ignore[attr-defined]
     orchestration = module_scope("orchestration", {})
     policies["states"] = _document(orchestration, _policy_document(orchestration.doc, "this"))  # type: ignore[attr-defined]
-    return policies
+    return {
+        "policies": policies,
+        "environment": environment,
+        "encryption": _encryption(terraform),
+        "function_arns": seeded["functions"]["function_arns"],
+    }
 
 
 if __name__ == "__main__":
