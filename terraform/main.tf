@@ -124,7 +124,8 @@ module "functions" {
         { sid = "StartTasks", actions = ["states:StartExecution"], resources = [local.task_state_machine_arn] },
         # abort: a workflow that fails for good stops its running task executions.
         { sid = "StopTasks", actions = ["states:StopExecution"], resources = ["${local.task_execution_arn_prefix}:*"] },
-        { sid = "CompleteWorkflow", actions = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources = [local.workflow_state_machine_arn] },
+        # Task-token calls have no resource type (Service Authorization Reference): only "*" grants them.
+        { sid = "CompleteWorkflow", actions = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources = ["*"] },
       ]
     }
     checkpoint_manager = {

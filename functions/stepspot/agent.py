@@ -251,10 +251,9 @@ def build_store(settings: AgentSettings) -> CheckpointStore:
     from botocore.config import Config
     from botocore.exceptions import NoRegionError
 
+    from stepspot import call_log
     from stepspot.aws.checkpoint_objects import CheckpointObjects
     from stepspot.aws.checkpoint_table import CheckpointTable, WorkflowRegistry
-
-    from stepspot import call_log
 
     call_log.install_from_env(default_principal="job")  # the test suite's IAM evaluation; off on AWS
     config = Config(

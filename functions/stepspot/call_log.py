@@ -96,10 +96,12 @@ def _propagate_context_to_thread_pools() -> None:
     concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
 
 
-def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
+def _record(**kwargs: Any) -> None:
+    """botocore's before-parameter-build event: ``params`` (the caller's arguments) and ``model``."""
     path = os.environ.get(CALL_LOG_ENV)
     if not path:
         return
+    params, model = kwargs["params"], kwargs["model"]
     entry = {
         "principal": principal.get() or _default_principal,
         "service": model.service_model.service_name,

@@ -1,6 +1,7 @@
 // Line protocol between the pytest plugin and @cloud-copilot/iam-simulate: one JSON request batch per
 // stdin line, one JSON result batch per stdout line, so one node process serves a whole test session.
-// A batch: {"policies": {principal: policyDocument}, "requests": [{principal, action, resource, context}]}
+// A batch: {"policies": {principal: policyDocument}, "resourcePolicies": {arn: policyDocument},
+//          "requests": [{principal, action, resource, context}]}
 // A result: [{"result": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied" | "Error", "statements": [sid], "error"?: str}]
 import { createInterface } from 'node:readline';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
@@ -30,12 +31,13 @@ async function evaluate(batch) {
     }
     const simulation = {
       request: {
-        principal: `arn:aws:iam::${ACCOUNT}:role/${request.principal.replace(/[^A-Za-z0-9+=,.@_-]/g, '-')}`,
+        principal: `arn:aws:iam::${ACCOUNT}:role/stepspot-local-${request.principal.replace(/[^A-Za-z0-9+=,.@_-]/g, '-')}`,
         action: request.action,
         resource: { resource: request.resource, accountId: ACCOUNT },
         contextVariables: request.context ?? {},
       },
       identityPolicies: [{ name: request.principal, policy }],
+      resourcePolicy: batch.resourcePolicies?.[request.resource],
       serviceControlPolicies: [],
       resourceControlPolicies: [],
     };

@@ -34,6 +34,7 @@ class Terraform:
     environment: dict[str, str]  # what Terraform sets in the functions' environment (local names)
     encryption: dict[str, str]  # bucket/topic ARN -> the KMS key it is encrypted with
     function_arns: dict[str, str]  # function key -> ARN
+    resource_policies: dict[str, Any]  # resource ARN -> its resource policy (the KMS key policy)
 
 
 @cache
@@ -89,7 +90,12 @@ class Evaluator:
             bufsize=1,
         )
 
-    def evaluate(self, requests: Iterable[IamRequest], policies: Mapping[str, Any]) -> list[Verdict]:
+    def evaluate(
+        self,
+        requests: Iterable[IamRequest],
+        policies: Mapping[str, Any],
+        resource_policies: Mapping[str, Any] | None = None,
+    ) -> list[Verdict]:
         unique = {request.key(): request for request in requests}
         batch = list(unique.values())
         if not batch:
@@ -98,7 +104,14 @@ class Evaluator:
             self._process = self._start()
         assert self._process.stdin is not None and self._process.stdout is not None
         needed = {r.principal: policies[r.principal] for r in batch if r.principal in policies}
-        payload = {"policies": needed, "requests": [r.as_json() for r in batch]}
+        resource_policies = resource_policies or {}
+        payload = {
+            "policies": needed,
+            "resourcePolicies": {
+                r.resource: resource_policies[r.resource] for r in batch if r.resource in resource_policies
+            },
+            "requests": [r.as_json() for r in batch],
+        }
         self._process.stdin.write(json.dumps(payload) + "\n")
         self._process.stdin.flush()
         line = self._process.stdout.readline()
@@ -208,7 +221,7 @@ def main() -> int:
     requests, unmapped = requests_from_log(lines, found.environment, found.encryption)
     evaluator = Evaluator()
     try:
-        verdicts = evaluator.evaluate(requests, found.policies)
+        verdicts = evaluator.evaluate(requests, found.policies, found.resource_policies)
     finally:
         evaluator.close()
     for message in unmapped:

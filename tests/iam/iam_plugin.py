@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from iam_evaluator import Evaluator, IamSetupError, report_unused, requests_from_log, terraform
 
 _evaluator = Evaluator()
@@ -110,7 +109,7 @@ def evaluate_log(log: Path) -> list[str]:
     requests, unmapped = requests_from_log(lines, found.environment, found.encryption)
     _counts["calls"] += len(lines)
     try:
-        verdicts = _evaluator.evaluate(requests, found.policies)
+        verdicts = _evaluator.evaluate(requests, found.policies, found.resource_policies)
     except IamSetupError as exc:
         return [str(exc)]
     _counts["requests"] += len(verdicts)

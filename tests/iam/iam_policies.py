@@ -1,8 +1,9 @@
 """The identity policies Terraform defines for each principal, as IAM JSON with local mode's ARNs.
 
 Run in the tools venv (python-hcl2 is there): ``.tools/venv/bin/python tests/iam/iam_policies.py``
-prints ``{"policies": {principal: policy}, "environment", "encryption", "function_arns"}`` for ``lambda:<key>`` (module functions + the root module's statements),
-``job`` (module compute, data.aws_iam_policy_document.job) and ``states`` (module orchestration).
+prints ``{"policies": {principal: policy}, "environment", "encryption", "function_arns"}``; the
+principals are ``lambda:<key>`` (module functions + the root module's statements), ``job`` (module
+compute, data.aws_iam_policy_document.job) and ``states`` (module orchestration).
 
 Why python-hcl2 and not ``terraform plan``/``console``: ``aws_iam_policy_document`` is computed by the
 AWS provider, which is not reachable here (the offline toolchain's provider knows only the schema, so
@@ -175,7 +176,9 @@ class Scope:
         return Scope({**self.names, **names}, self.where)
 
     def fail(self, message: str) -> PolicyExtractionError:
-        return PolicyExtractionError(f"{self.where}: {message} (tests/iam/iam_policies.py evaluates a small HCL subset)")
+        return PolicyExtractionError(
+            f"{self.where}: {message} (tests/iam/iam_policies.py evaluates a small HCL subset)"
+        )
 
     def template(self, text: str) -> Any:
         spans = _interpolations(text)
@@ -232,7 +235,7 @@ class Scope:
                 rest = rest[attr.end() :]
             elif rest.startswith("["):
                 depth, end = 0, 0
-                for end, char in enumerate(rest):
+                for end, char in enumerate(rest):  # noqa: B007 (end is used after the loop)
                     depth += char == "["
                     depth -= char == "]"
                     if depth == 0:
@@ -348,7 +351,7 @@ def _flat(scope: Scope, raw: Any) -> list[str]:
 
 
 def _statement(scope: Scope, body: Mapping[str, Any]) -> dict[str, Any]:
-    unsupported = {"not_actions", "not_resources", "principals", "not_principals"} & set(body)
+    unsupported = {"not_actions", "not_resources", "not_principals"} & set(body)
     if unsupported:
         raise scope.fail(f"statement attributes {sorted(unsupported)} are not supported")
     statement: dict[str, Any] = {"Effect": scope.value(_one(body.get("effect", "Allow")))}
@@ -356,6 +359,9 @@ def _statement(scope: Scope, body: Mapping[str, Any]) -> dict[str, Any]:
         statement["Sid"] = scope.value(_one(body["sid"]))
     statement["Action"] = _flat(scope, body["actions"])
     statement["Resource"] = _flat(scope, body["resources"])
+    for principal in body.get("principals", []):
+        kind = scope.value(_one(principal["type"]))
+        statement.setdefault("Principal", {}).setdefault(kind, []).extend(_flat(scope, principal["identifiers"]))
     for condition in body.get("condition", []):
         test = scope.value(_one(condition["test"]))
         variable = scope.value(_one(condition["variable"]))
@@ -438,7 +444,9 @@ def extract(terraform: Path = TERRAFORM) -> dict[str, Any]:
         def own() -> Scope:
             return scope
 
-        arguments = {k: v for k, v in modules[name].items() if k not in ("source", "providers") and not k.startswith("__")}
+        arguments = {
+            k: v for k, v in modules[name].items() if k not in ("source", "providers") and not k.startswith("__")
+        }
         names = {
             "var": Lazy(arguments, root, _variable_defaults(doc)),
             "local": Lazy(_locals(doc), own),
@@ -462,6 +470,7 @@ def extract(terraform: Path = TERRAFORM) -> dict[str, Any]:
         each = {"key": key, "value": declared[key]}
         policies[f"lambda:{key}"] = _document(functions.child(each=each), body)
     environment = _environment(functions, declared)
+    storage = module_scope("storage", {})
     compute = module_scope("compute", {})
     policies["job"] = _document(compute, _policy_document(compute.doc, "job"))  # type: ignore[attr-defined]
     orchestration = module_scope("orchestration", {})
@@ -470,6 +479,10 @@ def extract(terraform: Path = TERRAFORM) -> dict[str, Any]:
         "policies": policies,
         "environment": environment,
         "encryption": _encryption(terraform),
+        # KMS consults the key policy first: it must delegate to IAM policies for them to count.
+        "resource_policies": {
+            seeded["storage"]["kms_key_arn"]: _document(storage, _policy_document(storage.doc, "kms"))
+        },  # type: ignore[attr-defined]
         "function_arns": seeded["functions"]["function_arns"],
     }
 

@@ -45,7 +45,9 @@ def test_objects_copies_and_batch_deletes_are_authorised_per_object():
         ("s3:GetObject", "arn:aws:s3:::s/o k", {}),
         ("s3:PutObject", "arn:aws:s3:::t/n", {}),
     ]
-    deleted = _actions("job", "s3", "DeleteObjects", {"Bucket": "b", "Delete": {"Objects": [{"Key": "1"}, {"Key": "2"}]}})
+    deleted = _actions(
+        "job", "s3", "DeleteObjects", {"Bucket": "b", "Delete": {"Objects": [{"Key": "1"}, {"Key": "2"}]}}
+    )
     assert deleted == [("s3:DeleteObject", "arn:aws:s3:::b/1", {}), ("s3:DeleteObject", "arn:aws:s3:::b/2", {})]
 
 
@@ -67,7 +69,9 @@ def test_a_transaction_is_authorised_item_by_item_and_a_query_on_an_index_on_the
 
 
 def test_task_token_calls_have_no_resource_and_submit_job_needs_queue_and_definition():
-    assert _actions("p", "stepfunctions", "SendTaskSuccess", {"taskToken": "x"}) == [("states:SendTaskSuccess", "*", {})]
+    assert _actions("p", "stepfunctions", "SendTaskSuccess", {"taskToken": "x"}) == [
+        ("states:SendTaskSuccess", "*", {})
+    ]
     assert [a[1] for a in _actions("p", "batch", "SubmitJob", {"jobQueue": "q", "jobDefinition": "d:3"})] == [
         "arn:aws:batch:us-east-1:123456789012:job-queue/q",
         "arn:aws:batch:us-east-1:123456789012:job-definition/d:3",
@@ -100,7 +104,7 @@ def test_a_tests_own_names_are_mapped_to_terraforms_and_calls_without_principal_
     requests, unmapped = requests_from_log([json.dumps(line), json.dumps(anonymous)], environment)
     assert unmapped == []
     assert [(r.principal, r.resource) for r in requests] == [
-        ("lambda:fleet_manager", f"arn:aws:batch:us-east-1:123456789012:job-definition/{LOCAL.bucket[:-7]}-job-0123456789")
+        ("lambda:fleet_manager", "arn:aws:batch:us-east-1:123456789012:job-definition/stepspot-local-job-0123456789")
     ]
     assert name_map({"STEPSPOT_BUCKET": "mine"}, environment) == {"mine": LOCAL.bucket}
 
@@ -125,7 +129,9 @@ def test_the_agents_head_bucket_would_be_refused_by_the_job_role_and_its_listing
     # The defect of issue 12 (1): HeadBucket has no s3:prefix, the job role lists only under checkpoints/.
     policies = terraform().policies
     head = requests_for("job", "s3", "HeadBucket", {"Bucket": LOCAL.bucket})
-    listing = requests_for("job", "s3", "ListObjectsV2", {"Bucket": LOCAL.bucket, "Prefix": "checkpoints/", "MaxKeys": 1})
+    listing = requests_for(
+        "job", "s3", "ListObjectsV2", {"Bucket": LOCAL.bucket, "Prefix": "checkpoints/", "MaxKeys": 1}
+    )
     elsewhere = requests_for("job", "s3", "ListObjectsV2", {"Bucket": LOCAL.bucket, "Prefix": "workflows/"})
     verdicts = evaluator.evaluate(head + listing + elsewhere, policies)
     assert [v.result for v in verdicts] == ["ImplicitlyDenied", "Allowed", "ImplicitlyDenied"]
