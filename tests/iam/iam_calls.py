@@ -352,3 +352,15 @@ def requests_for(
         for action, resource, context in produced
     ]
     return requests + kms_requests(requests, encryption or {})
+
+
+def lambda_runtime_requests(principal: str, function_name: str) -> list[IamRequest]:
+    """What the Lambda service does with a function's role on every invocation: its logs (JSON log
+    format to its own log group) and, with active tracing, its X-Ray segments."""
+    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function_name}:log-stream:2026/01/01/[$LATEST]x"
+    return [
+        IamRequest(principal, "logs:CreateLogStream", stream, {}, call="lambda runtime"),
+        IamRequest(principal, "logs:PutLogEvents", stream, {}, call="lambda runtime"),
+        IamRequest(principal, "xray:PutTraceSegments", "*", {}, call="lambda runtime (active tracing)"),
+        IamRequest(principal, "xray:PutTelemetryRecords", "*", {}, call="lambda runtime (active tracing)"),
+    ]

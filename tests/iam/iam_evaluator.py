@@ -15,13 +15,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from iam_calls import IamRequest, UnmappedCall, requests_for
+from iam_calls import IamRequest, UnmappedCall, lambda_runtime_requests, requests_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 NODE_MODULES = HERE / "node_modules" / ".installed"
 TOOLS_PYTHON = ROOT / ".tools" / "venv" / "bin" / "python"
 ALLOWED = "Allowed"
+LOCAL_ENVIRONMENT = "local"  # Terraform's name_prefix is "stepspot-<environment>" (tests/iam/iam_policies.py)
 
 
 class IamSetupError(Exception):
@@ -192,6 +193,9 @@ def requests_from_log(
             requests.extend(requests_for(principal, entry["service"], entry["operation"], params, encryption))
         except UnmappedCall as exc:
             unmapped.append(str(exc))
+    for principal in sorted({r.principal for r in requests if r.principal.startswith("lambda:")}):
+        key = principal.split(":", 1)[1]
+        requests.extend(lambda_runtime_requests(principal, f"stepspot-{LOCAL_ENVIRONMENT}-{key.replace('_', '-')}"))
     return requests, unmapped
 
 

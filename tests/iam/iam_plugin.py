@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iam_evaluator import Evaluator, IamSetupError, report_unused, requests_from_log, terraform
+from iam_evaluator import Evaluator, IamSetupError, Verdict, report_unused, requests_from_log, terraform
 
 _evaluator = Evaluator()
 _used: defaultdict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -112,20 +112,17 @@ def evaluate_log(log: Path) -> list[str]:
         verdicts = _evaluator.evaluate(requests, found.policies, found.resource_policies)
     except IamSetupError as exc:
         return [str(exc)]
+    record_verdicts(verdicts)
+    return list(dict.fromkeys(unmapped)) + [v.explain() for v in verdicts if not v.allowed]
+
+
+def record_verdicts(verdicts: list[Verdict]) -> None:
+    """For tests that evaluate requests themselves (the state machine role): count them as used."""
     _counts["requests"] += len(verdicts)
-    problems = list(dict.fromkeys(unmapped))
     for verdict in verdicts:
         if verdict.allowed:
             for sid in verdict.statements:
                 _used[verdict.request.principal].add((sid, verdict.request.action))
-        else:
-            problems.append(verdict.explain())
-    return problems
-
-
-def record_used(principal: str, sid: str, action: str) -> None:
-    """For tests that evaluate requests themselves (the state machine role)."""
-    _used[principal].add((sid, action))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -137,7 +134,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     terminalreporter.section("IAM: permissions granted but never used by these tests")
     terminalreporter.write_line(
-        f"{_counts['calls']} AWS calls recorded, {_counts['requests']} distinct IAM requests evaluated "
+        f"{_counts['calls']} AWS calls recorded, {_counts['requests']} IAM requests allowed or denied "
         f"(principals: {', '.join(sorted(_used))})"
     )
     lines = report_unused(_used, policies)

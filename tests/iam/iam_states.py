@@ -90,6 +90,28 @@ def _substitute(value: Any, substitutions: Mapping[str, str]) -> Any:
     return value
 
 
+# Terraform enables logging and X-Ray tracing on both state machines; the role then needs these
+# (Step Functions developer guide: "IAM policies for logging to CloudWatch Logs", "... AWS X-Ray").
+RUNTIME_ACTIONS = (
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+)
+
+
+def runtime_requests() -> list[IamRequest]:
+    return [IamRequest(PRINCIPAL, action, "*", {}, call="state machine logging/tracing") for action in RUNTIME_ACTIONS]
+
+
 def state_machine_requests(environment: Mapping[str, str], function_arns: Mapping[str, str]) -> list[IamRequest]:
     """Every request of every Task state of the rendered definitions (``make render``)."""
     from stepspot.aws.batch import derived_definition_name
@@ -111,7 +133,7 @@ def state_machine_requests(environment: Mapping[str, str], function_arns: Mappin
         "FunctionName": list(function_arns.values()),
         "StateMachineArn": [environment["STEPSPOT_TASK_STATE_MACHINE_ARN"]],
     }
-    requests: list[IamRequest] = []
+    requests = runtime_requests()
     for path in paths:
         machine = path.name.removesuffix(".asl.json")
         definition = json.loads(path.read_text())

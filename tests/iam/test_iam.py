@@ -7,7 +7,7 @@ import json
 import pytest
 from iam_calls import UnmappedCall, requests_for
 from iam_evaluator import Evaluator, name_map, requests_from_log, terraform
-from iam_plugin import record_used
+from iam_plugin import record_verdicts
 from iam_states import state_machine_requests
 
 from stepspot.local.lambdas import FUNCTIONS, lambda_principal
@@ -103,9 +103,18 @@ def test_a_tests_own_names_are_mapped_to_terraforms_and_calls_without_principal_
     anonymous = {**line, "principal": None}
     requests, unmapped = requests_from_log([json.dumps(line), json.dumps(anonymous)], environment)
     assert unmapped == []
-    assert [(r.principal, r.resource) for r in requests] == [
-        ("lambda:fleet_manager", "arn:aws:batch:us-east-1:123456789012:job-definition/stepspot-local-job-0123456789")
-    ]
+    assert [(r.principal, r.action, r.resource) for r in requests][0] == (
+        "lambda:fleet_manager",
+        "batch:RegisterJobDefinition",
+        "arn:aws:batch:us-east-1:123456789012:job-definition/stepspot-local-job-0123456789",
+    )
+    # and what the Lambda runtime does with the role: its own log group, X-Ray
+    assert {r.action for r in requests[1:]} == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
     assert name_map({"STEPSPOT_BUCKET": "mine"}, environment) == {"mine": LOCAL.bucket}
 
 
@@ -147,6 +156,4 @@ def test_the_state_machine_role_allows_every_service_integration_of_the_rendered
     verdicts = evaluator.evaluate(requests, found.policies)
     denied = [v.explain() for v in verdicts if not v.allowed]
     assert not denied, "\n".join(denied)
-    for verdict in verdicts:
-        for sid in verdict.statements:
-            record_used(verdict.request.principal, sid, verdict.request.action)
+    record_verdicts(verdicts)
