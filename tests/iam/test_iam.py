@@ -103,7 +103,8 @@ def test_a_tests_own_names_are_mapped_to_terraforms_and_calls_without_principal_
     anonymous = {**line, "principal": None}
     requests, unmapped = requests_from_log([json.dumps(line), json.dumps(anonymous)], environment)
     assert unmapped == []
-    assert [(r.principal, r.action, r.resource) for r in requests][0] == (
+    first = requests[0]
+    assert (first.principal, first.action, first.resource) == (
         "lambda:fleet_manager",
         "batch:RegisterJobDefinition",
         "arn:aws:batch:us-east-1:123456789012:job-definition/stepspot-local-job-0123456789",
