@@ -59,14 +59,21 @@ def acting_as(name: str) -> Iterator[None]:
 
 
 def install_from_env(default_principal: str | None = None) -> bool:
-    """Start recording if ``STEPSPOT_CALL_LOG`` is set (idempotent). Returns whether it is installed."""
-    global _default_principal
+    """Start recording if ``STEPSPOT_CALL_LOG`` is set (idempotent). Returns whether it is installed.
+
+    ``default_principal`` names the principal of every call of this process that has none in its
+    context: the agent's process runs as the job role, all of its threads included."""
     if not os.environ.get(CALL_LOG_ENV):
         return _installed
     if default_principal is not None:
-        _default_principal = default_principal
+        set_default_principal(default_principal)
     install()
     return True
+
+
+def set_default_principal(name: str | None) -> None:
+    global _default_principal
+    _default_principal = name
 
 
 def install() -> None:

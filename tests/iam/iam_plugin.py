@@ -75,6 +75,7 @@ def _iam_evaluation(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     if not _evaluated(request):
         yield
         return
+    from stepspot import call_log
     from stepspot.call_log import CALL_LOG_ENV
 
     request.getfixturevalue("_handlers_act_as_their_role")
@@ -85,6 +86,8 @@ def _iam_evaluation(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     try:
         yield
     finally:
+        # An agent built in this process (not a subprocess) must not make later calls the job role's.
+        call_log.set_default_principal(None)
         if saved is None:
             os.environ.pop(CALL_LOG_ENV, None)
         else:

@@ -158,3 +158,16 @@ def test_the_state_machine_role_allows_every_service_integration_of_the_rendered
     denied = [v.explain() for v in verdicts if not v.allowed]
     assert not denied, "\n".join(denied)
     record_verdicts(verdicts)
+
+
+def test_the_evaluator_and_its_sibling_packages_are_pinned_exactly():
+    # AGPL-3.0 tool, test-only: pinned so that a new release cannot change a verdict unnoticed.
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    declared = json.loads((here / "package.json").read_text())["devDependencies"]
+    locked = json.loads((here / "package-lock.json").read_text())["packages"]
+    for name, version in declared.items():
+        assert version[0].isdigit(), f"{name} {version}: pin an exact version"
+        assert locked[f"node_modules/{name}"]["version"] == version
+    assert set(declared) >= {f"@cloud-copilot/{p}" for p in ("iam-simulate", "iam-policy", "iam-data", "iam-utils")}
