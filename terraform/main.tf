@@ -14,9 +14,10 @@ locals {
   sns_topic_arn              = "arn:${local.partition}:sns:${local.arn_tail}:${local.name_prefix}-alerts"
   batch_arn_prefix           = "arn:${local.partition}:batch:${local.arn_tail}"
 
-  lambda_zip = "${var.build_dir}/lambda/stepspot.zip"
-  layer_zip  = "${var.build_dir}/lambda/dependencies.zip"
-  asl_dir    = "${var.build_dir}/asl"
+  lambda_zip   = "${var.build_dir}/lambda/stepspot.zip"
+  layer_zip    = "${var.build_dir}/lambda/dependencies.zip"
+  agent_bundle = "${var.build_dir}/stepspot-agent.pyz"
+  asl_dir      = "${var.build_dir}/asl"
 
   # The bucket ARN: s3:ListBucket takes it as is, object actions take "${local.bucket_arn}/<prefix>/*".
   bucket_arn  = module.storage.bucket_arn
@@ -52,6 +53,19 @@ module "network" {
 # Batch
 ################################################################################
 
+module "filesystem" {
+  source = "./modules/filesystem"
+
+  name_prefix              = local.name_prefix
+  efs_enabled              = var.shared_filesystem_enabled
+  fsx_lustre_enabled       = var.fsx_lustre_enabled
+  vpc_id                   = module.network.vpc_id
+  subnet_ids               = module.network.subnet_ids
+  client_security_group_id = module.network.security_group_id
+  kms_key_arn              = module.storage.kms_key_arn
+  bucket_name              = module.storage.bucket_name
+}
+
 module "compute" {
   source = "./modules/compute"
 
@@ -60,6 +74,14 @@ module "compute" {
   subnet_ids               = module.network.subnet_ids
   security_group_ids       = [module.network.security_group_id]
   spot_instance_types      = var.spot_instance_types
+  ondemand_instance_types  = var.ondemand_instance_types
+  mnp_instance_types       = var.mnp_instance_types
+  mnp_efa_enabled          = var.mnp_efa_enabled
+  mnp_max_nodes            = var.mnp_max_nodes
+  gpu_enabled              = var.gpu_enabled
+  gpu_instance_types       = var.gpu_instance_types
+  gpu_spot_max_vcpus       = var.gpu_spot_max_vcpus
+  gpu_ondemand_max_vcpus   = var.gpu_ondemand_max_vcpus
   spot_bid_percentage      = var.spot_bid_percentage
   spot_max_vcpus           = var.spot_max_vcpus
   ondemand_max_vcpus       = var.ondemand_max_vcpus
@@ -73,6 +95,14 @@ module "compute" {
   state_table_arn          = module.storage.state_table_arn
   kms_key_arn              = module.storage.kms_key_arn
   log_retention_days       = var.log_retention_days
+  input_bucket_arns        = var.input_bucket_arns
+  agent_bundle_source      = local.agent_bundle
+  agent_bundle_sha256      = filesha256(local.agent_bundle)
+
+  shared_filesystem = module.filesystem.efs
+  shared_mount_path = var.shared_mount_path
+  fsx_lustre        = module.filesystem.fsx_lustre
+  fsx_mount_path    = var.fsx_mount_path
 }
 
 ################################################################################
@@ -105,9 +135,17 @@ module "functions" {
       description = "Validates a workflow, writes its plan to S3 and one state item per task"
       timeout     = 120
       statements = [
-        { sid = "WorkflowObjects", actions = ["s3:GetObject", "s3:PutObject"], resources = ["${local.bucket_arn}/workflows/*"] },
+        {
+          sid       = "WorkflowObjects"
+          actions   = ["s3:GetObject", "s3:PutObject"]
+          resources = ["${local.bucket_arn}/workflows/*"]
+        },
         # GetItem: the existing registration; BatchWriteItem: task items; PutItem: the conditional META item.
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], resources = [local.state_table] },
+        {
+          sid       = "StateItems"
+          actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"]
+          resources = [local.state_table]
+        },
       ]
     }
     scheduler = {
@@ -118,14 +156,41 @@ module "functions" {
         STEPSPOT_TASK_STATE_MACHINE_ARN = local.task_state_machine_arn
       }
       statements = [
-        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_arn}/workflows/*"] },
+        {
+          sid       = "ReadPlans"
+          actions   = ["s3:GetObject"]
+          resources = ["${local.bucket_arn}/workflows/*"]
+        },
         # TransactWriteItems is authorised per contained Put/Update/Delete as well.
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:TransactWriteItems"], resources = [local.state_table] },
-        { sid = "StartTasks", actions = ["states:StartExecution"], resources = [local.task_state_machine_arn] },
+        {
+          sid = "StateItems"
+          actions = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+            "dynamodb:TransactWriteItems",
+          ]
+          resources = [local.state_table]
+        },
+        {
+          sid       = "StartTasks"
+          actions   = ["states:StartExecution"]
+          resources = [local.task_state_machine_arn]
+        },
         # abort: a workflow that fails for good stops its running task executions.
-        { sid = "StopTasks", actions = ["states:StopExecution"], resources = ["${local.task_execution_arn_prefix}:*"] },
+        {
+          sid       = "StopTasks"
+          actions   = ["states:StopExecution"]
+          resources = ["${local.task_execution_arn_prefix}:*"]
+        },
         # Task-token calls have no resource type (Service Authorization Reference): only "*" grants them.
-        { sid = "CompleteWorkflow", actions = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources = ["*"] },
+        {
+          sid       = "CompleteWorkflow"
+          actions   = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]
+          resources = ["*"]
+        },
       ]
     }
     checkpoint_manager = {
@@ -139,12 +204,34 @@ module "functions" {
       }
       statements = [
         # Saves here are event-sized (far below the 16 MiB multipart threshold): no AbortMultipartUpload.
-        { sid = "CheckpointObjects", actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources = ["${local.bucket_arn}/checkpoints/*"] },
+        {
+          sid       = "CheckpointObjects"
+          actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+          resources = ["${local.bucket_arn}/checkpoints/*"]
+        },
         # HeadBucket and ListObjectsV2 (cleanup walks checkpoints/) are s3:ListBucket on the bucket ARN itself.
-        { sid = "ListBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
-        { sid = "CheckpointItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [local.ckpt_table] },
+        {
+          sid       = "ListBucket"
+          actions   = ["s3:ListBucket"]
+          resources = [local.bucket_arn]
+        },
+        {
+          sid = "CheckpointItems"
+          actions = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+          ]
+          resources = [local.ckpt_table]
+        },
         # Only "does this workflow exist" (WorkflowRegistry.exists).
-        { sid = "ReadState", actions = ["dynamodb:GetItem"], resources = [local.state_table] },
+        {
+          sid       = "ReadState"
+          actions   = ["dynamodb:GetItem"]
+          resources = [local.state_table]
+        },
       ]
     }
     fleet_manager = {
@@ -162,13 +249,41 @@ module "functions" {
         STEPSPOT_MNP_JOB_DEFINITION_ARN = module.compute.mnp_job_definition_arn
       }
       statements = [
-        { sid = "ReadPlans", actions = ["s3:GetObject"], resources = ["${local.bucket_arn}/workflows/*"] },
-        { sid = "BreakerAndAttemptItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources = [local.state_table] },
-        { sid = "ManageEnvironments", actions = ["batch:UpdateComputeEnvironment"], resources = values(module.compute.compute_environment_arns) },
+        {
+          sid       = "ReadPlans"
+          actions   = ["s3:GetObject"]
+          resources = ["${local.bucket_arn}/workflows/*"]
+        },
+        {
+          sid       = "BreakerAndAttemptItems"
+          actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+          resources = [local.state_table]
+        },
+        {
+          sid       = "ManageEnvironments"
+          actions   = ["batch:UpdateComputeEnvironment"]
+          resources = values(module.compute.compute_environment_arns)
+        },
         # Describe* have no resource-level permissions in AWS Batch.
-        { sid = "DescribeBatch", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions", "batch:ListJobs"], resources = ["*"] },
-        { sid = "DeriveJobDefinitions", actions = ["batch:RegisterJobDefinition", "batch:TagResource"], resources = ["${local.batch_arn_prefix}:job-definition/${local.name_prefix}-*"] },
-        { sid = "PassJobRole", actions = ["iam:PassRole"], resources = [module.compute.job_role_arn] },
+        {
+          sid = "DescribeBatch"
+          actions = [
+            "batch:DescribeComputeEnvironments",
+            "batch:DescribeJobDefinitions",
+            "batch:ListJobs",
+          ]
+          resources = ["*"]
+        },
+        {
+          sid       = "DeriveJobDefinitions"
+          actions   = ["batch:RegisterJobDefinition", "batch:DeregisterJobDefinition", "batch:TagResource"]
+          resources = ["${local.batch_arn_prefix}:job-definition/${local.name_prefix}-*"]
+        },
+        {
+          sid       = "PassJobRole"
+          actions   = ["iam:PassRole"]
+          resources = [module.compute.job_role_arn]
+        },
       ]
     }
     interruption_handler = {
@@ -176,16 +291,42 @@ module "functions" {
       description = "Spot interruption warnings and rebalance recommendations -> affected tasks"
       timeout     = 60
       environment = {
-        STEPSPOT_SPOT_COMPUTE_ENV = module.compute.compute_environment_names["spot"]
+        # Every Spot environment (GPU Spot too): the handler takes a comma-separated list.
+        STEPSPOT_SPOT_COMPUTE_ENV = join(",", module.compute.spot_compute_environment_names)
         STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
       }
       statements = [
         # DeleteItem releases an event's dedup claim when processing fails, so the redelivery does the work.
-        { sid = "TaskItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [local.state_table] },
-        { sid = "FindJobsOnInstance", actions = ["ecs:ListContainerInstances", "ecs:DescribeContainerInstances", "ecs:ListTasks", "ecs:DescribeTasks"], resources = ["arn:${local.partition}:ecs:${local.arn_tail}:cluster/*", "arn:${local.partition}:ecs:${local.arn_tail}:container-instance/*", "arn:${local.partition}:ecs:${local.arn_tail}:task/*"] },
+        {
+          sid       = "TaskItems"
+          actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+          resources = [local.state_table]
+        },
+        {
+          sid = "FindJobsOnInstance"
+          actions = [
+            "ecs:ListContainerInstances",
+            "ecs:DescribeContainerInstances",
+            "ecs:ListTasks",
+            "ecs:DescribeTasks",
+          ]
+          resources = [
+            "arn:${local.partition}:ecs:${local.arn_tail}:cluster/*",
+            "arn:${local.partition}:ecs:${local.arn_tail}:container-instance/*",
+            "arn:${local.partition}:ecs:${local.arn_tail}:task/*",
+          ]
+        },
         # Batch Describe calls have no resource-level permissions. Instance type and zone come from ECS.
-        { sid = "Describe", actions = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs"], resources = ["*"] },
-        { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
+        {
+          sid       = "Describe"
+          actions   = ["batch:DescribeComputeEnvironments", "batch:DescribeJobs"]
+          resources = ["*"]
+        },
+        {
+          sid       = "Alert"
+          actions   = ["sns:Publish"]
+          resources = [local.sns_topic_arn]
+        },
       ]
     }
     workflow_monitor = {
@@ -199,9 +340,27 @@ module "functions" {
         STEPSPOT_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["ondemand"]
       }
       statements = [
-        { sid = "StateItems", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [local.state_table] },
-        { sid = "ReadCheckpoints", actions = ["dynamodb:Query"], resources = [local.ckpt_table] },
-        { sid = "Alert", actions = ["sns:Publish"], resources = [local.sns_topic_arn] },
+        {
+          sid = "StateItems"
+          actions = [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+          ]
+          resources = [local.state_table]
+        },
+        {
+          sid       = "ReadCheckpoints"
+          actions   = ["dynamodb:Query"]
+          resources = [local.ckpt_table]
+        },
+        {
+          sid       = "Alert"
+          actions   = ["sns:Publish"]
+          resources = [local.sns_topic_arn]
+        },
       ]
     }
   }

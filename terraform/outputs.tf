@@ -69,3 +69,53 @@ output "dashboard_name" {
   description = "CloudWatch dashboard."
   value       = module.monitoring.dashboard_name
 }
+
+output "gpu_spot_job_queue_arn" {
+  description = "GPU Spot job queue (null when gpu_enabled is false)."
+  value       = try(module.compute.job_queue_arns["gpu_spot"], null)
+}
+
+output "gpu_ondemand_job_queue_arn" {
+  description = "GPU On-Demand job queue (null when gpu_enabled is false)."
+  value       = try(module.compute.job_queue_arns["gpu_ondemand"], null)
+}
+
+output "spot_instance_types" {
+  description = "Instance types of the Spot environment (the CLI's fit check)."
+  value       = var.spot_instance_types
+}
+
+output "ondemand_instance_types" {
+  description = "Instance types of the On-Demand environment."
+  value       = var.ondemand_instance_types
+}
+
+output "mnp_instance_types" {
+  description = "Instance types of the multi-node environment."
+  value       = var.mnp_instance_types
+}
+
+output "gpu_instance_types" {
+  description = "Instance types of the GPU environments (empty when gpu_enabled is false)."
+  value       = var.gpu_enabled ? var.gpu_instance_types : []
+}
+
+output "mnp_max_nodes" {
+  description = "Most nodes a multi-node task may ask."
+  value       = var.mnp_max_nodes
+}
+
+output "shared_filesystem_enabled" {
+  description = "Whether jobs mount the shared EFS file system (workflows with global_config.shared_filesystem need it)."
+  value       = var.shared_filesystem_enabled
+}
+
+output "shared_mount_path" {
+  description = "Where jobs see the shared file system (meaningful when shared_filesystem_enabled)."
+  value       = var.shared_mount_path
+}
+
+output "agent_bundle_path" {
+  description = "Path of the runner bundle inside every job container (host /opt/stepspot mounted read-only)."
+  value       = module.compute.agent_bundle_path
+}

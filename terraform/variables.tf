@@ -57,10 +57,68 @@ variable "availability_zones" {
 }
 
 # ---------------------------------------------------------------- compute
+# Defaults fit the shipped examples and templates: current-generation c7i/m7i/r7i up to 64 vCPU and
+# 512 GiB (r7i.16xlarge). The CLI's fit check reads these lists (tfvars, or the outputs once deployed).
 variable "spot_instance_types" {
-  description = "Diversified Spot instance types (the seed's InstanceTypes)."
+  description = "Diversified Spot instance types (the seed's InstanceTypes); the largest must hold the largest task."
   type        = list(string)
-  default     = ["c5.large", "c5.xlarge", "c5a.xlarge", "c6i.xlarge", "m5.large", "m5.xlarge", "m6i.xlarge", "r5.large"]
+  default = [
+    "c7i.large", "c7i.xlarge", "c7i.2xlarge", "c7i.4xlarge", "c7i.8xlarge", "c7i.16xlarge",
+    "m7i.large", "m7i.xlarge", "m7i.2xlarge", "m7i.4xlarge", "m7i.8xlarge", "m7i.16xlarge",
+    "r7i.large", "r7i.xlarge", "r7i.2xlarge", "r7i.4xlarge", "r7i.8xlarge", "r7i.16xlarge",
+  ]
+}
+
+variable "ondemand_instance_types" {
+  description = "On-Demand instance types (fallback of reclaimed and capacity-starved tasks): as large as the Spot ones."
+  type        = list(string)
+  default = [
+    "c7i.xlarge", "c7i.2xlarge", "c7i.4xlarge", "c7i.8xlarge", "c7i.16xlarge",
+    "m7i.xlarge", "m7i.2xlarge", "m7i.4xlarge", "m7i.8xlarge", "m7i.16xlarge",
+    "r7i.xlarge", "r7i.2xlarge", "r7i.4xlarge", "r7i.8xlarge", "r7i.16xlarge",
+  ]
+}
+
+variable "mnp_instance_types" {
+  description = "Instance types of the multi-node (MPI) environment; EFA-capable ones (e.g. c7i.48xlarge, c6in.32xlarge) when mnp_efa_enabled."
+  type        = list(string)
+  default     = ["c7i.4xlarge", "c7i.8xlarge", "c7i.16xlarge", "m7i.16xlarge", "r7i.16xlarge"]
+}
+
+variable "mnp_efa_enabled" {
+  description = "Elastic Fabric Adapter on the multi-node instances (needs EFA-capable mnp_instance_types)."
+  type        = bool
+  default     = false
+}
+
+variable "mnp_max_nodes" {
+  description = "Most nodes a multi-node task may ask; the CLI refuses more before anything starts."
+  type        = number
+  default     = 8
+}
+
+variable "gpu_enabled" {
+  description = "Create the GPU Spot and On-Demand compute environments and queues (ECS_AL2023_NVIDIA)."
+  type        = bool
+  default     = false
+}
+
+variable "gpu_instance_types" {
+  description = "NVIDIA instance types of the GPU environments (when gpu_enabled)."
+  type        = list(string)
+  default     = ["g5.xlarge", "g5.2xlarge", "g5.4xlarge", "g5.8xlarge", "g5.12xlarge", "g6.xlarge", "g6.2xlarge", "g6.4xlarge", "g6.8xlarge", "g6.12xlarge"]
+}
+
+variable "gpu_spot_max_vcpus" {
+  description = "vCPU ceiling of the GPU Spot environment."
+  type        = number
+  default     = 64
+}
+
+variable "gpu_ondemand_max_vcpus" {
+  description = "vCPU ceiling of the GPU On-Demand environment."
+  type        = number
+  default     = 32
 }
 
 variable "spot_bid_percentage" {
@@ -97,6 +155,37 @@ variable "job_image" {
   description = "Default image of the base job definitions."
   type        = string
   default     = "public.ecr.aws/amazonlinux/amazonlinux:2023"
+}
+
+# ---------------------------------------------------------------- data
+variable "shared_filesystem_enabled" {
+  description = "Create an encrypted EFS file system that every job mounts at shared_mount_path (workflows opt in with global_config.shared_filesystem)."
+  type        = bool
+  default     = false
+}
+
+variable "shared_mount_path" {
+  description = "Where jobs see the shared file system."
+  type        = string
+  default     = "/mnt/efs"
+}
+
+variable "fsx_lustre_enabled" {
+  description = "Create an FSx for Lustre scratch file system (SCRATCH_2, 1.2 TiB) importing the bucket's runs/ prefix, mounted at fsx_mount_path on every host and job."
+  type        = bool
+  default     = false
+}
+
+variable "fsx_mount_path" {
+  description = "Where hosts and jobs see the FSx for Lustre scratch file system."
+  type        = string
+  default     = "/mnt/fsx"
+}
+
+variable "input_bucket_arns" {
+  description = "Extra buckets (ARNs) whose objects jobs may read for `uri` inputs (SSE-S3 or the project key; objects under another KMS key also need kms:Decrypt granted by that key)."
+  type        = list(string)
+  default     = []
 }
 
 # ---------------------------------------------------------------- storage, logs, alerts

@@ -9,6 +9,9 @@ The principal is a context variable: ``lambda:<key>`` while a Lambda handler run
 invoker and the tests set it), ``job`` in the agent's process (the Batch job role). Calls made with no
 principal (test setup, the local engine playing the user) are written too, marked ``null``, and are
 not evaluated.
+
+Part of the agent bundle (the agent installs it): Python 3.9 syntax at runtime, standard library and
+botocore only.
 """
 
 from __future__ import annotations
@@ -125,12 +128,12 @@ def _slim(value: Any) -> Any:
     """The parameters without payloads: bodies and long strings say nothing about permissions."""
     if isinstance(value, dict):
         return {key: _slim(item) for key, item in value.items() if key not in ("Body", "Payload")}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [_slim(item) for item in value]
     if isinstance(value, str):
         return value[:_MAX_STRING]
-    if isinstance(value, bytes | bytearray):
+    if isinstance(value, (bytes, bytearray)):
         return "<bytes>"
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value)[:_MAX_STRING]

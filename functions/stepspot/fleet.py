@@ -11,10 +11,30 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.breaker import Admission
+from stepspot.build_info import VERSION_ENV, deployment_version
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+# The task runner bundle (make build), installed on every Batch host by the launch template and mounted
+# read-only into every container; SHIV_ROOT is where it unpacks (the container's HOME may not be writable).
+AGENT_BUNDLE_IN_CONTAINER = "/opt/stepspot/stepspot-agent.pyz"
+SHIV_ROOT_IN_CONTAINER = "/tmp/stepspot-shiv"
+# The container command runs the bundle with the image's own python3 through `sh -c`, so that an image
+# without python3 (or a host without the bundle) ends the first attempt with EXIT_MISCONFIGURATION and a
+# sentence in the job log, instead of a CannotStartContainerError retried as an infrastructure failure.
+# The bundle's __main__ refuses a python3 older than 3.9 the same way.
+RUNNER_SCRIPT = (
+    'command -v python3 >/dev/null 2>&1 || { echo "stepspot: the image has no python3 on its PATH; the task runner '
+    'needs python3 >= 3.9 in the image: install it or use an image that has it" >&2; '
+    f"exit {EXIT_MISCONFIGURATION}; }}; "
+    f'[ -r {AGENT_BUNDLE_IN_CONTAINER} ] || {{ echo "stepspot: {AGENT_BUNDLE_IN_CONTAINER} is missing on this host: '
+    "the launch template did not install the task runner (see the instance's cloud-init log)\" >&2; "
+    f"exit {EXIT_MISCONFIGURATION}; }}; "
+    f'exec python3 -I {AGENT_BUNDLE_IN_CONTAINER} run -- "$@"'
+)
+RUNNER_SHELL_NAME = "stepspot"  # $0 of the script: the shell's own messages start with it
 
 
 class Capacity(StrEnum):
@@ -48,9 +68,15 @@ def apply_breaker(admission: Admission) -> CapacityChoice:
     return CapacityChoice(Capacity.ON_DEMAND, "Spot breaker open", fallback=True)
 
 
-def agent_command(command: list[str], checkpoint_enabled: bool) -> list[str]:
-    """The container command: the task's own, wrapped by the checkpoint agent when checkpointing."""
-    return ["stepspot-agent", "run", "--", *command] if checkpoint_enabled else list(command)
+def agent_command(command: list[str], wrapped: bool) -> list[str]:
+    """The container command: the task's own, run by the task runner bundle when ``wrapped``."""
+    return ["/bin/sh", "-c", RUNNER_SCRIPT, RUNNER_SHELL_NAME, *command] if wrapped else list(command)
+
+
+def runner_program(container_command: list[str]) -> list[str] | None:
+    """The task's own command inside a container command made by ``agent_command``; None if not wrapped."""
+    prefix = ["/bin/sh", "-c", RUNNER_SCRIPT, RUNNER_SHELL_NAME]
+    return list(container_command[len(prefix) :]) if container_command[: len(prefix)] == prefix else None
 
 
 def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
@@ -63,6 +89,8 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
             "STEPSPOT_CAPACITY": capacity.value,
             "STEPSPOT_CHECKPOINT_INTERVAL": str(task.checkpoint_interval),
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
+            VERSION_ENV: deployment_version(),  # the task runner refuses a bundle of another build
+            "SHIV_ROOT": SHIV_ROOT_IN_CONTAINER,
         }
     )
     return [{"Name": k, "Value": v} for k, v in sorted(env.items())]

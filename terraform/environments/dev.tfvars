@@ -13,3 +13,11 @@ force_destroy           = true
 log_retention_days      = 7
 lambda_log_level        = "DEBUG"
 state_machine_log_level = "ALL"
+
+# Jobs share an encrypted EFS file system at /mnt/efs (workflows opt in: global_config.shared_filesystem).
+shared_filesystem_enabled = true
+
+# GPU Spot/On-Demand queues (scale from zero, cost nothing idle): the ml-training template asks a GPU.
+gpu_enabled            = true
+gpu_spot_max_vcpus     = 32
+gpu_ondemand_max_vcpus = 16

@@ -10,7 +10,9 @@ import pytest
 from moto import mock_aws
 
 from stepspot.aws.state_table import StateTable
+from stepspot.build_info import deployment_version
 from stepspot.errors import InvalidEventError
+from stepspot.fleet import runner_program
 from stepspot.handlers import _plans, fleet_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
 from stepspot.workflow import parse_workflow
@@ -120,9 +122,11 @@ def test_a_spot_task_goes_to_spot_under_the_agent_with_its_ids(fleet):
     job = _call({"action": "choose_capacity", **_ids("single")})
     assert (job["capacity"], job["queue_name"], job["multi_node"]) == ("SPOT", "spot", False)
     overrides = job["container_overrides"]
-    assert overrides["Command"] == ["md", "run"] or overrides["Command"][:3] == ["stepspot-agent", "run", "--"]
+    assert overrides["Command"] == ["md", "run"] or runner_program(overrides["Command"]) == ["md", "run"]
     env = {e["Name"]: e["Value"] for e in overrides["Environment"]}
     assert (env["STEPSPOT_WORKFLOW_ID"], env["STEPSPOT_TASK_ID"]) == ("wf", "single")
+    # The task runner refuses a bundle that is not the build of these Lambdas.
+    assert env["STEPSPOT_VERSION"] == deployment_version()
     assert len(json.dumps(job)) < 4096
 
 

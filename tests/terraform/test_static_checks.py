@@ -7,14 +7,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from tf_toolchain import ROOT, TERRAFORM_DIR, TOOLS, TOOLS_BIN
+
+# Default variables leave the optional parts (EFS, FSx, GPU, EFA) at count 0, unscanned: scan both.
+SWITCHES = {"defaults": None, "all-switches": ROOT / "tests" / "terraform" / "fixtures" / "all-switches.tfvars"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_checkov_finds_no_failed_check(offline_tools: None) -> None:
+@pytest.mark.parametrize("switches", sorted(SWITCHES))
+def test_checkov_finds_no_failed_check(offline_tools: None, switches: str) -> None:
+    var_file = SWITCHES[switches]
     result = _run(
         str(TOOLS_BIN / "checkov"),
         "-d",
@@ -25,6 +31,7 @@ def test_checkov_finds_no_failed_check(offline_tools: None) -> None:
         "--compact",
         "-o",
         "json",
+        *(["--var-file", str(var_file)] if var_file else []),
     )
     report = json.loads(result.stdout)
     summary = report["summary"]
@@ -36,7 +43,9 @@ def test_checkov_finds_no_failed_check(offline_tools: None) -> None:
         assert skipped["check_result"].get("suppress_comment"), skipped["check_id"]
 
 
-def test_trivy_finds_nothing_high_or_critical(offline_tools: None) -> None:
+@pytest.mark.parametrize("switches", sorted(SWITCHES))
+def test_trivy_finds_nothing_high_or_critical(offline_tools: None, switches: str) -> None:
+    var_file = SWITCHES[switches]
     trivy = shutil.which("trivy", path=str(TOOLS_BIN))
     assert trivy, "trivy is missing from .tools/venv: run `make tools`"
     result = _run(
@@ -48,6 +57,7 @@ def test_trivy_finds_nothing_high_or_critical(offline_tools: None) -> None:
         "--severity",
         "HIGH,CRITICAL",
         "--quiet",
+        *(["--tf-vars", str(var_file)] if var_file else []),
         str(TERRAFORM_DIR),
     )
     assert result.returncode == 0, result.stdout + result.stderr

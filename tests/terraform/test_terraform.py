@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -80,3 +81,64 @@ def test_fixture_templates_use_contract_variables() -> None:
     for fixture in (ROOT / "tests" / "terraform" / "fixtures").glob("*.asl.json"):
         for name in __import__("re").findall(r"\$\{(\w+)\}", fixture.read_text()):
             assert f"`{name}`" in contract, f"{fixture.name} uses {name}, not in docs/contracts.md"
+
+
+ROOT_PLANS = {
+    "dev": ["environments/dev.tfvars"],
+    "staging": ["environments/staging.tfvars"],
+    "prod": ["environments/prod.tfvars"],
+    "dev-all-switches": ["environments/dev.tfvars", str(ROOT / "tests/terraform/fixtures/all-switches.tfvars")],
+}
+
+
+@pytest.mark.parametrize("plan", sorted(ROOT_PLANS))
+def test_root_module_plans_for_every_environment(terraform: Runner, tmp_path: Path, plan: str) -> None:
+    # Given a copy of the root module without its S3 backend, and stand-ins for what `make build`
+    # and `make render` write (the Lambda zips, the runner bundle, the state machine definitions)
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform*"))
+    versions = copy / "versions.tf"
+    versions.write_text(versions.read_text().replace('backend "s3" {}', ""))
+    build = tmp_path / "build"
+    (build / "lambda").mkdir(parents=True)
+    for name in ("lambda/stepspot.zip", "lambda/dependencies.zip", "stepspot-agent.pyz"):
+        (build / name).write_bytes(b"stand-in")
+    shutil.copytree(ROOT / "tests" / "terraform" / "fixtures", build / "asl")
+    assert terraform("get", cwd=copy).code == 0
+
+    # When it is planned with the environment's variables (offline provider, no credentials)
+    var_files = [f"-var-file={f}" for f in ROOT_PLANS[plan]]
+    result = terraform(
+        "plan",
+        "-no-color",
+        "-input=false",
+        "-refresh=false",
+        "-out=tfplan",
+        *var_files,
+        f"-var=build_dir={build}",
+        f"-var=dashboard_template_path={ROOT / 'templates' / 'dashboard.json.tftpl'}",
+        f"-var=alarm_definitions_path={ROOT / 'templates' / 'alarms.json'}",
+        cwd=copy,
+    )
+    assert result.code == 0, result.output
+    shown = terraform("show", "-json", "tfplan", cwd=copy)
+    assert shown.code == 0, shown.output
+    changes = json.loads(shown.output[shown.output.index("{") :])["output_changes"]
+
+    # Then the plan gives the CLI the outputs of the contract
+    def known(name: str) -> object:
+        return changes[name]["after"]
+
+    def unknown(name: str) -> bool:
+        return changes[name]["after_unknown"] is True
+
+    dev = plan.startswith("dev")  # dev.tfvars switches on the shared file system and the GPU queues
+    assert known("agent_bundle_path") == "/opt/stepspot/stepspot-agent.pyz"
+    assert known("shared_filesystem_enabled") is dev
+    assert known("shared_mount_path") == "/mnt/efs"
+    assert "r7i.16xlarge" in known("spot_instance_types")  # type: ignore[operator]
+    assert "r7i.16xlarge" in known("ondemand_instance_types")  # type: ignore[operator]
+    assert known("mnp_max_nodes") == 8
+    for queue in ("gpu_spot_job_queue_arn", "gpu_ondemand_job_queue_arn"):
+        assert unknown(queue) if dev else known(queue) is None, queue
+    assert bool(known("gpu_instance_types")) is dev

@@ -21,7 +21,6 @@ import http.server
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepspot.fleet import runner_program
 from stepspot.local.events import EventBus
 from stepspot.local.faults import (
     CAPACITY_TIME_LIMIT_SECONDS,
@@ -40,6 +40,7 @@ from stepspot.local.faults import (
     SPOT_NOTICE_SECONDS,
     Faults,
 )
+from stepspot.local.runner import Runner
 
 INJECTED_FAILURE = [
     sys.executable,
@@ -220,7 +221,7 @@ class LocalBatch:
         spot_queues: set[str],
         max_parallel_jobs: int,
         bus: EventBus | None = None,
-        agent_available: bool = True,
+        runner: Runner | None = None,
         workflow_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
@@ -233,7 +234,7 @@ class LocalBatch:
         self._spot_queues = spot_queues
         self._slots = threading.BoundedSemaphore(max_parallel_jobs)
         self.bus = bus
-        self.agent_available = agent_available
+        self.runner = runner  # None: the program runs without the task runner (no checkpoint upload)
         self.workflow_dir = workflow_dir
         self.imds = FakeImds()
         self.jobs: dict[str, LocalJob] = {}
@@ -335,6 +336,8 @@ class LocalBatch:
             "AWS_BATCH_JOB_ATTEMPT": "1",
             "AWS_BATCH_JQ_NAME": job.queue.rsplit("/", 1)[-1],
         }
+        if self.runner is not None:
+            env["SHIV_ROOT"] = str(self.runner.shiv_root)  # not the container's /tmp path
         interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
         if interval.replace(".", "", 1).isdigit():  # seconds of simulated time: compress like every timer
             env["STEPSPOT_CHECKPOINT_INTERVAL"] = str(max(0.5, float(interval) / self.time_scale))
@@ -389,15 +392,12 @@ class LocalBatch:
     def _host_command(self, job: LocalJob) -> list[str]:
         command = [self._host_path(arg) for arg in job.command]
         inject = self.faults.app_failure(job.task_id, job.attempt)
-        if command[:2] == ["stepspot-agent", "run"]:
-            separator = command.index("--") if "--" in command else 1
-            program = command[separator + 1 :]
+        program = runner_program(command)
+        if program is not None:
             if inject:
                 program = list(INJECTED_FAILURE)
-            if self.agent_available:
-                agent = shutil.which("stepspot-agent", path=str(Path(sys.executable).parent)) or "stepspot-agent"
-                return [agent, *command[1 : separator + 1], *program]
-            return program  # no agent in this installation: the program runs without checkpoint upload
+            # The bundle under a clean python3 -I, as the container command runs it on AWS.
+            return self.runner.command(program) if self.runner is not None else program
         return list(INJECTED_FAILURE) if inject else command
 
     def _schedule_reclaim(self, job: LocalJob, reclaim_at: float) -> list[threading.Timer]:

@@ -38,6 +38,7 @@ from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.lambdas import REGION, LocalLambda, output_router, reset_handler_caches
 from stepspot.local.resources import LocalResources, create
+from stepspot.local.runner import local_runner
 from stepspot.local.summary import RunSummary, summarise
 from stepspot.plan import Plan, build_plan
 from stepspot.policy import DEFAULT_POLICY, Policy
@@ -204,7 +205,7 @@ class LocalEngine:
                     spot_queues={resources.spot_queue},
                     max_parallel_jobs=options.max_parallel_jobs,
                     bus=bus,
-                    agent_available=_agent_installed(),
+                    runner=local_runner(),
                     workflow_dir=workflow_dir,
                 )
                 batch.start()
@@ -384,14 +385,6 @@ def _local_workflow_id(loaded: LoadedWorkflow) -> str:
 
     slug = re.sub(r"[^a-z0-9]+", "-", loaded.workflow.name.lower()).strip("-")[:48] or "workflow"
     return f"{slug}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def _agent_installed() -> bool:
-    try:
-        import stepspot.agent  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
 
 
 MOTO_CONFIG: dict[str, Any] = {

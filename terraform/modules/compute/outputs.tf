@@ -1,5 +1,5 @@
 output "compute_environment_names" {
-  description = "Compute environment names by role (`spot`, `ondemand`, `mnp`)."
+  description = "Compute environment names by role (`spot`, `ondemand`, `mnp`; `gpu_spot`, `gpu_ondemand` when gpu_enabled)."
   value       = { for k, ce in aws_batch_compute_environment.this : k => ce.name }
 }
 
@@ -9,7 +9,7 @@ output "compute_environment_arns" {
 }
 
 output "job_queue_arns" {
-  description = "Job queue ARNs by role (`spot`, `ondemand`, `mnp`)."
+  description = "Job queue ARNs by role (`spot`, `ondemand`, `mnp`; `gpu_spot`, `gpu_ondemand` when gpu_enabled)."
   value       = { for k, q in aws_batch_job_queue.this : k => q.arn }
 }
 
@@ -51,4 +51,29 @@ output "batch_log_group_name" {
 output "placement_group_name" {
   description = "Cluster placement group of the multi-node environment."
   value       = aws_placement_group.mnp.name
+}
+
+output "instance_types" {
+  description = "Instance types by compute environment role (`spot`, `ondemand`, `mnp`, and `gpu_spot`, `gpu_ondemand` when GPUs are enabled)."
+  value       = { for k, e in local.environments : k => e.instance_types }
+}
+
+output "agent_bundle_s3_uri" {
+  description = "Where the runner bundle is stored (its key carries its sha256)."
+  value       = "s3://${var.bucket_name}/${aws_s3_object.agent_bundle.key}"
+}
+
+output "agent_bundle_path" {
+  description = "Path of the runner bundle on every host and inside every job container (mounted read-only)."
+  value       = local.agent_bundle_path
+}
+
+output "shared_mount_path" {
+  description = "Where jobs see the shared file system (null without one)."
+  value       = var.shared_filesystem == null ? null : var.shared_mount_path
+}
+
+output "spot_compute_environment_names" {
+  description = "Names of the Spot compute environments (`spot`, and `gpu_spot` when GPUs are enabled): whose instances get interruption notices."
+  value       = [for k, ce in aws_batch_compute_environment.this : ce.name if local.environments[k].type == "SPOT"]
 }

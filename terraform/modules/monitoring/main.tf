@@ -86,6 +86,39 @@ resource "aws_cloudwatch_event_rule" "this" {
   tags          = var.tags
 }
 
+# Events EventBridge could not deliver after its retries (Lambda throttled or failing for an hour)
+# land here instead of vanishing; the alarm below says so.
+resource "aws_sqs_queue" "dead_letters" {
+  name                      = "${var.name_prefix}-event-dead-letters"
+  kms_master_key_id         = var.kms_key_arn
+  message_retention_seconds = 1209600
+  tags                      = var.tags
+}
+
+data "aws_iam_policy_document" "dead_letters" {
+  statement {
+    sid       = "EventBridgeDeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letters.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [for r in aws_cloudwatch_event_rule.this : r.arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dead_letters" {
+  queue_url = aws_sqs_queue.dead_letters.id
+  policy    = data.aws_iam_policy_document.dead_letters.json
+}
+
 resource "aws_cloudwatch_event_target" "this" {
   for_each = local.rules
 
@@ -95,8 +128,12 @@ resource "aws_cloudwatch_event_target" "this" {
 
   # The handlers are idempotent on the event id, so redelivery is safe.
   retry_policy {
-    maximum_event_age_in_seconds = 3600
-    maximum_retry_attempts       = 8
+    maximum_event_age_in_seconds = var.event_max_age_seconds
+    maximum_retry_attempts       = var.event_max_retry_attempts
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letters.arn
   }
 }
 
@@ -151,6 +188,22 @@ resource "aws_cloudwatch_log_metric_filter" "checkpoints_failed" {
     unit       = "Count"
     dimensions = { environment = "$.environment" }
   }
+}
+
+resource "aws_cloudwatch_metric_alarm" "dead_letters" {
+  alarm_name          = "${var.name_prefix}-event-dead-letters"
+  alarm_description   = "EventBridge could not deliver events to a stepspot Lambda (messages in ${aws_sqs_queue.dead_letters.name}): tasks may miss status changes or interruption notices."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dead_letters.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.this.arn]
+  tags                = var.tags
 }
 
 resource "aws_cloudwatch_metric_alarm" "stepspot" {

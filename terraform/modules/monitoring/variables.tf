@@ -92,3 +92,25 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "event_max_age_seconds" {
+  description = "How long EventBridge retries delivering an event to a Lambda before it goes to the dead-letter queue (60-86400)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.event_max_age_seconds >= 60 && var.event_max_age_seconds <= 86400
+    error_message = "event_max_age_seconds must be between 60 and 86400 (EventBridge limits)."
+  }
+}
+
+variable "event_max_retry_attempts" {
+  description = "Delivery retries of EventBridge per event (0-185) before the dead-letter queue."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.event_max_retry_attempts >= 0 && var.event_max_retry_attempts <= 185
+    error_message = "event_max_retry_attempts must be between 0 and 185 (EventBridge limits)."
+  }
+}

@@ -62,12 +62,6 @@ data "aws_iam_policy_document" "this" {
   }
 
   statement {
-    sid       = "StartTaskExecutions"
-    actions   = ["states:StartExecution"]
-    resources = [local.task_state_machine_arn]
-  }
-
-  statement {
     sid     = "SubmitJobs"
     actions = ["batch:SubmitJob"]
     resources = concat(

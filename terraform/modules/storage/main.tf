@@ -62,6 +62,24 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  # EventBridge sends undeliverable events to the encrypted dead-letter queue (module monitoring).
+  statement {
+    sid       = "EventBridgeWritesEncryptedDeadLetters"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+
   # CloudWatch alarms publish to the encrypted SNS topic.
   statement {
     sid       = "CloudWatchAlarmsPublishToEncryptedTopic"

@@ -5,6 +5,10 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{}" }
   }
+  mock_resource "aws_sqs_queue" {
+    override_during = plan
+    defaults        = { arn = "arn:aws:sqs:eu-west-1:123456789012:stepspot-test-event-dead-letters" }
+  }
 }
 
 variables {
@@ -108,4 +112,41 @@ run "rejects_non_dashboard_json" {
   }
 
   expect_failures = [var.dashboard_body]
+}
+
+run "undeliverable_events_go_to_an_encrypted_dead_letter_queue" {
+  command = plan
+
+  assert {
+    condition = alltrue([for t in aws_cloudwatch_event_target.this :
+      t.dead_letter_config[0].arn == "arn:aws:sqs:eu-west-1:123456789012:stepspot-test-event-dead-letters"
+    && t.retry_policy[0].maximum_retry_attempts == 8 && t.retry_policy[0].maximum_event_age_in_seconds == 3600])
+    error_message = "Every target has a retry policy and the dead-letter queue."
+  }
+
+  assert {
+    condition     = aws_sqs_queue.dead_letters.kms_master_key_id == var.kms_key_arn
+    error_message = "The dead-letter queue is encrypted with the project's key."
+  }
+
+  assert {
+    condition = anytrue([for st in data.aws_iam_policy_document.dead_letters.statement :
+    contains(st.actions, "sqs:SendMessage") && anytrue([for p in st.principals : contains(p.identifiers, "events.amazonaws.com")])])
+    error_message = "EventBridge may send to the dead-letter queue."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.dead_letters.metric_name == "ApproximateNumberOfMessagesVisible" && aws_cloudwatch_metric_alarm.dead_letters.namespace == "AWS/SQS"
+    error_message = "Dead letters raise an alarm."
+  }
+}
+
+run "rejects_event_age_beyond_eventbridge_limits" {
+  command = plan
+
+  variables {
+    event_max_age_seconds = 30
+  }
+
+  expect_failures = [var.event_max_age_seconds]
 }

@@ -73,3 +73,13 @@ run "rejects_bad_log_level" {
 
   expect_failures = [var.log_level]
 }
+
+run "role_grants_no_unused_start_execution" {
+  command = plan
+
+  # The definitions start no execution (the scheduler Lambda does, with its own role).
+  assert {
+    condition     = !anytrue([for st in data.aws_iam_policy_document.this.statement : contains(st.actions, "states:StartExecution")])
+    error_message = "The state machine role does not grant states:StartExecution."
+  }
+}
