@@ -75,7 +75,10 @@ def seeded_modules() -> dict[str, dict[str, Any]]:
             "mnp_job_definition_name": f"{PREFIX}-mnp-job",
             "mnp_job_definition_arn": _arn("batch", f"job-definition/{PREFIX}-mnp-job:1"),
             "job_role_arn": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-batch-job",
+            "spot_compute_environment_names": [f"{PREFIX}-spot"],  # gpu_enabled = false, as local mode
         },
+        # Local mode has no shared file system (the module's outputs are null when it is off).
+        "filesystem": {"efs": None, "fsx_lustre": None},
         "functions": {"function_arns": {k: _arn("lambda", f"function:{function_name(k)}") for k in FUNCTION_KEYS}},
     }
 
@@ -164,7 +167,39 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "values": lambda mapping: [mapping[k] for k in sorted(mapping)],
     "tostring": str,
     "flatten": lambda items: [x for item in items for x in (item if isinstance(item, list) else [item])],
+    "join": lambda separator, items: separator.join(str(x) for x in items),
+    "length": len,
 }
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+}
+
+
+def _find_top(text: str, token: str, start: int = 0) -> int:
+    """Index of ``token`` outside brackets and strings, or -1."""
+    depth, quote, i = 0, False, start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 2
+                continue
+            quote = char != '"'
+        elif char == '"':
+            quote = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(token, i):
+            return i
+        i += 1
+    return -1
 
 
 class Scope:
@@ -197,6 +232,20 @@ class Scope:
 
     def expr(self, text: str) -> Any:
         text = text.strip()
+        question = _find_top(text, "?")
+        if question > 0:
+            colon = _find_top(text, ":", question + 1)
+            if colon < 0:
+                raise self.fail(f"cannot read the conditional {text!r}")
+            chosen = text[question + 1 : colon] if self.expr(text[:question]) else text[colon + 1 :]
+            return self.expr(chosen)
+        for operator in ("==", "!=", ">=", "<=", ">", "<"):
+            at = _find_top(text, operator)
+            if at > 0:
+                left, right = text[:at], text[at + len(operator) :]
+                return _COMPARISONS[operator](self.expr(left), self.expr(right))
+        if text in ("null", "None"):  # bc-python-hcl2 writes null as None
+            return None
         if text.startswith('"') and text.endswith('"'):
             return self.template(bytes(text[1:-1], "utf-8").decode("unicode_escape"))
         if text.startswith("[for "):
@@ -215,8 +264,8 @@ class Scope:
             return function(*[self.expr(arg) for arg in _split_top(call.group(2))])
         if re.fullmatch(r"-?\d+(\.\d+)?", text):
             return float(text) if "." in text else int(text)
-        if text in ("true", "false"):
-            return text == "true"
+        if text in ("true", "false", "True", "False"):
+            return text in ("true", "True")
         return self.reference(text)
 
     def reference(self, text: str) -> Any:
