@@ -31,7 +31,7 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check functions tests bench
 	$(BIN)/mypy functions
 
-bench: venv build ## benchmarks: planner scale, checkpoints, scheduling, task runner bundle
+bench: venv build ## benchmarks: planner scale, checkpoints, scheduling, task runner bundle, data staging
 	$(BIN)/python -m bench
 
 # The demo injects Spot reclaims (seeded, so every run tells the same story); DEMO_FLAGS= for a clean run.

@@ -51,6 +51,7 @@ class MetricName(StrEnum):
     CAPACITY_FAILURES = "CapacityFailures"
     INFRASTRUCTURE_FAILURES = "InfrastructureFailures"
     APPLICATION_FAILURES = "ApplicationFailures"
+    MISCONFIGURATION_FAILURES = "MisconfigurationFailures"
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "Count",
         (_ENV,),
         "Task attempts whose program failed (non-zero exit, out of memory, timeout)",
+        "fleet_manager",
+    ),
+    MetricSpec(
+        MetricName.MISCONFIGURATION_FAILURES,
+        "Count",
+        (_ENV,),
+        "Task attempts that can never run as submitted (no instance type holds them, image missing, role denied)",
         "fleet_manager",
     ),
 )

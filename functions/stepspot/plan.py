@@ -51,6 +51,11 @@ class PlannedTask:
     level: int
     estimated_on_demand_usd: float
     estimated_spot_usd: float
+    queue: str = "auto"  # tasks[].queue (stepspot.capacity); plans written before it existed read as auto
+    # Data flow (docs/data.md); defaults keep plans written before it readable.
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    shared_filesystem: bool = False
 
 
 @dataclass(slots=True)
@@ -102,7 +107,7 @@ def _build_plan(
     prices = prices or default_prices()
     config = workflow.global_config
     runtime = {t.id: float(t.estimated_runtime or config.default_runtime) for t in workflow.tasks}
-    topology = dag.analyse({t.id: t.depends_on for t in workflow.tasks}, runtime)
+    topology = dag.analyse({t.id: t.all_dependencies for t in workflow.tasks}, runtime)
 
     tasks: dict[str, PlannedTask] = {}
     total_on_demand = total_planned = vcpu_hours = 0.0
@@ -114,7 +119,8 @@ def _build_plan(
         # same formula) instead of per-task helper calls.
         task_id, vcpus, memory_gib, gpus, nodes = task.id, task.vcpus, task.memory / 1024, task.gpus, task.nodes
         multi_node = nodes > 1
-        use_spot = spot_allowed and task.spot_enabled and not multi_node
+        # A task pinned to an On-Demand queue (tasks[].queue) never uses Spot.
+        use_spot = spot_allowed and task.spot_enabled and not multi_node and not task.queue.endswith("on-demand")
         seconds = int(runtime[task_id])
         hours = seconds / 3600
         on_demand = nodes * (vcpus * od.per_vcpu + memory_gib * od.per_gib + gpus * od.per_gpu) * hours
@@ -141,11 +147,15 @@ def _build_plan(
             backoff_multiplier=task.backoff_multiplier,
             timeout_seconds=task.timeout,
             estimated_runtime_seconds=seconds,
-            depends_on=task.depends_on,
+            depends_on=task.all_dependencies,
             dependents=dependents_of(i),
             level=level[i],
             estimated_on_demand_usd=on_demand,
             estimated_spot_usd=planned,
+            queue=task.queue,
+            inputs=[spec.to_json() for spec in task.input_specs] if task.inputs else [],
+            outputs=task.outputs,
+            shared_filesystem=config.shared_filesystem,
         )
     return Plan(
         schema_version=PLAN_SCHEMA_VERSION,

@@ -38,8 +38,9 @@ def test_happy_path_runs_the_molecular_dynamics_sample(run_local):
     assert all(row["attempts"] == 1 for row in rows.values())
     assert rows["production-replica"]["capacity"] == "ON_DEMAND"
     assert rows["production-run"]["capacity"] == "SPOT"
-    # and the analysis read both trajectories from the shared workspace
-    results = json.loads((Path(summary.run_dir) / "workspace" / "results" / "summary.json").read_text())
+    # and the analysis read both trajectories, staged as declared inputs into its private directory
+    (written,) = Path(summary.run_dir).glob("jobs/*/work/results/summary.json")
+    results = json.loads(written.read_text())
     assert [run["steps"] for run in results["runs"]] == [900, 600]
     # and the orchestration stayed small: 4 transitions per task + 2 for the workflow, tiny payloads
     assert summary.transitions["total"] == 4 * 5 + 2

@@ -183,6 +183,16 @@ def test_submit_of_an_invalid_workflow_exits_2_and_touches_nothing(
     assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
 
 
+def test_submit_of_a_task_that_fits_no_queue_exits_2_and_touches_nothing(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = {"name": "x", "tasks": [{"id": "huge", "container_image": "i", "command": ["c"], "memory": 900_000}]}
+    assert main(["submit", str(env.workflow_file(huge)), "--env", "dev", "--execution-name", "huge"]) == 2
+    assert "task 'huge' asks for 1 vCPU and 900000 MiB per node" in capsys.readouterr().err
+    assert env.executions() == []
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
+
+
 def test_submit_with_a_used_execution_name_says_what_to_do(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     path = env.workflow_file()
     assert main(["submit", str(path), "--execution-name", "md-1"]) == 0
@@ -531,3 +541,79 @@ def test_watch_on_a_terminal_redraws_one_table_until_the_end(env: Env, monkeypat
     drawn = screen.getvalue()
     assert "ABORTED" in drawn and "spot_reclaim" in drawn
     assert "\x1b[" in drawn  # colours and cursor movement on a terminal
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def publish_outputs(env: Env, workflow_id: str, task_id: str, files: dict[str, bytes]) -> None:
+    """What the agent leaves after a successful attempt: content-addressed objects, then the manifest."""
+    import hashlib
+
+    from stepspot.dataflow import OutputFile, manifest_document, output_manifest_key, output_object_key
+
+    entries = []
+    for path, data in files.items():
+        sha = hashlib.sha256(data).hexdigest()
+        env.s3.put_object(Bucket=env.bucket, Key=output_object_key(workflow_id, task_id, sha), Body=data)
+        entries.append(OutputFile(path, len(data), sha))
+    body = manifest_document(workflow_id, task_id, "1", entries, list(files))
+    env.s3.put_object(Bucket=env.bucket, Key=output_manifest_key(workflow_id, task_id), Body=body)
+
+
+def test_outputs_lists_and_downloads_what_tasks_published(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_progress(env)
+    publish_outputs(env, "md-1", "prep", {"system.json": b'{"atoms": 3}', "frames/1.xyz": b"xyz"})
+    assert main(["outputs", "md-1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["task_id"], r["path"], r["size"]) for r in rows] == [
+        ("prep", "system.json", 12),
+        ("prep", "frames/1.xyz", 3),
+    ]
+    assert main(["outputs", "md-1", "prep", "--download", str(tmp_path / "dl")]) == 0
+    assert (tmp_path / "dl" / "prep" / "frames" / "1.xyz").read_bytes() == b"xyz"
+    assert f"downloaded 2 files (15 bytes) into {tmp_path / 'dl'}" in capsys.readouterr().out
+    # status shows what each succeeded task published
+    assert main(["status", "md-1", "--json"]) == 0
+    tasks = {t["id"]: t for t in json.loads(capsys.readouterr().out)["tasks"]}
+    assert (tasks["prep"]["outputs"], tasks["run"]["outputs"]) == ({"files": 2, "bytes": 15}, None)
+    # a task that published nothing is bad input, with the way to find out why
+    assert main(["outputs", "md-1", "run"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "task 'run' of workflow 'md-1' has published no outputs in dev (it has not succeeded, or declares no "
+            "outputs): `stepspot status` shows its state."
+        )
+    )
+
+
+def test_a_tampered_output_is_refused_on_download(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from stepspot.dataflow import output_object_key
+
+    seed_progress(env)
+    publish_outputs(env, "md-1", "prep", {"a.txt": b"right"})
+    key = output_object_key("md-1", "prep", hashlib.sha256(b"right").hexdigest())
+    env.s3.put_object(Bucket=env.bucket, Key=key, Body=b"wrong")  # a file published as its own object
+    assert main(["outputs", "md-1", "--download", str(tmp_path / "dl")]) == 1
+    assert "Output 'a.txt' of task 'prep' does not match its manifest" in capsys.readouterr().err
+    assert not (tmp_path / "dl" / "prep" / "a.txt").exists()
+
+
+def test_submit_refuses_a_shared_file_system_the_deployment_lacks(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({**WORKFLOW, "global_config": {"shared_filesystem": True}}))
+    assert main(["submit", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"stepspot: {path}: global_config.shared_filesystem is true but environment 'dev' has no shared file "
+        "system: set shared_filesystem_enabled = true in terraform/environments/dev.tfvars and run `make deploy "
+        "ENV=dev`, or pass data with tasks[].inputs and tasks[].outputs instead."
+    )
+    assert env.sfn.list_executions(stateMachineArn=env.workflow_sm)["executions"] == []

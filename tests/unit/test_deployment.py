@@ -24,6 +24,8 @@ OUTPUTS = {
     "sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:stepspot-dev-alerts",
     "batch_log_group_name": "/aws/batch/stepspot-dev",
     "dashboard_name": "stepspot-dev",
+    "shared_filesystem_enabled": "true",
+    "shared_mount_path": "/mnt/efs",
 }
 
 

@@ -38,13 +38,20 @@ def test_seed_sample_is_valid_and_warns_about_multi_node_spot():
         "production-run",
         "analysis",
     ]
-    warned = [w.location for w in loaded.warnings]
-    assert warned == [
+    spot = [w.location for w in loaded.warnings if "cannot use Spot" in w.message]
+    assert spot == [
         "$.tasks[1] (task 'equilibration')",
         "$.tasks[2] (task 'production-run')",
         "$.tasks[3] (task 'analysis')",
     ]
-    assert "cannot use Spot" in loaded.warnings[0].message and "On-Demand" in loaded.warnings[0].message
+    assert all("On-Demand" in w.message for w in loaded.warnings if "cannot use Spot" in w.message)
+    # its tasks read and write /mnt/efs without asking for the shared file system: said once per task
+    shared = [str(w) for w in loaded.warnings if "/mnt/efs" in w.message]
+    assert len(shared) == 4
+    assert shared[0] == (
+        "$.tasks[0] (task 'data-preprocessing'): uses paths under /mnt/efs but global_config.shared_filesystem is "
+        "false: set it to true (the deployment needs a shared file system) or pass the files as inputs/outputs"
+    )
 
 
 def test_yaml_and_json_give_the_same_workflow(tmp_path):

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "stepspot.cli.local",
     "stepspot.cli.remote",
     "stepspot.cli.remote_status",
+    "stepspot.cli.outputs",
     "stepspot.cli.templates",
 )
 

@@ -36,6 +36,7 @@ from stepspot.cli.remote_context import (
     workflow_id_from,
 )
 from stepspot.errors import WorkflowNotFoundError
+from stepspot.failures import memory_by_attempt
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
 STATE_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red", "SKIPPED": "yellow"}
@@ -66,7 +67,16 @@ def duration(start: datetime | None, stop: datetime | None, now: datetime) -> st
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Table:
+def outputs_text(published: tuple[int, int] | None) -> str:
+    if published is None:
+        return "-"
+    files, size = published
+    return f"{files} ({_human_bytes(size)})"
+
+
+def tasks_table(
+    tasks: list[dict[str, Any]], checkpoints: dict[str, int], outputs: dict[str, tuple[int, int]] | None = None
+) -> Table:
     # Compact box and headers: CI logs and pipes render at 80 columns.
     table = Table(expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task", style="bold", no_wrap=True)
@@ -75,9 +85,14 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
     table.add_column("interrupts", justify="right")
     table.add_column("ckpts", justify="right")
     table.add_column("queue")
+    table.add_column("memory MiB")  # of each attempt: out-of-memory retries ask for more
+    if outputs is not None:
+        table.add_column("outputs", justify="right")
     table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
+        published = [outputs_text(outputs.get(task["task_id"]))] if outputs is not None else []
+        memories = _attempt_memories(task)
         table.add_row(
             task["task_id"],
             Text(state, style=STATE_STYLES.get(state, "")),
@@ -85,9 +100,15 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
             str(task.get("interruptions", 0)),
             str(checkpoints.get(task["task_id"], 0)),
             str(task.get("queue") or "-"),
+            ", ".join(str(m) if m else "?" for m in memories) or "-",
+            *published,
             str(task.get("last_failure_class") or ""),
         )
     return table
+
+
+def _attempt_memories(task: dict[str, Any]) -> list[int | None]:
+    return memory_by_attempt(int(task.get("attempts", 0)), task.get("base_memory"), task.get("memory_escalations"))
 
 
 def execution_header(execution: ExecutionSummary, console_url: str, now: datetime) -> Text:
@@ -104,7 +125,11 @@ def execution_header(execution: ExecutionSummary, console_url: str, now: datetim
 
 
 def status_document(
-    execution: ExecutionSummary, meta: dict[str, Any] | None, tasks: list[dict[str, Any]], checkpoints: dict[str, int]
+    execution: ExecutionSummary,
+    meta: dict[str, Any] | None,
+    tasks: list[dict[str, Any]],
+    checkpoints: dict[str, int],
+    outputs: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """The `status --json` document: stable keys for scripts."""
     return {
@@ -124,15 +149,35 @@ def status_document(
                 "interruptions": task.get("interruptions", 0),
                 "checkpoints": checkpoints.get(task["task_id"], 0),
                 "queue": task.get("queue"),
+                "memory_mib": _attempt_memories(task),
                 "job_id": task.get("job_id"),
                 "last_failure_class": task.get("last_failure_class"),
+                "outputs": _outputs_json((outputs or {}).get(task["task_id"])),
             }
             for task in tasks
         ],
     }
 
 
+def _outputs_json(published: tuple[int, int] | None) -> dict[str, int] | None:
+    return None if published is None else {"files": published[0], "bytes": published[1]}
+
+
 # --------------------------------------------------------------------------- reading
+
+
+def published_outputs(
+    context: RemoteContext, workflow_id: str, tasks: list[dict[str, Any]]
+) -> dict[str, tuple[int, int]]:
+    """(files, bytes) each succeeded task published; one manifest read per succeeded task, in parallel."""
+    from stepspot.aws.run_outputs import RunOutputs
+
+    succeeded = [t["task_id"] for t in tasks if t.get("state") == "SUCCEEDED"]
+    store = RunOutputs(context.client("s3"), context.deployment.bucket_name)
+    return {
+        task: (len(files), sum(f.size for f in files))
+        for task, files in store.manifests(workflow_id, succeeded).items()
+    }
 
 
 def snapshot(
@@ -231,15 +276,16 @@ def run_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     workflow_id = workflow_id_from(args.workflow)
     execution, meta, tasks, checkpoints = snapshot(context, workflow_id)
+    outputs = published_outputs(context, workflow_id, tasks)
     if args.json:
-        print(json.dumps(status_document(execution, meta, tasks, checkpoints), indent=2, default=str))
+        print(json.dumps(status_document(execution, meta, tasks, checkpoints, outputs), indent=2, default=str))
         return EXIT_OK
     console.print(
         execution_header(execution, context.deployment.console_execution_url(execution.arn), now), soft_wrap=True
     )
     console.print(counts_line(tasks))
     if tasks:
-        console.print(tasks_table(tasks, checkpoints))
+        console.print(tasks_table(tasks, checkpoints, outputs))
     return EXIT_OK
 
 

@@ -31,7 +31,9 @@ from typing import Any, cast
 
 from stepspot import asl, call_log
 from stepspot.aws.s3 import definition_key
-from stepspot.errors import FatalError, UnknownTaskError
+from stepspot.capacity import DeploymentCapacity, check_workflow
+from stepspot.capacity_sources import offline_capacity
+from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
 from stepspot.local import moto_patches
 from stepspot.local.batch import LocalBatch
 from stepspot.local.events import EventBus
@@ -65,6 +67,9 @@ class LocalOptions:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     progress_interval: float = 0.5
     quiet_monitoring: bool = True
+    # The deployment local mode emulates (its queues and instance types): every task must fit it, as on
+    # AWS. None: the dev environment's Terraform variables (stepspot local --env).
+    capacity: DeploymentCapacity | None = None
 
 
 def _free_port() -> int:
@@ -88,8 +93,10 @@ def local_policy(policy: Policy, time_scale: float) -> Policy:
 
 
 def host_path(workflow_dir: Path) -> str:
-    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first, then the ``bin/``
+    directory next to the workflow (standing for programs on the image's PATH), then the host's."""
+    image_bin = [str(workflow_dir / "bin")] if (workflow_dir / "bin").is_dir() else []
+    return os.pathsep.join([str(Path(sys.executable).parent), *image_bin, os.environ.get("PATH", "")])
 
 
 def check_commands(plan: Plan, workflow_dir: Path) -> None:
@@ -140,6 +147,10 @@ class LocalEngine:
     def run(self, loaded: LoadedWorkflow, source: Path, workflow_id: str | None = None) -> RunSummary:
         options = self.options
         workflow_id = workflow_id or _local_workflow_id(loaded)
+        capacity = options.capacity or offline_capacity("dev")
+        problems = check_workflow(loaded.workflow, capacity)
+        if problems:  # before anything starts: a task no queue of the emulated deployment can hold
+            raise WorkflowValidationError(problems, source=str(source))
         plan = build_plan(loaded.workflow, workflow_id, loaded.warnings)
         check_task_ids(plan, options.faults)
         workflow_dir = source.resolve().parent
@@ -157,7 +168,7 @@ class LocalEngine:
         port = _free_port()
         endpoint = f"http://127.0.0.1:{port}"
         resources = LocalResources()
-        env = self._lambda_environment(resources, policy, port)
+        env = self._lambda_environment(resources, policy, port, capacity)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         # The interpreter logs every ASL-level failure (all handled by Catch) at ERROR: not for users.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
@@ -202,7 +213,7 @@ class LocalEngine:
                     faults=options.faults,
                     time_scale=options.time_scale,
                     expected_seconds=lambda task_id: _expected_seconds(plan, task_id, options.time_scale),
-                    spot_queues={resources.spot_queue},
+                    spot_queues={resources.spot_queue, resources.gpu_spot_queue},
                     max_parallel_jobs=options.max_parallel_jobs,
                     bus=bus,
                     runner=local_runner(),
@@ -241,8 +252,18 @@ class LocalEngine:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _lambda_environment(self, resources: LocalResources, policy: Policy, port: int) -> dict[str, str]:
+    def _lambda_environment(
+        self, resources: LocalResources, policy: Policy, port: int, capacity: DeploymentCapacity
+    ) -> dict[str, str]:
+        gpu: dict[str, str] = {}
+        if capacity.has_gpu:
+            gpu = {
+                "STEPSPOT_GPU_SPOT_QUEUE_ARN": resources.queue_arn(resources.gpu_spot_queue),
+                "STEPSPOT_GPU_ONDEMAND_QUEUE_ARN": resources.queue_arn(resources.gpu_ondemand_queue),
+            }
         return {
+            **gpu,
+            "STEPSPOT_INSTANCE_TYPES": json.dumps(capacity.instance_types_by_queue()),
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": REGION,

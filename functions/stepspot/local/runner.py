@@ -31,9 +31,9 @@ class Runner:
     bundle: Path
     shiv_root: Path
 
-    def command(self, program: Sequence[str], options: Sequence[str] = ()) -> list[str]:
-        """The job's process: ``python3 -I stepspot-agent.pyz run [options] -- program``."""
-        return [self.python, "-I", str(self.bundle), "run", *options, "--", *program]
+    def command(self, program: Sequence[str], options: Sequence[str] = (), action: str = "run") -> list[str]:
+        """The job's process: ``python3 -I stepspot-agent.pyz ACTION [options] -- program``."""
+        return [self.python, "-I", str(self.bundle), action, *options, "--", *program]
 
 
 def clean_python() -> str:

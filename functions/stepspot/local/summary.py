@@ -42,6 +42,7 @@ class RunSummary:
     events: dict[str, Any]
     per_task: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str = ""
+    data_problems: list[str] = field(default_factory=list)  # undeclared inputs found in failed jobs' logs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +163,8 @@ def summarise(
     run_dir: Path,
 ) -> RunSummary:
     histories = analyse_histories(HistorySource(), execution["executionArn"], resources.state_machine_arn("task"))
+    outputs = local_outputs(plan, sorted(batch.jobs.values(), key=lambda j: j.created_at))
+    (run_dir / LOCAL_OUTPUTS_FILE).write_text(json.dumps(outputs, indent=1) + "\n", encoding="utf-8")
     from stepspot.aws.scheduler_state import SchedulerState
 
     state = SchedulerState(session.resource("dynamodb"), resources.state_table)
@@ -184,6 +187,9 @@ def summarise(
             "interruptions": 0,
             "capacity": None,
             "runtime_seconds": 0.0,
+            "memory_mib": [],  # of each attempt, in order: out-of-memory retries ask for more
+            "output_files": len(outputs["tasks"].get(t, {}).get("files", [])),
+            "output_bytes": sum(f["size"] for f in outputs["tasks"].get(t, {}).get("files", [])),
         }
         for t in plan.order
     }
@@ -193,6 +199,7 @@ def summarise(
         if task is None or row is None:
             continue
         row["attempts"] += 1
+        row["memory_mib"].append(job.memory_mib)
         row["interruptions"] += 1 if job.reclaimed else 0
         row["capacity"] = "SPOT" if job.spot else "ON_DEMAND"
         if job.started_at and job.stopped_at:
@@ -257,4 +264,38 @@ def summarise(
         },
         per_task=list(per_task.values()),
         run_dir=str(run_dir),
+        data_problems=_undeclared_inputs(plan, jobs),
     )
+
+
+LOCAL_OUTPUTS_FILE = "outputs.json"  # in the run directory: where each task's published outputs are on disk
+
+
+def local_outputs(plan: Plan, jobs: list[Any]) -> dict[str, Any]:
+    """Each task's declared outputs in the working directory of its successful attempt (what it published)."""
+    from stepspot.dataflow import matches
+
+    tasks: dict[str, Any] = {}
+    for job in jobs:  # in creation order: a later successful attempt wins
+        task = plan.tasks.get(job.task_id)
+        if task is None or not task.outputs or job.status != "SUCCEEDED" or job.work_dir is None:
+            continue
+        files = []
+        for path in sorted(p for p in job.work_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+            relative = path.relative_to(job.work_dir).as_posix()
+            if not relative.startswith(".stepspot-") and any(matches(d, relative) for d in task.outputs):
+                files.append({"path": relative, "size": path.stat().st_size})
+        tasks[job.task_id] = {"work_dir": str(job.work_dir), "files": files}
+    return {"workflow_id": plan.workflow_id, "tasks": tasks}
+
+
+def _undeclared_inputs(plan: Plan, jobs: list[Any]) -> list[str]:
+    from stepspot.local.undeclared import Attempt, advice
+
+    def log_of(job: Any) -> str:  # only failed attempts are searched: no reading of 1,000 good logs
+        if job.status != "FAILED" or job.log_path is None or not job.log_path.is_file():
+            return ""
+        return str(job.log_path.read_text(encoding="utf-8", errors="replace"))
+
+    attempts = [Attempt(job.task_id, job.status == "FAILED", log_of(job), job.work_dir) for job in jobs]
+    return advice(attempts, {task_id: list(task.outputs) for task_id, task in plan.tasks.items()})
