@@ -82,14 +82,17 @@ class Evaluator:
     def _start(self) -> subprocess.Popen[str]:
         if not NODE_MODULES.exists():
             raise IamSetupError("the IAM evaluator is not installed: run `make iam-simulator` (npm ci in tests/iam)")
-        return subprocess.Popen(
-            ["node", str(HERE / "evaluate.mjs")],
-            cwd=HERE,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
+        try:
+            return subprocess.Popen(
+                ["node", str(HERE / "evaluate.mjs")],
+                cwd=HERE,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        except FileNotFoundError:
+            raise IamSetupError("node is not on PATH: install Node.js (it comes with npm)") from None
 
     def evaluate(
         self,
