@@ -15,6 +15,7 @@ it prints belong to whichever environment was initialised last. ``load_deploymen
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -118,12 +119,26 @@ def terraform_command(terraform_dir: Path, environ: Mapping[str, str]) -> str | 
     return shutil.which("terraform", path=environ.get("PATH"))
 
 
+def _terraform_problem(environment: str, terraform_dir: Path, err: str) -> str:
+    """What Terraform's error text means for the user, as the start of one sentence (its own text is
+    many lines of box drawing; only its first ``Error:`` line is kept when nothing better is known)."""
+    if "terraform init" in err or "Backend initialization required" in err:
+        return f"No deployment of environment {environment!r} found ({terraform_dir} is not initialised)"
+    if "credential" in err.lower():
+        return f"No usable AWS credentials to read the deployment of environment {environment!r}"
+    errors = [line.strip()[len("Error:") :].strip() for line in err.splitlines() if line.strip().startswith("Error:")]
+    reason = (errors or [line.strip() for line in err.splitlines() if line.strip()] or ["no error text"])[0]
+    return f"Could not read the Terraform outputs of environment {environment!r} ({reason.rstrip('.')})"
+
+
 def python_terraform_runner(terraform_bin: str) -> OutputRunner:
     """An ``OutputRunner`` backed by python-terraform (imported lazily: only this path needs it)."""
 
     def run(terraform_dir: Path, _environment: str) -> tuple[int, str, str]:
         from python_terraform import IsFlagged, Terraform
 
+        # It logs Terraform's whole stderr as raw bytes at WARNING; the caller turns it into one sentence.
+        logging.getLogger("python_terraform").setLevel(logging.CRITICAL)
         terraform = Terraform(working_dir=str(terraform_dir), terraform_bin_path=terraform_bin)
         try:
             code, out, err = terraform.output_cmd(json=IsFlagged, no_color=IsFlagged)
@@ -213,10 +228,7 @@ def _terraform_outputs(
         runner = python_terraform_runner(terraform_bin)
     code, out, err = runner(terraform_dir, environment)
     if code != 0:
-        reason = (err.strip().splitlines() or ["no error text"])[-1]
-        raise ConfigurationError(
-            f"Could not read the Terraform outputs of environment {environment!r} ({reason}): {deploy_hint}."
-        )
+        raise ConfigurationError(f"{_terraform_problem(environment, terraform_dir, err)}: {deploy_hint}.")
     outputs = parse_terraform_outputs(out)
     if not outputs:
         raise ConfigurationError(f"Environment {environment!r} is not deployed (no Terraform outputs): {deploy_hint}.")

@@ -49,6 +49,12 @@ def _runner_script(action: str) -> str:
 RUNNER_SCRIPTS = {action: _runner_script(action) for action in RUNNER_ACTIONS}
 RUNNER_SCRIPT = RUNNER_SCRIPTS["run"]
 RUNNER_SHELL_NAME = "stepspot"  # $0 of the script: the shell's own messages start with it
+SUBMIT_JOB_MAX_BYTES = 30 * 1024  # Batch refuses a SubmitJob request larger than 30 KiB
+# The longest values the rest of the request can carry (128-character names, a 5-digit revision),
+# so a workflow that passes validation fits whatever its queue and job definition are called.
+_LONGEST_NAME = "n" * 128
+_LONGEST_QUEUE_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-queue/{_LONGEST_NAME}"
+_LONGEST_DEFINITION_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-definition/{_LONGEST_NAME}:99999"
 
 
 class Capacity(StrEnum):
@@ -140,7 +146,10 @@ def data_environment(task: Any) -> dict[str, str]:
     """What the agent reads to stage data (docs/data.md); empty for a task without any."""
     env: dict[str, str] = {}
     if getattr(task, "inputs", None):
-        env["STEPSPOT_INPUTS"] = json.dumps(list(task.inputs), separators=(",", ":"))
+        # A planned task carries its inputs as JSON already; a workflow task (validation) as models.
+        specs = task.input_specs if hasattr(task, "input_specs") else None
+        inputs = [spec.to_json() for spec in specs] if specs is not None else list(task.inputs)
+        env["STEPSPOT_INPUTS"] = json.dumps(inputs, separators=(",", ":"))
     if getattr(task, "outputs", None):
         env["STEPSPOT_OUTPUTS"] = json.dumps(list(task.outputs), separators=(",", ":"))
     if getattr(task, "shared_filesystem", False):
@@ -176,6 +185,37 @@ def resource_requirements(task: Any, memory: int | None = None) -> list[dict[str
     return requirements
 
 
+def container_overrides(
+    workflow_id: str, task: Any, attempt: int, capacity: Capacity, memory: int | None = None
+) -> dict[str, Any]:
+    command = agent_command(list(task.command), needs_agent(task))
+    return {
+        "Command": mpi_command(command) if task.multi_node else command,
+        "Environment": job_environment(workflow_id, task, attempt, capacity),
+        "ResourceRequirements": resource_requirements(task, memory or task.memory),
+    }
+
+
+def submit_request_bytes(task: Any, workflow_id: str = "w" * 80) -> int:
+    """Bytes of the largest SubmitJob request an attempt of ``task`` can make (its overrides, with the
+    longest names, ARNs and ids): what validation compares with ``SUBMIT_JOB_MAX_BYTES``."""
+    container = container_overrides(workflow_id, task, 10, Capacity.ON_DEMAND)
+    request: dict[str, Any] = {
+        "jobName": _LONGEST_NAME,
+        "jobQueue": _LONGEST_QUEUE_ARN,
+        "jobDefinition": _LONGEST_DEFINITION_ARN,
+    }
+    if task.nodes > 1:
+        overrides = {
+            "numNodes": task.nodes,
+            "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
+        }
+        request["nodeOverrides"] = overrides
+    else:
+        request["containerOverrides"] = container
+    return len(json.dumps(request, separators=(",", ":")).encode())
+
+
 def job_request(
     *,
     workflow_id: str,
@@ -190,12 +230,7 @@ def job_request(
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
     memory = memory or task.memory
-    command = agent_command(list(task.command), needs_agent(task))
-    container = {
-        "Command": mpi_command(command) if task.multi_node else command,
-        "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
-        "ResourceRequirements": resource_requirements(task, memory),
-    }
+    container = container_overrides(workflow_id, task, attempt, choice.capacity, memory)
     request: dict[str, Any] = {
         "job_name": job_name,
         "queue_arn": queue_arn,

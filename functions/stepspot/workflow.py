@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from stepspot import dag, dataflow
+from stepspot import dag, dataflow, fleet
 from stepspot._gc import gc_paused
 from stepspot.capacity import QueueChoice
 from stepspot.errors import Problem, WorkflowValidationError
@@ -32,6 +32,7 @@ from stepspot.errors import Problem, WorkflowValidationError
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 ID_RE = re.compile(ID_PATTERN)
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+RESERVED_ENV_PREFIX = "AWS_BATCH"  # Batch sets these itself and refuses a job that sets one
 DEFAULT_RUNTIME_SECONDS = 3600  # used when a task has no estimated_runtime (documented in the schema)
 
 # Ranges: (minimum, maximum, unit/explanation) - the single source for Field bounds and messages.
@@ -309,6 +310,8 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     if isinstance(raw_tasks, list) and raw_tasks:
         problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
         problems.extend(_dataflow_problems(raw_tasks))
+    if workflow is not None:
+        problems.extend(_service_limit_problems(workflow))
     if problems or workflow is None:
         return None, sorted(problems, key=_document_position)
     return workflow, _warnings(workflow)
@@ -419,6 +422,33 @@ def _dataflow_problems(raw_tasks: list[Any]) -> list[Problem]:
                     )
                 else:
                     destinations[key] = in_index
+    return problems
+
+
+def _service_limit_problems(workflow: Workflow) -> list[Problem]:
+    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
+    problems = []
+    for index, task in enumerate(workflow.tasks):
+        label = f" (task {task.id!r})"
+        for name in task.environment:
+            if name.startswith(RESERVED_ENV_PREFIX):
+                problems.append(
+                    Problem(
+                        f"$.tasks[{index}].environment.{name}{label}",
+                        f"environment variable names starting with {RESERVED_ENV_PREFIX} are reserved by AWS "
+                        "Batch, which refuses the job: rename the variable (for example without the AWS_ prefix)",
+                    )
+                )
+        size = fleet.submit_request_bytes(task)
+        if size > fleet.SUBMIT_JOB_MAX_BYTES:
+            problems.append(
+                Problem(
+                    f"$.tasks[{index}]{label}",
+                    f"its AWS Batch SubmitJob request would be {size:,} bytes, over the {fleet.SUBMIT_JOB_MAX_BYTES:,}"
+                    "-byte limit: shorten its command and environment (pass large values in a file the command "
+                    "reads instead)",
+                )
+            )
     return problems
 
 

@@ -45,7 +45,7 @@ def test_declared_data_flows_through_s3_and_the_shared_file_system_only_when_ena
     summary = run_local(write_workflow(tasks, "declared", shared_filesystem=True))
     assert summary.status == "SUCCEEDED", summary.cause
     assert (Path(summary.run_dir) / "shared" / "note.txt").read_text() == "hello"
-    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("jobs/*/output.log"))
+    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("tasks/*/attempt-*/output.log"))
     assert "published 1 output files (2 bytes; 1 objects uploaded, 0 reused)" in logs
     assert "staged 1 input files (2 bytes)" in logs
     # Without the shared file system the same workflow cannot write /mnt/efs (as on a deployment without EFS)

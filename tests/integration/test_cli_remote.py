@@ -381,6 +381,38 @@ def test_logs_prints_the_latest_attempt_or_the_one_asked_for(
     assert "attempt 1 line 2" in out and "attempt 1 line 0" not in out
 
 
+def test_status_shows_a_failed_tasks_cause_and_log_tail(batch_logs: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    batch_logs.put_task(
+        "md-1",
+        "run",
+        state="FAILED",
+        attempts=2,
+        job_id="job-42",
+        last_failure_class="app_error",
+        last_failure="app_error: exit code 2",
+    )
+    assert main(["status", "md-1"]) == 0
+    out = capsys.readouterr().out
+    assert "task run failed: app_error: exit code 2" in out
+    assert "last lines of md/default/attempt-2:" in out
+    assert "attempt 2 line 2" in out and "attempt 1 line" not in out
+
+
+def test_watch_stops_watching_on_ctrl_c_and_exits_130(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.start("md-1")
+    env.put_task("md-1", "run", state="RUNNING", attempts=1)
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote_status, "sleep", interrupted)
+    assert main(["watch", "md-1"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped watching; workflow md-1 keeps running" in err
+
+
 def test_logs_error_paths(batch_logs: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["logs", "md-1", "ghost"]) == 2
     assert "Workflow 'md-1' has no task 'ghost': its tasks are analyse, run." in capsys.readouterr().err
@@ -617,3 +649,26 @@ def test_submit_refuses_a_shared_file_system_the_deployment_lacks(
         "ENV=dev`, or pass data with tasks[].inputs and tasks[].outputs instead."
     )
     assert env.sfn.list_executions(stateMachineArn=env.workflow_sm)["executions"] == []
+
+
+# --------------------------------------------------------------------------- cleanup-job-definitions
+
+
+def test_cleanup_job_definitions_deregisters_only_this_environments_derived_ones(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stepspot.aws.batch import Batch
+
+    batch = boto3.client("batch", region_name=REGION)
+    container = {"image": "base", "command": ["false"], "vcpus": 1, "memory": 512}
+    bases = {
+        name: batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=container)
+        for name in ("stepspot-dev-container", "stepspot-prod-container")
+    }
+    derived_dev = Batch(batch).definition_for_image(bases["stepspot-dev-container"]["jobDefinitionArn"], "repo/a:1")
+    derived_prod = Batch(batch).definition_for_image(bases["stepspot-prod-container"]["jobDefinitionArn"], "repo/a:1")
+    assert main(["cleanup-job-definitions", "--env", "dev"]) == 0
+    active = {d["jobDefinitionArn"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
+    assert derived_dev not in active and derived_prod in active
+    assert bases["stepspot-dev-container"]["jobDefinitionArn"] in active
+    assert "1 derived job definition(s) of dev deregistered" in capsys.readouterr().out

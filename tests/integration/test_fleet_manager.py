@@ -279,3 +279,100 @@ def test_the_queue_ceiling_bounds_the_memory_of_a_retry(fleet):
         }
     )
     assert decided["decision"]["reason"].endswith(", with 15860 MiB (was 12000 MiB)")
+
+
+def _batch_calls(client) -> list[str]:
+    calls: list[str] = []
+    client.meta.events.register("before-call.batch", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def _active(client, prefix: str) -> list[dict]:
+    found = client.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
+    return [d for d in found if d["jobDefinitionName"].startswith(prefix)]
+
+
+def test_a_terraform_change_to_the_base_definition_reaches_images_already_seen(fleet):
+    from stepspot.aws.batch import Batch
+
+    batch = Batch(fleet)
+    base = fleet.describe_job_definitions(jobDefinitionName="base")["jobDefinitions"][0]
+    before = batch.definition_for_image(base["jobDefinitionArn"], "repo/md:1")
+    # When Terraform changes the base (a new revision with another retry strategy)
+    changed = fleet.register_job_definition(
+        jobDefinitionName="base",
+        type="container",
+        containerProperties=base["containerProperties"],
+        retryStrategy={"attempts": 3},
+    )
+    after = batch.definition_for_image(changed["jobDefinitionArn"], "repo/md:1")
+    # Then the image runs under a new derived definition that carries the change
+    assert after != before
+    derived = fleet.describe_job_definitions(jobDefinitions=[after])["jobDefinitions"][0]
+    assert derived["retryStrategy"]["attempts"] == 3
+    assert derived["containerProperties"]["image"] == "repo/md:1"
+
+
+def test_concurrent_cold_starts_settle_on_one_revision(fleet, monkeypatch):
+    from stepspot.aws.batch import Batch
+
+    base_arn = fleet.describe_job_definitions(jobDefinitionName="base")["jobDefinitions"][0]["jobDefinitionArn"]
+    first, second = Batch(fleet), Batch(fleet)
+    # Given the second cold start listed the name before the first registered it
+    real = second._active_revisions
+    stale = [True]
+
+    def listing(name):
+        if stale.pop() if stale else False:
+            return []
+        return real(name)
+
+    monkeypatch.setattr(second, "_active_revisions", listing)
+    arn_one = first.definition_for_image(base_arn, "repo/race:1")
+    arn_two = second.definition_for_image(base_arn, "repo/race:1")
+    # Then both use the same revision and the duplicate was withdrawn
+    assert arn_one == arn_two
+    derived = [d for d in _active(fleet, "base-") if d.get("containerProperties", {}).get("image") == "repo/race:1"]
+    assert [d["jobDefinitionArn"] for d in derived] == [arn_one]
+
+
+def test_a_cold_fleet_manager_reuses_the_cached_arn_without_calling_batch(fleet):
+    first = _call({"action": "choose_capacity", **_ids("single")})["job_definition_arn"]
+    fleet_manager._fleet.cache_clear()  # a new cold start
+    manager = fleet_manager._fleet()
+    calls = _batch_calls(manager.batch._batch)
+    second = _call({"action": "choose_capacity", **_ids("other")})["job_definition_arn"]
+    assert second == first
+    assert calls == []
+
+
+def test_cleanup_deregisters_derived_definitions_and_keeps_the_bases(fleet):
+    from stepspot.aws.batch import Batch
+
+    _call({"action": "choose_capacity", **_ids("single")})
+    _call({"action": "choose_capacity", **_ids("mpi")})
+    removed = Batch(fleet).deregister_derived("base")
+    assert len(removed) == 2
+    assert sorted(d["jobDefinitionName"] for d in _active(fleet, "base")) == ["base", "base-mnp"]
+
+
+def test_submissions_are_paced_account_wide_at_the_policy_rate(fleet):
+    from collections import Counter
+
+    from stepspot.aws.submit_pacing import SubmitPacer
+
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    now = [1_800_000_000.0]
+    pacer = SubmitPacer(dynamodb, "state", rate_per_second=25, clock=lambda: now[0])
+    # A fan-out of 100 released at the same instant, by any number of fleet manager instances
+    delays = [pacer.reserve() for _ in range(100)]
+    per_second = Counter(delays)
+    assert max(per_second.values()) <= 25 and sorted(per_second) == [0, 1, 2, 3]
+    # Once the bucket has drained, the next submission goes at once
+    now[0] += 60
+    assert pacer.reserve() == 0
+
+
+def test_choose_capacity_returns_the_submission_delay(fleet):
+    job = _call({"action": "choose_capacity", **_ids("single")})
+    assert job["submit_delay_seconds"] == 0

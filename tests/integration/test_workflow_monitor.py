@@ -365,3 +365,68 @@ def test_malformed_event_is_rejected_with_a_clear_message(world: World, event: A
     assert problem in result["reason"]
     assert result["reason"].endswith("Check the EventBridge rule that targets the workflow monitor.")
     assert world.state.scan()["Items"] == []
+
+
+TASK_EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:stepspot-test-task:analysis-md-1"
+
+
+def _task_execution_event(status: str, event_id: str) -> dict[str, Any]:
+    return load_event(
+        SFN_FAILED,
+        id=event_id,
+        detail={
+            "executionArn": TASK_EXECUTION_ARN,
+            "status": status,
+            "input": json.dumps(
+                {"workflow_id": "md-2026-11-21", "task_id": "analysis", "plan_uri": "s3://b/workflows/md/plan.json"}
+            ),
+            "error": "SchedulerCallbackFailed",
+            "cause": "Lambda.ServiceException",
+        },
+    )
+
+
+@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
+def test_a_task_execution_that_ended_without_telling_the_scheduler_is_reported_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, status: str
+):
+    # Given the scheduler still counts the task as running in that execution
+    world.add_workflow("md-2026-11-21", status="RUNNING")
+    world.add_task("md-2026-11-21", "analysis", state="RUNNING", execution_arn=TASK_EXECUTION_ARN)
+    monkeypatch.setenv("STEPSPOT_SCHEDULER_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:scheduler")
+    reports: list[dict[str, Any]] = []
+    workflow_monitor.runtime().report_to_scheduler = reports.append
+    # When the execution ends abnormally (and the event is delivered twice)
+    first = workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), None)
+    workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), None)
+    # Then the scheduler hears of it once, as a failure of that execution of the task
+    assert first["reported_to_scheduler"] is True
+    [report] = reports
+    assert report["action"] == "task_failed" and report["task_id"] == "analysis"
+    assert report["execution_arn"] == TASK_EXECUTION_ARN and report["plan_uri"].startswith("s3://")
+    assert status in report["reason"]
+
+
+def test_a_task_the_scheduler_already_finished_is_not_reported(world: World, monkeypatch: pytest.MonkeyPatch):
+    world.add_workflow("md-2026-11-21", status="FAILED")
+    world.add_task("md-2026-11-21", "analysis", state="FAILED", execution_arn=TASK_EXECUTION_ARN)
+    reports: list[dict[str, Any]] = []
+    workflow_monitor.runtime().report_to_scheduler = reports.append
+    result = workflow_monitor.lambda_handler(_task_execution_event("FAILED", "e-2"), None)
+    assert result["reported_to_scheduler"] is False and reports == []
+
+
+def test_the_scheduler_ignores_a_report_about_an_execution_that_is_no_longer_the_tasks():
+    from stepspot.handlers.scheduler import SchedulerEvent, _still_running
+
+    class State:
+        def task(self, workflow_id: str, task_id: str) -> dict[str, Any]:
+            return {"state": "RUNNING", "execution_arn": TASK_EXECUTION_ARN}
+
+    def report(arn: str) -> SchedulerEvent:
+        return SchedulerEvent(
+            action="task_failed", workflow_id="wf", plan_uri="s3://b/p", task_id="t", execution_arn=arn
+        )
+
+    assert _still_running(State(), report(TASK_EXECUTION_ARN))  # type: ignore[arg-type]
+    assert not _still_running(State(), report(TASK_EXECUTION_ARN + "-older-run"))  # type: ignore[arg-type]

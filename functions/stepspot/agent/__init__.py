@@ -5,7 +5,11 @@
 ``$STEPSPOT_CHECKPOINT_DIR``, runs the program, checkpoints the directory every interval (only changed
 files are sent), and on a Spot interruption notice (IMDS ``spot/instance-action``, polled every 5 s
 with an IMDSv2 token) or SIGTERM tells the program (a configurable signal), waits a bounded time for it
-to write, and uploads at once. It exits with the program's exit code, except after an IMDS notice: then
+to write, and uploads at once. A program that knows its own save points (after an epoch, every N
+steps) asks for a checkpoint instead: SIGUSR1 to ``$STEPSPOT_AGENT_PID``, then it waits for SIGUSR2
+(saved; or the notice signal, if a Spot notice came meanwhile); from its first request on the timer is
+off, so what is saved depends on the program's progress, not on the clock. It exits with the program's
+exit code, except after an IMDS notice: then
 a failed program's exit is held until the host is reclaimed (so AWS Batch reports ``Host EC2 (instance
 i-...) terminated.``, a Spot reclaim, not an application error), at most ``--reclaim-wait`` seconds
 from the notice, after which the agent exits with 79. After a 0 exit it publishes the declared outputs

@@ -22,7 +22,7 @@ from stepspot.agent.settings import (
 )
 from stepspot.checkpoint_files import DirectoryScanner
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
-from stepspot.checkpoints import Manifest, young_daly_interval
+from stepspot.checkpoints import Manifest, task_prefix, young_daly_interval
 from stepspot.errors import (
     AwsAccessDeniedError,
     AwsResourceNotFoundError,
@@ -74,7 +74,7 @@ def build_store(settings: AgentSettings, s3: Any, ddb: Any) -> CheckpointStore:
 
     objects = CheckpointObjects(s3, settings.bucket)
     table = CheckpointTable(ddb, settings.table)
-    objects.check_bucket()
+    objects.check_bucket(task_prefix(settings.workflow_id, settings.task_id))
     table.latest_sequence(settings.workflow_id, settings.task_id)  # fails fast on a missing table
     return CheckpointStore(objects, table)
 

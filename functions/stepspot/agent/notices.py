@@ -53,6 +53,7 @@ class Notice:
     reason: str
     stop: bool = False  # SIGTERM/SIGINT: the program must stop after the checkpoint
     spot_document: str | None = None  # an IMDS spot/instance-action document
+    request: bool = False  # SIGUSR1: the program asks for a checkpoint now (no state change)
 
 
 class Lifecycle:
@@ -68,12 +69,22 @@ class Lifecycle:
         self.stop_requested = False
         self.spot_notice_at: float | None = None  # clock time the IMDS notice was seen
         self.spot_action = "terminate"
+        self.checkpoint_requested = False  # the program asked for a checkpoint; not answered yet
+        self.program_decides = False  # it has asked at least once: no periodic checkpoints any more
 
     # -- producers: signal handler and IMDS thread (never take the lock) --
 
     def post(self, notice: Notice) -> None:
+        """From a thread (the IMDS watcher)."""
         self._pending.put(notice)
         self.wake.set()
+
+    def post_from_handler(self, notice: Notice) -> None:
+        """From a signal handler. It runs on the main thread, maybe while that thread holds the event's
+        internal lock inside ``wake.wait()``: setting the event here could deadlock, so a helper thread
+        sets it once the lock is free."""
+        self._pending.put(notice)
+        threading.Thread(target=self.wake.set, name="wake", daemon=True).start()
 
     # -- the supervisor --
 
@@ -99,6 +110,9 @@ class Lifecycle:
                     notice = self._pending.get_nowait()
                 except queue.Empty:
                     return self._state
+                if notice.request:
+                    self.checkpoint_requested = self.program_decides = True
+                    continue
                 if notice.spot_document is not None:
                     with contextlib.suppress(ValueError, AttributeError):
                         self.spot_action = str(json.loads(notice.spot_document).get("action") or self.spot_action)
@@ -111,6 +125,10 @@ class Lifecycle:
                     self._move(AgentState.NOTICE_RECEIVED)
                 elif self._state is AgentState.NOTICE_HANDLED and self.stop_requested:
                     self._move(AgentState.STOPPING)
+
+    def request_answered(self) -> None:
+        with self._lock:
+            self.checkpoint_requested = False
 
     def notice_handled(self) -> AgentState:
         with self._lock:

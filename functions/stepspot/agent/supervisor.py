@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from collections.abc import Sequence
 from types import FrameType
 
@@ -73,7 +74,32 @@ class Agent:
         self.lifecycle.post(Notice(f"spot interruption notice {document}", spot_document=document))
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.lifecycle.post(Notice(f"received {signal.Signals(signum).name}", stop=True))
+        self.lifecycle.post_from_handler(Notice(f"received {signal.Signals(signum).name}", stop=True))
+
+    def _on_request(self, _signum: int, _frame: FrameType | None) -> None:
+        self.lifecycle.post_from_handler(Notice("checkpoint requested by the program", request=True))
+
+    def _answer_request(self, watcher: ImdsNoticeWatcher | None) -> AgentState:
+        """A program that knows its save points asked (SIGUSR1): checkpoint, then answer with SIGUSR2 —
+        unless a Spot notice is there (looked for now, so it cannot race the next request): then the
+        notice is handled next and its signal answers the program, which waits for either."""
+        self.lifecycle.request_answered()
+        self.checkpoint("requested by the program")
+        if watcher is not None and self.lifecycle.notice_reason is None:
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                document = watcher.check_once()
+                if document:
+                    self.notify_spot(document.strip())
+        state = self.lifecycle.apply_pending()
+        if state is AgentState.RUNNING:
+            self._signal_child(signal.SIGUSR2)
+        return state
+
+    def _periodic_due(self) -> bool:
+        """The timer's checkpoint, unless the program decides its save points or has written nothing yet."""
+        if self.checkpoints is None or self.lifecycle.program_decides:
+            return False
+        return self.checkpoints.manifest is not None or bool(self.checkpoints.scanner.scan())
 
     # -- the child --
 
@@ -194,10 +220,12 @@ class Agent:
         if self.checkpoints:
             env["STEPSPOT_CHECKPOINT_DIR"] = str(s.directory)
             env["STEPSPOT_RESTORED_SEQUENCE"] = "" if restored is None else str(restored)
+            env["STEPSPOT_AGENT_PID"] = str(os.getpid())  # SIGUSR1 here asks for a checkpoint
         if s.work_dir is not None:
             env["STEPSPOT_WORK_DIR"] = str(s.work_dir)
         life = self.lifecycle
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_request)
         watcher = ImdsNoticeWatcher(s.imds_endpoint, s.imds_poll, self.notify_spot) if s.imds_endpoint else None
         try:
             self._child = child = self._start(command, env)
@@ -208,13 +236,16 @@ class Agent:
             next_due = time.monotonic() + self.next_interval()
             while child.poll() is None:
                 state = life.apply_pending()
+                if life.checkpoint_requested and state is AgentState.RUNNING:
+                    state = self._answer_request(watcher)
                 if state is AgentState.NOTICE_RECEIVED:
                     state = self.handle_notice()
                 if state is AgentState.STOPPING:
                     self._stop_child()
                     break
                 if time.monotonic() >= next_due and child.poll() is None:
-                    self.checkpoint("periodic")
+                    if self._periodic_due():
+                        self.checkpoint("periodic")
                     next_due = time.monotonic() + self.next_interval()
                 life.wake.wait(timeout=max(0.0, min(IDLE_WAKE_SECONDS, next_due - time.monotonic())))
                 life.wake.clear()

@@ -17,7 +17,6 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepspot.aws.checkpoint_errors import translate
-from stepspot.checkpoints import CHECKPOINTS_ROOT
 
 CHUNK_BYTES = 1024 * 1024
 # 16 MiB parts: fewer requests for large files, still small enough to hold a few in memory.
@@ -57,16 +56,16 @@ class CheckpointObjects:
             "create the bucket or set STEPSPOT_BUCKET to an existing bucket",
         )
 
-    def check_bucket(self) -> None:
+    def check_bucket(self, prefix: str) -> None:
         """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable.
 
-        A one-key listing under ``checkpoints/``, not HeadBucket: S3 authorises HeadBucket as
-        s3:ListBucket without an s3:prefix, which the job role's prefix-conditioned grant refuses (403).
+        A one-key listing under ``prefix``, not HeadBucket: S3 authorises HeadBucket as s3:ListBucket
+        with no s3:prefix in the request, which the job role's prefix-conditioned grant denies.
         """
         try:
-            self._s3.list_objects_v2(Bucket=self.bucket, Prefix=CHECKPOINTS_ROOT, MaxKeys=1)
+            self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, "Checking access") from exc
+            raise self._fail(exc, f"Listing {prefix}") from exc
 
     def upload_file(self, path: Path, key: str) -> tuple[str, int]:
         """Upload ``path`` to ``key``; return (sha256, size) of the bytes sent."""

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "stepspot.cli.remote_status",
     "stepspot.cli.outputs",
     "stepspot.cli.templates",
+    "stepspot.cli.cleanup",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3

@@ -27,6 +27,7 @@ from stepspot.aws.job_logs import JobLogs
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     RemoteContext,
@@ -35,7 +36,7 @@ from stepspot.cli.remote_context import (
     usage_errors_exit_2,
     workflow_id_from,
 )
-from stepspot.errors import WorkflowNotFoundError
+from stepspot.errors import StepspotError, WorkflowNotFoundError
 from stepspot.failures import memory_by_attempt
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
@@ -286,7 +287,32 @@ def run_status(args: argparse.Namespace) -> int:
     console.print(counts_line(tasks))
     if tasks:
         console.print(tasks_table(tasks, checkpoints, outputs))
+    for task in tasks:
+        if task.get("state") == "FAILED":
+            _print_failure(context, task)
     return EXIT_OK
+
+
+FAILURE_LOG_LINES = 8  # lines of a failed task's job log that `status` shows (its cause, usually)
+
+
+def _print_failure(context: RemoteContext, task: dict[str, Any]) -> None:
+    """A failed task's cause: its last failure and the tail of its last job's CloudWatch log."""
+    cause = task.get("last_failure") or task.get("last_failure_class") or "no failure recorded"
+    console.print(f"task {task['task_id']} failed: {cause}", highlight=False, markup=False, soft_wrap=True)
+    job_id = task.get("job_id")
+    if not job_id:
+        return
+    job_logs = JobLogs(context.client("batch"), context.client("logs"), context.deployment.batch_log_group_name)
+    try:
+        stream = job_logs.log_stream(str(job_id))
+        lines = list(job_logs.events(stream, start_from_head=False, limit=FAILURE_LOG_LINES))
+    except StepspotError as exc:
+        console.print(f"  (its log cannot be read: {exc.message})", style="dim", highlight=False, markup=False)
+        return
+    console.print(f"  last lines of {stream}:", style="dim", highlight=False, markup=False)
+    for line in lines:
+        console.print(f"    {line.message.rstrip()}", highlight=False, markup=False, soft_wrap=True)
 
 
 @usage_errors_exit_2
@@ -296,10 +322,25 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def watch_workflow(context: RemoteContext, workflow_id: str, interval: float) -> int:
-    """Follow until the execution ends: live table on a terminal, one line per change elsewhere."""
+    """Follow until the execution ends: live table on a terminal, one line per change elsewhere.
+    Ctrl-C stops watching only (exit 130); the workflow keeps running on AWS."""
+    try:
+        return _watch(context, workflow_id, interval)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"stopped watching; workflow {workflow_id} keeps running (`stepspot status {workflow_id}`, "
+            f"`stepspot cancel {workflow_id}` to stop it).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _watch(context: RemoteContext, workflow_id: str, interval: float) -> int:
     url_for = context.deployment.console_execution_url
     if console.is_terminal:
-        with Live(console=console, auto_refresh=False) as live:
+        # The live view owns the terminal: nothing else writes to stdout/stderr while it is shown.
+        with Live(console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
             while True:
                 execution, _, tasks, checkpoints = snapshot(context, workflow_id)
                 now = datetime.now(UTC)

@@ -4,7 +4,8 @@ environments' verbs of the seed (create / modify / terminate / check_health).
 Events:
   {"action": "choose_capacity", "workflow_id", "task_id", "plan_uri", "attempt", "on_demand"}
       -> the job request of the attempt: job_name, queue_arn, queue_name, capacity (SPOT|ON_DEMAND),
-         job_definition_arn, multi_node, container_overrides | node_overrides, timeout_seconds
+         job_definition_arn, multi_node, container_overrides | node_overrides, timeout_seconds,
+         submit_delay_seconds (account-wide SubmitJob pacing, stepspot.aws.submit_pacing)
   {"action": "classify_failure", ... same ids ..., "job": <choose_capacity result>, "error": {"Error","Cause"}}
       -> the next state of the task execution: ids, attempt + 1, on_demand, and
          decision {action: retry|give_up, wait_seconds, failure_class, reason, exit_code}
@@ -26,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from stepspot import breaker, capacity, failures, fleet
 from stepspot.aws.batch import Batch, job_name, queue_name
 from stepspot.aws.breaker_store import BreakerStore
+from stepspot.aws.definition_cache import DerivedDefinitionTable
 from stepspot.aws.s3 import DocumentStore
+from stepspot.aws.submit_pacing import SubmitPacer
 from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
@@ -108,6 +111,7 @@ class Fleet:
         batch: Batch,
         breakers: BreakerStore,
         attempts: TaskAttempts,
+        pacer: SubmitPacer | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -115,6 +119,7 @@ class Fleet:
         self.batch = batch
         self.breakers = breakers
         self.attempts = attempts
+        self.pacer = pacer
         self.spot_queue = queue_name(settings.spot_queue_arn)
         self.metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
 
@@ -183,7 +188,7 @@ class Fleet:
             choice = fleet.CapacityChoice(chosen, "as chosen by the first delivery", fallback=choice.fallback)
             queue_arn = self._queue(chosen, task)
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
-        return fleet.job_request(
+        job = fleet.job_request(
             workflow_id=plan.workflow_id,
             task=task,
             attempt=request.attempt,
@@ -194,6 +199,9 @@ class Fleet:
             job_name=job_name(plan.workflow_id, task.id, request.attempt),
             memory=int(recorded.get("next_memory") or task.memory),  # raised after an out-of-memory attempt
         )
+        # The PaceSubmission state waits this long before RunJob (account-wide SubmitJob budget).
+        job["submit_delay_seconds"] = self.pacer.reserve() if self.pacer else 0
+        return job
 
     def classify_failure(self, request: FleetEvent) -> dict[str, Any]:
         plan, task = self._task(request)
@@ -314,13 +322,15 @@ class Fleet:
 def _fleet() -> Fleet:
     settings = load_settings(FleetSettings)
     dynamodb = boto3.resource("dynamodb")
+    policy = policy_from_env_value(settings.policy_json)
     return Fleet(
         settings,
-        policy_from_env_value(settings.policy_json),
+        policy,
         DocumentStore(boto3.client("s3"), settings.bucket),
-        Batch(boto3.client("batch")),
+        Batch(boto3.client("batch"), DerivedDefinitionTable(dynamodb, settings.state_table)),
         BreakerStore(dynamodb, settings.state_table),
         TaskAttempts(dynamodb, settings.state_table),
+        SubmitPacer(dynamodb, settings.state_table, policy.submit_rate_per_second),
     )
 
 
