@@ -178,10 +178,14 @@ def _batch_submit(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[st
 
 def _batch_register(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:
     arn = job_definition_arn(str(params["jobDefinitionName"]))
-    yield "batch:RegisterJobDefinition", arn, {}
-    if params.get("tags"):
-        # Tag-on-create needs batch:TagResource as well.
-        yield "batch:TagResource", arn, {}
+    tags = params.get("tags") or {}
+    context: dict[str, Any] = {f"aws:RequestTag/{k}": str(v) for k, v in tags.items()}
+    if tags:
+        context["aws:TagKeys"] = sorted(tags)
+    yield "batch:RegisterJobDefinition", arn, context
+    if tags:
+        # Tag-on-create needs batch:TagResource as well, on the revision it creates (name:revision).
+        yield "batch:TagResource", f"{arn}:1", context
     role = (params.get("containerProperties") or {}).get("jobRoleArn")
     if role:
         yield "iam:PassRole", str(role), {"iam:PassedToService": "batch.amazonaws.com"}

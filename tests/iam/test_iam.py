@@ -171,3 +171,10 @@ def test_the_evaluator_and_its_sibling_packages_are_pinned_exactly():
         assert version[0].isdigit(), f"{name} {version}: pin an exact version"
         assert locked[f"node_modules/{name}"]["version"] == version
     assert set(declared) >= {f"@cloud-copilot/{p}" for p in ("iam-simulate", "iam-policy", "iam-data", "iam-utils")}
+
+
+def test_a_tagged_registration_needs_tag_resource_on_the_new_revision():
+    produced = _actions("p", "batch", "RegisterJobDefinition", {"jobDefinitionName": "d", "tags": {"k": "v"}})
+    arn = "arn:aws:batch:us-east-1:123456789012:job-definition/d"
+    context = {"aws:RequestTag/k": "v", "aws:TagKeys": ["k"]}
+    assert produced == [("batch:RegisterJobDefinition", arn, context), ("batch:TagResource", arn + ":1", context)]
