@@ -254,6 +254,7 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
     import boto3
 
     from stepspot.agent import AgentSettings, build_store
+    from stepspot.agent.checkpoints import aws_clients
     from stepspot.local.aws_faults import error_response
 
     denied: list[str] = []
@@ -274,6 +275,9 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
         return created
 
     monkeypatch.setattr(boto3.session.Session, "client", client)
+    # As Batch sets them: the IAM evaluation (tests/iam) maps these names to the deployment's.
+    monkeypatch.setenv("STEPSPOT_BUCKET", store.bucket)
+    monkeypatch.setenv("STEPSPOT_CHECKPOINT_TABLE", store.table)
     settings = AgentSettings(
         workflow_id=WF,
         task_id=TASK,
@@ -293,5 +297,5 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
         state_table=None,
         save_on_success=False,
     )
-    assert build_store(settings) is not None
+    assert build_store(settings, *aws_clients(settings)) is not None
     assert denied == []
