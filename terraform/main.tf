@@ -106,6 +106,7 @@ module "compute" {
   bucket_arn                       = module.storage.bucket_arn
   checkpoint_table_name            = module.storage.checkpoint_table_name
   checkpoint_table_arn             = module.storage.checkpoint_table_arn
+  state_table_arn                  = module.storage.state_table_arn
   kms_key_arn                      = module.storage.kms_key_arn
   log_retention_days               = var.log_retention_days
   input_bucket_arns                = var.input_bucket_arns
@@ -198,10 +199,11 @@ module "functions" {
           actions   = ["states:StopExecution"]
           resources = ["${local.task_execution_arn_prefix}:*"]
         },
+        # Task-token calls have no resource type (Service Authorization Reference): only "*" grants them.
         {
           sid       = "CompleteWorkflow"
           actions   = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]
-          resources = [local.workflow_state_machine_arn]
+          resources = ["*"]
         },
       ]
     }
