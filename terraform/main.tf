@@ -29,10 +29,11 @@ locals {
 
   # The GPU queue pair by the variable the Lambdas read: absent without gpu_enabled (the fleet manager
   # then refuses a GPU task with a sentence naming gpu_enabled).
-  gpu_queue_environment = {
-    for name, key in { STEPSPOT_GPU_SPOT_QUEUE_ARN = "gpu_spot", STEPSPOT_GPU_ONDEMAND_QUEUE_ARN = "gpu_ondemand" } :
-    name => module.compute.job_queue_arns[key] if contains(keys(module.compute.job_queue_arns), key)
-  }
+  # Absent (not empty) without GPUs, so the fleet manager's refusal names gpu_enabled.
+  gpu_queue_environment = var.gpu_enabled ? tomap({
+    STEPSPOT_GPU_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["gpu_spot"]
+    STEPSPOT_GPU_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["gpu_ondemand"]
+  }) : tomap({})
 }
 
 ################################################################################

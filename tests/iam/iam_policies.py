@@ -9,7 +9,7 @@ Why python-hcl2 and not ``terraform plan``/``console``: ``aws_iam_policy_documen
 AWS provider, which is not reachable here (the offline toolchain's provider knows only the schema, so
 ``.json`` is unknown in a plan). What is ours to evaluate is small: the statement blocks and the
 expressions naming their resources. This module evaluates that subset of HCL (references, string
-templates, ``concat``/``values``/``tostring``, ``[for x in xs : "..."]``, ``dynamic "statement"``) with
+templates, ``concat``/``values``/``tostring``/``merge``, ``[for x in xs : "..."]``, ``dynamic "statement"``) with
 the values Terraform would compute from local mode's names (seeded below: the resource attributes
 that only exist after an apply). Anything outside that subset stops it with the expression and file,
 so a new construct in the policies cannot be silently misread.
@@ -17,6 +17,7 @@ so a new construct in the policies cannot be silently misread.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -169,6 +170,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "flatten": lambda items: [x for item in items for x in (item if isinstance(item, list) else [item])],
     "join": lambda separator, items: separator.join(str(x) for x in items),
     "length": len,
+    "tomap": lambda mapping: mapping,
+    "merge": lambda *maps: {k: v for mapping in maps if isinstance(mapping, dict) for k, v in mapping.items()},
 }
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "==": lambda a, b: a == b,
@@ -266,7 +269,24 @@ class Scope:
             return float(text) if "." in text else int(text)
         if text in ("true", "false", "True", "False"):
             return text in ("true", "True")
+        if text.startswith("{") and text.endswith("}"):
+            return self._object(text)
         return self.reference(text)
+
+    def _object(self, text: str) -> dict[str, Any]:
+        """An object literal (python-hcl2 hands it over as a Python repr). Values this subset cannot
+        evaluate stay as written: objects feed environment maps, where only resource names matter."""
+        try:
+            raw = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise PolicyExtractionError(f"object literal {text[:80]!r} cannot be read") from None
+        result: dict[str, Any] = {}
+        for key, value in raw.items():
+            try:
+                result[key] = self.template(value) if isinstance(value, str) else value
+            except PolicyExtractionError:
+                result[key] = value
+        return result
 
     def reference(self, text: str) -> Any:
         match = _REF.match(text)
