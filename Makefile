@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ENV    ?= dev
 WORKFLOW ?= examples/molecular-dynamics/workflow.json
 
-.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator
+.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator report-assets chromium
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # `make test` renders the real state machines as soon as the renderer exists in the tree.
 RENDER_FOR_TEST := $(if $(wildcard functions/stepspot/asl.py),render,)
-test: venv tools asl-validator $(RENDER_FOR_TEST) ## run the whole test suite (unit, integration, e2e, terraform)
+test: venv tools asl-validator report-assets chromium $(RENDER_FOR_TEST) ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest
 
 lint: venv ## ruff and mypy
@@ -31,7 +31,7 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check functions tests bench
 	$(BIN)/mypy functions
 
-bench: venv ## benchmarks: planner scale, checkpoints, scheduling
+bench: venv report-assets chromium ## benchmarks: planner scale, checkpoints, scheduling
 	$(BIN)/python -m bench
 
 # The demo injects Spot reclaims (seeded, so every run tells the same story); DEMO_FLAGS= for a clean run.
@@ -45,8 +45,21 @@ tests/asl/node_modules/.installed: tests/asl/package.json tests/asl/package-lock
 	npm ci --prefix tests/asl --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The HTML run report embeds Apache ECharts from the npm package pinned in report-assets/ (not committed).
+REPORT_JS := functions/stepspot/report/vendor/echarts.min.js
+report-assets: $(REPORT_JS) ## Apache ECharts (pinned npm package) embedded in `stepspot report` pages
+
+$(REPORT_JS): report-assets/package.json report-assets/package-lock.json
+	npm ci --prefix report-assets --no-audit --no-fund --loglevel=error --ignore-scripts
+	@mkdir -p $(dir $@)
+	cp report-assets/node_modules/echarts/dist/echarts.min.js $@
+
+# Debian's chromium for the browser test of the report (CI runs as root); nothing to do when present.
+chromium: ## install Debian's chromium (apt) unless /usr/bin/chromium exists
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 clean: ## remove the virtualenvs, build output and caches
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules report-assets/node_modules functions/stepspot/report/vendor
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- Terraform and deployment

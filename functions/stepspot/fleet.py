@@ -15,6 +15,14 @@ from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+# Cost allocation tags on every Batch job, propagated to its ECS task (Cost Explorer groups by them).
+TAG_WORKFLOW, TAG_TASK, TAG_ATTEMPT, TAG_ENVIRONMENT = (
+    "stepspot:workflow",
+    "stepspot:task",
+    "stepspot:attempt",
+    "stepspot:environment",
+)
+TAG_VALUE_LIMIT = 256  # Batch/ECS tag values: at most 256 characters
 
 
 class Capacity(StrEnum):
@@ -75,9 +83,16 @@ def resource_requirements(task: Any) -> list[dict[str, str]]:
     return requirements
 
 
+def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:
+    """The tags of one attempt's Batch job (``SubmitJob`` ``tags``; ``propagateTags`` copies them)."""
+    tags = {TAG_WORKFLOW: workflow_id, TAG_TASK: task_id, TAG_ATTEMPT: str(attempt), TAG_ENVIRONMENT: environment}
+    return {key: value[:TAG_VALUE_LIMIT] for key, value in tags.items()}
+
+
 def job_request(
     *,
     workflow_id: str,
+    environment: str,
     task: Any,
     attempt: int,
     choice: CapacityChoice,
@@ -102,6 +117,7 @@ def job_request(
         "job_definition_arn": job_definition_arn,
         "multi_node": bool(task.multi_node),
         "timeout_seconds": int(task.timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
+        "tags": job_tags(workflow_id, task.id, attempt, environment),
     }
     if task.multi_node:
         request["node_overrides"] = {
