@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stepspot.cli.output import console, err_console
+from stepspot.report.text import cost_line
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
@@ -97,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--policy", type=Path, metavar="FILE", help="JSON/YAML file overriding policy knobs")
     parser.add_argument("--summary-json", type=Path, metavar="PATH", help="write the run summary as JSON")
+    parser.add_argument(
+        "--report", type=Path, metavar="PATH", help="write the run report (one self-contained HTML file)"
+    )
     parser.add_argument("--max-parallel-jobs", type=int, default=None, metavar="N", help="local job slots")
     parser.add_argument("--timeout", type=_positive, default=900.0, metavar="SECONDS", help="give up after")
     parser.add_argument("--workdir", type=Path, default=Path(".stepspot"), metavar="DIR", help="run files")
@@ -151,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json:
         summary.write_json(args.summary_json)
         console.print(f"summary written to {args.summary_json}", highlight=False)
+    if args.report and summary.run_record is not None:
+        from stepspot.report.html import write_report
+
+        size = write_report(summary.run_record, args.report)
+        console.print(f"report written to {args.report} ({size / 1e6:.2f} MB)", highlight=False)
     sys.stdout.flush()
     return EXIT_OK if summary.status == "SUCCEEDED" else EXIT_FAILED
 
@@ -217,6 +226,8 @@ def _print_summary(summary: Any) -> None:
             f"On-Demand ${cost['on_demand_usd']:.4f}: " + _saving_text(cost["savings_usd"]),
         ),
     ]
+    if summary.cost:
+        rows.append(("cost ledger", cost_line(summary.cost)))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -225,7 +236,7 @@ def _print_summary(summary: Any) -> None:
     console.print(table)
     if len(summary.per_task) <= 30:
         detail = Table(header_style="bold", box=None, pad_edge=False)
-        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s"):
+        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s", "cost $"):
             detail.add_column(column)
         for row in summary.per_task:
             detail.add_row(
@@ -235,6 +246,7 @@ def _print_summary(summary: Any) -> None:
                 str(row["interruptions"]),
                 str(row["capacity"] or "-"),
                 f"{row['runtime_seconds']:.2f}",
+                f"{row.get('cost_usd', 0.0):.4f}",
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)

@@ -169,3 +169,31 @@ def local_run_record(
         checkpoints=dict(checkpoints),
         notes=[f"local run: instance types, zones and Spot prices emulated from seed {seed}"],
     )
+
+
+def local_run_record_of(
+    session: Any,
+    resources: Any,
+    plan: Plan,
+    jobs: list[Any],
+    states: Mapping[str, Mapping[str, Any]],
+    status: str,
+    batch: Any,
+    time_scale: float,
+) -> RunRecord:
+    """The run record of a finished local run (what ``local.summary`` calls)."""
+    from stepspot.local.lambdas import REGION
+
+    origin = min((job.created_at for job in jobs), default=0.0)
+    clock = SimulatedClock(origin, time_scale)
+    checkpoints = checkpoint_times(session, resources.bucket, resources.checkpoint_table, plan.workflow_id, clock)
+    return local_run_record(
+        plan=plan,
+        jobs=jobs,
+        states=states,
+        status=status,
+        seed=batch.faults.seed,
+        region=REGION,
+        clock=clock,
+        checkpoints=checkpoints,
+    )

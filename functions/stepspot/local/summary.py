@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from stepspot.estimate import default_prices, task_cost
+from stepspot.local.ledger import local_run_record_of
 from stepspot.plan import Plan
+from stepspot.report.model import RunRecord
 
 STEP_FUNCTIONS_PAYLOAD_LIMIT = 262_144
 
@@ -42,9 +44,14 @@ class RunSummary:
     events: dict[str, Any]
     per_task: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str = ""
+    cost: dict[str, Any] = field(default_factory=dict)  # the cost ledger's totals (stepspot.cost)
+    ledger: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
+    run_record: RunRecord | None = field(default=None, repr=False)  # for --report; not in the JSON
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("run_record", None)
+        return data
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +210,10 @@ def summarise(
             if job.status == "SUCCEEDED":
                 measured[job.task_id] = real
                 row["runtime_seconds"] = round(real, 3)
+    record = local_run_record_of(session, resources, plan, jobs, items, str(execution["status"]), batch, time_scale)
+    task_costs = record.totals_per_task()
+    for task_id, row in per_task.items():
+        row["cost_usd"] = round(task_costs[task_id].total_usd, 6) if task_id in task_costs else 0.0
     start, stop = execution.get("startDate"), execution.get("stopDate")
     makespan = (stop - start).total_seconds() if start and stop else 0.0
     measured_cp, measured_path = _longest_path(plan, measured)
@@ -257,4 +268,7 @@ def summarise(
         },
         per_task=list(per_task.values()),
         run_dir=str(run_dir),
+        cost=record.cost_summary(),
+        ledger=[entry.to_dict() for entry in record.ledger],
+        run_record=record,
     )
