@@ -10,8 +10,9 @@ attempt's start) times the share of the instance the job held, times nodes, time
   a reclaimed attempt without a checkpoint loses all of its run time.
 
 Totals (per task and per workflow): spent on Spot, spent On-Demand (of which on fallbacks from Spot),
-lost to reclaims, and the all-On-Demand equivalent: every attempt that was not reclaimed, priced at the
-On-Demand price of its instance (reclaims do not happen On-Demand; application failures would).
+lost to reclaims, and the all-On-Demand equivalent: the work every attempt kept (all of it, except the
+lost part of reclaimed attempts: reclaims do not happen On-Demand, application failures would), priced
+at the On-Demand price of the instance it ran on.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ def totals(entries: Iterable[LedgerEntry]) -> CostTotals:
             on_demand += entry.cost_usd
             fallback += entry.cost_usd if entry.fallback else 0.0
         lost += entry.lost_usd
-        all_on_demand += 0.0 if entry.reclaimed else entry.on_demand_equivalent_usd
+        kept = 1 - entry.lost_seconds / entry.runtime_seconds if entry.runtime_seconds else 1.0
+        all_on_demand += entry.on_demand_equivalent_usd * kept
     total = spot + on_demand
     savings = all_on_demand - total
     return CostTotals(
