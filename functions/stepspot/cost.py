@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 SPOT, ON_DEMAND = "SPOT", "ON_DEMAND"
 PRICE_TABLE_RESOURCE = "data/instance_prices.json"
@@ -173,7 +173,9 @@ def share_of_instance(vcpus: int, memory_mib: int, instance: InstanceType) -> fl
     return min(1.0, max(vcpus / instance.vcpus, memory_mib / instance.memory_mib))
 
 
-def price_attempt(record: AttemptRecord, placement: Placement, instance: InstanceType, spot_hourly: float) -> LedgerEntry:
+def price_attempt(
+    record: AttemptRecord, placement: Placement, instance: InstanceType, spot_hourly: float
+) -> LedgerEntry:
     """Price one attempt. ``spot_hourly`` is the zone's Spot price of the instance type (used for Spot)."""
     started, stopped = record.started_at, record.stopped_at
     runtime = max(0.0, stopped - started) if started is not None and stopped is not None else 0.0
@@ -306,13 +308,17 @@ def local_spot_price(seed: int, instance: InstanceType, availability_zone: str) 
     return round(instance.on_demand_hourly * (1 - discount), 5)
 
 
+class InstanceLookup(Protocol):
+    def instance(self, name: str) -> InstanceType: ...
+
+
 SpotPriceLookup = Callable[[str, str, float], float]  # (instance type, zone, epoch seconds) -> USD/hour
 
 
 def build_ledger(
     records: Iterable[AttemptRecord],
     placement_of: Callable[[AttemptRecord], Placement],
-    prices: InstancePrices,
+    prices: InstanceLookup,
     spot_price: SpotPriceLookup,
 ) -> list[LedgerEntry]:
     entries = []

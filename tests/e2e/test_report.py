@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
+from browser import chromium_page
+from local_helpers import MD_EXAMPLE, ROOT
 
 from stepspot.cost import default_instance_prices, local_placement
 from stepspot.local.engine import LocalEngine, LocalOptions
@@ -13,9 +14,6 @@ from stepspot.local.faults import Faults
 from stepspot.local.lambdas import REGION
 from stepspot.report.html import write_report
 from stepspot.workflow import load_workflow_file
-
-from browser import chromium_page
-from local_helpers import MD_EXAMPLE, ROOT
 
 SEED = 4
 SCREENSHOT_DIR = ROOT / "build" / "test-output" / "report"
@@ -51,9 +49,7 @@ def test_the_ledger_total_is_the_sum_of_its_attempts(reclaimed_run):
     # every attempt was placed from the seed: the same seed gives the same instance and zone
     prices = default_instance_prices()
     for entry in ledger:
-        placement = local_placement(
-            SEED, entry["task_id"], entry["attempt"], *_needs(entry["task_id"]), prices, REGION
-        )
+        placement = local_placement(SEED, entry["task_id"], entry["attempt"], *_needs(entry["task_id"]), prices, REGION)
         assert (entry["instance_type"], entry["availability_zone"]) == (
             placement.instance_type,
             placement.availability_zone,

@@ -59,8 +59,17 @@ def test_the_molecular_dynamics_savings_match_a_hand_computation():
         _record(t["data-preprocessing"], 1, SPOT, T0, 600),
         # 8 vCPU/16 GiB on m7i.2xlarge (8/32): share 1; Spot 0.16 x 3600 s = 0.16, reclaimed 1200 s
         # after its last checkpoint: lost 0.16 x 1200/3600 = 0.0533333; kept 2400 s On-Demand 0.2688
-        _record(t["equilibration"], 1, SPOT, T0 + 700, 3600, reclaimed=True, status="FAILED",
-                last_checkpoint_at=T0 + 700 + 2400, failure_class="spot_reclaim"),
+        _record(
+            t["equilibration"],
+            1,
+            SPOT,
+            T0 + 700,
+            3600,
+            reclaimed=True,
+            status="FAILED",
+            last_checkpoint_at=T0 + 700 + 2400,
+            failure_class="spot_reclaim",
+        ),
         # resumed On-Demand (fallback) on c7i.2xlarge (8/16): 0.357 x 1800 s = 0.1785
         _record(t["equilibration"], 2, ON_DEMAND, T0 + 4400, 1800, fallback=True),
         # 16 vCPU/32 GiB on m7i.8xlarge (32/128): share max(0.5, 0.25) = 0.5; Spot 0.60 x 0.5 x 1.5 h = 0.45;
@@ -127,7 +136,7 @@ def test_the_share_is_the_scarcer_resource_and_never_above_one():
 
 
 def test_an_unknown_instance_type_names_the_fix():
-    with pytest.raises(PriceTableError, match="refresh_prices.py"):
+    with pytest.raises(PriceTableError, match=r"refresh_prices\.py"):
         default_instance_prices().instance("x9z.mega")
 
 
@@ -149,7 +158,9 @@ def test_local_placement_and_spot_price_repeat_for_a_seed_and_fit_the_task():
 def test_a_ledger_entry_survives_a_round_trip_through_its_stored_form():
     task = {"id": "t", "vcpus": 2, "memory": 4096}
     [entry] = build_ledger(
-        [_record(task, 1, SPOT, T0, 100)], lambda r: Placement("c7i.large", "z"), default_instance_prices(),
+        [_record(task, 1, SPOT, T0, 100)],
+        lambda r: Placement("c7i.large", "z"),
+        default_instance_prices(),
         lambda *_: 0.03,
     )
     stored = {k: (str(v) if isinstance(v, float) else v) for k, v in entry.to_dict().items()}  # as DynamoDB Decimals

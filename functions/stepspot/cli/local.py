@@ -19,10 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from stepspot.cli.output import console, err_console
-from stepspot.report.text import cost_line
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
+from stepspot.report.text import cost_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STATE_STYLES = {

@@ -34,8 +34,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 
 from stepspot import emf
+from stepspot.aws.cost_recorder import CostRecorder
+from stepspot.aws.cost_sources import CostSources
+from stepspot.aws.cost_store import CostStore, totals_from_item
 from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
 from stepspot.aws.sns import Notifier
+from stepspot.cost import default_instance_prices
 from stepspot.errors import MalformedEventError
 from stepspot.estimate import PriceTable, default_prices
 from stepspot.events import (
@@ -83,6 +87,7 @@ class Runtime:
     notifier: Notifier | None
     prices: PriceTable
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    costs: CostRecorder | None = None  # the cost ledger (stepspot.cost); None: not kept
 
 
 @cache
@@ -96,6 +101,11 @@ def runtime() -> Runtime:
         store=MonitorStore(dynamodb.Table(settings.state_table), checkpoints),
         notifier=Notifier(boto3.client("sns"), settings.sns_topic_arn) if settings.sns_topic_arn else None,
         prices=default_prices(),
+        costs=CostRecorder(
+            CostStore(dynamodb.Table(settings.state_table)),
+            CostSources(boto3.client("ecs"), boto3.client("ec2"), default_instance_prices(), default_prices()),
+            checkpoints,
+        ),
     )
 
 
@@ -212,8 +222,29 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         reclaimed = spot_reclaimed_instance(detail)
         if reclaimed:
             result["spot_reclaimed_instance"] = reclaimed
+        if rt.costs is not None:
+            _record_cost(rt.costs, task, event, kind, flags, result)
     logger.info("Job status handled", extra={"outcome": outcome, "queue_kind": kind.value})
     return result
+
+
+def _record_cost(
+    costs: CostRecorder,
+    task: TaskRef,
+    event: BatchJobStateChange,
+    kind: QueueKind,
+    flags: Any,
+    result: dict[str, Any],
+) -> None:
+    spot = kind is QueueKind.SPOT
+    fallback = bool(flags and flags.get("spot_attempted")) and not spot
+    outcome = costs.record(task.workflow_id, task.task_id, event.detail, spot=spot, fallback=fallback)
+    if outcome.entry is None:
+        logger.warning("Attempt left out of the cost ledger", extra={"reason": outcome.skipped_because})
+        result["cost_skipped"] = outcome.skipped_because
+        return
+    result["cost_usd"] = round(outcome.entry.cost_usd, 6)
+    result["cost_recorded"] = outcome.recorded
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -275,6 +306,14 @@ def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[Pe
 
     succeeded = detail.status == "SUCCEEDED"
     pending.append(PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1))
+    if workflow is not None:
+        cost = totals_from_item(workflow)
+        for name, value in (
+            (MetricName.WORKFLOW_COST_USD, cost.total_usd),
+            (MetricName.WORKFLOW_SPOT_SAVINGS_USD, cost.savings_usd),
+            (MetricName.WORKFLOW_LOST_TO_RECLAIMS_USD, cost.lost_usd),
+        ):
+            pending.append(PendingMetric(name, round(value, 6), MetricUnit.NoUnit.value))
     failed_tasks = [] if succeeded or workflow is None else rt.store.failed_tasks(target.workflow_id)
     notified = False
     if rt.notifier is not None:
