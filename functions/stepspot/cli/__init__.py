@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "stepspot.cli.remote",
     "stepspot.cli.remote_status",
     "stepspot.cli.templates",
+    "stepspot.cli.report",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3

@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepspot.aws.cost_store import totals_from_item
 from stepspot.aws.executions import ExecutionSummary
 from stepspot.aws.job_logs import JobLogs
 from stepspot.cli.output import console, err_console
@@ -36,6 +37,7 @@ from stepspot.cli.remote_context import (
     workflow_id_from,
 )
 from stepspot.errors import WorkflowNotFoundError
+from stepspot.report.text import cost_line
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
 STATE_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red", "SKIPPED": "yellow"}
@@ -75,6 +77,7 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
     table.add_column("interrupts", justify="right")
     table.add_column("ckpts", justify="right")
     table.add_column("queue")
+    table.add_column("cost $", justify="right")
     table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
@@ -85,9 +88,15 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
             str(task.get("interruptions", 0)),
             str(checkpoints.get(task["task_id"], 0)),
             str(task.get("queue") or "-"),
+            f"{totals_from_item(task).total_usd:.4f}",
             str(task.get("last_failure_class") or ""),
         )
     return table
+
+
+def cost_document(item: dict[str, Any] | None) -> dict[str, Any]:
+    """The cost ledger's sums on a task or workflow item (the workflow monitor adds each finished job)."""
+    return totals_from_item(item or {}).to_dict()
 
 
 def execution_header(execution: ExecutionSummary, console_url: str, now: datetime) -> Text:
@@ -126,9 +135,11 @@ def status_document(
                 "queue": task.get("queue"),
                 "job_id": task.get("job_id"),
                 "last_failure_class": task.get("last_failure_class"),
+                "cost": cost_document(task),
             }
             for task in tasks
         ],
+        "cost": cost_document(meta),
     }
 
 
@@ -240,6 +251,7 @@ def run_status(args: argparse.Namespace) -> int:
     console.print(counts_line(tasks))
     if tasks:
         console.print(tasks_table(tasks, checkpoints))
+    console.print(f"cost so far: {cost_line(cost_document(meta))}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
