@@ -6,7 +6,8 @@ import json
 
 import boto3
 import pytest
-from test_cli_remote import REGION, WORKFLOW, Env, env  # noqa: F401 - the fixture
+import test_cli_remote
+from test_cli_remote import REGION, WORKFLOW, Env
 
 from stepspot.aws.cost_store import CostStore
 from stepspot.cli import main
@@ -15,6 +16,7 @@ from stepspot.plan import build_plan, plan_to_json
 from stepspot.workflow import Workflow
 
 T0 = 1_800_000_000.0
+env = test_cli_remote.env  # the moto deployment of the remote command tests
 
 
 def seed_costed_run(env: Env, workflow_id: str = "md-1") -> None:
