@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ SPOT, ON_DEMAND = "SPOT", "ON_DEMAND"
 PRICE_TABLE_RESOURCE = "data/instance_prices.json"
 # The families local mode places attempts on (Terraform's default spot/ondemand_instance_types).
 LOCAL_FAMILIES = ("c7i", "m7i", "r7i")
+LOCAL_GPU_FAMILIES = ("g4dn", "g5")
 LOCAL_ZONE_SUFFIXES = "abcdef"
 # Emulated Spot prices: a stable discount per type and zone within the range Spot usually trades at.
 LOCAL_SPOT_DISCOUNT = (0.55, 0.75)
@@ -116,6 +117,7 @@ class AttemptRecord:
     vcpus: int
     memory_mib: int
     nodes: int = 1
+    gpus: int = 0
     fallback: bool = False  # On-Demand because Spot failed the task before
     reclaimed: bool = False
     failure_class: str | None = None
@@ -217,6 +219,15 @@ def price_attempt(
     )
 
 
+UNPLACED = Placement("", "")
+_NO_INSTANCE = InstanceType("", 1, 1, 0.0)
+
+
+def unplaced_entry(record: AttemptRecord) -> LedgerEntry:
+    """An attempt that never started (e.g. cancelled for lack of capacity): no instance, no cost."""
+    return price_attempt(replace(record, started_at=None), UNPLACED, _NO_INSTANCE, 0.0)
+
+
 @dataclass(frozen=True)
 class CostTotals:
     attempts: int
@@ -279,23 +290,32 @@ def _fraction(*parts: object) -> float:
 
 
 def local_placement(
-    seed: int, task_id: str, attempt: int, vcpus: int, memory_mib: int, prices: InstancePrices, region: str
+    seed: int,
+    task_id: str,
+    attempt: int,
+    vcpus: int,
+    memory_mib: int,
+    prices: InstancePrices,
+    region: str,
+    gpus: int = 0,
 ) -> Placement:
-    """The instance an emulated attempt ran on: the smallest type of one of the default families that
-    holds the job, and a zone, both picked from (seed, task, attempt) so a rerun gives the same ledger."""
+    """The instance an emulated attempt ran on: the smallest type of one of the default families (GPU
+    families for a GPU task) that holds the job, and a zone, both picked from (seed, task, attempt) so a
+    rerun gives the same ledger."""
+    families = LOCAL_GPU_FAMILIES if gpus else LOCAL_FAMILIES
     candidates = []
-    for family in LOCAL_FAMILIES:
+    for family in families:
         fitting = [
             i
             for i in prices.instances.values()
-            if i.name.startswith(f"{family}.") and i.vcpus >= vcpus and i.memory_mib >= memory_mib
+            if i.name.startswith(f"{family}.") and i.vcpus >= vcpus and i.memory_mib >= memory_mib and i.gpus >= gpus
         ]
         if fitting:
             candidates.append(min(fitting, key=lambda i: (i.vcpus, i.memory_mib)))
     if not candidates:
         raise PriceTableError(
-            f"task {task_id!r} needs {vcpus} vCPUs and {memory_mib} MiB: no instance type of "
-            f"{', '.join(LOCAL_FAMILIES)} in the price table holds it"
+            f"task {task_id!r} needs {vcpus} vCPUs, {memory_mib} MiB and {gpus} GPUs: no instance type of "
+            f"{', '.join(families)} in the price table holds it"
         )
     chosen = candidates[int(_fraction(seed, task_id, attempt, "type") * len(candidates))]
     zone = LOCAL_ZONE_SUFFIXES[int(_fraction(seed, task_id, attempt, "zone") * len(LOCAL_ZONE_SUFFIXES))]

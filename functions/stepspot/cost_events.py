@@ -71,6 +71,7 @@ def attempt_record(
         vcpus=resources.vcpus,
         memory_mib=resources.memory_mib,
         nodes=resources.nodes,
+        gpus=resources.gpus,
         fallback=fallback and not spot,
         reclaimed=spot_reclaimed_instance(detail) is not None,
         failure_class=failure_class,

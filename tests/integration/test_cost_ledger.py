@@ -143,3 +143,20 @@ def test_spot_prices_are_the_ones_in_effect_then_and_cached_per_hour():
         # the same hour: from the cache (the stubber would fail on a second call)
         assert sources.spot_price("c7i.xlarge", "us-east-1b", at.timestamp() + 600) == 0.065
         stub.assert_no_pending_responses()
+
+
+def test_a_job_that_never_started_is_in_the_ledger_at_no_cost(world: World):
+    # Given a Spot job cancelled while RUNNABLE for lack of capacity (no attempt, no instance)
+    world.add_workflow("wf-1")
+    world.add_task("wf-1", "production")
+    reason = "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    event = job_event("FAILED", event_id="n-1", attempts=[], reason=reason)
+    for field in ("startedAt", "stoppedAt"):
+        event["detail"].pop(field, None)
+    event["detail"]["container"].pop("containerInstanceArn", None)
+    result = workflow_monitor.lambda_handler(event, None)
+    # Then the attempt is recorded (the report's timeline shows its queue wait) and costs nothing
+    assert result["cost_recorded"] is True and result["cost_usd"] == 0
+    [entry] = ledger_from_item(world.task("wf-1", "production"))
+    assert (entry.instance_type, entry.started_at, entry.failure_class) == ("", None, "capacity")
+    assert totals_from_item(world.workflow("wf-1")).attempts == 1

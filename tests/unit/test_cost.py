@@ -165,3 +165,9 @@ def test_a_ledger_entry_survives_a_round_trip_through_its_stored_form():
     )
     stored = {k: (str(v) if isinstance(v, float) else v) for k, v in entry.to_dict().items()}  # as DynamoDB Decimals
     assert LedgerEntry.from_dict(stored) == entry
+
+
+def test_a_gpu_task_is_placed_on_a_gpu_instance_locally():
+    prices = default_instance_prices()
+    placement = local_placement(1, "train", 1, 4, 16384, prices, "us-east-1", gpus=1)
+    assert prices.instance(placement.instance_type).gpus >= 1

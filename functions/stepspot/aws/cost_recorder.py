@@ -18,7 +18,7 @@ from stepspot.aws.cost_sources import CostSources, PlacementUnknownError
 from stepspot.aws.cost_store import CostStore
 from stepspot.aws.errors import translate_client_error as translate
 from stepspot.aws.monitor_store import CHECKPOINT_COMPLETE, CHECKPOINT_SEQ_PREFIX
-from stepspot.cost import AttemptRecord, InstanceType, LedgerEntry, build_ledger
+from stepspot.cost import AttemptRecord, InstanceType, LedgerEntry, build_ledger, unplaced_entry
 from stepspot.cost_events import attempt_record, container_instance_arn
 from stepspot.events import BatchJobDetail
 from stepspot.state_keys import checkpoint_pk
@@ -39,13 +39,16 @@ class CostRecorder:
 
     def record(self, workflow_id: str, task_id: str, detail: BatchJobDetail, spot: bool, fallback: bool) -> CostOutcome:
         arn = container_instance_arn(detail)
+        record = attempt_record(detail, task_id, spot, fallback, None)
+        if not arn and record.started_at is None:
+            entry = unplaced_entry(record)  # never started: it cost nothing, but the timeline shows it
+            return CostOutcome(entry, self.store.record(workflow_id, entry))
         if not arn or ":container-instance/" not in arn:
-            return CostOutcome(None, False, "the job names no ECS container instance (it never started)")
+            return CostOutcome(None, False, f"the job names no ECS container instance ARN ({arn or 'none'})")
         try:
             placement = self.sources.placement(arn)
         except PlacementUnknownError as exc:
             return CostOutcome(None, False, exc.message)
-        record = attempt_record(detail, task_id, spot, fallback, None)
         record = replace(record, last_checkpoint_at=self._last_checkpoint(workflow_id, task_id, record))
         try:
             [entry] = build_ledger([record], lambda _: placement, _Prices(self.sources), self.sources.spot_price)

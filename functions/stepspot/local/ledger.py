@@ -73,6 +73,7 @@ def attempt_records(
                 vcpus=task.vcpus,
                 memory_mib=task.memory,
                 nodes=max(1, job.num_nodes),
+                gpus=task.gpus,
                 fallback=not job.spot and job.task_id in spot_seen,
                 reclaimed=bool(job.reclaimed),
                 failure_class=_failure_class(job),
@@ -89,7 +90,14 @@ def checkpoint_times(
     """Simulated completion times of every complete checkpoint of the workflow, per task."""
     from stepspot.checkpoints import manifest_key
 
-    items = session.resource("dynamodb").Table(table).scan().get("Items", [])
+    items: list[dict[str, Any]] = []
+    scan: dict[str, Any] = {}
+    while True:  # a scan page holds at most 1 MB
+        page = session.resource("dynamodb").Table(table).scan(**scan)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     s3 = session.client("s3")
     found: dict[str, list[float]] = {}
     prefix = f"{workflow_id}#"
@@ -140,7 +148,9 @@ def local_run_record(
     records = attempt_records(plan, jobs, clock, checkpoints)
 
     def placement_of(record: AttemptRecord) -> Any:
-        return local_placement(seed, record.task_id, record.attempt, record.vcpus, record.memory_mib, prices, region)
+        return local_placement(
+            seed, record.task_id, record.attempt, record.vcpus, record.memory_mib, prices, region, record.gpus
+        )
 
     ledger = build_ledger(
         records,

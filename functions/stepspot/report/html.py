@@ -9,7 +9,6 @@ its custom series draws a Gantt timeline and its graph series the DAG. The page 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -138,9 +137,9 @@ def render_report(record: RunRecord) -> str:
     )
     template = environment.get_template(TEMPLATE_NAME)
     data = report_data(record)
-    states: Mapping[str, int] = {}
+    states: dict[str, int] = {}
     for task in record.tasks:
-        states[task.state] = states.get(task.state, 0) + 1  # type: ignore[index]
+        states[task.state] = states.get(task.state, 0) + 1
     return template.render(
         record=record,
         data=data,
