@@ -160,3 +160,11 @@ def test_a_job_that_never_started_is_in_the_ledger_at_no_cost(world: World):
     [entry] = ledger_from_item(world.task("wf-1", "production"))
     assert (entry.instance_type, entry.started_at, entry.failure_class) == ("", None, "capacity")
     assert totals_from_item(world.workflow("wf-1")).attempts == 1
+
+
+def test_a_workflow_without_a_ledger_reports_no_cost_figures(world: World, capsys):
+    world.add_workflow(WF, name="md")
+    workflow_monitor.lambda_handler(load_event("sfn-execution-status-change-succeeded.json", id="s-2"), None)
+    found = emf_metrics(capsys.readouterr().out)
+    assert total(found, "WorkflowsSucceeded") == 1
+    assert not [m for m in found if m[0].startswith("Workflow") and m[0].endswith("USD")]

@@ -306,8 +306,8 @@ def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[Pe
 
     succeeded = detail.status == "SUCCEEDED"
     pending.append(PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1))
-    if workflow is not None:
-        cost = totals_from_item(workflow)
+    cost = totals_from_item(workflow or {})
+    if cost.attempts:  # no ledger (e.g. local mode, or no job ran): no cost figures rather than zeros
         for name, value in (
             (MetricName.WORKFLOW_COST_USD, cost.total_usd),
             (MetricName.WORKFLOW_SPOT_SAVINGS_USD, cost.savings_usd),
