@@ -99,3 +99,8 @@ def test_report_of_an_unknown_workflow_exits_2(env: Env, capsys: pytest.CaptureF
     assert main(["report", "nope", "-o", str(env.tmp_path / "r.html")]) == 2
     assert "stepspot status" in capsys.readouterr().err
     assert not (env.tmp_path / "r.html").exists()
+
+
+def test_report_to_a_directory_is_refused_before_reading_anything(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "md-1", "-o", str(env.tmp_path)]) == 2
+    assert "is a directory; give the report a file name" in capsys.readouterr().err

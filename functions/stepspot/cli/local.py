@@ -121,6 +121,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     loaded = load_workflow_file(source)  # WorkflowValidationError -> exit 2 (cli/__init__)
+    if args.report:
+        from stepspot.report.html import ReportPathError, check_report_path
+
+        try:
+            check_report_path(args.report)  # before the run: a bad path must not cost a whole run
+        except ReportPathError as exc:
+            err_console.print(f"stepspot: {exc.message}", highlight=False, soft_wrap=True)
+            return EXIT_USAGE
     policy = load_policy_file(args.policy) if args.policy else None
     options = LocalOptions(
         faults=Faults(

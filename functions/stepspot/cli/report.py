@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stepspot.cli.output import console
+from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_OK,
+    EXIT_USAGE,
     RemoteContext,
     add_env_argument,
     add_workflow_argument,
@@ -41,8 +42,13 @@ def run_report(args: argparse.Namespace) -> int:
     from stepspot.aws.s3 import DocumentStore
     from stepspot.plan import plan_from_json
     from stepspot.report.from_state import run_record_from_state
-    from stepspot.report.html import write_report
+    from stepspot.report.html import ReportPathError, check_report_path, write_report
 
+    try:
+        check_report_path(args.output)
+    except ReportPathError as exc:
+        err_console.print(f"stepspot: {exc.message}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
     context = RemoteContext.from_args(args)
     workflow_id = workflow_id_from(args.workflow)
     execution = context.executions.latest_for_workflow(workflow_id)

@@ -9,6 +9,7 @@ its custom series draws a Gantt timeline and its graph series the DAG. The page 
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,28 @@ from typing import Any
 import jinja2
 
 from stepspot.cost import SPOT
-from stepspot.errors import FatalError
+from stepspot.errors import ConfigurationError, FatalError
 from stepspot.report.model import RunRecord
 
 ECHARTS_RESOURCE = "report/vendor/echarts.min.js"
 TEMPLATE_NAME = "report.html.j2"
 
 
-class ReportAssetsMissing(FatalError):
+class ReportAssetsMissing(ConfigurationError):
     """Indicates that the charting library was not built into this installation."""
+
+
+class ReportPathError(FatalError):
+    """Indicates that the report cannot be written where it was asked for."""
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse a path the report cannot be written to, before any work is done."""
+    if path.is_dir():
+        raise ReportPathError(f"{path} is a directory; give the report a file name, e.g. {path / 'report.html'}")
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ReportPathError(f"cannot write the report under {parent}; choose a writable path")
 
 
 def echarts_source() -> str:
@@ -150,9 +164,13 @@ def render_report(record: RunRecord) -> str:
 
 def write_report(record: RunRecord, path: Path) -> int:
     """Write the report; returns its size in bytes. Written whole or not at all."""
+    check_report_path(path)
     text = render_report(record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise ReportPathError(f"cannot write the report to {path} ({exc.strerror}); choose a writable path") from exc
     return len(text.encode("utf-8"))
