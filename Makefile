@@ -35,8 +35,9 @@ bench: venv report-assets chromium ## benchmarks: planner scale, checkpoints, sc
 	$(BIN)/python -m bench
 
 # The demo injects Spot reclaims (seeded, so every run tells the same story); DEMO_FLAGS= for a clean run.
-DEMO_FLAGS ?= --time-scale 1800 --spot-interruptions 0.5 --seed 4 --summary-json build/demo-summary.json
-demo: venv ## run the molecular dynamics sample locally, no AWS account needed
+DEMO_FLAGS ?= --time-scale 1800 --spot-interruptions 0.5 --seed 4 --summary-json build/demo-summary.json \
+              --report build/demo-report.html
+demo: venv report-assets ## run the molecular dynamics sample locally, no AWS account needed
 	$(BIN)/stepspot local $(WORKFLOW) $(DEMO_FLAGS)
 
 asl-validator: tests/asl/node_modules/.installed ## the pinned npm asl-validator used by the tests
