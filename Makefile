@@ -21,9 +21,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
-# `make test` renders the real state machines as soon as the renderer exists in the tree.
-RENDER_FOR_TEST := $(if $(wildcard functions/stepspot/asl.py),render,)
-test: venv tools asl-validator report-assets chromium $(RENDER_FOR_TEST) ## run the whole test suite (unit, integration, e2e, terraform)
+# `make test` builds and renders first: packaging is tested on every change (tests/integration/test_packaging.py
+# and test_agent_bundle.py read what `make build` wrote).
+test: venv tools asl-validator build render report-assets chromium ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest
 
 lint: venv ## ruff and mypy
@@ -31,7 +31,7 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check functions tests bench
 	$(BIN)/mypy functions
 
-bench: venv report-assets chromium ## benchmarks: planner scale, checkpoints, scheduling
+bench: venv build report-assets chromium ## benchmarks: planner scale, checkpoints, scheduling, task runner bundle, report
 	$(BIN)/python -m bench
 
 # The demo injects Spot reclaims (seeded, so every run tells the same story); DEMO_FLAGS= for a clean run.
@@ -78,8 +78,9 @@ $(TOOLS)/venv/.installed: scripts/tools-requirements.txt
 docs: tools ## regenerate the inputs/outputs tables of the Terraform module READMEs
 	$(TOOLS)/venv/bin/python scripts/tfdocs.py
 
-build: venv ## Lambda zips: build/lambda/stepspot.zip + dependencies.zip layer (reproducible, .sha256)
+build: venv ## Lambda zips (build/lambda/) and the task runner bundle build/stepspot-agent.pyz (reproducible, .sha256)
 	$(BIN)/python scripts/build_lambdas.py
+	$(BIN)/python scripts/build_agent_bundle.py
 
 render: venv ## state machine definitions: build/asl/*.asl.json (templatefile placeholders)
 	@$(BIN)/python -c 'import stepspot.asl' 2>/dev/null || { \

@@ -17,7 +17,8 @@ Validate and run a stepspot workflow (a JSON or YAML definition).
   --workflow-file FILE    the workflow definition (required)
   --execution-name NAME   workflow id and Step Functions execution name ([A-Za-z0-9_-], at most 64
                           characters; default: derived from the workflow name and the time)
-  --env ENV               environment to submit to: dev, staging or prod (default: \$STEPSPOT_ENV or dev)
+  --env ENV               environment to submit to (or whose queues a dry run and a local run check):
+                          dev, staging or prod (default: \$STEPSPOT_ENV or dev)
   --dry-run               validate and print the plan and cost estimate; nothing runs (stepspot plan)
   --local                 run on this machine, no AWS account needed (stepspot local)
   --watch                 after submitting, follow progress until the workflow ends (stepspot watch)
@@ -93,8 +94,8 @@ if [[ ! -x "$stepspot" ]]; then
 fi
 
 case "$mode" in
-  plan)  args=(plan "$workflow_file") ;;
-  local) args=(local "$workflow_file") ;;
+  plan)  args=(plan "$workflow_file" --env "$environment") ;;   # every task must fit the environment's queues
+  local) args=(local "$workflow_file" --env "$environment") ;;  # and local mode emulates that environment
   submit)
     args=(submit "$workflow_file" --env "$environment")
     [[ -n "$execution_name" ]] && args+=(--execution-name "$execution_name")

@@ -9,6 +9,13 @@ like the seed's GROMACS pipeline, each reading the previous stage's output from 
     md.py produce     --input equil/system.json --steps S --output prod/trajectory.json [--seed K]
     md.py analyse     --inputs prod/a.json prod/b.json --output results/summary.json
 
+Run as the main node of a multi-node task (``stepspot-agent mpi`` sets ``STEPSPOT_MPI_HOSTFILE``), a
+stage spreads the force computation over one rank per node: the main rank listens on
+``STEPSPOT_MPI_PORT + 1``, every other node runs ``md.py rank`` (the task's
+``STEPSPOT_MPI_WORKER_COMMAND``), which connects to the main node, and each step the main rank sends the
+positions over TCP, each rank returns the forces of its share of the particle pairs, and the main rank
+adds them up. Only the main rank holds the state and checkpoints.
+
 ``equilibrate`` and ``produce`` checkpoint their state into ``$STEPSPOT_CHECKPOINT_DIR/state.json``
 (atomically, every ``--checkpoint-every`` steps, and at once on SIGTERM, the agent's notice signal),
 and resume from it when it is there: an interrupted and resumed run ends with the same energies as an
@@ -18,11 +25,13 @@ uninterrupted one. Results are deterministic for a given input and seed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -47,14 +56,17 @@ def lattice(particles: int, density: float) -> tuple[list[list[float]], float]:
     return positions, box
 
 
-def forces(positions: list[list[float]], box: float, cutoff: float = 2.5) -> tuple[list[list[float]], float]:
-    """Lennard-Jones forces and potential energy (minimum image, truncated at ``cutoff``)."""
+def forces(
+    positions: list[list[float]], box: float, cutoff: float = 2.5, rows: range | None = None
+) -> tuple[list[list[float]], float]:
+    """Lennard-Jones forces and potential energy (minimum image, truncated at ``cutoff``), of the pairs
+    (i, j > i) for i in ``rows`` (all by default: one rank's share otherwise)."""
     n = len(positions)
     result = [[0.0, 0.0, 0.0] for _ in range(n)]
     energy = 0.0
     cutoff2 = cutoff * cutoff
     half = box / 2
-    for i in range(n - 1):
+    for i in rows if rows is not None else range(n - 1):
         xi, yi, zi = positions[i]
         fi = result[i]
         for j in range(i + 1, n):
@@ -82,7 +94,7 @@ def kinetic(velocities: list[list[float]]) -> float:
     return 0.5 * sum(vx * vx + vy * vy + vz * vz for vx, vy, vz in velocities)
 
 
-def verlet(state: dict, dt: float, thermostat: float | None) -> None:
+def verlet(state: dict, dt: float, thermostat: float | None, compute=forces) -> None:
     """One velocity Verlet step; with ``thermostat`` the velocities are rescaled to that temperature."""
     box = state["box"]
     pos, vel, frc = state["positions"], state["velocities"], state["forces"]
@@ -90,7 +102,7 @@ def verlet(state: dict, dt: float, thermostat: float | None) -> None:
         for k in range(3):
             v[k] += 0.5 * dt * f[k]
             p[k] = (p[k] + dt * v[k]) % box
-    new_forces, potential = forces(pos, box)
+    new_forces, potential = compute(pos, box)
     for v, f in zip(vel, new_forces, strict=True):
         for k in range(3):
             v[k] += 0.5 * dt * f[k]
@@ -103,6 +115,91 @@ def verlet(state: dict, dt: float, thermostat: float | None) -> None:
             v[2] *= factor
     state["forces"] = new_forces
     state["potential"] = potential
+
+
+# ----------------------------------------------------------------------------------------------- ranks
+
+
+def _rank_port() -> int:
+    return int(os.environ.get("STEPSPOT_MPI_PORT", "7470")) + 1
+
+
+def _send(connection: socket.socket, message: dict) -> None:
+    connection.sendall((json.dumps(message) + "\n").encode())
+
+
+class Ranks:
+    """The main rank's view of the other ranks (one per node of the host file), over TCP."""
+
+    def __init__(self, size: int, timeout: float = 120.0) -> None:
+        self.size = size
+        self.links: list[tuple[socket.socket, object]] = []
+        with socket.create_server(("", _rank_port())) as server:
+            server.settimeout(timeout)
+            for rank in range(1, size):
+                connection, _ = server.accept()
+                _send(connection, {"rank": rank, "size": size})
+                self.links.append((connection, connection.makefile("r", encoding="utf-8")))
+        print(f"md.py: {size} ranks connected", flush=True)
+
+    def forces(self, positions: list[list[float]], box: float) -> tuple[list[list[float]], float]:
+        for connection, _ in self.links:
+            _send(connection, {"positions": positions, "box": box})
+        total, energy = forces(positions, box, rows=range(0, len(positions) - 1, self.size))
+        for _, reader in self.links:
+            part = json.loads(reader.readline())  # type: ignore[attr-defined]
+            energy += part["energy"]
+            for mine, theirs in zip(total, part["forces"], strict=True):
+                mine[0] += theirs[0]
+                mine[1] += theirs[1]
+                mine[2] += theirs[2]
+        return total, energy
+
+    def close(self) -> None:
+        for connection, _ in self.links:
+            with contextlib.suppress(OSError):  # a rank that already ended needs no stop
+                _send(connection, {"stop": True})
+            connection.close()
+
+
+def mpi_size() -> int:
+    """Nodes in the host file the main node of a multi-node task gets (1 when there is none)."""
+    hostfile = os.environ.get("STEPSPOT_MPI_HOSTFILE")
+    if not hostfile or not Path(hostfile).is_file():
+        return 1
+    return len([line for line in Path(hostfile).read_text().splitlines() if line.strip()])
+
+
+def rank(_args: argparse.Namespace) -> int:
+    """A worker rank: compute the forces of this rank's share of pairs until the main rank stops."""
+    main_address = os.environ.get("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS", "127.0.0.1")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            connection = socket.create_connection((main_address, _rank_port()), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"md.py rank: main rank {main_address}:{_rank_port()} did not answer", flush=True)
+                return 1
+            time.sleep(0.2)
+    connection.settimeout(None)
+    reader = connection.makefile("r", encoding="utf-8")
+    me, size, steps = 0, 1, 0
+    for line in reader:
+        message = json.loads(line)
+        if "rank" in message:
+            me, size = message["rank"], message["size"]
+        elif "positions" in message:
+            part, energy = forces(
+                message["positions"], message["box"], rows=range(me, len(message["positions"]) - 1, size)
+            )
+            _send(connection, {"forces": part, "energy": energy})
+            steps += 1
+        else:
+            break
+    print(f"md.py rank {me}/{size}: computed forces for {steps} steps", flush=True)
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -171,8 +268,27 @@ def simulate(args: argparse.Namespace, thermostat: float | None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGUSR1, on_signal)
     started = time.monotonic()
+    size = mpi_size()
+    ranks = Ranks(size) if size > 1 else None
+    try:
+        return _steps(args, state, saved, thermostat, requested, started, ranks)
+    finally:
+        if ranks is not None:
+            ranks.close()
+
+
+def _steps(
+    args: argparse.Namespace,
+    state: dict,
+    saved: Path,
+    thermostat: float | None,
+    requested: dict,
+    started: float,
+    ranks: Ranks | None,
+) -> int:
+    compute = ranks.forces if ranks is not None else forces
     while state["step"] < args.steps:
-        verlet(state, args.dt, thermostat)
+        verlet(state, args.dt, thermostat, compute)
         state["step"] += 1
         if state["step"] % 10 == 0:
             total = state["potential"] + kinetic(state["velocities"])
@@ -194,9 +310,14 @@ def simulate(args: argparse.Namespace, thermostat: float | None) -> int:
         "energy_per_particle": energies,
         "temperature": round(temperature, 6),
         "seconds": round(time.monotonic() - started, 3),
+        "ranks": ranks.size if ranks is not None else 1,
     }
     write_json(args.output, result)
-    print(f"md.py: {state['step']} steps done, T={temperature:.3f}, E/N={energies[-1] if energies else 0}", flush=True)
+    print(
+        f"md.py: {state['step']} steps done on {result['ranks']} rank(s), T={temperature:.3f}, "
+        f"E/N={energies[-1] if energies else 0}",
+        flush=True,
+    )
     return 0
 
 
@@ -240,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         stage.add_argument("--checkpoint-every", type=int, default=20)
         if name == "equilibrate":
             stage.add_argument("--temperature", type=float, default=1.0)
+    sub.add_parser("rank", help="a worker rank of a multi-node stage (STEPSPOT_MPI_WORKER_COMMAND)")
     ana = sub.add_parser("analyse")
     ana.add_argument("--inputs", type=Path, nargs="+", required=True)
     ana.add_argument("--output", type=Path, required=True)
@@ -250,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(args, thermostat=args.temperature)
     if args.stage == "produce":
         return simulate(args, thermostat=None)
+    if args.stage == "rank":
+        return rank(args)
     return analyse(args)
 
 

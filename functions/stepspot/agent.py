@@ -24,6 +24,8 @@ Exit codes of the agent itself (the program's own code is forwarded otherwise):
   70  internal error (a bug: traceback printed)
   75  the checkpoint store cannot be reached right now (network, throttling); retrying may work
   77  access to the bucket or table was denied, or no AWS credentials
+  78  misconfiguration: this runner is not the build of the deployment's Lambdas (STEPSPOT_VERSION); the
+      bundle's own __main__ and the container command's shell check also use 78 (python3 missing or < 3.9)
   79  stopped on a Spot interruption notice: the program ended after an IMDS notice and the host was not
       reclaimed within --reclaim-wait (a stop/hibernate action), or SIGTERM came after the notice (ECS
       draining); the failure classifier counts it as a Spot reclaim
@@ -38,6 +40,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -52,7 +55,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
+from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION as EXIT_MISCONFIGURATION  # 78, shared with failures.py
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
+from stepspot.build_info import deployment_version, version_mismatch
 from stepspot.checkpoint_files import DirectoryScanner, check_directory
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
 from stepspot.checkpoints import Manifest, parse_interval, validate_id, young_daly_interval
@@ -63,7 +68,7 @@ from stepspot.errors import (
     StepspotError,
     WorkflowNotFoundError,
 )
-from stepspot.metrics import CHECKPOINT_FAILED_EVENT, EVENT_FIELD, UNKNOWN_DIMENSION_VALUE
+from stepspot.log_events import CHECKPOINT_FAILED_EVENT, EVENT_FIELD, UNKNOWN_DIMENSION_VALUE
 
 EXIT_USAGE = 64
 EXIT_UNKNOWN_WORKFLOW = 65
@@ -707,6 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _execute(args: argparse.Namespace) -> int:
+    mismatch = version_mismatch(os.environ)
+    if mismatch:
+        raise AgentExit(EXIT_MISCONFIGURATION, mismatch)
     settings = settings_from(args)
     if args.action == "run":
         command = list(args.command)
@@ -726,6 +734,7 @@ def _execute(args: argparse.Namespace) -> int:
         raise AgentExit(EXIT_BAD_DIRECTORY, f"The {problem}: point STEPSPOT_CHECKPOINT_DIR at a writable directory.")
     store = build_store(settings)
     if args.action == "run":
+        log.info("task runner %s on Python %s (%s)", deployment_version(), platform.python_version(), sys.executable)
         return Agent(settings, store).run(command)
     if args.action == "save":
         scanner = DirectoryScanner(settings.directory)

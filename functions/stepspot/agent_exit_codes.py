@@ -6,6 +6,10 @@ so the classifier recognises what the agent meant without importing the agent.
 
 from __future__ import annotations
 
+# The runner could not start the task's program in this image (no usable python3, the program missing):
+# retrying cannot fix it, the failure classifier makes it ``misconfiguration`` (sysexits EX_CONFIG).
+EXIT_MISCONFIGURATION = 78
+
 # The agent stopped because of an EC2 Spot interruption notice (IMDS ``spot/instance-action``) and the
 # host was not reclaimed within the wait (a ``stop``/``hibernate`` action, a reclaim that did not come,
 # or ECS draining the instance with SIGTERM). Just past the sysexits range (64-78) and below the shell's

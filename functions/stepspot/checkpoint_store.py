@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -133,7 +133,8 @@ class CleanupReport:
 
 
 def _now_iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # timezone.utc: datetime.UTC is 3.11+ and the task runner bundle runs this on Python 3.9.
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")  # noqa: UP017
 
 
 class CheckpointStore:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from stepspot.errors import ConfigurationError
@@ -48,10 +48,12 @@ class Deployment:
     sns_topic_arn: str
     batch_log_group_name: str
     dashboard_name: str
+    # Every other root output Terraform printed (e.g. the capacity outputs stepspot.capacity_sources reads).
+    other_outputs: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def output_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return [f.name for f in fields(cls) if f.name != "other_outputs"]
 
     def console_execution_url(self, execution_arn: str) -> str:
         return (
@@ -177,7 +179,9 @@ def load_deployment(
             f"Environment {environment!r} is not fully deployed (missing outputs: {', '.join(absent)}): "
             f"run `make deploy ENV={environment}`, or set {variables}."
         )
-    return Deployment(**{name: values[name] for name in Deployment.output_names()})
+    names = Deployment.output_names()
+    others = {name: value for name, value in values.items() if name not in names}
+    return Deployment(**{name: values[name] for name in names}, other_outputs=others)
 
 
 def _terraform_outputs(

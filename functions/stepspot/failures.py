@@ -13,8 +13,16 @@ Classes (each with its own retry budget in ``stepspot.policy`` and its own metri
   (``... JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``).
 - ``infra_transient``: the job never really ran (image pull, container start, host start failures,
   Batch API throttling).
-- ``app_error``: the program failed (non-zero exit, out of memory, misconfigured resources, timeout),
-  and anything unrecognised: retrying an unknown failure a bounded number of times is the safe default.
+- ``misconfiguration``: the job can never run as submitted, so it is not retried and the reason says
+  what to change: no instance type of the queue holds it (``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT``
+  and the other ``MISCONFIGURATION:`` reasons), the image does not exist (``CannotPullContainerError``
+  with "not found", "does not exist", "manifest unknown", "pull access denied"), the role is denied
+  (``AccessDenied``, "is not authorized to perform"), or the runner could not start the program in the
+  image (``EXIT_MISCONFIGURATION``, 78).
+- ``app_error``: the program failed (non-zero exit, out of memory, timeout), and anything unrecognised:
+  retrying an unknown failure a bounded number of times is the safe default. An out-of-memory attempt
+  (``OutOfMemoryError: Container killed due to memory usage``, exit 137) is marked ``out_of_memory``: its
+  retry gets more memory (``policy.out_of_memory``, ``with_memory``).
 
 Only ``spot_reclaim`` and ``capacity`` move a task to On-Demand.
 """
@@ -23,15 +31,32 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
+from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION, EXIT_SPOT_NOTICE
 from stepspot.policy import FailureClass, Policy, stable_unit_random
 
 _SPOT_RECLAIM = re.compile(r"Host EC2 \(instance (?P<instance>i-[0-9a-zA-Z]+)\) terminated", re.IGNORECASE)
 _CAPACITY = re.compile(r"CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", re.IGNORECASE)
-_MISCONFIGURATION = re.compile(r"MISCONFIGURATION:[A-Z_]+")
+_MISCONFIGURATION = re.compile(r"MISCONFIGURATION:(?P<what>[A-Z_]+)")
+# What to change, per Batch MISCONFIGURATION reason (jobStateTimeLimitActions cancels such jobs).
+_MISCONFIGURATION_FIXES = {
+    "JOB_RESOURCE_REQUIREMENT": "no instance type of the job's queue can hold the task's vcpus, memory and gpus: "
+    "lower them, or add larger instance types to the queue's compute environment (`stepspot validate FILE "
+    "--env ENV` names the largest shape that fits)",
+    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job needs more vCPUs than its compute environment's maxvCpus: lower "
+    "the task's vcpus or nodes, or raise the environment's *_max_vcpus Terraform variable",
+}
+_MISCONFIGURATION_FIX = (
+    "the job's queue or compute environment cannot run it: fix the task's resources or the compute environment"
+)
+_IMAGE_MISSING = re.compile(
+    r"CannotPullContainerError.*(?:not found|does not exist|manifest unknown|pull access denied|"
+    r"invalid reference format|repository .* not found|name unknown)",
+    re.IGNORECASE,
+)
+_ACCESS_DENIED = re.compile(r"AccessDenied|is not authorized to perform|UnauthorizedOperation", re.IGNORECASE)
 _INFRA_TRANSIENT = re.compile(
     r"CannotPullContainerError|CannotStartContainerError|CannotInspectContainerError|"
     r"CannotCreateContainerError|ResourceInitializationError|DockerTimeoutError|"
@@ -64,6 +89,7 @@ class Classification:
     exit_code: int | None = None
     instance_id: str | None = None
     job_id: str | None = None
+    out_of_memory: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +98,7 @@ class Classification:
             "exit_code": self.exit_code,
             "instance_id": self.instance_id,
             "job_id": self.job_id,
+            "out_of_memory": self.out_of_memory,
         }
 
 
@@ -138,11 +165,12 @@ def classify(error: str | None, cause: str | None) -> Classification:
         return Classification(FailureClass.SPOT_RECLAIM, reason, exit_code, None, job_id)
     if _CAPACITY.search(text):
         return Classification(FailureClass.CAPACITY, _first(reasons, _CAPACITY), exit_code, None, job_id)
-    if _MISCONFIGURATION.search(text):
-        reason = _first(reasons, _MISCONFIGURATION)
-        return Classification(FailureClass.APP_ERROR, reason, exit_code, None, job_id)
+    misconfigured = _misconfiguration(reasons, text, exit_code)
+    if misconfigured is not None:
+        return Classification(FailureClass.MISCONFIGURATION, misconfigured, exit_code, None, job_id)
     if _OUT_OF_MEMORY.search(text):
-        return Classification(FailureClass.APP_ERROR, _first(reasons, _OUT_OF_MEMORY), exit_code, None, job_id)
+        reason = _first(reasons, _OUT_OF_MEMORY)
+        return Classification(FailureClass.APP_ERROR, reason, exit_code, None, job_id, out_of_memory=True)
     if _INFRA_TRANSIENT.search(text) and not exit_code:
         reason = _first(reasons, _INFRA_TRANSIENT)
         return Classification(FailureClass.INFRA_TRANSIENT, reason, exit_code, None, job_id)
@@ -150,6 +178,30 @@ def classify(error: str | None, cause: str | None) -> Classification:
         return Classification(FailureClass.APP_ERROR, f"exit code {exit_code}", exit_code, None, job_id)
     reason = reasons[0] if reasons else "job failed without a reason"
     return Classification(FailureClass.APP_ERROR, reason, exit_code, None, job_id)
+
+
+def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> str | None:
+    """The reason and what to change, when retrying cannot fix the failure; else None."""
+    match = _MISCONFIGURATION.search(text)
+    if match:
+        fix = _MISCONFIGURATION_FIXES.get(match.group("what"), _MISCONFIGURATION_FIX)
+        return f"{_first(reasons, _MISCONFIGURATION)}: {fix}"
+    if _IMAGE_MISSING.search(text):
+        return (
+            f"{_first(reasons, _IMAGE_MISSING)}: the container image cannot be pulled; fix the task's "
+            "container_image, or push the image and let the job role pull it"
+        )
+    if _ACCESS_DENIED.search(text):
+        return (
+            f"{_first(reasons, _ACCESS_DENIED)}: the job's role is denied; grant that permission to the job "
+            "role (Terraform module iam) or fix the resource the task names"
+        )
+    if exit_code == EXIT_MISCONFIGURATION:
+        return (
+            f"exit code {exit_code}: the stepspot runner could not start the program in this image (for "
+            "example no usable python3); use an image with python3, or fix the task's command"
+        )
+    return None
 
 
 def _first(reasons: list[str], pattern: re.Pattern[str]) -> str:
@@ -212,6 +264,10 @@ def decide(
     cls = classification.failure_class
     knobs = policy.for_class(cls)
     budget = knobs.max_retries
+    if cls is FailureClass.MISCONFIGURATION and budget == 0:
+        return RetryDecision(
+            False, on_demand_now, 0, f"{cls.value}: {classification.reason} (not retried: a retry cannot fix it)"
+        )
     if cls is FailureClass.APP_ERROR:
         budget = min(budget, task_retry_attempts)
     if failures_of_class > budget:
@@ -246,3 +302,34 @@ def decide(
     if wait:
         detail += f" after {wait} s"
     return RetryDecision(True, on_demand, wait, detail)
+
+
+def with_memory(decision: RetryDecision, memory_mib: int, next_memory_mib: int | None) -> RetryDecision:
+    """The decision after an out-of-memory attempt: the retry gets ``next_memory_mib``; when memory cannot
+    grow any more (None), retrying would fail the same way, so the task gives up saying why."""
+    if not decision.retry:
+        return decision
+    if next_memory_mib is None:
+        return RetryDecision(
+            False,
+            decision.on_demand,
+            0,
+            f"{FailureClass.APP_ERROR.value}: out of memory with {memory_mib} MiB, the most the task's queue "
+            "offers (policy out_of_memory.ceiling_mib or its largest instance type): lower the program's memory "
+            "use, or add instance types with more memory",
+        )
+    return replace(decision, reason=f"{decision.reason}, with {next_memory_mib} MiB (was {memory_mib} MiB)")
+
+
+def memory_by_attempt(attempts: int, base_memory: int | None, escalations: Any) -> list[int | None]:
+    """MiB each attempt had: the task's memory, raised from the attempt of each ``[attempt, MiB]``
+    escalation on (task items: ``base_memory``, ``memory_escalations``). None where unknown."""
+    raised = sorted((int(a), int(m)) for a, m in (escalations or []))
+    memories: list[int | None] = []
+    for attempt in range(1, int(attempts) + 1):
+        current = int(base_memory) if base_memory else None
+        for start, memory in raised:
+            if start <= attempt:
+                current = memory
+        memories.append(current)
+    return memories

@@ -1,8 +1,10 @@
 """Capacity choice for one task attempt and the Batch submission it leads to. Pure.
 
 Order of precedence: multi-node tasks always run On-Demand with the multi-node parallel definition
-(Batch cannot run MNP jobs on Spot); tasks not allowed on Spot run On-Demand; a task the failure
-policy moved to On-Demand stays there; otherwise the Spot queue's circuit breaker decides.
+(Batch cannot run MNP jobs on Spot); a task pinned to one queue (``tasks[].queue``) runs there; tasks not
+allowed on Spot run On-Demand; a task the failure policy moved to On-Demand stays there; otherwise the
+Spot queue's circuit breaker decides. ``queue_key`` then names the queue: the GPU pair for tasks with
+GPUs (or ``queue: gpu``), the CPU pair otherwise (``stepspot.capacity`` owns the names).
 """
 
 from __future__ import annotations
@@ -11,10 +13,39 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from stepspot import capacity as queues
+from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.breaker import Admission
+from stepspot.build_info import VERSION_ENV, deployment_version
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+# The task runner bundle (make build), installed on every Batch host by the launch template and mounted
+# read-only into every container; SHIV_ROOT is where it unpacks (the container's HOME may not be writable).
+AGENT_BUNDLE_IN_CONTAINER = "/opt/stepspot/stepspot-agent.pyz"
+SHIV_ROOT_IN_CONTAINER = "/tmp/stepspot-shiv"
+# The container command runs the bundle with the image's own python3 through `sh -c`, so that an image
+# without python3 (or a host without the bundle) ends the first attempt with EXIT_MISCONFIGURATION and a
+# sentence in the job log, instead of a CannotStartContainerError retried as an infrastructure failure.
+# The bundle's __main__ refuses a python3 older than 3.9 the same way.
+RUNNER_ACTIONS = ("run", "mpi")  # `run` wraps one program; `mpi` gives multi-node nodes their roles
+
+
+def _runner_script(action: str) -> str:
+    return (
+        'command -v python3 >/dev/null 2>&1 || { echo "stepspot: the image has no python3 on its PATH; the task '
+        'runner needs python3 >= 3.9 in the image: install it or use an image that has it" >&2; '
+        f"exit {EXIT_MISCONFIGURATION}; }}; "
+        f'[ -r {AGENT_BUNDLE_IN_CONTAINER} ] || {{ echo "stepspot: {AGENT_BUNDLE_IN_CONTAINER} is missing on this '
+        "host: the launch template did not install the task runner (see the instance's cloud-init log)\" >&2; "
+        f"exit {EXIT_MISCONFIGURATION}; }}; "
+        f'exec python3 -I {AGENT_BUNDLE_IN_CONTAINER} {action} -- "$@"'
+    )
+
+
+RUNNER_SCRIPTS = {action: _runner_script(action) for action in RUNNER_ACTIONS}
+RUNNER_SCRIPT = RUNNER_SCRIPTS["run"]
+RUNNER_SHELL_NAME = "stepspot"  # $0 of the script: the shell's own messages start with it
 # Cost allocation tags on every Batch job, propagated to its ECS task (Cost Explorer groups by them).
 TAG_WORKFLOW, TAG_TASK, TAG_ATTEMPT, TAG_ENVIRONMENT = (
     "stepspot:workflow",
@@ -38,9 +69,15 @@ class CapacityChoice:
     fallback: bool = False  # a task that wanted Spot runs On-Demand
 
 
-def preliminary_choice(multi_node: bool, use_spot: bool, on_demand_requested: bool) -> CapacityChoice:
+def preliminary_choice(
+    multi_node: bool, use_spot: bool, on_demand_requested: bool, queue: str = queues.QUEUE_AUTO
+) -> CapacityChoice:
     if multi_node:
         return CapacityChoice(Capacity.ON_DEMAND, "multi-node parallel jobs cannot run on Spot")
+    if queue in (queues.ON_DEMAND, queues.GPU_ON_DEMAND):
+        return CapacityChoice(Capacity.ON_DEMAND, f"pinned to queue {queue!r} (tasks[].queue)")
+    if queue in (queues.SPOT, queues.GPU_SPOT):
+        return CapacityChoice(Capacity.SPOT, f"pinned to queue {queue!r} (tasks[].queue)")
     if not use_spot:
         return CapacityChoice(Capacity.ON_DEMAND, "the task does not allow Spot")
     if on_demand_requested:
@@ -56,9 +93,47 @@ def apply_breaker(admission: Admission) -> CapacityChoice:
     return CapacityChoice(Capacity.ON_DEMAND, "Spot breaker open", fallback=True)
 
 
-def agent_command(command: list[str], checkpoint_enabled: bool) -> list[str]:
-    """The container command: the task's own, wrapped by the checkpoint agent when checkpointing."""
-    return ["stepspot-agent", "run", "--", *command] if checkpoint_enabled else list(command)
+def queue_key(queue: str, gpus: int, multi_node: bool, capacity: Capacity) -> str:
+    """The deployment queue (``stepspot.capacity`` names) an attempt with this capacity goes to."""
+    if multi_node:
+        return queues.MNP
+    if queue in queues.QUEUE_NAMES:
+        return queue
+    gpu = queue == queues.QUEUE_GPU or gpus > 0
+    if capacity is Capacity.SPOT:
+        return queues.GPU_SPOT if gpu else queues.SPOT
+    return queues.GPU_ON_DEMAND if gpu else queues.ON_DEMAND
+
+
+def spot_queue_key(queue: str, gpus: int) -> str:
+    """The Spot queue whose circuit breaker a task consults (its family's)."""
+    return queue_key(queue, gpus, False, Capacity.SPOT)
+
+
+def agent_command(command: list[str], wrapped: bool, action: str = "run") -> list[str]:
+    """The container command: the task's own, run by the task runner bundle (``action``) when ``wrapped``."""
+    return ["/bin/sh", "-c", RUNNER_SCRIPTS[action], RUNNER_SHELL_NAME, *command] if wrapped else list(command)
+
+
+def runner_invocation(container_command: list[str]) -> tuple[str, list[str]] | None:
+    """(runner action, the task's own command) of a container command made by ``agent_command``; else None."""
+    for action, script in RUNNER_SCRIPTS.items():
+        prefix = ["/bin/sh", "-c", script, RUNNER_SHELL_NAME]
+        if container_command[: len(prefix)] == prefix:
+            return action, list(container_command[len(prefix) :])
+    return None
+
+
+def runner_program(container_command: list[str]) -> list[str] | None:
+    """The task's own command inside a container command made by ``agent_command``; None if not wrapped."""
+    invocation = runner_invocation(container_command)
+    return invocation[1] if invocation else None
+
+
+def mpi_command(command: list[str]) -> list[str]:
+    """A multi-node task's container command: ``stepspot.mpi`` gives the nodes their roles (the main node
+    runs ``command``, the others serve it), so only the main node runs the checkpoint agent."""
+    return agent_command(command, wrapped=True, action="mpi")
 
 
 def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
@@ -71,13 +146,16 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
             "STEPSPOT_CAPACITY": capacity.value,
             "STEPSPOT_CHECKPOINT_INTERVAL": str(task.checkpoint_interval),
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
+            VERSION_ENV: deployment_version(),  # the task runner refuses a bundle of another build
+            "SHIV_ROOT": SHIV_ROOT_IN_CONTAINER,
         }
     )
     return [{"Name": k, "Value": v} for k, v in sorted(env.items())]
 
 
-def resource_requirements(task: Any) -> list[dict[str, str]]:
-    requirements = [{"Type": "VCPU", "Value": str(task.vcpus)}, {"Type": "MEMORY", "Value": str(task.memory)}]
+def resource_requirements(task: Any, memory: int | None = None) -> list[dict[str, str]]:
+    memory = memory or task.memory  # an attempt after an out-of-memory failure asks for more
+    requirements = [{"Type": "VCPU", "Value": str(task.vcpus)}, {"Type": "MEMORY", "Value": str(memory)}]
     if task.gpus:
         requirements.append({"Type": "GPU", "Value": str(task.gpus)})
     return requirements
@@ -100,12 +178,15 @@ def job_request(
     queue_name: str,
     job_definition_arn: str,
     job_name: str,
+    memory: int | None = None,
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
+    memory = memory or task.memory
+    command = agent_command(list(task.command), task.checkpoint_enabled)
     container = {
-        "Command": agent_command(list(task.command), task.checkpoint_enabled),
+        "Command": mpi_command(command) if task.multi_node else command,
         "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
-        "ResourceRequirements": resource_requirements(task),
+        "ResourceRequirements": resource_requirements(task, memory),
     }
     request: dict[str, Any] = {
         "job_name": job_name,
@@ -117,6 +198,7 @@ def job_request(
         "job_definition_arn": job_definition_arn,
         "multi_node": bool(task.multi_node),
         "timeout_seconds": int(task.timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
+        "memory": int(memory),  # MiB of this attempt: ClassifyFailure escalates from it after an OOM
         "tags": job_tags(workflow_id, task.id, attempt, environment),
     }
     if task.multi_node:

@@ -16,18 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# Defined with the task runner's log lines (which must import on Python 3.9); re-exported here.
+from stepspot.log_events import CHECKPOINT_FAILED_EVENT as CHECKPOINT_FAILED_EVENT
+from stepspot.log_events import EVENT_FIELD as EVENT_FIELD
+from stepspot.log_events import UNKNOWN_DIMENSION_VALUE as UNKNOWN_DIMENSION_VALUE
+
 DEFAULT_NAMESPACE = "Stepspot"
 
 DIMENSION_ENVIRONMENT = "environment"
 DIMENSION_INSTANCE_TYPE = "instance_type"
 DIMENSION_AVAILABILITY_ZONE = "availability_zone"
 DIMENSION_JOB_QUEUE = "job_queue"
-UNKNOWN_DIMENSION_VALUE = "unknown"
-
-# The agent's structured stderr line for a failed checkpoint save; the metric filter matches
-# ``{ $.stepspot_event = "checkpoint_failed" }`` and reads ``$.environment``.
-EVENT_FIELD = "stepspot_event"
-CHECKPOINT_FAILED_EVENT = "checkpoint_failed"
 
 
 class MetricName(StrEnum):
@@ -52,6 +51,7 @@ class MetricName(StrEnum):
     CAPACITY_FAILURES = "CapacityFailures"
     INFRASTRUCTURE_FAILURES = "InfrastructureFailures"
     APPLICATION_FAILURES = "ApplicationFailures"
+    MISCONFIGURATION_FAILURES = "MisconfigurationFailures"
     WORKFLOW_COST_USD = "WorkflowCostUSD"
     WORKFLOW_SPOT_SAVINGS_USD = "WorkflowSpotSavingsUSD"
     WORKFLOW_LOST_TO_RECLAIMS_USD = "WorkflowLostToReclaimsUSD"
@@ -210,6 +210,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "Count",
         (_ENV,),
         "Task attempts whose program failed (non-zero exit, out of memory, timeout)",
+        "fleet_manager",
+    ),
+    MetricSpec(
+        MetricName.MISCONFIGURATION_FAILURES,
+        "Count",
+        (_ENV,),
+        "Task attempts that can never run as submitted (no instance type holds them, image missing, role denied)",
         "fleet_manager",
     ),
     # The cost ledger's sums (stepspot.cost) of a workflow, once when its execution ends.

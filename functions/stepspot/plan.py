@@ -51,6 +51,7 @@ class PlannedTask:
     level: int
     estimated_on_demand_usd: float
     estimated_spot_usd: float
+    queue: str = "auto"  # tasks[].queue (stepspot.capacity); plans written before it existed read as auto
 
 
 @dataclass(slots=True)
@@ -114,7 +115,8 @@ def _build_plan(
         # same formula) instead of per-task helper calls.
         task_id, vcpus, memory_gib, gpus, nodes = task.id, task.vcpus, task.memory / 1024, task.gpus, task.nodes
         multi_node = nodes > 1
-        use_spot = spot_allowed and task.spot_enabled and not multi_node
+        # A task pinned to an On-Demand queue (tasks[].queue) never uses Spot.
+        use_spot = spot_allowed and task.spot_enabled and not multi_node and not task.queue.endswith("on-demand")
         seconds = int(runtime[task_id])
         hours = seconds / 3600
         on_demand = nodes * (vcpus * od.per_vcpu + memory_gib * od.per_gib + gpus * od.per_gpu) * hours
@@ -146,6 +148,7 @@ def _build_plan(
             level=level[i],
             estimated_on_demand_usd=on_demand,
             estimated_spot_usd=planned,
+            queue=task.queue,
         )
     return Plan(
         schema_version=PLAN_SCHEMA_VERSION,

@@ -29,6 +29,7 @@ class FailureClass(StrEnum):
     CAPACITY = "capacity"
     INFRA_TRANSIENT = "infra_transient"
     APP_ERROR = "app_error"
+    MISCONFIGURATION = "misconfiguration"
 
 
 class _Knobs(BaseModel):
@@ -77,6 +78,9 @@ def _default_classes() -> dict[FailureClass, ClassPolicy]:
         # The program itself failed: the task's own retry_attempts (from the plan) bound this class;
         # max_retries here is only the ceiling.
         FailureClass.APP_ERROR: ClassPolicy(max_retries=10, backoff=True),
+        # The job can never run as submitted (no instance type holds it, the image does not exist, the
+        # role is denied): retrying only burns time, the task fails at once saying what to change.
+        FailureClass.MISCONFIGURATION: ClassPolicy(max_retries=0, backoff=False),
     }
 
 
@@ -89,6 +93,28 @@ class Breaker(_Knobs):
     trial_timeout_seconds: int = Field(
         default=3600, ge=1, le=7 * 86_400, description="A half-open trial that never reports is abandoned after this"
     )
+
+
+class OutOfMemory(_Knobs):
+    """Out-of-memory attempts (``OutOfMemoryError: Container killed due to memory usage``) retry with more."""
+
+    factor: float = Field(
+        default=1.5, ge=1.0, le=10.0, description="Memory of the next attempt: this many times the last"
+    )
+    ceiling_mib: int | None = Field(
+        default=None,
+        ge=128,
+        le=1_572_864,
+        description="Most memory an escalated attempt gets (MiB); null: the largest instance of the task's queue",
+    )
+
+    def next_memory(self, memory_mib: int, queue_ceiling_mib: int | None) -> int | None:
+        """Memory of the retry, or None when it cannot grow (already at the ceiling)."""
+        ceilings = [c for c in (self.ceiling_mib, queue_ceiling_mib) if c is not None]
+        grown = -(-int(memory_mib * self.factor * 1000) // 1000)  # ceil, without float noise
+        if ceilings:
+            grown = min(grown, min(ceilings))
+        return grown if grown > memory_mib else None
 
 
 class LambdaRetry(_Knobs):
@@ -106,6 +132,7 @@ class Policy(_Knobs):
     backoff: Backoff = Backoff()
     failure_classes: dict[FailureClass, ClassPolicy] = Field(default_factory=_default_classes)
     breaker: Breaker = Breaker()
+    out_of_memory: OutOfMemory = OutOfMemory()
     lambda_retry: LambdaRetry = LambdaRetry()
     max_running_tasks: int = Field(
         default=500, ge=1, le=100_000, description="Task executions running at once per workflow (dataflow order kept)"

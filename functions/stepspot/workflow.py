@@ -1,7 +1,7 @@
 """The workflow definition: model, loading from JSON/YAML, and validation that reports every problem.
 
 The format is the seed recipe's (``name``, ``description``, ``global_config``, ``tasks[]``) with a few
-documented extensions (``estimated_runtime``, ``timeout``, ``gpus``, ``checkpoint_interval`` per task,
+documented extensions (``estimated_runtime``, ``timeout``, ``gpus``, ``queue``, ``checkpoint_interval`` per task,
 ``global_config.failure_mode`` and ``global_config.default_runtime``). The published JSON Schema
 (``schema/workflow.schema.json``) is generated from these models by ``stepspot schema``.
 
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stepspot import dag
 from stepspot._gc import gc_paused
+from stepspot.capacity import QueueChoice
 from stepspot.errors import Problem, WorkflowValidationError
 
 # Ids become S3 key parts and Step Functions execution-name parts (80 characters, no spaces or '/').
@@ -96,6 +97,12 @@ class Task(_Strict):
     memory: int = _bounded("memory", 1024, "Memory per node in MiB")
     nodes: int = _bounded("nodes", 1, "Number of nodes; >1 runs a multi-node parallel (MPI) job on On-Demand")
     gpus: int = _bounded("gpus", 0, "Extension. GPUs per node")
+    queue: QueueChoice = Field(
+        "auto",
+        description="Extension. Where the task runs: auto (Spot with On-Demand fallback; the GPU queues when "
+        "gpus > 0; the multi-node queue when nodes > 1), gpu (the GPU Spot/On-Demand pair), or one queue of the "
+        "deployment by name (spot, on-demand, mnp, gpu-spot, gpu-on-demand), which pins the task to it",
+    )
     depends_on: list[str] = Field(default_factory=list, description="Ids of tasks that must finish first")
     environment: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(
         default_factory=dict, description="Environment variables (strings)"

@@ -4,11 +4,13 @@ continue mode, duplicated scheduler events, and a large fan-out."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from local_helpers import MD_EXAMPLE, sleep_task
 
+from stepspot.build_info import deployment_version
 from stepspot.local.faults import Faults
 
 pytestmark = pytest.mark.slow
@@ -59,6 +61,9 @@ def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
     logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("jobs/*/output.log"))
     assert "md.py: resuming at step" in logs
     assert "resuming at step 0 " not in logs
+    # And it was the task runner bundle of this build under a python3 outside the project's venv (as on AWS)
+    runners = [line for line in logs.splitlines() if f"task runner {deployment_version()} on Python" in line]
+    assert runners and all(str(Path(sys.executable).parent) not in line for line in runners)
 
 
 def test_repeated_reclaims_open_the_breaker_and_finish_on_demand(run_local, write_workflow):

@@ -183,6 +183,16 @@ def test_submit_of_an_invalid_workflow_exits_2_and_touches_nothing(
     assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
 
 
+def test_submit_of_a_task_that_fits_no_queue_exits_2_and_touches_nothing(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = {"name": "x", "tasks": [{"id": "huge", "container_image": "i", "command": ["c"], "memory": 900_000}]}
+    assert main(["submit", str(env.workflow_file(huge)), "--env", "dev", "--execution-name", "huge"]) == 2
+    assert "task 'huge' asks for 1 vCPU and 900000 MiB per node" in capsys.readouterr().err
+    assert env.executions() == []
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
+
+
 def test_submit_with_a_used_execution_name_says_what_to_do(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     path = env.workflow_file()
     assert main(["submit", str(path), "--execution-name", "md-1"]) == 0

@@ -11,7 +11,9 @@ from botocore.validate import validate_parameters
 from moto import mock_aws
 
 from stepspot.aws.state_table import StateTable
+from stepspot.build_info import deployment_version
 from stepspot.errors import InvalidEventError
+from stepspot.fleet import runner_invocation, runner_program
 from stepspot.handlers import _plans, fleet_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
 from stepspot.workflow import parse_workflow
@@ -34,8 +36,25 @@ WORKFLOW = {
         {"id": "other", "container_image": "repo/md:1", "command": ["md", "run"]},
         {"id": "third", "container_image": "repo/md:1", "command": ["md", "run"]},
         {"id": "mpi", "container_image": "repo/mpi:2", "command": ["mpirun", "x"], "nodes": 4, "spot_enabled": False},
+        {"id": "gpu", "container_image": "repo/train:1", "command": ["train"], "gpus": 1, "vcpus": 4, "memory": 8192},
+        {"id": "pinned", "container_image": "repo/md:1", "command": ["md", "run"], "queue": "on-demand"},
     ],
 }
+OOM_CAUSE = json.dumps(
+    {
+        "JobId": "job-3",
+        "Status": "FAILED",
+        "StatusReason": "Essential container in task exited",
+        "Attempts": [
+            {
+                "Container": {"ExitCode": 137, "Reason": "OutOfMemoryError: Container killed due to memory usage"},
+                "StatusReason": "Essential container in task exited",
+            }
+        ],
+    }
+)
+GPU_SPOT = "arn:aws:batch:us-east-1:123456789012:job-queue/gpu-spot"
+GPU_ONDEMAND = "arn:aws:batch:us-east-1:123456789012:job-queue/gpu-ondemand"
 
 
 @pytest.fixture
@@ -56,7 +75,9 @@ def fleet(monkeypatch):
         plan = build_plan(parse_workflow(WORKFLOW).workflow, "wf")
         s3.put_object(Bucket="bucket", Key="workflows/wf/plan.json", Body=plan_to_json(plan))
         StateTable(dynamodb, "state").register_workflow(
-            {"workflow_id": "wf", "status": "PARSED", "total_tasks": 4}, initial_task_states(plan), "sha"
+            {"workflow_id": "wf", "status": "PARSED", "total_tasks": len(WORKFLOW["tasks"])},
+            initial_task_states(plan),
+            "sha",
         )
         batch = boto3.client("batch", region_name="us-east-1")
         container = {
@@ -88,6 +109,9 @@ def fleet(monkeypatch):
             "STEPSPOT_JOB_DEFINITION_ARN": single["jobDefinitionArn"],
             "STEPSPOT_MNP_JOB_DEFINITION_ARN": multi["jobDefinitionArn"],
             "STEPSPOT_POLICY": json.dumps({"breaker": {"failure_threshold": 2, "cooldown_seconds": 3600}}),
+            "STEPSPOT_GPU_SPOT_QUEUE_ARN": GPU_SPOT,
+            "STEPSPOT_GPU_ONDEMAND_QUEUE_ARN": GPU_ONDEMAND,
+            "STEPSPOT_INSTANCE_TYPES": json.dumps({"spot": ["m5.xlarge"], "on-demand": ["m5.xlarge", "c5.large"]}),
         }.items():
             monkeypatch.setenv(name, value)
         fleet_manager._fleet.cache_clear()
@@ -121,9 +145,11 @@ def test_a_spot_task_goes_to_spot_under_the_agent_with_its_ids(fleet):
     job = _call({"action": "choose_capacity", **_ids("single")})
     assert (job["capacity"], job["queue_name"], job["multi_node"]) == ("SPOT", "spot", False)
     overrides = job["container_overrides"]
-    assert overrides["Command"] == ["md", "run"] or overrides["Command"][:3] == ["stepspot-agent", "run", "--"]
+    assert overrides["Command"] == ["md", "run"] or runner_program(overrides["Command"]) == ["md", "run"]
     env = {e["Name"]: e["Value"] for e in overrides["Environment"]}
     assert (env["STEPSPOT_WORKFLOW_ID"], env["STEPSPOT_TASK_ID"]) == ("wf", "single")
+    # The task runner refuses a bundle that is not the build of these Lambdas.
+    assert env["STEPSPOT_VERSION"] == deployment_version()
     assert len(json.dumps(job)) < 4096
 
 
@@ -204,3 +230,69 @@ def test_unknown_task_and_malformed_events_are_refused_clearly(fleet):
         _call({"action": "classify_failure", **_ids("single")})
     with pytest.raises(InvalidEventError, match="modify needs at least one of"):
         _call({"action": "modify", "compute_environment": "spot"})
+
+
+def test_a_gpu_task_goes_to_the_gpu_spot_queue_and_falls_back_to_the_gpu_on_demand_queue(fleet):
+    job = _call({"action": "choose_capacity", **_ids("gpu")})
+    assert (job["capacity"], job["queue_arn"]) == ("SPOT", GPU_SPOT)
+    assert {"Type": "GPU", "Value": "1"} in job["container_overrides"]["ResourceRequirements"]
+    job = _call({"action": "choose_capacity", **_ids("gpu", attempt=2, on_demand=True)})
+    assert (job["capacity"], job["queue_arn"]) == ("ON_DEMAND", GPU_ONDEMAND)
+
+
+def test_a_gpu_task_in_a_deployment_without_gpu_queues_fails_with_a_sentence(fleet, monkeypatch):
+    monkeypatch.delenv("STEPSPOT_GPU_SPOT_QUEUE_ARN")
+    fleet_manager._fleet.cache_clear()
+    with pytest.raises(Exception, match="task 'gpu' needs queue 'gpu-spot', which this deployment does not have"):
+        _call({"action": "choose_capacity", **_ids("gpu")})
+
+
+def test_a_task_pinned_to_the_on_demand_queue_never_uses_spot(fleet):
+    job = _call({"action": "choose_capacity", **_ids("pinned")})
+    assert (job["capacity"], job["queue_name"]) == ("ON_DEMAND", "ondemand")
+    assert job["reason"] == "pinned to queue 'on-demand' (tasks[].queue)"
+
+
+def test_multi_node_commands_give_the_nodes_their_roles(fleet):
+    job = _call({"action": "choose_capacity", **_ids("mpi")})
+    command = job["node_overrides"]["NodePropertyOverrides"][0]["ContainerOverrides"]["Command"]
+    assert runner_invocation(command) == ("mpi", ["mpirun", "x"])  # the bundle's `mpi` action around the launcher
+
+
+def test_an_out_of_memory_attempt_is_retried_with_more_memory_up_to_the_ceiling(fleet, monkeypatch):
+    job = _call({"action": "choose_capacity", **_ids("other")})
+    assert job["memory"] == 1024
+    event = {"action": "classify_failure", **_ids("other"), "job": job, "error": {"Error": "States.TaskFailed"}}
+    decided = _call({**event, "error": {"Error": "States.TaskFailed", "Cause": OOM_CAUSE}})
+    assert decided["decision"]["action"] == "retry"
+    assert decided["decision"]["reason"].endswith(", with 1536 MiB (was 1024 MiB)")
+    job = _call({"action": "choose_capacity", **_ids("other", attempt=2)})
+    assert job["memory"] == 1536
+    assert {"Type": "MEMORY", "Value": "1536"} in job["container_overrides"]["ResourceRequirements"]
+    # A ceiling of 1536 MiB (policy): the next out-of-memory attempt cannot grow, the task gives up
+    monkeypatch.setenv("STEPSPOT_POLICY", json.dumps({"out_of_memory": {"ceiling_mib": 1536}}))
+    fleet_manager._fleet.cache_clear()
+    final = _call({**event, "attempt": 2, "job": job, "error": {"Error": "States.TaskFailed", "Cause": OOM_CAUSE}})
+    assert final["decision"]["action"] == "give_up"
+    assert final["decision"]["reason"].startswith("app_error: out of memory with 1536 MiB, the most the task's queue")
+    item = (
+        boto3.resource("dynamodb", region_name="us-east-1")
+        .Table("state")
+        .get_item(Key={"pk": "WF#wf", "sk": "TASK#other"})["Item"]
+    )
+    assert (item["base_memory"], item["memory_escalations"]) == (1024, [[2, 1536]])
+
+
+def test_the_queue_ceiling_bounds_the_memory_of_a_retry(fleet):
+    # on-demand lists c5.large too, but the largest type of each queue the task may use is m5.xlarge
+    job = _call({"action": "choose_capacity", **_ids("third")})
+    big = {**job, "memory": 12000}
+    decided = _call(
+        {
+            "action": "classify_failure",
+            **_ids("third"),
+            "job": big,
+            "error": {"Error": "States.TaskFailed", "Cause": OOM_CAUSE},
+        }
+    )
+    assert decided["decision"]["reason"].endswith(", with 15860 MiB (was 12000 MiB)")

@@ -11,7 +11,7 @@ SEED = Path(__file__).with_name("seed_sample_workflow.json")
 
 
 def test_validate_valid_file_exits_0_and_shows_warnings(capsys):
-    assert main(["validate", str(SEED)]) == 0
+    assert main(["validate", "--env", "prod", str(SEED)]) == 0
 
     out, err = capsys.readouterr()
     assert "valid" in out and "Molecular Dynamics Simulation" in out
@@ -45,7 +45,7 @@ def test_missing_file_exits_2(capsys):
 
 
 def test_plan_table_shows_levels_critical_path_and_costs(capsys):
-    assert main(["plan", str(SEED)]) == 0
+    assert main(["plan", "--env", "prod", str(SEED)]) == 0
 
     out = capsys.readouterr().out
     assert "critical path (4 tasks" in out and "data-preprocessing -> equilibration" in out
@@ -54,7 +54,7 @@ def test_plan_table_shows_levels_critical_path_and_costs(capsys):
 
 
 def test_plan_json_is_the_stored_plan(capsys):
-    assert main(["plan", "--output", "json", "--workflow-id", "md-7", str(SEED)]) == 0
+    assert main(["plan", "--env", "prod", "--output", "json", "--workflow-id", "md-7", str(SEED)]) == 0
 
     plan = json.loads(capsys.readouterr().out)
     assert plan["workflow_id"] == "md-7" and plan["order"][0] == "data-preprocessing"
@@ -62,7 +62,7 @@ def test_plan_json_is_the_stored_plan(capsys):
 
 
 def test_plan_mermaid_draws_edges_and_critical_path(capsys):
-    assert main(["plan", "--output", "mermaid", str(SEED)]) == 0
+    assert main(["plan", "--env", "prod", "--output", "mermaid", str(SEED)]) == 0
 
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "flowchart TD"

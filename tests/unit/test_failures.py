@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
-from stepspot.failures import Classification, classify, decide
+from stepspot.failures import Classification, classify, decide, with_memory
 from stepspot.policy import DEFAULT_POLICY, FailureClass
 
 # As Step Functions puts them in Cause (PascalCase), trimmed to the fields that matter.
@@ -152,10 +152,107 @@ def test_job_state_time_limit_cancellation_is_a_capacity_failure():
     assert "JobStateTimeLimit" in found.reason
 
 
-def test_image_pull_failure_is_transient_infrastructure():
+def test_a_pull_of_an_image_that_does_not_exist_is_a_misconfiguration():
     found = classify("States.TaskFailed", _cause(IMAGE_PULL_FAILED))
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.reason == (
+        "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/md:latest: not found: the container image cannot be pulled; "
+        "fix the task's container_image, or push the image and let the job role pull it"
+    )
+
+
+def test_a_pull_that_timed_out_is_transient_infrastructure():
+    job = json.loads(json.dumps(IMAGE_PULL_FAILED))
+    job["Attempts"][0]["Container"]["Reason"] = (
+        "CannotPullContainerError: failed to copy: httpReadSeeker: failed open: failed to do request: Get "
+        '"https://prod-eu-west-1-starport-layer-bucket.s3.eu-west-1.amazonaws.com/...": dial tcp: i/o timeout'
+    )
+    found = classify("States.TaskFailed", _cause(job))
     assert found.failure_class is FailureClass.INFRA_TRANSIENT
     assert found.reason.startswith("CannotPullContainerError")
+
+
+# A job whose shape no instance type of its queue holds: RUNNABLE until jobStateTimeLimitActions cancels it
+# (Batch JobDetail as DescribeJobs returns it, trimmed; the Batch User Guide's "Job stuck in RUNNABLE").
+CANNOT_BE_PLACED = {
+    "jobArn": "arn:aws:batch:eu-west-1:123456789012:job/6c7d8e9f-0a1b-4c2d-9e3f-405162738495",
+    "jobName": "equilibration-md-1",
+    "jobId": "6c7d8e9f-0a1b-4c2d-9e3f-405162738495",
+    "jobQueue": "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-dev-spot",
+    "status": "FAILED",
+    "statusReason": "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    "attempts": [],
+    "createdAt": 1763730420000,
+    "container": {
+        "image": "scientific-computing:md-simulation",
+        "resourceRequirements": [{"value": "8", "type": "VCPU"}, {"value": "16384", "type": "MEMORY"}],
+    },
+}
+ROLE_DENIED = {
+    "JobId": "7d8e9f0a-1b2c-4d3e-8f40-516273849506",
+    "Status": "FAILED",
+    "StatusReason": "Essential container in task exited",
+    "Attempts": [
+        {
+            "Container": {
+                "ExitCode": 1,
+                "Reason": "ResourceInitializationError: unable to pull secrets or registry auth: "
+                "AccessDeniedException: "
+                "User: arn:aws:sts::123456789012:assumed-role/stepspot-dev-job/abc is not authorized to perform: "
+                "ecr:GetAuthorizationToken",
+            },
+            "StatusReason": "Task failed to start",
+        }
+    ],
+}
+RUNNER_MISCONFIGURED = {
+    "JobId": "8e9f0a1b-2c3d-4e4f-9051-627384950617",
+    "Status": "FAILED",
+    "StatusReason": "Essential container in task exited",
+    "Attempts": [{"Container": {"ExitCode": 78}, "StatusReason": "Essential container in task exited"}],
+    "Container": {"ExitCode": 78},
+}
+
+
+@pytest.mark.parametrize("casing", [lambda j: j, _camel], ids=["as-is", "sdk-camel"])
+def test_a_job_no_instance_type_can_hold_is_a_misconfiguration_that_says_what_to_change(casing):
+    found = classify("States.TaskFailed", _cause(casing(CANNOT_BE_PLACED)))
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.reason == (
+        "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT: no instance "
+        "type of the job's queue can hold the task's vcpus, memory and gpus: lower them, or add larger instance "
+        "types to the queue's compute environment (`stepspot validate FILE --env ENV` names the largest shape "
+        "that fits)"
+    )
+    assert found.job_id == CANNOT_BE_PLACED["jobId"]
+
+
+def test_a_denied_role_is_a_misconfiguration():
+    found = classify("States.TaskFailed", _cause(ROLE_DENIED))
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert "is not authorized to perform: ecr:GetAuthorizationToken" in found.reason
+    assert found.reason.endswith(
+        "grant that permission to the job role (Terraform module iam) or fix the resource the task names"
+    )
+
+
+def test_the_runners_misconfiguration_exit_code_is_a_misconfiguration():
+    from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
+
+    assert EXIT_MISCONFIGURATION == 78
+    found = classify("States.TaskFailed", _cause(RUNNER_MISCONFIGURED))
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.exit_code == 78
+    assert "use an image with python3" in found.reason
+
+
+def test_a_misconfiguration_is_not_retried_and_the_decision_keeps_the_fix():
+    found = classify("States.TaskFailed", _cause(CANNOT_BE_PLACED))
+    decision = _decide(found, 1)
+    assert not decision.retry
+    assert decision.reason.startswith("misconfiguration: Canceled by JobStateTimeLimit action")
+    assert decision.reason.endswith("(not retried: a retry cannot fix it)")
 
 
 def test_non_zero_exit_is_an_application_error_with_its_code():
@@ -166,7 +263,32 @@ def test_non_zero_exit_is_an_application_error_with_its_code():
 def test_out_of_memory_is_an_application_error_not_infrastructure():
     found = classify("States.TaskFailed", _cause(OUT_OF_MEMORY))
     assert found.failure_class is FailureClass.APP_ERROR
-    assert "OutOfMemoryError" in found.reason
+    assert found.out_of_memory
+    assert found.exit_code == 137
+    assert found.reason == "OutOfMemoryError: Container killed due to memory usage"
+
+
+def test_an_out_of_memory_retry_asks_for_more_memory_up_to_the_ceiling():
+    found = classify("States.TaskFailed", _cause(OUT_OF_MEMORY))
+    knobs = DEFAULT_POLICY.out_of_memory
+    assert (knobs.factor, knobs.ceiling_mib) == (1.5, None)
+    # x1.5, rounded up
+    assert knobs.next_memory(1024, None) == 1536
+    assert knobs.next_memory(1001, None) == 1502
+    # never above the largest instance of the queue, nor above the policy's ceiling
+    assert knobs.next_memory(4096, 5000) == 5000
+    assert knobs.model_copy(update={"ceiling_mib": 4500}).next_memory(4096, 5000) == 4500
+    # at the ceiling already: cannot grow
+    assert knobs.next_memory(5000, 5000) is None
+    decision = with_memory(_decide(found, 1), 1024, knobs.next_memory(1024, 15000))
+    assert decision.retry
+    assert decision.reason.endswith(", with 1536 MiB (was 1024 MiB)")
+    given_up = with_memory(_decide(found, 1), 5000, None)
+    assert not given_up.retry
+    assert given_up.reason == (
+        "app_error: out of memory with 5000 MiB, the most the task's queue offers (policy out_of_memory.ceiling_mib "
+        "or its largest instance type): lower the program's memory use, or add instance types with more memory"
+    )
 
 
 @pytest.mark.parametrize(
@@ -249,3 +371,11 @@ def test_jitter_is_reproducible_for_the_same_task_and_attempt():
 
 def test_a_task_not_allowed_on_spot_stays_on_demand():
     assert _decide(APP, 1, use_spot=False).on_demand
+
+
+def test_the_memory_of_each_attempt_comes_from_the_base_and_the_escalations():
+    from stepspot.failures import memory_by_attempt
+
+    assert memory_by_attempt(3, 1024, [[2, 1536], [3, 2304]]) == [1024, 1536, 2304]
+    assert memory_by_attempt(3, 1024, [[2, 1536]]) == [1024, 1536, 1536]  # kept after the escalation
+    assert memory_by_attempt(2, None, None) == [None, None]  # items written before base_memory existed

@@ -111,13 +111,13 @@ def test_environment_defaults_to_stepspot_env(repo: Path) -> None:
 def test_dry_run_runs_plan(repo: Path) -> None:
     result = run(repo, "--workflow-file=wf.json", "--dry-run")
     assert result.returncode == 0
-    assert cli_args(repo) == ["plan", "wf.json"]
+    assert cli_args(repo) == ["plan", "wf.json", "--env", "dev"]
 
 
 def test_local_runs_local_and_passes_extra_arguments(repo: Path) -> None:
     result = run(repo, "--workflow-file", "wf.json", "--local", "--execution-name", "x", "--", "--seed", "7")
     assert result.returncode == 0
-    assert cli_args(repo) == ["local", "wf.json", "--seed", "7"]
+    assert cli_args(repo) == ["local", "wf.json", "--env", "dev", "--seed", "7"]
     assert "--execution-name only names executions submitted to AWS" in result.stderr
 
 

@@ -21,14 +21,22 @@ class TaskAttempts:
         self._table = dynamodb_resource.Table(table_name)
 
     def record_choice(
-        self, workflow_id: str, task_id: str, attempt: int, queue: str, capacity: str, fallback: bool
+        self,
+        workflow_id: str,
+        task_id: str,
+        attempt: int,
+        queue: str,
+        capacity: str,
+        fallback: bool,
+        base_memory: int = 0,
     ) -> dict[str, Any]:
-        """Remember the queue of ``attempt``; the first delivery's choice wins and is returned."""
+        """Remember the queue of ``attempt``; the first delivery's choice wins and is returned.
+        ``base_memory`` (the task's MiB, kept once) and ``memory_escalations`` give each attempt's memory."""
         try:
             response = self._table.update_item(
                 Key=task_key(workflow_id, task_id),
                 UpdateExpression="SET #attempts = :a, choice_attempt = :a, #queue = :q, #capacity = :c, "
-                "updated_at = :now ADD fallbacks :f",
+                "base_memory = if_not_exists(base_memory, :bm), updated_at = :now ADD fallbacks :f",
                 ExpressionAttributeNames={"#attempts": "attempts", "#queue": "queue", "#capacity": "capacity"},
                 ConditionExpression="attribute_exists(pk) AND "
                 "(attribute_not_exists(choice_attempt) OR choice_attempt < :a)",
@@ -37,6 +45,7 @@ class TaskAttempts:
                     ":q": queue,
                     ":c": capacity,
                     ":f": 1 if fallback else 0,
+                    ":bm": base_memory,
                     ":now": now_iso(),
                 },
                 ReturnValues="ALL_NEW",
@@ -73,6 +82,27 @@ class TaskAttempts:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise translate_client_error(exc, f"recording a failure of {task_id}") from exc
         return self._existing(workflow_id, task_id), False
+
+    def record_next_memory(self, workflow_id: str, task_id: str, attempt: int, memory_mib: int) -> None:
+        """Memory of ``attempt`` after an out-of-memory failure; ``memory_escalations`` keeps
+        ``[attempt, MiB]`` pairs for status and summaries. Written once per attempt (redeliveries skip)."""
+        try:
+            self._table.update_item(
+                Key=task_key(workflow_id, task_id),
+                UpdateExpression="SET next_memory = :m, memory_attempt = :a, "
+                "memory_escalations = list_append(if_not_exists(memory_escalations, :empty), :pair)",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(memory_attempt) OR memory_attempt < :a)",
+                ExpressionAttributeValues={
+                    ":m": memory_mib,
+                    ":a": attempt,
+                    ":empty": [],
+                    ":pair": [[attempt, memory_mib]],
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_client_error(exc, f"recording the memory of {task_id}") from exc
 
     def _existing(self, workflow_id: str, task_id: str) -> dict[str, Any]:
         try:

@@ -18,6 +18,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepspot.capacity_sources import offline_capacity
+from stepspot.cli.capacity_check import add_capacity_env_argument
 from stepspot.cli.output import console, err_console
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
@@ -105,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=_positive, default=900.0, metavar="SECONDS", help="give up after")
     parser.add_argument("--workdir", type=Path, default=Path(".stepspot"), metavar="DIR", help="run files")
     parser.add_argument("--no-progress", action="store_true", help="no live display (CI logs)")
+    add_capacity_env_argument(parser, "environment whose queues and instance types local mode emulates")
     parser.set_defaults(handler=run)
 
 
@@ -143,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         policy=policy,
         workdir=args.workdir,
         timeout_seconds=args.timeout,
+        capacity=offline_capacity(args.env),
     )
     if args.max_parallel_jobs:
         options.max_parallel_jobs = args.max_parallel_jobs
@@ -244,7 +248,16 @@ def _print_summary(summary: Any) -> None:
     console.print(table)
     if len(summary.per_task) <= 30:
         detail = Table(header_style="bold", box=None, pad_edge=False)
-        for column in ("task", "state", "attempts", "interruptions", "last capacity", "runtime s", "cost $"):
+        for column in (
+            "task",
+            "state",
+            "attempts",
+            "interruptions",
+            "last capacity",
+            "memory MiB",
+            "runtime s",
+            "cost $",
+        ):
             detail.add_column(column)
         for row in summary.per_task:
             detail.add_row(
@@ -253,6 +266,7 @@ def _print_summary(summary: Any) -> None:
                 str(row["attempts"]),
                 str(row["interruptions"]),
                 str(row["capacity"] or "-"),
+                ", ".join(str(m) for m in row.get("memory_mib") or []) or "-",
                 f"{row['runtime_seconds']:.2f}",
                 f"{row.get('cost_usd', 0.0):.4f}",
             )

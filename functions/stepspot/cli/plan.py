@@ -10,6 +10,8 @@ import argparse
 
 from rich.table import Table
 
+from stepspot.capacity import MNP, QUEUE_NAMES
+from stepspot.cli.capacity_check import add_capacity_env_argument, ensure_fits_environment
 from stepspot.cli.output import console, print_problems
 from stepspot.plan import Plan, PlannedTask, build_plan, plan_to_json
 from stepspot.workflow import load_workflow_file
@@ -36,11 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"rows of the task table to show (default: {DEFAULT_MAX_ROWS})",
     )
+    add_capacity_env_argument(parser, "environment whose compute queues every task must fit")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_workflow_file(args.file)
+    ensure_fits_environment(loaded, args.env)
     plan = build_plan(loaded.workflow, args.workflow_id, loaded.warnings)
     if args.output == "json":
         print(plan_to_json(plan).decode())
@@ -67,9 +71,11 @@ def format_duration(seconds: float) -> str:
 
 
 def capacity_label(task: PlannedTask) -> str:
+    gpu = " GPU" if task.gpus or task.queue.startswith("gpu") else ""
+    pinned = " (pinned)" if task.queue in QUEUE_NAMES and task.queue != MNP else ""
     if task.use_spot:
-        return "Spot"
-    return "On-Demand (MNP)" if task.multi_node else "On-Demand"
+        return f"Spot{gpu}{pinned}"
+    return "On-Demand (MNP)" if task.multi_node else f"On-Demand{gpu}{pinned}"
 
 
 def task_table(plan: Plan, max_rows: int) -> Table:

@@ -22,6 +22,15 @@ import yaml
 from stepspot.aws.cli_errors import aws_call
 from stepspot.aws.executions import REDRIVABLE_STATUSES, RESUBMIT_SEPARATOR, ExecutionSummary
 from stepspot.aws.s3 import DocumentStore, definition_key
+from stepspot.capacity import DeploymentCapacity
+from stepspot.capacity_sources import (
+    CAPACITY_OUTPUTS,
+    QUEUE_OUTPUTS,
+    deployed_capacity,
+    described_capacity,
+    offline_capacity,
+)
+from stepspot.cli.capacity_check import ensure_fits, ensure_fits_environment
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -36,6 +45,7 @@ from stepspot.cli.remote_context import (
     usage_errors_exit_2,
     workflow_id_from,
 )
+from stepspot.errors import AwsAccessDeniedError
 from stepspot.workflow import LoadedWorkflow, load_workflow_file
 
 # AWS allows RedriveExecution for 14 days after an execution stopped.
@@ -135,9 +145,11 @@ def run_submit(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     loaded = validate_locally(args.file)
+    ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
+    ensure_fits(loaded, _deployed_capacity(context, args.env))  # before anything is uploaded or started
     definition_uri = upload_definition(context, workflow_id, args.file)
     console.print(f"[green]✓[/] uploaded   {definition_uri}", highlight=False)
     execution_arn = context.executions.start(
@@ -149,6 +161,25 @@ def run_submit(args: argparse.Namespace) -> int:
 
         return watch_workflow(context, workflow_id, args.interval)
     return EXIT_OK
+
+
+def _deployed_capacity(context: RemoteContext, environment: str) -> DeploymentCapacity:
+    """The deployed queues: from the Terraform outputs when they list the instance types (CONTRACTS.md),
+    else as AWS Batch describes the compute environments behind the queues."""
+    outputs = context.deployment.other_outputs
+    if any(outputs.get(name) for name in CAPACITY_OUTPUTS):
+        return deployed_capacity(environment, outputs)
+    arns = {
+        "spot": context.deployment.spot_job_queue_arn,
+        "on-demand": context.deployment.ondemand_job_queue_arn,
+        **{key: outputs[name] for key, name in QUEUE_OUTPUTS.items() if outputs.get(name)},
+    }
+    try:
+        with aws_call("describe the compute environments"):
+            return described_capacity(environment, context.client("batch"), arns)
+    except AwsAccessDeniedError as exc:  # a role without batch:Describe*: the Terraform variables still tell
+        err_console.print(f"  [yellow]note[/] {exc.message} Checked against the Terraform variables.", highlight=False)
+        return offline_capacity(environment)
 
 
 def _print_started(context: RemoteContext, workflow_id: str, execution_arn: str) -> None:
@@ -221,6 +252,8 @@ def run_resume(args: argparse.Namespace) -> int:
         err_console.print("stepspot: --definition only applies with --resubmit.", highlight=False)
         return EXIT_USAGE
     loaded = validate_locally(args.definition) if args.definition is not None else None
+    if loaded is not None:
+        ensure_fits_environment(loaded, args.env)
     context = RemoteContext.from_args(args)
     workflow_id = workflow_id_from(args.workflow)
     execution = context.executions.latest_for_workflow(workflow_id)

@@ -37,6 +37,7 @@ from stepspot.cli.remote_context import (
     workflow_id_from,
 )
 from stepspot.errors import WorkflowNotFoundError
+from stepspot.failures import memory_by_attempt
 from stepspot.report.text import cost_line
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
@@ -77,10 +78,12 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
     table.add_column("interrupts", justify="right")
     table.add_column("ckpts", justify="right")
     table.add_column("queue")
+    table.add_column("memory MiB")  # of each attempt: out-of-memory retries ask for more
     table.add_column("cost $", justify="right")
     table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
+        memories = _attempt_memories(task)
         table.add_row(
             task["task_id"],
             Text(state, style=STATE_STYLES.get(state, "")),
@@ -88,10 +91,15 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
             str(task.get("interruptions", 0)),
             str(checkpoints.get(task["task_id"], 0)),
             str(task.get("queue") or "-"),
+            ", ".join(str(m) if m else "?" for m in memories) or "-",
             f"{totals_from_item(task).total_usd:.4f}",
             str(task.get("last_failure_class") or ""),
         )
     return table
+
+
+def _attempt_memories(task: dict[str, Any]) -> list[int | None]:
+    return memory_by_attempt(int(task.get("attempts", 0)), task.get("base_memory"), task.get("memory_escalations"))
 
 
 def cost_document(item: dict[str, Any] | None) -> dict[str, Any]:
@@ -133,6 +141,7 @@ def status_document(
                 "interruptions": task.get("interruptions", 0),
                 "checkpoints": checkpoints.get(task["task_id"], 0),
                 "queue": task.get("queue"),
+                "memory_mib": _attempt_memories(task),
                 "job_id": task.get("job_id"),
                 "last_failure_class": task.get("last_failure_class"),
                 "cost": cost_document(task),

@@ -1,4 +1,5 @@
-"""`stepspot validate FILE`: check a workflow definition; exit 0 when valid, 2 when not."""
+"""`stepspot validate FILE [--env ENV]`: check a workflow definition, and that every task fits a queue of
+the environment; exit 0 when valid, 2 when not."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 
+from stepspot.cli.capacity_check import add_capacity_env_argument, ensure_fits_environment
 from stepspot.cli.output import console, print_problems
 from stepspot.errors import WorkflowValidationError
 from stepspot.workflow import load_workflow_file
@@ -22,12 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    add_capacity_env_argument(parser, "environment whose compute queues every task must fit")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_workflow_file(args.file)
+        ensure_fits_environment(loaded, args.env)
     except WorkflowValidationError as exc:
         if args.output == "json":
             print(json.dumps({"valid": False, "file": args.file, "problems": exc.details["problems"]}, indent=2))

@@ -23,13 +23,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from stepspot import breaker, failures, fleet
+from stepspot import breaker, capacity, failures, fleet
 from stepspot.aws.batch import Batch, job_name, queue_name
 from stepspot.aws.breaker_store import BreakerStore
 from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.emf import MetricBatch
-from stepspot.errors import InvalidEventError, UnknownTaskError
+from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
 from stepspot.handlers._plans import load_plan
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.plan import Plan, PlannedTask
@@ -43,6 +43,7 @@ FAILURE_METRICS = {
     FailureClass.CAPACITY: MetricName.CAPACITY_FAILURES,
     FailureClass.INFRA_TRANSIENT: MetricName.INFRASTRUCTURE_FAILURES,
     FailureClass.APP_ERROR: MetricName.APPLICATION_FAILURES,
+    FailureClass.MISCONFIGURATION: MetricName.MISCONFIGURATION_FAILURES,
 }
 
 
@@ -53,6 +54,12 @@ class FleetSettings(LambdaSettings):
     ondemand_queue_arn: str = Field(alias="STEPSPOT_ONDEMAND_QUEUE_ARN", pattern=r"^arn:")
     # Multi-node jobs: their own On-Demand queue (cluster placement group); the On-Demand queue if unset.
     mnp_queue_arn: str | None = Field(None, alias="STEPSPOT_MNP_QUEUE_ARN", pattern=r"^arn:")
+    # The GPU pair (Terraform gpu_enabled); tasks with GPUs cannot run without them.
+    gpu_spot_queue_arn: str | None = Field(None, alias="STEPSPOT_GPU_SPOT_QUEUE_ARN", pattern=r"^arn:")
+    gpu_ondemand_queue_arn: str | None = Field(None, alias="STEPSPOT_GPU_ONDEMAND_QUEUE_ARN", pattern=r"^arn:")
+    # Instance types per queue ({"spot": [...], "on-demand": [...], "mnp": [...], "gpu-spot": [...], ...},
+    # JSON): the ceiling of out-of-memory escalation. Unset: the contract's defaults (data/instance_types.json).
+    instance_types_json: str | None = Field(None, alias="STEPSPOT_INSTANCE_TYPES")
     mnp_compute_env: str | None = Field(None, alias="STEPSPOT_MNP_COMPUTE_ENV")
     spot_compute_env: str = Field(alias="STEPSPOT_SPOT_COMPUTE_ENV", min_length=1)
     ondemand_compute_env: str = Field(alias="STEPSPOT_ONDEMAND_COMPUTE_ENV", min_length=1)
@@ -119,28 +126,62 @@ class Fleet:
             raise UnknownTaskError(f"task {request.task_id!r} is not part of workflow {plan.workflow_id}")
         return plan, task
 
-    def _queue(self, capacity: fleet.Capacity, multi_node: bool) -> str:
-        if multi_node:
-            return self.settings.mnp_queue_arn or self.settings.ondemand_queue_arn
-        return self.settings.spot_queue_arn if capacity is fleet.Capacity.SPOT else self.settings.ondemand_queue_arn
+    def _queue_arns(self) -> dict[str, str | None]:
+        s = self.settings
+        return {
+            capacity.SPOT: s.spot_queue_arn,
+            capacity.ON_DEMAND: s.ondemand_queue_arn,
+            capacity.MNP: s.mnp_queue_arn or s.ondemand_queue_arn,
+            capacity.GPU_SPOT: s.gpu_spot_queue_arn,
+            capacity.GPU_ON_DEMAND: s.gpu_ondemand_queue_arn,
+        }
+
+    def _queue(self, choice: fleet.Capacity, task: PlannedTask) -> str:
+        key = fleet.queue_key(task.queue, task.gpus, task.multi_node, choice)
+        arn = self._queue_arns()[key]
+        if arn is None:
+            variable = "STEPSPOT_GPU_SPOT_QUEUE_ARN" if key == capacity.GPU_SPOT else "STEPSPOT_GPU_ONDEMAND_QUEUE_ARN"
+            raise ConfigurationError(
+                f"task {task.id!r} needs queue {key!r}, which this deployment does not have ({variable} is not set): "
+                "deploy with gpu_enabled = true, or remove the task's gpus/queue"
+            )
+        return arn
+
+    def _memory_ceiling(self, task: PlannedTask) -> int | None:
+        """The most memory any queue the task may run on offers a job of its vCPUs and GPUs."""
+        if self.settings.instance_types_json:
+            by_queue = capacity.instance_types_from_json(self.settings.instance_types_json)
+        else:
+            by_queue = capacity.capacity_from_variables({"gpu_enabled": True}, "", "").instance_types_by_queue()
+        keys = capacity.queues_of(task.queue, task.gpus, task.nodes, task.use_spot)
+        ceilings = [capacity.memory_ceiling(by_queue.get(key, []), task.vcpus, task.gpus) for key in keys]
+        known = [c for c in ceilings if c is not None]
+        return min(known) if known else None
 
     def choose_capacity(self, request: FleetEvent) -> dict[str, Any]:
         plan, task = self._task(request)
-        choice = fleet.preliminary_choice(task.multi_node, task.use_spot, request.on_demand)
+        choice = fleet.preliminary_choice(task.multi_node, task.use_spot, request.on_demand, task.queue)
         if choice.needs_breaker:
+            spot_queue = queue_name(self._queue(fleet.Capacity.SPOT, task))  # the breaker of its family's Spot queue
             admission, _ = self.breakers.apply(
-                self.spot_queue, lambda state, now: breaker.admit(state, now, self.policy.breaker)
+                spot_queue, lambda state, now: breaker.admit(state, now, self.policy.breaker)
             )
             choice = fleet.apply_breaker(admission)
-        queue_arn = self._queue(choice.capacity, task.multi_node)
+        queue_arn = self._queue(choice.capacity, task)
         recorded = self.attempts.record_choice(
-            plan.workflow_id, task.id, request.attempt, queue_name(queue_arn), choice.capacity.value, choice.fallback
+            plan.workflow_id,
+            task.id,
+            request.attempt,
+            queue_name(queue_arn),
+            choice.capacity.value,
+            choice.fallback,
+            base_memory=task.memory,
         )
         if recorded.get("choice_attempt") == request.attempt and recorded.get("capacity") != choice.capacity.value:
             # A redelivery: keep what the first delivery chose (and told the breaker).
-            capacity = fleet.Capacity(str(recorded["capacity"]))
-            choice = fleet.CapacityChoice(capacity, "as chosen by the first delivery", fallback=choice.fallback)
-            queue_arn = self._queue(capacity, task.multi_node)
+            chosen = fleet.Capacity(str(recorded["capacity"]))
+            choice = fleet.CapacityChoice(chosen, "as chosen by the first delivery", fallback=choice.fallback)
+            queue_arn = self._queue(chosen, task)
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
         return fleet.job_request(
             workflow_id=plan.workflow_id,
@@ -152,6 +193,7 @@ class Fleet:
             queue_name=queue_name(queue_arn),
             job_definition_arn=self.batch.definition_for_image(base, task.container_image),
             job_name=job_name(plan.workflow_id, task.id, request.attempt),
+            memory=int(recorded.get("next_memory") or task.memory),  # raised after an out-of-memory attempt
         )
 
     def classify_failure(self, request: FleetEvent) -> dict[str, Any]:
@@ -180,6 +222,12 @@ class Fleet:
             policy=self.policy,
             jitter_key=(plan.workflow_id, task.id),
         )
+        if found.out_of_memory:
+            memory = int(job.get("memory") or task.memory)
+            next_memory = self.policy.out_of_memory.next_memory(memory, self._memory_ceiling(task))
+            decision = failures.with_memory(decision, memory, next_memory)
+            if decision.retry and next_memory is not None:
+                self.attempts.record_next_memory(plan.workflow_id, task.id, request.attempt + 1, next_memory)
         logger.info("attempt failed", extra={"classification": found.to_dict(), "decision": decision.reason})
         return {
             "workflow_id": plan.workflow_id,

@@ -9,7 +9,15 @@ limits how many run at once, and reports failures as Batch does, so they travel 
   warning, then (two scaled minutes later) the process group is killed and the attempt fails with
   ``Host EC2 (instance i-...) terminated.``;
 - an injected capacity shortage: Spot jobs stay RUNNABLE with ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``
-  until the queue's time limit cancels them (``Canceled by JobStateTimeLimit action ...``).
+  until the queue's time limit cancels them (``Canceled by JobStateTimeLimit action ...``);
+- a job whose processes use more memory than it asked for (``MEMORY`` resource requirement, resident
+  memory of its process group, as the container's cgroup counts it) is killed: exit code 137 with
+  ``OutOfMemoryError: Container killed due to memory usage``.
+
+A multi-node job runs as one process per node, each with the Batch node variables
+(``AWS_BATCH_JOB_NUM_NODES``, ``AWS_BATCH_JOB_NODE_INDEX``, ``AWS_BATCH_JOB_MAIN_NODE_INDEX``, and on the
+other nodes ``AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS`` = 127.0.0.1); the job ends with the main
+node's exit code.
 
 Every attempt gets a fresh checkpoint directory (a new host), so a resumed task really restores from the
 checkpoint store. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``) and its own IMDS.
@@ -21,7 +29,7 @@ import http.server
 import json
 import os
 import secrets
-import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepspot.fleet import runner_invocation, runner_program
 from stepspot.local.events import EventBus
 from stepspot.local.faults import (
     CAPACITY_TIME_LIMIT_SECONDS,
@@ -40,6 +49,7 @@ from stepspot.local.faults import (
     SPOT_NOTICE_SECONDS,
     Faults,
 )
+from stepspot.local.runner import Runner
 
 INJECTED_FAILURE = [
     sys.executable,
@@ -48,6 +58,10 @@ INJECTED_FAILURE = [
 ]
 TERMINAL = ("SUCCEEDED", "FAILED")
 LONG_POLL_SECONDS = 0.5
+MEMORY_POLL_SECONDS = 0.1
+OUT_OF_MEMORY_REASON = "OutOfMemoryError: Container killed due to memory usage"
+EXIT_KILLED = 137  # 128 + SIGKILL, what ECS reports for a container the kernel's OOM killer ended
+LOCAL_MAIN_NODE_ADDRESS = "127.0.0.1"
 
 
 def _get(mapping: Mapping[str, Any] | None, name: str) -> Any:
@@ -79,6 +93,11 @@ class LocalJob:
     environment: dict[str, str]
     spot: bool
     num_nodes: int = 1
+    vcpus: int = 1
+    memory_mib: int | None = None
+    container_reason: str | None = None  # attempts[].container.reason (e.g. the OOM kill)
+    node_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)  # nodes other than the main
+    mpi_port: int = 0
     status: str = "SUBMITTED"
     status_reason: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -114,6 +133,8 @@ class LocalJob:
         }
         if self.exit_code is not None:
             container["exitCode"] = self.exit_code
+        if self.container_reason:
+            container["reason"] = self.container_reason
         description: dict[str, Any] = {
             "jobArn": f"arn:aws:batch:us-east-1:123456789012:job/{self.job_id}",
             "jobName": self.job_name,
@@ -138,6 +159,8 @@ class LocalJob:
                 }
                 if self.exit_code is not None:
                     attempt_container["exitCode"] = self.exit_code
+                if self.container_reason:
+                    attempt_container["reason"] = self.container_reason
                 description["attempts"] = [
                     {
                         "container": attempt_container,
@@ -220,7 +243,7 @@ class LocalBatch:
         spot_queues: set[str],
         max_parallel_jobs: int,
         bus: EventBus | None = None,
-        agent_available: bool = True,
+        runner: Runner | None = None,
         workflow_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
@@ -233,7 +256,7 @@ class LocalBatch:
         self._spot_queues = spot_queues
         self._slots = threading.BoundedSemaphore(max_parallel_jobs)
         self.bus = bus
-        self.agent_available = agent_available
+        self.runner = runner  # None: the program runs without the task runner (no checkpoint upload)
         self.workflow_dir = workflow_dir
         self.imds = FakeImds()
         self.jobs: dict[str, LocalJob] = {}
@@ -244,6 +267,8 @@ class LocalBatch:
 
     def start(self) -> None:
         self.imds.start()
+        if _PROC.is_dir():  # Linux: resident memory per process session (no limit enforced elsewhere)
+            threading.Thread(target=self._watch_memory, name="local-memory", daemon=True).start()
 
     # -- the Batch API the interpreter uses -------------------------------------------------------
 
@@ -258,6 +283,9 @@ class LocalBatch:
             overrides = _get(ranges[0], "containerOverrides") if ranges else {}
         command = [str(c) for c in (_get(overrides, "command") or [])]
         environment = _environment_list(_get(overrides, "environment"))
+        requirements = {
+            str(_get(r, "type")).upper(): str(_get(r, "value")) for r in _get(overrides, "resourceRequirements") or []
+        }
         job = LocalJob(
             job_id=str(uuid.uuid4()),
             job_name=str(_get(params, "jobName")),
@@ -267,6 +295,8 @@ class LocalBatch:
             environment=environment,
             spot=queue.rsplit("/", 1)[-1] in self._spot_queues,
             num_nodes=num_nodes,
+            vcpus=int(requirements.get("VCPU", "1")),
+            memory_mib=int(requirements["MEMORY"]) if requirements.get("MEMORY", "").isdigit() else None,
         )
         with self._lock:
             self.jobs[job.job_id] = job
@@ -335,11 +365,13 @@ class LocalBatch:
             "AWS_BATCH_JOB_ATTEMPT": "1",
             "AWS_BATCH_JQ_NAME": job.queue.rsplit("/", 1)[-1],
         }
+        if self.runner is not None:
+            env["SHIV_ROOT"] = str(self.runner.shiv_root)  # not the container's /tmp path
         interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
         if interval.replace(".", "", 1).isdigit():  # seconds of simulated time: compress like every timer
             env["STEPSPOT_CHECKPOINT_INTERVAL"] = str(max(0.5, float(interval) / self.time_scale))
         if job.num_nodes > 1:
-            env.update({"AWS_BATCH_JOB_NUM_NODES": str(job.num_nodes), "AWS_BATCH_JOB_NODE_INDEX": "0"})
+            env.update(self._node_environment(job, job_dir, 0))
         self.imds.instances[job.job_id] = job.instance_id
         command = self._host_command(job)
         if not command:
@@ -360,9 +392,12 @@ class LocalBatch:
                 self._finish(job, "FAILED", f"CannotStartContainerError: {exc}", None)
                 return
             job.started_at = time.time()
+            for index in range(1, job.num_nodes):
+                job.node_processes.append(self._start_node(job, job_dir, env, command, index))
             self._transition(job, "RUNNING")
             timers = self._schedule_reclaim(job, reclaim_at) if reclaim_at is not None else []
             code = job.process.wait()
+            self._end_nodes(job)
             if job.notice_at is not None and not job.reclaimed and code != 0:
                 # The program stopped on the notice (checkpoint written); the host is still reclaimed at
                 # the notice's deadline, which is what Batch then reports for the attempt.
@@ -372,12 +407,78 @@ class LocalBatch:
                 timer.cancel()
         if job.reclaimed:
             self._finish(job, "FAILED", f"Host EC2 (instance {job.instance_id}) terminated.", None)
+        elif job.container_reason == OUT_OF_MEMORY_REASON:
+            self._finish(job, "FAILED", "Essential container in task exited", EXIT_KILLED)
         elif self._closing.is_set() and code != 0:
             self._finish(job, "FAILED", "Terminated: local engine stopped", code)
         elif code == 0:
             self._finish(job, "SUCCEEDED", "Essential container in task exited", 0)
         else:
             self._finish(job, "FAILED", "Essential container in task exited", code)
+
+    # -- multi-node jobs and memory ----------------------------------------------------------------
+
+    def _node_environment(self, job: LocalJob, job_dir: Path, index: int) -> dict[str, str]:
+        """The Batch node variables of node ``index`` (main node 0), plus the rendezvous port of this job."""
+        if not job.mpi_port:
+            job.mpi_port = _free_port()  # one rendezvous port per job, as every node of it uses
+        env = {
+            "AWS_BATCH_JOB_NUM_NODES": str(job.num_nodes),
+            "AWS_BATCH_JOB_NODE_INDEX": str(index),
+            "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0",
+            "STEPSPOT_MPI_PORT": str(job.mpi_port),
+            "STEPSPOT_MPI_HOSTFILE": str(job_dir / "hostfile"),
+            "STEPSPOT_MPI_SLOTS": str(job.vcpus),
+        }
+        if index:
+            env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = LOCAL_MAIN_NODE_ADDRESS
+        worker = job.environment.get("STEPSPOT_MPI_WORKER_COMMAND")
+        if worker:  # files next to the workflow stand for files in the image, as in the command
+            env["STEPSPOT_MPI_WORKER_COMMAND"] = shlex.join(self._host_path(a) for a in shlex.split(worker))
+        return env
+
+    def _start_node(
+        self, job: LocalJob, job_dir: Path, main_env: dict[str, str], command: list[str], index: int
+    ) -> subprocess.Popen[bytes]:
+        checkpoint_dir = job_dir / f"node-{index}" / "checkpoint"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **main_env,
+            **self._node_environment(job, job_dir, index),
+            "STEPSPOT_CHECKPOINT_DIR": str(checkpoint_dir),
+        }
+        with (job_dir / f"node-{index}.log").open("wb") as log:
+            return subprocess.Popen(
+                command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def _end_nodes(self, job: LocalJob) -> None:
+        """The main node ended: Batch stops the others (they normally end by themselves when told)."""
+        for process in job.node_processes:
+            try:
+                process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+
+    def _watch_memory(self) -> None:
+        """The cgroup memory limit: one scan of /proc per tick for all running jobs; a node whose processes
+        hold more resident memory than the job asked for ends the job (exit 137, OutOfMemoryError)."""
+        while not self._closing.wait(MEMORY_POLL_SECONDS):
+            running = [
+                job
+                for job in list(self.jobs.values())
+                if job.memory_mib is not None and job.process is not None and job.process.poll() is None
+            ]
+            if not running:
+                continue
+            rss = _rss_by_session()
+            for job in running:
+                assert job.memory_mib is not None and job.process is not None
+                nodes = [job.process, *job.node_processes]
+                if any(rss.get(node.pid, 0) > job.memory_mib * 1024 * 1024 for node in nodes):
+                    job.container_reason = OUT_OF_MEMORY_REASON
+                    for node in nodes:
+                        _kill_group(node, signal.SIGKILL)
 
     def _host_path(self, argument: str) -> str:
         """Files next to the workflow definition stand for files inside the container image."""
@@ -387,17 +488,18 @@ class LocalBatch:
         return str(candidate) if candidate.is_file() else argument
 
     def _host_command(self, job: LocalJob) -> list[str]:
+        invocation = runner_invocation(job.command)
+        if invocation is not None and invocation[0] == "mpi":  # multi-node roles around the task's own command
+            wrapped = self._host_command(LocalJob(**{**job.__dict__, "command": invocation[1]}))
+            return self.runner.command(wrapped, action="mpi") if self.runner is not None else wrapped
         command = [self._host_path(arg) for arg in job.command]
         inject = self.faults.app_failure(job.task_id, job.attempt)
-        if command[:2] == ["stepspot-agent", "run"]:
-            separator = command.index("--") if "--" in command else 1
-            program = command[separator + 1 :]
+        program = runner_program(command)
+        if program is not None:
             if inject:
                 program = list(INJECTED_FAILURE)
-            if self.agent_available:
-                agent = shutil.which("stepspot-agent", path=str(Path(sys.executable).parent)) or "stepspot-agent"
-                return [agent, *command[1 : separator + 1], *program]
-            return program  # no agent in this installation: the program runs without checkpoint upload
+            # The bundle under a clean python3 -I, as the container command runs it on AWS.
+            return self.runner.command(program) if self.runner is not None else program
         return list(INJECTED_FAILURE) if inject else command
 
     def _schedule_reclaim(self, job: LocalJob, reclaim_at: float) -> list[threading.Timer]:
@@ -431,17 +533,10 @@ class LocalBatch:
         self._kill(job)
 
     def _kill(self, job: LocalJob) -> None:
-        process = job.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for process in job.node_processes:
+            _kill_group(process)
+        if job.process is not None:
+            _kill_group(job.process)
 
     def _finish(self, job: LocalJob, status: str, reason: str, exit_code: int | None) -> None:
         job.stopped_at = time.time()
@@ -469,3 +564,48 @@ class LocalBatch:
         for job in list(self.jobs.values()):
             self._kill(job)
         self.imds.stop()
+
+
+_PROC = Path("/proc")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kill_group(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
+    """Stop a job process and everything it started (its own session and process group)."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, first)
+        if first != signal.SIGKILL:
+            try:
+                process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _rss_by_session() -> dict[int, int]:
+    """Resident bytes of every process session (Linux /proc): what a container's cgroup would count."""
+    totals: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        fields = stat[stat.rfind(")") + 2 :].split()
+        # fields[3] is the session id (field 6 of proc(5)), fields[21] the resident pages (field 24)
+        if len(fields) > 21:
+            session = int(fields[3])
+            totals[session] = totals.get(session, 0) + int(fields[21]) * page
+    return totals

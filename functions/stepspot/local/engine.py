@@ -30,13 +30,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from stepspot import asl
-from stepspot.errors import FatalError, UnknownTaskError
+from stepspot.capacity import DeploymentCapacity, check_workflow
+from stepspot.capacity_sources import offline_capacity
+from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
 from stepspot.local import moto_patches
 from stepspot.local.batch import LocalBatch
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.lambdas import REGION, LocalLambda, output_router, reset_handler_caches
 from stepspot.local.resources import LocalResources, create
+from stepspot.local.runner import local_runner
 from stepspot.local.summary import RunSummary, summarise
 from stepspot.plan import Plan, build_plan
 from stepspot.policy import DEFAULT_POLICY, Policy
@@ -63,6 +66,9 @@ class LocalOptions:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     progress_interval: float = 0.5
     quiet_monitoring: bool = True
+    # The deployment local mode emulates (its queues and instance types): every task must fit it, as on
+    # AWS. None: the dev environment's Terraform variables (stepspot local --env).
+    capacity: DeploymentCapacity | None = None
 
 
 def _free_port() -> int:
@@ -138,6 +144,10 @@ class LocalEngine:
     def run(self, loaded: LoadedWorkflow, source: Path, workflow_id: str | None = None) -> RunSummary:
         options = self.options
         workflow_id = workflow_id or _local_workflow_id(loaded)
+        capacity = options.capacity or offline_capacity("dev")
+        problems = check_workflow(loaded.workflow, capacity)
+        if problems:  # before anything starts: a task no queue of the emulated deployment can hold
+            raise WorkflowValidationError(problems, source=str(source))
         plan = build_plan(loaded.workflow, workflow_id, loaded.warnings)
         check_task_ids(plan, options.faults)
         workflow_dir = source.resolve().parent
@@ -153,7 +163,7 @@ class LocalEngine:
         port = _free_port()
         endpoint = f"http://127.0.0.1:{port}"
         resources = LocalResources()
-        env = self._lambda_environment(resources, policy, port)
+        env = self._lambda_environment(resources, policy, port, capacity)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         # The interpreter logs every ASL-level failure (all handled by Catch) at ERROR: not for users.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
@@ -198,10 +208,10 @@ class LocalEngine:
                     faults=options.faults,
                     time_scale=options.time_scale,
                     expected_seconds=lambda task_id: _expected_seconds(plan, task_id, options.time_scale),
-                    spot_queues={resources.spot_queue},
+                    spot_queues={resources.spot_queue, resources.gpu_spot_queue},
                     max_parallel_jobs=options.max_parallel_jobs,
                     bus=bus,
-                    agent_available=_agent_installed(),
+                    runner=local_runner(),
                     workflow_dir=workflow_dir,
                 )
                 batch.start()
@@ -237,8 +247,18 @@ class LocalEngine:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _lambda_environment(self, resources: LocalResources, policy: Policy, port: int) -> dict[str, str]:
+    def _lambda_environment(
+        self, resources: LocalResources, policy: Policy, port: int, capacity: DeploymentCapacity
+    ) -> dict[str, str]:
+        gpu: dict[str, str] = {}
+        if capacity.has_gpu:
+            gpu = {
+                "STEPSPOT_GPU_SPOT_QUEUE_ARN": resources.queue_arn(resources.gpu_spot_queue),
+                "STEPSPOT_GPU_ONDEMAND_QUEUE_ARN": resources.queue_arn(resources.gpu_ondemand_queue),
+            }
         return {
+            **gpu,
+            "STEPSPOT_INSTANCE_TYPES": json.dumps(capacity.instance_types_by_queue()),
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": REGION,
@@ -381,14 +401,6 @@ def _local_workflow_id(loaded: LoadedWorkflow) -> str:
 
     slug = re.sub(r"[^a-z0-9]+", "-", loaded.workflow.name.lower()).strip("-")[:48] or "workflow"
     return f"{slug}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def _agent_installed() -> bool:
-    try:
-        import stepspot.agent  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
 
 
 MOTO_CONFIG: dict[str, Any] = {

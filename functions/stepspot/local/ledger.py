@@ -71,7 +71,7 @@ def attempt_records(
                 started_at=started,
                 stopped_at=stopped,
                 vcpus=task.vcpus,
-                memory_mib=task.memory,
+                memory_mib=job.memory_mib or task.memory,  # what this attempt asked (OOM retries ask more)
                 nodes=max(1, job.num_nodes),
                 gpus=task.gpus,
                 fallback=not job.spot and job.task_id in spot_seen,

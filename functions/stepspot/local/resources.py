@@ -17,6 +17,8 @@ class LocalResources:
     checkpoint_table: str = f"{PREFIX}-checkpoints"
     spot_queue: str = f"{PREFIX}-spot"
     ondemand_queue: str = f"{PREFIX}-ondemand"
+    gpu_spot_queue: str = f"{PREFIX}-gpu-spot"  # used when the emulated environment has GPU queues
+    gpu_ondemand_queue: str = f"{PREFIX}-gpu-ondemand"
     spot_compute_env: str = f"{PREFIX}-spot"
     ondemand_compute_env: str = f"{PREFIX}-ondemand"
     role_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:role/{PREFIX}-states"

@@ -191,6 +191,7 @@ def summarise(
             "interruptions": 0,
             "capacity": None,
             "runtime_seconds": 0.0,
+            "memory_mib": [],  # of each attempt, in order: out-of-memory retries ask for more
         }
         for t in plan.order
     }
@@ -200,6 +201,7 @@ def summarise(
         if task is None or row is None:
             continue
         row["attempts"] += 1
+        row["memory_mib"].append(job.memory_mib)
         row["interruptions"] += 1 if job.reclaimed else 0
         row["capacity"] = "SPOT" if job.spot else "ON_DEMAND"
         if job.started_at and job.stopped_at:
