@@ -76,7 +76,9 @@ def synthetic_run(n: int = TASKS, seed: int = 7) -> RunRecord:
         tasks.append(TaskRecord(task_id, tuple(deps), "SUCCEEDED"))
     ledger = build_ledger(
         records,
-        lambda r: local_placement(seed, r.task_id, r.attempt, r.vcpus, r.memory_mib, prices, "us-east-1"),
+        lambda r: local_placement(
+            seed, r.task_id, r.attempt, r.vcpus, r.memory_mib, prices, "us-east-1", capacity=r.capacity
+        ),
         prices,
         lambda itype, zone, _at: local_spot_price(seed, prices.instance(itype), zone),
     )

@@ -42,15 +42,9 @@ def product_filters(instance_type: str, region: str) -> list[dict[str, str]]:
     return [{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in terms.items()]
 
 
-def _memory_mib(text: str) -> int:
-    number, _, unit = text.replace(",", "").partition(" ")
-    if unit.strip().lower() != "gib":
-        raise PriceListError(f"memory {text!r} is not in GiB")
-    return round(float(number) * 1024)
-
-
 def parse_product(document: str | dict[str, Any]) -> dict[str, Any]:
-    """One ``PriceList`` entry -> {"vcpus", "memory_mib", "gpus", "on_demand_hourly"} (USD per hour)."""
+    """One ``PriceList`` entry -> {"on_demand_hourly": USD per hour}. vCPUs, memory and GPUs are not kept:
+    the instance table (``instance_types.json``, scripts/refresh_instance_types.py) owns them."""
     product = json.loads(document) if isinstance(document, str) else document
     attributes = product["product"]["attributes"]
     prices = [
@@ -61,15 +55,7 @@ def parse_product(document: str | dict[str, Any]) -> dict[str, Any]:
     ]
     if not prices:
         raise PriceListError(f"{attributes.get('instanceType')}: no hourly On-Demand USD price in the product")
-    entry: dict[str, Any] = {
-        "vcpus": int(attributes["vcpu"]),
-        "memory_mib": _memory_mib(attributes["memory"]),
-        "on_demand_hourly": max(prices),
-    }
-    gpus = int(attributes.get("gpu") or 0) if str(attributes.get("gpu", "0")).isdigit() else 0
-    if gpus:
-        entry["gpus"] = gpus
-    return entry
+    return {"on_demand_hourly": max(prices)}
 
 
 def fetch(pricing: Any, instance_types: Iterable[str], region: str) -> dict[str, dict[str, Any]]:
@@ -92,8 +78,9 @@ def document(instances: dict[str, dict[str, Any]], region: str, today: str) -> d
         "retrieved": today,
         "region": region,
         "currency": "USD",
-        "notes": "Spot prices are not in this file: they change hourly per availability zone and are read from "
-        "DescribeSpotPriceHistory for the zone and time of each attempt.",
+        "notes": "Hourly On-Demand prices only: vCPUs, memory and GPUs of each type come from instance_types.json "
+        "(stepspot.capacity). Spot prices are not in this file: they change hourly per availability zone and are "
+        "read from DescribeSpotPriceHistory for the zone and time of each attempt.",
         "instance_types": dict(sorted(instances.items())),
     }
 

@@ -25,11 +25,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+from stepspot.capacity import InstanceTable, default_instance_table
+
 SPOT, ON_DEMAND = "SPOT", "ON_DEMAND"
 PRICE_TABLE_RESOURCE = "data/instance_prices.json"
-# The families local mode places attempts on (Terraform's default spot/ondemand_instance_types).
-LOCAL_FAMILIES = ("c7i", "m7i", "r7i")
-LOCAL_GPU_FAMILIES = ("g4dn", "g5")
 LOCAL_ZONE_SUFFIXES = "abcdef"
 # Emulated Spot prices: a stable discount per type and zone within the range Spot usually trades at.
 LOCAL_SPOT_DISCOUNT = (0.55, 0.75)
@@ -66,18 +65,23 @@ class InstancePrices:
         return found
 
 
-def instance_prices_from(data: Mapping[str, Any]) -> InstancePrices:
+def instance_prices_from(data: Mapping[str, Any], specs: InstanceTable | None = None) -> InstancePrices:
+    """Join the hourly prices of ``data`` with the vCPUs/memory/GPUs of the instance table (one owner:
+    ``data/instance_types.json``, ``stepspot.capacity``); a priced type the table lacks is left out."""
+    specs = specs or default_instance_table()
     try:
-        instances = {
-            name: InstanceType(
+        instances = {}
+        for name, entry in data["instance_types"].items():
+            spec = specs.get(name)
+            if spec is None:
+                continue
+            instances[name] = InstanceType(
                 name=name,
-                vcpus=int(spec["vcpus"]),
-                memory_mib=int(spec["memory_mib"]),
-                on_demand_hourly=float(spec["on_demand_hourly"]),
-                gpus=int(spec.get("gpus", 0)),
+                vcpus=spec.vcpus,
+                memory_mib=spec.memory_mib,
+                on_demand_hourly=float(entry["on_demand_hourly"]),
+                gpus=spec.gpus,
             )
-            for name, spec in data["instance_types"].items()
-        }
         return InstancePrices(
             region=str(data["region"]),
             currency=str(data["currency"]),
@@ -298,24 +302,36 @@ def local_placement(
     prices: InstancePrices,
     region: str,
     gpus: int = 0,
+    capacity: str = SPOT,
+    nodes: int = 1,
 ) -> Placement:
-    """The instance an emulated attempt ran on: the smallest type of one of the default families (GPU
-    families for a GPU task) that holds the job, and a zone, both picked from (seed, task, attempt) so a
+    """The instance an emulated attempt ran on, as Batch would pick it: among the default instance types
+    of the attempt's compute environment (``instance_types.json`` defaults, as Terraform's), the smallest
+    of each family that holds the job, one of them and a zone picked from (seed, task, attempt), so a
     rerun gives the same ledger."""
-    families = LOCAL_GPU_FAMILIES if gpus else LOCAL_FAMILIES
-    candidates = []
-    for family in families:
-        fitting = [
-            i
-            for i in prices.instances.values()
-            if i.name.startswith(f"{family}.") and i.vcpus >= vcpus and i.memory_mib >= memory_mib and i.gpus >= gpus
-        ]
-        if fitting:
-            candidates.append(min(fitting, key=lambda i: (i.vcpus, i.memory_mib)))
+    specs = default_instance_table()
+    if gpus:
+        names = specs.defaults.get("gpu_instance_types", [])
+    elif nodes > 1:
+        names = specs.defaults.get("mnp_instance_types", [])
+    else:
+        names = specs.defaults.get("spot_instance_types" if capacity == SPOT else "ondemand_instance_types", [])
+    fitting: dict[str, InstanceType] = {}
+    for name in names:
+        spec, priced = specs.get(name), prices.instances.get(name)
+        if spec is None or priced is None or not spec.holds(vcpus, memory_mib, gpus):
+            continue
+        family = name.split(".", 1)[0]
+        if family not in fitting or (priced.vcpus, priced.memory_mib) < (
+            fitting[family].vcpus,
+            fitting[family].memory_mib,
+        ):
+            fitting[family] = priced
+    candidates = [fitting[family] for family in sorted(fitting)]
     if not candidates:
         raise PriceTableError(
-            f"task {task_id!r} needs {vcpus} vCPUs, {memory_mib} MiB and {gpus} GPUs: no instance type of "
-            f"{', '.join(families)} in the price table holds it"
+            f"task {task_id!r} needs {vcpus} vCPUs, {memory_mib} MiB and {gpus} GPUs: no priced default instance "
+            "type holds it; add its type to instance_prices.json (scripts/refresh_prices.py)"
         )
     chosen = candidates[int(_fraction(seed, task_id, attempt, "type") * len(candidates))]
     zone = LOCAL_ZONE_SUFFIXES[int(_fraction(seed, task_id, attempt, "zone") * len(LOCAL_ZONE_SUFFIXES))]

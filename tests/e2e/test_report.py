@@ -49,7 +49,18 @@ def test_the_ledger_total_is_the_sum_of_its_attempts(reclaimed_run):
     # every attempt was placed from the seed: the same seed gives the same instance and zone
     prices = default_instance_prices()
     for entry in ledger:
-        placement = local_placement(SEED, entry["task_id"], entry["attempt"], *_needs(entry["task_id"]), prices, REGION)
+        vcpus, memory = _needs(entry["task_id"])
+        placement = local_placement(
+            SEED,
+            entry["task_id"],
+            entry["attempt"],
+            vcpus,
+            memory,
+            prices,
+            REGION,
+            capacity=entry["capacity"],
+            nodes=entry["nodes"],
+        )
         assert (entry["instance_type"], entry["availability_zone"]) == (
             placement.instance_type,
             placement.availability_zone,

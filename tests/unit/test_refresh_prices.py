@@ -65,7 +65,9 @@ def test_the_table_is_rewritten_from_the_price_list_naming_its_source_and_date(t
     table = instance_prices_from(written)  # the ledger reads what the script writes
     assert table.region == "eu-west-1"
     assert table.instance("c7i.large").on_demand_hourly == 0.0941
+    # vCPUs, memory and GPUs come from the instance table, not from the price list
     assert (table.instance("g5.xlarge").memory_mib, table.instance("g5.xlarge").gpus) == (16384, 1)
+    assert set(written["instance_types"]["c7i.large"]) == {"on_demand_hourly"}
     assert "2 instance types of eu-west-1" in capsys.readouterr().out
 
 
@@ -80,6 +82,8 @@ def test_a_type_without_a_price_writes_nothing(tmp_path: Path, capsys):
     assert "no Linux On-Demand price of x9.huge in us-east-1; nothing written" in capsys.readouterr().err
 
 
-def test_memory_other_than_gib_is_refused():
-    with pytest.raises(refresh.PriceListError, match="not in GiB"):
-        refresh.parse_product(product("x.large", 2, "512 MiB", "0.1"))
+def test_a_product_without_an_hourly_usd_price_is_refused():
+    document = json.loads(product("x.large", 2, "4 GiB", "0.1"))
+    document["terms"]["OnDemand"]["T1"]["priceDimensions"]["D1"]["unit"] = "Quantity"
+    with pytest.raises(refresh.PriceListError, match="no hourly On-Demand USD price"):
+        refresh.parse_product(document)

@@ -2,7 +2,8 @@
 
 - placement: ECS ``DescribeContainerInstances`` (the job's container instance -> EC2 instance id), then EC2
   ``DescribeInstances`` (instance type, availability zone). Both cached by ARN / instance id.
-- instance types missing from the bundled price table: EC2 ``DescribeInstanceTypes`` (vCPUs, memory), priced
+- instance types missing from the bundled price table: vCPUs and memory from the instance table
+  (``stepspot.capacity``), else EC2 ``DescribeInstanceTypes``, priced
   On-Demand from the fitted per-vCPU/per-GiB rates of ``data/prices.json`` (an estimate, said so in the
   price source). Cached by type.
 - Spot price: EC2 ``DescribeSpotPriceHistory`` for the type, zone and ``Linux/UNIX`` with start = end = the
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import error_code
 from stepspot.aws.errors import translate_client_error as translate
+from stepspot.capacity import default_instance_table
 from stepspot.cost import InstancePrices, InstanceType, Placement
 from stepspot.cost_events import cluster_of
 from stepspot.errors import FatalError
@@ -84,16 +86,20 @@ class CostSources:
         known = self.prices.instances.get(name) or self._types.get(name)
         if known is not None:
             return known
-        try:
-            described = self._ec2.describe_instance_types(InstanceTypes=[name]).get("InstanceTypes", [])
-        except ClientError as exc:
-            raise translate(exc, "calling ec2:DescribeInstanceTypes") from exc
-        if not described:
-            raise PlacementUnknownError(f"EC2 does not describe instance type {name}")
-        spec = described[0]
-        vcpus = int(spec["VCpuInfo"]["DefaultVCpus"])
-        memory = int(spec["MemoryInfo"]["SizeInMiB"])
-        gpus = sum(int(g.get("Count", 0)) for g in spec.get("GpuInfo", {}).get("Gpus", []))
+        table = default_instance_table().get(name)
+        if table is not None:
+            vcpus, memory, gpus = table.vcpus, table.memory_mib, table.gpus
+        else:
+            try:
+                described = self._ec2.describe_instance_types(InstanceTypes=[name]).get("InstanceTypes", [])
+            except ClientError as exc:
+                raise translate(exc, "calling ec2:DescribeInstanceTypes") from exc
+            if not described:
+                raise PlacementUnknownError(f"EC2 does not describe instance type {name}")
+            spec = described[0]
+            vcpus = int(spec["VCpuInfo"]["DefaultVCpus"])
+            memory = int(spec["MemoryInfo"]["SizeInMiB"])
+            gpus = sum(int(g.get("Count", 0)) for g in spec.get("GpuInfo", {}).get("Gpus", []))
         hourly = self._fitted.on_demand.hourly(vcpus, memory, gpus, 1)
         found = InstanceType(name=name, vcpus=vcpus, memory_mib=memory, on_demand_hourly=hourly, gpus=gpus)
         self._types[name] = found

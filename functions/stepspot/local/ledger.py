@@ -149,7 +149,16 @@ def local_run_record(
 
     def placement_of(record: AttemptRecord) -> Any:
         return local_placement(
-            seed, record.task_id, record.attempt, record.vcpus, record.memory_mib, prices, region, record.gpus
+            seed,
+            record.task_id,
+            record.attempt,
+            record.vcpus,
+            record.memory_mib,
+            prices,
+            region,
+            gpus=record.gpus,
+            capacity=record.capacity,
+            nodes=record.nodes,
         )
 
     ledger = build_ledger(
