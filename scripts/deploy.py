@@ -1,6 +1,7 @@
 """`make plan|deploy|destroy ENV=...`: checks first, then terraform init/plan/apply with the env's files.
 
-Refuses, before touching anything, when the environment is unknown or no AWS credentials are usable.
+Refuses, before touching anything, when the environment is unknown or no AWS credentials are usable:
+one sentence on stderr and exit code 3 (an environment problem, as everywhere in stepspot).
 `check` only runs those checks (the Makefile calls it before building).
 """
 
@@ -11,10 +12,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM_DIR = ROOT / "terraform"
 TERRAFORM = [sys.executable, str(ROOT / "scripts" / "terraform")]
+EXIT_ENVIRONMENT = 3  # README: environment problems (credentials, deployment) exit 3
+
+
+def refuse(message: str) -> NoReturn:
+    print(message, file=sys.stderr)
+    sys.exit(EXIT_ENVIRONMENT)
 
 
 def known_environments() -> list[str]:
@@ -24,7 +32,7 @@ def known_environments() -> list[str]:
 def check_environment(env: str) -> None:
     known = known_environments()
     if env not in known:
-        sys.exit(
+        refuse(
             f"Unknown environment '{env}': use ENV={' | ENV='.join(known)} "
             f"(or add terraform/environments/{env}.tfvars and terraform/backends/{env}.hcl)."
         )
@@ -38,9 +46,10 @@ def caller_account() -> str:
     try:
         return boto3.client("sts").get_caller_identity()["Account"]
     except (BotoCoreError, ClientError) as exc:
-        sys.exit(
-            "No usable AWS credentials: configure them (aws configure, aws sso login, or "
-            f"AWS_PROFILE / AWS_ACCESS_KEY_ID) and run the command again. ({exc})"
+        reason = str(exc).rstrip(".")
+        refuse(
+            f"No usable AWS credentials ({reason}): configure them (aws configure, aws sso login, or "
+            "AWS_PROFILE / AWS_ACCESS_KEY_ID) and run the command again."
         )
 
 
@@ -74,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     plan_file = f"{args.env}.tfplan"
     if args.action == "destroy":
         terraform("plan", "-destroy", "-input=false", var_file, f"-out={plan_file}")
+        # The fleet manager's derived job definitions are not Terraform's: deregister them first (the
+        # command reads the outputs, which the destroy removes).
+        cleanup = [str(Path(sys.executable).with_name("stepspot")), "cleanup-job-definitions", "--env", args.env]
+        if subprocess.run(cleanup, check=False).returncode != 0:
+            sys.exit("Deregistering the derived job definitions failed (see above): fix that, then run again.")
     else:
         terraform("plan", "-input=false", var_file, f"-out={plan_file}")
     if args.action in ("deploy", "destroy"):

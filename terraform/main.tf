@@ -23,6 +23,13 @@ locals {
   bucket_arn  = module.storage.bucket_arn
   state_table = module.storage.state_table_arn
   ckpt_table  = module.storage.checkpoint_table_arn
+
+  # The GPU queue pair by the variable the Lambdas read: absent without gpu_enabled (the fleet manager
+  # then refuses a GPU task with a sentence naming gpu_enabled).
+  gpu_queue_environment = {
+    for name, key in { STEPSPOT_GPU_SPOT_QUEUE_ARN = "gpu_spot", STEPSPOT_GPU_ONDEMAND_QUEUE_ARN = "gpu_ondemand" } :
+    name => module.compute.job_queue_arns[key] if contains(keys(module.compute.job_queue_arns), key)
+  }
 }
 
 ################################################################################
@@ -47,6 +54,8 @@ module "network" {
   subnet_ids         = var.subnet_ids
   availability_zones = var.availability_zones
   kms_key_arn        = module.storage.kms_key_arn
+  mnp_ports          = var.mnp_ports
+  mnp_efa_enabled    = var.mnp_efa_enabled
 }
 
 ################################################################################
@@ -69,34 +78,36 @@ module "filesystem" {
 module "compute" {
   source = "./modules/compute"
 
-  name_prefix              = local.name_prefix
-  environment              = var.environment
-  subnet_ids               = module.network.subnet_ids
-  security_group_ids       = [module.network.security_group_id]
-  spot_instance_types      = var.spot_instance_types
-  ondemand_instance_types  = var.ondemand_instance_types
-  mnp_instance_types       = var.mnp_instance_types
-  mnp_efa_enabled          = var.mnp_efa_enabled
-  mnp_max_nodes            = var.mnp_max_nodes
-  gpu_enabled              = var.gpu_enabled
-  gpu_instance_types       = var.gpu_instance_types
-  gpu_spot_max_vcpus       = var.gpu_spot_max_vcpus
-  gpu_ondemand_max_vcpus   = var.gpu_ondemand_max_vcpus
-  spot_bid_percentage      = var.spot_bid_percentage
-  spot_max_vcpus           = var.spot_max_vcpus
-  ondemand_max_vcpus       = var.ondemand_max_vcpus
-  mnp_max_vcpus            = var.mnp_max_vcpus
-  capacity_timeout_seconds = var.capacity_timeout_seconds
-  job_image                = var.job_image
-  bucket_name              = module.storage.bucket_name
-  bucket_arn               = module.storage.bucket_arn
-  checkpoint_table_name    = module.storage.checkpoint_table_name
-  checkpoint_table_arn     = module.storage.checkpoint_table_arn
-  kms_key_arn              = module.storage.kms_key_arn
-  log_retention_days       = var.log_retention_days
-  input_bucket_arns        = var.input_bucket_arns
-  agent_bundle_source      = local.agent_bundle
-  agent_bundle_sha256      = filesha256(local.agent_bundle)
+  name_prefix                      = local.name_prefix
+  environment                      = var.environment
+  subnet_ids                       = module.network.subnet_ids
+  security_group_ids               = [module.network.security_group_id]
+  mnp_security_group_ids           = [module.network.mnp_security_group_id]
+  spot_instance_types              = var.spot_instance_types
+  ondemand_instance_types          = var.ondemand_instance_types
+  mnp_instance_types               = var.mnp_instance_types
+  mnp_efa_enabled                  = var.mnp_efa_enabled
+  mnp_max_nodes                    = var.mnp_max_nodes
+  gpu_enabled                      = var.gpu_enabled
+  gpu_instance_types               = var.gpu_instance_types
+  gpu_spot_max_vcpus               = var.gpu_spot_max_vcpus
+  gpu_ondemand_max_vcpus           = var.gpu_ondemand_max_vcpus
+  spot_bid_percentage              = var.spot_bid_percentage
+  spot_max_vcpus                   = var.spot_max_vcpus
+  ondemand_max_vcpus               = var.ondemand_max_vcpus
+  mnp_max_vcpus                    = var.mnp_max_vcpus
+  capacity_timeout_seconds         = var.capacity_timeout_seconds
+  misconfiguration_timeout_seconds = var.misconfiguration_timeout_seconds
+  job_image                        = var.job_image
+  bucket_name                      = module.storage.bucket_name
+  bucket_arn                       = module.storage.bucket_arn
+  checkpoint_table_name            = module.storage.checkpoint_table_name
+  checkpoint_table_arn             = module.storage.checkpoint_table_arn
+  kms_key_arn                      = module.storage.kms_key_arn
+  log_retention_days               = var.log_retention_days
+  input_bucket_arns                = var.input_bucket_arns
+  agent_bundle_source              = local.agent_bundle
+  agent_bundle_sha256              = filesha256(local.agent_bundle)
 
   shared_filesystem = module.filesystem.efs
   shared_mount_path = var.shared_mount_path
@@ -236,7 +247,7 @@ module "functions" {
       handler     = "stepspot.handlers.fleet_manager.lambda_handler"
       description = "Chooses Spot or On-Demand capacity (circuit breaker), manages the compute environments"
       timeout     = 60
-      environment = {
+      environment = merge(local.gpu_queue_environment, {
         STEPSPOT_SPOT_QUEUE_ARN         = module.compute.job_queue_arns["spot"]
         STEPSPOT_ONDEMAND_QUEUE_ARN     = module.compute.job_queue_arns["ondemand"]
         STEPSPOT_MNP_QUEUE_ARN          = module.compute.job_queue_arns["mnp"]
@@ -245,7 +256,14 @@ module "functions" {
         STEPSPOT_MNP_COMPUTE_ENV        = module.compute.compute_environment_names["mnp"]
         STEPSPOT_JOB_DEFINITION_ARN     = module.compute.job_definition_arn
         STEPSPOT_MNP_JOB_DEFINITION_ARN = module.compute.mnp_job_definition_arn
-      }
+        # Instance types per queue under the queue names of the workflow format (gpu_spot -> gpu-spot,
+        # ondemand -> on-demand): the ceiling of out-of-memory escalation.
+        STEPSPOT_INSTANCE_TYPES = jsonencode({
+          for key, types in module.compute.instance_types : replace(replace(key, "ondemand", "on-demand"), "_", "-") => types
+        })
+        # Where jobs of workflows with global_config.shared_filesystem find it (STEPSPOT_SHARED_DIR).
+        STEPSPOT_SHARED_MOUNT_PATH = var.shared_mount_path
+      })
       statements = [
         {
           sid       = "ReadPlans"
@@ -331,12 +349,13 @@ module "functions" {
       handler     = "stepspot.handlers.workflow_monitor.lambda_handler"
       description = "Batch job and Step Functions status changes -> task status, metrics, alerts"
       timeout     = 60
-      environment = {
+      # The GPU pair too: a GPU task's Spot and On-Demand attempts count like any other's.
+      environment = merge(local.gpu_queue_environment, {
         STEPSPOT_CHECKPOINT_TABLE   = module.storage.checkpoint_table_name
         STEPSPOT_SNS_TOPIC_ARN      = local.sns_topic_arn
         STEPSPOT_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["spot"]
         STEPSPOT_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["ondemand"]
-      }
+      })
       statements = [
         {
           sid = "StateItems"

@@ -119,3 +119,8 @@ output "agent_bundle_path" {
   description = "Path of the runner bundle inside every job container (host /opt/stepspot mounted read-only)."
   value       = module.compute.agent_bundle_path
 }
+
+output "input_bucket_arns" {
+  description = "Buckets besides the deployment's own that jobs may read `uri` inputs from (the CLI refuses others)."
+  value       = var.input_bucket_arns
+}

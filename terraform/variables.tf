@@ -103,6 +103,16 @@ variable "gpu_enabled" {
   default     = false
 }
 
+variable "mnp_ports" {
+  description = "TCP ports open between the nodes of a multi-node job (only on the multi-node instances); null: sshd (22), the stepspot rendezvous (7470) and the molecular dynamics example's ranks (7471)."
+  type = list(object({
+    from_port = number
+    to_port   = number
+    purpose   = string
+  }))
+  default = null
+}
+
 variable "gpu_instance_types" {
   description = "NVIDIA instance types of the GPU environments (when gpu_enabled)."
   type        = list(string)
@@ -149,6 +159,12 @@ variable "capacity_timeout_seconds" {
   description = "Seconds a job may wait RUNNABLE for capacity before its queue cancels it."
   type        = number
   default     = 900
+}
+
+variable "misconfiguration_timeout_seconds" {
+  description = "Seconds a job that no instance type or vCPU ceiling of its queue can hold may wait RUNNABLE before its queue cancels it (the task then fails as misconfiguration)."
+  type        = number
+  default     = 600
 }
 
 variable "job_image" {

@@ -2,7 +2,7 @@
 """A small, real molecular dynamics program for the local demo (standard library only).
 
 Lennard-Jones particles in a periodic box (reduced units), velocity Verlet integration. Four stages,
-like the seed's GROMACS pipeline, each reading the previous stage's output from the shared workspace:
+like the seed's GROMACS pipeline, each reading the previous stage's output (a declared input, staged by the agent):
 
     md.py preprocess  --particles N --density RHO --output prep/system.json
     md.py equilibrate --input prep/system.json --steps S --temperature T --output equil/system.json
@@ -19,7 +19,9 @@ adds them up. Only the main rank holds the state and checkpoints.
 ``equilibrate`` and ``produce`` checkpoint their state into ``$STEPSPOT_CHECKPOINT_DIR/state.json``
 (atomically, every ``--checkpoint-every`` steps, and at once on SIGTERM, the agent's notice signal),
 and resume from it when it is there: an interrupted and resumed run ends with the same energies as an
-uninterrupted one. Results are deterministic for a given input and seed.
+uninterrupted one. With ``--save-every N`` they also ask the checkpoint agent to upload every N steps
+(SIGUSR1 to ``$STEPSPOT_AGENT_PID``, then wait for its answer), so which states are saved depends on the
+steps, not on the clock. Results are deterministic for a given input and seed.
 """
 
 from __future__ import annotations
@@ -219,6 +221,22 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)  # atomic: readers (and the checkpoint agent) never see half a file
 
 
+def request_checkpoint() -> bool:
+    """Ask the checkpoint agent to save now and wait for its answer: True when the answer was the
+    notice signal (SIGTERM: a Spot interruption is coming, write and stop)."""
+    agent = os.environ.get("STEPSPOT_AGENT_PID")
+    if not agent:
+        return False
+    answers = {signal.SIGUSR2, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, answers)  # so neither answer is lost before we wait
+    try:
+        os.kill(int(agent), signal.SIGUSR1)
+        answer = signal.sigtimedwait(answers, 600)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, answers)
+    return answer is not None and answer.si_signo == signal.SIGTERM
+
+
 def checkpoint_dir() -> Path:
     directory = Path(os.environ.get("STEPSPOT_CHECKPOINT_DIR", "checkpoint"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -267,6 +285,13 @@ def simulate(args: argparse.Namespace, thermostat: float | None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGUSR1, on_signal)
+    signal.signal(signal.SIGUSR2, lambda *_: None)  # the agent's "saved" answer (awaited in request_checkpoint)
+    if args.save_every:
+        # Ask at once (the start state), so the agent's own timer is off before anything new is written.
+        write_json(saved, state)
+        if request_checkpoint():
+            print(f"md.py: stopped at step {state['step']} on request", flush=True)
+            return 128 + signal.SIGTERM
     started = time.monotonic()
     size = mpi_size()
     ranks = Ranks(size) if size > 1 else None
@@ -293,9 +318,13 @@ def _steps(
         if state["step"] % 10 == 0:
             total = state["potential"] + kinetic(state["velocities"])
             state["energies"].append(round(total / len(state["positions"]), 6))
-        if state["step"] % args.checkpoint_every == 0 or requested["write"]:
+        save_point = bool(args.save_every) and state["step"] % args.save_every == 0 and state["step"] < args.steps
+        if state["step"] % args.checkpoint_every == 0 or requested["write"] or save_point:
             write_json(saved, state)
             requested["write"] = False
+            if save_point and request_checkpoint():  # answered with the notice: one more step, write, stop
+                requested["write"] = requested["stop"] = True
+                continue
             if requested["stop"]:
                 print(f"md.py: checkpointed step {state['step']}, stopping on request", flush=True)
                 return 128 + signal.SIGTERM
@@ -359,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         stage.add_argument("--dt", type=float, default=0.004)
         stage.add_argument("--seed", type=int, default=1)
         stage.add_argument("--checkpoint-every", type=int, default=20)
+        stage.add_argument("--save-every", type=int, default=0, help="ask the agent to upload every N steps")
         if name == "equilibrate":
             stage.add_argument("--temperature", type=float, default=1.0)
     sub.add_parser("rank", help="a worker rank of a multi-node stage (STEPSPOT_MPI_WORKER_COMMAND)")

@@ -13,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stepspot.mpi import main as mpi_main
 
         return mpi_main(args[1:])
-    from stepspot.agent import main as agent_main
+    from stepspot.agent.cli import main as agent_main
 
     return agent_main(args)
 

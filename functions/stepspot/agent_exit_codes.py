@@ -15,3 +15,9 @@ EXIT_MISCONFIGURATION = 78
 # or ECS draining the instance with SIGTERM). Just past the sysexits range (64-78) and below the shell's
 # 126-127 and 128+N, so neither the agent's other codes nor a signal death can collide with it.
 EXIT_SPOT_NOTICE = 79
+
+# Data staging by the agent (docs/data.md). A declared input that is missing or corrupt is not the
+# program's fault (the producer's publication is the contract): infra_transient, retried. A declared
+# output the program did not produce is: app_error. The job log has the sentence naming the file.
+EXIT_INPUT_UNAVAILABLE = 74  # sysexits EX_IOERR
+EXIT_OUTPUT_MISSING = 73  # sysexits EX_CANTCREAT

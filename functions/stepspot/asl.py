@@ -27,13 +27,17 @@ from stepspot.policy import DEFAULT_POLICY, Policy, load_policy_file
 ARN_VARIABLES = ("workflow_parser_arn", "scheduler_arn", "checkpoint_manager_arn", "fleet_manager_arn")
 STATE_MACHINES = {"workflow": "workflow.asl.json.j2", "task": "task.asl.json.j2"}
 
-# Lambda service errors worth retrying (AWS's recommended set for Lambda tasks).
+# Lambda service errors worth retrying: AWS's recommended set for Lambda tasks, and throttling.
 LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
+# A Lambda task that timed out. Not retried where the timeout is the state's own deadline
+# (StartWorkflow: the workflow's time is up, its Catch aborts it).
+LAMBDA_TIMEOUT_ERRORS = ["States.Timeout"]
 # Errors of a failed batch:SubmitJob call itself (throttling, service errors): retried in place.
 BATCH_API_ERRORS = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
 
@@ -89,6 +93,7 @@ def render(arns: Mapping[str, str], policy: Policy = DEFAULT_POLICY) -> dict[str
         "policy": policy,
         "retryable_errors": retryable_error_names(),
         "lambda_transient_errors": LAMBDA_TRANSIENT_ERRORS,
+        "lambda_timeout_errors": LAMBDA_TIMEOUT_ERRORS,
         "batch_api_errors": BATCH_API_ERRORS,
     }
     env = _environment()

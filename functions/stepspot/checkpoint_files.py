@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +71,13 @@ class DirectoryScanner:
         """Cheap stat-only view of the directory, to tell whether a program is still writing."""
         return tuple((rel, info.st_size, info.st_mtime_ns) for rel, _, info in self._walk())
 
-    def scan(self) -> list[ScannedFile]:
+    def scan(self, include: Callable[[str], bool] | None = None) -> list[ScannedFile]:
+        """Every regular file (or those ``include`` accepts: the others are not read) with its sha256."""
         result: list[ScannedFile] = []
         seen: set[str] = set()
         for relative, path, info in self._walk():
+            if include is not None and not include(relative):
+                continue
             key = _StatKey(info.st_size, info.st_mtime_ns, info.st_ino)
             cached = self._cache.get(relative)
             if cached is not None and cached[0] == key:

@@ -15,6 +15,7 @@ it prints belong to whichever environment was initialised last. ``load_deploymen
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -50,6 +51,32 @@ class Deployment:
     dashboard_name: str
     # Every other root output Terraform printed (e.g. the capacity outputs stepspot.capacity_sources reads).
     other_outputs: dict[str, str] = field(default_factory=dict, compare=False)
+    shared_filesystem_enabled: str = "false"  # "true" when the jobs mount EFS (terraform output, JSON bool)
+    shared_mount_path: str = ""
+    # Buckets the job role may read `uri` inputs from (JSON list of ARNs, or comma-separated in the
+    # STEPSPOT_INPUT_BUCKET_ARNS override); empty: a deployment older than this output, not known.
+    input_bucket_arns: str = ""
+
+    @property
+    def has_shared_filesystem(self) -> bool:
+        return self.shared_filesystem_enabled.strip().lower() == "true"
+
+    @property
+    def readable_input_buckets(self) -> list[str] | None:
+        """The ARNs of input_bucket_arns; None when the deployment does not say."""
+        text = self.input_bucket_arns.strip()
+        if not text:
+            return None
+        if text.startswith("["):
+            try:
+                arns = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(
+                    f"input_bucket_arns {text!r} is not a JSON list of bucket ARNs ({exc}): fix "
+                    f"{override_variable('input_bucket_arns')} or the Terraform output."
+                ) from None
+            return [str(arn) for arn in arns]
+        return [arn.strip() for arn in text.split(",") if arn.strip()]
 
     @classmethod
     def output_names(cls) -> list[str]:
@@ -69,7 +96,9 @@ class Deployment:
 
 
 # Outputs a remote command cannot work without; the others may be empty (e.g. no SNS topic).
-OPTIONAL_OUTPUTS = frozenset({"sns_topic_arn", "dashboard_name"})
+OPTIONAL_OUTPUTS = frozenset(
+    {"sns_topic_arn", "dashboard_name", "shared_filesystem_enabled", "shared_mount_path", "input_bucket_arns"}
+)
 
 
 def override_variable(output_name: str) -> str:
@@ -112,12 +141,26 @@ def terraform_command(terraform_dir: Path, environ: Mapping[str, str]) -> str | 
     return shutil.which("terraform", path=environ.get("PATH"))
 
 
+def _terraform_problem(environment: str, terraform_dir: Path, err: str) -> str:
+    """What Terraform's error text means for the user, as the start of one sentence (its own text is
+    many lines of box drawing; only its first ``Error:`` line is kept when nothing better is known)."""
+    if "terraform init" in err or "Backend initialization required" in err:
+        return f"No deployment of environment {environment!r} found ({terraform_dir} is not initialised)"
+    if "credential" in err.lower():
+        return f"No usable AWS credentials to read the deployment of environment {environment!r}"
+    errors = [line.strip()[len("Error:") :].strip() for line in err.splitlines() if line.strip().startswith("Error:")]
+    reason = (errors or [line.strip() for line in err.splitlines() if line.strip()] or ["no error text"])[0]
+    return f"Could not read the Terraform outputs of environment {environment!r} ({reason.rstrip('.')})"
+
+
 def python_terraform_runner(terraform_bin: str) -> OutputRunner:
     """An ``OutputRunner`` backed by python-terraform (imported lazily: only this path needs it)."""
 
     def run(terraform_dir: Path, _environment: str) -> tuple[int, str, str]:
         from python_terraform import IsFlagged, Terraform
 
+        # It logs Terraform's whole stderr as raw bytes at WARNING; the caller turns it into one sentence.
+        logging.getLogger("python_terraform").setLevel(logging.CRITICAL)
         terraform = Terraform(working_dir=str(terraform_dir), terraform_bin_path=terraform_bin)
         try:
             code, out, err = terraform.output_cmd(json=IsFlagged, no_color=IsFlagged)
@@ -207,10 +250,7 @@ def _terraform_outputs(
         runner = python_terraform_runner(terraform_bin)
     code, out, err = runner(terraform_dir, environment)
     if code != 0:
-        reason = (err.strip().splitlines() or ["no error text"])[-1]
-        raise ConfigurationError(
-            f"Could not read the Terraform outputs of environment {environment!r} ({reason}): {deploy_hint}."
-        )
+        raise ConfigurationError(f"{_terraform_problem(environment, terraform_dir, err)}: {deploy_hint}.")
     outputs = parse_terraform_outputs(out)
     if not outputs:
         raise ConfigurationError(f"Environment {environment!r} is not deployed (no Terraform outputs): {deploy_hint}.")

@@ -44,6 +44,11 @@ class AwsThrottledError(RetryableError):
     """Indicates that AWS throttled or briefly failed a call (ThrottlingException, 5xx)."""
 
 
+class StateWriteContendedError(RetryableError):
+    """Indicates that DynamoDB kept cancelling a state write (transaction conflicts or throttling): the
+    write did not happen, and retrying the whole step applies it once."""
+
+
 class AwsResourceNotFoundError(FatalError):
     """Indicates that an AWS resource stepspot was told to use does not exist (bucket, table, queue)."""
 

@@ -34,7 +34,12 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION, EXIT_SPOT_NOTICE
+from stepspot.agent_exit_codes import (
+    EXIT_INPUT_UNAVAILABLE,
+    EXIT_MISCONFIGURATION,
+    EXIT_OUTPUT_MISSING,
+    EXIT_SPOT_NOTICE,
+)
 from stepspot.policy import FailureClass, Policy, stable_unit_random
 
 _SPOT_RECLAIM = re.compile(r"Host EC2 \(instance (?P<instance>i-[0-9a-zA-Z]+)\) terminated", re.IGNORECASE)
@@ -163,6 +168,9 @@ def classify(error: str | None, cause: str | None) -> Classification:
     if exit_code == EXIT_SPOT_NOTICE:
         reason = f"exit code {exit_code}: the checkpoint agent stopped on a Spot interruption notice"
         return Classification(FailureClass.SPOT_RECLAIM, reason, exit_code, None, job_id)
+    staging = _staging_failure(job, exit_code)
+    if staging is not None:
+        return Classification(staging[0], staging[1], exit_code, None, job_id)
     if _CAPACITY.search(text):
         return Classification(FailureClass.CAPACITY, _first(reasons, _CAPACITY), exit_code, None, job_id)
     misconfigured = _misconfiguration(reasons, text, exit_code)
@@ -202,6 +210,20 @@ def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> s
             "example no usable python3); use an image with python3, or fix the task's command"
         )
     return None
+
+
+def _staging_failure(job: dict[str, Any], exit_code: int | None) -> tuple[FailureClass, str] | None:
+    """The agent's data-staging exit codes, only for jobs the agent ran (a program's own 73/74 is its own)."""
+    if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING):
+        return None
+    command = _ci(_ci(job, "Container") or {}, "Command") or []
+    if not any("stepspot-agent" in str(part) for part in command):
+        return None
+    if exit_code == EXIT_INPUT_UNAVAILABLE:
+        why = "a declared input is missing or corrupt (the job log names the file); retried"
+        return FailureClass.INFRA_TRANSIENT, f"exit code {exit_code}: {why}"
+    why = "the program exited 0 but a declared output was not produced (the job log names the path)"
+    return FailureClass.APP_ERROR, f"exit code {exit_code}: {why}"
 
 
 def _first(reasons: list[str], pattern: re.Pattern[str]) -> str:

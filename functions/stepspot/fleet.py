@@ -9,6 +9,7 @@ GPUs (or ``queue: gpu``), the CPU pair otherwise (``stepspot.capacity`` owns the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -17,9 +18,11 @@ from stepspot import capacity as queues
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.breaker import Admission
 from stepspot.build_info import VERSION_ENV, deployment_version
+from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
+WORK_DIR_IN_CONTAINER = "/scratch/stepspot/work"  # the program's working directory (inputs in, outputs out)
 # The task runner bundle (make build), installed on every Batch host by the launch template and mounted
 # read-only into every container; SHIV_ROOT is where it unpacks (the container's HOME may not be writable).
 AGENT_BUNDLE_IN_CONTAINER = "/opt/stepspot/stepspot-agent.pyz"
@@ -46,6 +49,12 @@ def _runner_script(action: str) -> str:
 RUNNER_SCRIPTS = {action: _runner_script(action) for action in RUNNER_ACTIONS}
 RUNNER_SCRIPT = RUNNER_SCRIPTS["run"]
 RUNNER_SHELL_NAME = "stepspot"  # $0 of the script: the shell's own messages start with it
+SUBMIT_JOB_MAX_BYTES = 30 * 1024  # Batch refuses a SubmitJob request larger than 30 KiB
+# The longest values the rest of the request can carry (128-character names, a 5-digit revision),
+# so a workflow that passes validation fits whatever its queue and job definition are called.
+_LONGEST_NAME = "n" * 128
+_LONGEST_QUEUE_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-queue/{_LONGEST_NAME}"
+_LONGEST_DEFINITION_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-definition/{_LONGEST_NAME}:99999"
 # Cost allocation tags on every Batch job, propagated to its ECS task (Cost Explorer groups by them).
 TAG_WORKFLOW, TAG_TASK, TAG_ATTEMPT, TAG_ENVIRONMENT = (
     "stepspot:workflow",
@@ -110,6 +119,11 @@ def spot_queue_key(queue: str, gpus: int) -> str:
     return queue_key(queue, gpus, False, Capacity.SPOT)
 
 
+def needs_agent(task: Any) -> bool:
+    """The agent wraps every task that checkpoints or has declared inputs or outputs to stage."""
+    return bool(task.checkpoint_enabled or getattr(task, "inputs", None) or getattr(task, "outputs", None))
+
+
 def agent_command(command: list[str], wrapped: bool, action: str = "run") -> list[str]:
     """The container command: the task's own, run by the task runner bundle (``action``) when ``wrapped``."""
     return ["/bin/sh", "-c", RUNNER_SCRIPTS[action], RUNNER_SHELL_NAME, *command] if wrapped else list(command)
@@ -136,7 +150,29 @@ def mpi_command(command: list[str]) -> list[str]:
     return agent_command(command, wrapped=True, action="mpi")
 
 
-def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacity) -> list[dict[str, str]]:
+def data_environment(task: Any, shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH) -> dict[str, str]:
+    """What the agent reads to stage data (docs/data.md); empty for a task without any.
+    ``shared_mount_path``: where the deployment mounts its shared file system (Terraform shared_mount_path)."""
+    env: dict[str, str] = {}
+    if getattr(task, "inputs", None):
+        # A planned task carries its inputs as JSON already; a workflow task (validation) as models.
+        specs = task.input_specs if hasattr(task, "input_specs") else None
+        inputs = [spec.to_json() for spec in specs] if specs is not None else list(task.inputs)
+        env["STEPSPOT_INPUTS"] = json.dumps(inputs, separators=(",", ":"))
+    if getattr(task, "outputs", None):
+        env["STEPSPOT_OUTPUTS"] = json.dumps(list(task.outputs), separators=(",", ":"))
+    if getattr(task, "shared_filesystem", False):
+        env["STEPSPOT_SHARED_DIR"] = shared_mount_path
+    return env
+
+
+def job_environment(
+    workflow_id: str,
+    task: Any,
+    attempt: int,
+    capacity: Capacity,
+    shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH,
+) -> list[dict[str, str]]:
     env = {str(k): str(v) for k, v in (task.environment or {}).items()}
     env.update(
         {
@@ -146,6 +182,9 @@ def job_environment(workflow_id: str, task: Any, attempt: int, capacity: Capacit
             "STEPSPOT_CAPACITY": capacity.value,
             "STEPSPOT_CHECKPOINT_INTERVAL": str(task.checkpoint_interval),
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
+            "STEPSPOT_CHECKPOINT_ENABLED": "true" if task.checkpoint_enabled else "false",
+            "STEPSPOT_WORK_DIR": WORK_DIR_IN_CONTAINER,
+            **data_environment(task, shared_mount_path),
             VERSION_ENV: deployment_version(),  # the task runner refuses a bundle of another build
             "SHIV_ROOT": SHIV_ROOT_IN_CONTAINER,
         }
@@ -159,6 +198,44 @@ def resource_requirements(task: Any, memory: int | None = None) -> list[dict[str
     if task.gpus:
         requirements.append({"Type": "GPU", "Value": str(task.gpus)})
     return requirements
+
+
+def container_overrides(
+    workflow_id: str,
+    task: Any,
+    attempt: int,
+    capacity: Capacity,
+    memory: int | None = None,
+    shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH,
+) -> dict[str, Any]:
+    command = agent_command(list(task.command), needs_agent(task))
+    return {
+        "Command": mpi_command(command) if task.multi_node else command,
+        "Environment": job_environment(workflow_id, task, attempt, capacity, shared_mount_path),
+        "ResourceRequirements": resource_requirements(task, memory or task.memory),
+    }
+
+
+def submit_request_bytes(task: Any, workflow_id: str = "w" * 80) -> int:
+    """Bytes of the largest SubmitJob request an attempt of ``task`` can make (its overrides, with the
+    longest names, ARNs and ids): what validation compares with ``SUBMIT_JOB_MAX_BYTES``."""
+    container = container_overrides(workflow_id, task, 10, Capacity.ON_DEMAND)
+    request: dict[str, Any] = {
+        "jobName": _LONGEST_NAME,
+        "jobQueue": _LONGEST_QUEUE_ARN,
+        "jobDefinition": _LONGEST_DEFINITION_ARN,
+        "tags": job_tags(workflow_id, task.id, 10, _LONGEST_NAME),
+        "propagateTags": True,
+    }
+    if task.nodes > 1:
+        overrides = {
+            "numNodes": task.nodes,
+            "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
+        }
+        request["nodeOverrides"] = overrides
+    else:
+        request["containerOverrides"] = container
+    return len(json.dumps(request, separators=(",", ":")).encode())
 
 
 def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:
@@ -179,15 +256,11 @@ def job_request(
     job_definition_arn: str,
     job_name: str,
     memory: int | None = None,
+    shared_mount_path: str = DEFAULT_SHARED_MOUNT_PATH,
 ) -> dict[str, Any]:
     """What ChooseCapacity returns (``$.job`` in the task state machine): small and flat."""
     memory = memory or task.memory
-    command = agent_command(list(task.command), task.checkpoint_enabled)
-    container = {
-        "Command": mpi_command(command) if task.multi_node else command,
-        "Environment": job_environment(workflow_id, task, attempt, choice.capacity),
-        "ResourceRequirements": resource_requirements(task, memory),
-    }
+    container = container_overrides(workflow_id, task, attempt, choice.capacity, memory, shared_mount_path)
     request: dict[str, Any] = {
         "job_name": job_name,
         "queue_arn": queue_arn,

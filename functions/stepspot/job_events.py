@@ -58,12 +58,14 @@ def resource_name(arn_or_name: str) -> str:
     return arn_or_name.rsplit("/", 1)[-1]
 
 
-def queue_kind(job_queue: str, spot_queue: str | None, ondemand_queue: str | None) -> QueueKind:
-    """Which of stepspot's queues a job ran on; queues may be given as names or ARNs."""
+def queue_kind(
+    job_queue: str, spot_queues: tuple[str | None, ...], ondemand_queues: tuple[str | None, ...]
+) -> QueueKind:
+    """Which kind of stepspot's queues a job ran on (the CPU and the GPU pair); names or ARNs, None: absent."""
     name = resource_name(job_queue)
-    if spot_queue and name == resource_name(spot_queue):
+    if any(q and name == resource_name(q) for q in spot_queues):
         return QueueKind.SPOT
-    if ondemand_queue and name == resource_name(ondemand_queue):
+    if any(q and name == resource_name(q) for q in ondemand_queues):
         return QueueKind.ON_DEMAND
     return QueueKind.OTHER
 

@@ -52,6 +52,10 @@ class PlannedTask:
     estimated_on_demand_usd: float
     estimated_spot_usd: float
     queue: str = "auto"  # tasks[].queue (stepspot.capacity); plans written before it existed read as auto
+    # Data flow (docs/data.md); defaults keep plans written before it readable.
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    shared_filesystem: bool = False
 
 
 @dataclass(slots=True)
@@ -103,7 +107,7 @@ def _build_plan(
     prices = prices or default_prices()
     config = workflow.global_config
     runtime = {t.id: float(t.estimated_runtime or config.default_runtime) for t in workflow.tasks}
-    topology = dag.analyse({t.id: t.depends_on for t in workflow.tasks}, runtime)
+    topology = dag.analyse({t.id: t.all_dependencies for t in workflow.tasks}, runtime)
 
     tasks: dict[str, PlannedTask] = {}
     total_on_demand = total_planned = vcpu_hours = 0.0
@@ -143,12 +147,15 @@ def _build_plan(
             backoff_multiplier=task.backoff_multiplier,
             timeout_seconds=task.timeout,
             estimated_runtime_seconds=seconds,
-            depends_on=task.depends_on,
+            depends_on=task.all_dependencies,
             dependents=dependents_of(i),
             level=level[i],
             estimated_on_demand_usd=on_demand,
             estimated_spot_usd=planned,
             queue=task.queue,
+            inputs=[spec.to_json() for spec in task.input_specs] if task.inputs else [],
+            outputs=task.outputs,
+            shared_filesystem=config.shared_filesystem,
         )
     return Plan(
         schema_version=PLAN_SCHEMA_VERSION,

@@ -137,8 +137,19 @@ class Policy(_Knobs):
     max_running_tasks: int = Field(
         default=500, ge=1, le=100_000, description="Task executions running at once per workflow (dataflow order kept)"
     )
+    # SubmitJob allows about 50 calls per second per account: a burst of submissions is retried with
+    # full jitter for minutes (2 s doubling, at most submit_retry_max_delay_seconds apart), not seconds.
     submit_retry_attempts: int = Field(
-        default=3, ge=0, le=10, description="Retries of a throttled or failed batch:SubmitJob call in the ASL"
+        default=8, ge=0, le=20, description="Retries of a throttled or failed batch:SubmitJob call in the ASL"
+    )
+    submit_rate_per_second: float = Field(
+        default=25.0,
+        ge=0.1,
+        le=50.0,
+        description="SubmitJob calls per second for the whole deployment (Batch allows about 50 per account)",
+    )
+    submit_retry_max_delay_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Longest wait between two SubmitJob retries (before jitter)"
     )
 
     @model_validator(mode="before")

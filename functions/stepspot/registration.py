@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stepspot.aws.s3 import DocumentStore, definition_key, plan_key
 from stepspot.aws.state_table import StateTable
 from stepspot.plan import build_plan, default_workflow_id, initial_task_states, plan_to_json
+from stepspot.policy import DEFAULT_POLICY, Policy
 from stepspot.workflow import ID_PATTERN, parse_workflow
+from stepspot.workflow_limits import workflow_limits
 
 MAX_WARNINGS_RETURNED = 5  # the result must not grow with the workflow
 
@@ -46,7 +48,9 @@ class ParseRequest(BaseModel):
         return self
 
 
-def register_workflow(request: ParseRequest, documents: DocumentStore, table: StateTable) -> dict[str, Any]:
+def register_workflow(
+    request: ParseRequest, documents: DocumentStore, table: StateTable, policy: Policy = DEFAULT_POLICY
+) -> dict[str, Any]:
     if request.definition_uri is not None:
         raw: Any = documents.read(request.definition_uri)
         source = request.definition_uri
@@ -64,6 +68,8 @@ def register_workflow(request: ParseRequest, documents: DocumentStore, table: St
         "skipped_count": sum(1 for s in states if s.state == "SUCCEEDED"),
         "warnings": [f"{w['location']}: {w['message']}" for w in plan.warnings[:MAX_WARNINGS_RETURNED]],
         "dry_run": request.dry_run,
+        # StartWorkflow's HeartbeatSecondsPath / TimeoutSecondsPath (templates/workflow.asl.json.j2)
+        "limits": workflow_limits(plan.tasks, plan.order, policy),
     }
     if request.dry_run:
         return {**result, "registered": False, "plan_uri": None, "definition_uri": request.definition_uri}

@@ -115,6 +115,7 @@ class Orchestrator(Protocol):
     def stop_task(self, execution_arn: str, cause: str) -> None: ...
     def workflow_succeeded(self, task_token: str, output: Mapping[str, Any]) -> None: ...
     def workflow_failed(self, task_token: str, error: str, cause: str) -> None: ...
+    def workflow_heartbeat(self, task_token: str) -> None: ...
 
 
 class PlanView(Protocol):
@@ -306,6 +307,9 @@ class Scheduler:
             counters = self.store.counters(plan.workflow_id)
         if counters.status in FINAL_WORKFLOW_STATES:
             self._answer(plan.workflow_id, counters)
+        elif counters.task_token:
+            # StartWorkflow's HeartbeatSeconds: every task event proves the callback chain still works.
+            self.orchestrator.workflow_heartbeat(counters.task_token)
         return self._response(plan.workflow_id, counters)
 
     def _answer(self, workflow_id: str, counters: WorkflowCounters) -> None:

@@ -53,3 +53,13 @@ def ready_key(workflow_id: str, task_id: str) -> dict[str, str]:
 def dependency_key(workflow_id: str, run_tag: str, task_id: str, parent_id: str) -> dict[str, str]:
     """Marker that ``parent_id`` finishing was counted for ``task_id`` in one run (scheduler)."""
     return {"pk": f"WF#{workflow_id}#DEPS", "sk": f"{run_tag}#{task_id}#{parent_id}"}
+
+
+def derived_definition_key(base_arn: str, image: str) -> dict[str, str]:
+    """Cache of the derived job definition of (base revision ARN, image) (fleet manager)."""
+    return {"pk": "JOBDEF", "sk": f"{base_arn}#{image}"}
+
+
+def submit_pacing_key() -> dict[str, str]:
+    """The account-wide SubmitJob pacing bucket of a deployment (fleet manager)."""
+    return {"pk": "PACING#SubmitJob", "sk": "BUCKET"}

@@ -2,7 +2,8 @@
 
 The format is the seed recipe's (``name``, ``description``, ``global_config``, ``tasks[]``) with a few
 documented extensions (``estimated_runtime``, ``timeout``, ``gpus``, ``queue``, ``checkpoint_interval`` per task,
-``global_config.failure_mode`` and ``global_config.default_runtime``). The published JSON Schema
+``global_config.failure_mode`` and ``global_config.default_runtime``, and the data flow:
+``tasks[].outputs``, ``tasks[].inputs`` and ``global_config.shared_filesystem``). The published JSON Schema
 (``schema/workflow.schema.json``) is generated from these models by ``stepspot schema``.
 
 Validation runs in two passes over the raw document so that one run reports everything: the field
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from stepspot import dag
+from stepspot import dag, dataflow, fleet
 from stepspot._gc import gc_paused
 from stepspot.capacity import QueueChoice
 from stepspot.errors import Problem, WorkflowValidationError
@@ -31,6 +32,7 @@ from stepspot.errors import Problem, WorkflowValidationError
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 ID_RE = re.compile(ID_PATTERN)
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+RESERVED_ENV_PREFIX = "AWS_BATCH"  # Batch sets these itself and refuses a job that sets one
 DEFAULT_RUNTIME_SECONDS = 3600  # used when a task has no estimated_runtime (documented in the schema)
 
 # Ranges: (minimum, maximum, unit/explanation) - the single source for Field bounds and messages.
@@ -83,6 +85,55 @@ class GlobalConfig(_Strict):
     default_runtime: int = _bounded(
         "default_runtime", DEFAULT_RUNTIME_SECONDS, "Extension. Estimated runtime of tasks that give none"
     )
+    shared_filesystem: bool = Field(
+        False,
+        description="Extension. The tasks also see the deployment's shared file system (EFS) at its mount path "
+        "(default /mnt/efs); refused at submit/local when the deployment has none.",
+    )
+
+
+class TaskInput(_Strict):
+    """Extension. Files another task published (its declared outputs), copied in before the program starts."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    source: str = Field(..., alias="from", pattern=ID_PATTERN, description="Id of the producing task")
+    path: str = Field(
+        ...,
+        min_length=1,
+        description="One of the producer's declared outputs, or a file/glob inside a declared output directory",
+    )
+    to: str | None = Field(
+        None, min_length=1, description="Destination relative to the working directory (default: path)"
+    )
+
+    def spec(self) -> dataflow.InputSpec:
+        return dataflow.InputSpec(to=self.to or self.path, source=self.source, path=self.path)
+
+
+class UriInput(_Strict):
+    """Extension. An object (s3://bucket/key) or a prefix (s3://bucket/prefix/) copied in before the program starts."""
+
+    uri: str = Field(
+        ..., pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*$", description="s3://bucket/key or prefix/"
+    )
+    to: str = Field(..., min_length=1, description="Destination relative to the working directory")
+
+    def spec(self) -> dataflow.InputSpec:
+        return dataflow.InputSpec(to=self.to, uri=self.uri)
+
+
+def _input_kind(value: Any) -> str:
+    """The union's tag: an object with "uri" is a UriInput, anything else is read as a TaskInput."""
+    if isinstance(value, UriInput) or (isinstance(value, dict) and "uri" in value):
+        return "uri-input"
+    return "task-input"
+
+
+InputItem = Annotated[
+    Annotated[TaskInput, Tag("task-input")] | Annotated[UriInput, Tag("uri-input")], Discriminator(_input_kind)
+]
+_INPUT_TAGS = ("task-input", "uri-input")
 
 
 class Task(_Strict):
@@ -122,10 +173,32 @@ class Task(_Strict):
     timeout: int | None = Field(
         None, ge=60, le=14 * 86_400, description="Extension. Seconds after which an attempt is stopped"
     )
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="Extension. Files the task publishes when it succeeds, relative to its working directory: "
+        "a file, a directory (trailing '/', recursive) or a glob (frames/*.xyz)",
+    )
+    inputs: list[InputItem] = Field(
+        default_factory=list,
+        description='Extension. Files copied in before the program starts: {"from": task, "path": output, "to": '
+        'destination} (implies depends_on) or {"uri": "s3://bucket/key-or-prefix/", "to": destination}',
+    )
 
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+    @property
+    def all_dependencies(self) -> list[str]:
+        """depends_on plus every task an input comes from (a data edge is a dependency)."""
+        if not self.inputs:
+            return self.depends_on
+        producers = [i.source for i in self.inputs if isinstance(i, TaskInput)]
+        return list(dict.fromkeys([*self.depends_on, *producers]))
+
+    @property
+    def input_specs(self) -> list[dataflow.InputSpec]:
+        return [i.spec() for i in self.inputs]
 
     @property
     def multi_node(self) -> bool:
@@ -236,6 +309,9 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     raw_tasks = data.get("tasks")
     if isinstance(raw_tasks, list) and raw_tasks:
         problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
+        problems.extend(_dataflow_problems(raw_tasks))
+    if workflow is not None:
+        problems.extend(_service_limit_problems(workflow))
     if problems or workflow is None:
         return None, sorted(problems, key=_document_position)
     return workflow, _warnings(workflow)
@@ -248,13 +324,132 @@ def _document_position(problem: Problem) -> tuple[int, int]:
 
 
 def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
-    """(index, id, raw depends_on) for every task whose id is a string."""
+    """(index, id, raw depends_on plus known input producers) for every task whose id is a string.
+
+    A data edge is a dependency, so cycles through inputs are found (and printed) like dependency cycles;
+    producers that are unknown or the task itself are left to ``_dataflow_problems``."""
+    ids = {t.get("id") for t in raw_tasks if type(t) is dict}
     graph = []
     for index, task in enumerate(raw_tasks):
         if type(task) is dict and type(task_id := task.get("id")) is str:
             deps = task.get("depends_on", ())
-            graph.append((index, task_id, deps if type(deps) is list else []))
+            deps = list(deps) if type(deps) is list else []
+            for producer in _raw_producers(task):
+                if producer in ids and producer != task_id and producer not in deps:
+                    deps.append(producer)
+            graph.append((index, task_id, deps))
     return graph
+
+
+def _raw_inputs(task: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    inputs = task.get("inputs")
+    return [(i, item) for i, item in enumerate(inputs) if type(item) is dict] if type(inputs) is list else []
+
+
+def _raw_producers(task: dict[str, Any]) -> list[str]:
+    return [item["from"] for _, item in _raw_inputs(task) if type(item.get("from")) is str]
+
+
+def _raw_outputs(task: dict[str, Any]) -> list[str]:
+    outputs = task.get("outputs")
+    return [o for o in outputs if type(o) is str] if type(outputs) is list else []
+
+
+def _dataflow_problems(raw_tasks: list[Any]) -> list[Problem]:
+    """Unknown producers, undeclared paths, unsafe paths and colliding destinations (raw document)."""
+    outputs_of: dict[str, list[str]] = {}
+    for task in raw_tasks:
+        if type(task) is dict and type(task.get("id")) is str:
+            outputs_of.setdefault(task["id"], _raw_outputs(task))
+    problems: list[Problem] = []
+    for index, task in enumerate(raw_tasks):
+        if type(task) is not dict:
+            continue
+        task_id = task.get("id")
+        label = f" (task {task_id!r})" if type(task_id) is str else ""
+        for out_index, declared in enumerate(_raw_outputs(task)):
+            if problem := dataflow.path_problem(declared):
+                problems.append(
+                    Problem(
+                        f"$.tasks[{index}].outputs[{out_index}]{label}",
+                        f"output path {declared!r} {problem}: outputs are relative to the task's working "
+                        "directory; write e.g. 'results/summary.json'",
+                    )
+                )
+        destinations: dict[str, int] = {}
+        for in_index, item in _raw_inputs(task):
+            where = f"$.tasks[{index}].inputs[{in_index}]"
+            source, path, to = item.get("from"), item.get("path"), item.get("to")
+            for name, value in (("path", path), ("to", to)):
+                if type(value) is str and (problem := dataflow.path_problem(value)):
+                    problems.append(
+                        Problem(
+                            f"{where}.{name}{label}",
+                            f"{name} {value!r} {problem}: input paths are relative to the working directory; "
+                            "remove the leading '/' and any '..'",
+                        )
+                    )
+            if type(source) is str and source == task_id:
+                problems.append(
+                    Problem(f"{where}.from{label}", f"task {task_id!r} takes an input from itself: remove this input")
+                )
+            elif type(source) is str and source not in outputs_of:
+                problems.append(
+                    Problem(
+                        f"{where}.from{label}",
+                        f"input from unknown task {source!r}: no task has this id; fix the id or add the task",
+                    )
+                )
+            elif type(source) is str and type(path) is str and not dataflow.covered_by(outputs_of[source], path):
+                declared = ", ".join(repr(o) for o in outputs_of[source]) or "nothing"
+                problems.append(
+                    Problem(
+                        f"{where}.path{label}",
+                        f"task {source!r} does not declare {path!r} as an output (it declares {declared}): add it "
+                        f"to the outputs of {source!r} or fix the path",
+                    )
+                )
+            target = to if type(to) is str else path if type(path) is str and "uri" not in item else None
+            if target is not None:
+                key = target.rstrip("/")
+                if key in destinations:
+                    problems.append(
+                        Problem(
+                            f"{where}.to{label}",
+                            f"two inputs write {target!r} (also $.tasks[{index}].inputs[{destinations[key]}]): "
+                            "give each input its own 'to'",
+                        )
+                    )
+                else:
+                    destinations[key] = in_index
+    return problems
+
+
+def _service_limit_problems(workflow: Workflow) -> list[Problem]:
+    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
+    problems = []
+    for index, task in enumerate(workflow.tasks):
+        label = f" (task {task.id!r})"
+        for name in task.environment:
+            if name.startswith(RESERVED_ENV_PREFIX):
+                problems.append(
+                    Problem(
+                        f"$.tasks[{index}].environment.{name}{label}",
+                        f"environment variable names starting with {RESERVED_ENV_PREFIX} are reserved by AWS "
+                        "Batch, which refuses the job: rename the variable (for example without the AWS_ prefix)",
+                    )
+                )
+        size = fleet.submit_request_bytes(task)
+        if size > fleet.SUBMIT_JOB_MAX_BYTES:
+            problems.append(
+                Problem(
+                    f"$.tasks[{index}]{label}",
+                    f"its AWS Batch SubmitJob request would be {size:,} bytes, over the {fleet.SUBMIT_JOB_MAX_BYTES:,}"
+                    "-byte limit: shorten its command and environment (pass large values in a file the command "
+                    "reads instead)",
+                )
+            )
+    return problems
 
 
 def _warnings(workflow: Workflow) -> list[Problem]:
@@ -267,6 +462,18 @@ def _warnings(workflow: Workflow) -> list[Problem]:
                     where,
                     f"runs on {task.nodes} nodes: AWS Batch multi-node parallel jobs cannot use Spot, so this "
                     'task is routed to On-Demand capacity (set "spot_enabled": false to silence this)',
+                    "warning",
+                )
+            )
+        mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
+        if not workflow.global_config.shared_filesystem and any(
+            value == mount or value.startswith(mount + "/") for value in [*task.command, *task.environment.values()]
+        ):
+            warnings.append(
+                Problem(
+                    where,
+                    f"uses paths under {mount} but global_config.shared_filesystem is false: set it to true "
+                    "(the deployment needs a shared file system) or pass the files as inputs/outputs",
                     "warning",
                 )
             )
@@ -321,6 +528,7 @@ def _sentence(error: Any, data: dict[str, Any]) -> Problem:
     loc = loc[:-1] if is_key else loc
     if "checkpoint_interval" in loc:  # union members (int | "auto") add their own loc parts: cut them
         loc = loc[: loc.index("checkpoint_interval") + 1]
+    loc = tuple(part for part in loc if part not in _INPUT_TAGS)  # the inputs union's tags are not JSON paths
     kind, field_name = error["type"], next((p for p in reversed(loc) if isinstance(p, str)), "")
     location = _json_path(loc) + _task_label(loc, data)
     value = error.get("input")
@@ -331,6 +539,8 @@ def _sentence(error: Any, data: dict[str, Any]) -> Problem:
             message = f'required field "{field_name}" is missing: add it'
     elif kind == "extra_forbidden":
         parent: type[BaseModel] = _MODELS_BY_DEPTH.get(str(loc[0]), Workflow) if len(loc) > 1 else Workflow
+        if "inputs" in loc and len(loc) > loc.index("inputs") + 2:
+            parent = _input_model(loc, data)
         known = list(parent.model_fields)
         close = difflib.get_close_matches(str(field_name), known, n=1)
         hint = f'did you mean "{close[0]}"?' if close else f"known fields: {', '.join(known)}"
@@ -348,6 +558,10 @@ def _sentence(error: Any, data: dict[str, Any]) -> Problem:
         message = f"{field_name} is empty: give a value"
     elif kind == "string_too_long":
         message = f"{field_name} is too long: at most {error['ctx']['max_length']} characters"
+    elif kind == "string_pattern_mismatch" and field_name == "uri":
+        message = f"uri {value!r} is not an S3 URI: write s3://bucket/key or s3://bucket/prefix/"
+    elif kind == "string_pattern_mismatch" and field_name == "from":
+        message = f"input from {value!r}: a task id uses only letters, digits, '-' and '_'; fix the id"
     elif kind == "string_pattern_mismatch" and field_name == "id":
         safe = re.sub(r"[^A-Za-z0-9_-]+", "-", str(value)).strip("-")[:80] or "task-1"
         message = (
@@ -370,6 +584,14 @@ def _sentence(error: Any, data: dict[str, Any]) -> Problem:
     else:
         message = error["msg"]
     return Problem(location, message)
+
+
+def _input_model(loc: tuple[Any, ...], data: dict[str, Any]) -> type[BaseModel]:
+    try:
+        item = data["tasks"][loc[1]]["inputs"][loc[loc.index("inputs") + 1]]
+    except (KeyError, IndexError, TypeError):
+        return TaskInput
+    return UriInput if _input_kind(item) == "uri-input" else TaskInput
 
 
 def json_schema() -> dict[str, Any]:

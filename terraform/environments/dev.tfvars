@@ -7,7 +7,7 @@ availability_zones = ["eu-west-1a", "eu-west-1b"]
 
 spot_max_vcpus     = 64
 ondemand_max_vcpus = 16
-mnp_max_vcpus      = 72
+mnp_max_vcpus      = 128 # the seed sample's MPI step: 8 nodes x 16 vCPUs
 
 force_destroy           = true
 log_retention_days      = 7

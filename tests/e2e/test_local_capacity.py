@@ -43,10 +43,11 @@ def test_the_multi_node_task_runs_with_one_rank_per_node(run_local, tmp_path):
     summary = run_local(MD_EXAMPLE, time_scale=1800)
     assert summary.status == "SUCCEEDED", summary.cause
     run = Path(summary.run_dir)
-    replica = json.loads((run / "workspace" / "production" / "replica.json").read_text())
+    (replica_file,) = run.glob("tasks/production-replica/attempt-*/work/production/replica.json")
+    replica = json.loads(replica_file.read_text())
     # Then the main node's program computed with 2 ranks, the second one served by node 1 over TCP
     assert replica["ranks"] == 2
-    node_logs = list(run.glob("jobs/*/node-1.log"))
+    node_logs = list(run.glob("tasks/*/attempt-*/node-1.log"))
     assert len(node_logs) == 1
     text = node_logs[0].read_text()
     assert "md.py rank 1/2: computed forces for 600 steps" in text

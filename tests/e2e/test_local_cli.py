@@ -30,7 +30,19 @@ def test_a_command_missing_on_this_machine_is_named_before_anything_runs(write_w
     code = main(["local", str(path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "task 'md': command 'gromacs-not-here' was not found on this machine" in err
+    assert "command not found on this machine for task 'md' ('gromacs-not-here')" in err
+
+
+def test_every_task_whose_command_is_missing_is_listed(write_workflow, capsys):
+    tasks = [
+        {"id": "a", "container_image": "x", "command": ["gromacs-not-here"]},
+        sleep_task("ok"),
+        {"id": "b", "container_image": "x", "command": ["namd-not-here"], "depends_on": ["a"]},
+    ]
+    code = main(["local", str(write_workflow(tasks, "cmds")), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "for 2 tasks: 'a' ('gromacs-not-here'), 'b' ('namd-not-here')" in err
 
 
 def test_an_invalid_rate_is_refused_by_the_parser(write_workflow, capsys):

@@ -368,3 +368,36 @@ def test_save_and_restore_subcommands_print_json(store: Store, tmp_path: Path) -
         f"s3://{store.bucket}/checkpoints/wf-1/simulate/000000000001/manifest.json"
     )
     assert (tmp_path / "dst" / "state.json").read_text() == '{"step": 4}'
+
+
+REQUESTING_PROGRAM = """
+import json, os, signal, time
+directory, agent = os.environ["STEPSPOT_CHECKPOINT_DIR"], int(os.environ["STEPSPOT_AGENT_PID"])
+signal.signal(signal.SIGUSR2, lambda *_: None)
+
+def write(state):
+    with open(directory + "/.state.tmp", "w") as f:
+        f.write(json.dumps(state))
+    os.replace(directory + "/.state.tmp", directory + "/state.json")
+
+for step in range(5):
+    write({"step": step})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    os.kill(agent, signal.SIGUSR1)
+    assert signal.sigtimedwait({signal.SIGUSR2}, 10) is not None, "the agent did not answer"
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
+    write({"step": step, "scratch": True})  # what a timer would catch if it were still on
+    time.sleep(0.3)
+"""
+
+
+def test_a_program_that_asks_for_its_checkpoints_gets_exactly_those(store: Store, tmp_path: Path) -> None:
+    # Given a program that asks for a checkpoint five times, and a timer that would fire every 0.1 s
+    command = ["run", "--interval", "0.1", "--", sys.executable, "-c", REQUESTING_PROGRAM]
+    result = run_agent(command, store.env(tmp_path / "d"))
+    # Then every request was answered (no deadlock between the request signal and the agent's wait),
+    # and only the requested states were saved: five checkpoints, the last one of step 4, no scratch
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("(requested by the program)") == 5
+    assert "(periodic)" not in result.stderr
+    assert saved_step(store) == (5, 4)

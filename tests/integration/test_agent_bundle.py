@@ -224,7 +224,7 @@ def test_without_a_usable_home_the_bundle_unpacks_into_a_private_temp_directory(
             ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-        assert "Checkpoint agent for stepspot jobs." in result.stdout
+        assert "Checkpoint and data staging agent for stepspot jobs." in result.stdout
         private = scratch / f"stepspot-shiv-{uid}"
         assert private.is_dir() and stat.S_IMODE(private.stat().st_mode) == 0o700
         assert any(private.glob("stepspot-agent.pyz_*/site-packages/stepspot/agent*"))

@@ -239,8 +239,60 @@ def test_abandoned_upload_is_swept_after_the_grace_period(store: Store, tmp_path
 def test_missing_bucket_is_named_with_the_fix(store: Store) -> None:
     objects = CheckpointObjects(store.s3, "no-such-bucket-here")
     with pytest.raises(AwsResourceNotFoundError) as caught:
-        objects.check_bucket()
+        objects.check_bucket(task_prefix(WF, TASK))
     assert caught.value.message == (
         "Checkpoint bucket 'no-such-bucket-here' does not exist: "
         "create the bucket or set STEPSPOT_BUCKET to an existing bucket."
     )
+
+
+def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store, monkeypatch, tmp_path) -> None:
+    """The job role grants s3:ListBucket only with s3:prefix "checkpoints/*" (terraform/modules/compute/
+    iam.tf). S3 authorises HeadBucket as s3:ListBucket with no prefix: the agent must not need it."""
+    import signal
+
+    import boto3
+
+    from stepspot.agent.checkpoints import aws_clients, build_store
+    from stepspot.agent.settings import AgentSettings
+    from stepspot.local.aws_faults import error_response
+
+    denied: list[str] = []
+
+    def job_role(params: dict[str, Any], model: Any, **_: Any) -> Any:
+        prefix = str(params.get("url_path", "")) + "&" + str(params.get("query_string", ""))
+        unprefixed = model.name in ("HeadBucket", "ListObjects", "ListObjectsV2") and "checkpoints/" not in prefix
+        if unprefixed:
+            denied.append(model.name)
+            return error_response("AccessDenied", "Access Denied", status=403)
+        return None
+
+    original = boto3.session.Session.client
+
+    def client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        created = original(self, *args, **kwargs)
+        created.meta.events.register("before-call.s3", job_role)
+        return created
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    settings = AgentSettings(
+        workflow_id=WF,
+        task_id=TASK,
+        bucket=store.bucket,
+        table=store.table,
+        directory=tmp_path,
+        interval=None,
+        mtbi=3600.0,
+        notice_signal=signal.SIGTERM,
+        notice_grace=10.0,
+        settle=0.0,
+        stop_timeout=10.0,
+        imds_endpoint=None,
+        imds_poll=5.0,
+        endpoint_url=store.endpoint,
+        region="us-east-1",
+        state_table=None,
+        save_on_success=False,
+    )
+    assert build_store(settings, *aws_clients(settings)) is not None
+    assert denied == []

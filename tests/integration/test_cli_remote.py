@@ -381,6 +381,38 @@ def test_logs_prints_the_latest_attempt_or_the_one_asked_for(
     assert "attempt 1 line 2" in out and "attempt 1 line 0" not in out
 
 
+def test_status_shows_a_failed_tasks_cause_and_log_tail(batch_logs: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    batch_logs.put_task(
+        "md-1",
+        "run",
+        state="FAILED",
+        attempts=2,
+        job_id="job-42",
+        last_failure_class="app_error",
+        last_failure="app_error: exit code 2",
+    )
+    assert main(["status", "md-1"]) == 0
+    out = capsys.readouterr().out
+    assert "task run failed: app_error: exit code 2" in out
+    assert "last lines of md/default/attempt-2:" in out
+    assert "attempt 2 line 2" in out and "attempt 1 line" not in out
+
+
+def test_watch_stops_watching_on_ctrl_c_and_exits_130(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.start("md-1")
+    env.put_task("md-1", "run", state="RUNNING", attempts=1)
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote_status, "sleep", interrupted)
+    assert main(["watch", "md-1"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped watching; workflow md-1 keeps running" in err
+
+
 def test_logs_error_paths(batch_logs: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["logs", "md-1", "ghost"]) == 2
     assert "Workflow 'md-1' has no task 'ghost': its tasks are analyse, run." in capsys.readouterr().err
@@ -541,3 +573,155 @@ def test_watch_on_a_terminal_redraws_one_table_until_the_end(env: Env, monkeypat
     drawn = screen.getvalue()
     assert "ABORTED" in drawn and "spot_reclaim" in drawn
     assert "\x1b[" in drawn  # colours and cursor movement on a terminal
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def publish_outputs(env: Env, workflow_id: str, task_id: str, files: dict[str, bytes]) -> None:
+    """What the agent leaves after a successful attempt: content-addressed objects, then the manifest."""
+    import hashlib
+
+    from stepspot.dataflow import OutputFile, manifest_document, output_manifest_key, output_object_key
+
+    entries = []
+    for path, data in files.items():
+        sha = hashlib.sha256(data).hexdigest()
+        env.s3.put_object(Bucket=env.bucket, Key=output_object_key(workflow_id, task_id, sha), Body=data)
+        entries.append(OutputFile(path, len(data), sha))
+    body = manifest_document(workflow_id, task_id, "1", entries, list(files))
+    env.s3.put_object(Bucket=env.bucket, Key=output_manifest_key(workflow_id, task_id), Body=body)
+
+
+def test_outputs_lists_and_downloads_what_tasks_published(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_progress(env)
+    publish_outputs(env, "md-1", "prep", {"system.json": b'{"atoms": 3}', "frames/1.xyz": b"xyz"})
+    assert main(["outputs", "md-1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["task_id"], r["path"], r["size"]) for r in rows] == [
+        ("prep", "system.json", 12),
+        ("prep", "frames/1.xyz", 3),
+    ]
+    assert main(["outputs", "md-1", "prep", "--download", str(tmp_path / "dl")]) == 0
+    assert (tmp_path / "dl" / "prep" / "frames" / "1.xyz").read_bytes() == b"xyz"
+    assert f"downloaded 2 files (15 bytes) into {tmp_path / 'dl'}" in capsys.readouterr().out
+    # status shows what each succeeded task published
+    assert main(["status", "md-1", "--json"]) == 0
+    tasks = {t["id"]: t for t in json.loads(capsys.readouterr().out)["tasks"]}
+    assert (tasks["prep"]["outputs"], tasks["run"]["outputs"]) == ({"files": 2, "bytes": 15}, None)
+    # a task that published nothing is bad input, with the way to find out why
+    assert main(["outputs", "md-1", "run"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "task 'run' of workflow 'md-1' has published no outputs in dev (it has not succeeded, or declares no "
+            "outputs): `stepspot status` shows its state."
+        )
+    )
+
+
+def test_a_tampered_output_is_refused_on_download(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from stepspot.dataflow import output_object_key
+
+    seed_progress(env)
+    publish_outputs(env, "md-1", "prep", {"a.txt": b"right"})
+    key = output_object_key("md-1", "prep", hashlib.sha256(b"right").hexdigest())
+    env.s3.put_object(Bucket=env.bucket, Key=key, Body=b"wrong")  # a file published as its own object
+    assert main(["outputs", "md-1", "--download", str(tmp_path / "dl")]) == 1
+    assert "Output 'a.txt' of task 'prep' does not match its manifest" in capsys.readouterr().err
+    assert not (tmp_path / "dl" / "prep" / "a.txt").exists()
+
+
+def test_submit_refuses_a_shared_file_system_the_deployment_lacks(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({**WORKFLOW, "global_config": {"shared_filesystem": True}}))
+    assert main(["submit", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"stepspot: {path}: global_config.shared_filesystem is true but environment 'dev' has no shared file "
+        "system: set shared_filesystem_enabled = true in terraform/environments/dev.tfvars and run `make deploy "
+        "ENV=dev`, or pass data with tasks[].inputs and tasks[].outputs instead."
+    )
+    assert env.sfn.list_executions(stateMachineArn=env.workflow_sm)["executions"] == []
+
+
+# --------------------------------------------------------------------------- cleanup-job-definitions
+
+
+def test_cleanup_job_definitions_deregisters_only_this_environments_derived_ones(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stepspot.aws.batch import Batch
+
+    batch = boto3.client("batch", region_name=REGION)
+    container = {"image": "base", "command": ["false"], "vcpus": 1, "memory": 512}
+    bases = {
+        name: batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=container)
+        for name in ("stepspot-dev-container", "stepspot-prod-container")
+    }
+    derived_dev = Batch(batch).definition_for_image(bases["stepspot-dev-container"]["jobDefinitionArn"], "repo/a:1")
+    derived_prod = Batch(batch).definition_for_image(bases["stepspot-prod-container"]["jobDefinitionArn"], "repo/a:1")
+    assert main(["cleanup-job-definitions", "--env", "dev"]) == 0
+    active = {d["jobDefinitionArn"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]}
+    assert derived_dev not in active and derived_prod in active
+    assert bases["stepspot-dev-container"]["jobDefinitionArn"] in active
+    assert "1 derived job definition(s) of dev deregistered" in capsys.readouterr().out
+
+
+URI_WORKFLOW = {
+    "name": "uri inputs",
+    "tasks": [
+        {
+            "id": "prep",
+            "container_image": "busybox",
+            "command": ["true"],
+            "inputs": [
+                {"uri": "s3://shared-reference-data/genomes/", "to": "ref/"},
+                {"uri": "s3://lab-raw-2026/run1/reads.fq", "to": "reads.fq"},
+            ],
+        },
+    ],
+}
+
+
+def test_submit_refuses_a_uri_input_in_a_bucket_the_deployment_cannot_read(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployment whose jobs may read one extra bucket (Terraform output input_bucket_arns)
+    monkeypatch.setenv("STEPSPOT_INPUT_BUCKET_ARNS", '["arn:aws:s3:::shared-reference-data"]')
+    path = env.workflow_file(URI_WORKFLOW)
+    # When a workflow reads from that bucket and from another one, Then nothing is uploaded or started
+    assert main(["submit", str(path), "--execution-name", "uri-1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"stepspot: {path}: task 'prep' reads input s3://lab-raw-2026/run1/reads.fq but environment 'dev' cannot "
+        "read bucket 'lab-raw-2026': add \"arn:aws:s3:::lab-raw-2026\" to input_bucket_arns in "
+        "terraform/environments/dev.tfvars and run `make deploy ENV=dev`."
+    )
+    assert env.executions() == []
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
+    # And with the bucket added (a wildcard as IAM allows it), the same workflow starts
+    monkeypatch.setenv("STEPSPOT_INPUT_BUCKET_ARNS", '["arn:aws:s3:::shared-reference-data", "arn:aws:s3:::lab-raw-*"]')
+    assert main(["submit", str(path), "--execution-name", "uri-1"]) == 0
+
+
+def test_submit_lets_a_deployment_that_does_not_say_decide_on_aws(env: Env) -> None:
+    # A deployment older than the input_bucket_arns output: nothing to check against (AWS denies then).
+    assert main(["submit", str(env.workflow_file(URI_WORKFLOW)), "--execution-name", "uri-2"]) == 0
+
+
+def test_resume_with_a_definition_reading_an_unreadable_bucket_exits_2(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STEPSPOT_INPUT_BUCKET_ARNS", "[]")
+    path = env.workflow_file(URI_WORKFLOW)
+    assert main(["resume", "md-9", "--resubmit", "--definition", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "task 'prep' reads input s3://shared-reference-data/genomes/ but environment 'dev' cannot read" in err
+    assert "task 'prep' reads input s3://lab-raw-2026/run1/reads.fq" in err
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0

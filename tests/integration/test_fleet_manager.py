@@ -4,6 +4,7 @@ failure classification with idempotent bookkeeping, and the compute environment 
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 import pytest
@@ -12,10 +13,11 @@ from moto import mock_aws
 
 from stepspot.aws.state_table import StateTable
 from stepspot.build_info import deployment_version
-from stepspot.errors import InvalidEventError
+from stepspot.errors import ConfigurationError, InvalidEventError
 from stepspot.fleet import runner_invocation, runner_program
 from stepspot.handlers import _plans, fleet_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
+from stepspot.settings import load_settings
 from stepspot.workflow import parse_workflow
 
 RECLAIM_CAUSE = json.dumps(
@@ -31,6 +33,7 @@ EXIT_CAUSE = json.dumps(
 )
 WORKFLOW = {
     "name": "fleet",
+    "global_config": {"shared_filesystem": True},
     "tasks": [
         {"id": "single", "container_image": "repo/md:1", "command": ["md", "run"], "retry_attempts": 1},
         {"id": "other", "container_image": "repo/md:1", "command": ["md", "run"]},
@@ -247,6 +250,40 @@ def test_a_gpu_task_in_a_deployment_without_gpu_queues_fails_with_a_sentence(fle
         _call({"action": "choose_capacity", **_ids("gpu")})
 
 
+def _environment(job):
+    return {e["Name"]: e["Value"] for e in job["container_overrides"]["Environment"]}
+
+
+def test_jobs_find_the_shared_file_system_where_the_deployment_mounts_it(fleet, monkeypatch):
+    assert _environment(_call({"action": "choose_capacity", **_ids("single")}))["STEPSPOT_SHARED_DIR"] == "/mnt/efs"
+    monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "/shared/data")  # Terraform's shared_mount_path
+    fleet_manager._fleet.cache_clear()
+    job = _call({"action": "choose_capacity", **_ids("other")})
+    assert _environment(job)["STEPSPOT_SHARED_DIR"] == "/shared/data"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"spot": ["m5.xlarge"], "gpu_spot": ["g5.xlarge"]}', "unknown queue(s) gpu_spot; expected spot, on-demand"),
+        ("[1, 2]", "not a JSON object of queue name -> instance types"),
+        ("{not json", "not a JSON object of queue name -> instance types"),
+    ],
+)
+def test_instance_types_under_unknown_queue_names_fail_at_cold_start(fleet, monkeypatch, value, message):
+    monkeypatch.setenv("STEPSPOT_INSTANCE_TYPES", value)
+    with pytest.raises(
+        ConfigurationError, match=r"STEPSPOT_INSTANCE_TYPES is invalid \(Value error, " + re.escape(message)
+    ):
+        load_settings(fleet_manager.FleetSettings)
+
+
+def test_a_relative_shared_mount_path_fails_at_cold_start(fleet, monkeypatch):
+    monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "mnt/efs")
+    with pytest.raises(ConfigurationError, match="STEPSPOT_SHARED_MOUNT_PATH is invalid"):
+        load_settings(fleet_manager.FleetSettings)
+
+
 def test_a_task_pinned_to_the_on_demand_queue_never_uses_spot(fleet):
     job = _call({"action": "choose_capacity", **_ids("pinned")})
     assert (job["capacity"], job["queue_name"]) == ("ON_DEMAND", "ondemand")
@@ -296,3 +333,100 @@ def test_the_queue_ceiling_bounds_the_memory_of_a_retry(fleet):
         }
     )
     assert decided["decision"]["reason"].endswith(", with 15860 MiB (was 12000 MiB)")
+
+
+def _batch_calls(client) -> list[str]:
+    calls: list[str] = []
+    client.meta.events.register("before-call.batch", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def _active(client, prefix: str) -> list[dict]:
+    found = client.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
+    return [d for d in found if d["jobDefinitionName"].startswith(prefix)]
+
+
+def test_a_terraform_change_to_the_base_definition_reaches_images_already_seen(fleet):
+    from stepspot.aws.batch import Batch
+
+    batch = Batch(fleet)
+    base = fleet.describe_job_definitions(jobDefinitionName="base")["jobDefinitions"][0]
+    before = batch.definition_for_image(base["jobDefinitionArn"], "repo/md:1")
+    # When Terraform changes the base (a new revision with another retry strategy)
+    changed = fleet.register_job_definition(
+        jobDefinitionName="base",
+        type="container",
+        containerProperties=base["containerProperties"],
+        retryStrategy={"attempts": 3},
+    )
+    after = batch.definition_for_image(changed["jobDefinitionArn"], "repo/md:1")
+    # Then the image runs under a new derived definition that carries the change
+    assert after != before
+    derived = fleet.describe_job_definitions(jobDefinitions=[after])["jobDefinitions"][0]
+    assert derived["retryStrategy"]["attempts"] == 3
+    assert derived["containerProperties"]["image"] == "repo/md:1"
+
+
+def test_concurrent_cold_starts_settle_on_one_revision(fleet, monkeypatch):
+    from stepspot.aws.batch import Batch
+
+    base_arn = fleet.describe_job_definitions(jobDefinitionName="base")["jobDefinitions"][0]["jobDefinitionArn"]
+    first, second = Batch(fleet), Batch(fleet)
+    # Given the second cold start listed the name before the first registered it
+    real = second._active_revisions
+    stale = [True]
+
+    def listing(name):
+        if stale.pop() if stale else False:
+            return []
+        return real(name)
+
+    monkeypatch.setattr(second, "_active_revisions", listing)
+    arn_one = first.definition_for_image(base_arn, "repo/race:1")
+    arn_two = second.definition_for_image(base_arn, "repo/race:1")
+    # Then both use the same revision and the duplicate was withdrawn
+    assert arn_one == arn_two
+    derived = [d for d in _active(fleet, "base-") if d.get("containerProperties", {}).get("image") == "repo/race:1"]
+    assert [d["jobDefinitionArn"] for d in derived] == [arn_one]
+
+
+def test_a_cold_fleet_manager_reuses_the_cached_arn_without_calling_batch(fleet):
+    first = _call({"action": "choose_capacity", **_ids("single")})["job_definition_arn"]
+    fleet_manager._fleet.cache_clear()  # a new cold start
+    manager = fleet_manager._fleet()
+    calls = _batch_calls(manager.batch._batch)
+    second = _call({"action": "choose_capacity", **_ids("other")})["job_definition_arn"]
+    assert second == first
+    assert calls == []
+
+
+def test_cleanup_deregisters_derived_definitions_and_keeps_the_bases(fleet):
+    from stepspot.aws.batch import Batch
+
+    _call({"action": "choose_capacity", **_ids("single")})
+    _call({"action": "choose_capacity", **_ids("mpi")})
+    removed = Batch(fleet).deregister_derived("base")
+    assert len(removed) == 2
+    assert sorted(d["jobDefinitionName"] for d in _active(fleet, "base")) == ["base", "base-mnp"]
+
+
+def test_submissions_are_paced_account_wide_at_the_policy_rate(fleet):
+    from collections import Counter
+
+    from stepspot.aws.submit_pacing import SubmitPacer
+
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    now = [1_800_000_000.0]
+    pacer = SubmitPacer(dynamodb, "state", rate_per_second=25, clock=lambda: now[0])
+    # A fan-out of 100 released at the same instant, by any number of fleet manager instances
+    delays = [pacer.reserve() for _ in range(100)]
+    per_second = Counter(delays)
+    assert max(per_second.values()) <= 25 and sorted(per_second) == [0, 1, 2, 3]
+    # Once the bucket has drained, the next submission goes at once
+    now[0] += 60
+    assert pacer.reserve() == 0
+
+
+def test_choose_capacity_returns_the_submission_delay(fleet):
+    job = _call({"action": "choose_capacity", **_ids("single")})
+    assert job["submit_delay_seconds"] == 0

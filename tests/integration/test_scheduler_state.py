@@ -27,6 +27,7 @@ class FakeStepFunctions:
         self.start_calls = 0
         self.stopped: list[str] = []
         self.answers: list[tuple[str, str, Any]] = []
+        self.heartbeats: list[str] = []
 
     def execution_arn(self, execution_name: str) -> str:
         return f"arn:aws:states:us-east-1:123456789012:execution:task:{execution_name}"
@@ -44,6 +45,9 @@ class FakeStepFunctions:
 
     def workflow_failed(self, task_token: str, error: str, cause: str) -> None:
         self.answers.append(("failure", task_token, cause))
+
+    def workflow_heartbeat(self, task_token: str) -> None:
+        self.heartbeats.append(task_token)
 
     def tasks(self) -> list[str]:
         return [payload["task_id"] for payload in self.started.values()]
@@ -116,6 +120,8 @@ def test_dataflow_a_task_starts_when_its_own_dependencies_are_done(dynamodb):
     assert "d" not in sfn.tasks() and _state(store, "d") == "PENDING"
     scheduler.task_succeeded(plan, PLAN_URI, "c")
     assert "d" in sfn.tasks()
+    # Every task event while the workflow runs heartbeats its StartWorkflow token
+    assert sfn.heartbeats.count("token-1") == 4
     for task in ("d", "e"):
         scheduler.task_succeeded(plan, PLAN_URI, task)
     # Then the workflow's token is answered once with the counts

@@ -169,6 +169,51 @@ def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.Capt
     assert item["fallback_recorded_at"] == "2026-11-21T14:07:12Z"
 
 
+GPU_SPOT_QUEUE_ARN = "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-test-gpu-spot"
+GPU_ONDEMAND_QUEUE_ARN = "arn:aws:batch:eu-west-1:123456789012:job-queue/stepspot-test-gpu-ondemand"
+
+
+def test_a_gpu_task_moving_from_gpu_spot_to_gpu_on_demand_is_a_fallback(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    # Given a deployment with the GPU pair (Terraform gpu_enabled sets both variables)
+    monkeypatch.setenv("STEPSPOT_GPU_SPOT_QUEUE_ARN", GPU_SPOT_QUEUE_ARN)
+    monkeypatch.setenv("STEPSPOT_GPU_ONDEMAND_QUEUE_ARN", GPU_ONDEMAND_QUEUE_ARN)
+    workflow_monitor.runtime.cache_clear()
+    world.add_task("wf-1", "train")
+    reclaimed = {**ONE_HOUR_ATTEMPT, "statusReason": "Host EC2 (instance i-1234567890abcdef0) terminated."}
+
+    # When its GPU Spot job is reclaimed and its next job succeeds on the GPU On-Demand queue
+    first = workflow_monitor.lambda_handler(
+        job_event(
+            "FAILED",
+            event_id="e-1",
+            queue=GPU_SPOT_QUEUE_ARN,
+            task_id="train",
+            attempts=[reclaimed],
+            reason=reclaimed["statusReason"],
+        ),
+        None,
+    )
+    done = workflow_monitor.lambda_handler(
+        job_event(
+            "SUCCEEDED",
+            event_id="e-2",
+            job_id="job-2",
+            queue=GPU_ONDEMAND_QUEUE_ARN,
+            task_id="train",
+            created_at=1763734300000,
+            attempts=[ONE_HOUR_ATTEMPT],
+        ),
+        None,
+    )
+
+    # Then the attempts count as Spot and On-Demand, and the move is one fallback
+    assert (first["queue_kind"], done["queue_kind"]) == ("SPOT", "ON_DEMAND")
+    assert done["fallback_to_on_demand"] is True
+    assert total(emf_metrics(capsys.readouterr().out), "FallbacksToOnDemand") == 1
+
+
 def test_late_spot_event_still_marks_the_fallback(world: World, capsys: pytest.CaptureFixture[str]):
     # Given a task whose On-Demand job (created later) was seen first
     world.add_task("wf-1", "production")
@@ -365,3 +410,68 @@ def test_malformed_event_is_rejected_with_a_clear_message(world: World, event: A
     assert problem in result["reason"]
     assert result["reason"].endswith("Check the EventBridge rule that targets the workflow monitor.")
     assert world.state.scan()["Items"] == []
+
+
+TASK_EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:stepspot-test-task:analysis-md-1"
+
+
+def _task_execution_event(status: str, event_id: str) -> dict[str, Any]:
+    return load_event(
+        SFN_FAILED,
+        id=event_id,
+        detail={
+            "executionArn": TASK_EXECUTION_ARN,
+            "status": status,
+            "input": json.dumps(
+                {"workflow_id": "md-2026-11-21", "task_id": "analysis", "plan_uri": "s3://b/workflows/md/plan.json"}
+            ),
+            "error": "SchedulerCallbackFailed",
+            "cause": "Lambda.ServiceException",
+        },
+    )
+
+
+@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
+def test_a_task_execution_that_ended_without_telling_the_scheduler_is_reported_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, status: str
+):
+    # Given the scheduler still counts the task as running in that execution
+    world.add_workflow("md-2026-11-21", status="RUNNING")
+    world.add_task("md-2026-11-21", "analysis", state="RUNNING", execution_arn=TASK_EXECUTION_ARN)
+    monkeypatch.setenv("STEPSPOT_SCHEDULER_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:scheduler")
+    reports: list[dict[str, Any]] = []
+    workflow_monitor.runtime().report_to_scheduler = reports.append
+    # When the execution ends abnormally (and the event is delivered twice)
+    first = workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), None)
+    workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), None)
+    # Then the scheduler hears of it once, as a failure of that execution of the task
+    assert first["reported_to_scheduler"] is True
+    [report] = reports
+    assert report["action"] == "task_failed" and report["task_id"] == "analysis"
+    assert report["execution_arn"] == TASK_EXECUTION_ARN and report["plan_uri"].startswith("s3://")
+    assert status in report["reason"]
+
+
+def test_a_task_the_scheduler_already_finished_is_not_reported(world: World, monkeypatch: pytest.MonkeyPatch):
+    world.add_workflow("md-2026-11-21", status="FAILED")
+    world.add_task("md-2026-11-21", "analysis", state="FAILED", execution_arn=TASK_EXECUTION_ARN)
+    reports: list[dict[str, Any]] = []
+    workflow_monitor.runtime().report_to_scheduler = reports.append
+    result = workflow_monitor.lambda_handler(_task_execution_event("FAILED", "e-2"), None)
+    assert result["reported_to_scheduler"] is False and reports == []
+
+
+def test_the_scheduler_ignores_a_report_about_an_execution_that_is_no_longer_the_tasks():
+    from stepspot.handlers.scheduler import SchedulerEvent, _still_running
+
+    class State:
+        def task(self, workflow_id: str, task_id: str) -> dict[str, Any]:
+            return {"state": "RUNNING", "execution_arn": TASK_EXECUTION_ARN}
+
+    def report(arn: str) -> SchedulerEvent:
+        return SchedulerEvent(
+            action="task_failed", workflow_id="wf", plan_uri="s3://b/p", task_id="t", execution_arn=arn
+        )
+
+    assert _still_running(State(), report(TASK_EXECUTION_ARN))  # type: ignore[arg-type]
+    assert not _still_running(State(), report(TASK_EXECUTION_ARN + "-older-run"))  # type: ignore[arg-type]

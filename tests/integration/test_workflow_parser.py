@@ -61,7 +61,8 @@ def test_inline_definition_is_planned_and_registered(aws):
     result = invoke({"workflow_definition": SEED, "workflow_id": "md-1"})
 
     assert result["workflow_id"] == "md-1" and result["registered"] is True
-    assert result["task_count"] == 4 and result["level_count"] == 4 and result["warning_count"] == 3
+    # 3 multi-node tasks routed to On-Demand, 4 tasks using /mnt/efs without global_config.shared_filesystem
+    assert result["task_count"] == 4 and result["level_count"] == 4 and result["warning_count"] == 7
     assert result["plan_uri"] == f"s3://{BUCKET}/workflows/md-1/plan.json"
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key="workflows/md-1/plan.json")["Body"].read()
     assert plan_from_json(body).critical_path[-1] == "analysis"

@@ -38,7 +38,7 @@ def _terraform_dirs() -> set[Path]:
 def test_unknown_environment_is_refused_with_the_known_ones() -> None:
     before = _terraform_dirs()
     result = _deploy("deploy", "qa", env=NO_CREDENTIALS)
-    assert result.returncode != 0
+    assert result.returncode == 3  # an environment problem (README)
     assert "Unknown environment 'qa': use ENV=dev | ENV=prod | ENV=staging" in result.stderr
     assert _terraform_dirs() == before  # nothing initialised
 
@@ -46,8 +46,10 @@ def test_unknown_environment_is_refused_with_the_known_ones() -> None:
 def test_missing_credentials_are_refused_with_advice() -> None:
     before = _terraform_dirs()
     result = _deploy("plan", "dev", env=NO_CREDENTIALS)
-    assert result.returncode != 0
-    assert "No usable AWS credentials: configure them (aws configure, aws sso login" in result.stderr
+    assert result.returncode == 3
+    assert "No usable AWS credentials (" in result.stderr
+    assert "): configure them (aws configure, aws sso login" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one sentence
     assert _terraform_dirs() == before
 
 

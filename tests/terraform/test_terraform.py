@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tf_toolchain import MODULES, ROOT, TERRAFORM_DIR, Runner
+from tf_toolchain import MODULES, ROOT, ROOT_PLANS, TERRAFORM_DIR, Runner
 
 
 def test_code_is_formatted(terraform: Runner) -> None:
@@ -83,47 +84,10 @@ def test_fixture_templates_use_contract_variables() -> None:
             assert f"`{name}`" in contract, f"{fixture.name} uses {name}, not in docs/contracts.md"
 
 
-ROOT_PLANS = {
-    "dev": ["environments/dev.tfvars"],
-    "staging": ["environments/staging.tfvars"],
-    "prod": ["environments/prod.tfvars"],
-    "dev-all-switches": ["environments/dev.tfvars", str(ROOT / "tests/terraform/fixtures/all-switches.tfvars")],
-}
-
-
 @pytest.mark.parametrize("plan", sorted(ROOT_PLANS))
-def test_root_module_plans_for_every_environment(terraform: Runner, tmp_path: Path, plan: str) -> None:
-    # Given a copy of the root module without its S3 backend, and stand-ins for what `make build`
-    # and `make render` write (the Lambda zips, the runner bundle, the state machine definitions)
-    copy = tmp_path / "terraform"
-    shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform*"))
-    versions = copy / "versions.tf"
-    versions.write_text(versions.read_text().replace('backend "s3" {}', ""))
-    build = tmp_path / "build"
-    (build / "lambda").mkdir(parents=True)
-    for name in ("lambda/stepspot.zip", "lambda/dependencies.zip", "stepspot-agent.pyz"):
-        (build / name).write_bytes(b"stand-in")
-    shutil.copytree(ROOT / "tests" / "terraform" / "fixtures", build / "asl")
-    assert terraform("get", cwd=copy).code == 0
-
-    # When it is planned with the environment's variables (offline provider, no credentials)
-    var_files = [f"-var-file={f}" for f in ROOT_PLANS[plan]]
-    result = terraform(
-        "plan",
-        "-no-color",
-        "-input=false",
-        "-refresh=false",
-        "-out=tfplan",
-        *var_files,
-        f"-var=build_dir={build}",
-        f"-var=dashboard_template_path={ROOT / 'templates' / 'dashboard.json.tftpl'}",
-        f"-var=alarm_definitions_path={ROOT / 'templates' / 'alarms.json'}",
-        cwd=copy,
-    )
-    assert result.code == 0, result.output
-    shown = terraform("show", "-json", "tfplan", cwd=copy)
-    assert shown.code == 0, shown.output
-    changes = json.loads(shown.output[shown.output.index("{") :])["output_changes"]
+def test_root_module_plans_for_every_environment(root_plan: Callable[[str], dict[str, Any]], plan: str) -> None:
+    # Given the root module planned with the environment's variables (offline provider, no credentials)
+    changes = root_plan(plan)["output_changes"]
 
     # Then the plan gives the CLI the outputs of the contract
     def known(name: str) -> object:
@@ -135,7 +99,8 @@ def test_root_module_plans_for_every_environment(terraform: Runner, tmp_path: Pa
     dev = plan.startswith("dev")  # dev.tfvars switches on the shared file system and the GPU queues
     assert known("agent_bundle_path") == "/opt/stepspot/stepspot-agent.pyz"
     assert known("shared_filesystem_enabled") is dev
-    assert known("shared_mount_path") == "/mnt/efs"
+    assert known("shared_mount_path") == ("/mnt/shared" if plan == "dev-all-switches" else "/mnt/efs")
+    assert known("input_bucket_arns") == (["arn:aws:s3:::stepspot-test-inputs"] if plan == "dev-all-switches" else [])
     assert "r7i.16xlarge" in known("spot_instance_types")  # type: ignore[operator]
     assert "r7i.16xlarge" in known("ondemand_instance_types")  # type: ignore[operator]
     assert known("mnp_max_nodes") == 8

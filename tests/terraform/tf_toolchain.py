@@ -12,6 +12,14 @@ TERRAFORM_DIR = ROOT / "terraform"
 TOOLS = ROOT / ".tools"
 TOOLS_BIN = TOOLS / "venv" / "bin"
 MODULES = sorted(p.name for p in (TERRAFORM_DIR / "modules").iterdir() if p.is_dir())
+# Root module plans by name: variable files, relative to terraform/ or absolute.
+ALL_SWITCHES_TFVARS = ROOT / "tests" / "terraform" / "fixtures" / "all-switches.tfvars"
+ROOT_PLANS = {
+    "dev": ["environments/dev.tfvars"],
+    "staging": ["environments/staging.tfvars"],
+    "prod": ["environments/prod.tfvars"],
+    "dev-all-switches": ["environments/dev.tfvars", str(ALL_SWITCHES_TFVARS)],
+}
 
 
 @dataclass

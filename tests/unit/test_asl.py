@@ -139,3 +139,57 @@ def test_default_policy_is_valid_and_documented():
     for knob in ("base_seconds", "failure_threshold", "cooldown_seconds", "max_running_tasks", "max_retries"):
         assert knob in readme
     assert policy.for_class(policy.failure_classes.__iter__().__next__()).max_retries >= 0
+
+
+def _lambda_states(definition: dict) -> dict[str, dict]:
+    return {
+        name: state
+        for name, state in definition["States"].items()
+        if state["Type"] == "Task"
+        and ":function:"
+        in json.dumps(state.get("Resource", "")) + json.dumps(state.get("Parameters", {}).get("FunctionName", ""))
+    }
+
+
+def test_every_lambda_task_retries_lambda_timeouts_and_service_errors():
+    wanted = {
+        "Lambda.ClientExecutionTimeoutException",
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "StateWriteContendedError",
+    }
+    for machine, definition in asl.render(LOCAL_ARNS).items():
+        for name, state in _lambda_states(definition).items():
+            retried = {e for rule in state["Retry"] for e in rule["ErrorEquals"]}
+            assert wanted <= retried, f"{machine}.{name} does not retry {wanted - retried}"
+            if name != "StartWorkflow":  # its own timeout is the workflow's deadline: caught, not retried
+                assert "States.Timeout" in retried, f"{machine}.{name}"
+
+
+def test_a_lost_callback_cannot_hang_the_workflow():
+    machines = asl.render(LOCAL_ARNS)
+    start = machines["workflow"]["States"]["StartWorkflow"]
+    # The wait for the scheduler's answer has a heartbeat and a deadline from the plan ...
+    assert start["HeartbeatSecondsPath"] == "$.limits.heartbeat_seconds"
+    assert start["TimeoutSecondsPath"] == "$.limits.timeout_seconds"
+    assert machines["workflow"]["States"]["ParseWorkflow"]["ResultSelector"]["limits.$"] == "$.limits"
+    assert not any("States.Timeout" in rule["ErrorEquals"] for rule in start["Retry"])
+    assert any(c["ErrorEquals"] == ["States.ALL"] for c in start["Catch"])
+    # ... and every callback state of the task machine ends the execution (FAILED) instead of hanging
+    for name in ("TaskSucceeded", "TaskFailed", "TaskErrored"):
+        catch = machines["task"]["States"][name]["Catch"]
+        assert catch and machines["task"]["States"][catch[0]["Next"]]["Type"] == "Fail", name
+
+
+def test_submit_job_retries_long_enough_for_an_account_wide_burst():
+    run_job = asl.render(LOCAL_ARNS)["task"]["States"]["RunJob"]["Retry"][0]
+    assert {"Batch.AWSBatchException", "Batch.TooManyRequestsException"} <= set(run_job["ErrorEquals"])
+    assert run_job["BackoffRate"] == 2 and run_job["JitterStrategy"] == "FULL"
+    assert run_job["MaxDelaySeconds"] >= 30
+    # The retries cover minutes, not the 14 s that 3 retries from 2 s gave
+    window = sum(
+        min(run_job["MaxDelaySeconds"], run_job["IntervalSeconds"] * 2**n) for n in range(run_job["MaxAttempts"])
+    )
+    assert window >= 120

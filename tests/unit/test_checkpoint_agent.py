@@ -67,6 +67,22 @@ def test_flags_override_environment_and_defaults_apply(monkeypatch: pytest.Monke
             {"STEPSPOT_RECLAIM_WAIT": "-1"},
             "STEPSPOT_RECLAIM_WAIT / --reclaim-wait must be at least 0 seconds, got '-1'.",
         ),
+        (
+            {"STEPSPOT_OUTPUTS": '["/abs"]'},
+            "STEPSPOT_INPUTS / STEPSPOT_OUTPUTS: output path '/abs' is absolute: use a path relative to the "
+            "working directory.",
+        ),
+        (
+            {"STEPSPOT_INPUTS": "[{"},
+            "STEPSPOT_INPUTS is not valid JSON (Expecting property name enclosed in "
+            "double quotes): set it as stepspot does.",
+        ),
+        (
+            {"STEPSPOT_INPUTS": '[{"from": "a", "path": "x", "to": "../../etc/cron.d/x"}]'},
+            "STEPSPOT_INPUTS / STEPSPOT_OUTPUTS: input to '../../etc/cron.d/x' contains '..': use a path relative "
+            "to the working directory.",
+        ),
+        ({"STEPSPOT_CHECKPOINT_ENABLED": "maybe"}, "STEPSPOT_CHECKPOINT_ENABLED must be true or false, got 'maybe'."),
     ],
 )
 def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
@@ -77,9 +93,10 @@ def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: di
 
 def test_auto_interval_uses_the_measured_checkpoint_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings(monkeypatch, "--mtbi", "7200")
-    runner = agent.Agent(s, store=None)  # type: ignore[arg-type]
+    runner = agent.Agent(s, store=object())  # type: ignore[arg-type]
     assert runner.next_interval() == agent.AUTO_FIRST_CHECKPOINT_SECONDS
-    runner.checkpoint_cost = 2.0
+    assert runner.checkpoints is not None
+    runner.checkpoints.cost = 2.0
     assert runner.next_interval() == pytest.approx((2 * 2.0 * 7200) ** 0.5)  # 169.7 s
 
 
@@ -155,3 +172,32 @@ def test_failed_checkpoint_prints_one_json_line_for_the_metric_filter(
 def test_environment_defaults_to_unknown_so_the_metric_keeps_its_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings(monkeypatch).environment == "unknown"
     assert settings(monkeypatch, STEPSPOT_ENVIRONMENT="staging").environment == "staging"
+
+
+def test_lifecycle_applies_posted_notices_in_its_own_loop() -> None:
+    clock = iter([10.0, 11.0]).__next__
+    life = agent.Lifecycle(clock=clock)
+    # A Spot notice posted from the IMDS thread changes nothing until the supervisor applies it
+    life.post(agent.Notice("spot interruption notice", spot_document='{"action": "stop"}'))
+    assert life.state is agent.AgentState.RUNNING and life.wake.is_set()
+    assert life.apply_pending() is agent.AgentState.NOTICE_RECEIVED
+    assert (life.notice_reason, life.spot_action, life.spot_notice_at) == ("spot interruption notice", "stop", 10.0)
+    # The checkpoint is written: without SIGTERM the program keeps running
+    assert life.notice_handled() is agent.AgentState.NOTICE_HANDLED
+    # A SIGTERM afterwards (ECS draining) stops it; a second notice does not restart the notice handling
+    life.post(agent.Notice("received SIGTERM", stop=True))
+    life.post(agent.Notice("spot interruption notice again", spot_document="{}"))
+    assert life.apply_pending() is agent.AgentState.STOPPING
+    assert life.notice_reason == "spot interruption notice" and life.spot_notice_at == 10.0
+    life.program_ended_after_notice()
+    assert life.state is agent.AgentState.RECLAIMED
+    life.post(agent.Notice("late SIGINT", stop=True))
+    assert life.apply_pending() is agent.AgentState.RECLAIMED  # nothing leaves the end state
+
+
+def test_sigterm_before_any_notice_takes_the_checkpoint_then_stops() -> None:
+    life = agent.Lifecycle()
+    life.post(agent.Notice("received SIGTERM", stop=True))
+    assert life.apply_pending() is agent.AgentState.NOTICE_RECEIVED
+    assert life.notice_handled() is agent.AgentState.STOPPING
+    assert life.spot_notice_at is None  # not a Spot notice: the program's own exit code is forwarded

@@ -24,6 +24,9 @@ OUTPUTS = {
     "sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:stepspot-dev-alerts",
     "batch_log_group_name": "/aws/batch/stepspot-dev",
     "dashboard_name": "stepspot-dev",
+    "shared_filesystem_enabled": "true",
+    "shared_mount_path": "/mnt/efs",
+    "input_bucket_arns": '["arn:aws:s3:::refs"]',
 }
 
 
@@ -90,14 +93,42 @@ def test_an_environment_that_was_never_deployed_says_what_to_run(repo: Path) -> 
     assert "make deploy ENV=staging" in raised.value.message
 
 
-def test_a_failing_terraform_reports_its_last_error_line(repo: Path) -> None:
+# What Terraform prints for `output` in a directory never initialised for a backend (abridged).
+UNINITIALISED = """There are some problems with the CLI configuration:
+\u2577
+\u2502 Warning: Unable to open CLI configuration file
+\u2575
+
+Error: Backend initialization required, please run "terraform init"
+
+Changes to backend configurations require reinitialization. This allows
+Terraform to set up the new configuration, copy existing state, etc. Please
+run
+"terraform init" with either the "-reconfigure" or "-migrate-state" flags to
+use the current configuration.
+
+If the change reason above is incorrect, please verify your configuration
+hasn't changed and try again. At this point, no changes to your existing
+configuration or state have been made.
+"""
+
+
+def test_an_uninitialised_terraform_directory_is_one_sentence_on_what_is_missing(repo: Path) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (1, "", UNINITIALISED))
+    message = raised.value.message
+    assert message.startswith("No deployment of environment 'dev' found (")
+    assert "is not initialised): run `make deploy ENV=dev`" in message
+    assert "state have been made" not in message and "\n" not in message
+
+
+def test_a_failing_terraform_reports_its_error_line(repo: Path) -> None:
     def runner(directory: Path, environment: str) -> tuple[int, str, str]:
-        return 1, "", 'Error: Backend initialization required, please run "terraform init"'
+        return 1, "", "\u2577\n\u2502 noise\nError: Invalid character in the state file\n\nmore text"
 
     with pytest.raises(ConfigurationError) as raised:
         load_deployment("dev", environ={}, cwd=repo, runner=runner)
-    assert "Backend initialization required" in raised.value.message
-    assert "make deploy ENV=dev" in raised.value.message
+    assert "(Invalid character in the state file): run `make deploy ENV=dev`" in raised.value.message
 
 
 def test_a_partial_deployment_names_the_missing_outputs_and_variables(repo: Path) -> None:
@@ -133,3 +164,29 @@ def test_python_terraform_runs_the_configured_binary(repo: Path) -> None:
 def test_unknown_environment_is_a_usage_sentence(repo: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"Unknown environment 'qa': choose one of dev, staging, prod"):
         load_deployment("qa", environ={}, cwd=repo)
+
+
+def test_input_buckets_come_from_the_terraform_list_output_or_the_variable(repo: Path) -> None:
+    printed = {k: {"value": v} for k, v in OUTPUTS.items() if k != "input_bucket_arns"}
+    printed["input_bucket_arns"] = {"value": ["arn:aws:s3:::refs", "arn:aws:s3:::raw-*"]}
+    deployment = load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets == ["arn:aws:s3:::refs", "arn:aws:s3:::raw-*"]
+    printed["input_bucket_arns"] = {"value": []}  # the default: the deployment's own bucket only
+    deployment = load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets == []
+    del printed["input_bucket_arns"]  # a deployment older than the output: not known
+    deployment = load_deployment("dev", environ={}, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets is None
+    environ = {override_variable("input_bucket_arns"): "arn:aws:s3:::a, arn:aws:s3:::b"}
+    deployment = load_deployment("dev", environ=environ, cwd=repo, runner=lambda d, e: (0, json.dumps(printed), ""))
+    assert deployment.readable_input_buckets == ["arn:aws:s3:::a", "arn:aws:s3:::b"]
+
+
+def test_a_malformed_input_bucket_list_is_a_sentence(repo: Path) -> None:
+    environ = {override_variable("input_bucket_arns"): '["arn:aws:s3:::a"'}
+    deployment = load_deployment("dev", environ=environ, cwd=repo, runner=lambda d, e: (0, terraform_json(OUTPUTS), ""))
+    with pytest.raises(
+        ConfigurationError,
+        match=r"input_bucket_arns .* is not a JSON list of bucket ARNs .*: fix STEPSPOT_INPUT_BUCKET_ARNS",
+    ):
+        _ = deployment.readable_input_buckets

@@ -75,7 +75,19 @@ def test_execution_versions_let_a_redrive_win_over_the_old_failure():
     ],
 )
 def test_queue_kind_matches_names_or_arns(queue: str, kind: QueueKind):
-    assert queue_kind(queue, "spot-q", "arn:aws:batch:us-east-1:1:job-queue/od-q") is kind
+    assert queue_kind(queue, ("spot-q", None), ("arn:aws:batch:us-east-1:1:job-queue/od-q", None)) is kind
+
+
+@pytest.mark.parametrize(
+    ("queue", "kind"),
+    [
+        ("arn:aws:batch:us-east-1:1:job-queue/gpu-spot-q", QueueKind.SPOT),
+        ("gpu-od-q", QueueKind.ON_DEMAND),
+        ("spot-q", QueueKind.SPOT),
+    ],
+)
+def test_queue_kind_knows_the_gpu_pair(queue: str, kind: QueueKind):
+    assert queue_kind(queue, ("spot-q", "gpu-spot-q"), ("od-q", "arn:aws:batch:us-east-1:1:job-queue/gpu-od-q")) is kind
 
 
 def test_task_ids_need_both_variables():

@@ -37,7 +37,7 @@ def test_parameter_sweep_has_n_members_evenly_spaced_and_an_aggregate() -> None:
     members = [t for t in loaded.workflow.tasks if t.id.startswith("member-")]
     assert [t.environment["TEMP"] for t in members] == ["1.0", "1.25", "1.5", "1.75", "2.0"]
     aggregate = next(t for t in loaded.workflow.tasks if t.id == "aggregate")
-    assert aggregate.depends_on == [t.id for t in members]
+    assert aggregate.all_dependencies == [t.id for t in members]  # through its inputs
 
 
 def test_parameter_sweep_command_is_split_like_a_shell_and_cannot_break_the_yaml() -> None:
@@ -54,9 +54,16 @@ def test_molecular_dynamics_multi_node_equilibration_is_on_demand() -> None:
     _, loaded = TEMPLATES["molecular-dynamics"].render({"replicas": "3", "equilibration_nodes": "4"})
     tasks = {t.id: t for t in loaded.workflow.tasks}
     assert tasks["equilibrate"].nodes == 4 and tasks["equilibrate"].spot_enabled is False
-    assert tasks["equilibrate"].command[0] == "mpirun"
-    assert tasks["analysis"].depends_on == ["production-00", "production-01", "production-02"]
+    assert tasks["equilibrate"].command[2].startswith("exec mpirun gmx_mpi mdrun")
+    assert tasks["analysis"].all_dependencies == ["production-00", "production-01", "production-02"]
     assert all(tasks[f"production-0{i}"].checkpoint_enabled for i in range(3))
+    # gmx's checkpoint file lives in the directory the agent saves and restores
+    cpt = '-cpi "$STEPSPOT_CHECKPOINT_DIR/state.cpt" -cpo "$STEPSPOT_CHECKPOINT_DIR/state.cpt"'
+    assert all(cpt in tasks[t].command[2] for t in ("equilibrate", "production-00"))
+    assert [i.spec().to_json() for i in tasks["production-01"].inputs] == [
+        {"from": "preprocess", "path": "prepared/protein-prod.tpr", "to": "protein-prod-01.tpr"},
+        {"from": "equilibrate", "path": "protein-eq.gro", "to": "protein-eq.gro"},
+    ]
 
 
 def test_ml_training_checkpoints_every_epoch_on_spot_gpus() -> None:

@@ -38,13 +38,20 @@ def test_seed_sample_is_valid_and_warns_about_multi_node_spot():
         "production-run",
         "analysis",
     ]
-    warned = [w.location for w in loaded.warnings]
-    assert warned == [
+    spot = [w.location for w in loaded.warnings if "cannot use Spot" in w.message]
+    assert spot == [
         "$.tasks[1] (task 'equilibration')",
         "$.tasks[2] (task 'production-run')",
         "$.tasks[3] (task 'analysis')",
     ]
-    assert "cannot use Spot" in loaded.warnings[0].message and "On-Demand" in loaded.warnings[0].message
+    assert all("On-Demand" in w.message for w in loaded.warnings if "cannot use Spot" in w.message)
+    # its tasks read and write /mnt/efs without asking for the shared file system: said once per task
+    shared = [str(w) for w in loaded.warnings if "/mnt/efs" in w.message]
+    assert len(shared) == 4
+    assert shared[0] == (
+        "$.tasks[0] (task 'data-preprocessing'): uses paths under /mnt/efs but global_config.shared_filesystem is "
+        "false: set it to true (the deployment needs a shared file system) or pass the files as inputs/outputs"
+    )
 
 
 def test_yaml_and_json_give_the_same_workflow(tmp_path):
@@ -225,3 +232,36 @@ def test_a_dependency_listed_twice_is_reported():
     (problem,) = problems_of({"tasks": [task("a"), task("b", depends_on=["a", "a"])]})
 
     assert problem == "$.tasks[1].depends_on[1] (task 'b'): 'a' is listed twice in depends_on: list it once"
+
+
+def _one_task(**fields):
+    return {"name": "w", "tasks": [{"id": "sim", "container_image": "img", "command": ["run"], **fields}]}
+
+
+def test_environment_names_reserved_by_batch_are_refused_with_path_and_fix():
+    with pytest.raises(WorkflowValidationError) as caught:
+        parse_workflow(_one_task(environment={"AWS_BATCH_JOB_ID": "x", "OK": "y"}))
+    (problem,) = caught.value.problems
+    assert problem.location == "$.tasks[0].environment.AWS_BATCH_JOB_ID (task 'sim')"
+    assert "reserved by AWS Batch" in problem.message and "rename the variable" in problem.message
+
+
+def test_a_submit_request_over_30_kib_is_refused_naming_the_task():
+    from stepspot.fleet import SUBMIT_JOB_MAX_BYTES
+
+    # Given a command just small enough, and one a little larger
+    parse_workflow(_one_task(command=["run", "x" * 20_000]))
+    with pytest.raises(WorkflowValidationError) as caught:
+        parse_workflow(_one_task(command=["run", "x" * 10_000], environment={"BIG": "y" * SUBMIT_JOB_MAX_BYTES}))
+    (problem,) = caught.value.problems
+    assert problem.location == "$.tasks[0] (task 'sim')"
+    assert "SubmitJob request would be" in problem.message and "30,720-byte limit" in problem.message
+
+
+@pytest.mark.parametrize("task_id", ["_private", "-dash", "9lives", "ok"])
+def test_batch_job_names_start_with_a_letter_or_digit(task_id):
+    from stepspot.aws.batch import job_name
+
+    name = job_name("wf-1", task_id, 2)
+    assert name[0].isalnum() and len(name) <= 128
+    assert task_id.lstrip("_-") in name

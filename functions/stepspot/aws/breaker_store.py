@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.errors import is_condition_failed, translate_client_error
 from stepspot.breaker import BreakerState
 from stepspot.errors import AwsThrottledError
 from stepspot.state_keys import breaker_key
@@ -54,6 +54,6 @@ class BreakerStore:
                     )
                 return result, BreakerState.from_item(item)
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
+                if not is_condition_failed(exc):
                     raise translate_client_error(exc, f"updating the breaker of {queue_name}") from exc
         raise AwsThrottledError(f"the breaker of {queue_name} changed {MAX_RACES} times during one update; retry")

@@ -56,12 +56,16 @@ class CheckpointObjects:
             "create the bucket or set STEPSPOT_BUCKET to an existing bucket",
         )
 
-    def check_bucket(self) -> None:
-        """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable."""
+    def check_bucket(self, prefix: str) -> None:
+        """Raise AwsResourceNotFoundError (missing), AwsAccessDeniedError or CheckpointStoreUnavailable.
+
+        A one-key listing under ``prefix``, not HeadBucket: S3 authorises HeadBucket as s3:ListBucket
+        with no s3:prefix in the request, which the job role's prefix-conditioned grant denies.
+        """
         try:
-            self._s3.head_bucket(Bucket=self.bucket)
+            self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         except (ClientError, BotoCoreError) as exc:
-            raise self._fail(exc, "Checking access") from exc
+            raise self._fail(exc, f"Listing {prefix}") from exc
 
     def upload_file(self, path: Path, key: str) -> tuple[str, int]:
         """Upload ``path`` to ``key``; return (sha256, size) of the bytes sent."""

@@ -18,6 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepspot.aws.checkpoint_errors import translate
+from stepspot.aws.errors import is_condition_failed
 from stepspot.checkpoints import (
     LATEST_SK,
     SEQUENCE_SK_PREFIX,
@@ -41,10 +42,6 @@ def _item(values: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _record(values: dict[str, Any]) -> CheckpointRecord:
@@ -86,7 +83,7 @@ class CheckpointTable:
         try:
             write(**request)
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if is_condition_failed(exc):
                 return False
             raise self._fail(exc, action) from exc
         except BotoCoreError as exc:

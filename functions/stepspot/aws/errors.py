@@ -7,6 +7,7 @@ Standard library and botocore only: the in-container agent imports this through 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import Enum
 
 from botocore.exceptions import ClientError
@@ -78,6 +79,56 @@ _KIND_BY_CODE: dict[str, ErrorKind] = {
 
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def is_condition_failed(exc: ClientError) -> bool:
+    """A single PutItem/UpdateItem/DeleteItem whose ConditionExpression was false (nothing else is)."""
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+# DynamoDB's per-item codes in a TransactionCanceledException's CancellationReasons ("None": that item
+# was fine). Only ConditionalCheckFailed says the item's state is not what the write expected; the
+# others say nothing about the item and the same transaction may well succeed when tried again.
+CANCELLATION_CONDITION_FAILED = "ConditionalCheckFailed"
+CANCELLATION_CONTENDED = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+
+
+class WriteVerdict(Enum):
+    CONDITION_FAILED = "condition_failed"  # a guarded item's condition was false: "already done"
+    CONTENDED = "contended"  # conflict with another write, or throttling: try the same write again
+    OTHER = "other"  # a malformed request, a missing table, a denied call...: raise
+
+
+def cancellation_codes(exc: ClientError) -> list[str]:
+    """Per-item cancellation codes of a TransactionCanceledException, in TransactItems order."""
+    return [str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", []) or []]
+
+
+def write_verdict(exc: ClientError, guarded: Collection[int] = (0,)) -> tuple[WriteVerdict, frozenset[int]]:
+    """What a failed conditional write means, and the indexes of the items whose condition was false.
+
+    ``guarded`` are the TransactItems whose condition failing means the transition already happened
+    (single-item writes are item 0). A conflict or throttling on any item makes the whole write
+    CONTENDED, unless a guarded item's condition failed too (then retrying cannot succeed).
+    """
+    code = error_code(exc)
+    if code == "ConditionalCheckFailedException":
+        return WriteVerdict.CONDITION_FAILED, frozenset({0})
+    if code == "TransactionCanceledException":
+        codes = cancellation_codes(exc)
+        failed = frozenset(i for i, c in enumerate(codes) if c == CANCELLATION_CONDITION_FAILED)
+        if failed & frozenset(guarded):
+            return WriteVerdict.CONDITION_FAILED, failed
+        if any(c in CANCELLATION_CONTENDED for c in codes):
+            return WriteVerdict.CONTENDED, failed
+        if failed:
+            return WriteVerdict.CONDITION_FAILED, failed
+        return WriteVerdict.OTHER, failed
+    if error_kind(exc) is ErrorKind.THROTTLED:  # TransactionConflictException, throughput, 5xx
+        return WriteVerdict.CONTENDED, frozenset()
+    return WriteVerdict.OTHER, frozenset()
 
 
 def error_kind(exc: ClientError) -> ErrorKind:

@@ -23,6 +23,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from stepspot.aws.errors import is_condition_failed
 from stepspot.aws.errors import translate_client_error as translate
 from stepspot.state_keys import (
     TASK_SK_PREFIX,
@@ -39,10 +40,6 @@ CLAIM_LEASE = timedelta(minutes=15)  # longer than the Lambda timeout: a live cl
 CHECKPOINT_SEQ_PREFIX = "SEQ#"
 CHECKPOINT_SEQ_DIGITS = 12
 CHECKPOINT_COMPLETE = "COMPLETE"
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _iso(moment: datetime) -> str:
@@ -99,7 +96,7 @@ class MonitorStore:
                 | (Attr("status").eq("IN_PROGRESS") & Attr("claimed_at").lt(int((now - CLAIM_LEASE).timestamp()))),
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if is_condition_failed(exc):
                 return False
             raise translate(exc, "calling dynamodb:PutItem (event dedup)") from exc
         return True
@@ -120,7 +117,7 @@ class MonitorStore:
                 Key=event_dedup_key(source, event_id), ConditionExpression=Attr("status").eq("IN_PROGRESS")
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not is_condition_failed(exc):
                 raise translate(exc, "calling dynamodb:DeleteItem (event dedup)") from exc
 
     # -- job index ------------------------------------------------------------------------------------
@@ -198,6 +195,13 @@ class MonitorStore:
             )
             is not None
         )
+
+    def task_item(self, task: TaskRef) -> Mapping[str, Any] | None:
+        try:
+            item = self._table.get_item(Key=task_key(task.workflow_id, task.task_id), ConsistentRead=True)
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
+        return item.get("Item")
 
     def task_exists(self, task: TaskRef) -> bool:
         try:
@@ -355,7 +359,7 @@ class MonitorStore:
         try:
             response = self._table.update_item(**params)
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if is_condition_failed(exc):
                 return None
             raise translate(exc, f"calling {action}") from exc
         return response.get("Attributes", {})

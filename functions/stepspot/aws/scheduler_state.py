@@ -14,7 +14,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.conditional_writes import WriteResult, conditional_write
+from stepspot.aws.errors import translate_client_error
 from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.scheduler import StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
@@ -27,8 +28,6 @@ from stepspot.state_keys import (
     workflow_key,
     workflow_pk,
 )
-
-_CONDITION_FAILED = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
 class SchedulerState:
@@ -44,8 +43,8 @@ class SchedulerState:
     def begin(self, workflow_id: str, task_token: str) -> WorkflowCounters:
         """Store the callback token (a redelivery stores its newer token), then PARSED -> RUNNING.
         A workflow that already finished keeps its outcome."""
-        try:
-            self._table.update_item(
+        registered = conditional_write(
+            lambda: self._table.update_item(
                 Key=workflow_key(workflow_id),
                 UpdateExpression="SET task_token = :t, started_at = if_not_exists(started_at, :now), "
                 "#r = if_not_exists(#r, :zero), skipped = if_not_exists(skipped, :zero), "
@@ -53,14 +52,14 @@ class SchedulerState:
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#r": "running"},
                 ExpressionAttributeValues={":t": task_token, ":now": now_iso(), ":zero": 0},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate_client_error(exc, f"starting workflow {workflow_id}") from exc
+            ),
+            f"starting workflow {workflow_id}",
+        )
+        if not registered.applied:
             raise WorkflowStateMissingError(
                 f"workflow {workflow_id} is not registered in {self.table_name}: run ParseWorkflow first",
                 workflow_id=workflow_id,
-            ) from exc
+            )
         self._conditional_update(
             workflow_key(workflow_id),
             "SET #s = :running",
@@ -146,18 +145,24 @@ class SchedulerState:
     # -- tasks ------------------------------------------------------------------------------------
 
     def initially_ready(self, workflow_id: str) -> list[str]:
-        """PENDING tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
+        """Tasks to launch at the start: RUNNING ones first (a retried start whose StartExecution call
+        failed after the task took its slot: starting an execution by its name again is harmless), then
+        PENDING/READY tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
+        running: list[str] = []
         ready: list[str] = []
         for item in self._query(workflow_id, TASK_SK_PREFIX, projection="sk, #st, remaining_deps"):
-            if item.get("state") in (TaskState.PENDING, TaskState.READY) and int(item.get("remaining_deps", 0)) == 0:
-                ready.append(item["sk"][len(TASK_SK_PREFIX) :])
-        return ready
+            task_id = item["sk"][len(TASK_SK_PREFIX) :]
+            if item.get("state") == TaskState.RUNNING:
+                running.append(task_id)
+            elif item.get("state") in (TaskState.PENDING, TaskState.READY) and int(item.get("remaining_deps", 0)) == 0:
+                ready.append(task_id)
+        return running + ready
 
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
         """Decrement ``remaining_deps`` once per (run, parent): the decrement and a marker item for the
         edge are one transaction, so a redelivery finds the marker and changes nothing. (A marker item
         per edge, not a set on the task item: a join of 10,000 tasks must not approach 400 KB.)"""
-        self._transact(
+        self._transact(  # item 0 (the edge's marker) guards: its condition failing means "already counted"
             [
                 {
                     "Put": {
@@ -195,51 +200,48 @@ class SchedulerState:
         """PENDING (or, draining, READY) -> RUNNING, taking a slot, in one transaction."""
         now = now_iso()
         source = TaskState.READY if from_ready else TaskState.PENDING
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": task_key(workflow_id, task_id),
-                            "UpdateExpression": "SET #st = :running, execution_name = :name, execution_arn = :arn, "
-                            "started_at = :now, updated_at = :now",
-                            "ConditionExpression": "#st = :source AND remaining_deps = :zero",
-                            "ExpressionAttributeNames": {"#st": "state"},
-                            "ExpressionAttributeValues": {
-                                ":running": TaskState.RUNNING.value,
-                                ":source": source.value,
-                                ":zero": 0,
-                                ":name": execution_name,
-                                ":arn": execution_arn,
-                                ":now": now,
-                            },
-                        }
+        items = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": task_key(workflow_id, task_id),
+                    "UpdateExpression": "SET #st = :running, execution_name = :name, execution_arn = :arn, "
+                    "started_at = :now, updated_at = :now",
+                    "ConditionExpression": "#st = :source AND remaining_deps = :zero",
+                    "ExpressionAttributeNames": {"#st": "state"},
+                    "ExpressionAttributeValues": {
+                        ":running": TaskState.RUNNING.value,
+                        ":source": source.value,
+                        ":zero": 0,
+                        ":name": execution_name,
+                        ":arn": execution_arn,
+                        ":now": now,
                     },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": workflow_key(workflow_id),
-                            "UpdateExpression": "SET #r = #r + :one"
-                            + (", ready_count = ready_count - :one" if from_ready else ""),
-                            "ConditionExpression": "#s = :wf_running AND #r < :max",
-                            "ExpressionAttributeNames": {"#r": "running", "#s": "status"},
-                            "ExpressionAttributeValues": {
-                                ":one": 1,
-                                ":max": max_running,
-                                ":wf_running": WorkflowStatus.RUNNING.value,
-                            },
-                        }
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": workflow_key(workflow_id),
+                    "UpdateExpression": "SET #r = #r + :one"
+                    + (", ready_count = ready_count - :one" if from_ready else ""),
+                    "ConditionExpression": "#s = :wf_running AND #r < :max",
+                    "ExpressionAttributeNames": {"#r": "running", "#s": "status"},
+                    "ExpressionAttributeValues": {
+                        ":one": 1,
+                        ":max": max_running,
+                        ":wf_running": WorkflowStatus.RUNNING.value,
                     },
-                    {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
-                ]
-            )
+                }
+            },
+            {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
+        ]
+        # Items 0 (the task's state) and 1 (the workflow's slot and status) are guarded: either condition
+        # failing decides the outcome below; a conflict or throttling is retried.
+        result = self._transact_result(items, f"starting task {task_id}", guarded=(0, 1))
+        if result.applied:
             return StartOutcome.STARTED
-        except ClientError as exc:
-            if error_code(exc) not in _CONDITION_FAILED:
-                raise translate_client_error(exc, f"starting task {task_id}") from exc
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-        task_failed = bool(reasons) and reasons[0] == "ConditionalCheckFailed"
+        task_failed = 0 in result.failed_items
         item = self._get(task_key(workflow_id, task_id)) or {}
         state = item.get("state")
         if state == TaskState.RUNNING:
@@ -256,43 +258,40 @@ class SchedulerState:
 
     def park(self, workflow_id: str, task_id: str) -> None:
         """PENDING (dependencies done) -> READY with a marker, counted in ``ready_count``; idempotent."""
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": task_key(workflow_id, task_id),
-                            "UpdateExpression": "SET #st = :ready, updated_at = :now",
-                            "ConditionExpression": "#st = :pending AND remaining_deps = :zero",
-                            "ExpressionAttributeNames": {"#st": "state"},
-                            "ExpressionAttributeValues": {
-                                ":ready": TaskState.READY.value,
-                                ":pending": TaskState.PENDING.value,
-                                ":zero": 0,
-                                ":now": now_iso(),
-                            },
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": workflow_key(workflow_id),
-                            "UpdateExpression": "SET ready_count = if_not_exists(ready_count, :zero) + :one",
-                            "ExpressionAttributeValues": {":zero": 0, ":one": 1},
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": {**ready_key(workflow_id, task_id), "task_id": task_id, "at": time.time_ns()},
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if error_code(exc) not in _CONDITION_FAILED:
-                raise translate_client_error(exc, f"queueing task {task_id}") from exc
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": task_key(workflow_id, task_id),
+                        "UpdateExpression": "SET #st = :ready, updated_at = :now",
+                        "ConditionExpression": "#st = :pending AND remaining_deps = :zero",
+                        "ExpressionAttributeNames": {"#st": "state"},
+                        "ExpressionAttributeValues": {
+                            ":ready": TaskState.READY.value,
+                            ":pending": TaskState.PENDING.value,
+                            ":zero": 0,
+                            ":now": now_iso(),
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": workflow_key(workflow_id),
+                        "UpdateExpression": "SET ready_count = if_not_exists(ready_count, :zero) + :one",
+                        "ExpressionAttributeValues": {":zero": 0, ":one": 1},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {**ready_key(workflow_id, task_id), "task_id": task_id, "at": time.time_ns()},
+                    }
+                },
+            ],
+            f"queueing task {task_id}",
+        )
 
     def ready_tasks(self, workflow_id: str, limit: int) -> list[str]:
         """Up to ``limit`` READY tasks, oldest marker first is not promised: any order keeps dataflow."""
@@ -421,25 +420,20 @@ class SchedulerState:
         values: dict[str, Any],
         doing: str,
     ) -> bool:
-        try:
-            self._table.update_item(
+        return conditional_write(
+            lambda: self._table.update_item(
                 Key=key,
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-            )
-            return True
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate_client_error(exc, doing) from exc
+            ),
+            doing,
+        ).applied
 
     def _transact(self, items: list[dict[str, Any]], doing: str) -> bool:
-        try:
-            self._client.transact_write_items(TransactItems=items)
-            return True
-        except ClientError as exc:
-            if error_code(exc) in _CONDITION_FAILED:
-                return False
-            raise translate_client_error(exc, doing) from exc
+        """One transaction guarded by its first item; False: that item's condition was false."""
+        return self._transact_result(items, doing).applied
+
+    def _transact_result(self, items: list[dict[str, Any]], doing: str, guarded: tuple[int, ...] = (0,)) -> WriteResult:
+        return conditional_write(lambda: self._client.transact_write_items(TransactItems=items), doing, guarded)

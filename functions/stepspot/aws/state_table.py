@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.errors import is_condition_failed, translate_client_error
 from stepspot.errors import FatalError
 from stepspot.plan import InitialTaskState
 from stepspot.state_keys import task_key, workflow_key
@@ -77,7 +77,7 @@ class StateTable:
             extra = {"ExpressionAttributeValues": values} if values else {}
             self._table.put_item(Item=item, ConditionExpression=condition, **extra)
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":  # a concurrent twin won the race
+            if is_condition_failed(exc):  # a concurrent twin won the race
                 raced = self.get_workflow(workflow_id)
                 if raced is not None:
                     return self.same_plan_or_raise(raced, plan_sha256, resubmission)

@@ -1,43 +1,57 @@
-"""Step Functions adapter: start and stop task executions, answer the workflow's task token."""
+"""Step Functions adapter: start and stop task executions, answer (and heartbeat) the workflow's task token."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.errors import ErrorKind, error_code, error_kind, translate_client_error
 
 # Answering a token that was already answered, timed out, or belongs to a finished execution: the
 # outcome is already decided, which is what a redelivered event expects.
+START_ATTEMPTS = 6  # StartExecution throttling: about 6 s of backoff before the step fails
 _ALREADY_ANSWERED = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
 
 
 class StepFunctions:
     """Implements ``stepspot.scheduler.Orchestrator``."""
 
-    def __init__(self, sfn_client: Any, task_state_machine_arn: str) -> None:
+    def __init__(
+        self, sfn_client: Any, task_state_machine_arn: str, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._sfn = sfn_client
         self.task_state_machine_arn = task_state_machine_arn
+        self._sleep = sleep
 
     def execution_arn(self, name: str) -> str:
         return self.task_state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
 
     def start_task(self, execution_name: str, payload: Mapping[str, Any]) -> str:
-        """Start (once: the name is deterministic) the task execution; returns its ARN."""
-        try:
-            response = self._sfn.start_execution(
-                stateMachineArn=self.task_state_machine_arn,
-                name=execution_name,
-                input=json.dumps(payload, separators=(",", ":")),
-            )
-            return str(response["executionArn"])
-        except ClientError as exc:
-            if error_code(exc) == "ExecutionAlreadyExists":
-                return self.execution_arn(execution_name)
-            raise translate_client_error(exc, f"starting task execution {execution_name}") from exc
+        """Start (once: the name is deterministic) the task execution; returns its ARN.
+
+        The task is already RUNNING in the state table when this is called, so a throttled call is
+        retried here (full-jitter backoff) rather than left to a step retry that may not come back to
+        this task."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                response = self._sfn.start_execution(
+                    stateMachineArn=self.task_state_machine_arn,
+                    name=execution_name,
+                    input=json.dumps(payload, separators=(",", ":")),
+                )
+                return str(response["executionArn"])
+            except ClientError as exc:
+                if error_code(exc) == "ExecutionAlreadyExists":
+                    return self.execution_arn(execution_name)
+                if error_kind(exc) is not ErrorKind.THROTTLED or attempt + 1 == START_ATTEMPTS:
+                    raise translate_client_error(exc, f"starting task execution {execution_name}") from exc
+            self._sleep(random.random() * min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
 
     def stop_task(self, execution_arn: str, cause: str) -> None:
         try:
@@ -52,6 +66,16 @@ class StepFunctions:
 
     def workflow_failed(self, task_token: str, error: str, cause: str) -> None:
         self._answer(lambda: self._sfn.send_task_failure(taskToken=task_token, error=error[:256], cause=cause[:32_000]))
+
+    def workflow_heartbeat(self, task_token: str) -> None:
+        """Best effort: a throttled heartbeat is skipped (the next task event sends one, and the
+        heartbeat limit has a margin); a denied one raises, it is a deployment error."""
+        try:
+            self._sfn.send_task_heartbeat(taskToken=task_token)
+        except ClientError as exc:
+            if error_code(exc) in _ALREADY_ANSWERED or error_kind(exc) is ErrorKind.THROTTLED:
+                return
+            raise translate_client_error(exc, "sending the workflow's heartbeat") from exc
 
     @staticmethod
     def _answer(call: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import error_code, translate_client_error
+from stepspot.aws.errors import is_condition_failed, translate_client_error
 from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.state_keys import task_key
@@ -52,7 +52,7 @@ class TaskAttempts:
             )
             return dict(response["Attributes"])
         except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
+            if not is_condition_failed(exc):
                 raise translate_client_error(exc, f"recording the queue of {task_id}") from exc
         return self._existing(workflow_id, task_id)
 
@@ -79,7 +79,7 @@ class TaskAttempts:
             )
             return dict(response["Attributes"]), True
         except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
+            if not is_condition_failed(exc):
                 raise translate_client_error(exc, f"recording a failure of {task_id}") from exc
         return self._existing(workflow_id, task_id), False
 
@@ -101,7 +101,7 @@ class TaskAttempts:
                 },
             )
         except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
+            if not is_condition_failed(exc):
                 raise translate_client_error(exc, f"recording the memory of {task_id}") from exc
 
     def _existing(self, workflow_id: str, task_id: str) -> dict[str, Any]:

@@ -25,7 +25,9 @@ COMMAND_MODULES = (
     "stepspot.cli.local",
     "stepspot.cli.remote",
     "stepspot.cli.remote_status",
+    "stepspot.cli.outputs",
     "stepspot.cli.templates",
+    "stepspot.cli.cleanup",
     "stepspot.cli.report",
 )
 

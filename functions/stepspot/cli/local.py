@@ -3,13 +3,19 @@
 No AWS account: moto's Step Functions interpreter runs the rendered definitions, the Lambdas run
 in-process, each task's command runs as a local process under the checkpoint agent. Fault injection
 flags make Spot reclaims, capacity shortages and application failures happen on purpose.
-Exit codes: 0 the workflow succeeded, 1 it failed, 2 bad input (file, flag, task id, missing command).
+Exit codes: 0 the workflow succeeded, 1 it failed, 2 bad input (file, flag, task id, missing command),
+130 interrupted (Ctrl-C: the jobs are stopped, the run's files and summary kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
 from stepspot.report.text import cost_line
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATE_STYLES = {
     "PENDING": "dim",
     "READY": "cyan",
@@ -73,6 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of Spot attempts reclaimed: a 2-minute notice (IMDS + EventBridge), then the host goes",
     )
     faults.add_argument(
+        "--interruptions-per-hour",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="Spot interruptions per hour of run time, as AWS publishes per pool (e.g. 0.05 = 5 %%/h)",
+    )
+    faults.add_argument(
         "--capacity-shortage",
         action="store_true",
         help="the Spot queue cannot place jobs: they are cancelled by the queue's time limit",
@@ -89,6 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     faults.add_argument("--fail-task", action="append", default=[], metavar="ID", help="every attempt of ID fails")
     faults.add_argument(
         "--reclaim-task", action="append", default=[], metavar="ID", help="every Spot attempt of ID is reclaimed"
+    )
+    faults.add_argument(
+        "--aws-faults",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of AWS calls that fail as the services do under load: DynamoDB transaction conflicts and "
+        "throttling, Lambda throttles and timeouts, SubmitJob and StartExecution throttling, duplicated and "
+        "delayed EventBridge events (stepspot.local.aws_faults)",
     )
     faults.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the injected faults")
     parser.add_argument(
@@ -136,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     options = LocalOptions(
         faults=Faults(
             spot_interruption_rate=args.spot_interruptions,
+            interruptions_per_hour=args.interruptions_per_hour,
             capacity_shortage=args.capacity_shortage,
             app_failure_rate=args.app_failures,
             failing_tasks=frozenset(args.fail_task),
@@ -147,22 +170,37 @@ def run(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         timeout_seconds=args.timeout,
         capacity=offline_capacity(args.env),
+        aws_fault_rate=args.aws_faults,
     )
     if args.max_parallel_jobs:
         options.max_parallel_jobs = args.max_parallel_jobs
     show_progress = not args.no_progress and console.is_terminal
-    live = Live(Text("starting the local AWS emulator ..."), console=console, refresh_per_second=4, transient=True)
+    # One owner of the terminal: this console. The live display does not redirect stdout/stderr (the
+    # handlers' output goes to the run's log files), and event lines print above it through the console.
+    live = Live(
+        Text("starting the local AWS emulator ..."),
+        console=console,
+        refresh_per_second=4,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    options.on_event = lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True)
     if show_progress:
         options.on_progress = lambda snapshot: live.update(_progress_view(snapshot))
+    engine = LocalEngine(options)
     try:
-        if show_progress:
-            with live:
-                summary = LocalEngine(options).run(loaded, source)
-        else:
-            summary = LocalEngine(options).run(loaded, source)
+        with _interruptible(engine):
+            if show_progress:
+                with live:
+                    summary = engine.run(loaded, source)
+            else:
+                summary = engine.run(loaded, source)
     except (LocalRunError, UnknownTaskError) as exc:
         err_console.print(f"stepspot: {exc.message}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    if summary.interrupted:
+        threading.excepthook = lambda _args: None  # the stopped run's threads end quietly
     _print_summary(summary)
     if args.summary_json:
         summary.write_json(args.summary_json)
@@ -173,7 +211,37 @@ def run(args: argparse.Namespace) -> int:
         size = write_report(summary.run_record, args.report)
         console.print(f"report written to {args.report} ({size / 1e6:.2f} MB)", highlight=False)
     sys.stdout.flush()
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if summary.status == "SUCCEEDED" else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _interruptible(engine: Any) -> Iterator[None]:
+    """Ctrl-C stops the run in order (jobs killed, emulator down, summary kept); a second Ctrl-C
+    kills the jobs' process groups and exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        pressed.append(True)
+        if len(pressed) == 1:
+            os.write(2, b"\nstepspot: stopping the run (Ctrl-C again to quit at once) ...\n")
+            engine.interrupt()
+            return
+        engine.kill_jobs_now()
+        os.write(2, b"stepspot: interrupted\n")
+        os._exit(EXIT_INTERRUPTED)
+
+    # SIGTERM (a CI job cancelled, `kill`) stops the run the same way: no job outlives this process.
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _progress_view(snapshot: dict[str, Any]) -> Group:
@@ -201,10 +269,25 @@ def _progress_view(snapshot: dict[str, Any]) -> Group:
 
 
 def _print_summary(summary: Any) -> None:
-    style = "green" if summary.status == "SUCCEEDED" else "red"
+    style = {"SUCCEEDED": "green", "INTERRUPTED": "yellow"}.get(summary.status, "red")
     console.print(f"[bold {style}]{summary.status}[/]  workflow {summary.workflow_id}", highlight=False)
-    if summary.status != "SUCCEEDED" and summary.cause:
+    if summary.interrupted:
+        console.print("  stopped by Ctrl-C: jobs stopped, run files kept", highlight=False)
+    elif summary.status != "SUCCEEDED" and summary.cause:
         console.print(f"  reason: {summary.cause[:400]}", highlight=False, soft_wrap=True)
+    for problem in summary.data_problems:
+        console.print(f"  [red]undeclared input:[/] {problem}", highlight=False, soft_wrap=True)
+    for failure in summary.failures:
+        console.print(
+            f"  task {failure['task_id']} failed (attempt {failure['attempt']}): {failure['cause']}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        if failure["log_tail"]:
+            console.print(f"  last lines of {failure['log']}:", highlight=False, markup=False, soft_wrap=True)
+            for line in failure["log_tail"]:
+                console.print(f"    {line}", highlight=False, markup=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost
     cp = summary.critical_path
@@ -227,15 +310,21 @@ def _print_summary(summary: Any) -> None:
         ),
         (
             "critical path",
-            f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''} "
-            f"(measured {cp['measured_seconds']:.2f} s, makespan/critical path {cp['makespan_ratio']})",
+            f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''}: planned "
+            f"{_hours(cp['estimated_seconds'])}, measured {_hours(cp['measured_scaled_seconds'])} "
+            f"({cp['measured_seconds']:.2f} s real)",
         ),
         ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
         (
             "estimated cost",
-            f"as run ${cost['spot_usd']:.4f} (Spot where allowed, interrupted attempts included) vs all "
-            f"On-Demand ${cost['on_demand_usd']:.4f}: " + _saving_text(cost["savings_usd"]),
+            f"as run ${cost['spot_usd']:.2f} (Spot where allowed, interrupted attempts included) vs all "
+            f"On-Demand ${cost['on_demand_usd']:.2f}: " + _saving_text(cost["savings_usd"], cost["savings_percent"]),
+        ),
+        (
+            "planned saving",
+            f"${cost['planned']['savings_usd']:.2f} ({cost['planned']['spot_savings_percent']} %) of "
+            f"${cost['planned']['on_demand_usd']:.2f}. {cost['explanation']}",
         ),
     ]
     if summary.cost:
@@ -256,6 +345,7 @@ def _print_summary(summary: Any) -> None:
             "last capacity",
             "memory MiB",
             "runtime s",
+            "outputs",
             "cost $",
         ):
             detail.add_column(column)
@@ -268,14 +358,21 @@ def _print_summary(summary: Any) -> None:
                 str(row["capacity"] or "-"),
                 ", ".join(str(m) for m in row.get("memory_mib") or []) or "-",
                 f"{row['runtime_seconds']:.2f}",
+                f"{row['output_files']} ({row['output_bytes']} B)" if row.get("output_files") else "-",
                 f"{row.get('cost_usd', 0.0):.4f}",
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
 
 
-def _saving_text(savings_usd: float) -> str:
+def _saving_text(savings_usd: float, percent: float) -> str:
     if savings_usd >= 0:
-        return f"saved ${savings_usd:.4f}"
+        return f"saved ${savings_usd:.2f} ({percent} %)"
     # Many reclaims of short tasks can make Spot dearer: say so plainly rather than print "saved $-x".
-    return f"Spot cost ${-savings_usd:.4f} more (interrupted attempts)"
+    return f"Spot cost ${-savings_usd:.2f} more (interrupted attempts)"
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"

@@ -45,6 +45,8 @@ from stepspot.cli.remote_context import (
     usage_errors_exit_2,
     workflow_id_from,
 )
+from stepspot.dataflow import unreadable_uri_inputs
+from stepspot.deployment import Deployment
 from stepspot.errors import AwsAccessDeniedError
 from stepspot.workflow import LoadedWorkflow, load_workflow_file
 
@@ -147,6 +149,18 @@ def run_submit(args: argparse.Namespace) -> int:
     loaded = validate_locally(args.file)
     ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
+    if loaded.workflow.global_config.shared_filesystem and not context.deployment.has_shared_filesystem:
+        env = context.deployment.environment
+        err_console.print(
+            f"stepspot: {args.file}: global_config.shared_filesystem is true but environment {env!r} has no shared "
+            f"file system: set shared_filesystem_enabled = true in terraform/environments/{env}.tfvars and run "
+            f"`make deploy ENV={env}`, or pass data with tasks[].inputs and tasks[].outputs instead.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_USAGE
+    if _refuses_unreadable_inputs(args.file, loaded, context.deployment):
+        return EXIT_USAGE
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
     ensure_fits(loaded, _deployed_capacity(context, args.env))  # before anything is uploaded or started
@@ -161,6 +175,25 @@ def run_submit(args: argparse.Namespace) -> int:
 
         return watch_workflow(context, workflow_id, args.interval)
     return EXIT_OK
+
+
+def _refuses_unreadable_inputs(path: Path, loaded: LoadedWorkflow, deployment: Deployment) -> bool:
+    """Prints one sentence per ``uri`` input the deployment's jobs could not read; True if any."""
+    readable = deployment.readable_input_buckets
+    if readable is None:  # a deployment without the input_bucket_arns output: AWS will tell
+        return False
+    tasks = [(task.id, task.input_specs) for task in loaded.workflow.tasks]
+    problems = unreadable_uri_inputs(tasks, deployment.bucket_name, readable)
+    env = deployment.environment
+    for problem in problems:
+        err_console.print(
+            f"stepspot: {path}: task {problem.task_id!r} reads input {problem.uri} but environment {env!r} cannot "
+            f'read bucket {problem.bucket!r}: add "arn:aws:s3:::{problem.bucket}" to input_bucket_arns in '
+            f"terraform/environments/{env}.tfvars and run `make deploy ENV={env}`.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return bool(problems)
 
 
 def _deployed_capacity(context: RemoteContext, environment: str) -> DeploymentCapacity:
@@ -255,6 +288,8 @@ def run_resume(args: argparse.Namespace) -> int:
     if loaded is not None:
         ensure_fits_environment(loaded, args.env)
     context = RemoteContext.from_args(args)
+    if loaded is not None and _refuses_unreadable_inputs(args.definition, loaded, context.deployment):
+        return EXIT_USAGE
     workflow_id = workflow_id_from(args.workflow)
     execution = context.executions.latest_for_workflow(workflow_id)
     if execution.status == "RUNNING":

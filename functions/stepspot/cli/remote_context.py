@@ -98,7 +98,7 @@ class RemoteContext:
         )
 
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def usage_errors_exit_2(handler: Any) -> Any:

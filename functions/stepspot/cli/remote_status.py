@@ -28,6 +28,7 @@ from stepspot.aws.job_logs import JobLogs
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     RemoteContext,
@@ -36,7 +37,7 @@ from stepspot.cli.remote_context import (
     usage_errors_exit_2,
     workflow_id_from,
 )
-from stepspot.errors import WorkflowNotFoundError
+from stepspot.errors import StepspotError, WorkflowNotFoundError
 from stepspot.failures import memory_by_attempt
 from stepspot.report.text import cost_line
 
@@ -69,7 +70,16 @@ def duration(start: datetime | None, stop: datetime | None, now: datetime) -> st
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Table:
+def outputs_text(published: tuple[int, int] | None) -> str:
+    if published is None:
+        return "-"
+    files, size = published
+    return f"{files} ({_human_bytes(size)})"
+
+
+def tasks_table(
+    tasks: list[dict[str, Any]], checkpoints: dict[str, int], outputs: dict[str, tuple[int, int]] | None = None
+) -> Table:
     # Compact box and headers: CI logs and pipes render at 80 columns.
     table = Table(expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task", style="bold", no_wrap=True)
@@ -79,10 +89,13 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
     table.add_column("ckpts", justify="right")
     table.add_column("queue")
     table.add_column("memory MiB")  # of each attempt: out-of-memory retries ask for more
+    if outputs is not None:
+        table.add_column("outputs", justify="right")
     table.add_column("cost $", justify="right")
     table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
+        published = [outputs_text(outputs.get(task["task_id"]))] if outputs is not None else []
         memories = _attempt_memories(task)
         table.add_row(
             task["task_id"],
@@ -92,6 +105,7 @@ def tasks_table(tasks: list[dict[str, Any]], checkpoints: dict[str, int]) -> Tab
             str(checkpoints.get(task["task_id"], 0)),
             str(task.get("queue") or "-"),
             ", ".join(str(m) if m else "?" for m in memories) or "-",
+            *published,
             f"{totals_from_item(task).total_usd:.4f}",
             str(task.get("last_failure_class") or ""),
         )
@@ -121,7 +135,11 @@ def execution_header(execution: ExecutionSummary, console_url: str, now: datetim
 
 
 def status_document(
-    execution: ExecutionSummary, meta: dict[str, Any] | None, tasks: list[dict[str, Any]], checkpoints: dict[str, int]
+    execution: ExecutionSummary,
+    meta: dict[str, Any] | None,
+    tasks: list[dict[str, Any]],
+    checkpoints: dict[str, int],
+    outputs: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """The `status --json` document: stable keys for scripts."""
     return {
@@ -144,6 +162,7 @@ def status_document(
                 "memory_mib": _attempt_memories(task),
                 "job_id": task.get("job_id"),
                 "last_failure_class": task.get("last_failure_class"),
+                "outputs": _outputs_json((outputs or {}).get(task["task_id"])),
                 "cost": cost_document(task),
             }
             for task in tasks
@@ -152,7 +171,25 @@ def status_document(
     }
 
 
+def _outputs_json(published: tuple[int, int] | None) -> dict[str, int] | None:
+    return None if published is None else {"files": published[0], "bytes": published[1]}
+
+
 # --------------------------------------------------------------------------- reading
+
+
+def published_outputs(
+    context: RemoteContext, workflow_id: str, tasks: list[dict[str, Any]]
+) -> dict[str, tuple[int, int]]:
+    """(files, bytes) each succeeded task published; one manifest read per succeeded task, in parallel."""
+    from stepspot.aws.run_outputs import RunOutputs
+
+    succeeded = [t["task_id"] for t in tasks if t.get("state") == "SUCCEEDED"]
+    store = RunOutputs(context.client("s3"), context.deployment.bucket_name)
+    return {
+        task: (len(files), sum(f.size for f in files))
+        for task, files in store.manifests(workflow_id, succeeded).items()
+    }
 
 
 def snapshot(
@@ -251,17 +288,43 @@ def run_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     workflow_id = workflow_id_from(args.workflow)
     execution, meta, tasks, checkpoints = snapshot(context, workflow_id)
+    outputs = published_outputs(context, workflow_id, tasks)
     if args.json:
-        print(json.dumps(status_document(execution, meta, tasks, checkpoints), indent=2, default=str))
+        print(json.dumps(status_document(execution, meta, tasks, checkpoints, outputs), indent=2, default=str))
         return EXIT_OK
     console.print(
         execution_header(execution, context.deployment.console_execution_url(execution.arn), now), soft_wrap=True
     )
     console.print(counts_line(tasks))
     if tasks:
-        console.print(tasks_table(tasks, checkpoints))
+        console.print(tasks_table(tasks, checkpoints, outputs))
+    for task in tasks:
+        if task.get("state") == "FAILED":
+            _print_failure(context, task)
     console.print(f"cost so far: {cost_line(cost_document(meta))}", highlight=False, soft_wrap=True)
     return EXIT_OK
+
+
+FAILURE_LOG_LINES = 8  # lines of a failed task's job log that `status` shows (its cause, usually)
+
+
+def _print_failure(context: RemoteContext, task: dict[str, Any]) -> None:
+    """A failed task's cause: its last failure and the tail of its last job's CloudWatch log."""
+    cause = task.get("last_failure") or task.get("last_failure_class") or "no failure recorded"
+    console.print(f"task {task['task_id']} failed: {cause}", highlight=False, markup=False, soft_wrap=True)
+    job_id = task.get("job_id")
+    if not job_id:
+        return
+    job_logs = JobLogs(context.client("batch"), context.client("logs"), context.deployment.batch_log_group_name)
+    try:
+        stream = job_logs.log_stream(str(job_id))
+        lines = list(job_logs.events(stream, start_from_head=False, limit=FAILURE_LOG_LINES))
+    except StepspotError as exc:
+        console.print(f"  (its log cannot be read: {exc.message})", style="dim", highlight=False, markup=False)
+        return
+    console.print(f"  last lines of {stream}:", style="dim", highlight=False, markup=False)
+    for line in lines:
+        console.print(f"    {line.message.rstrip()}", highlight=False, markup=False, soft_wrap=True)
 
 
 @usage_errors_exit_2
@@ -271,10 +334,25 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def watch_workflow(context: RemoteContext, workflow_id: str, interval: float) -> int:
-    """Follow until the execution ends: live table on a terminal, one line per change elsewhere."""
+    """Follow until the execution ends: live table on a terminal, one line per change elsewhere.
+    Ctrl-C stops watching only (exit 130); the workflow keeps running on AWS."""
+    try:
+        return _watch(context, workflow_id, interval)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"stopped watching; workflow {workflow_id} keeps running (`stepspot status {workflow_id}`, "
+            f"`stepspot cancel {workflow_id}` to stop it).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_INTERRUPTED
+
+
+def _watch(context: RemoteContext, workflow_id: str, interval: float) -> int:
     url_for = context.deployment.console_execution_url
     if console.is_terminal:
-        with Live(console=console, auto_refresh=False) as live:
+        # The live view owns the terminal: nothing else writes to stdout/stderr while it is shown.
+        with Live(console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
             while True:
                 execution, _, tasks, checkpoints = snapshot(context, workflow_id)
                 now = datetime.now(UTC)

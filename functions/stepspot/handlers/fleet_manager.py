@@ -4,7 +4,8 @@ environments' verbs of the seed (create / modify / terminate / check_health).
 Events:
   {"action": "choose_capacity", "workflow_id", "task_id", "plan_uri", "attempt", "on_demand"}
       -> the job request of the attempt: job_name, queue_arn, queue_name, capacity (SPOT|ON_DEMAND),
-         job_definition_arn, multi_node, container_overrides | node_overrides, timeout_seconds
+         job_definition_arn, multi_node, container_overrides | node_overrides, timeout_seconds,
+         submit_delay_seconds (account-wide SubmitJob pacing, stepspot.aws.submit_pacing)
   {"action": "classify_failure", ... same ids ..., "job": <choose_capacity result>, "error": {"Error","Cause"}}
       -> the next state of the task execution: ids, attempt + 1, on_demand, and
          decision {action: retry|give_up, wait_seconds, failure_class, reason, exit_code}
@@ -21,13 +22,16 @@ from typing import Any, Literal
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stepspot import breaker, capacity, failures, fleet
 from stepspot.aws.batch import Batch, job_name, queue_name
 from stepspot.aws.breaker_store import BreakerStore
+from stepspot.aws.definition_cache import DerivedDefinitionTable
 from stepspot.aws.s3 import DocumentStore
+from stepspot.aws.submit_pacing import SubmitPacer
 from stepspot.aws.task_attempts import TaskAttempts
+from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
 from stepspot.handlers._plans import load_plan
@@ -60,6 +64,8 @@ class FleetSettings(LambdaSettings):
     # Instance types per queue ({"spot": [...], "on-demand": [...], "mnp": [...], "gpu-spot": [...], ...},
     # JSON): the ceiling of out-of-memory escalation. Unset: the contract's defaults (data/instance_types.json).
     instance_types_json: str | None = Field(None, alias="STEPSPOT_INSTANCE_TYPES")
+    # Where the deployment mounts its shared file system (Terraform shared_mount_path): STEPSPOT_SHARED_DIR.
+    shared_mount_path: str = Field(DEFAULT_SHARED_MOUNT_PATH, alias="STEPSPOT_SHARED_MOUNT_PATH", pattern=r"^/[^,\s]*$")
     mnp_compute_env: str | None = Field(None, alias="STEPSPOT_MNP_COMPUTE_ENV")
     spot_compute_env: str = Field(alias="STEPSPOT_SPOT_COMPUTE_ENV", min_length=1)
     ondemand_compute_env: str = Field(alias="STEPSPOT_ONDEMAND_COMPUTE_ENV", min_length=1)
@@ -68,6 +74,20 @@ class FleetSettings(LambdaSettings):
     environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
     namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
+
+    @field_validator("instance_types_json")
+    @classmethod
+    def _known_queues(cls, value: str | None) -> str | None:
+        # Checked at cold start: a queue key Terraform and Python spell differently would silently
+        # drop that queue's memory ceiling.
+        if value is not None:
+            try:
+                unknown = sorted(set(capacity.instance_types_from_json(value)) - set(capacity.QUEUE_NAMES))
+            except ValueError as exc:  # json.JSONDecodeError too
+                raise ValueError(f"not a JSON object of queue name -> instance types ({exc})") from None
+            if unknown:
+                raise ValueError(f"unknown queue(s) {', '.join(unknown)}; expected {', '.join(capacity.QUEUE_NAMES)}")
+        return value
 
 
 class FleetEvent(BaseModel):
@@ -108,6 +128,7 @@ class Fleet:
         batch: Batch,
         breakers: BreakerStore,
         attempts: TaskAttempts,
+        pacer: SubmitPacer | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -115,6 +136,7 @@ class Fleet:
         self.batch = batch
         self.breakers = breakers
         self.attempts = attempts
+        self.pacer = pacer
         self.spot_queue = queue_name(settings.spot_queue_arn)
         self.metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
 
@@ -183,7 +205,7 @@ class Fleet:
             choice = fleet.CapacityChoice(chosen, "as chosen by the first delivery", fallback=choice.fallback)
             queue_arn = self._queue(chosen, task)
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
-        return fleet.job_request(
+        job = fleet.job_request(
             workflow_id=plan.workflow_id,
             environment=self.settings.environment,
             task=task,
@@ -194,7 +216,11 @@ class Fleet:
             job_definition_arn=self.batch.definition_for_image(base, task.container_image),
             job_name=job_name(plan.workflow_id, task.id, request.attempt),
             memory=int(recorded.get("next_memory") or task.memory),  # raised after an out-of-memory attempt
+            shared_mount_path=self.settings.shared_mount_path,
         )
+        # The PaceSubmission state waits this long before RunJob (account-wide SubmitJob budget).
+        job["submit_delay_seconds"] = self.pacer.reserve() if self.pacer else 0
+        return job
 
     def classify_failure(self, request: FleetEvent) -> dict[str, Any]:
         plan, task = self._task(request)
@@ -315,13 +341,15 @@ class Fleet:
 def _fleet() -> Fleet:
     settings = load_settings(FleetSettings)
     dynamodb = boto3.resource("dynamodb")
+    policy = policy_from_env_value(settings.policy_json)
     return Fleet(
         settings,
-        policy_from_env_value(settings.policy_json),
+        policy,
         DocumentStore(boto3.client("s3"), settings.bucket),
-        Batch(boto3.client("batch")),
+        Batch(boto3.client("batch"), DerivedDefinitionTable(dynamodb, settings.state_table)),
         BreakerStore(dynamodb, settings.state_table),
         TaskAttempts(dynamodb, settings.state_table),
+        SubmitPacer(dynamodb, settings.state_table, policy.submit_rate_per_second),
     )
 
 

@@ -7,6 +7,9 @@ Events (from the state machines, see templates/*.asl.json.j2):
   {"action": "task_failed", "workflow_id", "task_id", "plan_uri", "attempt",
    "failure_class", "reason" | "error": {"Error", "Cause"}}                           TaskFailed/TaskErrored
   {"action": "abort", "workflow_id", "plan_uri", "error": {"Error", "Cause"}}         AbortWorkflow
+  {"action": "task_failed", ..., "execution_arn"}      the workflow monitor: a task execution ended
+                                                       abnormally without telling (ignored unless that
+                                                       execution is still the task's RUNNING one)
 Returns a small summary (counters of the workflow). Idempotent under redelivery.
 """
 
@@ -56,6 +59,7 @@ class SchedulerEvent(BaseModel):
     failure_class: str | None = None
     reason: str | None = None
     error: dict[str, Any] | None = None
+    execution_arn: str | None = None  # set by the workflow monitor's report of a lost task execution
 
     @model_validator(mode="after")
     def _fields_of_action(self) -> SchedulerEvent:
@@ -110,9 +114,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         result = scheduler.task_succeeded(plan, request.plan_uri, request.task_id)
     else:
         assert request.task_id is not None
+        if request.execution_arn is not None and not _still_running(state, request):
+            logger.info("report about an execution that is no longer the task's: ignored")
+            return {"workflow_id": request.workflow_id, "task_id": request.task_id, "outcome": "stale"}
         result = scheduler.task_failed(plan, request.plan_uri, request.task_id, request.failure_text())
     logger.info("scheduled", extra={"started": len(scheduler.started), "status": result["status"]})
     return result
+
+
+def _still_running(state: SchedulerState, request: SchedulerEvent) -> bool:
+    item = state.task(request.workflow_id, request.task_id or "") or {}
+    return item.get("state") == "RUNNING" and item.get("execution_arn") == request.execution_arn
 
 
 def _abort(request: SchedulerEvent, state: SchedulerState, sfn: StepFunctions) -> dict[str, Any]:

@@ -14,7 +14,11 @@ environment, or the ``JOB#<job id>`` index item):
 Step Functions executions: a workflow execution updates the workflow META item (``execution_*`` fields,
 and ``status`` when it ends) and, when it ends, counts ``WorkflowsSucceeded``/``WorkflowsFailed`` and
 publishes a notice (workflow, failed task, class of failure, console link). A task execution that does
-not succeed is notified too (the ASL itself failed).
+not succeed is notified too (the ASL itself failed); if the scheduler still has that execution's task
+RUNNING (its callback was lost: a callback state failed, or the execution was stopped, timed out or
+aborted from outside), the monitor reports it to the scheduler as a task failure (an asynchronous
+invocation of ``STEPSPOT_SCHEDULER_FUNCTION_ARN``; the scheduler ignores a report about an execution
+that is no longer the task's), so the workflow never waits for an answer that cannot come.
 
 Malformed events: one ERROR log line and a normal return (see interruption_handler for why). Idempotent
 on the event id (``EVENT#<source>#<id>``), and each write is conditional on its own as well.
@@ -22,6 +26,7 @@ on the event id (``EVENT#<source>#<id>``), and each write is conditional on its 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,9 +80,13 @@ class MonitorSettings(LambdaSettings):
     environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     spot_queue: str | None = Field(None, alias="STEPSPOT_SPOT_QUEUE_ARN")
     ondemand_queue: str | None = Field(None, alias="STEPSPOT_ONDEMAND_QUEUE_ARN")
+    # The GPU pair (Terraform gpu_enabled): their attempts count as Spot / On-Demand like the CPU pair's.
+    gpu_spot_queue: str | None = Field(None, alias="STEPSPOT_GPU_SPOT_QUEUE_ARN")
+    gpu_ondemand_queue: str | None = Field(None, alias="STEPSPOT_GPU_ONDEMAND_QUEUE_ARN")
     sns_topic_arn: str | None = Field(None, alias="STEPSPOT_SNS_TOPIC_ARN")
     region: str = Field("us-east-1", alias="AWS_REGION")
     namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
+    scheduler_function: str | None = Field(None, alias="STEPSPOT_SCHEDULER_FUNCTION_ARN")
 
 
 @dataclass
@@ -87,6 +96,8 @@ class Runtime:
     notifier: Notifier | None
     prices: PriceTable
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Delivers a scheduler event (asynchronous Lambda invocation); None: no scheduler configured.
+    report_to_scheduler: Callable[[dict[str, Any]], None] | None = None
     costs: CostRecorder | None = None  # the cost ledger (stepspot.cost); None: not kept
 
 
@@ -96,11 +107,15 @@ def runtime() -> Runtime:
     settings = load_settings(MonitorSettings)
     dynamodb = boto3.resource("dynamodb")
     checkpoints = dynamodb.Table(settings.checkpoint_table) if settings.checkpoint_table else None
+    report = None
+    if settings.scheduler_function:
+        report = SchedulerInvoker(boto3.client("lambda"), settings.scheduler_function).send
     return Runtime(
         settings=settings,
         store=MonitorStore(dynamodb.Table(settings.state_table), checkpoints),
         notifier=Notifier(boto3.client("sns"), settings.sns_topic_arn) if settings.sns_topic_arn else None,
         prices=default_prices(),
+        report_to_scheduler=report,
         costs=CostRecorder(
             CostStore(dynamodb.Table(settings.state_table)),
             CostSources(boto3.client("ecs"), boto3.client("ec2"), default_instance_prices(), default_prices()),
@@ -173,7 +188,8 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         return {**base, "outcome": "not_stepspot_job"}
     logger.append_keys(workflow_id=task.workflow_id, task_id=task.task_id)
     base.update(workflow_id=task.workflow_id, task_id=task.task_id)
-    kind = queue_kind(detail.job_queue, rt.settings.spot_queue, rt.settings.ondemand_queue)
+    s = rt.settings
+    kind = queue_kind(detail.job_queue, (s.spot_queue, s.gpu_spot_queue), (s.ondemand_queue, s.gpu_ondemand_queue))
     applied = rt.store.apply_job_status(
         task,
         JobStatusWrite(
@@ -251,6 +267,53 @@ def _record_cost(
 # Step Functions executions
 # ---------------------------------------------------------------------------------------------------
 
+ABNORMAL_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+
+def _report_lost_task(detail: Any, workflow_id: str, task_id: str, rt: Runtime) -> bool:
+    """Tell the scheduler that a task execution it still counts as running has ended abnormally."""
+    if rt.report_to_scheduler is None:
+        return False
+    item = rt.store.task_item(TaskRef(workflow_id, task_id))
+    if not item or item.get("state") != "RUNNING" or item.get("execution_arn") != detail.execution_arn:
+        return False  # the scheduler heard the outcome (or this is an older execution of the task)
+    plan_uri = detail.input_object().get("plan_uri")
+    if not isinstance(plan_uri, str):
+        logger.warning("Task execution input has no plan_uri: cannot report it", extra={"outcome": "unreported"})
+        return False
+    rt.report_to_scheduler(
+        {
+            "action": "task_failed",
+            "workflow_id": workflow_id,
+            "task_id": task_id,
+            "plan_uri": plan_uri,
+            "failure_class": "orchestration",
+            "reason": f"its task execution ended {detail.status} without reporting to the scheduler"
+            + (f" ({detail.error}: {str(detail.cause or '')[:500]})" if detail.error else ""),
+            "execution_arn": detail.execution_arn,
+        }
+    )
+    logger.warning("Lost task execution reported to the scheduler", extra={"outcome": "reported"})
+    return True
+
+
+@dataclass(frozen=True)
+class SchedulerInvoker:
+    """An asynchronous invocation of the scheduler Lambda (Lambda retries it; the event is idempotent)."""
+
+    client: Any
+    function_arn: str
+
+    def send(self, event: dict[str, Any]) -> None:
+        from botocore.exceptions import ClientError
+
+        from stepspot.aws.errors import translate_client_error
+
+        try:
+            self.client.invoke(FunctionName=self.function_arn, InvocationType="Event", Payload=json.dumps(event))
+        except ClientError as exc:
+            raise translate_client_error(exc, "reporting a lost task execution to the scheduler") from exc
+
 
 def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[PendingMetric]) -> dict[str, Any]:
     detail = event.detail
@@ -268,7 +331,9 @@ def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[Pe
 
     if target.kind == "task":
         base["task_id"] = target.task_id
-        if detail.status in {"FAILED", "TIMED_OUT", "ABORTED"} and rt.notifier is not None:
+        if detail.status in ABNORMAL_EXECUTION_STATUSES:
+            base["reported_to_scheduler"] = _report_lost_task(detail, target.workflow_id, target.task_id or "", rt)
+        if detail.status in ABNORMAL_EXECUTION_STATUSES and rt.notifier is not None:
             notice = task_execution_notice(
                 detail,
                 workflow_id=target.workflow_id,

@@ -21,6 +21,7 @@ from stepspot.aws.state_table import StateTable
 from stepspot.emf import MetricBatch
 from stepspot.errors import InvalidEventError, WorkflowValidationError
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
+from stepspot.policy import policy_from_env_value
 from stepspot.registration import ParseRequest, register_workflow
 from stepspot.settings import LambdaSettings, load_settings
 
@@ -32,6 +33,7 @@ class ParserSettings(LambdaSettings):
     state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
     environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
+    policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
 
 
 @cache
@@ -47,19 +49,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     documents, table, settings = _adapters()
     metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
     try:
-        return _parse(event, documents, table, metrics)
+        return _parse(event, documents, table, metrics, settings)
     finally:
         metrics.flush()
 
 
-def _parse(event: dict[str, Any], documents: DocumentStore, table: StateTable, metrics: MetricBatch) -> dict[str, Any]:
+def _parse(
+    event: dict[str, Any], documents: DocumentStore, table: StateTable, metrics: MetricBatch, settings: ParserSettings
+) -> dict[str, Any]:
     try:
         request = ParseRequest.model_validate(event)
     except ValidationError as exc:
         raise InvalidEventError.from_validation(exc, "ParseWorkflow input") from None
     logger.append_keys(workflow_id=request.workflow_id)
     try:
-        result = register_workflow(request, documents, table)
+        result = register_workflow(request, documents, table, policy_from_env_value(settings.policy_json))
     except WorkflowValidationError as exc:
         metrics.add(MetricName.WORKFLOWS_REJECTED, 1)
         logger.warning("workflow rejected", extra={"problems": exc.details["problems"][:50]})

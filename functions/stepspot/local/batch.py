@@ -19,15 +19,23 @@ A multi-node job runs as one process per node, each with the Batch node variable
 other nodes ``AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS`` = 127.0.0.1); the job ends with the main
 node's exit code.
 
-Every attempt gets a fresh checkpoint directory (a new host), so a resumed task really restores from the
-checkpoint store. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``) and its own IMDS.
+Every attempt gets a fresh checkpoint directory and a fresh private working directory (a new host, a new
+container), so a resumed task really restores from the checkpoint store and a task sees another task's
+files only through its declared inputs, staged through the emulated S3 by the agent, as on AWS. The
+shared file system exists only for a workflow that enables it (``STEPSPOT_SHARED_DIR`` in the job's
+environment): the run's ``shared/`` directory stands for the mount path, which is rewritten in the
+command and the environment values. Each job can reach the local S3/DynamoDB (``AWS_ENDPOINT_URL``) and
+its own IMDS.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import http.server
 import json
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -57,6 +65,9 @@ INJECTED_FAILURE = [
     "import sys; sys.stderr.write('stepspot local: injected application failure\\n'); sys.exit(3)",
 ]
 TERMINAL = ("SUCCEEDED", "FAILED")
+CHECKPOINT_SAVED = re.compile(r"\bcheckpoint (\d+) saved\b")  # the agent's log line per saved checkpoint
+AGENT_STARTED = re.compile(r"stepspot-agent INFO started .* \(pid \d+\)")
+SPOT_NOTICE_LINE = "stepspot local: Spot interruption notice"  # told to output listeners, not printed
 LONG_POLL_SECONDS = 0.5
 MEMORY_POLL_SECONDS = 0.1
 OUT_OF_MEMORY_REASON = "OutOfMemoryError: Container killed due to memory usage"
@@ -110,6 +121,12 @@ class LocalJob:
     notice_lead: float = 0.0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    work_dir: Path | None = None
+    reclaim_after: int | None = None  # checkpoints before the injected notice (None: not reclaimed)
+    checkpoints_saved: int = 0
+    notice_told: bool = False  # the output listeners heard of the notice
+    sequence_at_start: int = 0  # the task's latest checkpoint sequence when this attempt started
+    timers: list[threading.Timer] = field(default_factory=list)
 
     @property
     def task_id(self) -> str:
@@ -183,6 +200,7 @@ class FakeImds(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ImdsHandler)
         self.notices: dict[str, str] = {}
         self.instances: dict[str, str] = {}
+        self.due: Callable[[str], None] | None = None  # posts a job's notice if its logical point has come
         self._thread = threading.Thread(target=self.serve_forever, name="local-imds", daemon=True)
 
     @property
@@ -223,6 +241,8 @@ class _ImdsHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         job_id, rest = self._job()
+        if rest == "/latest/meta-data/spot/instance-action" and self.server.due is not None:
+            self.server.due(job_id)  # a notice due by now is posted before this answer
         if rest == "/latest/meta-data/spot/instance-action" and job_id in self.server.notices:
             self._reply(200, self.server.notices[job_id])
         elif rest == "/latest/meta-data/instance-id" and job_id in self.server.instances:
@@ -245,10 +265,10 @@ class LocalBatch:
         bus: EventBus | None = None,
         runner: Runner | None = None,
         workflow_dir: Path | None = None,
+        latest_checkpoint: Callable[[str, str], int | None] | None = None,
     ) -> None:
         self.workdir = workdir
-        self.workspace = workdir / "workspace"
-        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.shared_dir = workdir / "shared"  # the shared file system, for workflows that enable it
         self._base_env = dict(base_environment)
         self.faults = faults
         self.time_scale = time_scale
@@ -259,11 +279,17 @@ class LocalBatch:
         self.runner = runner  # None: the program runs without the task runner (no checkpoint upload)
         self.workflow_dir = workflow_dir
         self.imds = FakeImds()
+        self.imds.due = self._notice_if_due
+        # (workflow, task) -> the latest checkpoint sequence in the store: the count that decides when an
+        # injected notice comes, read when the agent asks IMDS (so the agent cannot outrun it).
+        self._latest_checkpoint = latest_checkpoint
         self.jobs: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self.observers: list[Callable[[LocalJob], None]] = []
+        # (job, line) for each line the job prints, and SPOT_NOTICE_LINE when its notice is given.
+        self.output_listeners: list[Callable[[LocalJob, str], None]] = []
 
     def start(self) -> None:
         self.imds.start()
@@ -299,6 +325,9 @@ class LocalBatch:
             memory_mib=int(requirements["MEMORY"]) if requirements.get("MEMORY", "").isdigit() else None,
         )
         with self._lock:
+            # The host of an attempt is named after it (not at random): the same seed, the same story.
+            same = sum(1 for j in self.jobs.values() if (j.task_id, j.attempt) == (job.task_id, job.attempt))
+            job.instance_id = "i-" + hashlib.sha256(f"{job.task_id}/{job.attempt}/{same}".encode()).hexdigest()[:17]
             self.jobs[job.job_id] = job
         self._transition(job, "SUBMITTED")
         threading.Thread(target=self._run, args=(job,), name=f"job-{job.job_name}", daemon=True).start()
@@ -349,14 +378,25 @@ class LocalBatch:
             self._transition(job, "STARTING")
             self._execute(job)
 
+    def job_dir(self, job: LocalJob) -> Path:
+        """``tasks/<task>/attempt-<n>/`` under the run (the job id if the job is not a stepspot task)."""
+        if not job.task_id:
+            return self.workdir / "jobs" / job.job_id
+        base = self.workdir / "tasks" / job.task_id / f"attempt-{job.attempt}"
+        return base if not base.exists() else base.with_name(f"{base.name}-{job.job_id[:8]}")
+
     def _execute(self, job: LocalJob) -> None:
-        job_dir = self.workdir / "jobs" / job.job_id
+        job_dir = self.job_dir(job)
         checkpoint_dir = job_dir / "checkpoint"  # fresh per attempt: a new host has an empty disk
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        job.work_dir = job_dir / "work"  # private and fresh: another task's files arrive only as inputs
+        job.work_dir.mkdir(parents=True, exist_ok=True)
         job.log_path = job_dir / "output.log"
+        shared = self._shared_mapper(job.environment.get("STEPSPOT_SHARED_DIR", ""))
         env = {
             **self._base_env,
-            **job.environment,
+            **{name: shared(value) for name, value in job.environment.items()},
+            "STEPSPOT_WORK_DIR": str(job.work_dir),
             "STEPSPOT_CHECKPOINT_DIR": str(checkpoint_dir),
             "STEPSPOT_IMDS_ENDPOINT": f"{self.imds.url}/jobs/{job.job_id}",
             "STEPSPOT_IMDS_POLL_INTERVAL": "0.1",
@@ -373,18 +413,26 @@ class LocalBatch:
         if job.num_nodes > 1:
             env.update(self._node_environment(job, job_dir, 0))
         self.imds.instances[job.job_id] = job.instance_id
-        command = self._host_command(job)
+        command = [shared(argument) for argument in self._host_command(job)]
         if not command:
             job.started_at = time.time()
             self._finish(job, "FAILED", "CannotStartContainerError: the job has no command", None)
             return
-        reclaim_at = None
+        if self._latest_checkpoint is not None:
+            job.sequence_at_start = self._latest_checkpoint(job.workflow_id, job.task_id) or 0
         if job.spot:
-            reclaim_at = self.faults.reclaim_at(job.task_id, job.attempt, self._expected(job.task_id))
+            job.reclaim_after = self.faults.reclaim_after(
+                job.task_id, job.attempt, self._expected(job.task_id) * self.time_scale, self._planned_checkpoints(job)
+            )
         with job.log_path.open("wb") as log:
             try:
                 job.process = subprocess.Popen(
-                    command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    command,
+                    cwd=job.work_dir,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 log.write(f"stepspot local: cannot start {command[0]}: {exc}\n".encode())
@@ -395,15 +443,24 @@ class LocalBatch:
             for index in range(1, job.num_nodes):
                 job.node_processes.append(self._start_node(job, job_dir, env, command, index))
             self._transition(job, "RUNNING")
-            timers = self._schedule_reclaim(job, reclaim_at) if reclaim_at is not None else []
+            reader = threading.Thread(
+                target=self._copy_output, args=(job, log), name=f"out-{job.job_name}", daemon=True
+            )
+            reader.start()
+            if job.reclaim_after == 0 and runner_program(job.command) is None:
+                self._begin_reclaim(job, announce=True)  # under the agent: once it has restored and started the program
             code = job.process.wait()
             self._end_nodes(job)
-            if job.notice_at is not None and not job.reclaimed and code != 0:
-                # The program stopped on the notice (checkpoint written); the host is still reclaimed at
-                # the notice's deadline, which is what Batch then reports for the attempt.
-                self._closing.wait(max(0.0, job.notice_at + job.notice_lead - time.time()))
+            reader.join(timeout=5.0)
+            if job.status in TERMINAL:  # terminated (TerminateJob) while it ran: already reported
+                return
+            if job.reclaim_after is not None and not self._closing.is_set():
+                # A reclaim decided by the seed always happens, whatever the program's speed: if it
+                # ended before its notice point, the host still goes before Batch hears of the exit.
+                self._begin_reclaim(job, announce=True)
+                self._closing.wait(max(0.0, (job.notice_at or time.time()) + job.notice_lead - time.time()))
                 job.reclaimed = True
-            for timer in timers:
+            for timer in job.timers:
                 timer.cancel()
         if job.reclaimed:
             self._finish(job, "FAILED", f"Host EC2 (instance {job.instance_id}) terminated.", None)
@@ -441,15 +498,18 @@ class LocalBatch:
         self, job: LocalJob, job_dir: Path, main_env: dict[str, str], command: list[str], index: int
     ) -> subprocess.Popen[bytes]:
         checkpoint_dir = job_dir / f"node-{index}" / "checkpoint"
+        work_dir = job_dir / f"node-{index}" / "work"  # every node is its own container: its own files
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **main_env,
             **self._node_environment(job, job_dir, index),
             "STEPSPOT_CHECKPOINT_DIR": str(checkpoint_dir),
+            "STEPSPOT_WORK_DIR": str(work_dir),
         }
         with (job_dir / f"node-{index}.log").open("wb") as log:
             return subprocess.Popen(
-                command, cwd=self.workspace, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def _end_nodes(self, job: LocalJob) -> None:
@@ -480,6 +540,15 @@ class LocalBatch:
                     for node in nodes:
                         _kill_group(node, signal.SIGKILL)
 
+    def _shared_mapper(self, mount_path: str) -> Callable[[str], str]:
+        """Rewrites the shared file system's mount path to the run's ``shared/`` directory (identity when off)."""
+        if not mount_path:
+            return lambda value: value
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        pattern = re.compile(re.escape(mount_path.rstrip("/")) + r"(?![\w.-])")
+        target = str(self.shared_dir)
+        return lambda value: pattern.sub(lambda _: target, value)
+
     def _host_path(self, argument: str) -> str:
         """Files next to the workflow definition stand for files inside the container image."""
         if self.workflow_dir is None or argument.startswith("-") or os.path.isabs(argument):
@@ -502,20 +571,62 @@ class LocalBatch:
             return self.runner.command(program) if self.runner is not None else program
         return list(INJECTED_FAILURE) if inject else command
 
-    def _schedule_reclaim(self, job: LocalJob, reclaim_at: float) -> list[threading.Timer]:
-        notice_lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
-        reclaim_at = max(reclaim_at, 2 * notice_lead)  # some work done before the notice
-        notice = threading.Timer(reclaim_at - notice_lead, self._notice, args=(job, notice_lead))
-        reclaim = threading.Timer(reclaim_at, self._reclaim, args=(job,))
-        for timer in (notice, reclaim):
-            timer.daemon = True
-            timer.start()
-        return [notice, reclaim]
+    def _planned_checkpoints(self, job: LocalJob) -> int:
+        """Periodic checkpoints a whole run of the job's task saves (0 without the checkpoint agent)."""
+        if runner_program(job.command) is None or job.environment.get("STEPSPOT_CHECKPOINT_ENABLED") != "true":
+            return 0
+        interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
+        seconds = float(interval) if interval.replace(".", "", 1).isdigit() else 600.0  # "auto": a guess
+        return int(self._expected(job.task_id) * self.time_scale // max(seconds, 1.0))
+
+    def _copy_output(self, job: LocalJob, log: Any) -> None:
+        """The job's output into its log file, line by line; each saved checkpoint counts towards the
+        attempt's notice point."""
+        assert job.process is not None and job.process.stdout is not None
+        for raw in job.process.stdout:
+            log.write(raw)
+            log.flush()
+            line = raw.decode("utf-8", "replace").rstrip()
+            for listener in self.output_listeners:
+                listener(job, line)
+            if job.reclaim_after == 0 and AGENT_STARTED.search(line):
+                self._begin_reclaim(job, announce=True)
+            if CHECKPOINT_SAVED.search(line):
+                job.checkpoints_saved += 1
+                if job.reclaim_after is not None and job.checkpoints_saved == job.reclaim_after:
+                    # Posted already if the agent asked IMDS first; told here, after the line it follows.
+                    self._begin_reclaim(job, announce=True)
+
+    def _notice_if_due(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or not job.reclaim_after or job.notice_at is not None or self._latest_checkpoint is None:
+            return
+        saved = (self._latest_checkpoint(job.workflow_id, job.task_id) or 0) - job.sequence_at_start
+        if saved >= job.reclaim_after:
+            self._begin_reclaim(job)
+
+    def _begin_reclaim(self, job: LocalJob, announce: bool = False) -> None:
+        """The interruption notice now, the host two (scaled) minutes later. ``announce``: tell the
+        output listeners (only from the thread that orders the job's lines: its reader, or its own)."""
+        with self._lock:
+            first = job.notice_at is None
+            if first:
+                job.notice_at = time.time()
+            tell = announce and not job.notice_told
+            job.notice_told = job.notice_told or tell
+        if first:
+            lead = max(self._scaled(SPOT_NOTICE_SECONDS), MIN_NOTICE_REAL_SECONDS)
+            self._notice(job, lead)
+            reclaim = threading.Timer(lead, self._reclaim, args=(job,))
+            reclaim.daemon = True
+            reclaim.start()
+            job.timers.append(reclaim)
+        if tell:
+            for listener in self.output_listeners:
+                listener(job, SPOT_NOTICE_LINE)
 
     def _notice(self, job: LocalJob, lead: float) -> None:
         job.notice_lead = lead
-        if job.process is None or job.process.poll() is not None:
-            return
         job.notice_at = time.time()
         action_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + SPOT_NOTICE_SECONDS))
         self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
@@ -559,22 +670,55 @@ class LocalBatch:
             )
 
     def close(self) -> None:
-        """Stop every running job and the IMDS (engine shutdown)."""
+        """Stop every running job and the IMDS (engine shutdown): SIGTERM to every job's process
+        group at once, SIGKILL to those still there a second later."""
+        self._closing.set()
+        running = [
+            process
+            for job in list(self.jobs.values())
+            for process in (job.process, *job.node_processes)
+            if process is not None and process.poll() is None
+        ]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self.kill_all()
+        with contextlib.suppress(Exception):
+            self.imds.stop()
+
+    def kill_all(self) -> None:
+        """SIGKILL every job's process group still running (no waiting; safe from a signal handler)."""
         self._closing.set()
         for job in list(self.jobs.values()):
-            self._kill(job)
-        self.imds.stop()
+            for process in (*job.node_processes, job.process):
+                if process is not None and process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
 
 
 _PROC = Path("/proc")
 
 
 def _free_port() -> int:
+    """A rendezvous port whose successor is free too (programs such as the MD example's ranks use
+    ``STEPSPOT_MPI_PORT + 1``), below Linux's ephemeral range so outgoing connections cannot take it."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000, 2)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("", port))
+                second.bind(("", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports between 20000 and 32000 for a multi-node job")
 
 
 def _kill_group(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:

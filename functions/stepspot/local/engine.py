@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 import urllib.request
 import warnings
@@ -30,16 +31,19 @@ from pathlib import Path
 from typing import Any, cast
 
 from stepspot import asl
+from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
 from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
 from stepspot.local import moto_patches
+from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.lambdas import REGION, LocalLambda, output_router, reset_handler_caches
 from stepspot.local.resources import LocalResources, create
 from stepspot.local.runner import local_runner
+from stepspot.local.story import Story
 from stepspot.local.summary import RunSummary, summarise
 from stepspot.plan import Plan, build_plan
 from stepspot.policy import DEFAULT_POLICY, Policy
@@ -64,11 +68,13 @@ class LocalOptions:
     timeout_seconds: float = 900.0  # real seconds before the run is abandoned
     duplicate_scheduler_events: bool = False  # deliver every scheduler event twice (at-least-once test)
     on_progress: Callable[[dict[str, Any]], None] | None = None
+    on_event: Callable[[str], None] | None = None  # one line per event of the run's story, as it happens
     progress_interval: float = 0.5
     quiet_monitoring: bool = True
     # The deployment local mode emulates (its queues and instance types): every task must fit it, as on
     # AWS. None: the dev environment's Terraform variables (stepspot local --env).
     capacity: DeploymentCapacity | None = None
+    aws_fault_rate: float = 0.0  # --aws-faults: AWS-side faults (stepspot.local.aws_faults), seeded by faults.seed
 
 
 def _free_port() -> int:
@@ -92,13 +98,17 @@ def local_policy(policy: Policy, time_scale: float) -> Policy:
 
 
 def host_path(workflow_dir: Path) -> str:
-    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    """PATH of the jobs: this installation's scripts (python, stepspot-agent) first, then the ``bin/``
+    directory next to the workflow (standing for programs on the image's PATH), then the host's."""
+    image_bin = [str(workflow_dir / "bin")] if (workflow_dir / "bin").is_dir() else []
+    return os.pathsep.join([str(Path(sys.executable).parent), *image_bin, os.environ.get("PATH", "")])
 
 
 def check_commands(plan: Plan, workflow_dir: Path) -> None:
-    """A command that does not exist on this machine is a user error, reported before anything runs."""
+    """A command that does not exist on this machine is a user error, reported before anything runs
+    (every such task at once, so one fix round is enough)."""
     path = host_path(workflow_dir)
+    missing: list[str] = []
     for task_id in plan.order:
         program = plan.tasks[task_id].command[0]
         if "/" in program:
@@ -107,9 +117,12 @@ def check_commands(plan: Plan, workflow_dir: Path) -> None:
                 continue
         elif shutil.which(program, path=path):
             continue
+        missing.append(f"{task_id!r} ({program!r})")
+    if missing:
+        which = f"task {missing[0]}" if len(missing) == 1 else f"{len(missing)} tasks: {', '.join(missing)}"
         raise LocalRunError(
-            f"task {task_id!r}: command {program!r} was not found on this machine; local mode runs each "
-            "task's command on the host (no container), so install it or change the task's command"
+            f"command not found on this machine for {which}; local mode runs each task's "
+            "command on the host (no container), so install them or change those tasks' commands"
         )
 
 
@@ -140,6 +153,18 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 class LocalEngine:
     def __init__(self, options: LocalOptions | None = None) -> None:
         self.options = options or LocalOptions()
+        self._interrupted = threading.Event()
+        self._batch: LocalBatch | None = None
+
+    def interrupt(self) -> None:
+        """Stop the run soon (Ctrl-C): the workflow is stopped, its jobs killed, the emulator shut
+        down; ``run`` returns a summary with status INTERRUPTED. Safe from a signal handler."""
+        self._interrupted.set()
+
+    def kill_jobs_now(self) -> None:
+        """Last resort (a second Ctrl-C): SIGKILL every running job's process group, no waiting."""
+        if self._batch is not None:
+            self._batch.kill_all()
 
     def run(self, loaded: LoadedWorkflow, source: Path, workflow_id: str | None = None) -> RunSummary:
         options = self.options
@@ -153,6 +178,8 @@ class LocalEngine:
         workflow_dir = source.resolve().parent
         check_commands(plan, workflow_dir)
         policy = local_policy(options.policy or DEFAULT_POLICY, options.time_scale)
+        if self._interrupted.is_set():
+            raise KeyboardInterrupt
 
         from moto.server import ThreadedMotoServer
 
@@ -172,6 +199,7 @@ class LocalEngine:
         server.start()
         router = output_router()
         router.begin(run_dir / "lambdas.log")
+        diagnostics = _Diagnostics(run_dir / "engine.log")
         bus: EventBus | None = None
         batch: LocalBatch | None = None
         mock = None
@@ -200,7 +228,8 @@ class LocalEngine:
                 lambdas = LocalLambda(resources.function_arns, router)
                 if options.duplicate_scheduler_events:
                     lambdas.duplicate.add("scheduler")
-                bus = EventBus(lambdas.call)
+                aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
+                bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)
                 bus.start()
                 batch = LocalBatch(
                     workdir=run_dir,
@@ -213,10 +242,29 @@ class LocalEngine:
                     bus=bus,
                     runner=local_runner(),
                     workflow_dir=workflow_dir,
+                    latest_checkpoint=CheckpointTable(
+                        session.client("dynamodb"), resources.checkpoint_table
+                    ).latest_sequence,
                 )
                 batch.start()
-                with moto_patches.hooked(lambdas, batch, options.time_scale, sync_poll_seconds=0.05):
+                self._batch = batch
+                if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
+                    boto3.setup_default_session()
+                handler_session = cast(Any, boto3.DEFAULT_SESSION)
+                story = Story(batch, options.on_event)
+                story.attach(lambdas)
+                with (
+                    moto_patches.hooked(
+                        aws_faults.lambda_client(lambdas),
+                        aws_faults.batch_client(batch),
+                        options.time_scale,
+                        sync_poll_seconds=0.05,
+                    ),
+                    aws_faults.installed(handler_session.events),
+                ):
                     execution = self._execute(session, resources, plan, source, loaded, bus)
+                    if self._interrupted.is_set():
+                        batch.close()  # no job outlives an interrupted run
                     summary = summarise(
                         session=session,
                         resources=resources,
@@ -228,8 +276,13 @@ class LocalEngine:
                         router=router,
                         time_scale=options.time_scale,
                         run_dir=run_dir,
+                        story=story,
+                        interrupted=self._interrupted.is_set(),
                     )
-                bus.close(timeout=300.0)  # deliver what the run published while its environment is set
+                    if aws_faults.enabled:
+                        summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
+                # deliver what the run published while its environment is set
+                bus.close(timeout=1.0 if self._interrupted.is_set() else 300.0)
                 reset_handler_caches()
             return summary
         finally:
@@ -238,6 +291,7 @@ class LocalEngine:
             if bus is not None:
                 bus.close(timeout=1.0)
             router.close()
+            diagnostics.close()
             if mock is not None:
                 mock.stop()
             server.stop()
@@ -327,6 +381,9 @@ class LocalEngine:
             described = sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
                 break
+            if self._interrupted.is_set():
+                _stop_all(sfn, resources, execution_arn)
+                return {**sfn.describe_execution(executionArn=execution_arn), "status": "INTERRUPTED"}
             if time.monotonic() > deadline:
                 sfn.stop_execution(executionArn=execution_arn, error="LocalTimeout", cause="local run timed out")
                 raise LocalRunError(
@@ -336,12 +393,77 @@ class LocalEngine:
             if self.options.on_progress and time.monotonic() - last_progress >= self.options.progress_interval:
                 last_progress = time.monotonic()
                 self.options.on_progress(_progress(dynamodb, plan))
-            time.sleep(0.2)
+            self._interrupted.wait(0.2)
         _settle_task_executions(sfn, resources, deadline=time.monotonic() + 10)
         if self.options.on_progress:
             self.options.on_progress(_progress(dynamodb, plan))
         bus.publish("Step Functions Execution Status Change", _execution_detail(described), [execution_arn])
         return described
+
+
+def _stop_all(sfn: Any, resources: LocalResources, execution_arn: str) -> None:
+    """Stop the workflow execution and every running task execution (Ctrl-C)."""
+    cause = "interrupted on this machine (Ctrl-C)"
+    with contextlib.suppress(Exception):
+        sfn.stop_execution(executionArn=execution_arn, error="Interrupted", cause=cause)
+    arn = resources.state_machine_arn("task")
+    with contextlib.suppress(Exception):
+        for item in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING").get("executions", []):
+            sfn.stop_execution(executionArn=item["executionArn"], error="Interrupted", cause=cause)
+
+
+class _Diagnostics:
+    """While a run goes, Python logging, warnings and thread tracebacks go to the run's engine.log,
+    never to the terminal (the CLI's display owns it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger()
+        self._saved_handlers = list(root.handlers)
+        self._saved_level = root.level
+        for handler in self._saved_handlers:
+            root.removeHandler(handler)
+        root.addHandler(self.handler)
+        root.setLevel(logging.WARNING)
+        logging.captureWarnings(True)
+        self._saved_hook = threading.excepthook
+        threading.excepthook = self._thread_exception
+
+    def _thread_exception(self, args: threading.ExceptHookArgs) -> None:
+        name = getattr(args.thread, "name", "?")
+        logging.getLogger("stepspot.local").error("thread %s failed", name, exc_info=args.exc_value)
+
+    def close(self) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self.handler)
+        for handler in self._saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(self._saved_level)
+        logging.captureWarnings(False)
+        self.handler.close()
+        threading.excepthook = self._saved_hook
+
+
+def _fault_report(aws_faults: AwsFaults, session: Any, resources: LocalResources, plan: Plan) -> dict[str, Any]:
+    """What --aws-faults injected, and what the run left behind (counters, running executions)."""
+    from stepspot.aws.scheduler_state import SchedulerState
+
+    counters = SchedulerState(session.resource("dynamodb"), resources.state_table).counters(plan.workflow_id)
+    sfn = session.client("stepfunctions")
+    running = sfn.list_executions(stateMachineArn=resources.state_machine_arn("task"), statusFilter="RUNNING")
+    return {
+        "injected": aws_faults.summary(),
+        "counters": {
+            "total": counters.total,
+            "succeeded": counters.succeeded,
+            "failed": counters.failed,
+            "skipped": counters.skipped,
+            "running": counters.running,
+            "ready": counters.ready,
+        },
+        "task_executions_running": len(running.get("executions", [])),
+    }
 
 
 def _settle_task_executions(sfn: Any, resources: LocalResources, deadline: float) -> None:

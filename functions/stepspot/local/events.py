@@ -50,9 +50,21 @@ def envelope(detail_type: str, detail: dict[str, Any], resources: list[str]) -> 
     }
 
 
+# A target Lambda that fails is invoked again, as EventBridge's asynchronous invocation does (twice).
+DELIVERY_RETRIES = 2
+
+
 class EventBus:
-    def __init__(self, deliver: Callable[[str, dict[str, Any]], Any] | None) -> None:
+    def __init__(
+        self,
+        deliver: Callable[[str, dict[str, Any]], Any] | None,
+        deliveries: Callable[[str], tuple[int, float]] | None = None,
+    ) -> None:
         self._deliver = deliver
+        # (copies, delay in seconds) of each event: --aws-faults duplicates and delays deliveries
+        self._deliveries = deliveries
+        self._timers: list[threading.Timer] = []
+        self._timers_lock = threading.Lock()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self.published: Counter[str] = Counter()
@@ -67,9 +79,22 @@ class EventBus:
     def publish(self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None:
         event = envelope(detail_type, detail, resources or [])
         self.published[detail_type] += 1
-        self._queue.put(event)
+        copies, delay = self._deliveries(event["id"]) if self._deliveries else (1, 0.0)
+        for _ in range(copies):  # the same event (same id) again: EventBridge delivers at least once
+            if delay > 0:
+                timer = threading.Timer(delay, self._queue.put, args=(event,))
+                timer.daemon = True
+                with self._timers_lock:
+                    self._timers.append(timer)
+                timer.start()
+            else:
+                self._queue.put(event)
 
     def close(self, timeout: float = 10.0) -> None:
+        with self._timers_lock:
+            timers, self._timers = self._timers, []
+        for timer in timers:  # delayed deliveries still arrive before the bus closes
+            timer.join(timeout)
         self._queue.put(None)
         if self._worker is not None:
             self._worker.join(timeout)
@@ -82,14 +107,17 @@ class EventBus:
             for function in ROUTES.get(event["detail-type"], ()):
                 if self._deliver is None:
                     continue
-                try:
-                    result = self._deliver(function, event)
-                except ModuleNotFoundError:
-                    self.unrouted[function] += 1
-                    continue
-                except Exception as exc:  # a monitoring failure must not stop the workflow (as on AWS)
-                    log.debug("%s failed on %s: %s", function, event["detail-type"], exc)
-                    self.failed[function] += 1
-                    continue
-                if result is not None:
-                    self.delivered[function] += 1
+                for attempt in range(1 + DELIVERY_RETRIES):
+                    try:
+                        result = self._deliver(function, event)
+                    except ModuleNotFoundError:
+                        self.unrouted[function] += 1
+                        break
+                    except Exception as exc:  # a monitoring failure must not stop the workflow (as on AWS)
+                        log.debug("%s failed on %s: %s", function, event["detail-type"], exc)
+                        if attempt == DELIVERY_RETRIES:
+                            self.failed[function] += 1
+                        continue
+                    if result is not None:
+                        self.delivered[function] += 1
+                    break

@@ -7,7 +7,8 @@ into the ASL error name, as on AWS. One invocation per function runs at a time (
 container), which also keeps Powertools' per-module logger and metrics consistent.
 
 Handler output (Powertools JSON logs and EMF metrics on stdout) is routed away from the terminal by
-``OutputRouter``: metrics are counted for the summary, logs are appended to a file.
+``OutputRouter``: metrics are counted for the summary, logs are appended to the run's log file. Handler
+output never reaches the console: the live display (the CLI) is the only writer to the terminal.
 """
 
 from __future__ import annotations
@@ -83,7 +84,15 @@ class OutputRouter(io.TextIOBase):
     def write(self, text: str) -> int:
         function = getattr(self._local, "function", None)
         if function is None:
-            return self._passthrough.write(text)
+            if getattr(self._local, "passing", False):
+                # The passthrough wrote back into this router (a proxy around sys.stdout, such as rich's
+                # FileProxy, that was swapped in later): drop the text rather than recurse forever.
+                return len(text)
+            self._local.passing = True
+            try:
+                return self._passthrough.write(text)
+            finally:
+                self._local.passing = False
         for line in text.splitlines():
             self._route(function, line)
         return len(text)
@@ -232,13 +241,19 @@ def output_router() -> OutputRouter:
     runs (writes from threads that are not running a handler pass straight through)."""
     global _router
     if _router is None:
-        _router = OutputRouter(sys.stdout)
+        _router = OutputRouter(_unproxied(sys.stdout))
     if sys.stdout is not _router:
         # Someone swapped sys.stdout since (pytest's capture does, per test): route through it again,
         # or EMF lines printed by the handlers would miss the metrics counter.
-        _router._passthrough = sys.stdout
+        _router._passthrough = _unproxied(sys.stdout)
         sys.stdout = _router
     return _router
+
+
+def _unproxied(stream: TextIO) -> TextIO:
+    """The file behind rich's ``FileProxy`` (a live display redirecting stdout): writing through the
+    proxy would print into the console, whose file is ``sys.stdout``, that is this router again."""
+    return getattr(stream, "rich_proxied_file", stream)
 
 
 def reset_handler_caches() -> None:

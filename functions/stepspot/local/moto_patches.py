@@ -47,6 +47,7 @@ _RETRIER = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
 _WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function"
 _MAP_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker"
 _PARALLEL = "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branches_decl"
+_SFN_PARSER_MODELS = "moto.stepfunctions.parser.models"
 _JSONATA = "moto.stepfunctions.parser.asl.jsonata.jsonata"
 _CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name"
 _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
@@ -85,6 +86,8 @@ def check_patch_points() -> None:
     expectations = [
         (_LAMBDA_UTILS, "boto_client_for"),
         (_BATCH_SERVICE, "boto_client_for"),
+        (_SFN_PARSER_MODELS, "StepFunctionsParserBackend"),
+        (_SFN_PARSER_MODELS, "CallbackNotifyConsumerError"),
         (_BATCH_SERVICE, "_SUPPORTED_API_PARAM_BINDINGS"),
         (_CALLBACK_SERVICE, "StateTaskServiceCallback"),
         (_CALLBACK_SERVICE, "_DELAY_SECONDS_SYNC_CONDITION_CHECK"),
@@ -243,6 +246,26 @@ def install() -> None:
             return responses.EmptyResult()
 
         responses.StepFunctionResponse.send_task_failure = send_task_failure
+
+        # Fix 5: SendTaskHeartbeat walks every RUNNING execution and dies on one whose worker has not
+        # started yet (no exec_worker or env); AWS answers the token's own execution. Skip those.
+        parser_models = _module(_SFN_PARSER_MODELS)
+
+        def send_task_heartbeat(self: Any, task_token: str) -> Any:
+            for execution in self._get_executions(parser_models.ExecutionStatus.RUNNING):
+                env = getattr(getattr(execution, "exec_worker", None), "env", None)
+                if env is None:
+                    continue
+                try:
+                    if env.callback_pool_manager.heartbeat(callback_id=task_token):
+                        return None
+                except parser_models.CallbackNotifyConsumerError as consumer_error:
+                    if isinstance(consumer_error, parser_models.CallbackConsumerTimeout):
+                        raise parser_models.TaskTimedOut() from None
+                    raise parser_models.TaskDoesNotExist() from None
+            raise parser_models.InvalidToken()
+
+        parser_models.StepFunctionsParserBackend.send_task_heartbeat = send_task_heartbeat
 
         # Fix 3: JSONata has no evaluator in 5.2.5; fail fast with a clear message.
         jsonata = _module(_JSONATA)

@@ -44,6 +44,10 @@ class RunSummary:
     events: dict[str, Any]
     per_task: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str = ""
+    data_problems: list[str] = field(default_factory=list)  # undeclared inputs found in failed jobs' logs
+    interrupted: bool = False
+    failures: list[dict[str, Any]] = field(default_factory=list)  # tasks that failed for good: cause, log tail
+    story: list[str] = field(default_factory=list)  # the event lines printed while the run went
     cost: dict[str, Any] = field(default_factory=dict)  # the cost ledger's totals (stepspot.cost)
     ledger: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
     run_record: RunRecord | None = field(default=None, repr=False)  # for --report; not in the JSON
@@ -148,7 +152,7 @@ def _checkpoint_counts(session: Any, table: str, workflow_id: str, run_dir: Path
     items = session.resource("dynamodb").Table(table).scan(ProjectionExpression="pk, sk").get("Items", [])
     saved = sum(1 for i in items if str(i["pk"]).startswith(f"{workflow_id}#") and str(i["sk"]).startswith("SEQ#"))
     restored = 0
-    for log in run_dir.glob("jobs/*/output.log"):
+    for log in [*run_dir.glob("tasks/*/attempt-*/output.log"), *run_dir.glob("jobs/*/output.log")]:
         text = log.read_text(encoding="utf-8", errors="replace").lower()
         if "restored checkpoint" in text or "resumed from checkpoint" in text:
             restored += 1
@@ -167,8 +171,12 @@ def summarise(
     router: Any,
     time_scale: float,
     run_dir: Path,
+    story: Any = None,
+    interrupted: bool = False,
 ) -> RunSummary:
     histories = analyse_histories(HistorySource(), execution["executionArn"], resources.state_machine_arn("task"))
+    outputs = local_outputs(plan, sorted(batch.jobs.values(), key=lambda j: j.created_at))
+    (run_dir / LOCAL_OUTPUTS_FILE).write_text(json.dumps(outputs, indent=1) + "\n", encoding="utf-8")
     from stepspot.aws.scheduler_state import SchedulerState
 
     state = SchedulerState(session.resource("dynamodb"), resources.state_table)
@@ -181,7 +189,7 @@ def summarise(
 
     jobs = sorted(batch.jobs.values(), key=lambda j: j.created_at)
     prices = default_prices()
-    spot_usd = on_demand_usd = 0.0
+    spot_usd = on_demand_usd = lost_usd = fallback_usd = 0.0
     measured: dict[str, float] = {}
     per_task: dict[str, dict[str, Any]] = {
         t: {
@@ -192,6 +200,8 @@ def summarise(
             "capacity": None,
             "runtime_seconds": 0.0,
             "memory_mib": [],  # of each attempt, in order: out-of-memory retries ask for more
+            "output_files": len(outputs["tasks"].get(t, {}).get("files", [])),
+            "output_bytes": sum(f["size"] for f in outputs["tasks"].get(t, {}).get("files", [])),
         }
         for t in plan.order
     }
@@ -209,6 +219,15 @@ def summarise(
             cost = task_cost(real * time_scale, task.vcpus, task.memory, task.gpus, task.nodes, job.spot, prices)
             spot_usd += cost.planned_usd
             on_demand_usd += cost.on_demand_usd if job.status == "SUCCEEDED" else 0.0
+            if job.status != "SUCCEEDED":
+                lost_usd += cost.planned_usd
+            elif task.use_spot and not job.spot:
+                fallback_usd += (
+                    cost.on_demand_usd
+                    - task_cost(
+                        real * time_scale, task.vcpus, task.memory, task.gpus, task.nodes, True, prices
+                    ).planned_usd
+                )
             if job.status == "SUCCEEDED":
                 measured[job.task_id] = real
                 row["runtime_seconds"] = round(real, 3)
@@ -220,10 +239,15 @@ def summarise(
     makespan = (stop - start).total_seconds() if start and stop else 0.0
     measured_cp, measured_path = _longest_path(plan, measured)
     estimate = plan.estimate
+    planned_path_measured = sum(measured.get(t, 0.0) for t in plan.critical_path)
+    planned_saving = round(float(estimate.get("on_demand_usd") or 0) - float(estimate.get("spot_usd") or 0), 4)
+    measured_saving = round(on_demand_usd - spot_usd, 4)
+    estimated_runtime = sum(plan.tasks[t].estimated_runtime_seconds for t in measured)
+    status = "INTERRUPTED" if interrupted else str(execution["status"])
     transitions_total = histories["workflow_transitions"] + histories["task_transitions"]
     return RunSummary(
         workflow_id=plan.workflow_id,
-        status=str(execution["status"]),
+        status=status,
         error=execution.get("error"),
         cause=(execution.get("cause") or None) and str(execution.get("cause"))[:2000],
         tasks=counts,
@@ -238,9 +262,13 @@ def summarise(
         critical_path={
             "tasks": plan.critical_path,
             "estimated_seconds": estimate.get("duration_seconds"),
-            "measured_tasks": measured_path,
-            "measured_seconds": round(measured_cp, 3),
-            "makespan_ratio": round(makespan / measured_cp, 3) if measured_cp else None,
+            # The planned path, timed: the successful attempts' runtimes of those same tasks.
+            "measured_seconds": round(planned_path_measured, 3),
+            "measured_scaled_seconds": round(planned_path_measured * time_scale, 1),
+            "makespan_ratio": round(makespan / planned_path_measured, 3) if planned_path_measured else None,
+            # The longest path by measured runtimes (it can differ from the planned one).
+            "measured_longest_tasks": measured_path,
+            "measured_longest_seconds": round(measured_cp, 3),
         },
         transitions={
             "total": transitions_total,
@@ -255,8 +283,25 @@ def summarise(
             "currency": estimate.get("currency", "USD"),
             "spot_usd": round(spot_usd, 4),
             "on_demand_usd": round(on_demand_usd, 4),
-            "savings_usd": round(on_demand_usd - spot_usd, 4),
-            "planned": {k: estimate.get(k) for k in ("spot_usd", "on_demand_usd", "spot_savings_percent")},
+            "savings_usd": measured_saving,
+            "savings_percent": round(100 * measured_saving / on_demand_usd, 1) if on_demand_usd else 0.0,
+            "planned": {
+                **{k: estimate.get(k) for k in ("spot_usd", "on_demand_usd", "spot_savings_percent")},
+                "savings_usd": planned_saving,
+            },
+            "interrupted_attempts_usd": round(lost_usd, 4),
+            "on_demand_fallback_extra_usd": round(fallback_usd, 4),
+            "runtime_vs_estimate": round(sum(measured.values()) * time_scale / estimated_runtime, 3)
+            if estimated_runtime
+            else None,
+            "explanation": saving_explanation(
+                planned_saving,
+                measured_saving,
+                lost_usd,
+                fallback_usd,
+                sum(measured.values()) * time_scale,
+                estimated_runtime,
+            ),
             "basis": "measured runtimes x time scale, price table of the plan; On-Demand = successful attempts "
             "only, as if nothing had been interrupted",
         },
@@ -270,7 +315,63 @@ def summarise(
         },
         per_task=list(per_task.values()),
         run_dir=str(run_dir),
+        data_problems=_undeclared_inputs(plan, jobs),
+        interrupted=interrupted,
+        failures=list(story.failures.values()) if story is not None else [],
+        story=list(story.lines) if story is not None else [],
         cost=record.cost_summary(),
         ledger=[entry.to_dict() for entry in record.ledger],
         run_record=record,
     )
+
+
+LOCAL_OUTPUTS_FILE = "outputs.json"  # in the run directory: where each task's published outputs are on disk
+
+
+def local_outputs(plan: Plan, jobs: list[Any]) -> dict[str, Any]:
+    """Each task's declared outputs in the working directory of its successful attempt (what it published)."""
+    from stepspot.dataflow import matches
+
+    tasks: dict[str, Any] = {}
+    for job in jobs:  # in creation order: a later successful attempt wins
+        task = plan.tasks.get(job.task_id)
+        if task is None or not task.outputs or job.status != "SUCCEEDED" or job.work_dir is None:
+            continue
+        files = []
+        for path in sorted(p for p in job.work_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+            relative = path.relative_to(job.work_dir).as_posix()
+            if not relative.startswith(".stepspot-") and any(matches(d, relative) for d in task.outputs):
+                files.append({"path": relative, "size": path.stat().st_size})
+        tasks[job.task_id] = {"work_dir": str(job.work_dir), "files": files}
+    return {"workflow_id": plan.workflow_id, "tasks": tasks}
+
+
+def _undeclared_inputs(plan: Plan, jobs: list[Any]) -> list[str]:
+    from stepspot.local.undeclared import Attempt, advice
+
+    def log_of(job: Any) -> str:  # only failed attempts are searched: no reading of 1,000 good logs
+        if job.status != "FAILED" or job.log_path is None or not job.log_path.is_file():
+            return ""
+        return str(job.log_path.read_text(encoding="utf-8", errors="replace"))
+
+    attempts = [Attempt(job.task_id, job.status == "FAILED", log_of(job), job.work_dir) for job in jobs]
+    return advice(attempts, {task_id: list(task.outputs) for task_id, task in plan.tasks.items()})
+
+
+def saving_explanation(
+    planned: float, measured: float, lost_usd: float, fallback_usd: float, ran_seconds: float, estimated_seconds: float
+) -> str:
+    """One sentence on what made the measured saving differ from the planned one."""
+    reasons = []
+    if estimated_seconds and abs(ran_seconds / estimated_seconds - 1) >= 0.1:
+        ratio = ran_seconds / estimated_seconds
+        reasons.append(
+            f"the tasks ran {abs(1 - ratio) * 100:.0f} % {'shorter' if ratio < 1 else 'longer'} than estimated"
+        )
+    if lost_usd >= 0.005:
+        reasons.append(f"reclaimed or failed attempts cost ${lost_usd:.2f} of work done again")
+    if fallback_usd >= 0.005:
+        reasons.append(f"attempts moved to On-Demand paid ${fallback_usd:.2f} more than Spot")
+    if not reasons:
+        return "The run went as planned: no work lost, runtimes close to the estimates."
+    return "The difference comes from: " + "; ".join(reasons) + "."

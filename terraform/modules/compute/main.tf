@@ -68,14 +68,20 @@ locals {
     "hpc7a.24xlarge", "hpc7a.48xlarge", "hpc7a.96xlarge", "g5.8xlarge", "g5.12xlarge", "g5.16xlarge",
     "g5.24xlarge", "g5.48xlarge", "p4d.24xlarge", "p5.48xlarge",
   ])
+  # Multi-node instances also get the group that opens the ports between the nodes of a job.
+  mnp_security_group_ids = concat(var.security_group_ids, var.mnp_security_group_ids)
+
   mnp_types_without_efa = [for t in var.mnp_instance_types : t if !contains(local.efa_instance_types, t)]
 
-  # A job stuck RUNNABLE for these reasons will never start: cancel it so the task state machine
-  # classifies it as `capacity` and moves it to On-Demand instead of waiting forever.
-  stuck_reasons = [
-    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
-    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
-  ]
+  # A job stuck RUNNABLE for these reasons would block the head of its queue: cancel it. Missing
+  # capacity may pass, so it waits longer and is classified `capacity` (the task moves to On-Demand);
+  # a job no instance type or vCPU ceiling of the queue can hold never starts, so it is cancelled soon
+  # and classified `misconfiguration` (failures.py: fails at once, the reason says what to change).
+  stuck_reasons = {
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"           = var.capacity_timeout_seconds
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"         = var.misconfiguration_timeout_seconds
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE" = var.misconfiguration_timeout_seconds
+  }
 
   # Batch retries only jobs that never started; every other outcome (Spot reclaim, capacity,
   # application error) exits to Step Functions, which classifies it. One retry place per cause.
@@ -251,7 +257,7 @@ resource "aws_launch_template" "mnp_efa" {
   network_interfaces {
     device_index          = 0
     interface_type        = "efa"
-    security_groups       = var.security_group_ids
+    security_groups       = local.mnp_security_group_ids
     delete_on_termination = true
   }
 
@@ -314,7 +320,7 @@ resource "aws_batch_compute_environment" "this" {
     max_vcpus           = each.value.max_vcpus
     placement_group     = each.value.placement_group
     subnets             = each.key == "mnp" ? slice(var.subnet_ids, 0, 1) : var.subnet_ids
-    security_group_ids  = each.key == "mnp" && var.mnp_efa_enabled ? null : var.security_group_ids
+    security_group_ids  = each.key == "mnp" ? (var.mnp_efa_enabled ? null : local.mnp_security_group_ids) : var.security_group_ids
     instance_role       = aws_iam_instance_profile.instance.arn
 
     ec2_configuration {
@@ -356,8 +362,8 @@ resource "aws_batch_job_queue" "this" {
     content {
       action           = "CANCEL"
       state            = "RUNNABLE"
-      reason           = job_state_time_limit_action.value
-      max_time_seconds = var.capacity_timeout_seconds
+      reason           = job_state_time_limit_action.key
+      max_time_seconds = job_state_time_limit_action.value
     }
   }
 

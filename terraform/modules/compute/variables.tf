@@ -28,6 +28,12 @@ variable "security_group_ids" {
   type        = list(string)
 }
 
+variable "mnp_security_group_ids" {
+  description = "Extra security groups of the multi-node instances only (network module's mnp_security_group_id: the ports between the nodes of a job)."
+  type        = list(string)
+  default     = []
+}
+
 variable "spot_instance_types" {
   description = "Diversified instance types of the Spot environment: more types = more Spot pools = fewer interruptions. The largest must hold the largest task."
   type        = list(string)
@@ -155,6 +161,17 @@ variable "capacity_timeout_seconds" {
   validation {
     condition     = var.capacity_timeout_seconds >= 600 && var.capacity_timeout_seconds <= 86400
     error_message = "capacity_timeout_seconds must be between 600 and 86400 (AWS Batch limits)."
+  }
+}
+
+variable "misconfiguration_timeout_seconds" {
+  description = "How long a job that no instance type or vCPU ceiling of its queue can hold (MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT, MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE) may wait RUNNABLE before its queue cancels it; the task then fails as misconfiguration."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.misconfiguration_timeout_seconds >= 600 && var.misconfiguration_timeout_seconds <= 86400
+    error_message = "misconfiguration_timeout_seconds must be between 600 and 86400 (AWS Batch limits)."
   }
 }
 

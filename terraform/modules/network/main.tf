@@ -187,7 +187,7 @@ resource "aws_flow_log" "this" {
 resource "aws_security_group" "batch" {
   # checkov:skip=CKV2_AWS_5:Attached by the Batch compute environments (compute module), which checkov cannot follow across modules.
   name_prefix = "${var.name_prefix}-batch-"
-  description = "stepspot Batch instances: HTTPS out, any traffic between nodes of a multi-node (MPI) job"
+  description = "stepspot Batch instances: HTTPS out"
   vpc_id      = local.vpc_id
   tags        = merge(var.tags, { Name = "${var.name_prefix}-batch" })
 
@@ -208,19 +208,50 @@ resource "aws_vpc_security_group_egress_rule" "https" {
   tags              = var.tags
 }
 
-# MPI ranks open arbitrary ports towards each other, within the group only.
-resource "aws_vpc_security_group_ingress_rule" "intra_group" {
-  security_group_id            = aws_security_group.batch.id
-  description                  = "Nodes of the same multi-node job"
-  ip_protocol                  = "-1"
-  referenced_security_group_id = aws_security_group.batch.id
+################################################################################
+# Security group of the multi-node (MPI) instances, on top of the Batch group
+################################################################################
+
+locals {
+  # Only the ports the nodes of one job use towards each other (var.mnp_ports). EFA needs all traffic
+  # within its group (EC2 User Guide, "Prepare an EFA-enabled security group").
+  mnp_rules = var.mnp_efa_enabled ? { all = { ip_protocol = "-1", from_port = null, to_port = null, purpose = "EFA: all traffic between the nodes" } } : {
+    for p in var.mnp_ports : "${p.from_port}-${p.to_port}" => merge(p, { ip_protocol = "tcp" })
+  }
+}
+
+resource "aws_security_group" "mnp" {
+  # checkov:skip=CKV2_AWS_5:Attached by the multi-node compute environment (compute module), which checkov cannot follow across modules.
+  name_prefix = "${var.name_prefix}-mnp-"
+  description = "stepspot multi-node instances: rendezvous, rank and sshd ports between the nodes of a job"
+  vpc_id      = local.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name_prefix}-mnp" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "mnp" {
+  for_each = local.mnp_rules
+
+  security_group_id            = aws_security_group.mnp.id
+  description                  = each.value.purpose
+  ip_protocol                  = each.value.ip_protocol
+  from_port                    = each.value.from_port
+  to_port                      = each.value.to_port
+  referenced_security_group_id = aws_security_group.mnp.id
   tags                         = var.tags
 }
 
-resource "aws_vpc_security_group_egress_rule" "intra_group" {
-  security_group_id            = aws_security_group.batch.id
-  description                  = "Nodes of the same multi-node job"
-  ip_protocol                  = "-1"
-  referenced_security_group_id = aws_security_group.batch.id
+resource "aws_vpc_security_group_egress_rule" "mnp" {
+  for_each = local.mnp_rules
+
+  security_group_id            = aws_security_group.mnp.id
+  description                  = each.value.purpose
+  ip_protocol                  = each.value.ip_protocol
+  from_port                    = each.value.from_port
+  to_port                      = each.value.to_port
+  referenced_security_group_id = aws_security_group.mnp.id
   tags                         = var.tags
 }

@@ -13,6 +13,11 @@ output "security_group_id" {
   value       = aws_security_group.batch.id
 }
 
+output "mnp_security_group_id" {
+  description = "Security group of the multi-node instances only (with security_group_id): mnp_ports between its members."
+  value       = aws_security_group.mnp.id
+}
+
 output "nat_gateway_id" {
   description = "NAT gateway of the created VPC (null when an existing VPC is used)."
   value       = try(aws_nat_gateway.this[0].id, null)

@@ -69,3 +69,29 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "mnp_ports" {
+  description = "TCP ports the nodes of one multi-node job open towards each other (the multi-node security group allows only these, only between its members): the stepspot rendezvous (STEPSPOT_MPI_PORT), the molecular dynamics example's ranks, sshd for MPI launchers. Pin an MPI library's TCP ports into a range here."
+  type = list(object({
+    from_port = number
+    to_port   = number
+    purpose   = string
+  }))
+  nullable = false # null from the root module: these defaults
+  default = [
+    { from_port = 22, to_port = 22, purpose = "sshd of MPI launchers (mpirun over ssh)" },
+    { from_port = 7470, to_port = 7470, purpose = "stepspot rendezvous (STEPSPOT_MPI_PORT)" },
+    { from_port = 7471, to_port = 7471, purpose = "molecular dynamics example: rank exchange (STEPSPOT_MPI_PORT + 1)" },
+  ]
+
+  validation {
+    condition     = alltrue([for p in var.mnp_ports : p.from_port >= 1 && p.from_port <= p.to_port && p.to_port <= 65535])
+    error_message = "Every mnp_ports entry needs 1 <= from_port <= to_port <= 65535."
+  }
+}
+
+variable "mnp_efa_enabled" {
+  description = "The multi-node instances have an Elastic Fabric Adapter: EFA needs all traffic allowed between the members of their security group, whatever mnp_ports says."
+  type        = bool
+  default     = false
+}

@@ -19,6 +19,7 @@ variables {
   name_prefix             = "stepspot-test"
   subnet_ids              = ["subnet-a", "subnet-b"]
   security_group_ids      = ["sg-1"]
+  mnp_security_group_ids  = ["sg-mnp"]
   bucket_name             = "bucket"
   bucket_arn              = "arn:aws:s3:::bucket"
   checkpoint_table_name   = "checkpoints"
@@ -79,6 +80,52 @@ run "queues_cancel_jobs_stuck_for_capacity" {
   assert {
     condition     = length(aws_batch_job_queue.this) == 3
     error_message = "Spot, On-Demand and multi-node queues."
+  }
+}
+
+run "queues_cancel_jobs_that_can_never_be_placed_sooner" {
+  command = plan
+
+  variables {
+    gpu_enabled        = true
+    gpu_instance_types = ["g5.xlarge"]
+  }
+
+  assert {
+    condition = alltrue(flatten([for q in aws_batch_job_queue.this : [for reason in ["MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"] : contains(
+      [for a in q.job_state_time_limit_action : a.reason if a.action == "CANCEL" && a.state == "RUNNABLE" && a.max_time_seconds == 600],
+      reason
+    )]]))
+    error_message = "Every queue (GPU ones too) cancels a job no instance type or vCPU ceiling can hold after misconfiguration_timeout_seconds (600)."
+  }
+
+  assert {
+    condition     = alltrue([for q in aws_batch_job_queue.this : length(q.job_state_time_limit_action) == 3])
+    error_message = "Three stuck reasons per queue, each once."
+  }
+}
+
+run "rejects_misconfiguration_timeout_outside_batch_limits" {
+  command = plan
+
+  variables {
+    misconfiguration_timeout_seconds = 300
+  }
+
+  expect_failures = [var.misconfiguration_timeout_seconds]
+}
+
+run "only_multi_node_instances_get_the_node_ports_group" {
+  command = plan
+
+  assert {
+    condition     = toset(aws_batch_compute_environment.this["mnp"].compute_resources[0].security_group_ids) == toset(["sg-1", "sg-mnp"])
+    error_message = "The multi-node environment has the Batch group and the group of the ports between nodes."
+  }
+
+  assert {
+    condition     = toset(aws_batch_compute_environment.this["spot"].compute_resources[0].security_group_ids) == toset(["sg-1"]) && toset(aws_batch_compute_environment.this["ondemand"].compute_resources[0].security_group_ids) == toset(["sg-1"])
+    error_message = "Single-node environments do not open the node ports."
   }
 }
 
@@ -382,7 +429,7 @@ run "efa_for_multi_node_jobs" {
   }
 
   assert {
-    condition     = aws_launch_template.mnp_efa[0].network_interfaces[0].interface_type == "efa" && toset(aws_launch_template.mnp_efa[0].network_interfaces[0].security_groups) == toset(["sg-1"])
+    condition     = aws_launch_template.mnp_efa[0].network_interfaces[0].interface_type == "efa" && toset(aws_launch_template.mnp_efa[0].network_interfaces[0].security_groups) == toset(["sg-1", "sg-mnp"])
     error_message = "The MNP launch template has an EFA interface carrying the security groups."
   }
 

@@ -33,6 +33,40 @@ run "uses_an_existing_vpc_by_default" {
   }
 }
 
+run "multi_node_group_opens_only_the_node_ports_between_its_members" {
+  command = plan
+
+  variables {
+    vpc_id     = "vpc-123"
+    subnet_ids = ["subnet-a"]
+  }
+
+  assert {
+    condition     = toset(keys(aws_vpc_security_group_ingress_rule.mnp)) == toset(["22-22", "7470-7470", "7471-7471"]) && toset(keys(aws_vpc_security_group_egress_rule.mnp)) == toset(keys(aws_vpc_security_group_ingress_rule.mnp))
+    error_message = "sshd, the rendezvous and the example's rank port, nothing else."
+  }
+
+  assert {
+    condition     = alltrue([for r in values(aws_vpc_security_group_ingress_rule.mnp) : r.ip_protocol == "tcp" && r.from_port == r.to_port])
+    error_message = "Single TCP ports, from members of the group only (referenced_security_group_id)."
+  }
+}
+
+run "multi_node_group_allows_all_traffic_between_members_for_efa" {
+  command = plan
+
+  variables {
+    vpc_id          = "vpc-123"
+    subnet_ids      = ["subnet-a"]
+    mnp_efa_enabled = true
+  }
+
+  assert {
+    condition     = keys(aws_vpc_security_group_ingress_rule.mnp) == ["all"] && aws_vpc_security_group_ingress_rule.mnp["all"].ip_protocol == "-1" && keys(aws_vpc_security_group_egress_rule.mnp) == ["all"]
+    error_message = "EFA needs all traffic between the members of its security group."
+  }
+}
+
 run "creates_a_minimal_vpc_on_request" {
   command = plan
 

@@ -1,0 +1,69 @@
+"""Account-wide pacing of Batch SubmitJob calls: a leaky bucket in the state table.
+
+SubmitJob allows about 50 calls per second per account. A wide fan-out (hundreds of tasks released by
+one parent) would otherwise submit them all at once and lean on the ASL's retries. Each ChooseCapacity
+takes the next free submission slot, ``1 / rate`` seconds after the previous one, and the task state
+machine waits until its slot (``PaceSubmission``) before RunJob.
+
+Why a bucket item and not only jitter: jitter spreads retries, but the first wave still arrives
+together; one item updated with single-item conditional writes (no transactions, so no conflicts)
+serialises the slots exactly, at one or two writes per attempt. The ASL's SubmitJob retry (full jitter,
+MaxDelaySeconds) stays as the safety net for other users of the account's budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepspot.aws.errors import is_condition_failed, translate_client_error
+from stepspot.state_keys import submit_pacing_key
+
+MAX_TRIES = 5
+
+
+class SubmitPacer:
+    def __init__(
+        self, dynamodb_resource: Any, table_name: str, rate_per_second: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._table = dynamodb_resource.Table(table_name)
+        self._interval_ms = max(1, math.ceil(1000 / rate_per_second))
+        self._clock = clock
+
+    def reserve(self) -> int:
+        """Whole seconds to wait before submitting (0: submit now)."""
+        for _ in range(MAX_TRIES):
+            now_ms = int(self._clock() * 1000)
+            try:
+                # An idle bucket: this submission goes now and the next slot is one interval later.
+                self._table.update_item(
+                    Key=submit_pacing_key(),
+                    UpdateExpression="SET next_at = :next",
+                    ConditionExpression="attribute_not_exists(next_at) OR next_at < :now",
+                    ExpressionAttributeValues={":next": now_ms + self._interval_ms, ":now": now_ms},
+                )
+                return 0
+            except ClientError as exc:
+                if not is_condition_failed(exc):
+                    raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
+            try:
+                # A busy bucket: take the next slot and move it on.
+                response = self._table.update_item(
+                    Key=submit_pacing_key(),
+                    UpdateExpression="SET next_at = next_at + :interval",
+                    ConditionExpression="next_at >= :now",
+                    ExpressionAttributeValues={":interval": self._interval_ms, ":now": now_ms},
+                    ReturnValues="UPDATED_NEW",
+                )
+            except ClientError as exc:
+                if is_condition_failed(exc):
+                    continue  # the bucket drained in between: it is idle again
+                raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
+            slot_ms = int(Decimal(response["Attributes"]["next_at"])) - self._interval_ms
+            return max(0, (slot_ms - now_ms) // 1000)
+        return 0  # the bucket keeps flipping between idle and busy: it is nearly idle, go now

@@ -1,0 +1,227 @@
+"""`stepspot local` as a person runs it: in a terminal (a pseudo-terminal), with Ctrl-C, twice with the
+same seed, and with a task that fails. Each test runs the real CLI in a child process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from local_helpers import sleep_task
+
+STEPSPOT = str(Path(sys.executable).parent / "stepspot")
+MD_PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "molecular-dynamics" / "md.py"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session leader with the pty as its terminal
+        os.chdir(cwd)
+        os.environ.pop("NO_COLOR", None)
+        os.environ["COLUMNS"] = "160"
+        os.execv(argv[0], argv)
+    return pid, fd
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A CLI that hangs (the defect these tests guard against) is killed when its test ends."""
+    children: list[int] = []
+    real_spawn = _spawn
+
+    def spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
+        pid, fd = real_spawn(argv, cwd)
+        children.append(pid)
+        return pid, fd
+
+    monkeypatch.setitem(globals(), "_spawn", spawn)
+    yield
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _read_until_exit(pid: int, fd: int, timeout: float, stop_when: str | None = None) -> tuple[str, int | None]:
+    """Read the terminal until the child exits (or ``timeout``); returns the text and the exit code."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if data:
+                chunks.append(data)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return ANSI.sub("", b"".join(chunks).decode(errors="replace")), os.waitstatus_to_exitcode(status)
+        if stop_when and stop_when in ANSI.sub("", b"".join(chunks).decode(errors="replace")):
+            return ANSI.sub("", b"".join(chunks).decode(errors="replace")), None
+    return ANSI.sub("", b"".join(chunks).decode(errors="replace")), None
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_run_in_a_terminal_finishes_with_live_progress_and_the_table(write_workflow, tmp_path):
+    path = write_workflow([sleep_task("a", 1.0), sleep_task("b", 0.5, depends_on=["a"])], "tty")
+    pid, fd = _spawn([STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w")], tmp_path)
+    text, code = _read_until_exit(pid, fd, timeout=90)
+    assert code == 0, "no exit within 90 s; the terminal showed:\n" + text[-3000:]
+    assert "running task" in text  # the live display was drawn
+    assert "a: attempt 1 started on Spot" in text  # an event line printed above it
+    assert "SUCCEEDED  workflow tty-" in text and "state transitions" in text  # the final table
+
+
+def test_ctrl_c_stops_a_run_with_130_and_leaves_no_process(write_workflow, tmp_path):
+    marker = f"stepspot-ctrl-c-{os.getpid()}"
+    task = sleep_task("long")
+    task["command"] = [sys.executable, "-c", f"import time; time.sleep(120)  # {marker}"]
+    path = write_workflow([task], "sigint")
+    summary = tmp_path / "summary.json"
+    argv = [STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w"), "--summary-json", str(summary)]
+    pid, fd = _spawn(argv, tmp_path)
+    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started")
+    assert code is None, text
+    deadline = time.monotonic() + 30
+    while not _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_with(marker), "the task's process never started"
+    os.kill(pid, signal.SIGINT)
+    started = time.monotonic()
+    rest, code = _read_until_exit(pid, fd, timeout=10)
+    assert code == 130, text + rest
+    assert time.monotonic() - started < 10
+    assert "INTERRUPTED" in rest
+    assert json.loads(summary.read_text())["status"] == "INTERRUPTED"
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
+
+
+def _run_pipe(path: Path, workdir: Path, *flags: str) -> tuple[str, dict]:
+    import subprocess
+
+    out = workdir / "summary.json"
+    argv = [STEPSPOT, "local", str(path), "--workdir", str(workdir), "--summary-json", str(out), *flags]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    return done.stdout + done.stderr, json.loads(out.read_text())
+
+
+def test_the_same_seed_tells_the_same_story(write_workflow, tmp_path):
+    tasks = [sleep_task(t, 0.2, **({"depends_on": ["a"]} if t != "a" else {})) for t in ("a", "b", "c", "d")]
+    path = write_workflow(tasks, "seeded")
+    runs = [_run_pipe(path, tmp_path / f"w{i}", "--spot-interruptions", "0.5", "--seed", "4") for i in (1, 2)]
+    counts = [
+        (s["attempts"], s["interruptions"], s["fallbacks_to_on_demand"], s["checkpoints"]["restored"]) for _, s in runs
+    ]
+    assert counts[0] == counts[1]
+    assert runs[0][1]["interruptions"] > 0  # the seed does inject reclaims
+    stories = [sorted(s["story"]) for _, s in runs]
+    assert stories[0] == stories[1]
+    for task in "abcd":  # each task's own lines come in the same order
+        assert [x for x in runs[0][1]["story"] if x.startswith(f"{task}:")] == [
+            x for x in runs[1][1]["story"] if x.startswith(f"{task}:")
+        ]
+
+
+def test_the_same_seed_saves_and_restores_the_same_checkpoints(tmp_path):
+    # A program that asks the agent for its checkpoints (md.py --save-every): which states are saved,
+    # when the notice comes and what is restored depend on the seed and the steps, not on the clock.
+    shutil.copy(MD_PROGRAM, tmp_path / "md.py")
+    produce = ["python", "md.py", "produce", "--input", "prep/system.json", "--output", "out/t.json"]
+    document = {
+        "name": "seeded-checkpoints",
+        "global_config": {"checkpoint_interval": 3600},
+        "tasks": [
+            {
+                "id": "prep",
+                "container_image": "x",
+                "spot_enabled": False,
+                "estimated_runtime": 600,
+                "command": ["python", "md.py", "preprocess", "--particles", "27", "--output", "prep/system.json"],
+                "outputs": ["prep/system.json"],
+            },
+            {
+                "id": "produce",
+                "container_image": "x",
+                "depends_on": ["prep"],
+                "checkpoint_enabled": True,
+                "inputs": [{"from": "prep", "path": "prep/system.json"}],
+                "estimated_runtime": 21600,
+                "command": [*produce, "--steps", "240", "--save-every", "40"],
+            },
+        ],
+    }
+    path = tmp_path / "workflow.json"
+    path.write_text(json.dumps(document))
+    flags = ("--reclaim-task", "produce", "--seed", "3", "--time-scale", "7200")
+    runs = [_run_pipe(path, tmp_path / f"w{i}", *flags) for i in (1, 2)]
+    for _, summary in runs:
+        assert summary["status"] == "SUCCEEDED", summary["cause"]
+    first, second = (summary for _, summary in runs)
+    assert (first["attempts"], first["interruptions"], first["fallbacks_to_on_demand"]) == (4, 2, 1)
+    assert first["checkpoints"] == second["checkpoints"] and first["checkpoints"]["restored"] == 2
+    assert first["story"] == second["story"]  # one task at a time: the whole story in the same order
+    assert "produce: resumed from checkpoint" in "\n".join(first["story"])
+
+
+def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):
+    bad = {
+        "id": "prepare",
+        "container_image": "x",
+        "command": [sys.executable, "-c", "import sys; print('reading input'); sys.exit(\"can't open file 'x.py'\")"],
+        "retry_attempts": 0,
+    }
+    text, summary = _run_pipe(write_workflow([bad], "fails"), tmp_path / "w")
+    assert summary["status"] == "FAILED"
+    assert "prepare: failed for good" in text
+    assert "can't open file 'x.py'" in text
+    assert "task prepare failed (attempt 1)" in text
+    (failure,) = summary["failures"]
+    assert failure["task_id"] == "prepare" and "can't open file 'x.py'" in failure["log_tail"][-1]
+    assert "/tasks/prepare/attempt-1/output.log" in failure["log"]
+
+
+def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflow, tmp_path):
+    marker = f"stepspot-twice-{os.getpid()}"
+    task = sleep_task("long")
+    task["command"] = [sys.executable, "-c", f"import time; time.sleep(120)  # {marker}"]
+    path = write_workflow([task], "twice")
+    pid, fd = _spawn([STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w")], tmp_path)
+    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started")
+    assert code is None, text
+    deadline = time.monotonic() + 30
+    while not _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGINT)
+    started = time.monotonic()
+    rest, code = _read_until_exit(pid, fd, timeout=10)
+    assert code == 130, text + rest
+    assert time.monotonic() - started < 3
+    time.sleep(0.5)
+    assert _processes_with(marker) == []

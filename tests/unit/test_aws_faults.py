@@ -1,0 +1,56 @@
+"""The AWS fault injector of local mode: seeded, per call key, bounded streaks, real error shapes."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from stepspot.local.aws_faults import MAX_CONSECUTIVE, AwsFaults
+
+
+def _decisions(faults: AwsFaults, n: int = 200) -> list[bool]:
+    return [faults.decide("lambda", f"key-{i % 7}") for i in range(n)]
+
+
+def test_decisions_depend_on_the_seed_and_call_number_only():
+    assert _decisions(AwsFaults(rate=0.3, seed=1)) == _decisions(AwsFaults(rate=0.3, seed=1))
+    assert _decisions(AwsFaults(rate=0.3, seed=1)) != _decisions(AwsFaults(rate=0.3, seed=2))
+    share = sum(_decisions(AwsFaults(rate=0.3, seed=3), 2000)) / 2000
+    assert 0.2 < share < 0.35
+
+
+def test_a_key_never_fails_more_than_a_bounded_streak():
+    faults = AwsFaults(rate=0.99, seed=0)
+    results = [faults.decide("dynamodb.transaction", "same") for _ in range(30)]
+    streak = longest = 0
+    for failed in results:
+        streak = streak + 1 if failed else 0
+        longest = max(longest, streak)
+    assert longest == MAX_CONSECUTIVE
+
+
+def test_off_by_default():
+    assert not AwsFaults().decide("lambda", "k")
+
+
+def test_a_transaction_is_cancelled_with_cancellation_reasons_as_dynamodb_does():
+    faults = AwsFaults(rate=0.99, seed=0)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        faults.install([client])
+        with pytest.raises(ClientError) as caught:
+            client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}, "sk": {"S": "b"}}}},
+                    {"Delete": {"TableName": "t", "Key": {"pk": {"S": "c"}, "sk": {"S": "d"}}}},
+                ]
+            )
+    assert caught.value.response["Error"]["Code"] == "TransactionCanceledException"
+    codes = [r["Code"] for r in caught.value.response["CancellationReasons"]]
+    assert sorted(codes)[0] == "None" and {c for c in codes if c != "None"} <= {
+        "TransactionConflict",
+        "ThrottlingError",
+    }
+    assert faults.summary() == {"dynamodb.transaction": 1}
