@@ -12,3 +12,7 @@ UNKNOWN_DIMENSION_VALUE = "unknown"
 # ``{ $.stepspot_event = "checkpoint_failed" }`` and reads ``$.environment``.
 EVENT_FIELD = "stepspot_event"
 CHECKPOINT_FAILED_EVENT = "checkpoint_failed"
+
+# The agent's line for a checkpointed task whose directory stayed empty for two intervals
+# (stepspot.run_health); the metric filter ``{ $.stepspot_event = "checkpoint_empty" }`` counts CheckpointsEmpty.
+CHECKPOINT_EMPTY_EVENT = "checkpoint_empty"

@@ -2,9 +2,10 @@
 
 Lambdas emit them through ``stepspot.emf`` as Embedded Metric Format log lines (no PutMetricData call, so
 no ``cloudwatch:*`` permission), with exactly one of the dimension sets listed here and no ``service``
-dimension. ``CheckpointsFailed`` is the exception: the checkpoint agent runs in the job container without
-Powertools, prints a JSON line (``CHECKPOINT_FAILED_EVENT``) and a CloudWatch Logs metric filter on the
-Batch job log group turns it into the metric (Terraform module ``monitoring``). Namespace ``Stepspot``
+dimension. ``CheckpointsFailed`` and ``CheckpointsEmpty`` are the exceptions: the checkpoint agent runs in
+the job container without Powertools, prints a JSON line (``CHECKPOINT_FAILED_EVENT``,
+``CHECKPOINT_EMPTY_EVENT``) and a CloudWatch Logs metric filter on the Batch job log group turns it into the
+metric (Terraform module ``monitoring``). Namespace ``Stepspot``
 (``POWERTOOLS_METRICS_NAMESPACE``); every metric carries the ``environment`` dimension. Each metric has one
 emitter (``MetricSpec.emitter``). The dashboard template (``templates/dashboard.json.tftpl``) and the
 Terraform alarms refer to these names; ``tests/unit/test_dashboard_template.py`` checks that the dashboard
@@ -52,6 +53,9 @@ class MetricName(StrEnum):
     INFRASTRUCTURE_FAILURES = "InfrastructureFailures"
     APPLICATION_FAILURES = "ApplicationFailures"
     MISCONFIGURATION_FAILURES = "MisconfigurationFailures"
+    CHECKPOINTS_EMPTY = "CheckpointsEmpty"
+    LOST_WORK_SECONDS = "LostWorkSeconds"
+    RESTORE_SECONDS = "RestoreSeconds"
     WORKFLOW_COST_USD = "WorkflowCostUSD"
     WORKFLOW_SPOT_SAVINGS_USD = "WorkflowSpotSavingsUSD"
     WORKFLOW_LOST_TO_RECLAIMS_USD = "WorkflowLostToReclaimsUSD"
@@ -181,6 +185,27 @@ METRICS: tuple[MetricSpec, ...] = (
         (_ENV,),
         "Checkpoint saves the agent could not complete (log metric filter on the Batch job log group)",
         "agent",
+    ),
+    MetricSpec(
+        MetricName.CHECKPOINTS_EMPTY,
+        "Count",
+        (_ENV,),
+        "Checkpointed tasks whose checkpoint directory stayed empty for two intervals (log metric filter)",
+        "agent",
+    ),
+    MetricSpec(
+        MetricName.LOST_WORK_SECONDS,
+        "Seconds",
+        (_ENV,),
+        "Compute lost by a Spot reclaim: from the last complete checkpoint (or the program's start) to the stop",
+        "workflow_monitor",
+    ),
+    MetricSpec(
+        MetricName.RESTORE_SECONDS,
+        "Seconds",
+        (_ENV,),
+        "Time an attempt's runner took to restore its checkpoint before the program started",
+        "workflow_monitor",
     ),
     # One per failure class of a task attempt (stepspot.failures), counted once per attempt when the
     # fleet manager classifies it; each class also has its own retry budget (stepspot.policy).

@@ -281,6 +281,39 @@ def test_status_shows_every_task_with_attempts_interruptions_and_checkpoints(
     assert "spot_reclaim" in out
 
 
+def test_status_flags_an_empty_checkpoint_directory_and_shows_lost_work(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from decimal import Decimal
+
+    seed_progress(env)
+    # Given "run" lost 42.5 s to its reclaim and restored in 1.5 s (workflow monitor), and "prep"'s runner
+    # flagged its checkpoint directory as empty while the job still runs (its run record, live)
+    env.put_task(
+        "md-1",
+        "run",
+        state="RUNNING",
+        attempts=2,
+        interruptions=1,
+        lost_work_seconds=[Decimal("42.5")],
+        restore_seconds=[Decimal("1.5")],
+    )
+    boto3.resource("dynamodb", region_name=REGION).Table("stepspot-dev-checkpoints").put_item(
+        Item={"pk": "md-1#prep", "sk": "RUN#job-9", "checkpoint_empty": True}
+    )
+    assert main(["status", "md-1", "--json"]) == 0
+    tasks = {task["id"]: task for task in json.loads(capsys.readouterr().out)["tasks"]}
+    assert (tasks["run"]["lost_work_seconds"], tasks["run"]["restore_seconds"]) == ([42.5], [1.5])
+    assert (tasks["prep"]["checkpoint_empty"], tasks["run"]["checkpoint_empty"]) == (True, False)
+    assert tasks["run"]["checkpoints"] == 2  # run records are not checkpoints
+
+    assert main(["status", "md-1"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: prep: checkpointing enabled but nothing saved" in out
+    run_row = next(line for line in out.splitlines() if line.lstrip().startswith("run "))
+    assert "42.5" in run_row and "1.5" in run_row
+
+
 def test_status_accepts_the_execution_arn(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     arn = seed_progress(env)
     assert main(["status", arn, "--json"]) == 0

@@ -475,3 +475,52 @@ def test_the_scheduler_ignores_a_report_about_an_execution_that_is_no_longer_the
 
     assert _still_running(State(), report(TASK_EXECUTION_ARN))  # type: ignore[arg-type]
     assert not _still_running(State(), report(TASK_EXECUTION_ARN + "-older-run"))  # type: ignore[arg-type]
+
+
+def test_reclaimed_job_reports_its_lost_work_and_the_next_one_its_restore_once(
+    world: World, capsys: pytest.CaptureFixture[str]
+):
+    from decimal import Decimal
+
+    # Given a task whose runner recorded its attempt: started 100 s and last saved 30 s before the reclaim
+    world.add_task("wf-1", "production")
+    stopped_ms = ONE_HOUR_ATTEMPT["stoppedAt"]
+    world.checkpoints.put_item(
+        Item={
+            "pk": "wf-1#production",
+            "sk": "RUN#job-1",
+            "program_started_epoch": Decimal(stopped_ms / 1000 - 100),
+            "last_saved_epoch": Decimal(stopped_ms / 1000 - 30),
+            "checkpoint_empty": True,
+        }
+    )
+    reclaimed = {**ONE_HOUR_ATTEMPT, "statusReason": "Host EC2 (instance i-0123456789abcdef0) terminated."}
+    # When its Spot job fails on the reclaim (and the event is delivered again under another id)
+    result = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1", attempts=[reclaimed]), None)
+    again = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1b", attempts=[reclaimed]), None)
+    # Then the lost work is the 30 s since the last checkpoint, recorded once on the task item
+    assert result["lost_work_seconds"] == 30.0
+    assert "lost_work_seconds" not in again
+    item = world.task("wf-1", "production")
+    assert [float(x) for x in item["lost_work_seconds"]] == [30.0]
+    assert item["checkpoint_empty"] is True
+    # When the next job restored checkpoint 2 in 4.5 s and succeeded
+    world.checkpoints.put_item(
+        Item={
+            "pk": "wf-1#production",
+            "sk": "RUN#job-2",
+            "program_started_epoch": Decimal(stopped_ms / 1000),
+            "restored_sequence": 2,
+            "restore_seconds": Decimal("4.5"),
+        }
+    )
+    workflow_monitor.lambda_handler(
+        job_event("SUCCEEDED", event_id="e-2", job_id="job-2", attempts=[ONE_HOUR_ATTEMPT]), None
+    )
+    item = world.task("wf-1", "production")
+    assert [float(x) for x in item["restore_seconds"]] == [4.5]
+    assert [float(x) for x in item["lost_work_seconds"]] == [30.0]  # a success loses nothing
+    # And the metrics carry both, once
+    found = emf_metrics(capsys.readouterr().out)
+    assert total(found, "LostWorkSeconds") == 30.0
+    assert total(found, "RestoreSeconds") == 4.5

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 from stepspot.agent.settings import (
@@ -122,6 +123,15 @@ class Checkpointer:
         self.scanner = DirectoryScanner(settings.directory)
         self.manifest: Manifest | None = None
         self.cost: float | None = None
+        self.restore_seconds: float | None = None
+        self.last_saved_epoch: float | None = None  # scan start of the last save that made a new checkpoint
+        self.mtbi, self.mtbi_source = settings.mtbi, "set" if settings.mtbi_explicit else "fixed"
+        self._logged_interval: float | None = None
+
+    @property
+    def has_content(self) -> bool:
+        """True when the last checkpoint restored or saved holds at least one file."""
+        return self.manifest is not None and bool(self.manifest.files)
 
     def restore(self) -> int | None:
         s = self.settings
@@ -132,6 +142,7 @@ class Checkpointer:
             log.info("no checkpoint to restore for %s/%s: starting fresh", s.workflow_id, s.task_id)
             return None
         self.manifest = result.found.manifest
+        self.restore_seconds = result.seconds
         log.info(
             "restored checkpoint %d (%d files, %d bytes) in %.2f s",
             result.found.record.sequence,
@@ -143,6 +154,7 @@ class Checkpointer:
 
     def save(self, why: str) -> SaveResult | None:
         s = self.settings
+        scanned_at = time.time()
         try:
             scanned = self.scanner.scan()
             result = self.store.save(s.workflow_id, s.task_id, scanned, s.directory, previous=self.manifest)
@@ -156,6 +168,8 @@ class Checkpointer:
             return None
         if result.manifest is not None:
             self.manifest = result.manifest
+        if result.record is not None:
+            self.last_saved_epoch = scanned_at
         if result.record is not None and result.uploaded_files:
             measured = result.seconds
             self.cost = measured if self.cost is None else (0.5 * self.cost + 0.5 * measured)
@@ -164,7 +178,18 @@ class Checkpointer:
 
     def next_interval(self) -> float:
         if self.settings.interval is not None:
-            return self.settings.interval
-        if self.cost is None:
-            return AUTO_FIRST_CHECKPOINT_SECONDS
-        return young_daly_interval(self.cost, self.settings.mtbi)
+            interval, why = self.settings.interval, "fixed"
+        elif self.cost is None:
+            interval = AUTO_FIRST_CHECKPOINT_SECONDS
+            why = "auto: first checkpoint, to measure its cost"
+        else:
+            interval = young_daly_interval(self.cost, self.mtbi)
+            why = (
+                f"auto: Young/Daly sqrt(2 x {self.cost:.2f} s checkpoint x {self.mtbi:.0f} s MTBI), "
+                f"MTBI {self.mtbi_source}"
+            )
+        previous = self._logged_interval
+        if previous is None or abs(interval - previous) > 0.05 * previous:
+            log.info("checkpoint interval %.1f s (%s)", interval, why)
+            self._logged_interval = interval
+        return interval

@@ -74,6 +74,8 @@ class AgentSettings:
     inputs: tuple[InputSpec, ...] = field(default=())
     outputs: tuple[str, ...] = field(default=())
     attempt: str = ""
+    job_id: str = ""  # AWS_BATCH_JOB_ID: names the attempt's run record (stepspot.run_health); "" off Batch
+    mtbi_explicit: bool = False  # STEPSPOT_CHECKPOINT_MTBI / --mtbi given: wins over the observed MTBI
 
     @property
     def staging(self) -> bool:
@@ -227,4 +229,6 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         inputs=inputs,
         outputs=outputs,
         attempt=os.environ.get("STEPSPOT_ATTEMPT", "") or os.environ.get("AWS_BATCH_JOB_ID", ""),
+        job_id=os.environ.get("AWS_BATCH_JOB_ID", ""),
+        mtbi_explicit=_env_or(args.mtbi, "STEPSPOT_CHECKPOINT_MTBI") is not None,
     )

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from stepspot.agent.checkpoints import Checkpointer
+from stepspot.agent.health import RunReporter, read_placement
 from stepspot.agent.notices import AgentState, ImdsNoticeWatcher, Lifecycle, Notice
 from stepspot.agent.settings import (
     EXIT_COMMAND_NOT_FOUND,
@@ -29,6 +30,7 @@ from stepspot.agent.settings import (
 )
 from stepspot.agent.staging import Stager
 from stepspot.checkpoint_store import CheckpointStore, SaveResult
+from stepspot.run_health import checkpoint_empty_due
 
 SPOT_NOTICE_SECONDS = 120.0
 IDLE_WAKE_SECONDS = 0.5
@@ -55,6 +57,8 @@ class Agent:
     def __init__(self, settings: AgentSettings, store: CheckpointStore | None, stager: Stager | None = None) -> None:
         self.settings = settings
         self.checkpoints = Checkpointer(settings, store) if store is not None else None
+        self.reporter: RunReporter | None = None
+        self.program_exited_at: float | None = None
         self.stager = stager
         self.lifecycle = Lifecycle()
         self._child: subprocess.Popen[bytes] | None = None
@@ -62,7 +66,37 @@ class Agent:
     # -- checkpoints (delegated; None when checkpointing is off) --
 
     def checkpoint(self, why: str) -> SaveResult | None:
-        return self.checkpoints.save(why) if self.checkpoints else None
+        if self.checkpoints is None:
+            return None
+        result = self.checkpoints.save(why)
+        if result is not None and result.record is not None and self.reporter is not None:
+            self.reporter.update(last_saved_epoch=self.checkpoints.last_saved_epoch)
+        return result
+
+    def _start_reporting(self, store: CheckpointStore) -> None:
+        """The run record and the observed MTBI (checkpointed tasks only; best effort)."""
+        assert self.checkpoints is not None
+        placement = read_placement(self.settings.imds_endpoint)
+        self.reporter = RunReporter(self.settings, store.table, self.settings.job_id, placement)
+        if self.settings.interval is None:
+            c = self.checkpoints
+            c.mtbi, c.mtbi_source = self.reporter.mtbi()
+            log.info("mean time between interruptions for 'auto': %.0f s (%s)", c.mtbi, c.mtbi_source)
+
+    def _check_empty(self, program_started: float, interval: float) -> None:
+        """Flag a checkpointed task whose directory is still empty after two intervals (once)."""
+        c, reporter = self.checkpoints, self.reporter
+        if c is None or reporter is None or reporter.empty_flagged or c.has_content:
+            return
+        now = time.time()
+        if not checkpoint_empty_due(program_started, now, interval, saved_anything=False):
+            return
+        try:
+            empty = not c.scanner.fingerprint()
+        except OSError:
+            return
+        if empty:
+            reporter.flag_empty(now - program_started)
 
     def next_interval(self) -> float:
         return self.checkpoints.next_interval() if self.checkpoints else float("inf")
@@ -105,6 +139,7 @@ class Agent:
 
     def _reap(self, child: subprocess.Popen[bytes]) -> None:
         child.wait()
+        self.program_exited_at = time.time()  # the end of the compute, measured here: the loop may be busy
         self.lifecycle.wake.set()
 
     def _signal_child(self, signum: int) -> None:
@@ -216,6 +251,8 @@ class Agent:
         if self.stager is not None:
             self.stager.stage_inputs()
         restored = self.checkpoints.restore() if self.checkpoints else None
+        if self.checkpoints is not None:
+            self._start_reporting(self.checkpoints.store)
         env = dict(os.environ)
         if self.checkpoints:
             env["STEPSPOT_CHECKPOINT_DIR"] = str(s.directory)
@@ -229,16 +266,23 @@ class Agent:
         watcher = ImdsNoticeWatcher(s.imds_endpoint, s.imds_poll, self.notify_spot) if s.imds_endpoint else None
         try:
             self._child = child = self._start(command, env)
+            program_started = time.time()
+            if self.reporter is not None and self.checkpoints is not None:
+                c = self.checkpoints
+                self.reporter.program_started(program_started, c.restore_seconds, restored)
             log.info("started %s (pid %d) in %s", command[0], child.pid, s.work_dir or os.getcwd())
             if watcher:
                 watcher.start()
             threading.Thread(target=self._reap, args=(child,), daemon=True).start()
-            next_due = time.monotonic() + self.next_interval()
+            interval = self.next_interval()
+            next_due = time.monotonic() + interval
             while child.poll() is None:
                 state = life.apply_pending()
                 if life.checkpoint_requested and state is AgentState.RUNNING:
                     state = self._answer_request(watcher)
                 if state is AgentState.NOTICE_RECEIVED:
+                    if self.reporter is not None and life.spot_notice_at is not None:
+                        self.reporter.add_exposure(time.time(), notice=True)
                     state = self.handle_notice()
                 if state is AgentState.STOPPING:
                     self._stop_child()
@@ -246,11 +290,19 @@ class Agent:
                 if time.monotonic() >= next_due and child.poll() is None:
                     if self._periodic_due():
                         self.checkpoint("periodic")
-                    next_due = time.monotonic() + self.next_interval()
+                    if self.reporter is not None:
+                        self.reporter.add_exposure(time.time())
+                    self._check_empty(program_started, interval)  # right after a save: has_content is fresh
+                    interval = self.next_interval()
+                    next_due = time.monotonic() + interval
                 life.wake.wait(timeout=max(0.0, min(IDLE_WAKE_SECONDS, next_due - time.monotonic())))
                 life.wake.clear()
             code = _exit_status(child.wait())
             exited_at = time.monotonic()
+            if self.reporter is not None:
+                self.reporter.add_exposure(time.time(), final=True)
+                # The compute ended here, not when the host went (the runner may wait for the reclaim).
+                self.reporter.update(program_exited_epoch=self.program_exited_at or time.time())
             if code != 0 or s.save_on_success:
                 # A retry after a crash resumes from whatever the program last wrote.
                 self.checkpoint(f"program exited with {code}")

@@ -11,7 +11,8 @@ Every state change is a conditional write, which is what makes racing writers sa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -28,16 +29,24 @@ from stepspot.checkpoints import (
     checkpoint_pk,
     sequence_sk,
 )
+from stepspot.run_health import run_sk, stats_key
 from stepspot.state_keys import workflow_key
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 # A reservation that is never completed (the writer died) expires by itself after a day.
 PENDING_TTL_SECONDS = 24 * 3600
+# A job attempt's run record (stepspot.run_health) outlives the workflow's status queries, then expires.
+RUN_RECORD_TTL_SECONDS = 30 * 24 * 3600
 
 
 def _item(values: dict[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def _attribute(value: Any) -> Any:
+    """DynamoDB numbers are Decimals: floats are rounded to milliseconds on the way in."""
+    return Decimal(str(round(value, 3))) if isinstance(value, float) else value
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +273,49 @@ class CheckpointTable:
             ExpressionAttributeNames={"#seq": "sequence"},
             ExpressionAttributeValues=_item({":seq": sequence}),
         )
+
+    # ---- run records and interruption statistics (stepspot.run_health) --------------------------
+
+    def update_run(self, workflow_id: str, task_id: str, job_id: str, fields: Mapping[str, Any]) -> None:
+        """SET ``fields`` on the attempt's run record (created by the first call); refreshes its expiry."""
+        values = {**fields, "workflow_id": workflow_id, "task_id": task_id, "job_id": job_id}
+        values["expires_at"] = int(time.time()) + RUN_RECORD_TTL_SECONDS
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": run_sk(job_id)}),
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_item({f":v{i}": _attribute(v) for i, v in enumerate(values.values())}),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Writing the run record") from exc
+
+    def add_interruption_exposure(
+        self, instance_type: str, availability_zone: str, exposure_seconds: float, notices: int
+    ) -> None:
+        """Atomically add running time (and notices seen) on one instance type and zone."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key=_item(stats_key(instance_type, availability_zone)),
+                UpdateExpression="ADD exposure_seconds :exposure, notices :notices",
+                ExpressionAttributeValues=_item(
+                    {":exposure": _attribute(float(exposure_seconds)), ":notices": int(notices)}
+                ),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Recording interruption statistics") from exc
+
+    def interruption_stats(self, instance_type: str, availability_zone: str) -> tuple[float, int]:
+        """(exposure seconds, notices) observed on one instance type and zone; (0, 0) when none yet."""
+        try:
+            response = self._ddb.get_item(TableName=self.table, Key=_item(stats_key(instance_type, availability_zone)))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "Reading interruption statistics") from exc
+        item = _plain(response.get("Item") or {})
+        return float(item.get("exposure_seconds", 0)), int(item.get("notices", 0))
 
 
 class WorkflowRegistry:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -25,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import is_condition_failed
 from stepspot.aws.errors import translate_client_error as translate
+from stepspot.run_health import run_sk
 from stepspot.state_keys import (
     TASK_SK_PREFIX,
     checkpoint_pk,
@@ -281,6 +283,52 @@ class MonitorStore:
             action="dynamodb:UpdateItem (task checkpoint count)",
         )
         return len(sequences) if moved is not None else 0  # another invocation counted them first
+
+    def run_record(self, task: TaskRef, job_id: str) -> Mapping[str, Any] | None:
+        """The runner's record of one job attempt (stepspot.run_health); a Query, as the role allows."""
+        if self._checkpoints is None:
+            return None
+        try:
+            page = self._checkpoints.query(
+                KeyConditionExpression=Key("pk").eq(checkpoint_pk(task.workflow_id, task.task_id))
+                & Key("sk").eq(run_sk(job_id)),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise translate(exc, "calling dynamodb:Query (run record)") from exc
+        items = page.get("Items", [])
+        return items[0] if items else None
+
+    def record_run_health(
+        self,
+        task: TaskRef,
+        job_id: str,
+        lost_work_seconds: float | None,
+        restore_seconds: float | None,
+        checkpoint_empty: bool,
+    ) -> bool:
+        """Append one job's lost work / restore time to the task item, once per job; True if written now."""
+        sets = ["checkpoint_empty = :empty"] if checkpoint_empty else []
+        values: dict[str, Any] = {":job": job_id, ":jobs": {job_id}}
+        if checkpoint_empty:
+            values[":empty"] = True
+        for name, value in (("lost_work_seconds", lost_work_seconds), ("restore_seconds", restore_seconds)):
+            if value is not None:
+                sets.append(f"{name} = list_append(if_not_exists({name}, :none), :{name})")
+                values[f":{name}"] = [Decimal(str(value))]
+                values[":none"] = []
+        if not sets:
+            return False
+        return (
+            self._update(
+                task_key(task.workflow_id, task.task_id),
+                f"SET {', '.join(sets)} ADD run_health_jobs :jobs",
+                values,
+                condition="attribute_exists(pk) AND NOT contains(run_health_jobs, :job)",
+                action="dynamodb:UpdateItem (task run health)",
+            )
+            is not None
+        )
 
     # -- workflows ------------------------------------------------------------------------------------
 

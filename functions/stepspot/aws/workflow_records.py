@@ -10,6 +10,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from stepspot.aws.cli_errors import aws_call
+from stepspot.run_health import RUN_SK_PREFIX
 from stepspot.state_keys import TASK_SK_PREFIX, WORKFLOW_META_SK, checkpoint_pk, workflow_pk
 
 _deserializer = TypeDeserializer()
@@ -45,10 +46,18 @@ class WorkflowRecords:
 
     def checkpoints(self, workflow_id: str, task_id: str) -> tuple[list[dict[str, Any]], int | None]:
         """(checkpoint items ``SEQ#...`` oldest first, sequence the ``LATEST`` pointer names or None)."""
+        items, latest, _ = self.checkpoints_and_runs(workflow_id, task_id)
+        return items, latest
+
+    def checkpoints_and_runs(
+        self, workflow_id: str, task_id: str
+    ) -> tuple[list[dict[str, Any]], int | None, list[dict[str, Any]]]:
+        """``checkpoints`` plus the runners' run records ``RUN#<job id>`` (stepspot.run_health): one query."""
         items = self._query(self._checkpoint_table, checkpoint_pk(workflow_id, task_id), "read the checkpoints")
         latest = next((item for item in items if item["sk"] == "LATEST"), None)
         latest_sequence = int(latest["sequence"]) if latest and "sequence" in latest else None
-        return [item for item in items if str(item["sk"]).startswith("SEQ#")], latest_sequence
+        runs = [item for item in items if str(item["sk"]).startswith(RUN_SK_PREFIX)]
+        return [item for item in items if str(item["sk"]).startswith("SEQ#")], latest_sequence, runs
 
     def _query(self, table: str, pk: str, action: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -31,6 +31,7 @@ from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
 from stepspot.report.text import cost_line
+from stepspot.run_health import seconds_list
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATE_STYLES = {
@@ -288,6 +289,8 @@ def _print_summary(summary: Any) -> None:
             console.print(f"  last lines of {failure['log']}:", highlight=False, markup=False, soft_wrap=True)
             for line in failure["log_tail"]:
                 console.print(f"    {line}", highlight=False, markup=False, soft_wrap=True)
+    for warning in summary.checkpoint_warnings:
+        console.print(f"  [yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost
     cp = summary.critical_path
@@ -303,6 +306,7 @@ def _print_summary(summary: Any) -> None:
         ),
         ("fallbacks to On-Demand", str(summary.fallbacks_to_on_demand)),
         ("checkpoints", f"{summary.checkpoints['saved']} saved, {summary.checkpoints['restored']} restored"),
+        ("work lost per reclaim", _lost_work_text(summary.per_task)),
         (
             "makespan",
             f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
@@ -345,6 +349,8 @@ def _print_summary(summary: Any) -> None:
             "last capacity",
             "memory MiB",
             "runtime s",
+            "lost s",
+            "restore s",
             "outputs",
             "cost $",
         ):
@@ -358,11 +364,22 @@ def _print_summary(summary: Any) -> None:
                 str(row["capacity"] or "-"),
                 ", ".join(str(m) for m in row.get("memory_mib") or []) or "-",
                 f"{row['runtime_seconds']:.2f}",
+                seconds_list(row.get("lost_work_seconds") or []),
+                seconds_list(row.get("restore_seconds") or []),
                 f"{row['output_files']} ({row['output_bytes']} B)" if row.get("output_files") else "-",
                 f"{row.get('cost_usd', 0.0):.4f}",
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
+
+
+def _lost_work_text(per_task: list[dict[str, Any]]) -> str:
+    lost = [s for row in per_task for s in row.get("lost_work_seconds") or []]
+    restores = [s for row in per_task for s in row.get("restore_seconds") or []]
+    if not lost and not restores:
+        return "-"
+    text = f"max {max(lost):.2f} s, total {sum(lost):.2f} s real" if lost else "none"
+    return text + (f"; restore max {max(restores):.2f} s" if restores else "")
 
 
 def _saving_text(savings_usd: float, percent: float) -> str:

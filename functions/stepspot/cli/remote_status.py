@@ -40,6 +40,7 @@ from stepspot.cli.remote_context import (
 from stepspot.errors import StepspotError, WorkflowNotFoundError
 from stepspot.failures import memory_by_attempt
 from stepspot.report.text import cost_line
+from stepspot.run_health import seconds_list, task_health
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
 STATE_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red", "SKIPPED": "yellow"}
@@ -89,6 +90,8 @@ def tasks_table(
     table.add_column("ckpts", justify="right")
     table.add_column("queue")
     table.add_column("memory MiB")  # of each attempt: out-of-memory retries ask for more
+    table.add_column("lost s", justify="right")  # compute lost by each Spot reclaim
+    table.add_column("restore s", justify="right")  # each restore's duration
     if outputs is not None:
         table.add_column("outputs", justify="right")
     table.add_column("cost $", justify="right")
@@ -105,11 +108,22 @@ def tasks_table(
             str(checkpoints.get(task["task_id"], 0)),
             str(task.get("queue") or "-"),
             ", ".join(str(m) if m else "?" for m in memories) or "-",
+            seconds_list(_health(task)["lost_work_seconds"]),
+            seconds_list(_health(task)["restore_seconds"]),
             *published,
             f"{totals_from_item(task).total_usd:.4f}",
             str(task.get("last_failure_class") or ""),
         )
     return table
+
+
+def _health(task: dict[str, Any]) -> dict[str, Any]:
+    """The task's checkpoint health (``snapshot`` adds the live one from its run records)."""
+    return task.get("health") or task_health(task, [])
+
+
+def health_warnings(tasks: list[dict[str, Any]]) -> list[str]:
+    return [f"{task['task_id']}: {_health(task)['warning']}" for task in tasks if _health(task)["warning"]]
 
 
 def _attempt_memories(task: dict[str, Any]) -> list[int | None]:
@@ -164,6 +178,9 @@ def status_document(
                 "last_failure_class": task.get("last_failure_class"),
                 "outputs": _outputs_json((outputs or {}).get(task["task_id"])),
                 "cost": cost_document(task),
+                "checkpoint_empty": _health(task)["checkpoint_empty"],
+                "lost_work_seconds": _health(task)["lost_work_seconds"],
+                "restore_seconds": _health(task)["restore_seconds"],
             }
             for task in tasks
         ],
@@ -202,8 +219,9 @@ def snapshot(
         for task in tasks:
             # Only tasks that ran can have checkpoints: one query each, none for the pending ones.
             if task.get("attempts") or task.get("state") not in (None, "PENDING"):
-                items, _ = context.records.checkpoints(workflow_id, task["task_id"])
+                items, _, runs = context.records.checkpoints_and_runs(workflow_id, task["task_id"])
                 checkpoints[task["task_id"]] = len(items)
+                task["health"] = task_health(task, runs)
     return execution, meta, tasks, checkpoints
 
 
@@ -298,6 +316,8 @@ def run_status(args: argparse.Namespace) -> int:
     console.print(counts_line(tasks))
     if tasks:
         console.print(tasks_table(tasks, checkpoints, outputs))
+    for warning in health_warnings(tasks):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for task in tasks:
         if task.get("state") == "FAILED":
             _print_failure(context, task)

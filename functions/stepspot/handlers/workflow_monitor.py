@@ -9,7 +9,11 @@ environment, or the ``JOB#<job id>`` index item):
 - a finished job counts ``TasksSucceeded`` or ``TasksFailed`` (also when its status is older than the
   task's: a later job of the task was seen first), the completed checkpoints registered since
   the last count (``CheckpointsSaved``), and for a Spot job ``EstimatedSpotSavingsUSD``;
-- a task seen on both the Spot and the On-Demand queue counts ``FallbacksToOnDemand`` once.
+- a task seen on both the Spot and the On-Demand queue counts ``FallbacksToOnDemand`` once;
+- a finished job's run record (written by the task runner, ``stepspot.run_health``) gives the lost work of
+  a Spot reclaim (``LostWorkSeconds``: from the last complete checkpoint, or the program's start, to the
+  job's stop) and the time its restore took (``RestoreSeconds``); both are appended to the task item
+  (``lost_work_seconds``, ``restore_seconds``) with ``checkpoint_empty``, once per job.
 
 Step Functions executions: a workflow execution updates the workflow META item (``execution_*`` fields,
 and ``status`` when it ends) and, when it ends, counts ``WorkflowsSucceeded``/``WorkflowsFailed`` and
@@ -39,6 +43,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import Field
 
 from stepspot import emf
+from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
 from stepspot.aws.cost_recorder import CostRecorder
 from stepspot.aws.cost_sources import CostSources
 from stepspot.aws.cost_store import CostStore, totals_from_item
@@ -67,6 +72,7 @@ from stepspot.job_events import (
 )
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE, MetricName
 from stepspot.notifications import task_execution_notice, workflow_notice
+from stepspot.run_health import reclaim_lost_work, restore_seconds
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()
@@ -238,10 +244,36 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         reclaimed = spot_reclaimed_instance(detail)
         if reclaimed:
             result["spot_reclaimed_instance"] = reclaimed
+        result.update(_run_health(task, detail, reclaimed is not None, rt, pending))
         if rt.costs is not None:
             _record_cost(rt.costs, task, event, kind, flags, result)
     logger.info("Job status handled", extra={"outcome": outcome, "queue_kind": kind.value})
     return result
+
+
+def _run_health(
+    task: TaskRef, detail: Any, reclaimed: bool, rt: Runtime, pending: list[PendingMetric]
+) -> dict[str, Any]:
+    """Lost work (a reclaimed job) and restore time from the runner's run record; counted once per job."""
+    run = rt.store.run_record(task, detail.job_id)
+    if run is None:
+        return {}
+    last = detail.attempts[-1] if detail.attempts else None
+    exit_code = last.container.exit_code if last is not None and last.container is not None else None
+    stopped_ms = (last.stopped_at if last is not None else None) or detail.stopped_at
+    # Exit 79: the runner stopped on a Spot notice and outlived the program (the classifier's reclaim too).
+    lost = None
+    if (reclaimed or exit_code == EXIT_SPOT_NOTICE) and stopped_ms:
+        lost = reclaim_lost_work(run, stopped_ms / 1000.0)
+    restore = restore_seconds(run)
+    empty = bool(run.get("checkpoint_empty"))
+    if not rt.store.record_run_health(task, detail.job_id, lost, restore, empty):
+        return {}
+    if lost is not None:
+        pending.append(PendingMetric(MetricName.LOST_WORK_SECONDS, lost, MetricUnit.Seconds.value))
+    if restore is not None:
+        pending.append(PendingMetric(MetricName.RESTORE_SECONDS, restore, MetricUnit.Seconds.value))
+    return {"lost_work_seconds": lost, "restore_seconds": restore, "checkpoint_empty": empty}
 
 
 def _record_cost(

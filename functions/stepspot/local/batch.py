@@ -191,8 +191,14 @@ class LocalJob:
         return description
 
 
+# What the local IMDS reports, so the runner's interruption statistics (stepspot.run_health) work locally.
+LOCAL_INSTANCE_TYPE = "local"
+LOCAL_AVAILABILITY_ZONE = "local-1a"
+
+
 class FakeImds(http.server.ThreadingHTTPServer):
-    """Per-job instance metadata: ``/jobs/<job id>/latest/...`` (token, instance-id, spot/instance-action)."""
+    """Per-job instance metadata: ``/jobs/<job id>/latest/...`` (token, instance-id, instance-type,
+    placement/availability-zone, spot/instance-action)."""
 
     daemon_threads = True
 
@@ -247,6 +253,10 @@ class _ImdsHandler(http.server.BaseHTTPRequestHandler):
             self._reply(200, self.server.notices[job_id])
         elif rest == "/latest/meta-data/instance-id" and job_id in self.server.instances:
             self._reply(200, self.server.instances[job_id])
+        elif rest == "/latest/meta-data/instance-type" and job_id in self.server.instances:
+            self._reply(200, LOCAL_INSTANCE_TYPE)
+        elif rest == "/latest/meta-data/placement/availability-zone" and job_id in self.server.instances:
+            self._reply(200, LOCAL_AVAILABILITY_ZONE)
         else:
             self._reply(404)
 

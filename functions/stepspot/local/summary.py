@@ -16,6 +16,7 @@ from stepspot.estimate import default_prices, task_cost
 from stepspot.local.ledger import local_run_record_of
 from stepspot.plan import Plan
 from stepspot.report.model import RunRecord
+from stepspot.run_health import CHECKPOINT_EMPTY_MESSAGE, RUN_SK_PREFIX, reclaim_lost_work, restore_seconds
 
 STEP_FUNCTIONS_PAYLOAD_LIMIT = 262_144
 
@@ -51,6 +52,8 @@ class RunSummary:
     cost: dict[str, Any] = field(default_factory=dict)  # the cost ledger's totals (stepspot.cost)
     ledger: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
     run_record: RunRecord | None = field(default=None, repr=False)  # for --report; not in the JSON
+    # Checkpointed tasks whose checkpoint directory stayed empty for two intervals (stepspot.run_health).
+    checkpoint_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -147,10 +150,39 @@ def _longest_path(plan: Plan, seconds: dict[str, float]) -> tuple[float, list[st
     return total, list(reversed(path))
 
 
-def _checkpoint_counts(session: Any, table: str, workflow_id: str, run_dir: Path) -> dict[str, int]:
+def _checkpoint_items(session: Any, table: str, workflow_id: str) -> list[dict[str, Any]]:
+    """The workflow's items of the checkpoint table (checkpoints and the runners' run records)."""
+    dynamo_table = session.resource("dynamodb").Table(table)
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {}
+    while True:
+        page = dynamo_table.scan(**request)
+        items.extend(i for i in page.get("Items", []) if str(i["pk"]).startswith(f"{workflow_id}#"))
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _run_health(row: dict[str, Any], jobs: list[Any], runs: dict[str, dict[str, Any]]) -> None:
+    """Per task: lost work of each reclaimed attempt, restore times, the empty-directory flag (run records)."""
+    row["lost_work_seconds"], row["restore_seconds"], row["checkpoint_empty"] = [], [], False
+    for job in jobs:
+        run = runs.get(job.job_id)
+        if run is None:
+            continue
+        row["checkpoint_empty"] = row["checkpoint_empty"] or bool(run.get("checkpoint_empty"))
+        restore = restore_seconds(run)
+        if restore is not None:
+            row["restore_seconds"].append(restore)
+        if job.reclaimed and job.stopped_at:
+            lost = reclaim_lost_work(run, job.stopped_at)
+            if lost is not None:
+                row["lost_work_seconds"].append(lost)
+
+
+def _checkpoint_counts(items: list[dict[str, Any]], run_dir: Path) -> dict[str, int]:
     """Saved: SEQ# items of the workflow's tasks. Restored: the agents' own reports in the job logs."""
-    items = session.resource("dynamodb").Table(table).scan(ProjectionExpression="pk, sk").get("Items", [])
-    saved = sum(1 for i in items if str(i["pk"]).startswith(f"{workflow_id}#") and str(i["sk"]).startswith("SEQ#"))
+    saved = sum(1 for i in items if str(i["sk"]).startswith("SEQ#"))
     restored = 0
     for log in [*run_dir.glob("tasks/*/attempt-*/output.log"), *run_dir.glob("jobs/*/output.log")]:
         text = log.read_text(encoding="utf-8", errors="replace").lower()
@@ -188,6 +220,8 @@ def summarise(
         counts[key] += 1
 
     jobs = sorted(batch.jobs.values(), key=lambda j: j.created_at)
+    checkpoint_items = _checkpoint_items(session, resources.checkpoint_table, plan.workflow_id)
+    runs = {str(i["sk"])[len(RUN_SK_PREFIX) :]: i for i in checkpoint_items if str(i["sk"]).startswith(RUN_SK_PREFIX)}
     prices = default_prices()
     spot_usd = on_demand_usd = lost_usd = fallback_usd = 0.0
     measured: dict[str, float] = {}
@@ -231,6 +265,8 @@ def summarise(
             if job.status == "SUCCEEDED":
                 measured[job.task_id] = real
                 row["runtime_seconds"] = round(real, 3)
+    for task_id, row in per_task.items():
+        _run_health(row, [j for j in jobs if j.task_id == task_id], runs)
     record = local_run_record_of(session, resources, plan, jobs, items, str(execution["status"]), batch, time_scale)
     task_costs = record.totals_per_task()
     for task_id, row in per_task.items():
@@ -256,7 +292,7 @@ def summarise(
         capacity_failures=sum(1 for j in jobs if "CAPACITY:" in (j.status_reason or "") and j.status == "FAILED"),
         app_failures=sum(1 for j in jobs if j.status == "FAILED" and j.exit_code not in (None, 0)),
         fallbacks_to_on_demand=sum(int(i.get("fallbacks", 0)) for i in items.values()),
-        checkpoints=_checkpoint_counts(session, resources.checkpoint_table, plan.workflow_id, run_dir),
+        checkpoints=_checkpoint_counts(checkpoint_items, run_dir),
         makespan_seconds=round(makespan, 3),
         makespan_scaled_seconds=round(makespan * time_scale, 1),
         critical_path={
@@ -322,6 +358,9 @@ def summarise(
         cost=record.cost_summary(),
         ledger=[entry.to_dict() for entry in record.ledger],
         run_record=record,
+        checkpoint_warnings=[
+            f"{row['task_id']}: {CHECKPOINT_EMPTY_MESSAGE}" for row in per_task.values() if row["checkpoint_empty"]
+        ],
     )
 
 

@@ -190,6 +190,22 @@ resource "aws_cloudwatch_log_metric_filter" "checkpoints_failed" {
   }
 }
 
+# The same for a checkpointed task whose checkpoint directory stayed empty for two intervals: the agent
+# prints one checkpoint_empty line per attempt (alarm "checkpoints-empty").
+resource "aws_cloudwatch_log_metric_filter" "checkpoints_empty" {
+  name           = "${var.name_prefix}-checkpoints-empty"
+  log_group_name = var.batch_log_group_name
+  pattern        = "{ $.stepspot_event = \"checkpoint_empty\" }"
+
+  metric_transformation {
+    name       = "CheckpointsEmpty"
+    namespace  = var.metric_namespace
+    value      = "1"
+    unit       = "Count"
+    dimensions = { environment = "$.environment" }
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   alarm_name          = "${var.name_prefix}-event-dead-letters"
   alarm_description   = "EventBridge could not deliver events to a stepspot Lambda (messages in ${aws_sqs_queue.dead_letters.name}): tasks may miss status changes or interruption notices."

@@ -25,6 +25,7 @@ variables {
   metric_alarms = {
     spot-interruptions  = { metric = "SpotInterruptions", statistic = "Sum", period = 3600, threshold = 10, description = "Spot" }
     checkpoints-failing = { metric = "CheckpointsFailed", statistic = "Sum", period = 300, threshold = 1, description = "Checkpoints" }
+    checkpoints-empty   = { metric = "CheckpointsEmpty", statistic = "Sum", period = 300, threshold = 1, description = "Empty" }
   }
 }
 
@@ -77,6 +78,25 @@ run "agent_failure_lines_feed_the_checkpoints_failing_alarm" {
 
   assert {
     condition     = aws_cloudwatch_log_metric_filter.checkpoints_failed.metric_transformation[0].dimensions == tomap({ environment = "$.environment" }) && aws_cloudwatch_metric_alarm.stepspot["checkpoints-failing"].dimensions == tomap({ environment = "test" })
+    error_message = "The filter's only dimension is environment, as the alarm expects."
+  }
+}
+
+run "agent_empty_directory_lines_feed_the_checkpoints_empty_alarm" {
+  command = plan
+
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.checkpoints_empty.log_group_name == "/aws/batch/stepspot-test" && aws_cloudwatch_log_metric_filter.checkpoints_empty.pattern == "{ $.stepspot_event = \"checkpoint_empty\" }"
+    error_message = "The filter reads the agent's checkpoint_empty lines in the Batch job log group."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.checkpoints_empty.metric_transformation[0].name == aws_cloudwatch_metric_alarm.stepspot["checkpoints-empty"].metric_name && aws_cloudwatch_log_metric_filter.checkpoints_empty.metric_transformation[0].namespace == aws_cloudwatch_metric_alarm.stepspot["checkpoints-empty"].namespace
+    error_message = "The filter publishes the metric and namespace the checkpoints-empty alarm reads."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.checkpoints_empty.metric_transformation[0].dimensions == tomap({ environment = "$.environment" })
     error_message = "The filter's only dimension is environment, as the alarm expects."
   }
 }
