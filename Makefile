@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ENV    ?= dev
 WORKFLOW ?= examples/molecular-dynamics/workflow.json
 
-.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator report-assets chromium
+.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator iam-simulator report-assets chromium
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # `make test` builds and renders first: packaging is tested on every change (tests/integration/test_packaging.py
 # and test_agent_bundle.py read what `make build` wrote).
-test: venv tools asl-validator build render report-assets chromium ## run the whole test suite (unit, integration, e2e, terraform)
+test: venv tools asl-validator iam-simulator build render report-assets chromium ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest
 
 lint: venv ## ruff and mypy
@@ -48,6 +48,13 @@ tests/asl/node_modules/.installed: tests/asl/package.json tests/asl/package-lock
 	npm ci --prefix tests/asl --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# AGPL-3.0, so a test-only tool: installed under tests/iam, never part of a build or a deployment.
+iam-simulator: tests/iam/node_modules/.installed ## the pinned npm @cloud-copilot/iam-simulate used by the IAM evaluation
+
+tests/iam/node_modules/.installed: tests/iam/package.json tests/iam/package-lock.json
+	npm ci --prefix tests/iam --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # The HTML run report embeds Apache ECharts from the npm package pinned in report-assets/ (not committed).
 REPORT_JS := functions/stepspot/report/vendor/echarts.min.js
 report-assets: $(REPORT_JS) ## Apache ECharts (pinned npm package) embedded in `stepspot report` pages
@@ -62,7 +69,7 @@ chromium: ## install Debian's chromium (apt) unless /usr/bin/chromium exists
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean: ## remove the virtualenvs, build output and caches
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules report-assets/node_modules functions/stepspot/report/vendor
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules tests/iam/node_modules report-assets/node_modules functions/stepspot/report/vendor
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- Terraform and deployment

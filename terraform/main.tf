@@ -12,7 +12,10 @@ locals {
   task_state_machine_arn     = "arn:${local.partition}:states:${local.arn_tail}:stateMachine:${local.name_prefix}-task"
   task_execution_arn_prefix  = "arn:${local.partition}:states:${local.arn_tail}:execution:${local.name_prefix}-task"
   sns_topic_arn              = "arn:${local.partition}:sns:${local.arn_tail}:${local.name_prefix}-alerts"
-  batch_arn_prefix           = "arn:${local.partition}:batch:${local.arn_tail}"
+  # Built from the functions module's naming rule: the monitor calls the scheduler, and a module output
+  # cannot feed that module's own environment.
+  scheduler_function_arn = "arn:${local.partition}:lambda:${local.arn_tail}:function:${local.name_prefix}-scheduler"
+  batch_arn_prefix       = "arn:${local.partition}:batch:${local.arn_tail}"
 
   lambda_zip   = "${var.build_dir}/lambda/stepspot.zip"
   layer_zip    = "${var.build_dir}/lambda/dependencies.zip"
@@ -26,10 +29,11 @@ locals {
 
   # The GPU queue pair by the variable the Lambdas read: absent without gpu_enabled (the fleet manager
   # then refuses a GPU task with a sentence naming gpu_enabled).
-  gpu_queue_environment = {
-    for name, key in { STEPSPOT_GPU_SPOT_QUEUE_ARN = "gpu_spot", STEPSPOT_GPU_ONDEMAND_QUEUE_ARN = "gpu_ondemand" } :
-    name => module.compute.job_queue_arns[key] if contains(keys(module.compute.job_queue_arns), key)
-  }
+  # Absent (not empty) without GPUs, so the fleet manager's refusal names gpu_enabled.
+  gpu_queue_environment = var.gpu_enabled ? tomap({
+    STEPSPOT_GPU_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["gpu_spot"]
+    STEPSPOT_GPU_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["gpu_ondemand"]
+  }) : tomap({})
 }
 
 ################################################################################
@@ -103,6 +107,7 @@ module "compute" {
   bucket_arn                       = module.storage.bucket_arn
   checkpoint_table_name            = module.storage.checkpoint_table_name
   checkpoint_table_arn             = module.storage.checkpoint_table_arn
+  state_table_arn                  = module.storage.state_table_arn
   kms_key_arn                      = module.storage.kms_key_arn
   log_retention_days               = var.log_retention_days
   input_bucket_arns                = var.input_bucket_arns
@@ -195,10 +200,11 @@ module "functions" {
           actions   = ["states:StopExecution"]
           resources = ["${local.task_execution_arn_prefix}:*"]
         },
+        # Task-token calls have no resource type (Service Authorization Reference): only "*" grants them.
         {
           sid       = "CompleteWorkflow"
           actions   = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]
-          resources = [local.workflow_state_machine_arn]
+          resources = ["*"]
         },
       ]
     }
@@ -351,10 +357,12 @@ module "functions" {
       timeout     = 60
       # The GPU pair too: a GPU task's Spot and On-Demand attempts count like any other's.
       environment = merge(local.gpu_queue_environment, {
-        STEPSPOT_CHECKPOINT_TABLE   = module.storage.checkpoint_table_name
-        STEPSPOT_SNS_TOPIC_ARN      = local.sns_topic_arn
-        STEPSPOT_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["spot"]
-        STEPSPOT_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["ondemand"]
+        STEPSPOT_CHECKPOINT_TABLE = module.storage.checkpoint_table_name
+        STEPSPOT_SNS_TOPIC_ARN    = local.sns_topic_arn
+        # A task execution that ended FAILED/TIMED_OUT/ABORTED without telling the scheduler is reported to it.
+        STEPSPOT_SCHEDULER_FUNCTION_ARN = local.scheduler_function_arn
+        STEPSPOT_SPOT_QUEUE_ARN         = module.compute.job_queue_arns["spot"]
+        STEPSPOT_ONDEMAND_QUEUE_ARN     = module.compute.job_queue_arns["ondemand"]
       })
       statements = [
         {
@@ -372,6 +380,11 @@ module "functions" {
           sid       = "ReadCheckpoints"
           actions   = ["dynamodb:Query"]
           resources = [local.ckpt_table]
+        },
+        {
+          sid       = "ReportLostTaskExecutions"
+          actions   = ["lambda:InvokeFunction"]
+          resources = [local.scheduler_function_arn]
         },
         {
           sid       = "Alert"

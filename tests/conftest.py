@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The IAM evaluation of every AWS call made by the integration and end-to-end tests (tests/iam).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "iam"))
+pytest_plugins = ("iam_plugin",)
 
 # Powertools reads these when a handler module is imported (at collection, before any fixture runs).
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Stepspot")

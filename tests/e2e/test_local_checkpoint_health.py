@@ -69,7 +69,7 @@ def test_a_checkpointed_task_that_saves_nothing_is_flagged(write_workflow, tmp_p
     rows = {row["task_id"]: row for row in summary["per_task"]}
     assert rows["silent"]["checkpoint_empty"] and not rows["plain"]["checkpoint_empty"]
     # And its runner printed the line the CheckpointsEmpty metric filter counts
-    logs = [p.read_text() for p in Path(summary["run_dir"]).glob("jobs/*/output.log")]
+    logs = [p.read_text() for p in Path(summary["run_dir"]).glob("tasks/*/attempt-*/output.log")]
     assert sum('"stepspot_event": "checkpoint_empty"' in log for log in logs) == 1
 
 
@@ -86,7 +86,7 @@ def test_lost_work_per_reclaim_is_at_most_one_interval_plus_the_notice_handling(
     summary = run_local(write_workflow(tasks, "reclaimed"), faults=faults, policy=policy, time_scale=TIME_SCALE)
     assert summary.status == "SUCCEEDED", summary.cause
     rows = {row["task_id"]: row for row in summary.per_task}
-    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("jobs/*/output.log"))
+    logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("tasks/*/attempt-*/output.log"))
     handled = [float(x) for x in re.findall(r"notice handled in ([0-9.]+) s", logs)]
     assert handled
     interval_real = INTERVAL / TIME_SCALE

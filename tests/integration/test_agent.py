@@ -314,7 +314,8 @@ def test_unknown_command_and_unknown_workflow_are_refused_before_anything_runs(s
     from checkpoint_support import create_table
 
     create_table(store.ddb, f"{store.table}-state")
-    result = run_agent(["run", "--state-table", f"{store.table}-state", "--", "true"], env)
+    # (through the environment, as Batch sets it, so the IAM evaluation knows it is the state table)
+    result = run_agent(["run", "--", "true"], {**env, "STEPSPOT_STATE_TABLE": f"{store.table}-state"})
     assert (result.returncode, result.stderr.strip()) == (
         65,
         (

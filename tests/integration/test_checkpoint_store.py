@@ -275,6 +275,9 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
         return created
 
     monkeypatch.setattr(boto3.session.Session, "client", client)
+    # As Batch sets them: the IAM evaluation (tests/iam) maps these names to the deployment's.
+    monkeypatch.setenv("STEPSPOT_BUCKET", store.bucket)
+    monkeypatch.setenv("STEPSPOT_CHECKPOINT_TABLE", store.table)
     settings = AgentSettings(
         workflow_id=WF,
         task_id=TASK,

@@ -102,11 +102,11 @@ def test_rejected_definition_is_counted(aws, capsys):
 
 
 def test_definition_from_s3_uri(aws):
-    boto3.client("s3").put_object(Bucket=BUCKET, Key="in/wf.json", Body=json.dumps(SEED).encode())
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="workflows/md-2/definition.json", Body=json.dumps(SEED).encode())
 
-    result = invoke({"definition_uri": f"s3://{BUCKET}/in/wf.json", "workflow_id": "md-2"})
+    result = invoke({"definition_uri": f"s3://{BUCKET}/workflows/md-2/definition.json", "workflow_id": "md-2"})
 
-    assert result["registered"] and result["definition_uri"] == f"s3://{BUCKET}/in/wf.json"
+    assert result["registered"] and result["definition_uri"] == f"s3://{BUCKET}/workflows/md-2/definition.json"
 
 
 def test_retry_is_idempotent_and_does_not_reset_progress(aws):
@@ -216,7 +216,7 @@ def test_missing_environment_is_reported_at_cold_start(monkeypatch):
 
 def test_missing_definition_object_is_a_clear_error(aws):
     with pytest.raises(Exception, match="not found while reading s3://") as info:
-        invoke({"definition_uri": f"s3://{BUCKET}/nope.json", "workflow_id": "x-1"})
+        invoke({"definition_uri": f"s3://{BUCKET}/workflows/x-1/definition.json", "workflow_id": "x-1"})
     assert type(info.value).__name__ == "AwsResourceNotFoundError"
 
 

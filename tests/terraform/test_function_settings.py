@@ -112,3 +112,10 @@ def test_workflow_monitor_knows_the_gpu_pair_when_there_is_one(environments: dic
     settings = LOADERS["workflow_monitor"](environments["workflow_monitor"])
     gpu = environments["plan"] == "dev-all-switches"
     assert (settings.gpu_spot_queue is not None, settings.gpu_ondemand_queue is not None) == (gpu, gpu)
+
+
+def test_workflow_monitor_can_report_lost_task_executions_to_the_scheduler(environments: dict[str, Any]) -> None:
+    # Without the scheduler's ARN the monitor drops the report, and a task execution that ended
+    # abnormally leaves its workflow waiting until the StartWorkflow heartbeat gives up.
+    settings = LOADERS["workflow_monitor"](environments["workflow_monitor"])
+    assert settings.scheduler_function is not None and settings.scheduler_function.startswith("arn:")

@@ -44,6 +44,9 @@ def aws_clients(settings: AgentSettings) -> tuple[Any, Any]:
     from botocore.config import Config
     from botocore.exceptions import NoRegionError
 
+    from stepspot import call_log
+
+    call_log.install_from_env(default_principal="job")  # the test suite's IAM evaluation; off on AWS
     config = Config(
         retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60, max_pool_connections=32
     )

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from stepspot import asl
+from stepspot import asl, call_log
 from stepspot.aws.checkpoint_table import CheckpointTable
+from stepspot.aws.s3 import definition_key
 from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
 from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
@@ -182,6 +183,8 @@ class LocalEngine:
             raise KeyboardInterrupt
 
         from moto.server import ThreadedMotoServer
+
+        call_log.install_from_env()  # the test suite's IAM evaluation records the Lambdas' calls too
 
         run_dir = (options.workdir / "runs" / workflow_id).resolve()
         if run_dir.exists():
@@ -337,7 +340,7 @@ class LocalEngine:
         }
 
     def _job_environment(self, env: dict[str, str], workflow_dir: Path, endpoint: str) -> dict[str, str]:
-        keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")
+        keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH", call_log.CALL_LOG_ENV)
         base = {k: os.environ[k] for k in keep if k in os.environ}
         base.update(
             {k: v for k, v in env.items() if k.startswith(("AWS_", "STEPSPOT_BUCKET", "STEPSPOT_CHECKPOINT_TABLE"))}
@@ -359,7 +362,7 @@ class LocalEngine:
         bus: EventBus,
     ) -> dict[str, Any]:
         s3 = session.client("s3")
-        key = f"uploads/{plan.workflow_id}/{source.name}"
+        key = definition_key(plan.workflow_id)  # where `stepspot run` puts it, the only key the parser may read
         s3.put_object(Bucket=resources.bucket, Key=key, Body=source.read_bytes())
         sfn = session.client("stepfunctions")
         workflow_arn = resources.state_machine_arn("workflow")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from stepspot import call_log
+
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 
@@ -38,6 +40,11 @@ FUNCTIONS = {
     "interruption_handler": "stepspot.handlers.interruption_handler",
     "workflow_monitor": "stepspot.handlers.workflow_monitor",
 }
+
+
+def lambda_principal(key: str) -> str:
+    """The principal name of a function's role in the recorded AWS calls (stepspot.call_log)."""
+    return f"lambda:{key}"
 
 
 def function_arn(key: str, prefix: str = "stepspot-local") -> str:
@@ -176,7 +183,7 @@ class LocalLambda:
         """Invoke a handler directly (raises what the handler raises)."""
         module = importlib.import_module(FUNCTIONS[key])
         context = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-        with self._locks[key]:
+        with self._locks[key], call_log.acting_as(lambda_principal(key)):
             self.invocations[key] += 1
             if self._router is not None:
                 with self._router.capture(key):

@@ -129,6 +129,13 @@ data "aws_iam_policy_document" "job" {
     resources = [var.checkpoint_table_arn]
   }
 
+  # The agent refuses to run for a workflow the state table does not know (STEPSPOT_STATE_TABLE).
+  statement {
+    sid       = "WorkflowExists"
+    actions   = ["dynamodb:GetItem"]
+    resources = [var.state_table_arn]
+  }
+
   statement {
     sid       = "EncryptedData"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]

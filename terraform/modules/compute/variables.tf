@@ -326,6 +326,11 @@ variable "checkpoint_table_arn" {
   type        = string
 }
 
+variable "state_table_arn" {
+  description = "ARN of the state table: the agent checks that its workflow exists (GetItem) before running."
+  type        = string
+}
+
 variable "kms_key_arn" {
   description = "KMS key of the bucket, table and log group."
   type        = string

@@ -24,6 +24,7 @@ variables {
   bucket_arn              = "arn:aws:s3:::bucket"
   checkpoint_table_name   = "checkpoints"
   checkpoint_table_arn    = "arn:aws:dynamodb:eu-west-1:123456789012:table/checkpoints"
+  state_table_arn         = "arn:aws:dynamodb:eu-west-1:123456789012:table/state"
   kms_key_arn             = "arn:aws:kms:eu-west-1:123456789012:key/test"
   spot_instance_types     = ["c7i.large", "m7i.large", "r7i.16xlarge"]
   ondemand_instance_types = ["c7i.xlarge", "r7i.16xlarge"]
