@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 ENV    ?= dev
 WORKFLOW ?= examples/molecular-dynamics/workflow.json
 
-.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator iam-simulator
+.PHONY: help venv test lint bench demo clean tools build render plan deploy destroy docs asl-validator iam-simulator report-assets chromium
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # `make test` builds and renders first: packaging is tested on every change (tests/integration/test_packaging.py
 # and test_agent_bundle.py read what `make build` wrote).
-test: venv tools asl-validator iam-simulator build render ## run the whole test suite (unit, integration, e2e, terraform)
+test: venv tools asl-validator iam-simulator build render report-assets chromium ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest
 
 lint: venv ## ruff and mypy
@@ -31,14 +31,15 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check functions tests bench
 	$(BIN)/mypy functions
 
-bench: venv build ## benchmarks: planner scale, checkpoints, scheduling, task runner bundle, data staging
+bench: venv build report-assets chromium ## benchmarks: planner scale, checkpoints, scheduling, task runner bundle, data staging, report
 	$(BIN)/python -m bench
 
 # The demo's tasks take hours (1 real second = 2 simulated hours) and Spot is reclaimed at 5 % per hour
 # of run time, the upper end of what AWS publishes for most pools; seed 25 is one run with a reclaim in
 # it, and the same seed always tells the same story. DEMO_FLAGS= for a run without faults.
-DEMO_FLAGS ?= --time-scale 7200 --interruptions-per-hour 0.05 --seed 25 --summary-json build/demo-summary.json
-demo: venv ## run the molecular dynamics sample locally, no AWS account needed
+DEMO_FLAGS ?= --time-scale 7200 --interruptions-per-hour 0.05 --seed 25 --summary-json build/demo-summary.json \
+              --report build/demo-report.html
+demo: venv report-assets ## run the molecular dynamics sample locally, no AWS account needed
 	$(BIN)/stepspot local $(WORKFLOW) $(DEMO_FLAGS)
 
 asl-validator: tests/asl/node_modules/.installed ## the pinned npm asl-validator used by the tests
@@ -54,8 +55,21 @@ tests/iam/node_modules/.installed: tests/iam/package.json tests/iam/package-lock
 	npm ci --prefix tests/iam --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The HTML run report embeds Apache ECharts from the npm package pinned in report-assets/ (not committed).
+REPORT_JS := functions/stepspot/report/vendor/echarts.min.js
+report-assets: $(REPORT_JS) ## Apache ECharts (pinned npm package) embedded in `stepspot report` pages
+
+$(REPORT_JS): report-assets/package.json report-assets/package-lock.json
+	npm ci --prefix report-assets --no-audit --no-fund --loglevel=error --ignore-scripts
+	@mkdir -p $(dir $@)
+	cp report-assets/node_modules/echarts/dist/echarts.min.js $@
+
+# Debian's chromium for the browser test of the report (CI runs as root); nothing to do when present.
+chromium: ## install Debian's chromium (apt) unless /usr/bin/chromium exists
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 clean: ## remove the virtualenvs, build output and caches
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules tests/iam/node_modules
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .stepspot tests/asl/node_modules tests/iam/node_modules report-assets/node_modules functions/stepspot/report/vendor
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- Terraform and deployment

@@ -391,6 +391,18 @@ module "functions" {
           actions   = ["sns:Publish"]
           resources = [local.sns_topic_arn]
         },
+        # The cost ledger: the instance each job ran on (its ECS container instance) ...
+        {
+          sid       = "CostLedgerPlacement"
+          actions   = ["ecs:DescribeContainerInstances"]
+          resources = ["arn:${local.partition}:ecs:${local.arn_tail}:container-instance/*"]
+        },
+        # ... its type, zone and Spot price then (these EC2 Describe* calls have no resource-level permissions).
+        {
+          sid       = "CostLedgerPrices"
+          actions   = ["ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "ec2:DescribeSpotPriceHistory"]
+          resources = ["*"]
+        },
       ]
     }
   }

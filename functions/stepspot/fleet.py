@@ -55,6 +55,14 @@ SUBMIT_JOB_MAX_BYTES = 30 * 1024  # Batch refuses a SubmitJob request larger tha
 _LONGEST_NAME = "n" * 128
 _LONGEST_QUEUE_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-queue/{_LONGEST_NAME}"
 _LONGEST_DEFINITION_ARN = f"arn:aws:batch:ap-southeast-2:123456789012:job-definition/{_LONGEST_NAME}:99999"
+# Cost allocation tags on every Batch job, propagated to its ECS task (Cost Explorer groups by them).
+TAG_WORKFLOW, TAG_TASK, TAG_ATTEMPT, TAG_ENVIRONMENT = (
+    "stepspot:workflow",
+    "stepspot:task",
+    "stepspot:attempt",
+    "stepspot:environment",
+)
+TAG_VALUE_LIMIT = 256  # Batch/ECS tag values: at most 256 characters
 
 
 class Capacity(StrEnum):
@@ -216,6 +224,8 @@ def submit_request_bytes(task: Any, workflow_id: str = "w" * 80) -> int:
         "jobName": _LONGEST_NAME,
         "jobQueue": _LONGEST_QUEUE_ARN,
         "jobDefinition": _LONGEST_DEFINITION_ARN,
+        "tags": job_tags(workflow_id, task.id, 10, _LONGEST_NAME),
+        "propagateTags": True,
     }
     if task.nodes > 1:
         overrides = {
@@ -228,9 +238,16 @@ def submit_request_bytes(task: Any, workflow_id: str = "w" * 80) -> int:
     return len(json.dumps(request, separators=(",", ":")).encode())
 
 
+def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:
+    """The tags of one attempt's Batch job (``SubmitJob`` ``tags``; ``propagateTags`` copies them)."""
+    tags = {TAG_WORKFLOW: workflow_id, TAG_TASK: task_id, TAG_ATTEMPT: str(attempt), TAG_ENVIRONMENT: environment}
+    return {key: value[:TAG_VALUE_LIMIT] for key, value in tags.items()}
+
+
 def job_request(
     *,
     workflow_id: str,
+    environment: str,
     task: Any,
     attempt: int,
     choice: CapacityChoice,
@@ -255,6 +272,7 @@ def job_request(
         "multi_node": bool(task.multi_node),
         "timeout_seconds": int(task.timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
         "memory": int(memory),  # MiB of this attempt: ClassifyFailure escalates from it after an OOM
+        "tags": job_tags(workflow_id, task.id, attempt, environment),
     }
     if task.multi_node:
         request["node_overrides"] = {

@@ -56,6 +56,9 @@ class MetricName(StrEnum):
     CHECKPOINTS_EMPTY = "CheckpointsEmpty"
     LOST_WORK_SECONDS = "LostWorkSeconds"
     RESTORE_SECONDS = "RestoreSeconds"
+    WORKFLOW_COST_USD = "WorkflowCostUSD"
+    WORKFLOW_SPOT_SAVINGS_USD = "WorkflowSpotSavingsUSD"
+    WORKFLOW_LOST_TO_RECLAIMS_USD = "WorkflowLostToReclaimsUSD"
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,28 @@ METRICS: tuple[MetricSpec, ...] = (
         (_ENV,),
         "Task attempts that can never run as submitted (no instance type holds them, image missing, role denied)",
         "fleet_manager",
+    ),
+    # The cost ledger's sums (stepspot.cost) of a workflow, once when its execution ends.
+    MetricSpec(
+        MetricName.WORKFLOW_COST_USD,
+        "None",
+        (_ENV,),
+        "What a finished workflow's attempts cost (cost ledger: instance price x share x run time)",
+        "workflow_monitor",
+    ),
+    MetricSpec(
+        MetricName.WORKFLOW_SPOT_SAVINGS_USD,
+        "None",
+        (_ENV,),
+        "A finished workflow's all-On-Demand equivalent minus what it cost (negative: Spot cost more)",
+        "workflow_monitor",
+    ),
+    MetricSpec(
+        MetricName.WORKFLOW_LOST_TO_RECLAIMS_USD,
+        "None",
+        (_ENV,),
+        "What a finished workflow spent on work lost to Spot reclaims (after the last checkpoint)",
+        "workflow_monitor",
     ),
 )
 

@@ -77,3 +77,11 @@ def test_a_run_prints_the_summary_and_writes_json(write_workflow, tmp_path, caps
     ):
         assert field in summary
     assert summary["tasks"]["succeeded"] == 2
+
+
+def test_a_report_path_that_is_a_directory_is_refused_before_the_run(write_workflow, tmp_path, capsys):
+    path = write_workflow([sleep_task("a")], "badreport")
+    code = main(["local", str(path), "--no-progress", "--report", str(tmp_path), "--workdir", str(tmp_path / "w")])
+    assert code == 2
+    assert "is a directory; give the report a file name" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()  # nothing ran

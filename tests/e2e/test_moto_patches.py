@@ -58,7 +58,14 @@ def test_a_retried_sync_batch_task_gets_a_fresh_callback_and_succeeds():
             "RunJob": {
                 "Type": "Task",
                 "Resource": "arn:aws:states:::batch:submitJob.sync",
-                "Parameters": {"JobName": "j", "JobQueue": "q", "JobDefinition": "d", "NodeOverrides": {"NumNodes": 2}},
+                "Parameters": {
+                    "JobName": "j",
+                    "JobQueue": "q",
+                    "JobDefinition": "d",
+                    "NodeOverrides": {"NumNodes": 2},
+                    "Tags": {"stepspot:task": "t"},
+                    "PropagateTags": True,
+                },
                 "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 30, "MaxAttempts": 1}],
                 "End": True,
             }
@@ -71,6 +78,8 @@ def test_a_retried_sync_batch_task_gets_a_fresh_callback_and_succeeds():
     assert len(batch.submitted) == 2
     # and multi-node overrides reached Batch (moto drops unknown submitJob parameters)
     assert batch.submitted[0]["NodeOverrides"] == {"NumNodes": 2}
+    # and so did the cost allocation tags and their propagation to the ECS tasks
+    assert (batch.submitted[0]["Tags"], batch.submitted[0]["PropagateTags"]) == ({"stepspot:task": "t"}, True)
 
 
 def test_states_errors_keep_their_name_through_a_parallel_branch():

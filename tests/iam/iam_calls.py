@@ -295,6 +295,9 @@ MAPPERS: dict[tuple[str, str], Mapper] = {
     ("ecs", "DescribeTasks"): _ecs_each("ecs:DescribeTasks", "task", "tasks"),
     # EC2
     ("ec2", "DescribeInstances"): _everything("ec2:DescribeInstances"),
+    # The cost ledger (workflow monitor): no resource-level permissions for these two.
+    ("ec2", "DescribeSpotPriceHistory"): _everything("ec2:DescribeSpotPriceHistory"),
+    ("ec2", "DescribeInstanceTypes"): _everything("ec2:DescribeInstanceTypes"),
     ("ec2", "DescribeSpotInstanceRequests"): _everything("ec2:DescribeSpotInstanceRequests"),
 }
 

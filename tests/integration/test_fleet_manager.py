@@ -8,6 +8,7 @@ import re
 
 import boto3
 import pytest
+from botocore.validate import validate_parameters
 from moto import mock_aws
 
 from stepspot.aws.state_table import StateTable
@@ -153,6 +154,22 @@ def test_a_spot_task_goes_to_spot_under_the_agent_with_its_ids(fleet):
     # The task runner refuses a bundle that is not the build of these Lambdas.
     assert env["STEPSPOT_VERSION"] == deployment_version()
     assert len(json.dumps(job)) < 4096
+
+
+def test_every_job_carries_the_cost_allocation_tags(fleet):
+    job = _call({"action": "choose_capacity", **_ids("single", attempt=3)})
+    assert job["tags"] == {
+        "stepspot:workflow": "wf",
+        "stepspot:task": "single",
+        "stepspot:attempt": "3",
+        "stepspot:environment": "test",
+    }
+    # What RunJob passes on: SubmitJob accepts the tags (and propagateTags) as the model defines them
+    model = boto3.client("batch", region_name="us-east-1").meta.service_model.operation_model("SubmitJob")
+    validate_parameters(
+        {"jobName": "j", "jobQueue": "q", "jobDefinition": "d", "tags": job["tags"], "propagateTags": True},
+        model.input_shape,
+    )
 
 
 def test_multi_node_tasks_use_the_mnp_definition_on_the_mnp_queue(fleet):

@@ -145,6 +145,7 @@ def _sample_states() -> list[dict[str, Any]]:
         choice = fleet.CapacityChoice(fleet.Capacity.ON_DEMAND, "test")
         job = fleet.job_request(
             workflow_id="wf",
+            environment="test",
             task=task,
             attempt=1,
             choice=choice,

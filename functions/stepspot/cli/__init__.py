@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "stepspot.cli.outputs",
     "stepspot.cli.templates",
     "stepspot.cli.cleanup",
+    "stepspot.cli.report",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3

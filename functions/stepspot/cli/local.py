@@ -30,6 +30,7 @@ from stepspot.cli.output import console, err_console
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
+from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -122,6 +123,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--policy", type=Path, metavar="FILE", help="JSON/YAML file overriding policy knobs")
     parser.add_argument("--summary-json", type=Path, metavar="PATH", help="write the run summary as JSON")
+    parser.add_argument(
+        "--report", type=Path, metavar="PATH", help="write the run report (one self-contained HTML file)"
+    )
     parser.add_argument("--max-parallel-jobs", type=int, default=None, metavar="N", help="local job slots")
     parser.add_argument("--timeout", type=_positive, default=900.0, metavar="SECONDS", help="give up after")
     parser.add_argument("--workdir", type=Path, default=Path(".stepspot"), metavar="DIR", help="run files")
@@ -143,6 +147,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     loaded = load_workflow_file(source)  # WorkflowValidationError -> exit 2 (cli/__init__)
+    if args.report:
+        from stepspot.report.html import ReportPathError, check_report_path
+
+        try:
+            check_report_path(args.report)  # before the run: a bad path must not cost a whole run
+        except ReportPathError as exc:
+            err_console.print(f"stepspot: {exc.message}", highlight=False, soft_wrap=True)
+            return EXIT_USAGE
     policy = load_policy_file(args.policy) if args.policy else None
     options = LocalOptions(
         faults=Faults(
@@ -194,6 +206,11 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json:
         summary.write_json(args.summary_json)
         console.print(f"summary written to {args.summary_json}", highlight=False)
+    if args.report and summary.run_record is not None:
+        from stepspot.report.html import write_report
+
+        size = write_report(summary.run_record, args.report)
+        console.print(f"report written to {args.report} ({size / 1e6:.2f} MB)", highlight=False)
     sys.stdout.flush()
     if summary.interrupted:
         return EXIT_INTERRUPTED
@@ -314,6 +331,8 @@ def _print_summary(summary: Any) -> None:
             f"${cost['planned']['on_demand_usd']:.2f}. {cost['explanation']}",
         ),
     ]
+    if summary.cost:
+        rows.append(("cost ledger", cost_line(summary.cost)))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -333,6 +352,7 @@ def _print_summary(summary: Any) -> None:
             "lost s",
             "restore s",
             "outputs",
+            "cost $",
         ):
             detail.add_column(column)
         for row in summary.per_task:
@@ -347,6 +367,7 @@ def _print_summary(summary: Any) -> None:
                 seconds_list(row.get("lost_work_seconds") or []),
                 seconds_list(row.get("restore_seconds") or []),
                 f"{row['output_files']} ({row['output_bytes']} B)" if row.get("output_files") else "-",
+                f"{row.get('cost_usd', 0.0):.4f}",
             )
         console.print(detail)
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)

@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepspot.aws.cost_store import totals_from_item
 from stepspot.aws.executions import ExecutionSummary
 from stepspot.aws.job_logs import JobLogs
 from stepspot.cli.output import console, err_console
@@ -38,6 +39,7 @@ from stepspot.cli.remote_context import (
 )
 from stepspot.errors import StepspotError, WorkflowNotFoundError
 from stepspot.failures import memory_by_attempt
+from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list, task_health
 
 TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
@@ -92,6 +94,7 @@ def tasks_table(
     table.add_column("restore s", justify="right")  # each restore's duration
     if outputs is not None:
         table.add_column("outputs", justify="right")
+    table.add_column("cost $", justify="right")
     table.add_column("last failure", overflow="fold")
     for task in tasks:
         state = str(task.get("state", "PENDING"))
@@ -108,6 +111,7 @@ def tasks_table(
             seconds_list(_health(task)["lost_work_seconds"]),
             seconds_list(_health(task)["restore_seconds"]),
             *published,
+            f"{totals_from_item(task).total_usd:.4f}",
             str(task.get("last_failure_class") or ""),
         )
     return table
@@ -124,6 +128,11 @@ def health_warnings(tasks: list[dict[str, Any]]) -> list[str]:
 
 def _attempt_memories(task: dict[str, Any]) -> list[int | None]:
     return memory_by_attempt(int(task.get("attempts", 0)), task.get("base_memory"), task.get("memory_escalations"))
+
+
+def cost_document(item: dict[str, Any] | None) -> dict[str, Any]:
+    """The cost ledger's sums on a task or workflow item (the workflow monitor adds each finished job)."""
+    return totals_from_item(item or {}).to_dict()
 
 
 def execution_header(execution: ExecutionSummary, console_url: str, now: datetime) -> Text:
@@ -168,12 +177,14 @@ def status_document(
                 "job_id": task.get("job_id"),
                 "last_failure_class": task.get("last_failure_class"),
                 "outputs": _outputs_json((outputs or {}).get(task["task_id"])),
+                "cost": cost_document(task),
                 "checkpoint_empty": _health(task)["checkpoint_empty"],
                 "lost_work_seconds": _health(task)["lost_work_seconds"],
                 "restore_seconds": _health(task)["restore_seconds"],
             }
             for task in tasks
         ],
+        "cost": cost_document(meta),
     }
 
 
@@ -310,6 +321,7 @@ def run_status(args: argparse.Namespace) -> int:
     for task in tasks:
         if task.get("state") == "FAILED":
             _print_failure(context, task)
+    console.print(f"cost so far: {cost_line(cost_document(meta))}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

@@ -207,6 +207,7 @@ class Fleet:
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
         job = fleet.job_request(
             workflow_id=plan.workflow_id,
+            environment=self.settings.environment,
             task=task,
             attempt=request.attempt,
             choice=choice,

@@ -44,8 +44,12 @@ from pydantic import Field
 
 from stepspot import emf
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
+from stepspot.aws.cost_recorder import CostRecorder
+from stepspot.aws.cost_sources import CostSources
+from stepspot.aws.cost_store import CostStore, totals_from_item
 from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
 from stepspot.aws.sns import Notifier
+from stepspot.cost import default_instance_prices
 from stepspot.errors import MalformedEventError
 from stepspot.estimate import PriceTable, default_prices
 from stepspot.events import (
@@ -100,6 +104,7 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Delivers a scheduler event (asynchronous Lambda invocation); None: no scheduler configured.
     report_to_scheduler: Callable[[dict[str, Any]], None] | None = None
+    costs: CostRecorder | None = None  # the cost ledger (stepspot.cost); None: not kept
 
 
 @cache
@@ -117,6 +122,11 @@ def runtime() -> Runtime:
         notifier=Notifier(boto3.client("sns"), settings.sns_topic_arn) if settings.sns_topic_arn else None,
         prices=default_prices(),
         report_to_scheduler=report,
+        costs=CostRecorder(
+            CostStore(dynamodb.Table(settings.state_table)),
+            CostSources(boto3.client("ecs"), boto3.client("ec2"), default_instance_prices(), default_prices()),
+            checkpoints,
+        ),
     )
 
 
@@ -235,6 +245,8 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         if reclaimed:
             result["spot_reclaimed_instance"] = reclaimed
         result.update(_run_health(task, detail, reclaimed is not None, rt, pending))
+        if rt.costs is not None:
+            _record_cost(rt.costs, task, event, kind, flags, result)
     logger.info("Job status handled", extra={"outcome": outcome, "queue_kind": kind.value})
     return result
 
@@ -262,6 +274,25 @@ def _run_health(
     if restore is not None:
         pending.append(PendingMetric(MetricName.RESTORE_SECONDS, restore, MetricUnit.Seconds.value))
     return {"lost_work_seconds": lost, "restore_seconds": restore, "checkpoint_empty": empty}
+
+
+def _record_cost(
+    costs: CostRecorder,
+    task: TaskRef,
+    event: BatchJobStateChange,
+    kind: QueueKind,
+    flags: Any,
+    result: dict[str, Any],
+) -> None:
+    spot = kind is QueueKind.SPOT
+    fallback = bool(flags and flags.get("spot_attempted")) and not spot
+    outcome = costs.record(task.workflow_id, task.task_id, event.detail, spot=spot, fallback=fallback)
+    if outcome.entry is None:
+        logger.warning("Attempt left out of the cost ledger", extra={"reason": outcome.skipped_because})
+        result["cost_skipped"] = outcome.skipped_because
+        return
+    result["cost_usd"] = round(outcome.entry.cost_usd, 6)
+    result["cost_recorded"] = outcome.recorded
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -372,6 +403,14 @@ def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[Pe
 
     succeeded = detail.status == "SUCCEEDED"
     pending.append(PendingMetric(MetricName.WORKFLOWS_SUCCEEDED if succeeded else MetricName.WORKFLOWS_FAILED, 1))
+    cost = totals_from_item(workflow or {})
+    if cost.attempts:  # no ledger (e.g. local mode, or no job ran): no cost figures rather than zeros
+        for name, value in (
+            (MetricName.WORKFLOW_COST_USD, cost.total_usd),
+            (MetricName.WORKFLOW_SPOT_SAVINGS_USD, cost.savings_usd),
+            (MetricName.WORKFLOW_LOST_TO_RECLAIMS_USD, cost.lost_usd),
+        ):
+            pending.append(PendingMetric(name, round(value, 6), MetricUnit.NoUnit.value))
     failed_tasks = [] if succeeded or workflow is None else rt.store.failed_tasks(target.workflow_id)
     notified = False
     if rt.notifier is not None:

@@ -4,7 +4,8 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 
 - hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
   that call it) by the local engine's in-process Lambda runner and subprocess Batch;
-- ``NodeOverrides`` added to the submitJob parameters moto forwards (multi-node parallel jobs);
+- ``NodeOverrides`` and ``PropagateTags`` added to the submitJob parameters moto forwards (multi-node
+  parallel jobs; the cost allocation tags reach the ECS tasks), as the AWS integration accepts both;
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
   the items they touch (moto deep-copies the whole table per transaction item: O(n) per write);
 - one parse per definition and per JSONPath: moto re-parses the ASL for every execution and every path
@@ -207,8 +208,9 @@ def install() -> None:
         _installed["callback_eval_execution"] = callback_cls.__dict__.get("_eval_execution")
         callback_cls._eval_execution = _eval_execution
 
-        # moto forwards only the submitJob parameters it lists; multi-node jobs need NodeOverrides.
-        batch_service._SUPPORTED_API_PARAM_BINDINGS["submitjob"].add("NodeOverrides")
+        # moto forwards only the submitJob parameters it lists; multi-node jobs need NodeOverrides, and
+        # every job PropagateTags (its cost allocation tags).
+        batch_service._SUPPORTED_API_PARAM_BINDINGS["submitjob"].update({"NodeOverrides", "PropagateTags"})
 
         # Fix 2: States.* errors keep their name when leaving Map iterations and Parallel branches.
         _module(_MAP_WORKER).CustomErrorName = _StatesTolerantErrorName

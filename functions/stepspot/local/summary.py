@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from stepspot.estimate import default_prices, task_cost
+from stepspot.local.ledger import local_run_record_of
 from stepspot.plan import Plan
+from stepspot.report.model import RunRecord
 from stepspot.run_health import CHECKPOINT_EMPTY_MESSAGE, RUN_SK_PREFIX, reclaim_lost_work, restore_seconds
 
 STEP_FUNCTIONS_PAYLOAD_LIMIT = 262_144
@@ -47,11 +49,16 @@ class RunSummary:
     interrupted: bool = False
     failures: list[dict[str, Any]] = field(default_factory=list)  # tasks that failed for good: cause, log tail
     story: list[str] = field(default_factory=list)  # the event lines printed while the run went
+    cost: dict[str, Any] = field(default_factory=dict)  # the cost ledger's totals (stepspot.cost)
+    ledger: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
+    run_record: RunRecord | None = field(default=None, repr=False)  # for --report; not in the JSON
     # Checkpointed tasks whose checkpoint directory stayed empty for two intervals (stepspot.run_health).
     checkpoint_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("run_record", None)
+        return data
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,6 +267,10 @@ def summarise(
                 row["runtime_seconds"] = round(real, 3)
     for task_id, row in per_task.items():
         _run_health(row, [j for j in jobs if j.task_id == task_id], runs)
+    record = local_run_record_of(session, resources, plan, jobs, items, str(execution["status"]), batch, time_scale)
+    task_costs = record.totals_per_task()
+    for task_id, row in per_task.items():
+        row["cost_usd"] = round(task_costs[task_id].total_usd, 6) if task_id in task_costs else 0.0
     start, stop = execution.get("startDate"), execution.get("stopDate")
     makespan = (stop - start).total_seconds() if start and stop else 0.0
     measured_cp, measured_path = _longest_path(plan, measured)
@@ -344,6 +355,9 @@ def summarise(
         interrupted=interrupted,
         failures=list(story.failures.values()) if story is not None else [],
         story=list(story.lines) if story is not None else [],
+        cost=record.cost_summary(),
+        ledger=[entry.to_dict() for entry in record.ledger],
+        run_record=record,
         checkpoint_warnings=[
             f"{row['task_id']}: {CHECKPOINT_EMPTY_MESSAGE}" for row in per_task.values() if row["checkpoint_empty"]
         ],

@@ -70,6 +70,19 @@ data "aws_iam_policy_document" "this" {
     )
   }
 
+  # SubmitJob with tags (stepspot:workflow/task/attempt/environment) also needs TagResource on the new job.
+  statement {
+    sid       = "TagJobsOnSubmit"
+    actions   = ["batch:TagResource"]
+    resources = ["${local.batch_arn_prefix}:job/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "batch:CreateAction"
+      values   = ["SubmitJob"]
+    }
+  }
+
   statement {
     sid       = "StopJobs"
     actions   = ["batch:TerminateJob"]

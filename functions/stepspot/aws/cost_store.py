@@ -1,0 +1,114 @@
+"""The cost ledger on the state table (written by the workflow monitor, read by `status` and `report`).
+
+- task item: ``cost_ledger`` (map: job id -> ledger entry) and the task's sums (``COST_ATTRIBUTES``);
+- workflow META item: the same sums over all its tasks.
+
+An entry and its sums are written in one transaction, conditional on the entry not being there yet, so a
+redelivered or replayed job event adds nothing twice. Needs ``dynamodb:UpdateItem`` on the state table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepspot.aws.errors import translate_client_error as translate
+from stepspot.cost import CostTotals, LedgerEntry, totals
+from stepspot.state_keys import task_key, workflow_key
+
+LEDGER_ATTRIBUTE = "cost_ledger"
+# CostTotals field -> attribute holding its running sum (task and workflow items alike).
+COST_ATTRIBUTES = {
+    "spot_usd": "cost_spot_usd",
+    "on_demand_usd": "cost_on_demand_usd",
+    "fallback_usd": "cost_fallback_usd",
+    "lost_usd": "cost_lost_usd",
+    "total_usd": "cost_total_usd",
+    "all_on_demand_usd": "cost_all_on_demand_usd",
+    "attempts": "cost_attempts",
+}
+_DIGITS = 9  # DynamoDB numbers: keep sums exact to a billionth of a dollar
+
+
+def _number(value: float | int) -> Decimal:
+    return Decimal(str(round(value, _DIGITS))) if isinstance(value, float) else Decimal(value)
+
+
+def _stored(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        k: (_number(v) if isinstance(v, float | int) and not isinstance(v, bool) else v)
+        for k, v in entry.to_dict().items()
+    }
+
+
+def totals_from_item(item: Mapping[str, Any]) -> CostTotals:
+    """The running sums of a task or workflow item as ``CostTotals`` (savings derived)."""
+    values = {field: float(item.get(attribute, 0) or 0) for field, attribute in COST_ATTRIBUTES.items()}
+    saving = values["all_on_demand_usd"] - values["total_usd"]
+    return CostTotals(
+        attempts=int(values["attempts"]),
+        spot_usd=values["spot_usd"],
+        on_demand_usd=values["on_demand_usd"],
+        fallback_usd=values["fallback_usd"],
+        lost_usd=values["lost_usd"],
+        total_usd=values["total_usd"],
+        all_on_demand_usd=values["all_on_demand_usd"],
+        savings_usd=saving,
+        savings_percent=100 * saving / values["all_on_demand_usd"] if values["all_on_demand_usd"] else 0.0,
+    )
+
+
+def ledger_from_item(item: Mapping[str, Any]) -> list[LedgerEntry]:
+    entries = [LedgerEntry.from_dict(e) for e in (item.get(LEDGER_ATTRIBUTE) or {}).values()]
+    return sorted(entries, key=lambda e: (e.attempt, e.created_at))
+
+
+class CostStore:
+    def __init__(self, state_table: Any) -> None:
+        self._table = state_table
+        # The resource's client takes high-level types (the resource's serializer applies to it too).
+        self._client = state_table.meta.client
+
+    def record(self, workflow_id: str, entry: LedgerEntry) -> bool:
+        """Add an attempt to its task's ledger and both sums; False when it was recorded before."""
+        key = task_key(workflow_id, entry.task_id)
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression=f"SET {LEDGER_ATTRIBUTE} = if_not_exists({LEDGER_ATTRIBUTE}, :empty)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":empty": {}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False  # no such task item
+            raise translate(exc, "calling dynamodb:UpdateItem (cost ledger)") from exc
+        sums = totals([entry])
+        adds = ", ".join(f"{attribute} :{field}" for field, attribute in COST_ATTRIBUTES.items())
+        values = {f":{field}": _number(getattr(sums, field)) for field in COST_ATTRIBUTES}
+        task_update = {
+            "TableName": self._table.name,
+            "Key": key,
+            "UpdateExpression": f"SET {LEDGER_ATTRIBUTE}.#job = :entry ADD {adds}",
+            "ConditionExpression": f"attribute_exists(pk) AND attribute_not_exists({LEDGER_ATTRIBUTE}.#job)",
+            "ExpressionAttributeNames": {"#job": entry.job_id},
+            "ExpressionAttributeValues": {**values, ":entry": _stored(entry)},
+        }
+        workflow_update = {
+            "TableName": self._table.name,
+            "Key": workflow_key(workflow_id),
+            "UpdateExpression": f"ADD {adds}",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": values,
+        }
+        try:
+            self._client.transact_write_items(TransactItems=[{"Update": task_update}, {"Update": workflow_update}])
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # recorded by an earlier delivery
+            raise translate(exc, "calling dynamodb:TransactWriteItems (cost ledger)") from exc
+        return True

@@ -1,0 +1,63 @@
+"""The run record of a workflow on AWS, from its state table items, plan and checkpoint items. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from stepspot.aws.cost_store import ledger_from_item
+from stepspot.cost import default_instance_prices
+from stepspot.report.model import RunRecord, TaskRecord
+
+SPOT_PRICE_SOURCE = "Spot: EC2 DescribeSpotPriceHistory for the zone and hour of each attempt"
+
+
+def run_record_from_state(
+    *,
+    workflow_id: str,
+    status: str,
+    environment: str,
+    region: str,
+    meta: Mapping[str, Any] | None,
+    tasks: Iterable[Mapping[str, Any]],
+    depends_on: Mapping[str, Iterable[str]],
+    checkpoint_items: Mapping[str, Iterable[Mapping[str, Any]]],
+) -> RunRecord:
+    """``tasks`` are task items (with ``task_id``), ``checkpoint_items`` the ``SEQ#`` items per task."""
+    prices = default_instance_prices()
+    task_records = []
+    ledger = []
+    for item in tasks:
+        task_id = str(item["task_id"])
+        task_records.append(
+            TaskRecord(
+                task_id=task_id,
+                depends_on=tuple(depends_on.get(task_id, ())),
+                state=str(item.get("state", "PENDING")),
+                failure_class=str(item.get("last_failure_class") or "") or None,
+                reason=str(item.get("last_failure") or ""),
+            )
+        )
+        ledger.extend(ledger_from_item(item))
+    checkpoints = {
+        task_id: sorted(
+            float(i["created_epoch"]) for i in items if i.get("status") == "COMPLETE" and "created_epoch" in i
+        )
+        for task_id, items in checkpoint_items.items()
+    }
+    notes = []
+    if any(t.state not in ("PENDING",) for t in task_records) and not ledger:
+        notes.append("no attempt is in the cost ledger yet (the workflow monitor adds each job when it ends)")
+    return RunRecord(
+        workflow_id=workflow_id,
+        name=str((meta or {}).get("name") or workflow_id),
+        status=status,
+        environment=environment,
+        region=region,
+        currency=prices.currency,
+        price_source=f"On-Demand: {prices.source} ({prices.retrieved}); {SPOT_PRICE_SOURCE}",
+        tasks=task_records,
+        ledger=ledger,
+        checkpoints=checkpoints,
+        notes=notes,
+    )
