@@ -92,8 +92,6 @@ build: venv ## Lambda zips (build/lambda/) and the task runner bundle build/step
 	$(BIN)/python scripts/build_agent_bundle.py
 
 render: venv ## state machine definitions: build/asl/*.asl.json (templatefile placeholders)
-	@$(BIN)/python -c 'import stepspot.asl' 2>/dev/null || { \
-	  echo "make render: stepspot.asl is not available yet (functions/stepspot/asl.py); merge main once it has landed." >&2; exit 1; }
 	$(BIN)/python -m stepspot.asl render --out build/asl
 
 plan: venv ## terraform plan for ENV (dev|staging|prod); needs AWS credentials
