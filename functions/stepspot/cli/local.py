@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rich import filesize
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -321,9 +322,11 @@ def _print_summary(summary: Any) -> None:
         ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
         (
-            "estimated cost",
+            "cost by task shape",
             f"as run ${cost['spot_usd']:.2f} (Spot where allowed, interrupted attempts included) vs all "
-            f"On-Demand ${cost['on_demand_usd']:.2f}: " + _saving_text(cost["savings_usd"], cost["savings_percent"]),
+            f"On-Demand ${cost['on_demand_usd']:.2f}: "
+            + _saving_text(cost["savings_usd"], cost["savings_percent"])
+            + " (vCPU and GiB priced per hour, data/prices.json: the model of `stepspot plan`)",
         ),
         (
             "planned saving",
@@ -332,7 +335,9 @@ def _print_summary(summary: Any) -> None:
         ),
     ]
     if summary.cost:
-        rows.append(("cost ledger", cost_line(summary.cost)))
+        # Each attempt as its share of the emulated instance it ran on (data/instance_prices.json): the
+        # model of the ledger `stepspot status` and `stepspot report` show on AWS.
+        rows.append(("cost by instance (ledger)", cost_line(summary.cost)))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -340,37 +345,51 @@ def _print_summary(summary: Any) -> None:
         table.add_row(name, value)
     console.print(table)
     if len(summary.per_task) <= 30:
-        detail = Table(header_style="bold", box=None, pad_edge=False)
-        for column in (
-            "task",
-            "state",
-            "attempts",
-            "interruptions",
-            "last capacity",
-            "memory MiB",
-            "runtime s",
-            "lost s",
-            "restore s",
-            "outputs",
-            "cost $",
-        ):
-            detail.add_column(column)
-        for row in summary.per_task:
-            detail.add_row(
-                row["task_id"],
-                Text(row["state"], style=STATE_STYLES.get(row["state"], "")),
-                str(row["attempts"]),
-                str(row["interruptions"]),
-                str(row["capacity"] or "-"),
-                ", ".join(str(m) for m in row.get("memory_mib") or []) or "-",
-                f"{row['runtime_seconds']:.2f}",
-                seconds_list(row.get("lost_work_seconds") or []),
-                seconds_list(row.get("restore_seconds") or []),
-                f"{row['output_files']} ({row['output_bytes']} B)" if row.get("output_files") else "-",
-                f"{row.get('cost_usd', 0.0):.4f}",
-            )
-        console.print(detail)
+        console.print(_task_table(summary.per_task))
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
+
+
+def _task_table(per_task: list[dict[str, Any]]) -> Table:
+    """One row per task, short headers, and no column that has nothing to say in this run, so the
+    table stays readable in an 80-column terminal (the JSON summary has every field)."""
+    capacity_names = {"SPOT": "Spot", "ON_DEMAND": "On-Dem."}
+
+    def memory(row: dict[str, Any]) -> str:  # the first and the last, when retries asked for more
+        values = [str(m) for m in row.get("memory_mib") or []]
+        return "-" if not values else values[0] if values[0] == values[-1] else f"{values[0]}>{values[-1]}"
+
+    columns: list[tuple[str, Any]] = [
+        ("task", lambda r: r["task_id"]),
+        ("state", lambda r: Text(r["state"], style=STATE_STYLES.get(r["state"], ""))),
+        ("tries", lambda r: str(r["attempts"])),
+        ("reclaims", lambda r: str(r["interruptions"])),
+        ("on", lambda r: capacity_names.get(str(r["capacity"]), str(r["capacity"] or "-"))),
+        ("MiB", memory),
+        ("run s", lambda r: f"{r['runtime_seconds']:.1f}"),
+        ("lost s", lambda r: seconds_list(r.get("lost_work_seconds") or [])),
+        ("restore s", lambda r: seconds_list(r.get("restore_seconds") or [])),
+        ("outputs", _outputs_cell),
+        ("cost $", lambda r: f"{r.get('cost_usd', 0.0):.2f}"),
+    ]
+    # Left out when empty; the wide ones also in a narrow terminal (the rows above sum them up).
+    optional = {"reclaims", "lost s", "restore s", "outputs"}
+    wide = {"lost s", "restore s", "outputs"}
+    shown = [
+        (name, cell)
+        for name, cell in columns
+        if (name not in optional or any(cell(row) not in ("-", "0") for row in per_task))
+        and (name not in wide or console.width >= 110)
+    ]
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for name, _ in shown:
+        table.add_column(name, no_wrap=name in ("task", "state"))
+    for row in per_task:
+        table.add_row(*(cell(row) for _, cell in shown))
+    return table
+
+
+def _outputs_cell(row: dict[str, Any]) -> str:
+    return f"{row['output_files']}: {filesize.decimal(row['output_bytes'])}" if row.get("output_files") else "-"
 
 
 def _lost_work_text(per_task: list[dict[str, Any]]) -> str:
