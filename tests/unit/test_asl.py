@@ -139,10 +139,8 @@ def test_lambda_retries_match_every_retryable_error_class():
     checked = 0
     for kind, definition in asl.render(LOCAL_ARNS).items():
         for name, state in _lambda_tasks(definition["States"]):
-            matched = [set(rule["ErrorEquals"]) for rule in state.get("Retry", []) if retryable & set(rule["ErrorEquals"])]
-            assert matched and retryable <= matched[0], (
-                f"{kind}.{name} does not retry {sorted(retryable - (matched[0] if matched else set()))}"
-            )
+            rules = [set(rule["ErrorEquals"]) for rule in state.get("Retry", [])]
+            assert any(retryable <= rule for rule in rules), f"{kind}.{name} retries {rules}, not all of {retryable}"
             checked += 1
     assert checked >= 8  # every orchestration Lambda call of both state machines
 
