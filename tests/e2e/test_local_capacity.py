@@ -38,6 +38,21 @@ def test_an_out_of_memory_task_succeeds_on_its_second_attempt_with_more_memory(r
     assert summary.app_failures == 1
 
 
+def test_each_task_attempt_is_a_new_batch_job_whose_batch_attempt_is_1(run_local, write_workflow):
+    # Given a program that fails its first task attempt and reports both attempt variables
+    report = (
+        "import os, sys; print('attempts', os.environ['STEPSPOT_ATTEMPT'], os.environ['AWS_BATCH_JOB_ATTEMPT']);"
+        " sys.exit(3 if os.environ['STEPSPOT_ATTEMPT'] == '1' else 0)"
+    )
+    task = {"id": "twice", "container_image": "python:3.12", "command": [PY, "-c", report], "retry_attempts": 2}
+    summary = run_local(write_workflow([task]))
+    assert summary.status == "SUCCEEDED", summary.cause
+    run = Path(summary.run_dir)
+    # Then the task's attempt counts up, while each job (a new SubmitJob, as in AWS) is on its first Batch attempt
+    assert "attempts 1 1" in (run / "tasks/twice/attempt-1/output.log").read_text()
+    assert "attempts 2 1" in (run / "tasks/twice/attempt-2/output.log").read_text()
+
+
 def test_the_multi_node_task_runs_with_one_rank_per_node(run_local, tmp_path):
     # Given the MD example, whose replica runs on 2 nodes
     summary = run_local(MD_EXAMPLE, time_scale=1800)

@@ -3,6 +3,7 @@ if moto's internals move, these fail instead of local mode silently misbehaving.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
@@ -107,8 +108,51 @@ def test_jsonata_fails_with_a_clear_message():
         jsonata._eval_jsonata("$x")  # type: ignore[misc]
 
 
-def test_send_task_failure_keeps_its_cause():
-    moto_patches.install()
-    from moto.stepfunctions.responses import StepFunctionResponse
+class TokenLambda:
+    """A `.waitForTaskToken` Lambda that only records the task token it was given."""
 
-    assert StepFunctionResponse.send_task_failure.__module__ == moto_patches.__name__
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    def invoke(self, **params: Any) -> dict[str, Any]:
+        payload = params["Payload"]
+        self.tokens.append(json.loads(payload if isinstance(payload, (str, bytes)) else json.dumps(payload))["token"])
+        return {"StatusCode": 200, "Payload": io.BytesIO(b"{}")}
+
+
+def test_send_task_failure_keeps_its_cause():
+    # Fix 4: the workflow's failure reason travels in SendTaskFailure's cause; moto's API layer dropped it.
+    definition = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "scheduler", "Payload": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    lambdas = TokenLambda()
+    with mock_aws(config=CONFIG), moto_patches.hooked(lambdas, FlakyBatch(), time_scale=1000, sync_poll_seconds=0.01):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="token", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=arn, name="run-1", input="{}")["executionArn"]
+        for _ in range(400):
+            if lambdas.tokens:
+                break
+            time.sleep(0.02)
+        assert lambdas.tokens, "the waitForTaskToken Lambda was never invoked"
+        sfn.send_task_failure(taskToken=lambdas.tokens[0], error="TaskFailed", cause="task run: exit 3 on attempt 2")
+        for _ in range(400):
+            described = sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                break
+            time.sleep(0.02)
+    assert (described["status"], described.get("error"), described.get("cause")) == (
+        "FAILED",
+        "TaskFailed",
+        "task run: exit 3 on attempt 2",
+    )

@@ -281,6 +281,17 @@ def test_status_shows_every_task_with_attempts_interruptions_and_checkpoints(
     assert "spot_reclaim" in out
 
 
+def test_status_counts_ready_tasks(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a task whose dependencies are done but which waits READY for a free slot
+    seed_progress(env)
+    env.put_task("md-1", "report", state="READY", attempts=0, interruptions=0, remaining_deps=0)
+    assert main(["status", "md-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["READY"] == 1
+    # Then the summary line counts it, so the parts add up to the total
+    assert main(["status", "md-1"]) == 0
+    assert "4 tasks: 1 succeeded, 1 running, 1 ready, 1 pending" in capsys.readouterr().out
+
+
 def test_status_flags_an_empty_checkpoint_directory_and_shows_lost_work(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -577,7 +588,8 @@ def test_checkpoints_lists_each_task_and_marks_the_resume_point(env: Env, capsys
     assert main(["checkpoints", "md-1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["task_id"], r["sequence"], r["latest"]) for r in rows] == [("run", 1, False), ("run", 2, True)]
-    assert rows[1]["uri"] == f"s3://{env.bucket}/checkpoints/md-1/run/2/"
+    # The URI must be the real S3 prefix (12-digit sequence), openable with `aws s3 ls`.
+    assert rows[1]["uri"] == f"s3://{env.bucket}/checkpoints/md-1/run/000000000002/"
     assert main(["checkpoints", "md-1", "--task", "run"]) == 0
     out = capsys.readouterr().out
     assert "5.0 MiB" in out and "*" in out

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
@@ -110,9 +111,38 @@ def test_policy_knobs_reach_the_definitions():
     assert task["States"]["RunJob"]["Retry"][0]["MaxAttempts"] == 5
 
 
+def _lambda_tasks(states: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every Task state that invokes a Lambda (directly or through lambda:invoke), nested states included."""
+    found = []
+    for name, state in states.items():
+        resource = str(state.get("Resource", ""))
+        if state.get("Type") == "Task" and (
+            resource in LOCAL_ARNS.values() or resource.startswith("arn:aws:states:::lambda:invoke")
+        ):
+            found.append((f"{path}{name}", state))
+        nested = [*state.get("Branches", []), state.get("Iterator"), state.get("ItemProcessor")]
+        for sub in filter(None, nested):
+            found.extend(_lambda_tasks(sub["States"], f"{path}{name}/"))
+    return found
+
+
 def test_lambda_retries_match_every_retryable_error_class():
-    retry = asl.render(LOCAL_ARNS)["task"]["States"]["TaskSucceeded"]["Retry"][0]["ErrorEquals"]
-    assert {"AwsThrottledError", "Lambda.TooManyRequestsException"} <= set(retry)
+    # The classes the Lambdas raise as retryable, found here independently of asl.retryable_error_names().
+    from stepspot import errors
+
+    retryable = {
+        cls.__name__
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.RetryableError)
+    }
+    assert {"RetryableError", "AwsThrottledError", "StateWriteContendedError"} <= retryable
+    checked = 0
+    for kind, definition in asl.render(LOCAL_ARNS).items():
+        for name, state in _lambda_tasks(definition["States"]):
+            rules = [set(rule["ErrorEquals"]) for rule in state.get("Retry", [])]
+            assert any(retryable <= rule for rule in rules), f"{kind}.{name} retries {rules}, not all of {retryable}"
+            checked += 1
+    assert checked >= 8  # every orchestration Lambda call of both state machines
 
 
 def test_only_ids_and_uris_travel_into_task_executions():

@@ -125,6 +125,19 @@ def test_exit_status_maps_signals_like_a_shell() -> None:
     assert agent._exit_status(-15) == 143 and agent._exit_status(3) == 3
 
 
+def test_an_unexpected_exception_prints_its_traceback_and_exits_internal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bug in the agent must be told apart from the program's own exit 1 (the documented 70).
+    def broken(_args: Any) -> int:
+        raise RuntimeError("agent bug")
+
+    monkeypatch.setattr("stepspot.agent.cli._execute", broken)
+    assert agent.main(["run", "--", "true"]) == agent.EXIT_INTERNAL == 70
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "RuntimeError: agent bug" in err
+
+
 class _FailingStore:
     def __init__(self, error: Exception) -> None:
         self.error = error

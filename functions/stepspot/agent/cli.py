@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +25,7 @@ from stepspot.agent.checkpoints import (
 from stepspot.agent.settings import (
     EXIT_BAD_DIRECTORY,
     EXIT_COMMAND_NOT_FOUND,
+    EXIT_INTERNAL,
     EXIT_SPOT_NOTICE,
     EXIT_USAGE,
     AgentExit,
@@ -232,3 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StepspotError as exc:
         print(f"stepspot-agent: error: {exc.message}", file=sys.stderr)
         return exit_code_for(exc)
+    except Exception:
+        # A bug in the agent: its own exit code, so it is never taken for the program's exit 1.
+        traceback.print_exc(file=sys.stderr)
+        print(f"stepspot-agent: internal error (exit {EXIT_INTERNAL}): the traceback above is a bug", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -25,6 +25,7 @@ from rich.text import Text
 from stepspot.aws.cost_store import totals_from_item
 from stepspot.aws.executions import ExecutionSummary
 from stepspot.aws.job_logs import JobLogs
+from stepspot.checkpoints import s3_uri, sequence_from_sk, sequence_prefix
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -41,9 +42,18 @@ from stepspot.errors import StepspotError, WorkflowNotFoundError
 from stepspot.failures import memory_by_attempt
 from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list, task_health
+from stepspot.scheduler import TaskState
 
-TASK_STATES = ("SUCCEEDED", "RUNNING", "PENDING", "FAILED", "SKIPPED")
-STATE_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red", "SKIPPED": "yellow"}
+# The scheduler's task states (stepspot.scheduler.TaskState owns them) in display order, with their styles.
+STATE_STYLES: dict[str, str] = {
+    TaskState.SUCCEEDED: "green",
+    TaskState.RUNNING: "cyan",
+    TaskState.READY: "blue",
+    TaskState.PENDING: "dim",
+    TaskState.FAILED: "red",
+    TaskState.SKIPPED: "yellow",
+}
+TASK_STATES = tuple(STATE_STYLES)
 EXECUTION_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}
 
 # Replaced in tests so `watch` and `logs --follow` run without waiting.
@@ -59,7 +69,9 @@ def task_counts(tasks: list[dict[str, Any]]) -> Counter[str]:
 
 def counts_line(tasks: list[dict[str, Any]]) -> str:
     counts = task_counts(tasks)
-    parts = [f"{counts[state]} {state.lower()}" for state in TASK_STATES if counts[state]]
+    # Known states in display order, then any other (a newer scheduler's): the parts add up to the total.
+    ordered = [*TASK_STATES, *sorted(set(counts) - set(TASK_STATES))]
+    parts = [f"{counts[state]} {state.lower()}" for state in ordered if counts[state]]
     return f"{len(tasks)} tasks: " + (", ".join(parts) if parts else "none recorded yet")
 
 
@@ -485,7 +497,7 @@ def run_checkpoints(args: argparse.Namespace) -> int:
     for task_id in task_ids:
         items, latest = context.records.checkpoints(workflow_id, task_id)
         for item in items:
-            sequence = int(item.get("sequence", str(item["sk"]).removeprefix("SEQ#")))
+            sequence = int(item.get("sequence") or sequence_from_sk(str(item["sk"])))
             rows.append(
                 {
                     "task_id": task_id,
@@ -495,7 +507,7 @@ def run_checkpoints(args: argparse.Namespace) -> int:
                     "file_count": item.get("file_count", 0),
                     "total_bytes": item.get("total_bytes", 0),
                     "latest": sequence == latest,
-                    "uri": f"s3://{context.deployment.bucket_name}/checkpoints/{workflow_id}/{task_id}/{sequence}/",
+                    "uri": s3_uri(context.deployment.bucket_name, sequence_prefix(workflow_id, task_id, sequence)),
                 }
             )
     if args.json:

@@ -412,6 +412,9 @@ class LocalBatch:
             "STEPSPOT_IMDS_POLL_INTERVAL": "0.1",
             "STEPSPOT_TIME_SCALE": str(self.time_scale),
             "AWS_BATCH_JOB_ID": job.job_id,
+            # As in AWS: each task attempt is a new SubmitJob, whose Batch attempt starts at 1; Batch itself
+            # retries only a container that never started, which local jobs do not emulate (their job
+            # definitions have one attempt). The task's attempt is STEPSPOT_ATTEMPT (fleet.job_environment).
             "AWS_BATCH_JOB_ATTEMPT": "1",
             "AWS_BATCH_JQ_NAME": job.queue.rsplit("/", 1)[-1],
         }
