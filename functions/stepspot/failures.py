@@ -40,6 +40,7 @@ from stepspot.agent_exit_codes import (
     EXIT_OUTPUT_MISSING,
     EXIT_SPOT_NOTICE,
 )
+from stepspot.fleet import runner_invocation
 from stepspot.policy import FailureClass, Policy, stable_unit_random
 
 _SPOT_RECLAIM = re.compile(r"Host EC2 \(instance (?P<instance>i-[0-9a-zA-Z]+)\) terminated", re.IGNORECASE)
@@ -217,7 +218,7 @@ def _staging_failure(job: dict[str, Any], exit_code: int | None) -> tuple[Failur
     if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING):
         return None
     command = _ci(_ci(job, "Container") or {}, "Command") or []
-    if not any("stepspot-agent" in str(part) for part in command):
+    if runner_invocation([str(part) for part in command]) is None:  # the container command fleet.py builds
         return None
     if exit_code == EXIT_INPUT_UNAVAILABLE:
         why = "a declared input is missing or corrupt (the job log names the file); retried"
