@@ -66,7 +66,7 @@ def test_three_nodes_only_the_main_runs_the_command_and_its_exit_code_wins(tmp_p
         "STEPSPOT_MPI_SLOTS": "2",
         "STEPSPOT_MPI_RENDEZVOUS_SECONDS": "30",
     }
-    entry = [sys.executable, "-m", "stepspot.agent_entry", "mpi", "--", sys.executable, "-c", program]
+    entry = [sys.executable, "-m", "stepspot.agent", "mpi", "--", sys.executable, "-c", program]
     nodes = []
     for index in (2, 1, 0):  # workers first: they wait for the main node to listen
         env = {**base, "AWS_BATCH_JOB_NODE_INDEX": str(index)}
@@ -90,7 +90,7 @@ def test_a_worker_whose_main_node_never_answers_gives_up(tmp_path: Path):
         "STEPSPOT_MPI_RENDEZVOUS_SECONDS": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "stepspot.agent_entry", "mpi", "--", "true"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "stepspot.agent", "mpi", "--", "true"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 75
     assert "did not answer within 1 s" in done.stderr

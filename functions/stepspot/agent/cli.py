@@ -219,7 +219,12 @@ def _save_summary(result: SaveResult, bucket: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["mpi"]:  # multi-node roles (stepspot.mpi) take `mpi -- CMD`, not the agent's flags
+        from stepspot.mpi import main as mpi_main
+
+        return mpi_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s stepspot-agent %(levelname)s %(message)s",
