@@ -37,11 +37,11 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from checkpoint_support import EXAMPLE_PROGRAM, FakeImds, create_table  # noqa: E402
 
-from stepspot.aws.checkpoint_objects import CheckpointObjects  # noqa: E402
-from stepspot.aws.checkpoint_table import CheckpointTable  # noqa: E402
-from stepspot.checkpoint_files import DirectoryScanner  # noqa: E402
-from stepspot.checkpoint_store import CheckpointStore  # noqa: E402
-from stepspot.checkpoints import young_daly_interval  # noqa: E402
+from stepspot.checkpointing.aws.objects import CheckpointObjects  # noqa: E402
+from stepspot.checkpointing.aws.table import CheckpointTable  # noqa: E402
+from stepspot.checkpointing.files import DirectoryScanner  # noqa: E402
+from stepspot.checkpointing.model import young_daly_interval  # noqa: E402
+from stepspot.checkpointing.store import CheckpointStore  # noqa: E402
 
 MB = 1024 * 1024
 # (label, number of files, size of each): a few large arrays plus the small file that changes.

@@ -4,7 +4,7 @@
    barrier needs 1.82x) and a random layered DAG. Goal: makespan <= 1.10 x critical path.
 2. State transitions per task on the happy path (goal <= 5) and workflow history size.
 3. Largest state payload for a 10,000-task workflow (goal < 16 KB): the real parser, scheduler and
-   fleet manager Lambdas run on the 10,000-task plan under moto, and every payload that enters a state
+   attempt manager Lambdas run on the 10,000-task plan under moto, and every payload that enters a state
    (execution inputs, task results, a failed attempt with a real Batch job description) is measured.
 4. Local mode overhead per task: a chain of no-op tasks (latency) and a fan-out (throughput).
 
@@ -160,7 +160,7 @@ def _payload_10k() -> dict[str, Any]:
             inputs = [sfn.describe_execution(executionArn=a)["input"] for a in arns[:50]]
             sizes["task execution input (largest)"] = max(len(i) for i in inputs)
             task_state = json.loads(inputs[0])
-            job = lambdas.call("fleet_manager", {"action": "choose_capacity", **task_state})
+            job = lambdas.call("attempt_manager", {"action": "choose_capacity", **task_state})
             with_job = {**task_state, "job": job}
             sizes["task state after ChooseCapacity"] = len(json.dumps(with_job))
             cause = json.dumps(
@@ -202,7 +202,7 @@ def _payload_10k() -> dict[str, Any]:
             failed_state = {**with_job, "error": {"Error": "States.TaskFailed", "Cause": cause}}
             sizes["task state entering ClassifyFailure (real job description)"] = len(json.dumps(failed_state))
             decision = lambdas.call(
-                "fleet_manager",
+                "attempt_manager",
                 {"action": "classify_failure", **task_state, "job": job, "error": failed_state["error"]},
             )
             sizes["task state after ClassifyFailure"] = len(json.dumps(decision))

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     plan_file = f"{args.env}.tfplan"
     if args.action == "destroy":
         terraform("plan", "-destroy", "-input=false", var_file, f"-out={plan_file}")
-        # The fleet manager's derived job definitions are not Terraform's: deregister them first (the
+        # The attempt manager's derived job definitions are not Terraform's: deregister them first (the
         # command reads the outputs, which the destroy removes).
         cleanup = [str(Path(sys.executable).with_name("stepspot")), "cleanup-job-definitions", "--env", args.env]
         if subprocess.run(cleanup, check=False).returncode != 0:

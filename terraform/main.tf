@@ -27,9 +27,9 @@ locals {
   state_table = module.storage.state_table_arn
   ckpt_table  = module.storage.checkpoint_table_arn
 
-  # The GPU queue pair by the variable the Lambdas read: absent without gpu_enabled (the fleet manager
+  # The GPU queue pair by the variable the Lambdas read: absent without gpu_enabled (the attempt manager
   # then refuses a GPU task with a sentence naming gpu_enabled).
-  # Absent (not empty) without GPUs, so the fleet manager's refusal names gpu_enabled.
+  # Absent (not empty) without GPUs, so the attempt manager's refusal names gpu_enabled.
   gpu_queue_environment = var.gpu_enabled ? tomap({
     STEPSPOT_GPU_SPOT_QUEUE_ARN     = module.compute.job_queue_arns["gpu_spot"]
     STEPSPOT_GPU_ONDEMAND_QUEUE_ARN = module.compute.job_queue_arns["gpu_ondemand"]
@@ -249,8 +249,8 @@ module "functions" {
         },
       ]
     }
-    fleet_manager = {
-      handler     = "stepspot.handlers.fleet_manager.lambda_handler"
+    attempt_manager = {
+      handler     = "stepspot.handlers.attempt_manager.lambda_handler"
       description = "Chooses Spot or On-Demand capacity (circuit breaker), manages the compute environments"
       timeout     = 60
       environment = merge(local.gpu_queue_environment, {
@@ -429,7 +429,7 @@ module "orchestration" {
     workflow_parser_arn    = module.functions.function_arns["workflow_parser"]
     scheduler_arn          = module.functions.function_arns["scheduler"]
     checkpoint_manager_arn = module.functions.function_arns["checkpoint_manager"]
-    fleet_manager_arn      = module.functions.function_arns["fleet_manager"]
+    attempt_manager_arn      = module.functions.function_arns["attempt_manager"]
     task_state_machine_arn = local.task_state_machine_arn
     job_definition_arn     = module.compute.job_definition_arn
     mnp_job_definition_arn = module.compute.mnp_job_definition_arn

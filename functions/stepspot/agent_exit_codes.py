@@ -1,6 +1,6 @@
 """Exit codes of the checkpoint agent that other parts read back. Standard library only.
 
-The agent (inside the job container) and the failure classifier (fleet manager Lambda) both import this,
+The agent (inside the job container) and the failure classifier (attempt manager Lambda) both import this,
 so the classifier recognises what the agent meant without importing the agent.
 """
 

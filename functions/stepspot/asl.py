@@ -24,7 +24,7 @@ from stepspot.errors import ConfigurationError, RetryableError
 from stepspot.policy import DEFAULT_POLICY, Policy, load_policy_file
 
 # The template inputs that are resource ARNs (Terraform placeholders). docs/contracts.md lists them.
-ARN_VARIABLES = ("workflow_parser_arn", "scheduler_arn", "checkpoint_manager_arn", "fleet_manager_arn")
+ARN_VARIABLES = ("workflow_parser_arn", "scheduler_arn", "checkpoint_manager_arn", "attempt_manager_arn")
 STATE_MACHINES = {"workflow": "workflow.asl.json.j2", "task": "task.asl.json.j2"}
 
 # Lambda service errors worth retrying: AWS's recommended set for Lambda tasks, and throttling.

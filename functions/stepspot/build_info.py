@@ -3,7 +3,7 @@
 Standard library only and importable by Python 3.9 (the task runner bundle includes it). ``make build``
 writes the version into each artefact (``stepspot/_build.json`` in the Lambda zip and in
 ``stepspot-agent.pyz``); a source checkout computes it from its files, so the local Lambdas and a bundle
-built from the same tree agree. The fleet manager passes the Lambdas' version to every job as
+built from the same tree agree. The attempt manager passes the Lambdas' version to every job as
 ``STEPSPOT_VERSION`` and the task runner refuses a different one (exit ``EXIT_MISCONFIGURATION``): a
 bundle left on a host by another ``make build`` would otherwise speak an older protocol to newer Lambdas.
 """

@@ -276,7 +276,7 @@ def check_workflow(workflow: Any, capacity: DeploymentCapacity) -> list[Problem]
 
 
 def instance_types_from_json(text: str) -> dict[str, list[str]]:
-    """``{"spot": [...], ...}`` (the fleet manager's ``STEPSPOT_INSTANCE_TYPES``)."""
+    """``{"spot": [...], ...}`` (the attempt manager's ``STEPSPOT_INSTANCE_TYPES``)."""
     document = json.loads(text)
     if not isinstance(document, dict):
         raise ValueError("expected an object of queue name -> list of instance types")

@@ -208,41 +208,41 @@ METRICS: tuple[MetricSpec, ...] = (
         "workflow_monitor",
     ),
     # One per failure class of a task attempt (stepspot.failures), counted once per attempt when the
-    # fleet manager classifies it; each class also has its own retry budget (stepspot.policy).
+    # attempt manager classifies it; each class also has its own retry budget (stepspot.policy).
     MetricSpec(
         MetricName.SPOT_RECLAIM_FAILURES,
         "Count",
         (_ENV,),
         "Task attempts that failed because their Spot host was reclaimed",
-        "fleet_manager",
+        "attempt_manager",
     ),
     MetricSpec(
         MetricName.CAPACITY_FAILURES,
         "Count",
         (_ENV,),
         "Task attempts cancelled for lack of Spot capacity (jobStateTimeLimitActions)",
-        "fleet_manager",
+        "attempt_manager",
     ),
     MetricSpec(
         MetricName.INFRASTRUCTURE_FAILURES,
         "Count",
         (_ENV,),
         "Task attempts that failed before the program ran (image pull, host start, API throttling)",
-        "fleet_manager",
+        "attempt_manager",
     ),
     MetricSpec(
         MetricName.APPLICATION_FAILURES,
         "Count",
         (_ENV,),
         "Task attempts whose program failed (non-zero exit, out of memory, timeout)",
-        "fleet_manager",
+        "attempt_manager",
     ),
     MetricSpec(
         MetricName.MISCONFIGURATION_FAILURES,
         "Count",
         (_ENV,),
         "Task attempts that can never run as submitted (no instance type holds them, image missing, role denied)",
-        "fleet_manager",
+        "attempt_manager",
     ),
     # The cost ledger's sums (stepspot.cost) of a workflow, once when its execution ends.
     MetricSpec(

@@ -2,7 +2,7 @@
 
 AWS Batch starts every node of a multi-node parallel job with the same command and tells each which it
 is: ``AWS_BATCH_JOB_NUM_NODES``, ``AWS_BATCH_JOB_NODE_INDEX``, ``AWS_BATCH_JOB_MAIN_NODE_INDEX``, and on
-the nodes other than the main one ``AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS``. The fleet manager
+the nodes other than the main one ``AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS``. The attempt manager
 wraps a multi-node task's command as ``stepspot-agent mpi -- CMD`` (CMD being ``stepspot-agent run --
 ...`` when the task checkpoints), and this module makes the roles differ:
 

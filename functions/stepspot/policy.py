@@ -1,7 +1,7 @@
 """Fault-tolerance policy: the knobs of retries, backoff, the circuit breaker and concurrency. Pure.
 
 One ``Policy`` object feeds two places that must agree: the ASL renderer (``stepspot.asl``) bakes the
-Lambda retry settings into the state machines, and the Lambdas (scheduler, fleet manager) read the same
+Lambda retry settings into the state machines, and the Lambdas (scheduler, attempt manager) read the same
 policy to decide retries, On-Demand fallback, breaker transitions and how many tasks run at once.
 Defaults live here; a JSON or YAML file (``stepspot local --policy FILE``, ``python -m stepspot.asl
 render --policy FILE``) or the Lambda environment variable ``STEPSPOT_POLICY`` (JSON) overrides any

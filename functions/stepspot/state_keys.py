@@ -56,10 +56,10 @@ def dependency_key(workflow_id: str, run_tag: str, task_id: str, parent_id: str)
 
 
 def derived_definition_key(base_arn: str, image: str) -> dict[str, str]:
-    """Cache of the derived job definition of (base revision ARN, image) (fleet manager)."""
+    """Cache of the derived job definition of (base revision ARN, image) (attempt manager)."""
     return {"pk": "JOBDEF", "sk": f"{base_arn}#{image}"}
 
 
 def submit_pacing_key() -> dict[str, str]:
-    """The account-wide SubmitJob pacing bucket of a deployment (fleet manager)."""
+    """The account-wide SubmitJob pacing bucket of a deployment (attempt manager)."""
     return {"pk": "PACING#SubmitJob", "sk": "BUCKET"}

@@ -38,7 +38,7 @@ FUNCTION_KEYS = (
     "workflow_parser",
     "scheduler",
     "checkpoint_manager",
-    "fleet_manager",
+    "attempt_manager",
     "interruption_handler",
     "workflow_monitor",
 )

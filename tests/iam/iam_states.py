@@ -4,7 +4,7 @@ moto's interpreter does not call AWS with a role, so these calls are not recorde
 build/asl/*.asl.json is mapped to the requests its service integration makes (the Step Functions
 developer guide, "IAM policies for ... integrated services"), including the managed EventBridge rule
 that a ``.sync`` integration creates. Values a state takes from its input (``"JobQueue.$"``) are
-expanded to every value the fleet manager can hand it: the queues and (derived) job definitions of
+expanded to every value the attempt manager can hand it: the queues and (derived) job definitions of
 Terraform's function environment.
 """
 

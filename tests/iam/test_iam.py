@@ -94,7 +94,7 @@ def test_an_unknown_call_fails_loudly_naming_the_call_and_the_file_to_extend():
 def test_a_tests_own_names_are_mapped_to_terraforms_and_calls_without_principal_are_not_evaluated():
     environment = terraform().environment
     line = {
-        "principal": "lambda:fleet_manager",
+        "principal": "lambda:attempt_manager",
         "service": "batch",
         "operation": "RegisterJobDefinition",
         "params": {"jobDefinitionName": "base-0123456789"},
@@ -105,7 +105,7 @@ def test_a_tests_own_names_are_mapped_to_terraforms_and_calls_without_principal_
     assert unmapped == []
     first = requests[0]
     assert (first.principal, first.action, first.resource) == (
-        "lambda:fleet_manager",
+        "lambda:attempt_manager",
         "batch:RegisterJobDefinition",
         "arn:aws:batch:us-east-1:123456789012:job-definition/stepspot-local-job-0123456789",
     )

@@ -22,9 +22,9 @@ from checkpoint_support import (
 )
 
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
-from stepspot.aws.checkpoint_objects import CheckpointObjects
-from stepspot.aws.checkpoint_table import CheckpointTable
-from stepspot.checkpoint_store import CheckpointStore
+from stepspot.checkpointing.aws.objects import CheckpointObjects
+from stepspot.checkpointing.aws.table import CheckpointTable
+from stepspot.checkpointing.store import CheckpointStore
 
 pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store, imds
 

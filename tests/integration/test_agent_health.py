@@ -12,7 +12,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from checkpoint_support import Store, run_agent
 
-from stepspot.aws.checkpoint_table import CheckpointTable
+from stepspot.checkpointing.aws.table import CheckpointTable
 from stepspot.run_health import CHECKPOINT_EMPTY_MESSAGE, run_sk
 
 pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store

@@ -1,4 +1,4 @@
-"""The checkpoint manager Lambda handler under moto (in-process): save, restore, list, cleanup, errors."""
+"""The checkpoint manager Lambda handler under moto (in-process): save, find, list, cleanup, errors."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def call(event: dict[str, Any]) -> dict[str, Any]:
     return checkpoint_manager.lambda_handler(event, Context())  # type: ignore[arg-type]
 
 
-def test_restore_without_checkpoints_says_none(aws: Any) -> None:
-    assert call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"}) == {
+def test_find_without_checkpoints_says_none(aws: Any) -> None:
+    assert call({"action": "find", "workflow_id": "wf-1", "task_id": "t1"}) == {
         "found": False,
         "sequence": None,
         "uri": None,
@@ -66,11 +66,11 @@ def test_restore_without_checkpoints_says_none(aws: Any) -> None:
     }
 
 
-def test_save_then_restore_returns_a_small_result(aws: Any) -> None:
+def test_save_then_find_returns_a_small_result(aws: Any) -> None:
     # Given a saved checkpoint
     saved = call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": 3}})
-    # When the state machine restores
-    result = call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
+    # When the state machine looks for the checkpoint
+    result = call({"action": "find", "workflow_id": "wf-1", "task_id": "t1"})
     # Then it learns the sequence and the manifest URI, not the data
     uri = f"s3://{BUCKET}/checkpoints/wf-1/t1/000000000001/manifest.json"
     assert saved == {"workflow_id": "wf-1", "task_id": "t1", "sequence": 1, "uri": uri, "created": True}
@@ -85,8 +85,8 @@ def test_metrics_carry_only_the_environment_dimension_and_saves_are_not_counted_
     # Given a save through the manager (the workflow monitor counts CheckpointsSaved when the job stops)
     call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": 3}})
     saved = emf_metrics(capsys.readouterr().out)
-    # When the state machine restores it
-    call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
+    # When the state machine looks for the checkpoint it
+    call({"action": "find", "workflow_id": "wf-1", "task_id": "t1"})
     restored = emf_metrics(capsys.readouterr().out)
     # Then the manager counts the uploaded bytes and the restore, under exactly {environment}
     assert saved == [("CheckpointBytesUploaded", 11.0, {"environment": "dev"})]
@@ -99,7 +99,7 @@ def test_corrupt_skips_and_cleanup_deletions_are_counted(aws: Any, capsys: pytes
     aws.put_object(Bucket=BUCKET, Key="checkpoints/wf-1/t1/000000000004/files/checkpoint.json", Body=b"{}")
     capsys.readouterr()
 
-    call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
+    call({"action": "find", "workflow_id": "wf-1", "task_id": "t1"})
     restored = emf_metrics(capsys.readouterr().out)
     call({"action": "cleanup", "dry_run": True})
     dry_run = emf_metrics(capsys.readouterr().out)
@@ -135,16 +135,16 @@ def test_save_is_idempotent_under_retries(aws: Any) -> None:
     assert call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": 2}})["created"] is False
 
 
-def test_restore_skips_a_corrupt_checkpoint_and_a_named_one_raises(aws: Any) -> None:
+def test_find_skips_a_corrupt_checkpoint_and_a_named_one_raises(aws: Any) -> None:
     for step in (1, 2):
         call({"action": "save", "workflow_id": "wf-1", "task_id": "t1", "data": {"step": step}})
     aws.put_object(Bucket=BUCKET, Key="checkpoints/wf-1/t1/000000000002/files/checkpoint.json", Body=b"{}")
-    result = call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1"})
+    result = call({"action": "find", "workflow_id": "wf-1", "task_id": "t1"})
     assert (result["sequence"], result["skipped"]) == (1, [2])
     with pytest.raises(CheckpointCorruptError, match=r"checkpoint 2: checkpoint\.json has 2 bytes, manifest says 11"):
-        call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1", "sequence": 2})
+        call({"action": "find", "workflow_id": "wf-1", "task_id": "t1", "sequence": 2})
     with pytest.raises(CheckpointNotFoundError, match="Checkpoint 9 of wf-1/t1 does not exist or never completed"):
-        call({"action": "restore", "workflow_id": "wf-1", "task_id": "t1", "sequence": 9})
+        call({"action": "find", "workflow_id": "wf-1", "task_id": "t1", "sequence": 9})
 
 
 def test_list_covers_every_task_of_the_workflow(aws: Any) -> None:
@@ -177,9 +177,9 @@ def test_cleanup_applies_the_configured_retention_and_is_repeatable(aws: Any) ->
             "Checkpoint manager event is invalid (event: Input tag 'explode' found using 'action' does not match",
         ),
         (
-            {"action": "restore", "workflow_id": "wf 1", "task_id": "t"},
+            {"action": "find", "workflow_id": "wf 1", "task_id": "t"},
             CheckpointRequestInvalid,
-            "Checkpoint manager event is invalid (restore.workflow_id: String should match pattern",
+            "Checkpoint manager event is invalid (find.workflow_id: String should match pattern",
         ),
         (
             {"action": "save", "workflow_id": "wf-1", "task_id": "t", "files": {"../x": "y"}},

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from checkpoint_support import Store
 
-from stepspot.aws.checkpoint_objects import CheckpointObjects
-from stepspot.aws.checkpoint_table import CheckpointTable
-from stepspot.checkpoint_files import DirectoryScanner
-from stepspot.checkpoint_store import CheckpointStore
-from stepspot.checkpoints import RetentionPolicy, manifest_key, task_prefix
+from stepspot.checkpointing.aws.objects import CheckpointObjects
+from stepspot.checkpointing.aws.table import CheckpointTable
+from stepspot.checkpointing.files import DirectoryScanner
+from stepspot.checkpointing.model import RetentionPolicy, manifest_key, task_prefix
+from stepspot.checkpointing.store import CheckpointStore
 from stepspot.errors import AwsResourceNotFoundError, CheckpointCorruptError, CheckpointStoreUnavailable
 
 pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store

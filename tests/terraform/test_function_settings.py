@@ -18,8 +18,8 @@ import pytest
 
 from stepspot import capacity
 from stepspot.handlers import (
+    attempt_manager,
     checkpoint_manager,
-    fleet_manager,
     interruption_handler,
     scheduler,
     workflow_monitor,
@@ -41,7 +41,7 @@ LOADERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "interruption_handler": lambda env: load_settings(interruption_handler.InterruptionSettings, env),
     "workflow_monitor": lambda env: load_settings(workflow_monitor.MonitorSettings, env),
     "scheduler": lambda env: load_settings(scheduler.SchedulerSettings, env),
-    "fleet_manager": lambda env: load_settings(fleet_manager.FleetSettings, env),
+    "attempt_manager": lambda env: load_settings(attempt_manager.AttemptManagerSettings, env),
 }
 
 
@@ -83,16 +83,16 @@ def test_every_variable_of_the_function_is_read_by_its_handler(environments: dic
     assert not unread, f"terraform/main.tf sets {unread} on {function}, which its handler never reads"
 
 
-def test_fleet_manager_gets_the_gpu_queues_exactly_when_the_deployment_has_them(environments: dict[str, Any]) -> None:
-    settings = LOADERS["fleet_manager"](environments["fleet_manager"])
+def test_attempt_manager_gets_the_gpu_queues_exactly_when_the_deployment_has_them(environments: dict[str, Any]) -> None:
+    settings = LOADERS["attempt_manager"](environments["attempt_manager"])
     gpu = environments["plan"] == "dev-all-switches"
-    # Absent (not empty) without GPUs: the fleet manager's sentence names gpu_enabled.
-    assert ("STEPSPOT_GPU_SPOT_QUEUE_ARN" in environments["fleet_manager"]) is gpu
+    # Absent (not empty) without GPUs: the attempt manager's sentence names gpu_enabled.
+    assert ("STEPSPOT_GPU_SPOT_QUEUE_ARN" in environments["attempt_manager"]) is gpu
     assert (settings.gpu_spot_queue_arn is not None, settings.gpu_ondemand_queue_arn is not None) == (gpu, gpu)
 
 
-def test_fleet_manager_gets_instance_types_under_the_workflow_queue_names(environments: dict[str, Any]) -> None:
-    settings = LOADERS["fleet_manager"](environments["fleet_manager"])
+def test_attempt_manager_gets_instance_types_under_the_workflow_queue_names(environments: dict[str, Any]) -> None:
+    settings = LOADERS["attempt_manager"](environments["attempt_manager"])
     assert settings.instance_types_json is not None, "known at plan time: the tfvars' lists"
     by_queue = capacity.instance_types_from_json(settings.instance_types_json)
     gpu = environments["plan"] == "dev-all-switches"
@@ -103,8 +103,8 @@ def test_fleet_manager_gets_instance_types_under_the_workflow_queue_names(enviro
         assert by_queue[capacity.MNP] == ["c7i.48xlarge"] and by_queue[capacity.GPU_SPOT]
 
 
-def test_fleet_manager_gets_the_shared_mount_path(environments: dict[str, Any]) -> None:
-    settings = LOADERS["fleet_manager"](environments["fleet_manager"])
+def test_attempt_manager_gets_the_shared_mount_path(environments: dict[str, Any]) -> None:
+    settings = LOADERS["attempt_manager"](environments["attempt_manager"])
     assert settings.shared_mount_path == ("/mnt/shared" if environments["plan"] == "dev-all-switches" else "/mnt/efs")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stepspot import agent
-from stepspot.checkpoint_files import DirectoryScanner, check_directory
+from stepspot.checkpointing.files import DirectoryScanner, check_directory
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, *argv: str, **env: str) -> agent.AgentSettings:
@@ -111,7 +111,7 @@ def test_scanner_hashes_once_and_skips_agent_files_and_links(tmp_path: Path, mon
     assert [(f.path, f.size) for f in first] == [("sub/a.txt", 5)]
     assert first[0].sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
     reads: list[Any] = []
-    monkeypatch.setattr("stepspot.checkpoint_files.sha256_file", lambda p: reads.append(p) or ("x", 0))
+    monkeypatch.setattr("stepspot.checkpointing.files.sha256_file", lambda p: reads.append(p) or ("x", 0))
     assert scanner.scan() == first and reads == []  # unchanged stat: not read again
 
 

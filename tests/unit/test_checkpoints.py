@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stepspot.checkpoints import (
+from stepspot.checkpointing.model import (
     CheckpointRecord,
     FileEntry,
     Manifest,

@@ -165,7 +165,7 @@ def _failed(exit_code: int, command: list[str]) -> str:
 
 
 def test_staging_exit_codes_are_classified_only_for_agent_jobs() -> None:
-    agent = agent_command(["md"], wrapped=True)  # the container command the fleet manager submits
+    agent = agent_command(["md"], wrapped=True)  # the container command the attempt manager submits
     missing_input = classify("States.TaskFailed", _failed(74, agent))
     assert (missing_input.failure_class, missing_input.reason) == (
         FailureClass.INFRA_TRANSIENT,

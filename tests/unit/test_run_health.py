@@ -14,7 +14,7 @@ import pytest
 from stepspot import agent
 from stepspot.agent.checkpoints import AUTO_FIRST_CHECKPOINT_SECONDS, Checkpointer
 from stepspot.agent.health import RunReporter, report_checkpoint_empty
-from stepspot.checkpoints import young_daly_interval
+from stepspot.checkpointing.model import young_daly_interval
 from stepspot.run_health import (
     CHECKPOINT_EMPTY_MESSAGE,
     EXPOSURE_FLUSH_SECONDS,

@@ -129,7 +129,7 @@ def check_shape(shape: Any, value: Any, where: str, state: dict[str, Any] | None
 
 
 def _sample_states() -> list[dict[str, Any]]:
-    """``$`` of RunJob / RunMultiNodeJob as the fleet manager builds it (single and multi-node)."""
+    """``$`` of RunJob / RunMultiNodeJob as the attempt manager builds it (single and multi-node)."""
     workflow = parse_workflow(
         {
             "name": "shapes",

@@ -21,9 +21,9 @@ from stepspot.agent.settings import (
     AgentExit,
     AgentSettings,
 )
-from stepspot.checkpoint_files import DirectoryScanner
-from stepspot.checkpoint_store import CheckpointStore, SaveResult
-from stepspot.checkpoints import Manifest, task_prefix, young_daly_interval
+from stepspot.checkpointing.files import DirectoryScanner
+from stepspot.checkpointing.model import Manifest, task_prefix, young_daly_interval
+from stepspot.checkpointing.store import CheckpointStore, SaveResult
 from stepspot.errors import (
     AwsAccessDeniedError,
     AwsResourceNotFoundError,
@@ -60,7 +60,7 @@ def aws_clients(settings: AgentSettings) -> tuple[Any, Any]:
 
 
 def check_workflow(settings: AgentSettings, ddb: Any) -> None:
-    from stepspot.aws.checkpoint_table import WorkflowRegistry
+    from stepspot.checkpointing.aws.table import WorkflowRegistry
 
     if settings.state_table and not WorkflowRegistry(ddb, settings.state_table).exists(settings.workflow_id):
         raise WorkflowNotFoundError(
@@ -70,8 +70,8 @@ def check_workflow(settings: AgentSettings, ddb: Any) -> None:
 
 
 def build_store(settings: AgentSettings, s3: Any, ddb: Any) -> CheckpointStore:
-    from stepspot.aws.checkpoint_objects import CheckpointObjects
-    from stepspot.aws.checkpoint_table import CheckpointTable
+    from stepspot.checkpointing.aws.objects import CheckpointObjects
+    from stepspot.checkpointing.aws.table import CheckpointTable
 
     objects = CheckpointObjects(s3, settings.bucket)
     table = CheckpointTable(ddb, settings.table)

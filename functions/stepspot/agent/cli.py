@@ -36,8 +36,8 @@ from stepspot.agent.staging import Stager
 from stepspot.agent.supervisor import Agent
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.build_info import deployment_version, version_mismatch
-from stepspot.checkpoint_files import DirectoryScanner, check_directory
-from stepspot.checkpoint_store import SaveResult
+from stepspot.checkpointing.files import DirectoryScanner, check_directory
+from stepspot.checkpointing.store import SaveResult
 from stepspot.errors import StepspotError
 
 log = logging.getLogger("stepspot.agent")

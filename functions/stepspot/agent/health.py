@@ -70,7 +70,7 @@ class RunReporter:
 
     def __init__(self, settings: AgentSettings, table: Any, job_id: str, placement: tuple[str, str] | None) -> None:
         self.settings = settings
-        self.table = table  # stepspot.aws.checkpoint_table.CheckpointTable
+        self.table = table  # stepspot.checkpointing.aws.table.CheckpointTable
         self.job_id = job_id
         self.placement = placement
         self._failed = False

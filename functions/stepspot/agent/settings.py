@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
-from stepspot.checkpoints import parse_interval, validate_id
+from stepspot.checkpointing.model import parse_interval, validate_id
 from stepspot.dataflow import DataflowError, InputSpec, parse_inputs, parse_outputs
 from stepspot.log_events import UNKNOWN_DIMENSION_VALUE
 

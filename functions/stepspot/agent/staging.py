@@ -33,8 +33,8 @@ from stepspot.agent.settings import (
 )
 from stepspot.agent_exit_codes import EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING
 from stepspot.aws.output_objects import CorruptFile, MissingObject, OutputObjects, error_code
-from stepspot.checkpoint_files import DirectoryScanner
-from stepspot.checkpoints import AGENT_PRIVATE_PREFIX
+from stepspot.checkpointing.files import DirectoryScanner
+from stepspot.checkpointing.model import AGENT_PRIVATE_PREFIX
 from stepspot.dataflow import (
     DataflowError,
     InputSpec,

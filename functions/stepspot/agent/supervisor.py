@@ -29,7 +29,7 @@ from stepspot.agent.settings import (
     AgentSettings,
 )
 from stepspot.agent.staging import Stager
-from stepspot.checkpoint_store import CheckpointStore, SaveResult
+from stepspot.checkpointing.store import CheckpointStore, SaveResult
 from stepspot.run_health import checkpoint_empty_due
 
 SPOT_NOTICE_SECONDS = 120.0

@@ -1,5 +1,5 @@
 """AWS Batch adapter: derived job definitions per container image, and the compute environments'
-verbs of the fleet manager (enable/scale/disable/describe).
+verbs of the attempt manager (enable/scale/disable/describe).
 
 Container overrides cannot change the image, so each image runs under a "derived" job definition: the
 Terraform-managed base definition with the image replaced, named by a hash of that whole content. It is

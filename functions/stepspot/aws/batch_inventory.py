@@ -1,6 +1,6 @@
 """Read-only AWS Batch lookups for the event handlers: compute environment -> ECS cluster, job -> environment.
 
-Kept apart from the fleet manager's Batch adapter (which changes compute environments and registers job
+Kept apart from the attempt manager's Batch adapter (which changes compute environments and registers job
 definitions) so the event handlers' roles need only ``batch:DescribeComputeEnvironments`` and
 ``batch:DescribeJobs`` (both resource ``*``: Batch does not support resource-level permissions for them).
 """

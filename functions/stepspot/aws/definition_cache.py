@@ -1,6 +1,6 @@
-"""The state table as the fleet manager's cache of derived job definition ARNs (across cold starts).
+"""The state table as the attempt manager's cache of derived job definition ARNs (across cold starts).
 
-A cold fleet manager would otherwise describe the base definition and list the derived one on Batch's
+A cold attempt manager would otherwise describe the base definition and list the derived one on Batch's
 account-wide API budget for every image; with this cache it makes one DynamoDB read. Keys are base
 revision ARNs (immutable content), so an entry never goes stale. Throttling only costs the Batch calls
 the cache saves: it is not an error here.

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from stepspot.checkpoint_files import sha256_file
-from stepspot.checkpoints import AGENT_PRIVATE_PREFIX
+from stepspot.checkpointing.files import sha256_file
+from stepspot.checkpointing.model import AGENT_PRIVATE_PREFIX
 from stepspot.dataflow import (
     PACK_FILE_BYTES,
     OutputFile,

@@ -1,4 +1,4 @@
-"""Per-attempt bookkeeping on the task items (fleet manager): where an attempt ran and why it failed.
+"""Per-attempt bookkeeping on the task items (attempt manager): where an attempt ran and why it failed.
 
 Both writes are conditional on the attempt number, so a redelivered ChooseCapacity or ClassifyFailure
 (Lambda retry, Step Functions retry) counts nothing twice and returns what the first delivery decided.

@@ -1,6 +1,6 @@
 """`stepspot cleanup-job-definitions --env ENV`: deregister the derived job definitions of a deployment.
 
-The fleet manager registers one job definition per (base definition content, image) at run time
+The attempt manager registers one job definition per (base definition content, image) at run time
 (``stepspot.aws.batch``); Terraform never knew them, so `terraform destroy` leaves them. `make destroy`
 runs this command first. Only ACTIVE definitions tagged ``stepspot:derived-from`` with a base of this
 environment (``stepspot-<env>-...``, Terraform's name prefix) are touched.
@@ -23,7 +23,7 @@ def base_name_prefix(environment: str) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "cleanup-job-definitions",
-        help="deregister the job definitions the fleet manager derived per image (run by make destroy)",
+        help="deregister the job definitions the attempt manager derived per image (run by make destroy)",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     add_env_argument(parser)

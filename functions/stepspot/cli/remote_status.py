@@ -25,7 +25,7 @@ from rich.text import Text
 from stepspot.aws.cost_store import totals_from_item
 from stepspot.aws.executions import ExecutionSummary
 from stepspot.aws.job_logs import JobLogs
-from stepspot.checkpoints import s3_uri, sequence_from_sk, sequence_prefix
+from stepspot.checkpointing.model import s3_uri, sequence_from_sk, sequence_prefix
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from stepspot.aws.s3 import DocumentStore
 from stepspot.errors import FatalError
+from stepspot.handlers._cache import register
 from stepspot.plan import Plan, plan_from_json
 
 _CACHE_SIZE = 4
@@ -36,3 +37,6 @@ def load_plan(documents: DocumentStore, plan_uri: str) -> Plan:
 
 def clear() -> None:
     _cache.clear()
+
+
+register(clear)

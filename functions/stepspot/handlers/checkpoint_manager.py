@@ -1,10 +1,10 @@
-"""Checkpoint manager Lambda: ``save``, ``restore``, ``list``, ``cleanup`` (docs/checkpoints.md).
+"""Checkpoint manager Lambda: ``save``, ``find``, ``list``, ``cleanup`` (docs/checkpoints.md).
 
-Called by the task state machine (RestoreCheckpoint), by agent-free callers and by the cleanup schedule.
-The job's files are moved by ``stepspot-agent`` inside the container; ``restore`` here only answers
+Called by the task state machine (FindCheckpoint), by agent-free callers and by the cleanup schedule.
+The job's files are moved by ``stepspot-agent`` inside the container; ``find`` here only answers
 "which checkpoint would a restart use" with a small result that fits in the state payload.
 
-Idempotent under Step Functions retries: ``restore``/``list`` only read; ``cleanup`` converges (a rerun
+Idempotent under Step Functions retries: ``find``/``list`` only read; ``cleanup`` converges (a rerun
 deletes what is left and nothing more); ``save`` with the same ``idempotency_key`` (or the same content
 as the latest checkpoint) returns the existing checkpoint instead of making another.
 
@@ -30,10 +30,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from stepspot.aws.checkpoint_objects import CheckpointObjects
-from stepspot.aws.checkpoint_table import CheckpointTable, WorkflowRegistry
-from stepspot.checkpoint_store import CheckpointStore
-from stepspot.checkpoints import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
+from stepspot.checkpointing.aws.objects import CheckpointObjects
+from stepspot.checkpointing.aws.table import CheckpointTable, WorkflowRegistry
+from stepspot.checkpointing.model import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
+from stepspot.checkpointing.store import CheckpointStore
 from stepspot.emf import MetricBatch
 from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, WorkflowNotFoundError
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
@@ -139,8 +139,8 @@ class SaveRequest(_Request):
         return self
 
 
-class RestoreRequest(_Request):
-    action: Literal["restore"]
+class FindRequest(_Request):
+    action: Literal["find"]
     workflow_id: Id
     task_id: Id
     sequence: int | None = Field(default=None, ge=1)
@@ -168,11 +168,11 @@ class CleanupRequest(_Request):
         return self
 
 
-Request = Annotated[SaveRequest | RestoreRequest | ListRequest | CleanupRequest, Field(discriminator="action")]
+Request = Annotated[SaveRequest | FindRequest | ListRequest | CleanupRequest, Field(discriminator="action")]
 _request_adapter: TypeAdapter[Any] = TypeAdapter(Request)
 
 
-def parse_request(event: Any) -> SaveRequest | RestoreRequest | ListRequest | CleanupRequest:
+def parse_request(event: Any) -> SaveRequest | FindRequest | ListRequest | CleanupRequest:
     try:
         return _request_adapter.validate_python(event)
     except ValidationError as exc:
@@ -180,7 +180,7 @@ def parse_request(event: Any) -> SaveRequest | RestoreRequest | ListRequest | Cl
             f"{'.'.join(str(p) for p in error['loc']) or 'event'}: {error['msg']}" for error in exc.errors()[:5]
         )
         raise CheckpointRequestInvalid(
-            f"Checkpoint manager event is invalid ({problems}): send action save|restore|list|cleanup with "
+            f"Checkpoint manager event is invalid ({problems}): send action save|find|list|cleanup with "
             "workflow_id and task_id.",
             problems=problems,
         ) from None
@@ -232,7 +232,7 @@ def save(rt: Runtime, request: SaveRequest, metrics: MetricBatch) -> dict[str, A
     return _checkpoint_result(rt, record, created=False)
 
 
-def restore(rt: Runtime, request: RestoreRequest, metrics: MetricBatch) -> dict[str, Any]:
+def find(rt: Runtime, request: FindRequest, metrics: MetricBatch) -> dict[str, Any]:
     if request.sequence is not None:
         found = rt.store.get_checkpoint(request.workflow_id, request.task_id, request.sequence)
         skipped: tuple[Any, ...] = ()
@@ -241,7 +241,7 @@ def restore(rt: Runtime, request: RestoreRequest, metrics: MetricBatch) -> dict[
         if maybe is None:
             if skipped:
                 metrics.add(MetricName.CHECKPOINTS_CORRUPT, len(skipped))
-            logger.info("no checkpoint to restore", extra={"skipped": [s.sequence for s in skipped]})
+            logger.info("no checkpoint to resume from", extra={"skipped": [s.sequence for s in skipped]})
             return {
                 "found": False,
                 "sequence": None,
@@ -318,8 +318,8 @@ def _dispatch(rt: Runtime, event: Any, metrics: MetricBatch) -> dict[str, Any]:
     )
     if isinstance(request, SaveRequest):
         return save(rt, request, metrics)
-    if isinstance(request, RestoreRequest):
-        return restore(rt, request, metrics)
+    if isinstance(request, FindRequest):
+        return find(rt, request, metrics)
     if isinstance(request, ListRequest):
         return list_checkpoints(rt, request)
     return cleanup(rt, request, metrics)

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from stepspot import asl, call_log
-from stepspot.aws.checkpoint_table import CheckpointTable
 from stepspot.aws.s3 import definition_key
 from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
+from stepspot.checkpointing.aws.table import CheckpointTable
 from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
 from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults

@@ -36,7 +36,7 @@ FUNCTIONS = {
     "workflow_parser": "stepspot.handlers.workflow_parser",
     "scheduler": "stepspot.handlers.scheduler",
     "checkpoint_manager": "stepspot.handlers.checkpoint_manager",
-    "fleet_manager": "stepspot.handlers.fleet_manager",
+    "attempt_manager": "stepspot.handlers.attempt_manager",
     "interruption_handler": "stepspot.handlers.interruption_handler",
     "workflow_monitor": "stepspot.handlers.workflow_monitor",
 }

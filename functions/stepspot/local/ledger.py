@@ -88,7 +88,7 @@ def checkpoint_times(
     session: Any, bucket: str, table: str, workflow_id: str, clock: SimulatedClock
 ) -> dict[str, list[float]]:
     """Simulated completion times of every complete checkpoint of the workflow, per task."""
-    from stepspot.checkpoints import manifest_key
+    from stepspot.checkpointing.model import manifest_key
 
     items: list[dict[str, Any]] = []
     scan: dict[str, Any] = {}

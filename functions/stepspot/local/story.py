@@ -1,6 +1,6 @@
 """The story of a local run, one line per event that matters, as it happens.
 
-Lines come from the facts the run produces anyway: the fleet manager's capacity choices and failure
+Lines come from the facts the run produces anyway: the attempt manager's capacity choices and failure
 decisions (Lambda results), the job's own output (the checkpoint agent's "checkpoint N saved" and
 "restored checkpoint N"), the injected Spot notices and the jobs' ends. Each task's lines are emitted by
 the one thread that drives that task at that moment, so a task's lines come in a fixed order, and none
@@ -57,7 +57,7 @@ class Story:
     # -- sources ----------------------------------------------------------------------------------
 
     def on_lambda(self, key: str, event: dict[str, Any], result: Any) -> None:
-        if key != "fleet_manager" or not isinstance(result, dict):
+        if key != "attempt_manager" or not isinstance(result, dict):
             return
         task_id, attempt = str(event.get("task_id", "")), int(event.get("attempt") or 1)
         if event.get("action") == "choose_capacity":
@@ -124,7 +124,7 @@ class Story:
 
 
 def _why(reason: str) -> str:
-    """The fleet manager's reason without repeating the capacity ("Spot (breaker closed)")."""
+    """The attempt manager's reason without repeating the capacity ("Spot (breaker closed)")."""
     if reason.startswith("Spot (") and reason.endswith(")"):
         return reason[len("Spot (") : -1]
     return {"Spot first": "Spot is allowed and preferred"}.get(reason, reason)

@@ -112,7 +112,7 @@ def analyse_histories(source: HistorySource, workflow_arn: str, task_machine_arn
                 task_transitions += 1
             largest = max([largest, *_payload_sizes(event)])
             exited = event.get("stateExitedEventDetails")
-            if exited and exited.get("name") == "RestoreCheckpoint":
+            if exited and exited.get("name") == "FindCheckpoint":
                 try:
                     checkpoint = json.loads(exited.get("output") or "{}").get("checkpoint") or {}
                 except ValueError:

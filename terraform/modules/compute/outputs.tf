@@ -19,7 +19,7 @@ output "job_queue_names" {
 }
 
 output "job_definition_arn" {
-  description = "Base single-node job definition (the fleet manager derives one revision per image)."
+  description = "Base single-node job definition (the attempt manager derives one revision per image)."
   value       = aws_batch_job_definition.container.arn
 }
 
@@ -39,7 +39,7 @@ output "mnp_job_definition_name" {
 }
 
 output "job_role_arn" {
-  description = "Role of the job containers (the fleet manager passes it when it registers revisions)."
+  description = "Role of the job containers (the attempt manager passes it when it registers revisions)."
   value       = aws_iam_role.job.arn
 }
 

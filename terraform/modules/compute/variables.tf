@@ -176,7 +176,7 @@ variable "misconfiguration_timeout_seconds" {
 }
 
 variable "job_image" {
-  description = "Default container image of the base job definitions (the fleet manager registers one revision per task image)."
+  description = "Default container image of the base job definitions (the attempt manager registers one revision per task image)."
   type        = string
   default     = "public.ecr.aws/amazonlinux/amazonlinux:2023"
 }

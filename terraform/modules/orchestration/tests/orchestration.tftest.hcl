@@ -24,7 +24,7 @@ variables {
   definition_variables = {
     workflow_parser_arn    = "arn:aws:lambda:eu-west-1:123456789012:function:parser"
     scheduler_arn          = "arn:aws:lambda:eu-west-1:123456789012:function:scheduler"
-    fleet_manager_arn      = "arn:aws:lambda:eu-west-1:123456789012:function:fleet"
+    attempt_manager_arn      = "arn:aws:lambda:eu-west-1:123456789012:function:attempts"
     task_state_machine_arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:stepspot-test-task"
     job_definition_arn     = "arn:aws:batch:eu-west-1:123456789012:job-definition/stepspot-test-container"
   }

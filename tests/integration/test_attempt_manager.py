@@ -1,4 +1,4 @@
-"""The fleet manager Lambda under moto: capacity through the circuit breaker, derived job definitions,
+"""The attempt manager Lambda under moto: capacity through the circuit breaker, derived job definitions,
 failure classification with idempotent bookkeeping, and the compute environment verbs' input checks."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from stepspot.aws.state_table import StateTable
 from stepspot.build_info import deployment_version
 from stepspot.errors import ConfigurationError, InvalidEventError
 from stepspot.fleet import runner_invocation, runner_program
-from stepspot.handlers import _plans, fleet_manager
+from stepspot.handlers import _plans, attempt_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
 from stepspot.settings import load_settings
 from stepspot.workflow import parse_workflow
@@ -117,18 +117,18 @@ def fleet(monkeypatch):
             "STEPSPOT_INSTANCE_TYPES": json.dumps({"spot": ["m5.xlarge"], "on-demand": ["m5.xlarge", "c5.large"]}),
         }.items():
             monkeypatch.setenv(name, value)
-        fleet_manager._fleet.cache_clear()
+        attempt_manager._fleet.cache_clear()
         _plans.clear()
         yield batch
-        fleet_manager._fleet.cache_clear()
+        attempt_manager._fleet.cache_clear()
 
 
 def _call(event):
-    return fleet_manager.lambda_handler(event, _Context())
+    return attempt_manager.lambda_handler(event, _Context())
 
 
 class _Context:
-    function_name = "fleet_manager"
+    function_name = "attempt_manager"
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fleet"
     aws_request_id = "req"
@@ -184,7 +184,7 @@ def test_multi_node_tasks_use_the_mnp_definition_on_the_mnp_queue(fleet):
 
 def test_derived_job_definitions_are_registered_once_per_image(fleet):
     first = _call({"action": "choose_capacity", **_ids("single")})["job_definition_arn"]
-    fleet_manager._fleet.cache_clear()  # a cold Lambda must find the existing revision
+    attempt_manager._fleet.cache_clear()  # a cold Lambda must find the existing revision
     second = _call({"action": "choose_capacity", **_ids("other")})["job_definition_arn"]
     assert first == second
     names = {d["jobDefinitionName"] for d in fleet.describe_job_definitions()["jobDefinitions"]}
@@ -245,7 +245,7 @@ def test_a_gpu_task_goes_to_the_gpu_spot_queue_and_falls_back_to_the_gpu_on_dema
 
 def test_a_gpu_task_in_a_deployment_without_gpu_queues_fails_with_a_sentence(fleet, monkeypatch):
     monkeypatch.delenv("STEPSPOT_GPU_SPOT_QUEUE_ARN")
-    fleet_manager._fleet.cache_clear()
+    attempt_manager._fleet.cache_clear()
     with pytest.raises(Exception, match="task 'gpu' needs queue 'gpu-spot', which this deployment does not have"):
         _call({"action": "choose_capacity", **_ids("gpu")})
 
@@ -257,7 +257,7 @@ def _environment(job):
 def test_jobs_find_the_shared_file_system_where_the_deployment_mounts_it(fleet, monkeypatch):
     assert _environment(_call({"action": "choose_capacity", **_ids("single")}))["STEPSPOT_SHARED_DIR"] == "/mnt/efs"
     monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "/shared/data")  # Terraform's shared_mount_path
-    fleet_manager._fleet.cache_clear()
+    attempt_manager._fleet.cache_clear()
     job = _call({"action": "choose_capacity", **_ids("other")})
     assert _environment(job)["STEPSPOT_SHARED_DIR"] == "/shared/data"
 
@@ -275,13 +275,13 @@ def test_instance_types_under_unknown_queue_names_fail_at_cold_start(fleet, monk
     with pytest.raises(
         ConfigurationError, match=r"STEPSPOT_INSTANCE_TYPES is invalid \(Value error, " + re.escape(message)
     ):
-        load_settings(fleet_manager.FleetSettings)
+        load_settings(attempt_manager.AttemptManagerSettings)
 
 
 def test_a_relative_shared_mount_path_fails_at_cold_start(fleet, monkeypatch):
     monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "mnt/efs")
     with pytest.raises(ConfigurationError, match="STEPSPOT_SHARED_MOUNT_PATH is invalid"):
-        load_settings(fleet_manager.FleetSettings)
+        load_settings(attempt_manager.AttemptManagerSettings)
 
 
 def test_a_task_pinned_to_the_on_demand_queue_never_uses_spot(fleet):
@@ -308,7 +308,7 @@ def test_an_out_of_memory_attempt_is_retried_with_more_memory_up_to_the_ceiling(
     assert {"Type": "MEMORY", "Value": "1536"} in job["container_overrides"]["ResourceRequirements"]
     # A ceiling of 1536 MiB (policy): the next out-of-memory attempt cannot grow, the task gives up
     monkeypatch.setenv("STEPSPOT_POLICY", json.dumps({"out_of_memory": {"ceiling_mib": 1536}}))
-    fleet_manager._fleet.cache_clear()
+    attempt_manager._fleet.cache_clear()
     final = _call({**event, "attempt": 2, "job": job, "error": {"Error": "States.TaskFailed", "Cause": OOM_CAUSE}})
     assert final["decision"]["action"] == "give_up"
     assert final["decision"]["reason"].startswith("app_error: out of memory with 1536 MiB, the most the task's queue")
@@ -390,10 +390,10 @@ def test_concurrent_cold_starts_settle_on_one_revision(fleet, monkeypatch):
     assert [d["jobDefinitionArn"] for d in derived] == [arn_one]
 
 
-def test_a_cold_fleet_manager_reuses_the_cached_arn_without_calling_batch(fleet):
+def test_a_cold_attempt_manager_reuses_the_cached_arn_without_calling_batch(fleet):
     first = _call({"action": "choose_capacity", **_ids("single")})["job_definition_arn"]
-    fleet_manager._fleet.cache_clear()  # a new cold start
-    manager = fleet_manager._fleet()
+    attempt_manager._fleet.cache_clear()  # a new cold start
+    manager = attempt_manager._fleet()
     calls = _batch_calls(manager.batch._batch)
     second = _call({"action": "choose_capacity", **_ids("other")})["job_definition_arn"]
     assert second == first
@@ -418,7 +418,7 @@ def test_submissions_are_paced_account_wide_at_the_policy_rate(fleet):
     dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
     now = [1_800_000_000.0]
     pacer = SubmitPacer(dynamodb, "state", rate_per_second=25, clock=lambda: now[0])
-    # A fan-out of 100 released at the same instant, by any number of fleet manager instances
+    # A fan-out of 100 released at the same instant, by any number of attempt manager instances
     delays = [pacer.reserve() for _ in range(100)]
     per_second = Counter(delays)
     assert max(per_second.values()) <= 25 and sorted(per_second) == [0, 1, 2, 3]

@@ -1,8 +1,8 @@
 """Checkpoints: key grammar, manifest, upload planning, retention and the interval rule (pure).
 
 Nothing here imports boto3 or reads the environment, so the in-container agent can use it in any image
-(standard library only). The store that moves bytes lives in ``checkpoint_store.py`` and talks to AWS
-through the adapters in ``aws/checkpoint_objects.py`` (S3) and ``aws/checkpoint_table.py`` (DynamoDB).
+(standard library only). The store that moves bytes lives in ``store.py`` and talks to AWS
+through the adapters in ``aws/objects.py`` (S3) and ``aws/table.py`` (DynamoDB).
 
 Layout (docs/contracts.md):
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepspot.checkpoints import AGENT_PRIVATE_PREFIX, ScannedFile
+from stepspot.checkpointing.model import AGENT_PRIVATE_PREFIX, ScannedFile
 
 CHUNK_BYTES = 1024 * 1024
 STAGING_NAME = f"{AGENT_PRIVATE_PREFIX}staging"

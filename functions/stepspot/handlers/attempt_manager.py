@@ -1,5 +1,10 @@
-"""Fleet manager Lambda: capacity for each task attempt, failure classification, and the compute
-environments' verbs of the seed (create / modify / terminate / check_health).
+"""Attempt manager Lambda: decides each task attempt of the task state machine, from start to retry.
+
+Before an attempt it chooses where the attempt runs (Spot or On-Demand through the breaker, the queue, the
+job request with the memory raised after an out-of-memory attempt); after a failed attempt it classifies
+the failure and decides whether, when and on which capacity to retry. (Named "fleet manager" until
+release 3: it manages attempts, not a fleet.) It also carries the operators' compute-environment verbs
+(create / modify / terminate / check_health), which share its settings and Batch adapter.
 
 Events:
   {"action": "choose_capacity", "workflow_id", "task_id", "plan_uri", "attempt", "on_demand"}
@@ -51,7 +56,7 @@ FAILURE_METRICS = {
 }
 
 
-class FleetSettings(LambdaSettings):
+class AttemptManagerSettings(LambdaSettings):
     bucket: str = Field(alias="STEPSPOT_BUCKET", min_length=3)
     state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
     spot_queue_arn: str = Field(alias="STEPSPOT_SPOT_QUEUE_ARN", pattern=r"^arn:")
@@ -90,7 +95,7 @@ class FleetSettings(LambdaSettings):
         return value
 
 
-class FleetEvent(BaseModel):
+class AttemptEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     action: Literal["choose_capacity", "classify_failure", "create", "modify", "terminate", "check_health"]
@@ -107,7 +112,7 @@ class FleetEvent(BaseModel):
     max_vcpus: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _fields_of_action(self) -> FleetEvent:
+    def _fields_of_action(self) -> AttemptEvent:
         if self.action in ("choose_capacity", "classify_failure"):
             missing = [n for n in ("workflow_id", "task_id", "plan_uri") if getattr(self, n) is None]
             if missing:
@@ -117,12 +122,12 @@ class FleetEvent(BaseModel):
         return self
 
 
-class Fleet:
-    """The fleet manager's work, on injected adapters (the handler wires them)."""
+class AttemptManager:
+    """The attempt manager's work, on injected adapters (the handler wires them)."""
 
     def __init__(
         self,
-        settings: FleetSettings,
+        settings: AttemptManagerSettings,
         policy: Policy,
         documents: DocumentStore,
         batch: Batch,
@@ -140,7 +145,7 @@ class Fleet:
         self.spot_queue = queue_name(settings.spot_queue_arn)
         self.metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
 
-    def _task(self, request: FleetEvent) -> tuple[Plan, PlannedTask]:
+    def _task(self, request: AttemptEvent) -> tuple[Plan, PlannedTask]:
         assert request.plan_uri and request.task_id
         plan = load_plan(self.documents, request.plan_uri)
         task = plan.tasks.get(request.task_id)
@@ -180,7 +185,7 @@ class Fleet:
         known = [c for c in ceilings if c is not None]
         return min(known) if known else None
 
-    def choose_capacity(self, request: FleetEvent) -> dict[str, Any]:
+    def choose_capacity(self, request: AttemptEvent) -> dict[str, Any]:
         plan, task = self._task(request)
         choice = fleet.preliminary_choice(task.multi_node, task.use_spot, request.on_demand, task.queue)
         if choice.needs_breaker:
@@ -222,7 +227,7 @@ class Fleet:
         job["submit_delay_seconds"] = self.pacer.reserve() if self.pacer else 0
         return job
 
-    def classify_failure(self, request: FleetEvent) -> dict[str, Any]:
+    def classify_failure(self, request: AttemptEvent) -> dict[str, Any]:
         plan, task = self._task(request)
         error = request.error or {}
         job = request.job or {}
@@ -281,12 +286,12 @@ class Fleet:
             return self.settings.mnp_compute_env
         return self.settings.spot_compute_env if which == "spot" else self.settings.ondemand_compute_env
 
-    def create(self, request: FleetEvent) -> dict[str, Any]:
+    def create(self, request: AttemptEvent) -> dict[str, Any]:
         name = self._environment_name(request.compute_environment)
         self.batch.update_environment(name, enabled=True, max_vcpus=request.max_vcpus)
         return self._environment_summary(name)
 
-    def modify(self, request: FleetEvent) -> dict[str, Any]:
+    def modify(self, request: AttemptEvent) -> dict[str, Any]:
         name = self._environment_name(request.compute_environment)
         if request.min_vcpus is None and request.desired_vcpus is None and request.max_vcpus is None:
             raise InvalidEventError("modify needs at least one of min_vcpus, desired_vcpus, max_vcpus")
@@ -295,7 +300,7 @@ class Fleet:
         )
         return self._environment_summary(name)
 
-    def terminate(self, request: FleetEvent) -> dict[str, Any]:
+    def terminate(self, request: AttemptEvent) -> dict[str, Any]:
         """Scale to zero and disable: running jobs finish, no new instance starts."""
         name = self._environment_name(request.compute_environment)
         self.batch.update_environment(name, enabled=False, min_vcpus=0, desired_vcpus=0)
@@ -338,11 +343,11 @@ class Fleet:
 
 
 @cache
-def _fleet() -> Fleet:
-    settings = load_settings(FleetSettings)
+def _fleet() -> AttemptManager:
+    settings = load_settings(AttemptManagerSettings)
     dynamodb = boto3.resource("dynamodb")
     policy = policy_from_env_value(settings.policy_json)
-    return Fleet(
+    return AttemptManager(
         settings,
         policy,
         DocumentStore(boto3.client("s3"), settings.bucket),
@@ -362,11 +367,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         manager.metrics.flush()
 
 
-def _handle(manager: Fleet, event: dict[str, Any]) -> dict[str, Any]:
+def _handle(manager: AttemptManager, event: dict[str, Any]) -> dict[str, Any]:
     try:
-        request = FleetEvent.model_validate(event)
+        request = AttemptEvent.model_validate(event)
     except ValidationError as exc:
-        raise InvalidEventError.from_validation(exc, "fleet manager event") from None
+        raise InvalidEventError.from_validation(exc, "attempt manager event") from None
     logger.append_keys(action=request.action, workflow_id=request.workflow_id, task_id=request.task_id)
     if request.action == "choose_capacity":
         return manager.choose_capacity(request)

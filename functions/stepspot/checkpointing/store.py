@@ -1,7 +1,7 @@
 """The checkpoint store: save a directory, find and restore the latest valid checkpoint, list, clean up.
 
-Standard library only here; the S3 and DynamoDB adapters are injected (``aws/checkpoint_objects.py``,
-``aws/checkpoint_table.py``), so unit tests use fakes and the agent stays free of anything but boto3.
+Standard library only here; the S3 and DynamoDB adapters are injected (``aws/objects.py``,
+``aws/table.py``), so unit tests use fakes and the agent stays free of anything but boto3.
 
 Protocol of a save (each step must finish before the next, which is what keeps readers safe):
 
@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from stepspot.checkpoint_files import DirectoryScanner, RestoreStaging
-from stepspot.checkpoints import (
+from stepspot.checkpointing.files import DirectoryScanner, RestoreStaging
+from stepspot.checkpointing.model import (
     CheckpointRecord,
     FileEntry,
     Manifest,

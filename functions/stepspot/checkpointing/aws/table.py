@@ -18,9 +18,9 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepspot.aws.checkpoint_errors import translate
 from stepspot.aws.errors import is_condition_failed
-from stepspot.checkpoints import (
+from stepspot.checkpointing.aws.errors import translate
+from stepspot.checkpointing.model import (
     LATEST_SK,
     SEQUENCE_SK_PREFIX,
     STATUS_COMPLETE,

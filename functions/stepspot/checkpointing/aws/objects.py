@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepspot.aws.checkpoint_errors import translate
+from stepspot.checkpointing.aws.errors import translate
 
 CHUNK_BYTES = 1024 * 1024
 # 16 MiB parts: fewer requests for large files, still small enough to hold a few in memory.
