@@ -15,7 +15,7 @@ from stepspot.aws.state_table import StateTable
 from stepspot.build_info import deployment_version
 from stepspot.errors import ConfigurationError, InvalidEventError
 from stepspot.fleet import runner_invocation, runner_program
-from stepspot.handlers import _plans, attempt_manager
+from stepspot.handlers import _cache, attempt_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
 from stepspot.settings import load_settings
 from stepspot.workflow import parse_workflow
@@ -117,10 +117,9 @@ def fleet(monkeypatch):
             "STEPSPOT_INSTANCE_TYPES": json.dumps({"spot": ["m5.xlarge"], "on-demand": ["m5.xlarge", "c5.large"]}),
         }.items():
             monkeypatch.setenv(name, value)
-        attempt_manager._fleet.cache_clear()
-        _plans.clear()
+        _cache.reset_all()  # settings, clients and plans of the previous test
         yield batch
-        attempt_manager._fleet.cache_clear()
+        _cache.reset_all()
 
 
 def _call(event):
@@ -184,7 +183,7 @@ def test_multi_node_tasks_use_the_mnp_definition_on_the_mnp_queue(fleet):
 
 def test_derived_job_definitions_are_registered_once_per_image(fleet):
     first = _call({"action": "choose_capacity", **_ids("single")})["job_definition_arn"]
-    attempt_manager._fleet.cache_clear()  # a cold Lambda must find the existing revision
+    _cache.reset_all()  # a cold Lambda must find the existing revision
     second = _call({"action": "choose_capacity", **_ids("other")})["job_definition_arn"]
     assert first == second
     names = {d["jobDefinitionName"] for d in fleet.describe_job_definitions()["jobDefinitions"]}
@@ -245,7 +244,7 @@ def test_a_gpu_task_goes_to_the_gpu_spot_queue_and_falls_back_to_the_gpu_on_dema
 
 def test_a_gpu_task_in_a_deployment_without_gpu_queues_fails_with_a_sentence(fleet, monkeypatch):
     monkeypatch.delenv("STEPSPOT_GPU_SPOT_QUEUE_ARN")
-    attempt_manager._fleet.cache_clear()
+    _cache.reset_all()
     with pytest.raises(Exception, match="task 'gpu' needs queue 'gpu-spot', which this deployment does not have"):
         _call({"action": "choose_capacity", **_ids("gpu")})
 
@@ -257,7 +256,7 @@ def _environment(job):
 def test_jobs_find_the_shared_file_system_where_the_deployment_mounts_it(fleet, monkeypatch):
     assert _environment(_call({"action": "choose_capacity", **_ids("single")}))["STEPSPOT_SHARED_DIR"] == "/mnt/efs"
     monkeypatch.setenv("STEPSPOT_SHARED_MOUNT_PATH", "/shared/data")  # Terraform's shared_mount_path
-    attempt_manager._fleet.cache_clear()
+    _cache.reset_all()
     job = _call({"action": "choose_capacity", **_ids("other")})
     assert _environment(job)["STEPSPOT_SHARED_DIR"] == "/shared/data"
 
@@ -308,7 +307,7 @@ def test_an_out_of_memory_attempt_is_retried_with_more_memory_up_to_the_ceiling(
     assert {"Type": "MEMORY", "Value": "1536"} in job["container_overrides"]["ResourceRequirements"]
     # A ceiling of 1536 MiB (policy): the next out-of-memory attempt cannot grow, the task gives up
     monkeypatch.setenv("STEPSPOT_POLICY", json.dumps({"out_of_memory": {"ceiling_mib": 1536}}))
-    attempt_manager._fleet.cache_clear()
+    _cache.reset_all()
     final = _call({**event, "attempt": 2, "job": job, "error": {"Error": "States.TaskFailed", "Cause": OOM_CAUSE}})
     assert final["decision"]["action"] == "give_up"
     assert final["decision"]["reason"].startswith("app_error: out of memory with 1536 MiB, the most the task's queue")
@@ -392,8 +391,8 @@ def test_concurrent_cold_starts_settle_on_one_revision(fleet, monkeypatch):
 
 def test_a_cold_attempt_manager_reuses_the_cached_arn_without_calling_batch(fleet):
     first = _call({"action": "choose_capacity", **_ids("single")})["job_definition_arn"]
-    attempt_manager._fleet.cache_clear()  # a new cold start
-    manager = attempt_manager._fleet()
+    _cache.reset_all()  # a new cold start
+    manager = attempt_manager.runtime()
     calls = _batch_calls(manager.batch._batch)
     second = _call({"action": "choose_capacity", **_ids("other")})["job_definition_arn"]
     assert second == first

@@ -204,7 +204,8 @@ def test_missing_environment_is_reported_at_cold_start(aws: Any, monkeypatch: py
     monkeypatch.delenv("STEPSPOT_CHECKPOINT_TABLE")
     monkeypatch.setenv("STEPSPOT_CHECKPOINT_KEEP_LAST", "2")
     checkpoint_manager.runtime.cache_clear()
-    with pytest.raises(ConfigurationError, match=r"^The checkpoint manager is missing STEPSPOT_CHECKPOINT_TABLE: set"):
+    missing = r"^CheckpointManagerSettings: STEPSPOT_CHECKPOINT_TABLE is not set: set"
+    with pytest.raises(ConfigurationError, match=missing):
         call({"action": "list", "workflow_id": "wf-1"})
     monkeypatch.setenv("STEPSPOT_CHECKPOINT_TABLE", TABLE)
     monkeypatch.setenv("STEPSPOT_CHECKPOINT_KEEP_LAST", "0")

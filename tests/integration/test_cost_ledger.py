@@ -19,6 +19,9 @@ from stepspot.aws.cost_store import ledger_from_item, totals_from_item
 from stepspot.cost import default_instance_prices
 from stepspot.estimate import default_prices
 from stepspot.handlers import workflow_monitor
+from stepspot.local.lambdas import FakeContext, function_arn
+
+CONTEXT = FakeContext("workflow_monitor", function_arn("workflow_monitor"))  # inject_lambda_context reads it
 
 WF = "md-2026-11-21"  # the workflow of the execution status change events
 MOTO_SPOT_PRICE = 0.00001  # what moto answers for every type and zone
@@ -47,7 +50,7 @@ def test_a_finished_job_is_priced_where_it_ran_and_summed_once(world: World, cap
     world.add_task(WF, "production")
     _, container_instance = world.add_instance(SPOT_CE, "c7i.2xlarge")
     event = job_event("SUCCEEDED", event_id="c-1", workflow_id=WF, attempts=_on(container_instance, ONE_HOUR_ATTEMPT))
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
     assert result["cost_recorded"] is True
     # 8 vCPU / 16 GiB on c7i.2xlarge (8 / 16 GiB): share 1, one hour at moto's Spot price
     [entry] = ledger_from_item(world.task(WF, "production"))
@@ -57,7 +60,7 @@ def test_a_finished_job_is_priced_where_it_ran_and_summed_once(world: World, cap
     assert entry.on_demand_equivalent_usd == pytest.approx(0.357)
     # The same job's event delivered again under another id adds nothing
     again = job_event("SUCCEEDED", event_id="c-2", workflow_id=WF, attempts=_on(container_instance, ONE_HOUR_ATTEMPT))
-    assert workflow_monitor.lambda_handler(again, None)["cost_recorded"] is False
+    assert workflow_monitor.lambda_handler(again, CONTEXT)["cost_recorded"] is False
     for item in (world.task(WF, "production"), world.workflow(WF)):
         sums = totals_from_item(item)
         assert sums.attempts == 1
@@ -65,7 +68,7 @@ def test_a_finished_job_is_priced_where_it_ran_and_summed_once(world: World, cap
         assert sums.savings_usd == pytest.approx(0.357 - MOTO_SPOT_PRICE)
     # And the workflow's end reports its cost, savings and lost work as metrics
     capsys.readouterr()
-    workflow_monitor.lambda_handler(load_event("sfn-execution-status-change-succeeded.json", id="s-1"), None)
+    workflow_monitor.lambda_handler(load_event("sfn-execution-status-change-succeeded.json", id="s-1"), CONTEXT)
     found = emf_metrics(capsys.readouterr().out)
     assert total(found, "WorkflowCostUSD") == pytest.approx(MOTO_SPOT_PRICE, abs=1e-6)
     assert total(found, "WorkflowSpotSavingsUSD") == pytest.approx(0.357, abs=1e-4)
@@ -87,7 +90,7 @@ def test_a_reclaimed_attempt_loses_the_work_after_its_last_checkpoint(world: Wor
         attempts=_on(container_instance, attempt),
         reason="Host EC2 (instance i-0abc) terminated.",
     )
-    workflow_monitor.lambda_handler(event, None)
+    workflow_monitor.lambda_handler(event, CONTEXT)
     [entry] = ledger_from_item(world.task("wf-1", "production"))
     assert entry.reclaimed and entry.failure_class == "spot_reclaim"
     assert entry.lost_seconds == pytest.approx(stopped - (started + 2700))  # 15 minutes after the checkpoint
@@ -98,7 +101,7 @@ def test_a_job_on_an_instance_ecs_no_longer_knows_is_left_out_with_a_reason(worl
     world.add_task("wf-1", "production")
     gone = "arn:aws:ecs:us-east-1:123456789012:container-instance/no-such-cluster/0123"
     result = workflow_monitor.lambda_handler(
-        job_event("SUCCEEDED", event_id="g-1", attempts=_on(gone, ONE_HOUR_ATTEMPT)), None
+        job_event("SUCCEEDED", event_id="g-1", attempts=_on(gone, ONE_HOUR_ATTEMPT)), CONTEXT
     )
     assert result["outcome"] == "applied"
     assert "no longer knows" in result["cost_skipped"]
@@ -154,7 +157,7 @@ def test_a_job_that_never_started_is_in_the_ledger_at_no_cost(world: World):
     for field in ("startedAt", "stoppedAt"):
         event["detail"].pop(field, None)
     event["detail"]["container"].pop("containerInstanceArn", None)
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
     # Then the attempt is recorded (the report's timeline shows its queue wait) and costs nothing
     assert result["cost_recorded"] is True and result["cost_usd"] == 0
     [entry] = ledger_from_item(world.task("wf-1", "production"))
@@ -164,7 +167,7 @@ def test_a_job_that_never_started_is_in_the_ledger_at_no_cost(world: World):
 
 def test_a_workflow_without_a_ledger_reports_no_cost_figures(world: World, capsys):
     world.add_workflow(WF, name="md")
-    workflow_monitor.lambda_handler(load_event("sfn-execution-status-change-succeeded.json", id="s-2"), None)
+    workflow_monitor.lambda_handler(load_event("sfn-execution-status-change-succeeded.json", id="s-2"), CONTEXT)
     found = emf_metrics(capsys.readouterr().out)
     assert total(found, "WorkflowsSucceeded") == 1
     assert not [m for m in found if m[0].startswith("Workflow") and m[0].endswith("USD")]

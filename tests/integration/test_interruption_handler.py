@@ -11,6 +11,9 @@ from moto import mock_aws
 
 from stepspot.errors import ConfigurationError
 from stepspot.handlers import interruption_handler
+from stepspot.local.lambdas import FakeContext, function_arn
+
+CONTEXT = FakeContext("interruption_handler", function_arn("interruption_handler"))  # inject_lambda_context reads it
 
 WARNING = "ec2-spot-instance-interruption-warning.json"
 REBALANCE = "ec2-instance-rebalance-recommendation.json"
@@ -50,7 +53,7 @@ def test_warning_is_recorded_on_exactly_the_tasks_of_that_instance(world: World,
     world.start_job_task(other_container, "job-other")
 
     # When the interruption warning for the first instance arrives
-    result = interruption_handler.lambda_handler(warning_for(hit_instance), None)
+    result = interruption_handler.lambda_handler(warning_for(hit_instance), CONTEXT)
 
     # Then only the task on that instance carries the notice
     assert result["outcome"] == "recorded"
@@ -91,12 +94,12 @@ def test_redelivered_event_changes_nothing(world: World, capsys: pytest.CaptureF
     world.index_job("job-1", "wf-1", "production")
     world.start_job_task(container, "job-1")
     event = warning_for(instance)
-    assert interruption_handler.lambda_handler(event, None)["outcome"] == "recorded"
+    assert interruption_handler.lambda_handler(event, CONTEXT)["outcome"] == "recorded"
     world.notices()
     capsys.readouterr()
 
     # When EventBridge delivers the same event again
-    result = interruption_handler.lambda_handler(event, None)
+    result = interruption_handler.lambda_handler(event, CONTEXT)
 
     # Then nothing is counted, recorded or sent twice
     assert result == {"outcome": "duplicate", "event_id": event["id"], "instance_id": instance}
@@ -134,7 +137,7 @@ def test_job_without_index_item_is_found_through_its_batch_environment(world: Wo
     world.start_job_task(container, job_id)
 
     # When its instance gets the warning
-    result = interruption_handler.lambda_handler(warning_for(instance), None)
+    result = interruption_handler.lambda_handler(warning_for(instance), CONTEXT)
 
     # Then the task named by the job's environment gets the notice
     assert result["outcome"] == "recorded"
@@ -148,7 +151,7 @@ def test_instance_of_our_cluster_without_our_jobs_is_a_normal_outcome(
     instance, _ = world.add_instance(instance_type="m5.2xlarge")
 
     # When it gets the warning
-    result = interruption_handler.lambda_handler(warning_for(instance), None)
+    result = interruption_handler.lambda_handler(warning_for(instance), CONTEXT)
 
     # Then it is logged and counted (the fleet was interrupted) but nobody is notified
     assert result["outcome"] == "no_stepspot_jobs"
@@ -163,7 +166,7 @@ def test_unknown_instance_is_logged_and_not_counted(
 ):
     # Given an instance that belongs to no stepspot compute environment
     # When its warning arrives (the EventBridge rule sees every Spot instance of the account)
-    result = interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), None)
+    result = interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), CONTEXT)
 
     # Then the outcome says so and no metric or notice is produced
     assert result["outcome"] == "not_stepspot_instance"
@@ -183,7 +186,7 @@ def test_rebalance_recommendation_is_recorded_without_counting_an_interruption(
     event = load_event(REBALANCE, detail={"instance-id": instance})
 
     # When a rebalance recommendation arrives
-    result = interruption_handler.lambda_handler(event, None)
+    result = interruption_handler.lambda_handler(event, CONTEXT)
 
     # Then the notice is on the task, in its own counter and metric, and no alert is sent
     assert result["outcome"] == "recorded"
@@ -215,7 +218,7 @@ def test_malformed_event_is_rejected_with_a_clear_log_line(
     world: World, caplog: pytest.LogCaptureFixture, event: Any, problem: str
 ):
     # When an event that is not a documented EC2 notice arrives
-    result = interruption_handler.lambda_handler(event, None)
+    result = interruption_handler.lambda_handler(event, CONTEXT)
 
     # Then the handler returns normally (no retry loop), says what is wrong, and writes nothing
     assert result["outcome"] == "rejected"
@@ -253,8 +256,8 @@ def test_failure_releases_the_claim_so_the_retry_is_processed(world: World, monk
 
     # When the first invocation fails and EventBridge retries
     with pytest.raises(Exception, match="throttled"):
-        interruption_handler.lambda_handler(event, None)
-    result = interruption_handler.lambda_handler(event, None)
+        interruption_handler.lambda_handler(event, CONTEXT)
+    result = interruption_handler.lambda_handler(event, CONTEXT)
 
     # Then the retry does the work once
     assert result["outcome"] == "recorded"
@@ -271,7 +274,7 @@ def test_missing_compute_environment_is_a_configuration_error(world: World, monk
         ConfigurationError,
         match="Spot compute environment\\(s\\) no-such-ce named by STEPSPOT_SPOT_COMPUTE_ENV",
     ):
-        interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), None)
+        interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), CONTEXT)
 
 
 def test_missing_environment_variable_fails_at_cold_start(monkeypatch: pytest.MonkeyPatch):
@@ -286,5 +289,5 @@ def test_missing_environment_variable_fails_at_cold_start(monkeypatch: pytest.Mo
         ConfigurationError,
         match="InterruptionSettings: STEPSPOT_STATE_TABLE is not set: set it in the function's environment",
     ):
-        interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), None)
+        interruption_handler.lambda_handler(warning_for("i-0abcdef1234567890"), CONTEXT)
     interruption_handler.runtime.cache_clear()

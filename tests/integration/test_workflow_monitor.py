@@ -12,6 +12,9 @@ from monitoring_world import metric_total as total
 from moto import mock_aws
 
 from stepspot.handlers import workflow_monitor
+from stepspot.local.lambdas import FakeContext, function_arn
+
+CONTEXT = FakeContext("workflow_monitor", function_arn("workflow_monitor"))  # inject_lambda_context reads it
 
 RECLAIM = "batch-job-state-change-failed-spot-reclaim.json"
 SUCCEEDED = "batch-job-state-change-succeeded-ecs-properties.json"
@@ -78,7 +81,7 @@ def test_succeeded_spot_job_updates_the_task_and_counts_success_checkpoints_and_
 
     # When its Spot job (8 vCPU, 16 GiB, one hour) succeeds
     event = job_event("SUCCEEDED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT])
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
 
     # Then the task item holds the job status
     assert result["outcome"] == "applied"
@@ -106,10 +109,10 @@ def test_succeeded_spot_job_updates_the_task_and_counts_success_checkpoints_and_
 def test_older_status_never_overwrites_a_newer_one(world: World):
     # Given a task whose job already succeeded
     world.add_task("wf-1", "production")
-    workflow_monitor.lambda_handler(job_event("SUCCEEDED", event_id="e-2", attempts=[ONE_HOUR_ATTEMPT]), None)
+    workflow_monitor.lambda_handler(job_event("SUCCEEDED", event_id="e-2", attempts=[ONE_HOUR_ATTEMPT]), CONTEXT)
 
     # When the job's RUNNING event arrives late
-    result = workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1"), None)
+    result = workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1"), CONTEXT)
 
     # Then it is ignored as stale (and, not being a finished state, counts nothing)
     assert result["outcome"] == "stale"
@@ -120,11 +123,11 @@ def test_older_status_never_overwrites_a_newer_one(world: World):
 def test_batch_retry_of_the_same_job_moves_forward(world: World):
     # Given a job RUNNING in its first attempt
     world.add_task("wf-1", "production")
-    workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1"), None)
+    workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1"), CONTEXT)
 
     # When Batch retries it (RUNNABLE again, one finished attempt)
     attempt = {**ONE_HOUR_ATTEMPT, "statusReason": "Host EC2 (instance i-1234567890abcdef0) terminated."}
-    result = workflow_monitor.lambda_handler(job_event("RUNNABLE", event_id="e-2", attempts=[attempt]), None)
+    result = workflow_monitor.lambda_handler(job_event("RUNNABLE", event_id="e-2", attempts=[attempt]), CONTEXT)
 
     # Then the newer RUNNABLE is applied
     assert result["outcome"] == "applied"
@@ -137,14 +140,14 @@ def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.Capt
     world.add_task("wf-1", "production")
     reclaimed = {**ONE_HOUR_ATTEMPT, "statusReason": "Host EC2 (instance i-1234567890abcdef0) terminated."}
     first = workflow_monitor.lambda_handler(
-        job_event("FAILED", event_id="e-1", attempts=[reclaimed], reason=reclaimed["statusReason"]), None
+        job_event("FAILED", event_id="e-1", attempts=[reclaimed], reason=reclaimed["statusReason"]), CONTEXT
     )
     assert first["spot_reclaimed_instance"] == "i-1234567890abcdef0"
 
     # When the task's next job runs and succeeds on the On-Demand queue
     later = 1763734300000
     workflow_monitor.lambda_handler(
-        job_event("RUNNING", event_id="e-2", job_id="job-2", queue=ONDEMAND_QUEUE_ARN, created_at=later), None
+        job_event("RUNNING", event_id="e-2", job_id="job-2", queue=ONDEMAND_QUEUE_ARN, created_at=later), CONTEXT
     )
     done = workflow_monitor.lambda_handler(
         job_event(
@@ -155,7 +158,7 @@ def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.Capt
             created_at=later,
             attempts=[ONE_HOUR_ATTEMPT],
         ),
-        None,
+        CONTEXT,
     )
 
     # Then one fallback, one failure and one success are counted, and On-Demand saves nothing
@@ -193,7 +196,7 @@ def test_a_gpu_task_moving_from_gpu_spot_to_gpu_on_demand_is_a_fallback(
             attempts=[reclaimed],
             reason=reclaimed["statusReason"],
         ),
-        None,
+        CONTEXT,
     )
     done = workflow_monitor.lambda_handler(
         job_event(
@@ -205,7 +208,7 @@ def test_a_gpu_task_moving_from_gpu_spot_to_gpu_on_demand_is_a_fallback(
             created_at=1763734300000,
             attempts=[ONE_HOUR_ATTEMPT],
         ),
-        None,
+        CONTEXT,
     )
 
     # Then the attempts count as Spot and On-Demand, and the move is one fallback
@@ -219,11 +222,11 @@ def test_late_spot_event_still_marks_the_fallback(world: World, capsys: pytest.C
     world.add_task("wf-1", "production")
     later = 1763734300000
     workflow_monitor.lambda_handler(
-        job_event("RUNNING", event_id="e-2", job_id="job-2", queue=ONDEMAND_QUEUE_ARN, created_at=later), None
+        job_event("RUNNING", event_id="e-2", job_id="job-2", queue=ONDEMAND_QUEUE_ARN, created_at=later), CONTEXT
     )
 
     # When the earlier Spot job's FAILED event arrives late
-    result = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT]), None)
+    result = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT]), CONTEXT)
 
     # Then its status does not overwrite the newer job's, but the fallback and the failure are counted
     assert (result["outcome"], result["fallback_to_on_demand"]) == ("stale", True)
@@ -236,7 +239,7 @@ def test_late_spot_event_still_marks_the_fallback(world: World, capsys: pytest.C
 def test_job_of_an_unregistered_task_is_reported_as_unknown(world: World):
     # Given a job whose environment names a task the state table does not hold
     # When its event arrives
-    result = workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1", workflow_id="gone"), None)
+    result = workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1", workflow_id="gone"), CONTEXT)
 
     # Then nothing is created for it
     assert result["outcome"] == "unknown_task"
@@ -247,11 +250,11 @@ def test_duplicate_delivery_counts_nothing_twice(world: World, capsys: pytest.Ca
     # Given a processed SUCCEEDED event
     world.add_task("wf-1", "production")
     event = job_event("SUCCEEDED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT])
-    workflow_monitor.lambda_handler(event, None)
+    workflow_monitor.lambda_handler(event, CONTEXT)
     capsys.readouterr()
 
     # When it is delivered again
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
 
     # Then nothing more is counted
     assert result == {"outcome": "duplicate", "event_id": "e-1"}
@@ -261,7 +264,7 @@ def test_duplicate_delivery_counts_nothing_twice(world: World, capsys: pytest.Ca
 def test_job_of_another_system_is_ignored(world: World):
     # Given the documented sample event of a job that is not a stepspot task (no environment, no index)
     # When it arrives
-    result = workflow_monitor.lambda_handler(load_event(RUNNABLE), None)
+    result = workflow_monitor.lambda_handler(load_event(RUNNABLE), CONTEXT)
 
     # Then it is ignored and nothing is written but the dedup marker
     assert result["outcome"] == "not_stepspot_job"
@@ -276,7 +279,7 @@ def test_job_found_through_the_job_index(world: World):
     world.index_job("7419bcec-23b4-4a65-981b-857c5a9040a5", "wf-9", "equilibrate")
 
     # When it arrives
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
 
     # Then the indexed task gets the status and the 2 vCPU / 2 GiB job is priced as Spot
     assert (result["outcome"], result["workflow_id"], result["task_id"]) == ("applied", "wf-9", "equilibrate")
@@ -305,7 +308,7 @@ def test_workflow_failure_updates_meta_and_notifies_with_the_failed_task_and_cla
     world.add_task("md-2026-11-21", "production", state="SUCCEEDED")
 
     # When the workflow execution fails
-    result = workflow_monitor.lambda_handler(load_event(SFN_FAILED), None)
+    result = workflow_monitor.lambda_handler(load_event(SFN_FAILED), CONTEXT)
 
     # Then META holds the status and the error
     assert result["outcome"] == "applied"
@@ -337,7 +340,7 @@ def test_workflow_completion_is_notified_and_a_late_running_event_is_stale(world
     world.add_workflow("md-2026-11-21", name="molecular-dynamics", total_tasks=5, succeeded=5, failed=0)
 
     # When it succeeds, and then its RUNNING event arrives late
-    done = workflow_monitor.lambda_handler(load_event(SFN_SUCCEEDED), None)
+    done = workflow_monitor.lambda_handler(load_event(SFN_SUCCEEDED), CONTEXT)
     late = load_event(
         SFN_RUNNING,
         detail={
@@ -347,7 +350,7 @@ def test_workflow_completion_is_notified_and_a_late_running_event_is_stale(world
             "input": workflow_input("md-2026-11-21"),
         },
     )
-    stale = workflow_monitor.lambda_handler(late, None)
+    stale = workflow_monitor.lambda_handler(late, CONTEXT)
 
     # Then the completion notice went out and the status stays SUCCEEDED
     assert done["outcome"] == "applied"
@@ -362,7 +365,7 @@ def test_workflow_completion_is_notified_and_a_late_running_event_is_stale(world
 def test_failure_of_an_unregistered_workflow_is_still_notified(world: World):
     # Given no META item (the workflow failed while being parsed)
     # When its execution fails
-    result = workflow_monitor.lambda_handler(load_event(SFN_FAILED), None)
+    result = workflow_monitor.lambda_handler(load_event(SFN_FAILED), CONTEXT)
 
     # Then the operators still hear about it
     assert result["outcome"] == "unregistered"
@@ -383,7 +386,7 @@ def test_failed_task_execution_is_notified(world: World):
     )
 
     # When it fails
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
 
     # Then a task notice names it
     assert (result["outcome"], result["kind"], result["task_id"]) == ("notified", "task", "analysis")
@@ -405,7 +408,7 @@ def test_failed_task_execution_is_notified(world: World):
     ],
 )
 def test_malformed_event_is_rejected_with_a_clear_message(world: World, event: Any, problem: str):
-    result = workflow_monitor.lambda_handler(event, None)
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
     assert result["outcome"] == "rejected"
     assert problem in result["reason"]
     assert result["reason"].endswith("Check the EventBridge rule that targets the workflow monitor.")
@@ -440,10 +443,10 @@ def test_a_task_execution_that_ended_without_telling_the_scheduler_is_reported_o
     world.add_task("md-2026-11-21", "analysis", state="RUNNING", execution_arn=TASK_EXECUTION_ARN)
     monkeypatch.setenv("STEPSPOT_SCHEDULER_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:scheduler")
     reports: list[dict[str, Any]] = []
-    workflow_monitor.runtime().report_to_scheduler = reports.append
+    monkeypatch.setattr(workflow_monitor.SchedulerInvoker, "send", lambda _self, event: reports.append(event))
     # When the execution ends abnormally (and the event is delivered twice)
-    first = workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), None)
-    workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), None)
+    first = workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), CONTEXT)
+    workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), CONTEXT)
     # Then the scheduler hears of it once, as a failure of that execution of the task
     assert first["reported_to_scheduler"] is True
     [report] = reports
@@ -455,9 +458,10 @@ def test_a_task_execution_that_ended_without_telling_the_scheduler_is_reported_o
 def test_a_task_the_scheduler_already_finished_is_not_reported(world: World, monkeypatch: pytest.MonkeyPatch):
     world.add_workflow("md-2026-11-21", status="FAILED")
     world.add_task("md-2026-11-21", "analysis", state="FAILED", execution_arn=TASK_EXECUTION_ARN)
+    monkeypatch.setenv("STEPSPOT_SCHEDULER_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:scheduler")
     reports: list[dict[str, Any]] = []
-    workflow_monitor.runtime().report_to_scheduler = reports.append
-    result = workflow_monitor.lambda_handler(_task_execution_event("FAILED", "e-2"), None)
+    monkeypatch.setattr(workflow_monitor.SchedulerInvoker, "send", lambda _self, event: reports.append(event))
+    result = workflow_monitor.lambda_handler(_task_execution_event("FAILED", "e-2"), CONTEXT)
     assert result["reported_to_scheduler"] is False and reports == []
 
 
@@ -496,8 +500,8 @@ def test_reclaimed_job_reports_its_lost_work_and_the_next_one_its_restore_once(
     )
     reclaimed = {**ONE_HOUR_ATTEMPT, "statusReason": "Host EC2 (instance i-0123456789abcdef0) terminated."}
     # When its Spot job fails on the reclaim (and the event is delivered again under another id)
-    result = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1", attempts=[reclaimed]), None)
-    again = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1b", attempts=[reclaimed]), None)
+    result = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1", attempts=[reclaimed]), CONTEXT)
+    again = workflow_monitor.lambda_handler(job_event("FAILED", event_id="e-1b", attempts=[reclaimed]), CONTEXT)
     # Then the lost work is the 30 s since the last checkpoint, recorded once on the task item
     assert result["lost_work_seconds"] == 30.0
     assert "lost_work_seconds" not in again
@@ -515,7 +519,7 @@ def test_reclaimed_job_reports_its_lost_work_and_the_next_one_its_restore_once(
         }
     )
     workflow_monitor.lambda_handler(
-        job_event("SUCCEEDED", event_id="e-2", job_id="job-2", attempts=[ONE_HOUR_ATTEMPT]), None
+        job_event("SUCCEEDED", event_id="e-2", job_id="job-2", attempts=[ONE_HOUR_ATTEMPT]), CONTEXT
     )
     item = world.task("wf-1", "production")
     assert [float(x) for x in item["restore_seconds"]] == [4.5]

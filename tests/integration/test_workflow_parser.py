@@ -41,9 +41,9 @@ def aws(monkeypatch):
         monkeypatch.setenv("STEPSPOT_BUCKET", BUCKET)
         monkeypatch.setenv("STEPSPOT_STATE_TABLE", TABLE)
         monkeypatch.setenv("STEPSPOT_ENVIRONMENT", "test")
-        workflow_parser._adapters.cache_clear()
+        workflow_parser.runtime.cache_clear()
         yield
-        workflow_parser._adapters.cache_clear()
+        workflow_parser.runtime.cache_clear()
 
 
 def invoke(event):
@@ -207,11 +207,11 @@ def test_malformed_events_raise_invalid_event_error(aws, event):
 def test_missing_environment_is_reported_at_cold_start(monkeypatch):
     monkeypatch.delenv("STEPSPOT_BUCKET", raising=False)
     monkeypatch.delenv("STEPSPOT_STATE_TABLE", raising=False)
-    workflow_parser._adapters.cache_clear()
+    workflow_parser.runtime.cache_clear()
 
     with pytest.raises(ConfigurationError, match="STEPSPOT_BUCKET is not set; STEPSPOT_STATE_TABLE is not set"):
         invoke({"workflow_definition": SEED})
-    workflow_parser._adapters.cache_clear()
+    workflow_parser.runtime.cache_clear()
 
 
 def test_missing_definition_object_is_a_clear_error(aws):

@@ -37,7 +37,7 @@ PLANS = ("staging", "dev-all-switches")
 
 LOADERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "workflow_parser": lambda env: load_settings(workflow_parser.ParserSettings, env),
-    "checkpoint_manager": checkpoint_manager.Settings.from_env,
+    "checkpoint_manager": lambda env: load_settings(checkpoint_manager.CheckpointManagerSettings, env),
     "interruption_handler": lambda env: load_settings(interruption_handler.InterruptionSettings, env),
     "workflow_monitor": lambda env: load_settings(workflow_monitor.MonitorSettings, env),
     "scheduler": lambda env: load_settings(scheduler.SchedulerSettings, env),

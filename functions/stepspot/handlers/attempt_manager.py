@@ -21,7 +21,7 @@ Events:
 
 from __future__ import annotations
 
-from functools import cache
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import boto3
@@ -39,6 +39,7 @@ from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
+from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.plan import Plan, PlannedTask
@@ -122,28 +123,48 @@ class AttemptEvent(BaseModel):
         return self
 
 
-class AttemptManager:
-    """The attempt manager's work, on injected adapters (the handler wires them)."""
+@dataclass(frozen=True)
+class Runtime:
+    """What a warm attempt manager keeps between invocations (built once per cold start)."""
 
-    def __init__(
-        self,
-        settings: AttemptManagerSettings,
-        policy: Policy,
-        documents: DocumentStore,
-        batch: Batch,
-        breakers: BreakerStore,
-        attempts: TaskAttempts,
-        pacer: SubmitPacer | None = None,
-    ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.documents = documents
-        self.batch = batch
-        self.breakers = breakers
-        self.attempts = attempts
-        self.pacer = pacer
-        self.spot_queue = queue_name(settings.spot_queue_arn)
-        self.metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
+    settings: AttemptManagerSettings
+    policy: Policy
+    documents: DocumentStore
+    batch: Batch
+    breakers: BreakerStore
+    attempts: TaskAttempts
+    pacer: SubmitPacer | None = None
+
+
+@cold_start
+def runtime() -> Runtime:
+    settings = load_settings(AttemptManagerSettings)
+    dynamodb = boto3.resource("dynamodb")
+    policy = policy_from_env_value(settings.policy_json)
+    return Runtime(
+        settings=settings,
+        policy=policy,
+        documents=DocumentStore(boto3.client("s3"), settings.bucket),
+        batch=Batch(boto3.client("batch"), DerivedDefinitionTable(dynamodb, settings.state_table)),
+        breakers=BreakerStore(dynamodb, settings.state_table),
+        attempts=TaskAttempts(dynamodb, settings.state_table),
+        pacer=SubmitPacer(dynamodb, settings.state_table, policy.submit_rate_per_second),
+    )
+
+
+class AttemptManager:
+    """The attempt manager's work for one invocation, on the runtime's adapters."""
+
+    def __init__(self, rt: Runtime, metrics: MetricBatch) -> None:
+        self.settings = rt.settings
+        self.policy = rt.policy
+        self.documents = rt.documents
+        self.batch = rt.batch
+        self.breakers = rt.breakers
+        self.attempts = rt.attempts
+        self.pacer = rt.pacer
+        self.metrics = metrics
+        self.spot_queue = queue_name(rt.settings.spot_queue_arn)
 
     def _task(self, request: AttemptEvent) -> tuple[Plan, PlannedTask]:
         assert request.plan_uri and request.task_id
@@ -342,29 +363,15 @@ class AttemptManager:
         }
 
 
-@cache
-def _fleet() -> AttemptManager:
-    settings = load_settings(AttemptManagerSettings)
-    dynamodb = boto3.resource("dynamodb")
-    policy = policy_from_env_value(settings.policy_json)
-    return AttemptManager(
-        settings,
-        policy,
-        DocumentStore(boto3.client("s3"), settings.bucket),
-        Batch(boto3.client("batch"), DerivedDefinitionTable(dynamodb, settings.state_table)),
-        BreakerStore(dynamodb, settings.state_table),
-        TaskAttempts(dynamodb, settings.state_table),
-        SubmitPacer(dynamodb, settings.state_table, policy.submit_rate_per_second),
-    )
-
-
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    manager = _fleet()
+    rt = runtime()
+    # Per invocation, not per container: local mode runs several invocations at once on threads.
+    metrics = MetricBatch(rt.settings.namespace, {DIMENSION_ENVIRONMENT: rt.settings.environment})
     try:
-        return _handle(manager, event)
+        return _handle(AttemptManager(rt, metrics), event)
     finally:
-        manager.metrics.flush()
+        metrics.flush()
 
 
 def _handle(manager: AttemptManager, event: dict[str, Any]) -> dict[str, Any]:

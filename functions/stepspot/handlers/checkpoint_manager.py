@@ -16,11 +16,8 @@ agent's and these) once, when the task's job stops.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,70 +32,50 @@ from stepspot.checkpointing.aws.table import CheckpointTable, WorkflowRegistry
 from stepspot.checkpointing.model import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
 from stepspot.checkpointing.store import CheckpointStore
 from stepspot.emf import MetricBatch
-from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, WorkflowNotFoundError
+from stepspot.errors import CheckpointRequestInvalid, WorkflowNotFoundError
+from stepspot.handlers._cache import cold_start
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
+from stepspot.settings import LambdaSettings, load_settings
 
-# Defaults match the contract, so the module also works when imported before the environment is set.
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "checkpoint_manager")
+logger = Logger()
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 DATA_FILE = "checkpoint.json"
 
 
-# ---- settings (checked at cold start) ------------------------------------------------------------
+# ---- settings and runtime (checked and built at cold start) --------------------------------------
 
 
-@dataclass(frozen=True)
-class Settings:
-    bucket: str
-    checkpoint_table: str
-    state_table: str
-    environment: str
-    retention_days: float
-    keep_last: int
-    namespace: str = DEFAULT_NAMESPACE
+class CheckpointManagerSettings(LambdaSettings):
+    bucket: str = Field(alias="STEPSPOT_BUCKET", min_length=3)
+    checkpoint_table: str = Field(alias="STEPSPOT_CHECKPOINT_TABLE", min_length=3)
+    state_table: str = Field(alias="STEPSPOT_STATE_TABLE", min_length=3)
+    environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
+    retention_days: float = Field(7, alias="STEPSPOT_CHECKPOINT_RETENTION_DAYS")
+    keep_last: int = Field(5, alias="STEPSPOT_CHECKPOINT_KEEP_LAST")
+    namespace: str = Field(DEFAULT_NAMESPACE, alias="POWERTOOLS_METRICS_NAMESPACE")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        required = ("STEPSPOT_BUCKET", "STEPSPOT_CHECKPOINT_TABLE", "STEPSPOT_STATE_TABLE", "STEPSPOT_ENVIRONMENT")
-        missing = [name for name in required if not env.get(name)]
-        if missing:
-            raise ConfigurationError(
-                f"The checkpoint manager is missing {', '.join(missing)}: set them on the function "
-                "(Terraform module 'functions' does).",
-                missing=missing,
-            )
-        try:
-            retention_days = float(env.get("STEPSPOT_CHECKPOINT_RETENTION_DAYS") or 7)
-            keep_last = int(env.get("STEPSPOT_CHECKPOINT_KEEP_LAST") or 5)
-            RetentionPolicy(keep_last=keep_last, retention_days=retention_days)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"STEPSPOT_CHECKPOINT_RETENTION_DAYS / STEPSPOT_CHECKPOINT_KEEP_LAST are invalid ({exc}): use a "
-                "positive number of days and a whole number of checkpoints of at least 1."
-            ) from exc
-        return cls(
-            env["STEPSPOT_BUCKET"],
-            env["STEPSPOT_CHECKPOINT_TABLE"],
-            env["STEPSPOT_STATE_TABLE"],
-            env["STEPSPOT_ENVIRONMENT"],
-            retention_days,
-            keep_last,
-            env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-        )
+    @model_validator(mode="after")
+    def _valid_retention(self) -> CheckpointManagerSettings:
+        self.retention()  # the policy owns the rule (keep_last >= 1, retention_days > 0)
+        return self
+
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(keep_last=self.keep_last, retention_days=self.retention_days)
 
 
 @dataclass(frozen=True)
 class Runtime:
-    settings: Settings
+    """What a warm checkpoint manager keeps between invocations (built once per cold start)."""
+
+    settings: CheckpointManagerSettings
     store: CheckpointStore
     workflows: WorkflowRegistry
 
 
-@functools.cache
+@cold_start
 def runtime() -> Runtime:
-    """Settings and clients, built once per container (cold start)."""
-    settings = Settings.from_env(os.environ)
+    settings = load_settings(CheckpointManagerSettings)
     s3 = boto3.client("s3")
     ddb = boto3.client("dynamodb")
     store = CheckpointStore(CheckpointObjects(s3, settings.bucket), CheckpointTable(ddb, settings.checkpoint_table))
@@ -300,7 +277,7 @@ def cleanup(rt: Runtime, request: CleanupRequest, metrics: MetricBatch) -> dict[
     }
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     # Per invocation, not per container: local mode runs several invocations at once on threads.

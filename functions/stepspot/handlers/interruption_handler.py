@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from stepspot import emf
@@ -41,6 +41,7 @@ from stepspot.aws.monitor_store import MonitorStore, Notice, TaskRef
 from stepspot.aws.sns import Notifier
 from stepspot.errors import ConfigurationError, MalformedEventError
 from stepspot.events import RebalanceRecommendation, SpotInterruptionWarning, parse_instance_notice
+from stepspot.handlers._cache import cold_start
 from stepspot.job_events import parent_job_id, task_ids_from_environment
 from stepspot.metrics import (
     DEFAULT_NAMESPACE,
@@ -71,8 +72,10 @@ class InterruptionSettings(LambdaSettings):
         return tuple(name.strip() for name in self.spot_compute_env.split(",") if name.strip())
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """What a warm interruption handler keeps between invocations (built once per cold start)."""
+
     settings: InterruptionSettings
     store: MonitorStore
     ecs: EcsInventory
@@ -82,9 +85,8 @@ class Runtime:
     cluster_cache: dict[str, str] = field(default_factory=dict)
 
 
-@cache
+@cold_start
 def runtime() -> Runtime:
-    """Built once per container (cold start): settings checked, clients created."""
     settings = load_settings(InterruptionSettings)
     return Runtime(
         settings=settings,
@@ -95,8 +97,8 @@ def runtime() -> Runtime:
     )
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     try:
         notice = parse_instance_notice(event)

@@ -15,7 +15,7 @@ Returns a small summary (counters of the workflow). Idempotent under redelivery.
 
 from __future__ import annotations
 
-from functools import cache
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import boto3
@@ -29,6 +29,7 @@ from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.stepfunctions import StepFunctions
 from stepspot.errors import InvalidEventError
+from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
 from stepspot.scheduler import Scheduler
@@ -77,23 +78,36 @@ class SchedulerEvent(BaseModel):
         return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:1000]}"
 
 
-@cache
-def _context() -> tuple[SchedulerSettings, Policy, DocumentStore, SchedulerState, StepFunctions, BreakerStore]:
+@dataclass(frozen=True)
+class Runtime:
+    """What a warm scheduler keeps between invocations (built once per cold start)."""
+
+    settings: SchedulerSettings
+    policy: Policy
+    documents: DocumentStore
+    state: SchedulerState
+    sfn: StepFunctions
+    breakers: BreakerStore
+
+
+@cold_start
+def runtime() -> Runtime:
     settings = load_settings(SchedulerSettings)
     dynamodb = boto3.resource("dynamodb")
-    return (
-        settings,
-        policy_from_env_value(settings.policy_json),
-        DocumentStore(boto3.client("s3"), settings.bucket),
-        SchedulerState(dynamodb, settings.state_table),
-        StepFunctions(boto3.client("stepfunctions"), settings.task_state_machine_arn),
-        BreakerStore(dynamodb, settings.state_table),
+    return Runtime(
+        settings=settings,
+        policy=policy_from_env_value(settings.policy_json),
+        documents=DocumentStore(boto3.client("s3"), settings.bucket),
+        state=SchedulerState(dynamodb, settings.state_table),
+        sfn=StepFunctions(boto3.client("stepfunctions"), settings.task_state_machine_arn),
+        breakers=BreakerStore(dynamodb, settings.state_table),
     )
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _settings, policy, documents, state, sfn, breakers = _context()
+    rt = runtime()
+    policy, documents, state, sfn, breakers = rt.policy, rt.documents, rt.state, rt.sfn, rt.breakers
     try:
         request = SchedulerEvent.model_validate(event)
     except ValidationError as exc:

@@ -34,12 +34,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from stepspot import emf
@@ -58,6 +58,7 @@ from stepspot.events import (
     ExecutionStatusChange,
     parse_monitor_event,
 )
+from stepspot.handlers._cache import cold_start
 from stepspot.job_events import (
     TERMINAL_JOB_STATUSES,
     QueueKind,
@@ -95,8 +96,10 @@ class MonitorSettings(LambdaSettings):
     scheduler_function: str | None = Field(None, alias="STEPSPOT_SCHEDULER_FUNCTION_ARN")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """What a warm workflow monitor keeps between invocations (built once per cold start)."""
+
     settings: MonitorSettings
     store: MonitorStore
     notifier: Notifier | None
@@ -107,9 +110,8 @@ class Runtime:
     costs: CostRecorder | None = None  # the cost ledger (stepspot.cost); None: not kept
 
 
-@cache
+@cold_start
 def runtime() -> Runtime:
-    """Built once per container (cold start): settings checked, clients and the price table loaded."""
     settings = load_settings(MonitorSettings)
     dynamodb = boto3.resource("dynamodb")
     checkpoints = dynamodb.Table(settings.checkpoint_table) if settings.checkpoint_table else None
@@ -130,8 +132,8 @@ def runtime() -> Runtime:
     )
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logger.clear_state()  # keys appended for the previous event must not leak into this one's logs
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     try:
         parsed = parse_monitor_event(event)

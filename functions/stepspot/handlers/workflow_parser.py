@@ -8,7 +8,7 @@ definition.
 
 from __future__ import annotations
 
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -20,8 +20,9 @@ from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.state_table import StateTable
 from stepspot.emf import MetricBatch
 from stepspot.errors import InvalidEventError, WorkflowValidationError
+from stepspot.handlers._cache import cold_start
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
-from stepspot.policy import policy_from_env_value
+from stepspot.policy import Policy, policy_from_env_value
 from stepspot.registration import ParseRequest, register_workflow
 from stepspot.settings import LambdaSettings, load_settings
 
@@ -36,34 +37,46 @@ class ParserSettings(LambdaSettings):
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
 
 
-@cache
-def _adapters() -> tuple[DocumentStore, StateTable, ParserSettings]:
-    """Built once per cold start; a missing variable raises ConfigurationError on the first call."""
+@dataclass(frozen=True)
+class Runtime:
+    """What a warm parser keeps between invocations (built once per cold start)."""
+
+    settings: ParserSettings
+    policy: Policy
+    documents: DocumentStore
+    table: StateTable
+
+
+@cold_start
+def runtime() -> Runtime:
     settings = load_settings(ParserSettings)
-    documents = DocumentStore(boto3.client("s3"), settings.bucket)
-    return documents, StateTable(boto3.resource("dynamodb"), settings.state_table), settings
+    return Runtime(
+        settings=settings,
+        policy=policy_from_env_value(settings.policy_json),
+        documents=DocumentStore(boto3.client("s3"), settings.bucket),
+        table=StateTable(boto3.resource("dynamodb"), settings.state_table),
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    documents, table, settings = _adapters()
-    metrics = MetricBatch(settings.namespace, {DIMENSION_ENVIRONMENT: settings.environment})
+    rt = runtime()
+    # Per invocation, not per container: local mode runs several invocations at once on threads.
+    metrics = MetricBatch(rt.settings.namespace, {DIMENSION_ENVIRONMENT: rt.settings.environment})
     try:
-        return _parse(event, documents, table, metrics, settings)
+        return _parse(event, rt, metrics)
     finally:
         metrics.flush()
 
 
-def _parse(
-    event: dict[str, Any], documents: DocumentStore, table: StateTable, metrics: MetricBatch, settings: ParserSettings
-) -> dict[str, Any]:
+def _parse(event: dict[str, Any], rt: Runtime, metrics: MetricBatch) -> dict[str, Any]:
     try:
         request = ParseRequest.model_validate(event)
     except ValidationError as exc:
         raise InvalidEventError.from_validation(exc, "ParseWorkflow input") from None
     logger.append_keys(workflow_id=request.workflow_id)
     try:
-        result = register_workflow(request, documents, table, policy_from_env_value(settings.policy_json))
+        result = register_workflow(request, rt.documents, rt.table, rt.policy)
     except WorkflowValidationError as exc:
         metrics.add(MetricName.WORKFLOWS_REJECTED, 1)
         logger.warning("workflow rejected", extra={"problems": exc.details["problems"][:50]})
