@@ -210,7 +210,7 @@ module "functions" {
     }
     checkpoint_manager = {
       handler     = "stepspot.handlers.checkpoint_manager.lambda_handler"
-      description = "Checkpoint save, restore, list and cleanup"
+      description = "Checkpoint save, find (for the runner's restore), list and cleanup"
       timeout     = 300
       environment = {
         STEPSPOT_CHECKPOINT_TABLE          = module.storage.checkpoint_table_name
@@ -251,7 +251,7 @@ module "functions" {
     }
     attempt_manager = {
       handler     = "stepspot.handlers.attempt_manager.lambda_handler"
-      description = "Chooses Spot or On-Demand capacity (circuit breaker), manages the compute environments"
+      description = "Each task attempt: Spot or On-Demand (circuit breaker), failure class, retry decision"
       timeout     = 60
       environment = merge(local.gpu_queue_environment, {
         STEPSPOT_SPOT_QUEUE_ARN         = module.compute.job_queue_arns["spot"]
@@ -425,17 +425,14 @@ module "orchestration" {
   log_level                    = var.state_machine_log_level
   log_retention_days           = var.log_retention_days
 
+  # Exactly the placeholders of the rendered templates (build/asl/variables.json, stepspot.asl.ARN_VARIABLES);
+  # the module refuses any other. The task state machine, queues and job definitions reach the Lambdas
+  # through their environment instead.
   definition_variables = {
     workflow_parser_arn    = module.functions.function_arns["workflow_parser"]
     scheduler_arn          = module.functions.function_arns["scheduler"]
     checkpoint_manager_arn = module.functions.function_arns["checkpoint_manager"]
-    attempt_manager_arn      = module.functions.function_arns["attempt_manager"]
-    task_state_machine_arn = local.task_state_machine_arn
-    job_definition_arn     = module.compute.job_definition_arn
-    mnp_job_definition_arn = module.compute.mnp_job_definition_arn
-    spot_job_queue_arn     = module.compute.job_queue_arns["spot"]
-    ondemand_job_queue_arn = module.compute.job_queue_arns["ondemand"]
-    mnp_job_queue_arn      = module.compute.job_queue_arns["mnp"]
+    attempt_manager_arn    = module.functions.function_arns["attempt_manager"]
   }
 }
 
@@ -446,12 +443,18 @@ module "orchestration" {
 module "monitoring" {
   source = "./modules/monitoring"
 
-  name_prefix          = local.name_prefix
-  environment          = var.environment
-  alarm_email          = var.alarm_email
-  kms_key_arn          = module.storage.kms_key_arn
-  interruption_handler = { arn = module.functions.function_arns["interruption_handler"], name = module.functions.function_names["interruption_handler"] }
-  workflow_monitor     = { arn = module.functions.function_arns["workflow_monitor"], name = module.functions.function_names["workflow_monitor"] }
+  name_prefix = local.name_prefix
+  environment = var.environment
+  alarm_email = var.alarm_email
+  kms_key_arn = module.storage.kms_key_arn
+  interruption_handler = {
+    arn  = module.functions.function_arns["interruption_handler"]
+    name = module.functions.function_names["interruption_handler"]
+  }
+  workflow_monitor = {
+    arn  = module.functions.function_arns["workflow_monitor"]
+    name = module.functions.function_names["workflow_monitor"]
+  }
   job_queue_arns       = values(module.compute.job_queue_arns)
   function_names       = module.functions.function_names
   batch_log_group_name = module.compute.batch_log_group_name

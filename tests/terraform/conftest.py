@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from tf_toolchain import ROOT, ROOT_PLANS, TERRAFORM_DIR, TOOLS, TOOLS_BIN, Result, Runner, offline_env
 
+from stepspot.asl import render_for_terraform
+
 
 @pytest.fixture(scope="session")
 def offline_tools() -> None:
@@ -52,6 +54,8 @@ def _plan_root(terraform: Runner, work: Path, var_files: list[str]) -> dict[str,
     for name in ("lambda/stepspot.zip", "lambda/dependencies.zip", "stepspot-agent.pyz"):
         (build / name).write_bytes(b"stand-in")
     shutil.copytree(ROOT / "tests" / "terraform" / "fixtures", build / "asl")
+    # The real templates, as `make render` writes them: Terraform must fill exactly their placeholders.
+    render_for_terraform(build / "asl")
     assert terraform("get", cwd=copy).code == 0
     result = terraform(
         "plan",

@@ -12,10 +12,17 @@ locals {
     task     = { name = "${var.name_prefix}-task", template = var.task_definition_template }
   }
 
-  # Built from the name, not the resource: the workflow definition and the scheduler need the task
-  # state machine's ARN, and the resource needs them first.
+  # Built from the name, not the resource: the scheduler (STEPSPOT_TASK_STATE_MACHINE_ARN) needs the
+  # task state machine's ARN before the state machine exists.
   task_state_machine_arn = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.state_machines.task.name}"
   batch_arn_prefix       = "arn:${local.partition}:batch:${local.region}:${local.account_id}"
+
+  # templatefile() refuses a placeholder without a value but not a value without a placeholder: a
+  # variable neither template uses is a contract drift, refused below.
+  template_texts = join("\n", [for machine in local.state_machines : file(machine.template)])
+  unused_definition_variables = sort([
+    for name in keys(var.definition_variables) : name if !strcontains(local.template_texts, "$${${name}}")
+  ])
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -149,6 +156,13 @@ resource "aws_sfn_state_machine" "this" {
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(local.unused_definition_variables) == 0
+      error_message = "definition_variables ${join(", ", local.unused_definition_variables)} are used by neither state machine template: pass only the names in build/asl/variables.json (docs/contracts.md \"ASL template variables\")."
+    }
+  }
 
   depends_on = [aws_iam_role_policy.this]
 }

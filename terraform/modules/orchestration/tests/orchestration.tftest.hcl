@@ -24,9 +24,8 @@ variables {
   definition_variables = {
     workflow_parser_arn    = "arn:aws:lambda:eu-west-1:123456789012:function:parser"
     scheduler_arn          = "arn:aws:lambda:eu-west-1:123456789012:function:scheduler"
-    attempt_manager_arn      = "arn:aws:lambda:eu-west-1:123456789012:function:attempts"
-    task_state_machine_arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:stepspot-test-task"
-    job_definition_arn     = "arn:aws:batch:eu-west-1:123456789012:job-definition/stepspot-test-container"
+    checkpoint_manager_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkpoints"
+    attempt_manager_arn    = "arn:aws:lambda:eu-west-1:123456789012:function:attempts"
   }
 }
 
@@ -82,4 +81,21 @@ run "role_grants_no_unused_start_execution" {
     condition     = !anytrue([for st in data.aws_iam_policy_document.this.statement : contains(st.actions, "states:StartExecution")])
     error_message = "The state machine role does not grant states:StartExecution."
   }
+}
+
+run "refuses_a_variable_no_template_uses" {
+  command = plan
+
+  # Terraform once passed ten variables to templates that use four (issue 17).
+  variables {
+    definition_variables = {
+      workflow_parser_arn    = "arn:aws:lambda:eu-west-1:123456789012:function:parser"
+      scheduler_arn          = "arn:aws:lambda:eu-west-1:123456789012:function:scheduler"
+      checkpoint_manager_arn = "arn:aws:lambda:eu-west-1:123456789012:function:checkpoints"
+      attempt_manager_arn    = "arn:aws:lambda:eu-west-1:123456789012:function:attempts"
+      job_definition_arn     = "arn:aws:batch:eu-west-1:123456789012:job-definition/stepspot-test-container"
+    }
+  }
+
+  expect_failures = [aws_sfn_state_machine.this]
 }
