@@ -145,11 +145,11 @@ class CleanupRequest(_Request):
         return self
 
 
-Request = Annotated[SaveRequest | FindRequest | ListRequest | CleanupRequest, Field(discriminator="action")]
-_request_adapter: TypeAdapter[Any] = TypeAdapter(Request)
+AnyRequest = SaveRequest | FindRequest | ListRequest | CleanupRequest
+_request_adapter: TypeAdapter[AnyRequest] = TypeAdapter(Annotated[AnyRequest, Field(discriminator="action")])
 
 
-def parse_request(event: Any) -> SaveRequest | FindRequest | ListRequest | CleanupRequest:
+def parse_request(event: Any) -> AnyRequest:
     try:
         return _request_adapter.validate_python(event)
     except ValidationError as exc:
