@@ -2,8 +2,8 @@
 
 Before an attempt it chooses where the attempt runs (Spot or On-Demand through the breaker, the queue, the
 job request with the memory raised after an out-of-memory attempt); after a failed attempt it classifies
-the failure and decides whether, when and on which capacity to retry. (Named "fleet manager" until
-release 3: it manages attempts, not a fleet.) It also carries the operators' compute-environment verbs
+the failure and decides whether, when and on which capacity to retry. (Formerly the "fleet manager":
+it manages attempts, not a fleet.) It also carries the operators' compute-environment verbs
 (create / modify / terminate / check_health), which share its settings and Batch adapter.
 
 Events:
