@@ -11,6 +11,7 @@ import pytest
 from local_helpers import MD_EXAMPLE, sleep_task
 
 from stepspot.build_info import deployment_version
+from stepspot.local.events import ROUTES
 from stepspot.local.faults import Faults
 
 pytestmark = pytest.mark.slow
@@ -47,10 +48,13 @@ def test_happy_path_runs_the_molecular_dynamics_sample(run_local):
     assert summary.transitions["total"] == 5 * 5 + 2
     assert summary.largest_state_payload_bytes < 16_384
     assert summary.estimated_cost["spot_usd"] < summary.estimated_cost["on_demand_usd"]
+    # and each task's success was counted once (one EMF emission, whatever its dimension sets)
+    assert (summary.metrics.get("TasksSucceeded"), summary.metrics.get("WorkflowsSucceeded")) == (5, 1)
 
 
 def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
-    pytest.importorskip("stepspot.agent", reason="the checkpoint agent (branch checkpoints) is not merged yet")
+    import stepspot.agent  # noqa: F401  # the task runner is part of stepspot: missing, this test fails
+
     # Given production-run's first Spot attempt is reclaimed mid-run
     summary = run_local(MD_EXAMPLE, time_scale=1800, faults=Faults(reclaim_tasks=frozenset({"production-run"}), seed=1))
     assert summary.status == "SUCCEEDED", summary.cause
@@ -66,6 +70,41 @@ def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
     # And it was the task runner bundle of this build under a python3 outside the project's venv (as on AWS)
     runners = [line for line in logs.splitlines() if f"task runner {deployment_version()} on Python" in line]
     assert runners and all(str(Path(sys.executable).parent) not in line for line in runners)
+
+
+def test_every_monitor_event_is_delivered_and_each_metric_counted_once(run_local, write_workflow):
+    # Given a fan-out/fan-in of 50 tasks
+    leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(48)]
+    path = write_workflow(
+        [sleep_task("root"), *leaves, sleep_task("join", depends_on=[t["id"] for t in leaves])], "fan"
+    )
+    summary = run_local(path)
+    assert summary.status == "SUCCEEDED", summary.cause
+    # Then every event the run published for the workflow monitor reached it before the run ended
+    events = summary.events
+    for_monitor = sum(n for kind, n in events["published"].items() if "workflow_monitor" in ROUTES[kind])
+    assert events["delivered"].get("workflow_monitor") == for_monitor
+    assert (events["handler_failures"], events.get("undelivered", {})) == ({}, {})
+    # And the metrics are the run's real counts: each emission counted once, the workflow's end included
+    succeeded_jobs = summary.attempts  # no failure was injected: every attempt succeeded
+    assert summary.tasks["succeeded"] == succeeded_jobs == 50
+    metrics = summary.metrics
+    assert (metrics.get("TasksSucceeded"), metrics.get("TasksFailed", 0)) == (50, 0)
+    assert (metrics.get("WorkflowsRegistered"), metrics.get("TasksPlanned")) == (1, 50)
+    assert (metrics.get("WorkflowsSucceeded"), metrics.get("WorkflowsFailed", 0)) == (1, 0)
+
+
+def test_a_reclaim_notice_reaches_the_interruption_handler(run_local, write_workflow):
+    # Given a Spot task whose first attempt the seed reclaims
+    path = write_workflow([sleep_task("hit", 1.0, estimated_runtime=3600)], "notice")
+    summary = run_local(path, faults=Faults(reclaim_tasks=frozenset({"hit"}), seed=3))
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert summary.interruptions >= 1
+    # Then the interruption handler found the task on the emulated instance (Batch -> ECS container
+    # instance -> its tasks -> the job -> the task) for every notice, and counted each once
+    assert summary.events["handler_failures"] == {}
+    assert summary.events["outcomes"]["interruption_handler"] == {"recorded": summary.interruptions}
+    assert summary.metrics.get("SpotInterruptions") == summary.interruptions
 
 
 def test_repeated_reclaims_open_the_breaker_and_finish_on_demand(run_local, write_workflow):

@@ -36,6 +36,7 @@ from stepspot.checkpoint_store import CheckpointStore
 from stepspot.checkpoints import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
 from stepspot.emf import MetricBatch
 from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, WorkflowNotFoundError
+from stepspot.handlers import _cache
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 
 # Defaults match the contract, so the module also works when imported before the environment is set.
@@ -95,6 +96,7 @@ class Runtime:
     workflows: WorkflowRegistry
 
 
+@_cache.register
 @functools.cache
 def runtime() -> Runtime:
     """Settings and clients, built once per container (cold start)."""

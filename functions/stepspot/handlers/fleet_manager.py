@@ -34,6 +34,7 @@ from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
+from stepspot.handlers import _cache
 from stepspot.handlers._plans import load_plan
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.plan import Plan, PlannedTask
@@ -337,6 +338,7 @@ class Fleet:
         }
 
 
+@_cache.register
 @cache
 def _fleet() -> Fleet:
     settings = load_settings(FleetSettings)

@@ -41,6 +41,7 @@ from stepspot.aws.monitor_store import MonitorStore, Notice, TaskRef
 from stepspot.aws.sns import Notifier
 from stepspot.errors import ConfigurationError, MalformedEventError
 from stepspot.events import RebalanceRecommendation, SpotInterruptionWarning, parse_instance_notice
+from stepspot.handlers import _cache
 from stepspot.job_events import parent_job_id, task_ids_from_environment
 from stepspot.metrics import (
     DEFAULT_NAMESPACE,
@@ -82,6 +83,7 @@ class Runtime:
     cluster_cache: dict[str, str] = field(default_factory=dict)
 
 
+@_cache.register
 @cache
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients created."""

@@ -29,6 +29,7 @@ from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.stepfunctions import StepFunctions
 from stepspot.errors import InvalidEventError
+from stepspot.handlers import _cache
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
 from stepspot.scheduler import Scheduler
@@ -77,6 +78,7 @@ class SchedulerEvent(BaseModel):
         return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:1000]}"
 
 
+@_cache.register
 @cache
 def _context() -> tuple[SchedulerSettings, Policy, DocumentStore, SchedulerState, StepFunctions, BreakerStore]:
     settings = load_settings(SchedulerSettings)

@@ -58,6 +58,7 @@ from stepspot.events import (
     ExecutionStatusChange,
     parse_monitor_event,
 )
+from stepspot.handlers import _cache
 from stepspot.job_events import (
     TERMINAL_JOB_STATUSES,
     QueueKind,
@@ -107,6 +108,7 @@ class Runtime:
     costs: CostRecorder | None = None  # the cost ledger (stepspot.cost); None: not kept
 
 
+@_cache.register
 @cache
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients and the price table loaded."""

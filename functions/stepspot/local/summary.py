@@ -346,8 +346,10 @@ def summarise(
         events={
             "published": dict(bus.published),
             "delivered": dict(bus.delivered),
-            "undeliverable": dict(bus.unrouted),
+            # copies the Lambdas had not seen when the run ended (the engine closes the bus first)
+            "undelivered": dict(bus.undelivered),
             "handler_failures": dict(bus.failed),
+            "outcomes": {function: dict(counts) for function, counts in bus.outcomes.items()},
         },
         per_task=list(per_task.values()),
         run_dir=str(run_dir),
