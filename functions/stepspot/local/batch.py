@@ -300,6 +300,8 @@ class LocalBatch:
         self.observers: list[Callable[[LocalJob], None]] = []
         # (job, line) for each line the job prints, and SPOT_NOTICE_LINE when its notice is given.
         self.output_listeners: list[Callable[[LocalJob, str], None]] = []
+        # Gives a Spot job's host its container instance before its notice is published (local.instances).
+        self.place_instance: Callable[[LocalJob], None] | None = None
 
     def start(self) -> None:
         self.imds.start()
@@ -335,7 +337,8 @@ class LocalBatch:
             memory_mib=int(requirements["MEMORY"]) if requirements.get("MEMORY", "").isdigit() else None,
         )
         with self._lock:
-            # The host of an attempt is named after it (not at random): the same seed, the same story.
+            # The host of an attempt is named after it (not at random): the same seed, the same story (a
+            # notice gives it the EC2 instance of the emulator instead, local.instances).
             same = sum(1 for j in self.jobs.values() if (j.task_id, j.attempt) == (job.task_id, job.attempt))
             job.instance_id = "i-" + hashlib.sha256(f"{job.task_id}/{job.attempt}/{same}".encode()).hexdigest()[:17]
             self.jobs[job.job_id] = job
@@ -351,6 +354,12 @@ class LocalBatch:
             if len(found) == 1 and found[0].status not in TERMINAL:
                 self._changed.wait_for(lambda: found[0].status in TERMINAL, timeout=LONG_POLL_SECONDS)
         return {"jobs": [job.describe() for job in found]}
+
+    def described(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        """DescribeJobs of the jobs among ``job_ids`` this Batch runs, at once (the handlers' calls)."""
+        with self._lock:
+            found = [self.jobs[j] for j in job_ids if j in self.jobs]
+        return [job.describe() for job in found]
 
     def terminate_job(self, jobId: str, reason: str = "", **_: Any) -> dict[str, Any]:
         job = self.jobs.get(jobId)
@@ -643,6 +652,9 @@ class LocalBatch:
         job.notice_at = time.time()
         action_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + SPOT_NOTICE_SECONDS))
         self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
+        if self.place_instance is not None:
+            self.place_instance(job)
+            self.imds.instances[job.job_id] = job.instance_id
         if self.bus is not None:
             self.bus.publish(
                 "EC2 Spot Instance Interruption Warning",

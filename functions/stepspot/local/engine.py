@@ -40,6 +40,7 @@ from stepspot.local.batch import LocalBatch
 from stepspot.local.contained import contained
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
+from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
 from stepspot.local.lambdas import REGION, LocalLambda
 from stepspot.local.resources import LocalResources, create
 from stepspot.local.runner import local_runner
@@ -200,6 +201,8 @@ class LocalEngine:
             session = boto3.session.Session(region_name=REGION)
             definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()}, policy)
             job_definitions = create(session, resources, definitions)
+            instances = LocalInstances(session, resources, ledger_placement(plan, options.faults.seed))
+            instances.create()
             os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
             os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
             lambdas = LocalLambda(resources.function_arns, router)
@@ -223,6 +226,7 @@ class LocalEngine:
                     session.client("dynamodb"), resources.checkpoint_table
                 ).latest_sequence,
             )
+            batch.place_instance = instances.place
             batch.start()
             self._batch = batch
             if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
@@ -238,6 +242,7 @@ class LocalEngine:
                     sync_poll_seconds=0.05,
                 ),
                 aws_faults.installed(handler_session.events),
+                jobs_described_by(batch, handler_session.events),
             ):
                 execution = self._execute(session, resources, plan, source, loaded, bus)
                 if self._interrupted.is_set():
