@@ -11,6 +11,7 @@ import pytest
 from local_helpers import MD_EXAMPLE, sleep_task
 
 from stepspot.build_info import deployment_version
+from stepspot.errors import ConfigurationError
 from stepspot.local.events import ROUTES
 from stepspot.local.faults import Faults
 
@@ -105,6 +106,22 @@ def test_a_reclaim_notice_reaches_the_interruption_handler(run_local, write_work
     assert summary.events["handler_failures"] == {}
     assert summary.events["outcomes"]["interruption_handler"] == {"recorded": summary.interruptions}
     assert summary.metrics.get("SpotInterruptions") == summary.interruptions
+
+
+def test_a_task_runner_that_cannot_be_built_is_refused_before_anything_runs(
+    run_local, write_workflow, tmp_path, monkeypatch
+):
+    # Given a checkout whose task runner bundle cannot be built (its agent package does not import)
+    from stepspot.local import runner
+
+    broken = tmp_path / "build_agent_bundle.py"
+    broken.write_text("import sys\nsys.exit(\"ModuleNotFoundError: No module named 'stepspot.agent'\")\n")
+    monkeypatch.setattr(runner, "BUILD_SCRIPT", broken)
+    path = write_workflow([sleep_task("a", checkpoint_enabled=True)], "no-runner")
+    # Then the run is refused with the reason and the fix, and nothing was started or written
+    with pytest.raises(ConfigurationError, match=r"No module named 'stepspot.agent'\): run `make build`"):
+        run_local(path)
+    assert not (tmp_path / ".stepspot" / "runs").exists()
 
 
 def test_repeated_reclaims_open_the_breaker_and_finish_on_demand(run_local, write_workflow):

@@ -164,6 +164,7 @@ class LocalEngine:
         check_task_ids(plan, options.faults)
         workflow_dir = source.resolve().parent
         check_commands(plan, workflow_dir)
+        runner = local_runner()  # the task runner bundle, or a refusal naming the fix before anything starts
         policy = local_policy(options.policy or DEFAULT_POLICY, options.time_scale)
         if self._interrupted.is_set():
             raise KeyboardInterrupt
@@ -220,7 +221,7 @@ class LocalEngine:
                 spot_queues={resources.spot_queue, resources.gpu_spot_queue},
                 max_parallel_jobs=options.max_parallel_jobs,
                 bus=bus,
-                runner=local_runner(),
+                runner=runner,
                 workflow_dir=workflow_dir,
                 latest_checkpoint=CheckpointTable(
                     session.client("dynamodb"), resources.checkpoint_table
