@@ -63,6 +63,9 @@ def test_spot_reclaim_resumes_from_the_checkpoint(run_local):
     # And the agent outlived the program after the notice, so the attempt failed as a reclaim, not an app error
     assert summary.metrics.get("SpotReclaimFailures", 0) >= 1
     assert summary.metrics.get("ApplicationFailures", 0) == 0
+    # And the interruption handler recorded each notice on the task (none of its calls failed)
+    assert summary.events["handler_failures"] == {}
+    assert summary.metrics.get("SpotInterruptions", 0) == summary.interruptions >= 1
     # Then a later attempt restored the checkpoint written on the notice and resumed past step 0
     assert summary.checkpoints["saved"] >= 1 and summary.checkpoints["restored"] >= 1
     logs = "\n".join(p.read_text() for p in Path(summary.run_dir).glob("tasks/*/attempt-*/output.log"))
