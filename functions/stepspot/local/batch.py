@@ -337,8 +337,7 @@ class LocalBatch:
             memory_mib=int(requirements["MEMORY"]) if requirements.get("MEMORY", "").isdigit() else None,
         )
         with self._lock:
-            # The host of an attempt is named after it (not at random): the same seed, the same story (a
-            # notice gives it the EC2 instance of the emulator instead, local.instances).
+            # The host of an attempt is named after it (not at random): the same seed, the same story.
             same = sum(1 for j in self.jobs.values() if (j.task_id, j.attempt) == (job.task_id, job.attempt))
             job.instance_id = "i-" + hashlib.sha256(f"{job.task_id}/{job.attempt}/{same}".encode()).hexdigest()[:17]
             self.jobs[job.job_id] = job
@@ -653,7 +652,6 @@ class LocalBatch:
         self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
         if self.place_instance is not None:
             self.place_instance(job)
-            self.imds.instances[job.job_id] = job.instance_id
         if self.bus is not None:
             self.bus.publish(
                 "EC2 Spot Instance Interruption Warning",

@@ -8,8 +8,8 @@ task's environment) and maps each job to its task (Batch DescribeJobs: the job's
 
 - the Spot and On-Demand compute environments exist in moto (unmanaged: their ECS clusters without
   instances of their own), as Terraform creates them;
-- a Spot job's emulated host becomes an EC2 instance (type and zone as the run's cost ledger places the
-  attempt, ``stepspot.cost.local_placement``), registered in the Spot cluster and running one ECS task
+- a Spot job's emulated host becomes an EC2 instance (its id, and the type and zone the run's cost ledger
+  places the attempt on, ``stepspot.cost.local_placement``), registered in the Spot cluster and running one ECS task
   for the job, when its interruption notice is given: the only moment anything asks ECS about it locally
   (three emulator calls for every job would slow large runs for nothing). It stays registered until the
   run ends, as the two minutes of a real notice guarantee the handler finds it however late the local
@@ -83,8 +83,8 @@ class LocalInstances:
         )
 
     def place(self, job: LocalJob) -> None:
-        """Give a Spot job's host its EC2 instance and container instance, running the job's ECS task.
-        The job's ``instance_id`` becomes the EC2 instance's (the id its notice names)."""
+        """Give a Spot job's host its EC2 instance (with the host's own id) and container instance,
+        running the job's ECS task."""
         with self._lock:
             if job.job_id in self.placed:
                 return
@@ -97,7 +97,7 @@ class LocalInstances:
                 Placement={"AvailabilityZone": zone},
                 InstanceMarketOptions={"MarketType": "spot"},
             )
-            job.instance_id = reservation["Instances"][0]["InstanceId"]
+            _rename_instance(reservation["Instances"][0]["InstanceId"], job.instance_id)
             cluster = self.clusters[self._resources.spot_compute_env]
             registered = self._ecs.register_container_instance(
                 cluster=cluster, instanceIdentityDocument=json.dumps({"instanceId": job.instance_id})
@@ -115,6 +115,14 @@ class LocalInstances:
                 },
             )
             self.placed[job.job_id] = registered
+
+
+def _rename_instance(instance_id: str, wanted: str) -> None:
+    """moto names an instance at random; the emulated host keeps the id named after its attempt (the same
+    seed, the same story). moto's model refers to instances by object, so the id can change afterwards."""
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends[ACCOUNT_ID][REGION].get_instance(instance_id).id = wanted
 
 
 def ledger_placement(plan: Plan, seed: int) -> Callable[[LocalJob], tuple[str, str]]:
