@@ -54,6 +54,8 @@ class RunSummary:
     run_record: RunRecord | None = field(default=None, repr=False)  # for --report; not in the JSON
     # Checkpointed tasks whose checkpoint directory stayed empty for two intervals (stepspot.run_health).
     checkpoint_warnings: list[str] = field(default_factory=list)
+    # Events the monitoring Lambdas never saw or failed on: their metrics and task records miss them.
+    monitoring_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -363,7 +365,21 @@ def summarise(
         checkpoint_warnings=[
             f"{row['task_id']}: {CHECKPOINT_EMPTY_MESSAGE}" for row in per_task.values() if row["checkpoint_empty"]
         ],
+        monitoring_warnings=monitoring_warnings(dict(bus.undelivered), dict(bus.failed)),
     )
+
+
+def monitoring_warnings(undelivered: dict[str, int], failed: dict[str, int]) -> list[str]:
+    """One sentence per kind of event the monitoring Lambdas did not handle (their metrics miss it)."""
+    lines = [
+        f"{count} {kind} event(s) had not reached the monitoring Lambdas when the run ended"
+        for kind, count in sorted(undelivered.items())
+    ]
+    lines += [
+        f"the {function} failed on {count} event(s), retries included: see lambdas.log in the run files"
+        for function, count in sorted(failed.items())
+    ]
+    return lines
 
 
 LOCAL_OUTPUTS_FILE = "outputs.json"  # in the run directory: where each task's published outputs are on disk
