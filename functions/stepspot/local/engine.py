@@ -257,7 +257,6 @@ class LocalEngine:
                     plan=plan,
                     execution=execution,
                     batch=batch,
-                    lambdas=lambdas,
                     bus=bus,
                     router=router,
                     time_scale=options.time_scale,

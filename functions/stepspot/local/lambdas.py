@@ -21,7 +21,7 @@ import json
 import threading
 import traceback
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,13 +153,11 @@ class _Capture:
 class LocalLambda:
     """moto's Lambda client in local mode (see the module docstring)."""
 
-    def __init__(self, arns: dict[str, str], router: OutputRouter | None = None) -> None:
+    def __init__(self, arns: dict[str, str], router: OutputRouter) -> None:
         self._by_arn = {arn: key for key, arn in arns.items()}
         self._by_name = {arn.rsplit(":", 1)[-1]: key for key, arn in arns.items()}
         self._locks = {key: threading.Lock() for key in arns}
         self._router = router
-        self.invocations: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
         self.observers: list[Callable[[str, dict[str, Any], Any], None]] = []
         # Functions whose every event is delivered twice (at-least-once delivery, for tests).
         self.duplicate: set[str] = set()
@@ -168,21 +166,11 @@ class LocalLambda:
         """Invoke a handler directly (raises what the handler raises)."""
         module = importlib.import_module(FUNCTIONS[key])
         context = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-        with self._locks[key], call_log.acting_as(lambda_principal(key)):
-            self.invocations[key] += 1
-            if self._router is not None:
-                with self._router.capture(key):
-                    result = module.lambda_handler(event, context)
-            else:
-                result = module.lambda_handler(event, context)
+        with self._locks[key], call_log.acting_as(lambda_principal(key)), self._router.capture(key):
+            result = module.lambda_handler(event, context)
             if key in self.duplicate:
-                self.invocations[key] += 1
                 twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-                if self._router is not None:
-                    with self._router.capture(key):
-                        module.lambda_handler(json.loads(json.dumps(event)), twin)
-                else:
-                    module.lambda_handler(json.loads(json.dumps(event)), twin)
+                module.lambda_handler(json.loads(json.dumps(event)), twin)
         for observer in self.observers:
             observer(key, event, result)
         return result
@@ -200,7 +188,6 @@ class LocalLambda:
         try:
             result = self.call(key, event)
         except Exception as exc:  # the Lambda runtime reports every exception as a function error
-            self.errors[type(exc).__name__] += 1
             return self._error(type(exc).__name__, str(exc), traceback.format_exception(exc)[-5:])
         return {
             "StatusCode": 200,

@@ -200,7 +200,6 @@ def summarise(
     plan: Plan,
     execution: dict[str, Any],
     batch: Any,
-    lambdas: Any,
     bus: Any,
     router: Any,
     time_scale: float,
