@@ -139,10 +139,16 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
 
 
 def test_every_handler_cache_is_reset_through_the_registry(monkeypatch: pytest.MonkeyPatch):
-    from stepspot.handlers import _cache, _plans
+    from moto import mock_aws
 
-    # Given every handler module imported: each has its cold-start cache (found here by looking, so the
-    # registry's completeness is checked), and the plan cache holds a plan
+    from stepspot.capacity_sources import offline_capacity
+    from stepspot.handlers import _cache, _plans
+    from stepspot.local.engine import LocalEngine
+    from stepspot.local.resources import LocalResources
+    from stepspot.policy import DEFAULT_POLICY
+
+    # Given every handler module imported; its cold-start caches are found here by looking (so the
+    # registry's completeness is checked), and filled as a first invocation fills them
     cached = [
         value
         for module_name in FUNCTIONS.values()
@@ -150,12 +156,20 @@ def test_every_handler_cache_is_reset_through_the_registry(monkeypatch: pytest.M
         if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == module_name
     ]
     assert len(cached) >= len(FUNCTIONS)
+    environment = LocalEngine()._lambda_environment(LocalResources(), DEFAULT_POLICY, 5000, offline_capacity("dev"))
+    arns = {"STEPSPOT_JOB_DEFINITION_ARN": "arn:aws:batch:us-east-1:123456789012:job-definition/job:1"}
+    arns["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = arns["STEPSPOT_JOB_DEFINITION_ARN"]  # the engine sets both later
+    for name, value in {**environment, **arns}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        for value in cached:
+            value()
     monkeypatch.setitem(_plans._cache, "s3://bucket/plan.json", object())
-    cleared: list[str] = []
-    for value in cached:
-        monkeypatch.setattr(value, "cache_clear", lambda name=value.__qualname__: cleared.append(name), raising=False)
+    assert all(value.cache_info().currsize == 1 for value in cached)
     # When the registry resets
     _cache.reset_all()
-    # Then every one of them was cleared through it
-    assert sorted(cleared) == sorted(value.__qualname__ for value in cached)
+    # Then every one of them is empty, the plan cache too
+    assert {value.__qualname__: value.cache_info().currsize for value in cached} == dict.fromkeys(
+        (value.__qualname__ for value in cached), 0
+    )
     assert not _plans._cache

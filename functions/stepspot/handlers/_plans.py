@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from stepspot.aws.s3 import DocumentStore
 from stepspot.errors import FatalError
-from stepspot.handlers import _cache as cache_registry
+from stepspot.handlers._cache import register
 from stepspot.plan import Plan, plan_from_json
 
 _CACHE_SIZE = 4
@@ -35,6 +35,8 @@ def load_plan(documents: DocumentStore, plan_uri: str) -> Plan:
     return plan
 
 
-@cache_registry.register_clear
 def clear() -> None:
     _cache.clear()
+
+
+register(clear)

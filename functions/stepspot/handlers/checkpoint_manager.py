@@ -16,7 +16,6 @@ agent's and these) once, when the task's job stops.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -36,7 +35,7 @@ from stepspot.checkpoint_store import CheckpointStore
 from stepspot.checkpoints import CheckpointRecord, RetentionPolicy, is_safe_relative_path, s3_uri
 from stepspot.emf import MetricBatch
 from stepspot.errors import CheckpointRequestInvalid, ConfigurationError, WorkflowNotFoundError
-from stepspot.handlers import _cache
+from stepspot.handlers._cache import cold_start
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 
 # Defaults match the contract, so the module also works when imported before the environment is set.
@@ -96,8 +95,7 @@ class Runtime:
     workflows: WorkflowRegistry
 
 
-@_cache.register
-@functools.cache
+@cold_start
 def runtime() -> Runtime:
     """Settings and clients, built once per container (cold start)."""
     settings = Settings.from_env(os.environ)

@@ -16,7 +16,6 @@ Events:
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, Literal
 
 import boto3
@@ -34,7 +33,7 @@ from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
-from stepspot.handlers import _cache
+from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.plan import Plan, PlannedTask
@@ -338,8 +337,7 @@ class Fleet:
         }
 
 
-@_cache.register
-@cache
+@cold_start
 def _fleet() -> Fleet:
     settings = load_settings(FleetSettings)
     dynamodb = boto3.resource("dynamodb")

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import boto3
@@ -41,7 +40,7 @@ from stepspot.aws.monitor_store import MonitorStore, Notice, TaskRef
 from stepspot.aws.sns import Notifier
 from stepspot.errors import ConfigurationError, MalformedEventError
 from stepspot.events import RebalanceRecommendation, SpotInterruptionWarning, parse_instance_notice
-from stepspot.handlers import _cache
+from stepspot.handlers._cache import cold_start
 from stepspot.job_events import parent_job_id, task_ids_from_environment
 from stepspot.metrics import (
     DEFAULT_NAMESPACE,
@@ -83,8 +82,7 @@ class Runtime:
     cluster_cache: dict[str, str] = field(default_factory=dict)
 
 
-@_cache.register
-@cache
+@cold_start
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients created."""
     settings = load_settings(InterruptionSettings)

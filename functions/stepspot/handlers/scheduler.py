@@ -15,7 +15,6 @@ Returns a small summary (counters of the workflow). Idempotent under redelivery.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, Literal
 
 import boto3
@@ -29,7 +28,7 @@ from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.stepfunctions import StepFunctions
 from stepspot.errors import InvalidEventError
-from stepspot.handlers import _cache
+from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
 from stepspot.scheduler import Scheduler
@@ -78,8 +77,7 @@ class SchedulerEvent(BaseModel):
         return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:1000]}"
 
 
-@_cache.register
-@cache
+@cold_start
 def _context() -> tuple[SchedulerSettings, Policy, DocumentStore, SchedulerState, StepFunctions, BreakerStore]:
     settings = load_settings(SchedulerSettings)
     dynamodb = boto3.resource("dynamodb")

@@ -34,7 +34,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import boto3
@@ -58,7 +57,7 @@ from stepspot.events import (
     ExecutionStatusChange,
     parse_monitor_event,
 )
-from stepspot.handlers import _cache
+from stepspot.handlers._cache import cold_start
 from stepspot.job_events import (
     TERMINAL_JOB_STATUSES,
     QueueKind,
@@ -108,8 +107,7 @@ class Runtime:
     costs: CostRecorder | None = None  # the cost ledger (stepspot.cost); None: not kept
 
 
-@_cache.register
-@cache
+@cold_start
 def runtime() -> Runtime:
     """Built once per container (cold start): settings checked, clients and the price table loaded."""
     settings = load_settings(MonitorSettings)

@@ -8,7 +8,6 @@ definition.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import boto3
@@ -20,7 +19,7 @@ from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.state_table import StateTable
 from stepspot.emf import MetricBatch
 from stepspot.errors import InvalidEventError, WorkflowValidationError
-from stepspot.handlers import _cache
+from stepspot.handlers._cache import cold_start
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.policy import policy_from_env_value
 from stepspot.registration import ParseRequest, register_workflow
@@ -37,8 +36,7 @@ class ParserSettings(LambdaSettings):
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
 
 
-@_cache.register
-@cache
+@cold_start
 def _adapters() -> tuple[DocumentStore, StateTable, ParserSettings]:
     """Built once per cold start; a missing variable raises ConfigurationError on the first call."""
     settings = load_settings(ParserSettings)
