@@ -7,12 +7,15 @@ run in one process on several threads (local mode). ``service=""`` keeps Powerto
 breakdowns listed in ``stepspot.metrics``), whichever function emits them, and the dashboard and alarms
 rely on exactly those dimension sets. A metric that ``stepspot.metrics`` does not list, or a unit or
 dimension set it does not declare for that metric, raises ``ValueError``: that is a bug in the caller.
+
+``counted`` reads a printed document back (local mode's metric totals), counting each emission once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
@@ -66,3 +69,28 @@ class MetricBatch:
     def flush(self) -> None:
         pending, self.values = self.values, []
         emit(self.namespace, self.dimensions, pending)
+
+
+def counted(document: Mapping[str, Any]) -> dict[str, float]:
+    """What one printed EMF document adds to each metric's total: the values of the metrics it carries
+    under their total series, the first dimension set ``stepspot.metrics`` declares (``environment``
+    alone), which every emission goes to. A document under another set (per queue, per instance type
+    and zone) repeats an emission for a breakdown and adds nothing; so do metrics stepspot does not
+    declare (not emitted through here)."""
+    totals: dict[str, float] = {}
+    directives = document.get("_aws", {}).get("CloudWatchMetrics", [])
+    for directive in directives if isinstance(directives, list) else []:
+        dimension_sets = {tuple(sorted(names)) for names in directive.get("Dimensions", [])}
+        for metric in directive.get("Metrics", []):
+            name = str(metric.get("Name"))
+            try:
+                total_series = tuple(sorted(spec(name).dimension_sets[0]))
+            except KeyError:
+                continue
+            if total_series not in dimension_sets:
+                continue
+            value = document.get(name, 0)
+            totals[name] = totals.get(name, 0.0) + sum(
+                float(v) for v in (value if isinstance(value, list) else [value])
+            )
+    return totals

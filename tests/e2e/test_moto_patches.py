@@ -101,11 +101,13 @@ def test_states_errors_keep_their_name_through_a_parallel_branch():
 
 
 def test_jsonata_fails_with_a_clear_message():
-    moto_patches.install()
-    from moto.stepfunctions.parser.asl.jsonata import jsonata
+    with moto_patches.patched():
+        from moto.stepfunctions.parser.asl.jsonata import jsonata
 
-    with pytest.raises(RuntimeError, match="JSONata is not supported by stepspot's local mode"):
-        jsonata._eval_jsonata("$x")  # type: ignore[misc]
+        with pytest.raises(RuntimeError, match="JSONata is not supported by stepspot's local mode"):
+            jsonata._eval_jsonata("$x")  # type: ignore[misc]
+    # and only while local mode runs: moto's own (lazily bound) evaluator is back afterwards
+    assert getattr(jsonata._eval_jsonata, "__module__", None) != moto_patches.__name__
 
 
 class TokenLambda:

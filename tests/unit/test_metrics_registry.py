@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -51,3 +52,32 @@ def test_handlers_emit_only_their_own_metrics_through_stepspot_emf(module: str):
     used = {MetricName[n].value for n in named} | (set(re.findall(r"[\"'](\w+)[\"']", source)) & set(REGISTERED))
     foreign = {name: REGISTERED[name].emitter for name in used if REGISTERED[name].emitter != module}
     assert not foreign, f"{module} emits metrics another part owns (metric: owner): {foreign}"
+
+
+def _printed(capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+
+def test_counted_reads_each_emission_once_whatever_its_breakdowns(capsys: pytest.CaptureFixture[str]):
+    # Given one task success emitted as the workflow monitor does: the total, then again per queue
+    emf.emit("Stepspot", {"environment": "dev"}, [("TasksSucceeded", "Count", 1.0), ("CheckpointsSaved", "Count", 3.0)])
+    emf.emit("Stepspot", {"environment": "dev", "job_queue": "spot"}, [("TasksSucceeded", "Count", 1.0)])
+    # and one Spot notice as the interruption handler does: the total, then per instance type and zone
+    emf.emit("Stepspot", {"environment": "dev"}, [("SpotInterruptions", "Count", 1.0)])
+    breakdown = {"environment": "dev", "instance_type": "c5.large", "availability_zone": "us-east-1a"}
+    emf.emit("Stepspot", breakdown, [("SpotInterruptions", "Count", 1.0)])
+    documents = _printed(capsys)
+    assert len(documents) == 4
+    # When the printed documents are read back
+    totals: dict[str, float] = {}
+    for document in documents:
+        for name, value in emf.counted(document).items():
+            totals[name] = totals.get(name, 0.0) + value
+    # Then each emission counts once
+    assert totals == {"TasksSucceeded": 1.0, "CheckpointsSaved": 3.0, "SpotInterruptions": 1.0}
+
+
+def test_counted_ignores_what_stepspot_does_not_declare():
+    document = {"_aws": {"CloudWatchMetrics": [{"Dimensions": [["environment"]], "Metrics": [{"Name": "Other"}]}]}}
+    assert emf.counted({**document, "Other": 5, "environment": "dev"}) == {}
+    assert emf.counted({"message": "a log line"}) == {}

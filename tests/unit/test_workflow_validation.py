@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stepspot.errors import WorkflowValidationError
-from stepspot.workflow import load_workflow_file, parse_workflow
+from stepspot.workflow import RANGES, load_workflow_file, parse_workflow
 
 SEED = Path(__file__).with_name("seed_sample_workflow.json")
 
@@ -179,15 +179,24 @@ def test_ids_unsafe_for_s3_keys_or_execution_names_are_rejected(bad_id):
         ("gpus", -1),
         ("retry_attempts", -1),
         ("backoff_multiplier", 11),
-        ("checkpoint_interval", 86_401),
         ("timeout", 30),
     ],
 )
 def test_out_of_range_numbers_name_the_allowed_range(field, value):
+    # pydantic rejects the value (Field(ge=..., le=...)); ours is the sentence: the range and its unit
+    low, high, unit = RANGES[field]
     (problem,) = problems_of({"tasks": [task("a", **{field: value})]})
 
-    assert problem.startswith(f"$.tasks[0].{field} (task 'a'):")
-    assert "out of range" in problem or "60-86400" in problem
+    assert problem == f"$.tasks[0].{field} (task 'a'): {field} is {value!r}, out of range: use {low} to {high} {unit}"
+
+
+def test_an_out_of_range_checkpoint_interval_names_its_range_and_auto():
+    (problem,) = problems_of({"tasks": [task("a", checkpoint_interval=86_401)]})
+
+    assert problem == (
+        "$.tasks[0].checkpoint_interval (task 'a'): checkpoint_interval is 86401: use a whole number of seconds "
+        '(60-86400) or "auto"'
+    )
 
 
 def test_checkpoint_interval_accepts_auto_and_global_max_retry_range():

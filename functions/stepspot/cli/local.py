@@ -290,7 +290,7 @@ def _print_summary(summary: Any) -> None:
             console.print(f"  last lines of {failure['log']}:", highlight=False, markup=False, soft_wrap=True)
             for line in failure["log_tail"]:
                 console.print(f"    {line}", highlight=False, markup=False, soft_wrap=True)
-    for warning in summary.checkpoint_warnings:
+    for warning in [*summary.checkpoint_warnings, *summary.monitoring_warnings]:
         console.print(f"  [yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost

@@ -272,8 +272,8 @@ class LocalBatch:
         expected_seconds: Callable[[str], float],
         spot_queues: set[str],
         max_parallel_jobs: int,
+        runner: Runner,
         bus: EventBus | None = None,
-        runner: Runner | None = None,
         workflow_dir: Path | None = None,
         latest_checkpoint: Callable[[str, str], int | None] | None = None,
     ) -> None:
@@ -286,7 +286,7 @@ class LocalBatch:
         self._spot_queues = spot_queues
         self._slots = threading.BoundedSemaphore(max_parallel_jobs)
         self.bus = bus
-        self.runner = runner  # None: the program runs without the task runner (no checkpoint upload)
+        self.runner = runner  # runs every wrapped command, as the container command does: never skipped
         self.workflow_dir = workflow_dir
         self.imds = FakeImds()
         self.imds.due = self._notice_if_due
@@ -300,6 +300,8 @@ class LocalBatch:
         self.observers: list[Callable[[LocalJob], None]] = []
         # (job, line) for each line the job prints, and SPOT_NOTICE_LINE when its notice is given.
         self.output_listeners: list[Callable[[LocalJob, str], None]] = []
+        # Gives a Spot job's host its container instance before its notice is published (local.instances).
+        self.place_instance: Callable[[LocalJob], None] | None = None
 
     def start(self) -> None:
         self.imds.start()
@@ -351,6 +353,12 @@ class LocalBatch:
             if len(found) == 1 and found[0].status not in TERMINAL:
                 self._changed.wait_for(lambda: found[0].status in TERMINAL, timeout=LONG_POLL_SECONDS)
         return {"jobs": [job.describe() for job in found]}
+
+    def described(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        """DescribeJobs of the jobs among ``job_ids`` this Batch runs, at once (the handlers' calls)."""
+        with self._lock:
+            found = [self.jobs[j] for j in job_ids if j in self.jobs]
+        return [job.describe() for job in found]
 
     def terminate_job(self, jobId: str, reason: str = "", **_: Any) -> dict[str, Any]:
         job = self.jobs.get(jobId)
@@ -418,8 +426,7 @@ class LocalBatch:
             "AWS_BATCH_JOB_ATTEMPT": "1",
             "AWS_BATCH_JQ_NAME": job.queue.rsplit("/", 1)[-1],
         }
-        if self.runner is not None:
-            env["SHIV_ROOT"] = str(self.runner.shiv_root)  # not the container's /tmp path
+        env["SHIV_ROOT"] = str(self.runner.shiv_root)  # not the container's /tmp path
         interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
         if interval.replace(".", "", 1).isdigit():  # seconds of simulated time: compress like every timer
             env["STEPSPOT_CHECKPOINT_INTERVAL"] = str(max(0.5, float(interval) / self.time_scale))
@@ -573,7 +580,7 @@ class LocalBatch:
         invocation = runner_invocation(job.command)
         if invocation is not None and invocation[0] == "mpi":  # multi-node roles around the task's own command
             wrapped = self._host_command(LocalJob(**{**job.__dict__, "command": invocation[1]}))
-            return self.runner.command(wrapped, action="mpi") if self.runner is not None else wrapped
+            return self.runner.command(wrapped, action="mpi")
         command = [self._host_path(arg) for arg in job.command]
         inject = self.faults.app_failure(job.task_id, job.attempt)
         program = runner_program(command)
@@ -581,7 +588,7 @@ class LocalBatch:
             if inject:
                 program = list(INJECTED_FAILURE)
             # The bundle under a clean python3 -I, as the container command runs it on AWS.
-            return self.runner.command(program) if self.runner is not None else program
+            return self.runner.command(program)
         return list(INJECTED_FAILURE) if inject else command
 
     def _planned_checkpoints(self, job: LocalJob) -> int:
@@ -643,6 +650,8 @@ class LocalBatch:
         job.notice_at = time.time()
         action_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + SPOT_NOTICE_SECONDS))
         self.imds.notices[job.job_id] = json.dumps({"action": "terminate", "time": action_time})
+        if self.place_instance is not None:
+            self.place_instance(job)
         if self.bus is not None:
             self.bus.publish(
                 "EC2 Spot Instance Interruption Warning",

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -23,9 +22,8 @@ import sys
 import threading
 import time
 import urllib.request
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -39,9 +37,11 @@ from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationErro
 from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
+from stepspot.local.contained import contained
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
-from stepspot.local.lambdas import REGION, LocalLambda, output_router, reset_handler_caches
+from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
+from stepspot.local.lambdas import REGION, LocalLambda
 from stepspot.local.resources import LocalResources, create
 from stepspot.local.runner import local_runner
 from stepspot.local.story import Story
@@ -137,20 +137,6 @@ def check_task_ids(plan: Plan, faults: Faults) -> None:
                 )
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class LocalEngine:
     def __init__(self, options: LocalOptions | None = None) -> None:
         self.options = options or LocalOptions()
@@ -178,6 +164,7 @@ class LocalEngine:
         check_task_ids(plan, options.faults)
         workflow_dir = source.resolve().parent
         check_commands(plan, workflow_dir)
+        runner = local_runner()  # the task runner bundle, or a refusal naming the fix before anything starts
         policy = local_policy(options.policy or DEFAULT_POLICY, options.time_scale)
         if self._interrupted.is_set():
             raise KeyboardInterrupt
@@ -194,24 +181,15 @@ class LocalEngine:
         endpoint = f"http://127.0.0.1:{port}"
         resources = LocalResources()
         env = self._lambda_environment(resources, policy, port, capacity)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        # The interpreter logs every ASL-level failure (all handled by Catch) at ERROR: not for users.
-        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
-        router = output_router()
-        router.begin(run_dir / "lambdas.log")
         diagnostics = _Diagnostics(run_dir / "engine.log")
         bus: EventBus | None = None
         batch: LocalBatch | None = None
         mock = None
-        # moto keeps its config process-wide (mock_aws(config=...) and POST /moto-api/config both write
-        # it); restore it afterwards so a local run does not change other moto users in this process.
-        from moto.core import config as moto_config
-
-        saved_moto_config = copy.deepcopy(moto_config.default_user_config)
+        process = contextlib.ExitStack()  # what the run changes in this process, undone last (local.contained)
         try:
+            router = process.enter_context(contained(env, run_dir / "lambdas.log"))
             _configure_moto(endpoint)
             # The Lambdas call the same backends in-process (5x faster than HTTP); the job subprocesses
             # reach them through the server.
@@ -219,88 +197,86 @@ class LocalEngine:
 
             mock = mock_aws(config=cast(Any, MOTO_CONFIG))
             mock.start(reset=False)
-            with _environment(env):
-                reset_handler_caches()
-                import boto3
+            import boto3
 
-                session = boto3.session.Session(region_name=REGION)
-                definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()}, policy)
-                job_definitions = create(session, resources, definitions)
-                os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
-                os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
-                lambdas = LocalLambda(resources.function_arns, router)
-                if options.duplicate_scheduler_events:
-                    lambdas.duplicate.add("scheduler")
-                aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
-                bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)
-                bus.start()
-                batch = LocalBatch(
-                    workdir=run_dir,
-                    base_environment=self._job_environment(env, workflow_dir, endpoint),
-                    faults=options.faults,
-                    time_scale=options.time_scale,
-                    expected_seconds=lambda task_id: _expected_seconds(plan, task_id, options.time_scale),
-                    spot_queues={resources.spot_queue, resources.gpu_spot_queue},
-                    max_parallel_jobs=options.max_parallel_jobs,
-                    bus=bus,
-                    runner=local_runner(),
-                    workflow_dir=workflow_dir,
-                    latest_checkpoint=CheckpointTable(
-                        session.client("dynamodb"), resources.checkpoint_table
-                    ).latest_sequence,
-                )
-                batch.start()
-                self._batch = batch
-                if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
-                    boto3.setup_default_session()
-                handler_session = cast(Any, boto3.DEFAULT_SESSION)
-                story = Story(batch, options.on_event)
-                story.attach(lambdas)
-                with (
-                    moto_patches.hooked(
-                        aws_faults.lambda_client(lambdas),
-                        aws_faults.batch_client(batch),
-                        options.time_scale,
-                        sync_poll_seconds=0.05,
-                    ),
-                    aws_faults.installed(handler_session.events),
-                ):
-                    execution = self._execute(session, resources, plan, source, loaded, bus)
-                    if self._interrupted.is_set():
-                        batch.close()  # no job outlives an interrupted run
-                    summary = summarise(
-                        session=session,
-                        resources=resources,
-                        plan=plan,
-                        execution=execution,
-                        batch=batch,
-                        lambdas=lambdas,
-                        bus=bus,
-                        router=router,
-                        time_scale=options.time_scale,
-                        run_dir=run_dir,
-                        story=story,
-                        interrupted=self._interrupted.is_set(),
-                    )
-                    if aws_faults.enabled:
-                        summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
-                # deliver what the run published while its environment is set
+            session = boto3.session.Session(region_name=REGION)
+            definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()}, policy)
+            job_definitions = create(session, resources, definitions)
+            instances = LocalInstances(session, resources, ledger_placement(plan, options.faults.seed))
+            instances.create()
+            os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
+            os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
+            lambdas = LocalLambda(resources.function_arns, router)
+            if options.duplicate_scheduler_events:
+                lambdas.duplicate.add("scheduler")
+            aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
+            bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)
+            bus.start()
+            batch = LocalBatch(
+                workdir=run_dir,
+                base_environment=self._job_environment(env, workflow_dir, endpoint),
+                faults=options.faults,
+                time_scale=options.time_scale,
+                expected_seconds=lambda task_id: _expected_seconds(plan, task_id, options.time_scale),
+                spot_queues={resources.spot_queue, resources.gpu_spot_queue},
+                max_parallel_jobs=options.max_parallel_jobs,
+                bus=bus,
+                runner=runner,
+                workflow_dir=workflow_dir,
+                latest_checkpoint=CheckpointTable(
+                    session.client("dynamodb"), resources.checkpoint_table
+                ).latest_sequence,
+            )
+            batch.place_instance = instances.place
+            batch.start()
+            self._batch = batch
+            if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
+                boto3.setup_default_session()
+            handler_session = cast(Any, boto3.DEFAULT_SESSION)
+            story = Story(batch, options.on_event)
+            story.attach(lambdas)
+            with (
+                moto_patches.hooked(
+                    aws_faults.lambda_client(lambdas),
+                    aws_faults.batch_client(batch),
+                    options.time_scale,
+                    sync_poll_seconds=0.05,
+                ),
+                aws_faults.installed(handler_session.events),
+                jobs_described_by(batch, handler_session.events),
+            ):
+                execution = self._execute(session, resources, plan, source, loaded, bus)
+                if self._interrupted.is_set():
+                    batch.close()  # no job outlives an interrupted run
+                # Every event of the run reaches its Lambdas before the summary counts what they did;
+                # what cannot (a stuck handler, an interrupted run) is reported as undelivered.
                 bus.close(timeout=1.0 if self._interrupted.is_set() else 300.0)
-                reset_handler_caches()
+                summary = summarise(
+                    session=session,
+                    resources=resources,
+                    plan=plan,
+                    execution=execution,
+                    batch=batch,
+                    bus=bus,
+                    router=router,
+                    time_scale=options.time_scale,
+                    run_dir=run_dir,
+                    story=story,
+                    interrupted=self._interrupted.is_set(),
+                )
+                if aws_faults.enabled:
+                    summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
             return summary
         finally:
             if batch is not None:
                 batch.close()
             if bus is not None:
                 bus.close(timeout=1.0)
-            router.close()
             diagnostics.close()
             if mock is not None:
                 mock.stop()
             server.stop()
-            live_config = cast(dict[str, Any], moto_config.default_user_config)  # a TypedDict to mypy
-            live_config.clear()
-            live_config.update(saved_moto_config)
+            process.close()
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ into the ASL error name, as on AWS. One invocation per function runs at a time (
 container), which also keeps Powertools' per-module logger and metrics consistent.
 
 Handler output (Powertools JSON logs and EMF metrics on stdout) is routed away from the terminal by
-``OutputRouter``: metrics are counted for the summary, logs are appended to the run's log file. Handler
-output never reaches the console: the live display (the CLI) is the only writer to the terminal.
+``OutputRouter``: metrics are counted for the summary (each emission once, ``stepspot.emf.counted``),
+logs are appended to the run's log file. Handler output never reaches the console: the live display (the
+CLI) is the only writer to the terminal. The router is installed for one run only
+(``stepspot.local.contained``).
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import sys
 import threading
 import traceback
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from stepspot import call_log
+from stepspot import call_log, emf
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -68,22 +69,16 @@ class FakeContext:
 
 
 class OutputRouter(io.TextIOBase):
-    """Replaces ``sys.stdout`` while the engine runs: writes made by a thread that is running a Lambda
-    handler go to the metrics counter (EMF documents) or the log file; all other writes (the terminal
-    display) pass through unchanged."""
+    """Stands in for ``sys.stdout`` while a run goes: writes made by a thread that is running a Lambda
+    handler go to the metrics counter (EMF documents) or the run's log file; all other writes (the
+    terminal display) pass through unchanged."""
 
-    def __init__(self, passthrough: TextIO, log_path: Path | None = None) -> None:
-        self._passthrough = passthrough
+    def __init__(self, passthrough: TextIO, log_path: Path) -> None:
+        self._passthrough = _unproxied(passthrough)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._log = log_path.open("a", encoding="utf-8") if log_path else None
+        self._log: TextIO | None = log_path.open("a", encoding="utf-8")
         self.metrics: defaultdict[str, float] = defaultdict(float)
-
-    def begin(self, log_path: Path) -> None:
-        """Start collecting for one run (fresh metrics, its own log file)."""
-        with self._lock:
-            self.metrics = defaultdict(float)
-            self._log = log_path.open("a", encoding="utf-8")
 
     def capture(self, function: str) -> _Capture:
         return _Capture(self, function)
@@ -106,8 +101,8 @@ class OutputRouter(io.TextIOBase):
 
     def flush(self) -> None:
         self._passthrough.flush()
-        if self._log:
-            with self._lock:
+        with self._lock:
+            if self._log:
                 self._log.flush()
 
     def isatty(self) -> bool:
@@ -129,21 +124,18 @@ class OutputRouter(io.TextIOBase):
             document = None
         if isinstance(document, dict) and "_aws" in document:
             with self._lock:
-                for directive in document["_aws"].get("CloudWatchMetrics", []):
-                    for metric in directive.get("Metrics", []):
-                        name = metric.get("Name")
-                        value = document.get(name, 0)
-                        values = value if isinstance(value, list) else [value]
-                        self.metrics[name] += sum(float(v) for v in values)
+                for name, value in emf.counted(document).items():
+                    self.metrics[name] += value
             return
-        if self._log:
-            with self._lock:
+        with self._lock:
+            if self._log:
                 self._log.write(f"[{function}] {line}\n")
 
     def close(self) -> None:
-        if self._log:
-            self._log.close()
-            self._log = None
+        with self._lock:
+            if self._log:
+                self._log.close()
+                self._log = None
 
 
 class _Capture:
@@ -161,43 +153,24 @@ class _Capture:
 class LocalLambda:
     """moto's Lambda client in local mode (see the module docstring)."""
 
-    def __init__(self, arns: dict[str, str], router: OutputRouter | None = None) -> None:
+    def __init__(self, arns: dict[str, str], router: OutputRouter) -> None:
         self._by_arn = {arn: key for key, arn in arns.items()}
         self._by_name = {arn.rsplit(":", 1)[-1]: key for key, arn in arns.items()}
         self._locks = {key: threading.Lock() for key in arns}
         self._router = router
-        self.invocations: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
         self.observers: list[Callable[[str, dict[str, Any], Any], None]] = []
         # Functions whose every event is delivered twice (at-least-once delivery, for tests).
         self.duplicate: set[str] = set()
-
-    def available(self, key: str) -> bool:
-        try:
-            importlib.import_module(FUNCTIONS[key])
-        except ModuleNotFoundError:
-            return False
-        return True
 
     def call(self, key: str, event: dict[str, Any]) -> Any:
         """Invoke a handler directly (raises what the handler raises)."""
         module = importlib.import_module(FUNCTIONS[key])
         context = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-        with self._locks[key], call_log.acting_as(lambda_principal(key)):
-            self.invocations[key] += 1
-            if self._router is not None:
-                with self._router.capture(key):
-                    result = module.lambda_handler(event, context)
-            else:
-                result = module.lambda_handler(event, context)
+        with self._locks[key], call_log.acting_as(lambda_principal(key)), self._router.capture(key):
+            result = module.lambda_handler(event, context)
             if key in self.duplicate:
-                self.invocations[key] += 1
                 twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-                if self._router is not None:
-                    with self._router.capture(key):
-                        module.lambda_handler(json.loads(json.dumps(event)), twin)
-                else:
-                    module.lambda_handler(json.loads(json.dumps(event)), twin)
+                module.lambda_handler(json.loads(json.dumps(event)), twin)
         for observer in self.observers:
             observer(key, event, result)
         return result
@@ -214,13 +187,7 @@ class LocalLambda:
             event = Payload or {}
         try:
             result = self.call(key, event)
-        except ModuleNotFoundError as exc:
-            if exc.name == FUNCTIONS[key]:
-                self.errors["ResourceNotFoundException"] += 1
-                return self._error("ResourceNotFoundException", f"{key} is not part of this installation")
-            raise
         except Exception as exc:  # the Lambda runtime reports every exception as a function error
-            self.errors[type(exc).__name__] += 1
             return self._error(type(exc).__name__, str(exc), traceback.format_exception(exc)[-5:])
         return {
             "StatusCode": 200,
@@ -239,41 +206,7 @@ class LocalLambda:
         }
 
 
-_router: OutputRouter | None = None
-
-
-def output_router() -> OutputRouter:
-    """The process's one router, installed as ``sys.stdout`` on first use and left there: Powertools
-    loggers keep the stream they saw when their module was imported, so it must not change between
-    runs (writes from threads that are not running a handler pass straight through)."""
-    global _router
-    if _router is None:
-        _router = OutputRouter(_unproxied(sys.stdout))
-    if sys.stdout is not _router:
-        # Someone swapped sys.stdout since (pytest's capture does, per test): route through it again,
-        # or EMF lines printed by the handlers would miss the metrics counter.
-        _router._passthrough = _unproxied(sys.stdout)
-        sys.stdout = _router
-    return _router
-
-
 def _unproxied(stream: TextIO) -> TextIO:
     """The file behind rich's ``FileProxy`` (a live display redirecting stdout): writing through the
     proxy would print into the console, whose file is ``sys.stdout``, that is this router again."""
     return getattr(stream, "rich_proxied_file", stream)
-
-
-def reset_handler_caches() -> None:
-    """Forget cold-start state (settings, clients) of every imported handler: each engine run has its
-    own moto server and environment."""
-    from stepspot.handlers import _plans
-
-    _plans.clear()
-    for module_name in FUNCTIONS.values():
-        module = sys.modules.get(module_name)
-        if module is None:
-            continue
-        for value in vars(module).values():
-            clear = getattr(value, "cache_clear", None)
-            if callable(clear) and getattr(value, "__module__", None) == module_name:
-                clear()

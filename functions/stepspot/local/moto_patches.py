@@ -12,7 +12,7 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
   for every evaluation (slow); both results are immutable;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
   local time scale, so hour-long backoffs take moments;
-- three fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
+- five fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
   internals move):
   1. a retried ``.sync`` task reused the closed callback endpoint of its first attempt and failed with
      ``States.Timeout``: the wrapper opens a fresh task token when the old endpoint is closed;
@@ -21,6 +21,10 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
   3. JSONata evaluation is wired to a JVM bridge that no longer exists: evaluating JSONata raises a
      clear error instead of hanging (stepspot's templates use JSONPath only; a test checks that).
   4. ``SendTaskFailure`` dropped its ``cause`` (the workflow's failure reason) in the API layer;
+  5. ``SendTaskHeartbeat`` failed on any running execution whose worker had not started yet.
+
+All of it holds only inside ``patched()`` (one local run): on exit every attribute gets moto's own value
+back, so the rest of the process (the integration tests) uses the pinned moto unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import moto
 EXPECTED_MOTO_VERSION = "5.2.5"
 
 _lock = threading.Lock()
-_installed: dict[str, Any] = {}
 _state: dict[str, Any] = {"time_scale": 1.0, "clients": {}}
 
 _LAMBDA_UTILS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
@@ -167,127 +170,181 @@ class _StatesTolerantErrorName:
         return custom.CustomErrorName(error_name)
 
 
-def install() -> None:
-    """Apply hooks, time scaling and fixes once per process (idempotent)."""
+class _Patches:
+    """What one ``patched()`` scope replaced in moto, to put moto's own back when it ends."""
+
+    _MISSING = object()
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def replace(self, owner: Any, name: str, value: Any) -> None:
+        """``setattr(owner, name, value)``, undone later (an attribute the class only inherited is deleted
+        again rather than copied down)."""
+        previous = vars(owner).get(name, self._MISSING)
+        setattr(owner, name, value)
+        if previous is self._MISSING:
+            self._undo.append(lambda: delattr(owner, name))
+        else:
+            self._undo.append(lambda: setattr(owner, name, previous))
+
+    def extend(self, target: set[str], items: set[str]) -> None:
+        added = items - target
+        target.update(added)
+        self._undo.append(lambda: target.difference_update(added))
+
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+_active: list[_Patches] = []  # the patches of the running scope (at most one)
+_dynamodb_lock = threading.RLock()
+# Memos kept across runs (both results are immutable): parsed programs by definition, compiled JSONPaths.
+_parsed: dict[str, Any] = {}
+_memoised_paths: dict[str, Callable[..., Any]] = {}
+
+
+def is_patched() -> bool:
+    return bool(_active)
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """moto as local mode needs it (hooks, time scaling, fixes) for the duration; every patch is undone
+    on exit, so other moto users of the process (the integration tests) get the pinned moto as it is."""
+    check_patch_points()
+    patches = _Patches()
     with _lock:
-        if _installed:
-            return
-        check_patch_points()
-        lambda_utils = _module(_LAMBDA_UTILS)
-        batch_service = _module(_BATCH_SERVICE)
-        _installed["lambda_client"] = lambda_utils.boto_client_for
-        _installed["batch_client"] = batch_service.boto_client_for
-        lambda_utils.boto_client_for = _client_for(lambda_utils.boto_client_for)
-        batch_service.boto_client_for = _client_for(batch_service.boto_client_for)
+        if _active:
+            raise RuntimeError("another local engine is running in this process")
+        try:
+            _apply(patches)
+        except BaseException:
+            patches.undo()
+            raise
+        _active.append(patches)
+    try:
+        yield
+    finally:
+        with _lock:
+            _active.clear()
+            _state["clients"] = {}
+            _state["time_scale"] = 1.0
+            patches.undo()
 
-        _module(_RETRIER).time = _ScaledTime()
-        wait_cls = _module(_WAIT_FUNCTION).WaitFunction
 
-        def _scaled_wait(self: Any, env: Any) -> None:
-            seconds = self._get_wait_seconds(env=env)
-            if seconds > 0:
-                env.program_state_event.wait(seconds / _state["time_scale"])
+def _apply(patches: _Patches) -> None:
+    lambda_utils = _module(_LAMBDA_UTILS)
+    batch_service = _module(_BATCH_SERVICE)
+    patches.replace(lambda_utils, "boto_client_for", _client_for(lambda_utils.boto_client_for))
+    patches.replace(batch_service, "boto_client_for", _client_for(batch_service.boto_client_for))
 
-        _installed["wait_eval_body"] = wait_cls._eval_body
-        wait_cls._eval_body = _scaled_wait
+    patches.replace(_module(_RETRIER), "time", _ScaledTime())
+    wait_cls = _module(_WAIT_FUNCTION).WaitFunction
 
-        # Fix 1: a fresh callback endpoint for each evaluation of a .sync/.waitForTaskToken task.
-        callback_cls = _module(_CALLBACK_SERVICE).StateTaskServiceCallback
-        original_eval_execution = _module(_TASK_SERVICE).StateTaskService._eval_execution
+    def _scaled_wait(self: Any, env: Any) -> None:
+        seconds = self._get_wait_seconds(env=env)
+        if seconds > 0:
+            env.program_state_event.wait(seconds / _state["time_scale"])
 
-        def _eval_execution(self: Any, env: Any) -> None:
-            task = env.states.context_object.context_object_data.get("Task")
-            token = task.get("Token") if task else None
-            endpoint = env.callback_pool_manager.get(token) if token else None
-            closed = endpoint is not None and endpoint._notify_event.is_set() and endpoint.get_outcome() is None
-            if self._is_integration_pattern() and (task is None or endpoint is None or closed):
-                new_token = env.states.context_object.update_task_token()
-                env.callback_pool_manager.add(new_token)
-            return original_eval_execution(self, env)
+    patches.replace(wait_cls, "_eval_body", _scaled_wait)
 
-        _installed["callback_eval_execution"] = callback_cls.__dict__.get("_eval_execution")
-        callback_cls._eval_execution = _eval_execution
+    # Fix 1: a fresh callback endpoint for each evaluation of a .sync/.waitForTaskToken task.
+    callback_cls = _module(_CALLBACK_SERVICE).StateTaskServiceCallback
+    original_eval_execution = _module(_TASK_SERVICE).StateTaskService._eval_execution
 
-        # moto forwards only the submitJob parameters it lists; multi-node jobs need NodeOverrides, and
-        # every job PropagateTags (its cost allocation tags).
-        batch_service._SUPPORTED_API_PARAM_BINDINGS["submitjob"].update({"NodeOverrides", "PropagateTags"})
+    def _eval_execution(self: Any, env: Any) -> None:
+        task = env.states.context_object.context_object_data.get("Task")
+        token = task.get("Token") if task else None
+        endpoint = env.callback_pool_manager.get(token) if token else None
+        closed = endpoint is not None and endpoint._notify_event.is_set() and endpoint.get_outcome() is None
+        if self._is_integration_pattern() and (task is None or endpoint is None or closed):
+            new_token = env.states.context_object.update_task_token()
+            env.callback_pool_manager.add(new_token)
+        return original_eval_execution(self, env)
 
-        # Fix 2: States.* errors keep their name when leaving Map iterations and Parallel branches.
-        _module(_MAP_WORKER).CustomErrorName = _StatesTolerantErrorName
-        _module(_PARALLEL).CustomErrorName = _StatesTolerantErrorName
+    patches.replace(callback_cls, "_eval_execution", _eval_execution)
 
-        # Speed: moto parses the definition (ANTLR, ~0.15 s) on every StartExecution. The parsed program is
-        # immutable (execution state lives in the Environment), so one parse per definition is enough.
-        parser_cls = _module(_PARSER).AmazonStateLanguageParser
-        original_parse = parser_cls.parse
-        parsed: dict[str, Any] = {}
+    # moto forwards only the submitJob parameters it lists; multi-node jobs need NodeOverrides, and
+    # every job PropagateTags (its cost allocation tags).
+    patches.extend(batch_service._SUPPORTED_API_PARAM_BINDINGS["submitjob"], {"NodeOverrides", "PropagateTags"})
 
-        def _parse_once(definition: str) -> Any:
-            program = parsed.get(definition)
-            if program is None:
-                program = parsed[definition] = original_parse(definition)
-            return program
+    # Fix 2: States.* errors keep their name when leaving Map iterations and Parallel branches.
+    patches.replace(_module(_MAP_WORKER), "CustomErrorName", _StatesTolerantErrorName)
+    patches.replace(_module(_PARALLEL), "CustomErrorName", _StatesTolerantErrorName)
 
-        parser_cls.parse = staticmethod(_parse_once)
-        # ... and each JSONPath is compiled once (jsonpath_ng builds a PLY parser per call, ~1 ms).
-        for module_name in (_JSON_PATH, _RESULT_PATH):
-            module = _module(module_name)
-            module.parse = functools.lru_cache(maxsize=4096)(module.parse)
+    # Speed: moto parses the definition (ANTLR, ~0.15 s) on every StartExecution. The parsed program is
+    # immutable (execution state lives in the Environment), so one parse per definition is enough.
+    parser_cls = _module(_PARSER).AmazonStateLanguageParser
+    original_parse = parser_cls.parse
 
-        _install_dynamodb_fixes()
+    def _parse_once(definition: str) -> Any:
+        program = _parsed.get(definition)
+        if program is None:
+            program = _parsed[definition] = original_parse(definition)
+        return program
 
-        # Fix 4: SendTaskFailure drops its cause in moto's API layer; the workflow's failure reason is in it.
-        responses = _module(_SFN_RESPONSES)
+    patches.replace(parser_cls, "parse", staticmethod(_parse_once))
+    # ... and each JSONPath is compiled once (jsonpath_ng builds a PLY parser per call, ~1 ms).
+    for module_name in (_JSON_PATH, _RESULT_PATH):
+        module = _module(module_name)
+        memo = _memoised_paths.setdefault(module_name, functools.lru_cache(maxsize=4096)(module.parse))
+        patches.replace(module, "parse", memo)
 
-        def send_task_failure(self: Any) -> Any:
-            self.stepfunction_backend.send_task_failure(
-                self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
-            )
-            return responses.EmptyResult()
+    _apply_dynamodb_fixes(patches)
 
-        responses.StepFunctionResponse.send_task_failure = send_task_failure
+    # Fix 4: SendTaskFailure drops its cause in moto's API layer; the workflow's failure reason is in it.
+    responses = _module(_SFN_RESPONSES)
 
-        # Fix 5: SendTaskHeartbeat walks every RUNNING execution and dies on one whose worker has not
-        # started yet (no exec_worker or env); AWS answers the token's own execution. Skip those.
-        parser_models = _module(_SFN_PARSER_MODELS)
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return responses.EmptyResult()
 
-        def send_task_heartbeat(self: Any, task_token: str) -> Any:
-            for execution in self._get_executions(parser_models.ExecutionStatus.RUNNING):
-                env = getattr(getattr(execution, "exec_worker", None), "env", None)
-                if env is None:
-                    continue
-                try:
-                    if env.callback_pool_manager.heartbeat(callback_id=task_token):
-                        return None
-                except parser_models.CallbackNotifyConsumerError as consumer_error:
-                    if isinstance(consumer_error, parser_models.CallbackConsumerTimeout):
-                        raise parser_models.TaskTimedOut() from None
-                    raise parser_models.TaskDoesNotExist() from None
-            raise parser_models.InvalidToken()
+    patches.replace(responses.StepFunctionResponse, "send_task_failure", send_task_failure)
 
-        parser_models.StepFunctionsParserBackend.send_task_heartbeat = send_task_heartbeat
+    # Fix 5: SendTaskHeartbeat walks every RUNNING execution and dies on one whose worker has not
+    # started yet (no exec_worker or env); AWS answers the token's own execution. Skip those.
+    parser_models = _module(_SFN_PARSER_MODELS)
 
-        # Fix 3: JSONata has no evaluator in 5.2.5; fail fast with a clear message.
-        jsonata = _module(_JSONATA)
+    def send_task_heartbeat(self: Any, task_token: str) -> Any:
+        for execution in self._get_executions(parser_models.ExecutionStatus.RUNNING):
+            env = getattr(getattr(execution, "exec_worker", None), "env", None)
+            if env is None:
+                continue
+            try:
+                if env.callback_pool_manager.heartbeat(callback_id=task_token):
+                    return None
+            except parser_models.CallbackNotifyConsumerError as consumer_error:
+                if isinstance(consumer_error, parser_models.CallbackConsumerTimeout):
+                    raise parser_models.TaskTimedOut() from None
+                raise parser_models.TaskDoesNotExist() from None
+        raise parser_models.InvalidToken()
 
-        def _no_jsonata(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError(
-                "JSONata is not supported by stepspot's local mode: write states in JSONPath (stepspot's templates do)"
-            )
+    patches.replace(parser_models.StepFunctionsParserBackend, "send_task_heartbeat", send_task_heartbeat)
 
-        jsonata._eval_jsonata = _no_jsonata  # the lazily bound evaluator every JSONata call goes through
+    # Fix 3: JSONata has no evaluator in 5.2.5; fail fast with a clear message.
+    def _no_jsonata(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            "JSONata is not supported by stepspot's local mode: write states in JSONPath (stepspot's templates do)"
+        )
+
+    # the lazily bound evaluator every JSONata call goes through
+    patches.replace(_module(_JSONATA), "_eval_jsonata", _no_jsonata)
 
 
 class _NoTableBackup:
     """Stands in for ``copy`` inside moto's transact_write_items, whose whole-table deepcopy makes every
-    transaction O(table size); ``_install_dynamodb_fixes`` backs up the touched items instead."""
+    transaction O(table size); ``_apply_dynamodb_fixes`` backs up the touched items instead."""
 
     @staticmethod
     def deepcopy(value: Any, memo: Any = None) -> Any:
         return value
 
 
-def _install_dynamodb_fixes() -> None:
+def _apply_dynamodb_fixes(patches: _Patches) -> None:
     """DynamoDB in moto: one operation at a time (DynamoDB is linearizable per item; moto's in-memory
     tables are not thread-safe, and the Lambdas run concurrently), and transactions that back up and
     restore only the items they touch."""
@@ -295,11 +352,10 @@ def _install_dynamodb_fixes() -> None:
 
     models = _module(_DYNAMODB)
     backend_cls = models.DynamoDBBackend
-    lock = threading.RLock()
 
     def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
+            with _dynamodb_lock:
                 return method(self, *args, **kwargs)
 
         return run
@@ -322,7 +378,7 @@ def _install_dynamodb_fixes() -> None:
                 current = table.get_item(hash_key, range_key)
                 attrs = copy.deepcopy(current.to_json()["Attributes"]) if current is not None else None
                 backups.append((table, hash_key, range_key, attrs))
-        models.copy = _NoTableBackup
+        models.copy = _NoTableBackup  # for this call only, under the lock
         try:
             return original_transact(self, transact_items)
         except Exception:
@@ -336,25 +392,28 @@ def _install_dynamodb_fixes() -> None:
 
     for name in _DYNAMODB_OPERATIONS:
         method = transact_write_items if name == "transact_write_items" else getattr(backend_cls, name)
-        setattr(backend_cls, name, serialised(method))
+        patches.replace(backend_cls, name, serialised(method))
 
 
 @contextlib.contextmanager
 def hooked(lambda_client: Any, batch_client: Any, time_scale: float, sync_poll_seconds: float) -> Iterator[None]:
-    """Route the interpreter's Lambda and Batch calls to the local engine for the duration."""
-    install()
-    callback_module = _module(_CALLBACK_SERVICE)
-    previous_poll = callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK
-    with _lock:
-        if _state["clients"]:
-            raise RuntimeError("another local engine is running in this process")
-        _state["clients"] = {"lambda": lambda_client, "batch": batch_client}
-        _state["time_scale"] = float(time_scale)
-        callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
-    try:
-        yield
-    finally:
+    """Route the interpreter's Lambda and Batch calls to the local engine for the duration, within
+    ``patched()`` (entered here, and left on exit, when the caller is not in it already)."""
+    with contextlib.ExitStack() as scope:
+        if not is_patched():
+            scope.enter_context(patched())
+        callback_module = _module(_CALLBACK_SERVICE)
+        previous_poll = callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK
         with _lock:
-            _state["clients"] = {}
-            _state["time_scale"] = 1.0
-            callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = previous_poll
+            if _state["clients"]:
+                raise RuntimeError("another local engine is running in this process")
+            _state["clients"] = {"lambda": lambda_client, "batch": batch_client}
+            _state["time_scale"] = float(time_scale)
+            callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
+        try:
+            yield
+        finally:
+            with _lock:
+                _state["clients"] = {}
+                _state["time_scale"] = 1.0
+                callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = previous_poll

@@ -54,6 +54,8 @@ class RunSummary:
     run_record: RunRecord | None = field(default=None, repr=False)  # for --report; not in the JSON
     # Checkpointed tasks whose checkpoint directory stayed empty for two intervals (stepspot.run_health).
     checkpoint_warnings: list[str] = field(default_factory=list)
+    # Events the monitoring Lambdas never saw or failed on: their metrics and task records miss them.
+    monitoring_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -198,7 +200,6 @@ def summarise(
     plan: Plan,
     execution: dict[str, Any],
     batch: Any,
-    lambdas: Any,
     bus: Any,
     router: Any,
     time_scale: float,
@@ -346,8 +347,10 @@ def summarise(
         events={
             "published": dict(bus.published),
             "delivered": dict(bus.delivered),
-            "undeliverable": dict(bus.unrouted),
+            # copies the Lambdas had not seen when the run ended (the engine closes the bus first)
+            "undelivered": dict(bus.undelivered),
             "handler_failures": dict(bus.failed),
+            "outcomes": {function: dict(counts) for function, counts in bus.outcomes.items()},
         },
         per_task=list(per_task.values()),
         run_dir=str(run_dir),
@@ -361,7 +364,21 @@ def summarise(
         checkpoint_warnings=[
             f"{row['task_id']}: {CHECKPOINT_EMPTY_MESSAGE}" for row in per_task.values() if row["checkpoint_empty"]
         ],
+        monitoring_warnings=monitoring_warnings(dict(bus.undelivered), dict(bus.failed)),
     )
+
+
+def monitoring_warnings(undelivered: dict[str, int], failed: dict[str, int]) -> list[str]:
+    """One sentence per kind of event the monitoring Lambdas did not handle (their metrics miss it)."""
+    lines = [
+        f"{count} {kind} event(s) had not reached the monitoring Lambdas when the run ended"
+        for kind, count in sorted(undelivered.items())
+    ]
+    lines += [
+        f"the {function} failed on {count} event(s), retries included: see lambdas.log in the run files"
+        for function, count in sorted(failed.items())
+    ]
+    return lines
 
 
 LOCAL_OUTPUTS_FILE = "outputs.json"  # in the run directory: where each task's published outputs are on disk

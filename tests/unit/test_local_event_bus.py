@@ -1,0 +1,70 @@
+"""Local mode's EventBridge: every event reaches its Lambdas before the run is summarised, or the summary
+says which did not (stepspot.local.events, stepspot.local.summary)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from stepspot.local.events import EventBus
+from stepspot.local.summary import monitoring_warnings
+
+JOB = "Batch Job State Change"
+NOTICE = "EC2 Spot Instance Interruption Warning"
+
+
+def test_summary_counts_come_after_every_delayed_and_duplicated_delivery():
+    # Given deliveries that EventBridge duplicates and delays (--aws-faults)
+    seen: list[tuple[str, str]] = []
+    bus = EventBus(
+        lambda function, event: seen.append((function, event["id"])) or {"outcome": "applied"}, lambda _: (2, 0.05)
+    )
+    bus.start()
+    for _ in range(3):
+        bus.publish(JOB, {"jobId": "j"})
+    # When the bus closes (the engine does before it summarises)
+    bus.close(timeout=5.0)
+    # Then every copy was delivered by then, and nothing is left to report
+    assert len(seen) == 6 and bus.delivered == {"workflow_monitor": 6}
+    assert bus.published == {JOB: 3} and not bus.undelivered
+    assert bus.outcomes == {"workflow_monitor": {"applied": 6}}
+
+
+def test_summary_names_the_events_a_stuck_handler_left_undelivered():
+    # Given a monitoring Lambda that hangs on its first event, with two more events behind it
+    release = threading.Event()
+
+    def deliver(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        release.wait(5.0)
+        return {"outcome": "recorded"}
+
+    bus = EventBus(deliver)
+    bus.start()
+    for _ in range(3):
+        bus.publish(NOTICE, {"instance-id": "i-0"})
+    # When the run ends before it returns, and a job still publishes after that
+    bus.close(timeout=0.2)
+    bus.publish(JOB, {"jobId": "late"})
+    release.set()
+    # Then the summary counts what never reached the Lambdas, and says so in words
+    assert bus.undelivered == {NOTICE: 3, JOB: 1}
+    assert monitoring_warnings(dict(bus.undelivered), {"interruption_handler": 2}) == [
+        "1 Batch Job State Change event(s) had not reached the monitoring Lambdas when the run ended",
+        "3 EC2 Spot Instance Interruption Warning event(s) had not reached the monitoring Lambdas when the run ended",
+        "the interruption_handler failed on 2 event(s), retries included: see lambdas.log in the run files",
+    ]
+
+
+def test_summary_counts_a_handler_failure_once_after_eventbridge_retries():
+    calls: list[str] = []
+
+    def deliver(function: str, event: dict[str, Any]) -> Any:
+        calls.append(function)
+        raise RuntimeError("boom")
+
+    bus = EventBus(deliver)
+    bus.start()
+    bus.publish(NOTICE, {"instance-id": "i-0"})
+    bus.close(timeout=5.0)
+    assert calls == ["interruption_handler"] * 3  # the first try and EventBridge's two retries
+    assert bus.failed == {"interruption_handler": 1} and not bus.delivered and not bus.undelivered
