@@ -45,7 +45,7 @@ def seconds(command: list[str]) -> float:
 
 def medians(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in commands}
-    for name, command in commands.items():  # warm-up: page cache, .pyc files
+    for command in commands.values():  # warm-up: page cache, .pyc files
         seconds(command)
     for _ in range(rounds):
         for name, command in commands.items():
@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         path = Path(tmp) / "layered-100k.json"
         path.write_text(json.dumps({"name": "layered-100k", "tasks": random_layered(TASKS)}), encoding="utf-8")
-        start = medians({"python -c pass": [sys.executable, "-c", "pass"], "--help": [*stepspot, "--help"]}, HELP_ROUNDS)
+        bare = [sys.executable, "-c", "pass"]
+        start = medians({"python -c pass": bare, "--help": [*stepspot, "--help"]}, HELP_ROUNDS)
         load = [sys.executable, "-c", "import json, sys; json.load(open(sys.argv[1]))", str(path)]
         files = medians(
             {
@@ -83,7 +84,8 @@ def main(argv: list[str]) -> int:
     print(f"({TASKS:,}-task random layered DAG; medians of {ROUNDS} rounds, --help of {HELP_ROUNDS})")
     out = Path("build/bench/cli.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([dict(zip(("command", "seconds", "baseline", "baseline_seconds"), r)) for r in rows]))
+    keys = ("command", "seconds", "baseline", "baseline_seconds")
+    out.write_text(json.dumps([dict(zip(keys, row, strict=True)) for row in rows]))
     return 0
 
 
