@@ -39,9 +39,23 @@ def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
 
     children: list[list[int]] = [[] for _ in first_index]
     indegree = [0] * len(first_index)
+    lookup = position.get
     for index, task_id, deps in nodes:
+        if not deps:
+            continue
         node = position[task_id]
         owner = first_index[node] == index  # edges of the first task with a duplicated id only
+        # Fast path (every dependency a known other task, listed once): the lookups run in C.
+        try:
+            parents = list(map(lookup, deps))
+        except TypeError:  # an unhashable entry (a list, an object): the field pass reports it
+            parents = [None]
+        if None not in parents and node not in parents and (len(deps) == 1 or len(set(deps)) == len(deps)):
+            if owner:
+                for parent in parents:
+                    children[parent].append(node)  # type: ignore[index]
+                indegree[node] = len(parents)
+            continue
         for dep_index, dep in enumerate(deps):
             parent = position.get(dep) if type(dep) is str else None
             if parent is None or parent == node:

@@ -7,6 +7,7 @@ it), ``mermaid`` for a drawing of the DAG with the critical path highlighted.
 from __future__ import annotations
 
 import argparse
+import gc
 
 from rich.table import Table
 
@@ -20,6 +21,7 @@ DEFAULT_MAX_ROWS = 200
 
 
 def run(args: argparse.Namespace) -> int:
+    gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
     loaded = load_workflow_file(args.file)
     ensure_fits_environment(loaded, args.env)
     plan = build_plan(loaded.workflow, args.workflow_id, loaded.warnings)

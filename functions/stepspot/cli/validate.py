@@ -4,6 +4,7 @@ the environment; exit 0 when valid, 2 when not."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 
@@ -16,6 +17,7 @@ EXIT_OK, EXIT_INVALID = 0, 2
 
 
 def run(args: argparse.Namespace) -> int:
+    gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
     try:
         loaded = load_workflow_file(args.file)
         ensure_fits_environment(loaded, args.env)
