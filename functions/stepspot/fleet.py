@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepspot import capacity as queues
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
-from stepspot.breaker import Admission
 from stepspot.build_info import VERSION_ENV, deployment_version
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
+
+if TYPE_CHECKING:  # the breaker (and the policy models it reads) only when a choice is made
+    from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
@@ -97,6 +99,8 @@ def preliminary_choice(
 
 
 def apply_breaker(admission: Admission) -> CapacityChoice:
+    from stepspot.breaker import Admission
+
     if admission is Admission.SPOT:
         return CapacityChoice(Capacity.SPOT, "Spot (breaker closed)")
     if admission is Admission.TRIAL:
