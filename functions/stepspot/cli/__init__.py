@@ -47,10 +47,14 @@ def resolve_handler(reference: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from stepspot._gc import gc_paused
+
+    with gc_paused():  # importing the command's modules builds long-lived objects only: nothing to collect
+        handler = resolve_handler(args.handler)
     from stepspot.errors import ConfigurationError, StepspotError, WorkflowValidationError
 
     try:
-        code: int = resolve_handler(args.handler)(args)
+        code: int = handler(args)
     except WorkflowValidationError as exc:
         from stepspot.cli.output import print_problems
 
