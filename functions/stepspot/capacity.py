@@ -259,18 +259,27 @@ def check_workflow(workflow: Any, capacity: DeploymentCapacity) -> list[Problem]
     """Every task of a valid workflow that cannot be placed, as problems (document order)."""
     spot_allowed = workflow.global_config.spot_strategy != "on-demand-only"
     problems = []
+    fitting: set[tuple[int, int, int, int, str, bool]] = set()  # shapes that fit: large workflows repeat few
     for index, task in enumerate(workflow.tasks):
+        nodes = task.nodes
+        use_spot = spot_allowed and task.spot_enabled and nodes < 2  # multi-node jobs cannot use Spot
+        shape = (task.vcpus, task.memory, task.gpus, nodes, task.queue, use_spot)
+        if shape in fitting:
+            continue
+        vcpus, memory, gpus, _, queue, _ = shape
         sentence = check_task(
             task.id,
-            vcpus=task.vcpus,
-            memory=task.memory,
-            gpus=task.gpus,
-            nodes=task.nodes,
-            queue=task.queue,
-            use_spot=spot_allowed and task.spot_enabled and not task.multi_node,
+            vcpus=vcpus,
+            memory=memory,
+            gpus=gpus,
+            nodes=nodes,
+            queue=queue,
+            use_spot=use_spot,
             capacity=capacity,
         )
-        if sentence:
+        if sentence is None:
+            fitting.add(shape)
+        else:
             problems.append(Problem(f"$.tasks[{index}] (task {task.id!r})", sentence))
     return problems
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from stepspot.environments import ENVIRONMENTS  # also imported from here by callers
 from stepspot.errors import ConfigurationError
 
-ENVIRONMENTS = ("dev", "staging", "prod")
 OVERRIDE_PREFIX = "STEPSPOT_"
 # Older name used in the issue and the seed's docs, accepted as an alias of the workflow state machine.
 LEGACY_STATE_MACHINE_VARIABLE = "STEPSPOT_STATE_MACHINE_ARN"

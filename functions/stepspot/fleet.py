@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from stepspot import capacity as queues
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
-from stepspot.breaker import Admission
 from stepspot.build_info import VERSION_ENV, deployment_version
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
+
+if TYPE_CHECKING:  # the breaker (and the policy models it reads) only when a choice is made
+    from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
 CHECKPOINT_DIR_IN_CONTAINER = "/scratch/stepspot/checkpoint"
@@ -95,6 +99,8 @@ def preliminary_choice(
 
 
 def apply_breaker(admission: Admission) -> CapacityChoice:
+    from stepspot.breaker import Admission
+
     if admission is Admission.SPOT:
         return CapacityChoice(Capacity.SPOT, "Spot (breaker closed)")
     if admission is Admission.TRIAL:
@@ -236,6 +242,51 @@ def submit_request_bytes(task: Any, workflow_id: str = "w" * 80) -> int:
     else:
         request["containerOverrides"] = container
     return len(json.dumps(request, separators=(",", ":")).encode())
+
+
+# JSON (ensure_ascii) writes a character in at most 12 bytes (an astral one as two \\uXXXX escapes), a
+# string with 2 quotes and a separating comma; an environment entry adds {"Name":,"Value":} and a comma.
+_MAX_JSON_BYTES_PER_CHAR = 12
+_MAX_ENTRY_OVERHEAD_BYTES = 32
+
+
+@cache
+def _largest_skeleton_bytes() -> int:
+    """The exact request size of the largest task without a command or environment of its own: the
+    longest id, every wrapper (checkpoint agent, multi-node), the widest numbers."""
+    sizes = []
+    for checkpoint_enabled, nodes in ((True, 256), (False, 256), (True, 1), (False, 1)):
+        skeleton = SimpleNamespace(
+            id="x" * 80,  # workflow.ID_PATTERN: at most 80 characters, no escapes
+            command=[],
+            environment={},
+            nodes=nodes,
+            multi_node=nodes > 1,
+            vcpus=192,
+            memory=9_999_999,
+            gpus=16,
+            checkpoint_enabled=checkpoint_enabled,
+            checkpoint_interval=86_400,
+            inputs=[],
+            outputs=[],
+        )
+        sizes.append(submit_request_bytes(skeleton))
+    return max(sizes)
+
+
+def submit_request_bytes_at_most(task: Any) -> int:
+    """A cheap upper bound of ``submit_request_bytes(task)`` (exact for a task with inputs or outputs), so
+    that validating 100,000 tasks does not serialise 100,000 requests: only a task whose bound is over
+    ``SUBMIT_JOB_MAX_BYTES`` needs the exact size."""
+    if getattr(task, "inputs", None) or getattr(task, "outputs", None):
+        return submit_request_bytes(task)
+    command, environment = task.command, task.environment
+    chars = len("".join(command))
+    entries = len(command)
+    if environment:
+        chars += len("".join(environment)) + len("".join(environment.values()))
+        entries += len(environment)
+    return _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
 
 
 def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:

@@ -106,22 +106,28 @@ def _build_plan(
 ) -> Plan:
     prices = prices or default_prices()
     config = workflow.global_config
-    runtime = {t.id: float(t.estimated_runtime or config.default_runtime) for t in workflow.tasks}
-    topology = dag.analyse({t.id: t.all_dependencies for t in workflow.tasks}, runtime)
+    workflow_tasks = workflow.tasks
+    ids = [t.id for t in workflow_tasks]
+    default_runtime = config.default_runtime
+    runtimes = [float(t.estimated_runtime or default_runtime) for t in workflow_tasks]
+    all_dependencies = [t.all_dependencies for t in workflow_tasks]
+    topology = dag.analyse_lists(ids, all_dependencies, runtimes)
 
     tasks: dict[str, PlannedTask] = {}
     total_on_demand = total_planned = vcpu_hours = 0.0
     spot_allowed = config.spot_strategy != "on-demand-only"
     od, spot = prices.on_demand, prices.spot
-    level, dependents_of = topology.level, topology.dependents_of
-    for i, task in enumerate(workflow.tasks):  # the same order as topology.ids
+    level, children, id_of = topology.level, topology.children, ids.__getitem__
+    checkpoint_interval, max_retry_attempts = config.checkpoint_interval, config.max_retry_attempts
+    shared_filesystem = config.shared_filesystem
+    for i, task in enumerate(workflow_tasks):  # the same order as topology.ids
         # Hot loop at 100k tasks: plain attribute reads and arithmetic here (estimate.Rates.hourly is the
         # same formula) instead of per-task helper calls.
-        task_id, vcpus, memory_gib, gpus, nodes = task.id, task.vcpus, task.memory / 1024, task.gpus, task.nodes
+        task_id, vcpus, memory_gib, gpus, nodes = ids[i], task.vcpus, task.memory / 1024, task.gpus, task.nodes
         multi_node = nodes > 1
         # A task pinned to an On-Demand queue (tasks[].queue) never uses Spot.
         use_spot = spot_allowed and task.spot_enabled and not multi_node and not task.queue.endswith("on-demand")
-        seconds = int(runtime[task_id])
+        seconds = int(runtimes[i])
         hours = seconds / 3600
         on_demand = nodes * (vcpus * od.per_vcpu + memory_gib * od.per_gib + gpus * od.per_gpu) * hours
         planned = nodes * (vcpus * spot.per_vcpu + memory_gib * spot.per_gib + gpus * spot.per_gpu) * hours
@@ -129,6 +135,7 @@ def _build_plan(
         total_on_demand += on_demand
         total_planned += planned
         vcpu_hours += hours * vcpus * nodes
+        retry_attempts = task.retry_attempts
         tasks[task_id] = PlannedTask(
             id=task_id,
             name=task.name or task_id,
@@ -142,20 +149,20 @@ def _build_plan(
             multi_node=multi_node,
             use_spot=use_spot,
             checkpoint_enabled=task.checkpoint_enabled,
-            checkpoint_interval=task.checkpoint_interval or config.checkpoint_interval,
-            retry_attempts=task.retry_attempts if task.retry_attempts is not None else config.max_retry_attempts,
+            checkpoint_interval=task.checkpoint_interval or checkpoint_interval,
+            retry_attempts=retry_attempts if retry_attempts is not None else max_retry_attempts,
             backoff_multiplier=task.backoff_multiplier,
             timeout_seconds=task.timeout,
             estimated_runtime_seconds=seconds,
-            depends_on=task.all_dependencies,
-            dependents=dependents_of(i),
+            depends_on=all_dependencies[i],
+            dependents=list(map(id_of, children[i])),
             level=level[i],
             estimated_on_demand_usd=on_demand,
             estimated_spot_usd=planned,
             queue=task.queue,
             inputs=[spec.to_json() for spec in task.input_specs] if task.inputs else [],
             outputs=task.outputs,
-            shared_filesystem=config.shared_filesystem,
+            shared_filesystem=shared_filesystem,
         )
     return Plan(
         schema_version=PLAN_SCHEMA_VERSION,

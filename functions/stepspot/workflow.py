@@ -17,10 +17,10 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from stepspot import dag, dataflow, fleet
@@ -274,6 +274,8 @@ def _decode(text: str | bytes, source: str, fmt: str | None) -> Any:
                 [Problem(where, f"malformed JSON: {exc.msg}; fix the syntax there (a missing comma or quote?)")],
                 source,
             ) from None
+    import yaml  # only YAML definitions pay for it
+
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -328,15 +330,20 @@ def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
 
     A data edge is a dependency, so cycles through inputs are found (and printed) like dependency cycles;
     producers that are unknown or the task itself are left to ``_dataflow_problems``."""
-    ids = {t.get("id") for t in raw_tasks if type(t) is dict}
+    ids: set[Any] | None = None  # built on the first task with inputs (most workflows have none)
     graph = []
     for index, task in enumerate(raw_tasks):
         if type(task) is dict and type(task_id := task.get("id")) is str:
-            deps = task.get("depends_on", ())
-            deps = list(deps) if type(deps) is list else []
-            for producer in _raw_producers(task):
-                if producer in ids and producer != task_id and producer not in deps:
-                    deps.append(producer)
+            deps = task.get("depends_on")
+            if type(deps) is not list:
+                deps = []
+            if "inputs" in task and (producers := _raw_producers(task)):
+                if ids is None:
+                    ids = {t.get("id") for t in raw_tasks if type(t) is dict}
+                deps = list(deps)  # the document's own list stays as it was
+                for producer in producers:
+                    if producer in ids and producer != task_id and producer not in deps:
+                        deps.append(producer)
             graph.append((index, task_id, deps))
     return graph
 
@@ -357,14 +364,20 @@ def _raw_outputs(task: dict[str, Any]) -> list[str]:
 
 def _dataflow_problems(raw_tasks: list[Any]) -> list[Problem]:
     """Unknown producers, undeclared paths, unsafe paths and colliding destinations (raw document)."""
+    # Only tasks with inputs or outputs can have a problem here: most workflows have none or few.
+    with_data = [
+        (index, task)
+        for index, task in enumerate(raw_tasks)
+        if type(task) is dict and ("inputs" in task or "outputs" in task)
+    ]
+    if not with_data:
+        return []
     outputs_of: dict[str, list[str]] = {}
     for task in raw_tasks:
         if type(task) is dict and type(task.get("id")) is str:
             outputs_of.setdefault(task["id"], _raw_outputs(task))
     problems: list[Problem] = []
-    for index, task in enumerate(raw_tasks):
-        if type(task) is not dict:
-            continue
+    for index, task in with_data:
         task_id = task.get("id")
         label = f" (task {task_id!r})" if type(task_id) is str else ""
         for out_index, declared in enumerate(_raw_outputs(task)):
@@ -429,21 +442,22 @@ def _service_limit_problems(workflow: Workflow) -> list[Problem]:
     """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
     problems = []
     for index, task in enumerate(workflow.tasks):
-        label = f" (task {task.id!r})"
         for name in task.environment:
             if name.startswith(RESERVED_ENV_PREFIX):
                 problems.append(
                     Problem(
-                        f"$.tasks[{index}].environment.{name}{label}",
+                        f"$.tasks[{index}].environment.{name} (task {task.id!r})",
                         f"environment variable names starting with {RESERVED_ENV_PREFIX} are reserved by AWS "
                         "Batch, which refuses the job: rename the variable (for example without the AWS_ prefix)",
                     )
                 )
+        if fleet.submit_request_bytes_at_most(task) <= fleet.SUBMIT_JOB_MAX_BYTES:
+            continue  # the common case: far below the limit, no request built
         size = fleet.submit_request_bytes(task)
         if size > fleet.SUBMIT_JOB_MAX_BYTES:
             problems.append(
                 Problem(
-                    f"$.tasks[{index}]{label}",
+                    f"$.tasks[{index}] (task {task.id!r})",
                     f"its AWS Batch SubmitJob request would be {size:,} bytes, over the {fleet.SUBMIT_JOB_MAX_BYTES:,}"
                     "-byte limit: shorten its command and environment (pass large values in a file the command "
                     "reads instead)",
@@ -454,39 +468,48 @@ def _service_limit_problems(workflow: Workflow) -> list[Problem]:
 
 def _warnings(workflow: Workflow) -> list[Problem]:
     warnings = []
+    config = workflow.global_config
+    spot_allowed = config.spot_strategy != "on-demand-only"
+    mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
+    # Hot loop at 100k tasks: the location is formatted, and each value looked at, only when a warning is due.
     for index, task in enumerate(workflow.tasks):
-        where = f"$.tasks[{index}] (task {task.id!r})"
-        if task.multi_node and task.spot_enabled and workflow.global_config.spot_strategy != "on-demand-only":
+        if task.nodes > 1 and task.spot_enabled and spot_allowed:
             warnings.append(
                 Problem(
-                    where,
+                    f"$.tasks[{index}] (task {task.id!r})",
                     f"runs on {task.nodes} nodes: AWS Batch multi-node parallel jobs cannot use Spot, so this "
                     'task is routed to On-Demand capacity (set "spot_enabled": false to silence this)',
                     "warning",
                 )
             )
-        mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
-        if not workflow.global_config.shared_filesystem and any(
-            value == mount or value.startswith(mount + "/") for value in [*task.command, *task.environment.values()]
-        ):
+        if not config.shared_filesystem and _uses_path_under(mount, task):
             warnings.append(
                 Problem(
-                    where,
+                    f"$.tasks[{index}] (task {task.id!r})",
                     f"uses paths under {mount} but global_config.shared_filesystem is false: set it to true "
                     "(the deployment needs a shared file system) or pass the files as inputs/outputs",
                     "warning",
                 )
             )
-        if task.timeout is not None and task.estimated_runtime is not None and task.timeout < task.estimated_runtime:
+        timeout, runtime = task.timeout, task.estimated_runtime
+        if timeout is not None and runtime is not None and timeout < runtime:
             warnings.append(
                 Problem(
-                    where,
-                    f"timeout ({task.timeout} s) is shorter than estimated_runtime ({task.estimated_runtime} s): "
+                    f"$.tasks[{index}] (task {task.id!r})",
+                    f"timeout ({timeout} s) is shorter than estimated_runtime ({runtime} s): "
                     "attempts will be stopped before they are expected to finish",
                     "warning",
                 )
             )
     return warnings
+
+
+def _uses_path_under(mount: str, task: Task) -> bool:
+    """A command argument or environment value that is ``mount`` or a path below it."""
+    values = [*task.command, *task.environment.values()] if task.environment else task.command
+    if not any(map(str.startswith, values, repeat(mount))):  # map over a C method: cheap for most tasks
+        return False
+    return any(value == mount or value.startswith(mount + "/") for value in values)
 
 
 # --------------------------------------------------------------------------- pydantic errors -> sentences

@@ -1,8 +1,9 @@
 """The `stepspot` command.
 
-Each subcommand lives in its own module of this package and exposes ``register(subparsers)``, which adds
-its parser and sets ``handler`` (a function taking the parsed ``argparse.Namespace`` and returning an exit
-code). Exit codes: 0 success, 1 failure of the work itself (a workflow failed), 2 bad input or usage,
+``stepspot.cli.commands`` defines every subcommand's arguments and sets ``handler`` to
+``"module:function"`` (a function taking the parsed ``argparse.Namespace`` and returning an exit code);
+that module is imported only when its command runs, so `stepspot --help` and a mistyped command start at
+once. Exit codes: 0 success, 1 failure of the work itself (a workflow failed), 2 bad input or usage,
 3 environment problem (missing credentials, missing deployment). A ``StepspotError`` reaching this level
 is printed as one sentence, never as a traceback.
 """
@@ -12,24 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from stepspot import __version__
-from stepspot.errors import ConfigurationError, StepspotError, WorkflowValidationError
+from stepspot.cli.commands import COMMANDS
 
-# Subcommand modules, in the order `stepspot --help` lists them.
-COMMAND_MODULES = (
-    "stepspot.cli.validate",
-    "stepspot.cli.plan",
-    "stepspot.cli.schema",
-    "stepspot.cli.local",
-    "stepspot.cli.remote",
-    "stepspot.cli.remote_status",
-    "stepspot.cli.outputs",
-    "stepspot.cli.templates",
-    "stepspot.cli.cleanup",
-    "stepspot.cli.report",
-)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
@@ -42,22 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stepspot {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # that part of the CLI has not been built into this install
-                continue
-            raise
-        module.register(subparsers)
+    for register in COMMANDS:
+        register(subparsers)
     return parser
+
+
+def resolve_handler(reference: str) -> Callable[[argparse.Namespace], int]:
+    """The function a ``"module:function"`` reference names (its module imported now)."""
+    module_name, _, function = reference.partition(":")
+    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module_name), function)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from stepspot._gc import gc_paused
+
+    with gc_paused():  # importing the command's modules builds long-lived objects only: nothing to collect
+        handler = resolve_handler(args.handler)
+    from stepspot.errors import ConfigurationError, StepspotError, WorkflowValidationError
+
     try:
-        code: int = args.handler(args)
+        code: int = handler(args)
     except WorkflowValidationError as exc:
         from stepspot.cli.output import print_problems
 

@@ -4,24 +4,10 @@ before anything is uploaded, registered or started."""
 
 from __future__ import annotations
 
-import argparse
-import os
-
 from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
-from stepspot.deployment import ENVIRONMENTS
 from stepspot.errors import WorkflowValidationError
 from stepspot.workflow import LoadedWorkflow
-
-
-def add_capacity_env_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--env",
-        "-e",
-        choices=ENVIRONMENTS,
-        default=os.environ.get("STEPSPOT_ENV", "dev"),
-        help=f"{what} (terraform/environments/ENV.tfvars; default: $STEPSPOT_ENV or dev)",
-    )
 
 
 def ensure_fits(loaded: LoadedWorkflow, capacity: DeploymentCapacity) -> DeploymentCapacity:

@@ -12,22 +12,12 @@ import argparse
 
 from stepspot.aws.batch import Batch
 from stepspot.cli.output import console
-from stepspot.cli.remote_context import EXIT_OK, RemoteContext, add_env_argument
+from stepspot.cli.remote_context import EXIT_OK, RemoteContext
 
 
 def base_name_prefix(environment: str) -> str:
     """Terraform's ``name_prefix`` of the environment's resources (terraform/main.tf), plus '-'."""
     return f"stepspot-{environment}-"
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "cleanup-job-definitions",
-        help="deregister the job definitions the attempt manager derived per image (run by make destroy)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
-    add_env_argument(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,6 @@ from rich.table import Table
 from rich.text import Text
 
 from stepspot.capacity_sources import offline_capacity
-from stepspot.cli.capacity_check import add_capacity_env_argument
 from stepspot.cli.output import console, err_console
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
@@ -43,96 +42,6 @@ STATE_STYLES = {
     "FAILED": "red",
     "SKIPPED": "magenta",
 }
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a rate between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside 0..1; give the share of attempts, e.g. 0.3")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "local",
-        help="run a workflow on this machine (no AWS account), with optional fault injection",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-    )
-    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
-    faults = parser.add_argument_group("fault injection (repeatable with --seed)")
-    faults.add_argument(
-        "--spot-interruptions",
-        type=_rate,
-        default=0.0,
-        metavar="RATE",
-        help="share of Spot attempts reclaimed: a 2-minute notice (IMDS + EventBridge), then the host goes",
-    )
-    faults.add_argument(
-        "--interruptions-per-hour",
-        type=_rate,
-        default=0.0,
-        metavar="RATE",
-        help="Spot interruptions per hour of run time, as AWS publishes per pool (e.g. 0.05 = 5 %%/h)",
-    )
-    faults.add_argument(
-        "--capacity-shortage",
-        action="store_true",
-        help="the Spot queue cannot place jobs: they are cancelled by the queue's time limit",
-    )
-    faults.add_argument(
-        "--app-failures",
-        type=_rate,
-        nargs="?",
-        const=0.25,
-        default=0.0,
-        metavar="RATE",
-        help="share of attempts whose program exits non-zero (default when given without RATE: 0.25)",
-    )
-    faults.add_argument("--fail-task", action="append", default=[], metavar="ID", help="every attempt of ID fails")
-    faults.add_argument(
-        "--reclaim-task", action="append", default=[], metavar="ID", help="every Spot attempt of ID is reclaimed"
-    )
-    faults.add_argument(
-        "--aws-faults",
-        type=_rate,
-        default=0.0,
-        metavar="RATE",
-        help="share of AWS calls that fail as the services do under load: DynamoDB transaction conflicts and "
-        "throttling, Lambda throttles and timeouts, SubmitJob and StartExecution throttling, duplicated and "
-        "delayed EventBridge events (stepspot.local.aws_faults)",
-    )
-    faults.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the injected faults")
-    parser.add_argument(
-        "--time-scale",
-        type=_positive,
-        default=600.0,
-        metavar="X",
-        help="simulated seconds per real second for waits, notices and timers (default 600)",
-    )
-    parser.add_argument("--policy", type=Path, metavar="FILE", help="JSON/YAML file overriding policy knobs")
-    parser.add_argument("--summary-json", type=Path, metavar="PATH", help="write the run summary as JSON")
-    parser.add_argument(
-        "--report", type=Path, metavar="PATH", help="write the run report (one self-contained HTML file)"
-    )
-    parser.add_argument("--max-parallel-jobs", type=int, default=None, metavar="N", help="local job slots")
-    parser.add_argument("--timeout", type=_positive, default=900.0, metavar="SECONDS", help="give up after")
-    parser.add_argument("--workdir", type=Path, default=Path(".stepspot"), metavar="DIR", help="run files")
-    parser.add_argument("--no-progress", action="store_true", help="no live display (CI logs)")
-    add_capacity_env_argument(parser, "environment whose queues and instance types local mode emulates")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,30 +21,10 @@ from stepspot.cli.remote_context import (
     EXIT_OK,
     EXIT_USAGE,
     RemoteContext,
-    add_env_argument,
-    add_workflow_argument,
     usage_errors_exit_2,
     workflow_id_from,
 )
 from stepspot.local.summary import LOCAL_OUTPUTS_FILE
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    outputs = subparsers.add_parser(
-        "outputs",
-        help="list (and download) the outputs tasks published",
-        description="List the files each task of a workflow published (its declared outputs), or of one task; "
-        "--download DIR fetches them into DIR/<task>/. For a local run, shows where they are on disk.",
-    )
-    add_workflow_argument(outputs, "workflow whose outputs to list")
-    outputs.add_argument("task", metavar="TASK", nargs="?", help="only this task")
-    outputs.add_argument("--download", type=Path, metavar="DIR", help="fetch the files into DIR/<task>/...")
-    add_env_argument(outputs)
-    outputs.add_argument(
-        "--workdir", type=Path, default=Path(".stepspot"), metavar="DIR", help="run files of local runs"
-    )
-    outputs.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    outputs.set_defaults(handler=run_outputs)
 
 
 def _rows(published: dict[str, list[dict[str, Any]]], location: dict[str, str]) -> list[dict[str, Any]]:

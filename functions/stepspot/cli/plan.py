@@ -7,11 +7,12 @@ it), ``mermaid`` for a drawing of the DAG with the critical path highlighted.
 from __future__ import annotations
 
 import argparse
+import gc
 
 from rich.table import Table
 
 from stepspot.capacity import MNP, QUEUE_NAMES
-from stepspot.cli.capacity_check import add_capacity_env_argument, ensure_fits_environment
+from stepspot.cli.capacity_check import ensure_fits_environment
 from stepspot.cli.output import console, print_problems
 from stepspot.plan import Plan, PlannedTask, build_plan, plan_to_json
 from stepspot.workflow import load_workflow_file
@@ -19,30 +20,8 @@ from stepspot.workflow import load_workflow_file
 DEFAULT_MAX_ROWS = 200
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "plan",
-        help="dry run: tasks, levels, critical path, duration and cost estimates",
-        description="Validate and plan a workflow without running it: order, levels, critical path, "
-        "duration and cost estimates (Spot vs On-Demand).",
-    )
-    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
-    parser.add_argument(
-        "--output", choices=("table", "json", "mermaid"), default="table", help="output format (default: table)"
-    )
-    parser.add_argument("--workflow-id", default="dry-run", help="workflow id to plan under (default: dry-run)")
-    parser.add_argument(
-        "--max-rows",
-        type=int,
-        default=DEFAULT_MAX_ROWS,
-        metavar="N",
-        help=f"rows of the task table to show (default: {DEFAULT_MAX_ROWS})",
-    )
-    add_capacity_env_argument(parser, "environment whose compute queues every task must fit")
-    parser.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
+    gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
     loaded = load_workflow_file(args.file)
     ensure_fits_environment(loaded, args.env)
     plan = build_plan(loaded.workflow, args.workflow_id, loaded.warnings)

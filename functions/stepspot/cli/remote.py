@@ -31,16 +31,14 @@ from stepspot.capacity_sources import (
     offline_capacity,
 )
 from stepspot.cli.capacity_check import ensure_fits, ensure_fits_environment
+from stepspot.cli.commands import MAX_WORKFLOW_ID_LENGTH
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    MAX_WORKFLOW_ID_LENGTH,
     WORKFLOW_ID_RE,
     RemoteContext,
-    add_env_argument,
-    add_workflow_argument,
     new_workflow_id,
     usage_errors_exit_2,
     workflow_id_from,
@@ -52,62 +50,6 @@ from stepspot.workflow import LoadedWorkflow, load_workflow_file
 
 # AWS allows RedriveExecution for 14 days after an execution stopped.
 REDRIVE_WINDOW = timedelta(days=14)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    submit = subparsers.add_parser(
-        "submit",
-        help="validate a workflow and start it on a deployed environment",
-        description="Validate a workflow definition locally, upload it, and start it on the environment's "
-        "workflow state machine. Prints the workflow id, the execution ARN and the console link.",
-        epilog="example: stepspot submit examples/molecular-dynamics/workflow.json --env dev --watch",
-    )
-    submit.add_argument("file", metavar="FILE", type=Path, help="workflow definition (.json, .yaml or .yml)")
-    add_env_argument(submit)
-    submit.add_argument(
-        "--execution-name",
-        metavar="NAME",
-        help=f"workflow id and execution name (1-{MAX_WORKFLOW_ID_LENGTH} of [A-Za-z0-9_-]; "
-        "default: <workflow name>-<UTC time>-<random>)",
-    )
-    submit.add_argument("--watch", action="store_true", help="follow progress until the workflow ends")
-    submit.add_argument("--interval", type=float, default=10.0, help="refresh interval of --watch in seconds")
-    submit.set_defaults(handler=run_submit)
-
-    cancel = subparsers.add_parser(
-        "cancel",
-        help="stop a running workflow and its tasks",
-        description="Stop a running workflow: its execution and the task executions still running (Step "
-        "Functions terminates their Batch jobs). Checkpoints are kept, so `stepspot resume` can continue.",
-    )
-    add_workflow_argument(cancel, "workflow to stop")
-    add_env_argument(cancel)
-    cancel.add_argument("--reason", default="cancelled from the stepspot CLI", help="recorded as the cause")
-    cancel.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    cancel.set_defaults(handler=run_cancel)
-
-    resume = subparsers.add_parser(
-        "resume",
-        help="continue a failed or cancelled workflow",
-        description="Continue a workflow that failed, timed out or was cancelled. By default the failed "
-        "execution is redriven from the state that failed (possible for 14 days); otherwise, or with "
-        "--resubmit, a new execution of the same workflow id starts and skips the tasks that succeeded. "
-        "Interrupted tasks resume from their latest checkpoint either way.",
-    )
-    add_workflow_argument(resume, "workflow to continue")
-    add_env_argument(resume)
-    strategy = resume.add_mutually_exclusive_group()
-    strategy.add_argument("--redrive", action="store_true", help="only redrive; fail if AWS cannot")
-    strategy.add_argument("--resubmit", action="store_true", help="start a new execution skipping finished tasks")
-    resume.add_argument(
-        "--definition",
-        metavar="FILE",
-        type=Path,
-        help="with --resubmit: use this (fixed) definition instead of the one submitted first",
-    )
-    resume.add_argument("--watch", action="store_true", help="follow progress until the workflow ends")
-    resume.add_argument("--interval", type=float, default=10.0, help="refresh interval of --watch in seconds")
-    resume.set_defaults(handler=run_resume)
 
 
 # --------------------------------------------------------------------------- submit

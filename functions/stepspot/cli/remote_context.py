@@ -16,33 +16,12 @@ import boto3
 
 from stepspot.aws.executions import RESUBMIT_SEPARATOR, WorkflowExecutions
 from stepspot.aws.workflow_records import WorkflowRecords
-from stepspot.deployment import ENVIRONMENTS, Deployment, load_deployment
+from stepspot.cli.commands import MAX_WORKFLOW_ID_LENGTH
+from stepspot.deployment import Deployment, load_deployment
 from stepspot.errors import FatalError
 
-# Workflow ids are Step Functions execution names (80 characters at most); 64 leaves room for the
-# `--r<n>` suffix of resubmissions.
-MAX_WORKFLOW_ID_LENGTH = 64
 WORKFLOW_ID_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{MAX_WORKFLOW_ID_LENGTH}}}$")
 EXECUTION_ARN_RE = re.compile(r"^arn:aws[\w-]*:states:[\w-]+:\d{12}:execution:[^:]+:(?P<name>[^:]+)$")
-
-
-def add_env_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--env",
-        "-e",
-        choices=ENVIRONMENTS,
-        default=os.environ.get("STEPSPOT_ENV", "dev"),
-        help="environment whose deployment to use (default: $STEPSPOT_ENV or dev)",
-    )
-
-
-def add_workflow_argument(parser: argparse.ArgumentParser, help_text: str, optional: bool = False) -> None:
-    parser.add_argument(
-        "workflow",
-        metavar="WORKFLOW",
-        nargs="?" if optional else None,
-        help=f"{help_text} (the workflow id printed by `stepspot submit`, or its execution ARN)",
-    )
 
 
 def workflow_id_from(value: str) -> str:

@@ -33,8 +33,6 @@ from stepspot.cli.remote_context import (
     EXIT_OK,
     EXIT_USAGE,
     RemoteContext,
-    add_env_argument,
-    add_workflow_argument,
     usage_errors_exit_2,
     workflow_id_from,
 )
@@ -238,57 +236,6 @@ def snapshot(
 
 
 # --------------------------------------------------------------------------- commands
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    status = subparsers.add_parser(
-        "status",
-        help="show a workflow's tasks (or list recent workflows)",
-        description="Show a workflow's execution status and a table of its tasks: state, attempts, "
-        "Spot interruptions, checkpoints, queue. Without WORKFLOW, list the recent workflows.",
-    )
-    add_workflow_argument(status, "workflow to show; omit to list recent ones", optional=True)
-    add_env_argument(status)
-    status.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
-    status.add_argument("--limit", type=int, default=20, help="how many recent workflows to list (default 20)")
-    status.set_defaults(handler=run_status)
-
-    watch = subparsers.add_parser(
-        "watch",
-        help="follow a workflow's progress until it ends",
-        description="Follow a workflow until it ends, then exit 0 if it succeeded, 1 otherwise. "
-        "On a terminal the table refreshes in place; elsewhere (CI, pipes) each change is one line. "
-        "Ctrl-C stops watching, not the workflow.",
-    )
-    add_workflow_argument(watch, "workflow to follow")
-    add_env_argument(watch)
-    watch.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes (default 10)")
-    watch.set_defaults(handler=run_watch)
-
-    logs = subparsers.add_parser(
-        "logs",
-        help="print a task's AWS Batch job logs",
-        description="Print the CloudWatch logs of a task's AWS Batch job (latest attempt by default).",
-    )
-    add_workflow_argument(logs, "workflow of the task")
-    logs.add_argument("task", metavar="TASK", help="task id")
-    add_env_argument(logs)
-    logs.add_argument("--attempt", type=int, help="the job attempt to show (1 = first; default: latest)")
-    logs.add_argument("--tail", type=int, default=200, help="how many of the last lines (default 200)")
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the task ends")
-    logs.set_defaults(handler=run_logs)
-
-    checkpoints = subparsers.add_parser(
-        "checkpoints",
-        help="list a workflow's checkpoints",
-        description="List the checkpoints saved for a workflow's tasks (or one task): sequence, status, "
-        "time, files, size; `*` marks the one a restarted task resumes from.",
-    )
-    add_workflow_argument(checkpoints, "workflow whose checkpoints to list")
-    add_env_argument(checkpoints)
-    checkpoints.add_argument("--task", help="only this task")
-    checkpoints.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    checkpoints.set_defaults(handler=run_checkpoints)
 
 
 @usage_errors_exit_2

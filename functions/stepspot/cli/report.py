@@ -8,33 +8,16 @@ page for a local run.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_OK,
     EXIT_USAGE,
     RemoteContext,
-    add_env_argument,
-    add_workflow_argument,
     usage_errors_exit_2,
     workflow_id_from,
 )
 from stepspot.errors import WorkflowNotFoundError
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    report = subparsers.add_parser(
-        "report",
-        help="write a workflow's run report: timeline, DAG, cost and savings (one HTML file)",
-        description="Write one self-contained HTML file (opens offline) telling what a workflow did: a "
-        "timeline of every attempt (Spot/On-Demand, reclaims, checkpoints, waits), the DAG with each "
-        "task's state, the cost ledger against all On-Demand, lost work and failure classes.",
-    )
-    add_workflow_argument(report, "workflow to report on")
-    add_env_argument(report)
-    report.add_argument("-o", "--output", type=Path, required=True, metavar="PATH", help="HTML file to write")
-    report.set_defaults(handler=run_report)
 
 
 @usage_errors_exit_2

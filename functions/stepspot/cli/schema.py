@@ -13,16 +13,6 @@ def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "schema",
-        help="print the JSON Schema of workflow definitions",
-        description="Print the JSON Schema of workflow definitions (for editors and other tools).",
-    )
-    parser.add_argument("-o", "--output-file", metavar="FILE", help="write to FILE instead of standard output")
-    parser.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
     text = schema_text()
     if args.output_file:

@@ -28,41 +28,6 @@ def templates_root() -> Path:
     return Path.cwd() / "templates" / "workflows"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    listing = subparsers.add_parser(
-        "templates",
-        help="list the workflow templates and their parameters",
-        description="List the workflow templates (templates/workflows/) with their parameters and defaults.",
-    )
-    listing.add_argument("--json", action="store_true", help="print the list as JSON")
-    listing.set_defaults(handler=run_templates)
-
-    new = subparsers.add_parser(
-        "new",
-        help="render a workflow definition from a template",
-        description="Render a workflow definition from a template, validate it, and write it. "
-        "Parameters not given keep their defaults (`stepspot templates` lists them).",
-        epilog="example: stepspot new parameter-sweep --set members=50 --set stop=2.5 -o sweep.yaml",
-    )
-    new.add_argument("template", metavar="TEMPLATE", help="template name (see `stepspot templates`)")
-    new.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a template parameter (repeatable)",
-    )
-    new.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help="file to write (.json writes JSON, anything else YAML); default: standard output",
-    )
-    new.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
-    new.set_defaults(handler=run_new)
-
-
 def run_templates(args: argparse.Namespace) -> int:
     templates = discover_templates(templates_root())
     if not templates:

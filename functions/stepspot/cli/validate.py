@@ -4,10 +4,11 @@ the environment; exit 0 when valid, 2 when not."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 
-from stepspot.cli.capacity_check import add_capacity_env_argument, ensure_fits_environment
+from stepspot.cli.capacity_check import ensure_fits_environment
 from stepspot.cli.output import console, print_problems
 from stepspot.errors import WorkflowValidationError
 from stepspot.workflow import load_workflow_file
@@ -15,20 +16,8 @@ from stepspot.workflow import load_workflow_file
 EXIT_OK, EXIT_INVALID = 0, 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "validate",
-        help="check a workflow definition (JSON or YAML)",
-        description="Check a workflow definition and report every problem with its location. "
-        "Exit code 0 when valid, 2 when not.",
-    )
-    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
-    parser.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
-    add_capacity_env_argument(parser, "environment whose compute queues every task must fit")
-    parser.set_defaults(handler=run)
-
-
 def run(args: argparse.Namespace) -> int:
+    gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
     try:
         loaded = load_workflow_file(args.file)
         ensure_fits_environment(loaded, args.env)
