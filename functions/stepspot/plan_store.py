@@ -38,6 +38,7 @@ PLAN_FORMAT_VERSION = 2  # 1 was the whole plan as one JSON document (stepspot.p
 # Shard size: small enough that one shard parses in about a millisecond and a cold reader's memory does
 # not depend on the workflow, large enough that a 100k-task plan is about 200 objects to write.
 TASKS_PER_SHARD = 512
+MAX_STORED_BYTES_PER_TASK = 150  # issue 16's budget (header + shards); the benchmark DAGs take 15-30
 _GZIP_LEVEL = 6  # level 9 saves ~1% more at twice the time
 
 # Profile: the PlannedTask fields many tasks share (interned once per shard). Positional in the record:

@@ -10,10 +10,10 @@ import pytest
 from monitoring_world import emf_metrics
 from moto import mock_aws
 
-from stepspot.errors import ConfigurationError, InvalidEventError, WorkflowValidationError
-from stepspot.handlers import workflow_parser
 from stepspot.aws.plan_objects import read_whole_plan
 from stepspot.aws.s3 import DocumentStore
+from stepspot.errors import ConfigurationError, InvalidEventError, WorkflowValidationError
+from stepspot.handlers import workflow_parser
 
 SEED = json.loads((Path(__file__).parents[1] / "unit" / "seed_sample_workflow.json").read_text())
 BUCKET, TABLE = "stepspot-test-bucket", "stepspot-test-state"
