@@ -253,3 +253,14 @@ def test_resubmission_resets_unfinished_tasks_and_keeps_the_id(aws):
 
     with pytest.raises(Exception, match="resubmission 0 is stale"):
         invoke({"workflow_definition": SEED, "workflow_id": "md-6"})
+
+
+def test_a_definition_over_the_size_limit_is_refused_before_anything_is_written(aws):
+    from stepspot.workflow_limits import MAX_WORKFLOW_TASKS
+
+    tasks = [{"id": f"t{i}", "container_image": "i", "command": ["c"]} for i in range(MAX_WORKFLOW_TASKS + 1)]
+    with pytest.raises(WorkflowValidationError, match="100,001 tasks, more than the 100,000 stepspot supports"):
+        invoke({"workflow_definition": {"name": "big", "tasks": tasks}, "workflow_id": "big"})
+
+    assert items("big") == []
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
