@@ -25,7 +25,7 @@ from stepspot.workflow import parse_workflow
 
 # The byte budget is defined on the benchmark's DAG shapes (bench/bench_planner.py): use those very shapes.
 sys.path.insert(0, str(Path(__file__).parents[2]))
-from bench.bench_planner import SHAPES  # noqa: E402
+from bench.bench_planner import SHAPES
 
 KEY = "workflows/wf/plan.json"
 SEED = json.loads((Path(__file__).parent / "seed_sample_workflow.json").read_text())
@@ -84,7 +84,7 @@ def test_a_task_with_100k_dependents_is_stored_and_found_by_its_shard():
     plan = _plan({"name": "wide", "tasks": SHAPES["fan-out"](100_001)})
     encoded = encode_plan(plan, KEY)
     header, shards, _ = _decoded(encoded)
-    by_index = {int(key.rsplit("/", 1)[1].split(".")[0]): shard for key, shard in zip(encoded.objects, shards)}
+    by_index = {int(key.rsplit("/", 1)[1].split(".")[0]): shard for key, shard in zip(encoded.objects, shards, strict=True)}
 
     root = by_index[shard_of("task-0", header.shard_count)]
     leaf = by_index[shard_of("task-99999", header.shard_count)]
@@ -112,7 +112,7 @@ def test_unreadable_plans_are_refused_with_what_to_do():
     newer = {**json.loads(encoded.header), "schema_version": 3}
     with pytest.raises(PlanFormatError, match="plan format version 3, this stepspot reads version 2: deploy"):
         decode_header(newer, "s3://b/" + KEY)
-    with pytest.raises(PlanFormatError, match="damaged plan shard .* submit the workflow again"):
+    with pytest.raises(PlanFormatError, match=r"damaged plan shard .* submit the workflow again"):
         Shard(gzip.compress(b'{"tasks": 1}'), "s3://b/x.json.gz")
     with pytest.raises(PlanFormatError, match="damaged plan shard"):
         Shard(b"not gzip", "s3://b/x.json.gz")
