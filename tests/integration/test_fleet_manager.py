@@ -171,14 +171,13 @@ def test_a_plan_written_before_the_sharded_format_is_still_read(fleet):
 def test_a_cold_choice_reads_the_header_and_one_shard_only(fleet):
     gets = []
     # Clients copy their session's event hooks when created: register, then let the fleet manager start cold.
-    boto3._get_default_session().events.register(
-        "before-parameter-build.s3.GetObject", lambda params, **_: gets.append(params["Key"]), unique_id="count-plan-reads"
-    )
+    events, hook = boto3._get_default_session().events, "before-parameter-build.s3.GetObject"
+    events.register(hook, lambda params, **_: gets.append(params["Key"]), unique_id="count-plan-reads")
     fleet_manager._fleet.cache_clear()
     try:
         _call({"action": "choose_capacity", **_ids("single")})
     finally:
-        boto3._get_default_session().events.unregister("before-parameter-build.s3.GetObject", unique_id="count-plan-reads")
+        events.unregister(hook, unique_id="count-plan-reads")
     assert gets[0] == "workflows/wf/plan.json"
     assert len(gets) == 2 and gets[1].startswith("workflows/wf/plan/") and gets[1].endswith(".json.gz")
 

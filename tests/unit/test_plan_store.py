@@ -84,7 +84,8 @@ def test_a_task_with_100k_dependents_is_stored_and_found_by_its_shard():
     plan = _plan({"name": "wide", "tasks": SHAPES["fan-out"](100_001)})
     encoded = encode_plan(plan, KEY)
     header, shards, _ = _decoded(encoded)
-    by_index = {int(key.rsplit("/", 1)[1].split(".")[0]): shard for key, shard in zip(encoded.objects, shards, strict=True)}
+    number = {key: int(key.rsplit("/", 1)[1].split(".")[0]) for key in encoded.objects}
+    by_index = {number[key]: shard for key, shard in zip(encoded.objects, shards, strict=True)}
 
     root = by_index[shard_of("task-0", header.shard_count)]
     leaf = by_index[shard_of("task-99999", header.shard_count)]
