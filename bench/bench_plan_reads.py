@@ -18,11 +18,13 @@ Lambdas (terraform/modules/functions/README.md).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,32 +121,43 @@ def _event_task(plan: Plan) -> str:
     return next(t for t in middle if len(plan.tasks[t].dependents) == 2)
 
 
-def _prepare_state(plan: Plan, task_id: str) -> None:
-    """The items a task_succeeded of ``task_id`` touches: META (RUNNING, one running task), the task
-    (RUNNING) and its dependents (PENDING, waiting for another parent too: nothing starts)."""
+@dataclass(frozen=True)
+class _EventWorkflow:
+    """What the events need to know of the workflow once its plan is stored (the plan itself is dropped:
+    a Lambda instance does not have it in memory, and a garbage collection would scan it)."""
+
+    workflow_id: str
+    total: int
+    task_id: str
+    dependents: list[str]
+
+
+def _prepare_state(workflow: _EventWorkflow) -> None:
+    """The items a task_succeeded touches: META (RUNNING, one running task), the task (RUNNING) and its
+    dependents (PENDING, waiting for another parent too: nothing starts)."""
     table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
     for item in table.scan()["Items"]:
         table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
-    children = [InitialTaskState(child, "PENDING", 2) for child in plan.tasks[task_id].dependents]
+    children = [InitialTaskState(child, "PENDING", 2) for child in workflow.dependents]
     meta = {
-        "workflow_id": plan.workflow_id,
+        "workflow_id": workflow.workflow_id,
         "status": "PARSED",
-        "total_tasks": len(plan.tasks),
+        "total_tasks": workflow.total,
         "succeeded": 0,
         "failed": 0,
         "failure_mode": "fail",
     }
     StateTable(boto3.resource("dynamodb", region_name=REGION), TABLE).register_workflow(
-        meta, [InitialTaskState(task_id, "PENDING", 0), *children], "bench"
+        meta, [InitialTaskState(workflow.task_id, "PENDING", 0), *children], "bench"
     )
     table.update_item(
-        Key=workflow_key(plan.workflow_id),
+        Key=workflow_key(workflow.workflow_id),
         UpdateExpression="SET #s = :running, #r = :one",
         ExpressionAttributeNames={"#s": "status", "#r": "running"},
         ExpressionAttributeValues={":running": "RUNNING", ":one": 1},
     )
     table.update_item(
-        Key=task_key(plan.workflow_id, task_id),
+        Key=task_key(workflow.workflow_id, workflow.task_id),
         UpdateExpression="SET #s = :running",
         ExpressionAttributeNames={"#s": "state"},
         ExpressionAttributeValues={":running": "RUNNING"},
@@ -160,16 +173,17 @@ def _cold() -> None:
     fleet_manager._fleet.cache_clear()
 
 
-def _invoke(kind: str, plan: Plan, plan_uri: str, task_id: str, traced: bool) -> tuple[float, float]:
+def _invoke(kind: str, workflow: _EventWorkflow, plan_uri: str, traced: bool) -> tuple[float, float]:
     from stepspot.handlers import fleet_manager, scheduler
 
     if kind == "scheduler":
-        _prepare_state(plan, task_id)
-        event = {"action": "task_succeeded", "workflow_id": plan.workflow_id, "task_id": task_id, "plan_uri": plan_uri}
+        _prepare_state(workflow)
+        event = {"action": "task_succeeded", "workflow_id": workflow.workflow_id, "task_id": workflow.task_id}
         handler = scheduler.lambda_handler
     else:
-        event = {"action": "choose_capacity", "workflow_id": plan.workflow_id, "task_id": task_id, "plan_uri": plan_uri}
+        event = {"action": "choose_capacity", "workflow_id": workflow.workflow_id, "task_id": workflow.task_id}
         handler = fleet_manager.lambda_handler
+    event["plan_uri"] = plan_uri
     _cold()
     if traced:
         tracemalloc.start()
@@ -191,13 +205,18 @@ def cold_events() -> list[dict[str, Any]]:
     for index, n in enumerate((SIZES[0], *SIZES)):
         plan = _plan(EVENT_SHAPE, n)
         task_id = _event_task(plan)
+        workflow = _EventWorkflow(plan.workflow_id, len(plan.tasks), task_id, plan.tasks[task_id].dependents)
+        encoded = encode_plan(plan, plan_key(plan.workflow_id))
+        del plan
         with mock_aws(config={"batch": {"use_docker": False}}):
             _environment(_tables())
             documents = DocumentStore(boto3.client("s3", region_name=REGION), BUCKET)
-            plan_uri = write_plan(documents, plan_key(plan.workflow_id), encode_plan(plan, plan_key(plan.workflow_id)))
+            plan_uri = write_plan(documents, plan_key(workflow.workflow_id), encoded)
+            del encoded
+            gc.collect()
             for kind in ("scheduler", "fleet manager"):
-                seconds = min(_invoke(kind, plan, plan_uri, task_id, traced=False)[0] for _ in range(TIMED_RUNS))
-                _, peak = _invoke(kind, plan, plan_uri, task_id, traced=True)
+                seconds = min(_invoke(kind, workflow, plan_uri, traced=False)[0] for _ in range(TIMED_RUNS))
+                _, peak = _invoke(kind, workflow, plan_uri, traced=True)
                 if index:
                     rows.append({"event": kind, "tasks": n, "seconds": seconds, "peak_mib": peak})
         _cold()
