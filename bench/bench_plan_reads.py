@@ -223,6 +223,47 @@ def cold_events() -> list[dict[str, Any]]:
     return rows
 
 
+def _rss_child(objects_file: str, kind: str) -> None:
+    """In a fresh process that never held the plan: write the stored objects to moto, run one cold event
+    and print the process's peak RSS (interpreter, libraries, moto and the event: what a Lambda needs)."""
+    import pickle
+    import resource
+
+    workflow, objects, header_key, header = pickle.loads(Path(objects_file).read_bytes())
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        _environment(_tables())
+        s3 = boto3.client("s3", region_name=REGION)
+        for key, body in objects.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        s3.put_object(Bucket=BUCKET, Key=header_key, Body=header)
+        _prepare_state(workflow)  # the task's item (the fleet manager records its choice there)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        _invoke(kind, workflow, f"s3://{BUCKET}/{header_key}", traced=False)
+    print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def cold_event_rss(n: int = SIZES[-1]) -> dict[str, tuple[float, float]]:
+    import pickle
+    import subprocess
+    import tempfile
+
+    plan = _plan(EVENT_SHAPE, n)
+    task_id = _event_task(plan)
+    workflow = _EventWorkflow(plan.workflow_id, len(plan.tasks), task_id, plan.tasks[task_id].dependents)
+    key = plan_key(plan.workflow_id)
+    encoded = encode_plan(plan, key)
+    rss = {}
+    with tempfile.NamedTemporaryFile(suffix=".pickle") as handle:
+        handle.write(pickle.dumps((workflow, encoded.objects, key, encoded.header)))
+        handle.flush()
+        for kind in ("scheduler", "fleet manager"):
+            code = f"from bench.bench_plan_reads import _rss_child; _rss_child({handle.name!r}, {kind!r})"
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            before, after = out.strip().splitlines()[-1].split()
+            rss[kind] = (float(before), float(after))
+    return rss
+
+
 def parser_peak(n: int = 100_000) -> dict[str, Any]:
     """The parser Lambda registering an n-task random layered DAG (definition_uri), every write included."""
     import resource
@@ -281,7 +322,13 @@ def main(argv: list[str]) -> int:
             ok = spread <= GOAL_SPREAD and (metric != "peak_mib" or max(values) < GOAL_PEAK_MB)
             failed |= not ok
             print(f"{kind} {metric}: largest/smallest {spread:.2f} ({'meets' if ok else 'MISSES'} the goal)")
-    result: dict[str, Any] = {"stored": sizes, "events": events}
+    rss = cold_event_rss()
+    for kind, (before, after) in rss.items():
+        print(
+            f"{kind}: a fresh process (moto included) peaks at {before:.0f} MiB RSS before one cold event "
+            f"at {SIZES[-1]:,} tasks, {after:.0f} MiB after it"
+        )
+    result: dict[str, Any] = {"stored": sizes, "events": events, "rss_mib": rss}
     if "--parser" in argv:
         parser = parser_peak()
         result["parser"] = parser
