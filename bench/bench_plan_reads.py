@@ -227,7 +227,6 @@ def _rss_child(objects_file: str, kind: str) -> None:
     """In a fresh process that never held the plan: write the stored objects to moto, run one cold event
     and print the process's peak RSS (interpreter, libraries, moto and the event: what a Lambda needs)."""
     import pickle
-    import resource
 
     workflow, objects, header_key, header = pickle.loads(Path(objects_file).read_bytes())
     with mock_aws(config={"batch": {"use_docker": False}}):
@@ -237,9 +236,17 @@ def _rss_child(objects_file: str, kind: str) -> None:
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         s3.put_object(Bucket=BUCKET, Key=header_key, Body=header)
         _prepare_state(workflow)  # the task's item (the fleet manager records its choice there)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        before = _peak_rss_mib()
         _invoke(kind, workflow, f"s3://{BUCKET}/{header_key}", traced=False)
-    print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(before, _peak_rss_mib())
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM of this process: unlike getrusage's ru_maxrss it does not inherit the forking parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: peak RSS needs Linux")
 
 
 def cold_event_rss(n: int = SIZES[-1]) -> dict[str, tuple[float, float]]:
@@ -266,8 +273,6 @@ def cold_event_rss(n: int = SIZES[-1]) -> dict[str, tuple[float, float]]:
 
 def parser_peak(n: int = 100_000) -> dict[str, Any]:
     """The parser Lambda registering an n-task random layered DAG (definition_uri), every write included."""
-    import resource
-
     from stepspot.handlers import workflow_parser
 
     document = json.dumps({"name": f"parser-{n}", "tasks": SHAPES[EVENT_SHAPE](n)}).encode()
@@ -291,7 +296,7 @@ def parser_peak(n: int = 100_000) -> dict[str, Any]:
         "seconds": seconds,
         "peak_mib": peak,
         "retained_mib": retained,  # still allocated after the call: moto's copies of the items and objects
-        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "max_rss_mib": _peak_rss_mib(),
     }
 
 
