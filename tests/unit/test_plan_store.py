@@ -22,6 +22,7 @@ from stepspot.plan_store import (
     shard_of,
 )
 from stepspot.workflow import parse_workflow
+from stepspot.workflow_limits import MAX_WORKFLOW_TASKS
 
 # The byte budget is defined on the benchmark's DAG shapes (bench/bench_planner.py): use those very shapes.
 sys.path.insert(0, str(Path(__file__).parents[2]))
@@ -81,7 +82,8 @@ def test_benchmark_shapes_round_trip_within_the_byte_budget(shape):
 
 
 def test_a_task_with_100k_dependents_is_stored_and_found_by_its_shard():
-    plan = _plan({"name": "wide", "tasks": SHAPES["fan-out"](100_001)})
+    # The widest fan-out the task limit allows: one root and MAX_WORKFLOW_TASKS - 1 dependents.
+    plan = _plan({"name": "wide", "tasks": SHAPES["fan-out"](MAX_WORKFLOW_TASKS)})
     encoded = encode_plan(plan, KEY)
     header, shards, _ = _decoded(encoded)
     number = {key: int(key.rsplit("/", 1)[1].split(".")[0]) for key in encoded.objects}
@@ -89,7 +91,8 @@ def test_a_task_with_100k_dependents_is_stored_and_found_by_its_shard():
 
     root = by_index[shard_of("task-0", header.shard_count)]
     leaf = by_index[shard_of("task-99999", header.shard_count)]
-    assert root.dependents("task-0") == plan.tasks["task-0"].dependents and len(root.dependents("task-0")) == 100_000
+    dependents = root.dependents("task-0")
+    assert dependents == plan.tasks["task-0"].dependents and len(dependents) == MAX_WORKFLOW_TASKS - 1
     assert leaf.task("task-99999") == plan.tasks["task-99999"]
     assert encoded.stored_bytes / len(plan.tasks) <= MAX_STORED_BYTES_PER_TASK
 
