@@ -1,8 +1,10 @@
-"""The execution plan of a valid workflow: what ``workflows/<id>/plan.json`` holds. Pure.
+"""The execution plan of a valid workflow. Pure.
 
 The plan is the single hand-off from parsing to scheduling: it carries each task's effective settings
 (defaults and global config applied, multi-node tasks routed to On-Demand), its dependents, and the
-workflow's order, levels, critical path and estimates.
+workflow's order, levels, critical path and estimates. It is stored as a header and per-task shards
+(``stepspot.plan_store``, docs/plan-format.md); ``plan_to_json`` is the whole-document form that
+``stepspot plan`` prints and that plans stored before the sharded format hold.
 """
 
 from __future__ import annotations
