@@ -148,7 +148,10 @@ module "functions" {
     workflow_parser = {
       handler     = "stepspot.handlers.workflow_parser.lambda_handler"
       description = "Validates a workflow, writes its plan to S3 and one state item per task"
-      timeout     = 120
+      # 100,000 tasks (the maximum): ~6 CPU-seconds of planning and ~4,000 BatchWriteItem calls.
+      timeout = 300
+      # Memory: twice the measured peak at the maximum size (~310 MB), docs/plan-format.md "Measurements".
+      memory_size = 640
       statements = [
         {
           sid       = "WorkflowObjects"
@@ -167,6 +170,8 @@ module "functions" {
       handler     = "stepspot.handlers.scheduler.lambda_handler"
       description = "Dataflow scheduling: starts ready tasks, completes the workflow callback"
       timeout     = 300
+      # Reads one plan shard per event: ~80 MB at any workflow size; the floor keeps cold starts quick.
+      memory_size = 256
       environment = {
         STEPSPOT_TASK_STATE_MACHINE_ARN = local.task_state_machine_arn
       }
@@ -253,6 +258,8 @@ module "functions" {
       handler     = "stepspot.handlers.attempt_manager.lambda_handler"
       description = "Each task attempt: Spot or On-Demand (circuit breaker), failure class, retry decision"
       timeout     = 60
+      # Reads one plan shard per event: ~80 MB at any workflow size; the floor keeps cold starts quick.
+      memory_size = 256
       environment = merge(local.gpu_queue_environment, {
         STEPSPOT_SPOT_QUEUE_ARN         = module.compute.job_queue_arns["spot"]
         STEPSPOT_ONDEMAND_QUEUE_ARN     = module.compute.job_queue_arns["ondemand"]

@@ -1,8 +1,10 @@
-"""The execution plan of a valid workflow: what ``workflows/<id>/plan.json`` holds. Pure.
+"""The execution plan of a valid workflow. Pure.
 
 The plan is the single hand-off from parsing to scheduling: it carries each task's effective settings
 (defaults and global config applied, multi-node tasks routed to On-Demand), its dependents, and the
-workflow's order, levels, critical path and estimates.
+workflow's order, levels, critical path and estimates. It is stored as a header and per-task shards
+(``stepspot.plan_store``, docs/plan-format.md); ``plan_to_json`` is the whole-document form that
+``stepspot plan`` prints and that plans stored before the sharded format hold.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -76,6 +79,22 @@ class Plan:
     @property
     def roots(self) -> list[str]:
         return self.levels[0] if self.levels else []
+
+    # The per-task lookups of the scheduler and fleet manager (stepspot.scheduler.PlanView), the same
+    # as those of a stored plan read one shard at a time (stepspot.handlers._plans.ShardedPlan).
+    def has_task(self, task_id: str) -> bool:
+        return task_id in self.tasks
+
+    def task(self, task_id: str) -> PlannedTask:
+        return self.tasks[task_id]
+
+    def dependents(self, task_id: str) -> list[str]:
+        return self.tasks[task_id].dependents
+
+    def remaining_dependencies(self, task_ids: Iterable[str], done: AbstractSet[str]) -> dict[str, int]:
+        """For each of ``task_ids`` of this plan (others are left out): its dependencies not in ``done``."""
+        tasks = self.tasks
+        return {t: sum(1 for d in tasks[t].depends_on if d not in done) for t in task_ids if t in tasks}
 
     def summary(self) -> dict[str, Any]:
         """A small view of the plan whose size does not grow with the number of tasks."""

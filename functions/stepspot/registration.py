@@ -7,15 +7,16 @@ result; a different definition under an existing workflow id is refused before a
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stepspot.aws.plan_objects import write_plan
 from stepspot.aws.s3 import DocumentStore, definition_key, plan_key
 from stepspot.aws.state_table import StateTable
-from stepspot.plan import build_plan, default_workflow_id, initial_task_states, plan_to_json
+from stepspot.plan import build_plan, default_workflow_id, initial_task_states
+from stepspot.plan_store import encode_plan
 from stepspot.policy import DEFAULT_POLICY, Policy
 from stepspot.workflow import ID_PATTERN, parse_workflow
 from stepspot.workflow_limits import workflow_limits
@@ -74,8 +75,8 @@ def register_workflow(
     if request.dry_run:
         return {**result, "registered": False, "plan_uri": None, "definition_uri": request.definition_uri}
 
-    plan_bytes = plan_to_json(plan)
-    plan_sha256 = hashlib.sha256(plan_bytes).hexdigest()
+    encoded = encode_plan(plan, plan_key(workflow_id))  # header + shards (stepspot.plan_store)
+    plan_sha256 = encoded.digest
     existing = table.get_workflow(workflow_id)
     if existing is not None and not table.is_newer_resubmission(existing, request.resubmission):
         table.same_plan_or_raise(existing, plan_sha256, request.resubmission)  # before any write
@@ -86,7 +87,9 @@ def register_workflow(
             "definition_uri": existing["definition_uri"],
         }
     definition_uri = request.definition_uri or documents.put(definition_key(workflow_id), canonical)
-    plan_uri = documents.put(plan_key(workflow_id), plan_bytes)
+    # The plan's objects before the state items: a crash in between leaves no registration visible, and
+    # the retry writes the same keys (named by the plan's digest) again.
+    plan_uri = write_plan(documents, plan_key(workflow_id), encoded)
     meta = {
         "workflow_id": workflow_id,
         "name": plan.name,

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -87,7 +88,7 @@ class SchedulerStore(Protocol):
 
     def begin(self, workflow_id: str, task_token: str) -> WorkflowCounters: ...
     def initially_ready(self, workflow_id: str) -> list[str]: ...
-    def reset_unfinished(self, workflow_id: str, tasks: Mapping[str, Any]) -> None: ...
+    def reset_unfinished(self, workflow_id: str, plan: PlanView) -> None: ...
     def counters(self, workflow_id: str) -> WorkflowCounters: ...
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int: ...
     def try_start(
@@ -119,17 +120,17 @@ class Orchestrator(Protocol):
 
 
 class PlanView(Protocol):
-    """The parts of ``stepspot.plan.Plan`` the scheduler reads."""
+    """What the scheduler reads of a plan: workflow-level fields and one task at a time (an in-memory
+    ``stepspot.plan.Plan``, or ``stepspot.handlers._plans.ShardedPlan`` reading one shard per task)."""
 
     @property
     def workflow_id(self) -> str: ...
     @property
     def failure_mode(self) -> str: ...
-    @property
-    def levels(self) -> list[list[str]]: ...
 
-    @property
-    def tasks(self) -> Mapping[str, Any]: ...
+    def has_task(self, task_id: str) -> bool: ...
+    def dependents(self, task_id: str) -> Sequence[str]: ...
+    def remaining_dependencies(self, task_ids: Iterable[str], done: AbstractSet[str]) -> Mapping[str, int]: ...
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -147,23 +148,19 @@ def execution_name(workflow_id: str, task_id: str, run_tag: str = "0.0") -> str:
     return f"{head}-{digest}"[:MAX_EXECUTION_NAME]
 
 
-def descendants(tasks: Mapping[str, Any], task_id: str) -> list[str]:
+def descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str) -> list[str]:
     """Every task downstream of ``task_id`` (breadth first, each once)."""
     seen: set[str] = set()
     order: list[str] = []
-    queue: deque[str] = deque(tasks[task_id].dependents)
+    queue: deque[str] = deque(dependents_of(task_id))
     while queue:
         current = queue.popleft()
         if current in seen:
             continue
         seen.add(current)
         order.append(current)
-        queue.extend(tasks[current].dependents)
+        queue.extend(dependents_of(current))
     return order
-
-
-def roots(plan: PlanView) -> list[str]:
-    return list(plan.levels[0]) if plan.levels else []
 
 
 def task_input(workflow_id: str, task_id: str, plan_uri: str) -> dict[str, Any]:
@@ -208,7 +205,7 @@ class Scheduler:
         if previous.status in FINAL_WORKFLOW_STATES and previous.task_token not in (None, task_token):
             # A new token on a finished workflow: StartWorkflow was redriven (RedriveExecution). Run the
             # tasks that did not succeed again; a duplicate of the original start has the old token.
-            self.store.reset_unfinished(plan.workflow_id, plan.tasks)
+            self.store.reset_unfinished(plan.workflow_id, plan)
             ready = None
         counters = self.store.begin(plan.workflow_id, task_token)
         if counters.status in FINAL_WORKFLOW_STATES:
@@ -228,7 +225,7 @@ class Scheduler:
         if counters.status == WorkflowStatus.RUNNING:
             ready = [
                 child
-                for child in plan.tasks[task_id].dependents
+                for child in plan.dependents(task_id)
                 if self.store.resolve_dependency(workflow_id, child, task_id, counters.run_tag) == 0
             ]
             free = self.max_running - counters.running
@@ -242,7 +239,7 @@ class Scheduler:
         self.store.finish(workflow_id, task_id, TaskState.FAILED, detail=cause)
         reason = f"task {task_id} failed: {cause}"
         if plan.failure_mode == "continue":
-            for downstream in descendants(plan.tasks, task_id):
+            for downstream in descendants(plan.dependents, task_id):
                 self.store.skip(workflow_id, downstream, cause=f"upstream task {task_id} failed")
             counters = self._drain(plan, plan_uri, self.store.counters(workflow_id), 0)
             return self._settle(plan, counters, failure=reason)
@@ -255,7 +252,7 @@ class Scheduler:
 
     @staticmethod
     def _known(plan: PlanView, task_id: str) -> None:
-        if task_id not in plan.tasks:
+        if not plan.has_task(task_id):
             from stepspot.errors import UnknownTaskError
 
             raise UnknownTaskError(f"task {task_id!r} is not part of workflow {plan.workflow_id}", task_id=task_id)

@@ -27,6 +27,7 @@ from stepspot import dag, dataflow, fleet
 from stepspot._gc import gc_paused
 from stepspot.capacity import QueueChoice
 from stepspot.errors import Problem, WorkflowValidationError
+from stepspot.workflow_limits import too_many_tasks
 
 # Ids become S3 key parts and Step Functions execution-name parts (80 characters, no spaces or '/').
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
@@ -301,6 +302,9 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "nothing"
         return None, [Problem("$", f'the top level must be an object with "name" and "tasks", found {kind}')]
+    raw_tasks = data.get("tasks")
+    if isinstance(raw_tasks, list) and (too_many := too_many_tasks(len(raw_tasks))):
+        return None, [Problem("$.tasks", too_many)]  # before building anything of a definition this large
     workflow: Workflow | None = None
     problems: list[Problem] = []
     try:
@@ -308,7 +312,6 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     except ValidationError as exc:
         # dict.fromkeys: a union field (int | "auto") reports one error per member; say it once.
         problems = list(dict.fromkeys(_sentence(error, data) for error in exc.errors(include_url=False)))
-    raw_tasks = data.get("tasks")
     if isinstance(raw_tasks, list) and raw_tasks:
         problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
         problems.extend(_dataflow_problems(raw_tasks))

@@ -24,9 +24,24 @@ from typing import Any
 from stepspot.fleet import DEFAULT_TIMEOUT_SECONDS
 from stepspot.policy import FailureClass, Policy
 
+# The largest workflow stepspot runs (docs/plan-format.md "Limits"): the parser Lambda's memory and the
+# other Lambdas' settings are derived from measurements at this size (terraform/modules/functions/README.md).
+# Larger definitions are refused at validation, before anything is built.
+MAX_WORKFLOW_TASKS = 100_000
+
 SFN_EXECUTION_MAX_SECONDS = 365 * 86_400  # a Standard execution ends after one year anyway
 MARGIN_SECONDS = 3600  # Lambda retries, a slow queue, clock skew
 ORCHESTRATION_SECONDS_PER_ATTEMPT = 600  # capacity choice, checkpoint restore, SubmitJob retries
+
+
+def too_many_tasks(count: int) -> str | None:
+    """The sentence refusing a definition of ``count`` tasks, or None when the size is supported."""
+    if count <= MAX_WORKFLOW_TASKS:
+        return None
+    return (
+        f"the workflow has {count:,} tasks, more than the {MAX_WORKFLOW_TASKS:,} stepspot supports: split it into "
+        f"workflows of at most {MAX_WORKFLOW_TASKS:,} tasks each"
+    )
 
 
 def max_attempts(task: Any, policy: Policy) -> int:

@@ -11,12 +11,15 @@ import pytest
 from botocore.validate import validate_parameters
 from moto import mock_aws
 
+from stepspot.aws.plan_objects import write_plan
+from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.state_table import StateTable
 from stepspot.build_info import deployment_version
 from stepspot.errors import ConfigurationError, InvalidEventError
 from stepspot.fleet import runner_invocation, runner_program
 from stepspot.handlers import _cache, attempt_manager
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
+from stepspot.plan_store import encode_plan
 from stepspot.settings import load_settings
 from stepspot.workflow import parse_workflow
 
@@ -76,7 +79,7 @@ def fleet(monkeypatch):
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="bucket")
         plan = build_plan(parse_workflow(WORKFLOW).workflow, "wf")
-        s3.put_object(Bucket="bucket", Key="workflows/wf/plan.json", Body=plan_to_json(plan))
+        write_plan(DocumentStore(s3, "bucket"), "workflows/wf/plan.json", encode_plan(plan, "workflows/wf/plan.json"))
         StateTable(dynamodb, "state").register_workflow(
             {"workflow_id": "wf", "status": "PARSED", "total_tasks": len(WORKFLOW["tasks"])},
             initial_task_states(plan),
@@ -153,6 +156,29 @@ def test_a_spot_task_goes_to_spot_under_the_agent_with_its_ids(fleet):
     # The task runner refuses a bundle that is not the build of these Lambdas.
     assert env["STEPSPOT_VERSION"] == deployment_version()
     assert len(json.dumps(job)) < 4096
+
+
+def test_a_plan_written_before_the_sharded_format_is_still_read(fleet):
+    # A workflow running across an upgrade keeps the whole-document plan (format 1) it was registered with.
+    plan = build_plan(parse_workflow(WORKFLOW).workflow, "wf")
+    boto3.client("s3").put_object(Bucket="bucket", Key="workflows/old/plan.json", Body=plan_to_json(plan))
+    event = {**_ids("single"), "plan_uri": "s3://bucket/workflows/old/plan.json"}
+    job = _call({"action": "choose_capacity", **event})
+    assert (job["capacity"], job["queue_name"]) == ("SPOT", "spot")
+
+
+def test_a_cold_choice_reads_the_header_and_one_shard_only(fleet):
+    gets = []
+    # Clients copy their session's event hooks when created: register, then let the fleet manager start cold.
+    events, hook = boto3._get_default_session().events, "before-parameter-build.s3.GetObject"
+    events.register(hook, lambda params, **_: gets.append(params["Key"]), unique_id="count-plan-reads")
+    attempt_manager.runtime.cache_clear()
+    try:
+        _call({"action": "choose_capacity", **_ids("single")})
+    finally:
+        events.unregister(hook, unique_id="count-plan-reads")
+    assert gets[0] == "workflows/wf/plan.json"
+    assert len(gets) == 2 and gets[1].startswith("workflows/wf/plan/") and gets[1].endswith(".json.gz")
 
 
 def test_every_job_carries_the_cost_allocation_tags(fleet):

@@ -9,9 +9,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from stepspot.aws.plan_objects import write_plan
+from stepspot.aws.s3 import DocumentStore
 from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
-from stepspot.plan import build_plan, initial_task_states
+from stepspot.handlers import _plans
+from stepspot.handlers._plans import ShardedPlan, load_plan
+from stepspot.plan import Plan, build_plan, initial_task_states
+from stepspot.plan_store import encode_plan
 from stepspot.scheduler import Scheduler, TaskState, execution_name
 from stepspot.workflow import parse_workflow
 
@@ -86,7 +91,8 @@ def dynamodb():
         yield resource
 
 
-def _setup(dynamodb, tasks, failure_mode="fail", max_running=100):
+def _setup(dynamodb, tasks, failure_mode="fail", max_running=100, stored=True):
+    """``stored``: the scheduler reads the plan as the Lambda does, from its shards in S3 (moto)."""
     plan = build_plan(parse_workflow(_workflow(tasks, failure_mode)).workflow, "wf")
     meta = {
         "workflow_id": "wf",
@@ -100,7 +106,16 @@ def _setup(dynamodb, tasks, failure_mode="fail", max_running=100):
     StateTable(dynamodb, TABLE).register_workflow(meta, initial_task_states(plan), "sha")
     store = SchedulerState(dynamodb, TABLE)
     sfn = FakeStepFunctions()
-    return plan, store, sfn, Scheduler(store, sfn, max_running=max_running)
+    view: ShardedPlan | Plan = plan
+    if stored:
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bucket")
+        documents = DocumentStore(s3, "bucket")
+        write_plan(documents, "workflows/wf/plan.json", encode_plan(plan, "workflows/wf/plan.json"))
+        _plans.clear()
+        view = load_plan(documents, PLAN_URI)
+        assert isinstance(view, ShardedPlan)
+    return view, store, sfn, Scheduler(store, sfn, max_running=max_running)
 
 
 def _state(store: SchedulerState, task_id: str) -> str:
@@ -209,7 +224,7 @@ def test_redrive_runs_unfinished_tasks_again_under_new_execution_names(dynamodb)
 
 
 def test_a_start_for_an_unknown_workflow_names_it(dynamodb):
-    plan, _store, _sfn, scheduler = _setup(dynamodb, DIAMOND)
+    plan, _store, _sfn, scheduler = _setup(dynamodb, DIAMOND, stored=False)
     plan.workflow_id = "nope"
     with pytest.raises(Exception, match="workflow nope is not registered"):
         scheduler.start(plan, PLAN_URI, "t")

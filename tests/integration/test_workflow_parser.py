@@ -10,9 +10,10 @@ import pytest
 from monitoring_world import emf_metrics
 from moto import mock_aws
 
+from stepspot.aws.plan_objects import read_whole_plan
+from stepspot.aws.s3 import DocumentStore
 from stepspot.errors import ConfigurationError, InvalidEventError, WorkflowValidationError
 from stepspot.handlers import workflow_parser
-from stepspot.plan import plan_from_json
 
 SEED = json.loads((Path(__file__).parents[1] / "unit" / "seed_sample_workflow.json").read_text())
 BUCKET, TABLE = "stepspot-test-bucket", "stepspot-test-state"
@@ -50,6 +51,10 @@ def invoke(event):
     return workflow_parser.lambda_handler(event, Context())
 
 
+def stored_plan(plan_uri):
+    return read_whole_plan(DocumentStore(boto3.client("s3"), BUCKET), plan_uri)
+
+
 def items(workflow_id):
     table = boto3.resource("dynamodb").Table(TABLE)
     return table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"WF#{workflow_id}"})[
@@ -64,8 +69,7 @@ def test_inline_definition_is_planned_and_registered(aws):
     # 3 multi-node tasks routed to On-Demand, 4 tasks using /mnt/efs without global_config.shared_filesystem
     assert result["task_count"] == 4 and result["level_count"] == 4 and result["warning_count"] == 7
     assert result["plan_uri"] == f"s3://{BUCKET}/workflows/md-1/plan.json"
-    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="workflows/md-1/plan.json")["Body"].read()
-    assert plan_from_json(body).critical_path[-1] == "analysis"
+    assert stored_plan(result["plan_uri"]).critical_path[-1] == "analysis"
     tasks = {i["task_id"]: i for i in items("md-1") if i["sk"].startswith("TASK#")}
     assert {t: int(i["remaining_deps"]) for t, i in tasks.items()} == {
         "data-preprocessing": 0,
@@ -134,8 +138,7 @@ def test_same_id_with_a_different_definition_is_refused_before_writing(aws):
         invoke({"workflow_definition": changed, "workflow_id": "md-4"})
 
     assert type(info.value).__name__ == "WorkflowAlreadyExistsError"
-    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="workflows/md-4/plan.json")["Body"].read()
-    assert plan_from_json(body).name == SEED["name"]
+    assert stored_plan(f"s3://{BUCKET}/workflows/md-4/plan.json").name == SEED["name"]
 
 
 def test_invalid_definition_raises_named_error_with_every_problem_and_writes_nothing(aws):
@@ -250,3 +253,14 @@ def test_resubmission_resets_unfinished_tasks_and_keeps_the_id(aws):
 
     with pytest.raises(Exception, match="resubmission 0 is stale"):
         invoke({"workflow_definition": SEED, "workflow_id": "md-6"})
+
+
+def test_a_definition_over_the_size_limit_is_refused_before_anything_is_written(aws):
+    from stepspot.workflow_limits import MAX_WORKFLOW_TASKS
+
+    tasks = [{"id": f"t{i}", "container_image": "i", "command": ["c"]} for i in range(MAX_WORKFLOW_TASKS + 1)]
+    with pytest.raises(WorkflowValidationError, match="100,001 tasks, more than the 100,000 stepspot supports"):
+        invoke({"workflow_definition": {"name": "big", "tasks": tasks}, "workflow_id": "big"})
+
+    assert items("big") == []
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0

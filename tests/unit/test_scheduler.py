@@ -24,5 +24,5 @@ def test_execution_names_are_deterministic_short_and_distinct():
 
 def test_descendants_are_every_task_downstream_once():
     tasks = {"a": _Task(["b", "c"]), "b": _Task(["d"]), "c": _Task(["d"]), "d": _Task([]), "e": _Task([])}
-    assert descendants(tasks, "a") == ["b", "c", "d"]
-    assert descendants(tasks, "e") == []
+    assert descendants(lambda t: tasks[t].dependents, "a") == ["b", "c", "d"]
+    assert descendants(lambda t: tasks[t].dependents, "e") == []

@@ -8,7 +8,6 @@ of docs/contracts.md; the workflow META item gains ``running`` (slots in use) an
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -18,7 +17,7 @@ from stepspot.aws.conditional_writes import WriteResult, conditional_write
 from stepspot.aws.errors import translate_client_error
 from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
-from stepspot.scheduler import StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
+from stepspot.scheduler import PlanView, StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
 from stepspot.state_keys import (
     TASK_SK_PREFIX,
     dependency_key,
@@ -70,17 +69,16 @@ class SchedulerState:
         )
         return self.counters(workflow_id)
 
-    def reset_unfinished(self, workflow_id: str, tasks: Mapping[str, Any]) -> None:
+    def reset_unfinished(self, workflow_id: str, plan: PlanView) -> None:
         """Redrive: every task that did not succeed becomes PENDING again (dependencies recounted from
-        the tasks that did), the counters are recomputed and the run tag moves on."""
+        the tasks that did), the counters are recomputed and the run tag moves on. Task ids come from
+        the task items; the plan is asked only for the dependencies of the unfinished ones."""
         items = {str(i["task_id"]): i for i in self._query(workflow_id, TASK_SK_PREFIX)}
         succeeded = {t for t, i in items.items() if i.get("state") == TaskState.SUCCEEDED}
-        for task_id, _item in items.items():
-            if task_id in succeeded or task_id not in tasks:
-                continue
-            # The next run has a new run tag: its dependency markers start afresh, and parents that
-            # succeeded are not run again, so they count as done right away.
-            remaining = sum(1 for d in tasks[task_id].depends_on if d not in succeeded)
+        # The next run has a new run tag: its dependency markers start afresh, and parents that
+        # succeeded are not run again, so they count as done right away.
+        unfinished = plan.remaining_dependencies((t for t in items if t not in succeeded), succeeded)
+        for task_id, remaining in unfinished.items():
             self._table.update_item(
                 Key=task_key(workflow_id, task_id),
                 UpdateExpression="SET #st = :pending, remaining_deps = :remaining, updated_at = :now "

@@ -22,8 +22,8 @@ from stepspot.errors import WorkflowNotFoundError
 
 @usage_errors_exit_2
 def run_report(args: argparse.Namespace) -> int:
+    from stepspot.aws.plan_objects import read_whole_plan
     from stepspot.aws.s3 import DocumentStore
-    from stepspot.plan import plan_from_json
     from stepspot.report.from_state import run_record_from_state
     from stepspot.report.html import ReportPathError, check_report_path, write_report
 
@@ -45,7 +45,7 @@ def run_report(args: argparse.Namespace) -> int:
     depends_on: dict[str, list[str]] = {}
     if meta.get("plan_uri"):
         documents = DocumentStore(context.client("s3"), context.deployment.bucket_name)
-        plan = plan_from_json(documents.read(str(meta["plan_uri"])))
+        plan = read_whole_plan(documents, str(meta["plan_uri"]))  # the DAG needs every task
         depends_on = {task_id: list(task.depends_on) for task_id, task in plan.tasks.items()}
     checkpoint_items = {
         str(task["task_id"]): context.records.checkpoints(workflow_id, str(task["task_id"]))[0]

@@ -40,7 +40,7 @@ from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 from stepspot.emf import MetricBatch
 from stepspot.errors import ConfigurationError, InvalidEventError, UnknownTaskError
 from stepspot.handlers._cache import cold_start
-from stepspot.handlers._plans import load_plan
+from stepspot.handlers._plans import ShardedPlan, load_plan
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricName
 from stepspot.plan import Plan, PlannedTask
 from stepspot.policy import FailureClass, Policy, policy_from_env_value
@@ -166,13 +166,12 @@ class AttemptManager:
         self.metrics = metrics
         self.spot_queue = queue_name(rt.settings.spot_queue_arn)
 
-    def _task(self, request: AttemptEvent) -> tuple[Plan, PlannedTask]:
+    def _task(self, request: AttemptEvent) -> tuple[ShardedPlan | Plan, PlannedTask]:
         assert request.plan_uri and request.task_id
-        plan = load_plan(self.documents, request.plan_uri)
-        task = plan.tasks.get(request.task_id)
-        if task is None:
+        plan = load_plan(self.documents, request.plan_uri)  # reads only the task's shard of the plan
+        if not plan.has_task(request.task_id):
             raise UnknownTaskError(f"task {request.task_id!r} is not part of workflow {plan.workflow_id}")
-        return plan, task
+        return plan, plan.task(request.task_id)
 
     def _queue_arns(self) -> dict[str, str | None]:
         s = self.settings
