@@ -169,7 +169,7 @@ def test_a_plan_written_before_the_sharded_format_is_still_read(fleet):
 
 def test_a_cold_choice_reads_the_header_and_one_shard_only(fleet):
     gets = []
-    # Clients copy their session's event hooks when created: register, then let the fleet manager start cold.
+    # Clients copy their session's event hooks when created: register, then let the attempt manager start cold.
     events, hook = boto3._get_default_session().events, "before-parameter-build.s3.GetObject"
     events.register(hook, lambda params, **_: gets.append(params["Key"]), unique_id="count-plan-reads")
     attempt_manager.runtime.cache_clear()

@@ -53,7 +53,8 @@ def test_reset_all_forgets_every_registered_cache():
         return len(built)
 
     assert (context(), context()) == (1, 1)
-    _plans._cache["s3://b/plans/wf/plan.json"] = object()  # type: ignore[assignment]
+    _plans._headers["s3://b/workflows/wf/plan.json"] = object()  # type: ignore[assignment]
+    _plans._shards[("s3://b/workflows/wf/plan.json", 0)] = object()  # type: ignore[assignment]
     _cache.reset_all()
     assert context() == 2
-    assert not _plans._cache
+    assert not _plans._headers and not _plans._shards
