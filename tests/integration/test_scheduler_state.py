@@ -104,7 +104,9 @@ def _setup(dynamodb, tasks, failure_mode="fail", max_running=100):
 
 
 def _state(store: SchedulerState, task_id: str) -> str:
-    return str((store.task("wf", task_id) or {})["state"])
+    item = store.task("wf", task_id)
+    assert item is not None, f"task {task_id} has no item"
+    return item.state
 
 
 def test_dataflow_a_task_starts_when_its_own_dependencies_are_done(dynamodb):
@@ -143,7 +145,7 @@ def test_duplicated_and_reordered_deliveries_change_nothing(dynamodb):
     scheduler.task_succeeded(plan, PLAN_URI, "a")  # late duplicate of a, after b
     scheduler.task_succeeded(plan, PLAN_URI, "b")  # duplicate of b: must not release d alone
     assert "d" not in sfn.tasks()
-    assert int(store.task("wf", "d")["remaining_deps"]) == 1
+    assert store.task("wf", "d").remaining_deps == 1
     scheduler.task_succeeded(plan, PLAN_URI, "c")
     scheduler.task_succeeded(plan, PLAN_URI, "c")
     counters = store.counters("wf")

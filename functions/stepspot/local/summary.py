@@ -212,7 +212,7 @@ def summarise(
     from stepspot.aws.scheduler_state import SchedulerState
 
     state = SchedulerState(session.resource("dynamodb"), resources.state_table)
-    items = {str(i["task_id"]): i for i in state.tasks(plan.workflow_id)}
+    items = {i.task_id: i.raw for i in state.tasks(plan.workflow_id)}
     counts = {"total": len(plan.tasks), "succeeded": 0, "failed": 0, "skipped": 0, "not_run": 0}
     for task_id in plan.tasks:
         task_state = str(items.get(task_id, {}).get("state", "PENDING")).lower()
