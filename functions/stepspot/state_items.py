@@ -258,6 +258,7 @@ WRITERS: Final[Mapping[Kind, Mapping[str, tuple[str, ...]]]] = {
                 Task.LAST_FAILURE_CLASS,
                 Task.LAST_FAILURE,
                 Task.LAST_JOB_ID,
+                Task.FAILURES_PREFIX,  # failures_<class>
                 Task.NEXT_MEMORY,
                 Task.MEMORY_ATTEMPT,
                 Task.MEMORY_ESCALATIONS,
