@@ -43,6 +43,7 @@ AGENT_PRIVATE_PREFIX = ".stepspot-"
 STATUS_FIELD = "status"
 SEQUENCE_FIELD = "sequence"  # on SEQ# items and on the LATEST pointer
 CREATED_EPOCH_FIELD = "created_epoch"
+CREATED_AT_FIELD = "created_at"
 STATUS_PENDING = "PENDING"
 STATUS_COMPLETE = "COMPLETE"
 

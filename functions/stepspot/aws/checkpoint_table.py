@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from stepspot.aws.checkpoint_errors import translate
 from stepspot.aws.errors import is_condition_failed
 from stepspot.checkpoints import (
+    CREATED_AT_FIELD,
     CREATED_EPOCH_FIELD,
     LATEST_SK,
     SEQUENCE_FIELD,
@@ -63,7 +64,7 @@ def _record(values: dict[str, Any]) -> CheckpointRecord:
         sequence=int(values[SEQUENCE_FIELD]),
         status=str(values[STATUS_FIELD]),
         created_epoch=float(values[CREATED_EPOCH_FIELD]),
-        created_at=str(values["created_at"]),
+        created_at=str(values[CREATED_AT_FIELD]),
         writer=str(values.get("writer", "")),
         request_key=str(values.get("request_key", "")),
         manifest_sha256=str(values.get("manifest_sha256", "")),
@@ -193,7 +194,7 @@ class CheckpointTable:
             STATUS_FIELD: STATUS_PENDING,
             "writer": record.writer,
             CREATED_EPOCH_FIELD: int(record.created_epoch),
-            "created_at": record.created_at,
+            CREATED_AT_FIELD: record.created_at,
             "expires_at": int(record.created_epoch) + PENDING_TTL_SECONDS,
         }
         if record.request_key:

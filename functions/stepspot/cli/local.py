@@ -33,15 +33,16 @@ from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
 from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list
+from stepspot.scheduler import TaskState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATE_STYLES = {
-    "PENDING": "dim",
-    "READY": "cyan",
-    "RUNNING": "yellow",
-    "SUCCEEDED": "green",
-    "FAILED": "red",
-    "SKIPPED": "magenta",
+    TaskState.PENDING: "dim",
+    TaskState.READY: "cyan",
+    TaskState.RUNNING: "yellow",
+    TaskState.SUCCEEDED: "green",
+    TaskState.FAILED: "red",
+    TaskState.SKIPPED: "magenta",
 }
 
 

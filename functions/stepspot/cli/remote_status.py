@@ -25,7 +25,14 @@ from rich.text import Text
 from stepspot.aws.cost_store import totals_from_item
 from stepspot.aws.executions import ExecutionSummary
 from stepspot.aws.job_logs import JobLogs
-from stepspot.checkpoints import SEQUENCE_FIELD, STATUS_FIELD, s3_uri, sequence_from_sk, sequence_prefix
+from stepspot.checkpoints import (
+    CREATED_AT_FIELD,
+    SEQUENCE_FIELD,
+    STATUS_FIELD,
+    s3_uri,
+    sequence_from_sk,
+    sequence_prefix,
+)
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -451,7 +458,8 @@ def run_logs(args: argparse.Namespace) -> int:
     job_id = task.get(Task.JOB_ID)
     if not job_id:
         err_console.print(
-            f"stepspot: task {args.task!r} has not started a Batch job yet (state {task.get('state', 'PENDING')}).",
+            f"stepspot: task {args.task!r} has not started a Batch job yet "
+            f"(state {task.get(Task.STATE, TaskState.PENDING)}).",
             highlight=False,
         )
         return EXIT_USAGE
@@ -506,7 +514,7 @@ def run_checkpoints(args: argparse.Namespace) -> int:
                     "task_id": task_id,
                     "sequence": sequence,
                     "status": item.get(STATUS_FIELD, ""),
-                    "created_at": item.get("created_at", ""),
+                    "created_at": item.get(CREATED_AT_FIELD, ""),
                     "file_count": item.get("file_count", 0),
                     "total_bytes": item.get("total_bytes", 0),
                     "latest": sequence == latest,
