@@ -39,7 +39,12 @@ READERS = [
     "handlers/workflow_monitor.py",
     "handlers/interruption_handler.py",
     "cli/remote_status.py",
+    "cli/remote.py",
+    "cli/local.py",
     "report/from_state.py",
+    "local/engine.py",
+    "local/summary.py",
+    "local/ledger.py",
 ]
 STATE_ATTRIBUTES = (ALL_TASK | ALL_WORKFLOW | {v for k, v in vars(state_items.Event).items() if k.isupper()}) - {
     "pk",
