@@ -41,7 +41,6 @@ class Common:
     """Attributes on both WORKFLOW and TASK items."""
 
     WORKFLOW_ID: Final = "workflow_id"
-    TASK_ID: Final = "task_id"
     CREATED_AT: Final = "created_at"
     STARTED_AT: Final = "started_at"
     FINISHED_AT: Final = "finished_at"
@@ -78,6 +77,7 @@ class Workflow(Common):
 class Task(Common):
     """A task's TASK item."""
 
+    TASK_ID: Final = "task_id"
     STATE: Final = "state"
     REMAINING_DEPS: Final = "remaining_deps"
     ATTEMPTS: Final = "attempts"
@@ -153,7 +153,7 @@ class JobIndex:
     """``JOB#<job id>`` / ``JOB``: job -> task, read by the monitoring handlers (no adapter writes it)."""
 
     WORKFLOW_ID: Final = Common.WORKFLOW_ID
-    TASK_ID: Final = Common.TASK_ID
+    TASK_ID: Final = Task.TASK_ID
 
 
 class Event:
@@ -172,7 +172,7 @@ class EventStatus(StrEnum):
 class Marker:
     """READY and DEPS marker items (scheduler)."""
 
-    TASK_ID: Final = Common.TASK_ID
+    TASK_ID: Final = Task.TASK_ID
     AT: Final = "at"
 
 
@@ -197,7 +197,7 @@ CREATOR: Final = "state_table"
 CREATED_TASK: Final = frozenset(
     {
         Common.WORKFLOW_ID,
-        Common.TASK_ID,
+        Task.TASK_ID,
         Task.STATE,
         Task.REMAINING_DEPS,
         Task.ATTEMPTS,
@@ -381,7 +381,7 @@ class TaskItem:
         from stepspot.state_keys import task_id_from_sk
 
         raw = {key: _plain(value) for key, value in item.items()}
-        task_id = _str(raw, Common.TASK_ID) or task_id_from_sk(str(raw[SK]))
+        task_id = _str(raw, Task.TASK_ID) or task_id_from_sk(str(raw[SK]))
         return cls(
             workflow_id=_str(raw, Common.WORKFLOW_ID) or workflow_id,
             task_id=task_id,

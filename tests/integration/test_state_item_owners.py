@@ -28,9 +28,20 @@ from stepspot.checkpoints import STATUS_COMPLETE, STATUS_FIELD, sequence_sk
 from stepspot.cost import LedgerEntry
 from stepspot.plan import build_plan, initial_task_states
 from stepspot.scheduler import TaskState, WorkflowStatus
-from stepspot.state_items import CREATED_TASK, CREATED_WORKFLOW, CREATOR, PK, SK, UPDATED_AT, WRITERS, Kind
+from stepspot.state_items import (
+    CREATED_TASK,
+    CREATED_WORKFLOW,
+    CREATOR,
+    PK,
+    SK,
+    UPDATED_AT,
+    WRITERS,
+    EventItem,
+    EventStatus,
+    Kind,
+)
 from stepspot.state_items import Task as T
-from stepspot.state_keys import checkpoint_pk
+from stepspot.state_keys import checkpoint_pk, event_dedup_key
 from stepspot.workflow import parse_workflow
 
 STATE, CHECKPOINTS = "state", "checkpoints"
@@ -200,6 +211,8 @@ def _exercise(resource: Any, checkpoints: Any) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert monitor.claim_event("batch", "event-1", now)
     monitor.complete_event("batch", "event-1", "applied")
+    dedup = resource.Table(STATE).get_item(Key=event_dedup_key("batch", "event-1"))["Item"]
+    assert EventItem.from_item(dedup) == EventItem(EventStatus.DONE, int(now.timestamp()), "applied")
     task = TaskRef(WF, "c")
     for kind in ("spot_interruption_warning", "rebalance_recommendation"):
         monitor.record_notice(task, Notice(f"notice-{kind}", kind, "i-1", "terminate", now, "job-1"))
