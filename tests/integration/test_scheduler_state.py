@@ -215,3 +215,21 @@ def test_a_start_for_an_unknown_workflow_names_it(dynamodb):
     plan.workflow_id = "nope"
     with pytest.raises(Exception, match="workflow nope is not registered"):
         scheduler.start(plan, PLAN_URI, "t")
+
+
+def test_local_progress_reads_task_states_through_the_adapter(dynamodb):
+    from rich.console import Console
+
+    from stepspot.cli.local import _progress_view
+    from stepspot.local.engine import _progress
+
+    plan, store, _sfn, scheduler = _setup(dynamodb, DIAMOND, max_running=1)
+    scheduler.start(plan, PLAN_URI, "token")  # a (or e) takes the one slot, the other root waits READY
+    snapshot = _progress(store, plan)
+    assert snapshot["counts"] == {"RUNNING": 1, "READY": 1, "PENDING": 3}
+    assert snapshot["total"] == 5 and sorted(snapshot["tasks"]) == ["a", "b", "c", "d", "e"]
+    assert all(isinstance(item["remaining_deps"], int) for item in snapshot["tasks"].values())
+    console = Console(record=True, width=100)
+    console.print(_progress_view(snapshot))
+    shown = console.export_text()
+    assert "running 1" in shown and "ready 1" in shown and "pending 3" in shown
