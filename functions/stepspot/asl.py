@@ -22,24 +22,11 @@ import jinja2
 
 from stepspot.errors import ConfigurationError, RetryableError
 from stepspot.policy import DEFAULT_POLICY, Policy, load_policy_file
+from stepspot.transient_errors import BATCH_API_ERRORS, LAMBDA_TIMEOUT_ERRORS, LAMBDA_TRANSIENT_ERRORS
 
 # The template inputs that are resource ARNs (Terraform placeholders). docs/contracts.md lists them.
 ARN_VARIABLES = ("workflow_parser_arn", "scheduler_arn", "checkpoint_manager_arn", "attempt_manager_arn")
 STATE_MACHINES = {"workflow": "workflow.asl.json.j2", "task": "task.asl.json.j2"}
-
-# Lambda service errors worth retrying: AWS's recommended set for Lambda tasks, and throttling.
-LAMBDA_TRANSIENT_ERRORS = [
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-]
-# A Lambda task that timed out. Not retried where the timeout is the state's own deadline
-# (StartWorkflow: the workflow's time is up, its Catch aborts it).
-LAMBDA_TIMEOUT_ERRORS = ["States.Timeout"]
-# Errors of a failed batch:SubmitJob call itself (throttling, service errors): retried in place.
-BATCH_API_ERRORS = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
 
 
 def templates_dir() -> Path:
@@ -92,9 +79,9 @@ def render(arns: Mapping[str, str], policy: Policy = DEFAULT_POLICY) -> dict[str
         **{name: arns[name] for name in ARN_VARIABLES},
         "policy": policy,
         "retryable_errors": retryable_error_names(),
-        "lambda_transient_errors": LAMBDA_TRANSIENT_ERRORS,
-        "lambda_timeout_errors": LAMBDA_TIMEOUT_ERRORS,
-        "batch_api_errors": BATCH_API_ERRORS,
+        "lambda_transient_errors": list(LAMBDA_TRANSIENT_ERRORS),
+        "lambda_timeout_errors": list(LAMBDA_TIMEOUT_ERRORS),
+        "batch_api_errors": list(BATCH_API_ERRORS),
     }
     env = _environment()
     rendered: dict[str, dict[str, Any]] = {}

@@ -42,6 +42,7 @@ from stepspot.agent_exit_codes import (
 )
 from stepspot.fleet import runner_invocation
 from stepspot.policy import FailureClass, Policy, stable_unit_random
+from stepspot.transient_errors import CALL_FAILURE_ERRORS
 
 _SPOT_RECLAIM = re.compile(r"Host EC2 \(instance (?P<instance>i-[0-9a-zA-Z]+)\) terminated", re.IGNORECASE)
 _CAPACITY = re.compile(r"CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", re.IGNORECASE)
@@ -71,19 +72,6 @@ _INFRA_TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _OUT_OF_MEMORY = re.compile(r"OutOfMemoryError|Container killed due to memory usage", re.IGNORECASE)
-# ASL error names (the Catch's Error field) that mean "the call failed, not the program".
-_TRANSIENT_ERRORS = {
-    "Batch.AWSBatchException",
-    "Batch.ServerException",
-    "Batch.ClientException.Throttling",
-    "Batch.TooManyRequestsException",
-    "Lambda.ServiceException",
-    "Lambda.TooManyRequestsException",
-    "Lambda.SdkClientException",
-    "Lambda.AWSLambdaException",
-    "AwsThrottledError",
-    "States.HeartbeatTimeout",
-}
 
 
 @dataclass(frozen=True)
@@ -233,7 +221,7 @@ def _first(reasons: list[str], pattern: re.Pattern[str]) -> str:
 
 def _classify_call_error(error: str, cause: str) -> Classification:
     message = _error_message(cause)
-    if error in _TRANSIENT_ERRORS or error.startswith("Lambda.") or "Throttl" in error:
+    if error in CALL_FAILURE_ERRORS or error.startswith("Lambda.") or "Throttl" in error:
         return Classification(FailureClass.INFRA_TRANSIENT, f"{error}: {message}".rstrip(": "))
     if error == "States.Timeout":
         return Classification(FailureClass.APP_ERROR, "the attempt ran past the task's timeout")

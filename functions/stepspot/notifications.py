@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from stepspot.events import ExecutionStatusDetail
+from stepspot.state_items import SK, Task, Workflow
+from stepspot.state_keys import task_id_from_sk
 
 CAUSE_LIMIT = 1500
 
@@ -56,10 +58,10 @@ def _clip(text: str | None, limit: int = CAUSE_LIMIT) -> str:
 def _failed_task_lines(failed_tasks: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for item in failed_tasks:
-        task_id = str(item.get("sk", "")).removeprefix("TASK#")
-        failure_class = item.get("last_failure_class") or "unclassified"
-        reason = item.get("job_status_reason") or "-"
-        attempts = item.get("attempts", item.get("job_attempts", "-"))
+        task_id = task_id_from_sk(str(item[SK]))
+        failure_class = item.get(Task.LAST_FAILURE_CLASS) or "unclassified"
+        reason = item.get(Task.JOB_STATUS_REASON) or "-"
+        attempts = item.get(Task.ATTEMPTS, item.get(Task.JOB_ATTEMPTS, "-"))
         lines.append(f"  - {task_id}: class {failure_class}, attempts {attempts}, last reason: {_clip(reason, 300)}")
     return lines
 
@@ -74,11 +76,11 @@ def workflow_notice(
     failed_tasks: Sequence[Mapping[str, Any]],
 ) -> Notice:
     """The notice for a workflow execution that ended (succeeded, failed, timed out or was aborted)."""
-    name = str((workflow or {}).get("name") or workflow_id)
+    name = str((workflow or {}).get(Workflow.NAME) or workflow_id)
     status = detail.status
     first_failed = failed_tasks[0] if failed_tasks else None
-    failure_class = str(first_failed.get("last_failure_class") or "unclassified") if first_failed else None
-    failed_task = str(first_failed.get("sk", "")).removeprefix("TASK#") if first_failed else None
+    failure_class = str(first_failed.get(Task.LAST_FAILURE_CLASS) or "unclassified") if first_failed else None
+    failed_task = task_id_from_sk(str(first_failed[SK])) if first_failed else None
     if status == "SUCCEEDED":
         subject = f"stepspot [{environment}] workflow {name} succeeded"
     elif failed_task:
@@ -93,10 +95,10 @@ def workflow_notice(
         f"Duration:  {_duration(detail.start_date, detail.stop_date)}",
     ]
     if workflow:
-        if workflow.get("total_tasks") is not None:
+        if workflow.get(Workflow.TOTAL_TASKS) is not None:
             lines.append(
-                f"Tasks:     {workflow.get('succeeded', 0)} succeeded, {workflow.get('failed', 0)} failed"
-                f" of {workflow.get('total_tasks')}"
+                f"Tasks:     {workflow.get(Workflow.SUCCEEDED, 0)} succeeded, {workflow.get(Workflow.FAILED, 0)} failed"
+                f" of {workflow.get(Workflow.TOTAL_TASKS)}"
             )
     else:
         lines.append("Tasks:     unknown (the workflow was not registered: it failed before or while parsing)")

@@ -23,6 +23,7 @@ from stepspot import dag
 from stepspot._gc import gc_paused
 from stepspot.errors import Problem, WorkflowValidationError
 from stepspot.estimate import PriceTable, default_prices, summarise
+from stepspot.scheduler import TaskState
 from stepspot.workflow import Workflow
 
 PLAN_SCHEMA_VERSION = 1
@@ -202,7 +203,7 @@ def _build_plan(
 @dataclass(frozen=True, slots=True)
 class InitialTaskState:
     task_id: str
-    state: Literal["PENDING", "SUCCEEDED"]
+    state: Literal[TaskState.PENDING, TaskState.SUCCEEDED]
     remaining_deps: int
 
 
@@ -231,10 +232,10 @@ def initial_task_states(plan: Plan, skip_tasks: Iterable[str] = ()) -> list[Init
     for task_id in plan.order:
         task = plan.tasks[task_id]
         if task_id in skip:
-            states.append(InitialTaskState(task_id, "SUCCEEDED", 0))
+            states.append(InitialTaskState(task_id, TaskState.SUCCEEDED, 0))
         else:
             remaining = sum(1 for dep in task.depends_on if dep not in skip)
-            states.append(InitialTaskState(task_id, "PENDING", remaining))
+            states.append(InitialTaskState(task_id, TaskState.PENDING, remaining))
     return states
 
 

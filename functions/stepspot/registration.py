@@ -18,6 +18,8 @@ from stepspot.aws.state_table import StateTable
 from stepspot.plan import build_plan, default_workflow_id, initial_task_states
 from stepspot.plan_store import encode_plan
 from stepspot.policy import DEFAULT_POLICY, Policy
+from stepspot.scheduler import TaskState, WorkflowStatus
+from stepspot.state_items import Workflow as W
 from stepspot.workflow import ID_PATTERN, parse_workflow
 from stepspot.workflow_limits import workflow_limits
 
@@ -66,7 +68,7 @@ def register_workflow(
     states = initial_task_states(plan, request.skip_tasks)  # raises for unknown / inconsistent skips
     result: dict[str, Any] = {
         **plan.summary(),
-        "skipped_count": sum(1 for s in states if s.state == "SUCCEEDED"),
+        "skipped_count": sum(1 for s in states if s.state == TaskState.SUCCEEDED),
         "warnings": [f"{w['location']}: {w['message']}" for w in plan.warnings[:MAX_WARNINGS_RETURNED]],
         "dry_run": request.dry_run,
         # StartWorkflow's HeartbeatSecondsPath / TimeoutSecondsPath (templates/workflow.asl.json.j2)
@@ -83,24 +85,24 @@ def register_workflow(
         return {
             **result,
             "registered": False,
-            "plan_uri": existing["plan_uri"],
-            "definition_uri": existing["definition_uri"],
+            "plan_uri": existing[W.PLAN_URI],
+            "definition_uri": existing[W.DEFINITION_URI],
         }
     definition_uri = request.definition_uri or documents.put(definition_key(workflow_id), canonical)
     # The plan's objects before the state items: a crash in between leaves no registration visible, and
     # the retry writes the same keys (named by the plan's digest) again.
     plan_uri = write_plan(documents, plan_key(workflow_id), encoded)
-    meta = {
-        "workflow_id": workflow_id,
-        "name": plan.name,
-        "status": "PARSED",
-        "plan_uri": plan_uri,
-        "definition_uri": definition_uri,
-        "total_tasks": len(plan.tasks),
-        "succeeded": result["skipped_count"],
-        "failed": 0,
-        "failure_mode": plan.failure_mode,
-        "resubmission": request.resubmission,
+    meta = {  # the META item's registration attributes (stepspot.state_items.CREATED_WORKFLOW)
+        W.WORKFLOW_ID: workflow_id,
+        W.NAME: plan.name,
+        W.STATUS: WorkflowStatus.PARSED.value,
+        W.PLAN_URI: plan_uri,
+        W.DEFINITION_URI: definition_uri,
+        W.TOTAL_TASKS: len(plan.tasks),
+        W.SUCCEEDED: result["skipped_count"],
+        W.FAILED: 0,
+        W.FAILURE_MODE: plan.failure_mode,
+        W.RESUBMISSION: request.resubmission,
     }
     registered = table.register_workflow(meta, states, plan_sha256)
     return {**result, "registered": registered, "plan_uri": plan_uri, "definition_uri": definition_uri}

@@ -44,6 +44,7 @@ class TaskState(StrEnum):
 
 
 class WorkflowStatus(StrEnum):
+    PARSED = "PARSED"  # registered by the parser, not started yet (and again after a redrive reset)
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"

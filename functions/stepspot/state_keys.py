@@ -18,6 +18,10 @@ def task_key(workflow_id: str, task_id: str) -> dict[str, str]:
     return {"pk": workflow_pk(workflow_id), "sk": f"{TASK_SK_PREFIX}{task_id}"}
 
 
+def is_task_sk(sk: object) -> bool:
+    return str(sk).startswith(TASK_SK_PREFIX)
+
+
 def task_id_from_sk(sk: str) -> str:
     if not sk.startswith(TASK_SK_PREFIX):
         raise ValueError(f"not a task sort key: {sk!r}")

@@ -119,7 +119,9 @@ def _setup(dynamodb, tasks, failure_mode="fail", max_running=100, stored=True):
 
 
 def _state(store: SchedulerState, task_id: str) -> str:
-    return str((store.task("wf", task_id) or {})["state"])
+    item = store.task("wf", task_id)
+    assert item is not None, f"task {task_id} has no item"
+    return item.state
 
 
 def test_dataflow_a_task_starts_when_its_own_dependencies_are_done(dynamodb):
@@ -158,7 +160,7 @@ def test_duplicated_and_reordered_deliveries_change_nothing(dynamodb):
     scheduler.task_succeeded(plan, PLAN_URI, "a")  # late duplicate of a, after b
     scheduler.task_succeeded(plan, PLAN_URI, "b")  # duplicate of b: must not release d alone
     assert "d" not in sfn.tasks()
-    assert int(store.task("wf", "d")["remaining_deps"]) == 1
+    assert store.task("wf", "d").remaining_deps == 1
     scheduler.task_succeeded(plan, PLAN_URI, "c")
     scheduler.task_succeeded(plan, PLAN_URI, "c")
     counters = store.counters("wf")
@@ -228,3 +230,21 @@ def test_a_start_for_an_unknown_workflow_names_it(dynamodb):
     plan.workflow_id = "nope"
     with pytest.raises(Exception, match="workflow nope is not registered"):
         scheduler.start(plan, PLAN_URI, "t")
+
+
+def test_local_progress_reads_task_states_through_the_adapter(dynamodb):
+    from rich.console import Console
+
+    from stepspot.cli.local import _progress_view
+    from stepspot.local.engine import _progress
+
+    plan, store, _sfn, scheduler = _setup(dynamodb, DIAMOND, max_running=1)
+    scheduler.start(plan, PLAN_URI, "token")  # a (or e) takes the one slot, the other root waits READY
+    snapshot = _progress(store, plan)
+    assert snapshot["counts"] == {"RUNNING": 1, "READY": 1, "PENDING": 3}
+    assert snapshot["total"] == 5 and sorted(snapshot["tasks"]) == ["a", "b", "c", "d", "e"]
+    assert all(isinstance(item["remaining_deps"], int) for item in snapshot["tasks"].values())
+    console = Console(record=True, width=100)
+    console.print(_progress_view(snapshot))
+    shown = console.export_text()
+    assert "running 1" in shown and "ready 1" in shown and "pending 3" in shown

@@ -94,9 +94,9 @@ def test_conflicting_completions_are_applied_once_and_the_join_starts(dynamodb, 
     counters = store.counters("wf")
     assert hook.cancelled == 4
     assert (counters.succeeded, counters.running) == (2, 1)
-    assert int(store.task("wf", "join")["remaining_deps"]) == 0
+    assert store.task("wf", "join").remaining_deps == 0
     assert sorted(sfn.tasks()) == ["a", "b", "join"]
-    assert store.task("wf", "join")["state"] == "RUNNING"
+    assert store.task("wf", "join").state == "RUNNING"
 
 
 def test_persistent_conflicts_raise_an_error_the_state_machine_retries(dynamodb):

@@ -467,10 +467,13 @@ def test_a_task_the_scheduler_already_finished_is_not_reported(world: World, mon
 
 def test_the_scheduler_ignores_a_report_about_an_execution_that_is_no_longer_the_tasks():
     from stepspot.handlers.scheduler import SchedulerEvent, _still_running
+    from stepspot.state_items import TaskItem
 
     class State:
-        def task(self, workflow_id: str, task_id: str) -> dict[str, Any]:
-            return {"state": "RUNNING", "execution_arn": TASK_EXECUTION_ARN}
+        def task(self, workflow_id: str, task_id: str) -> TaskItem:
+            return TaskItem.from_item(
+                {"sk": f"TASK#{task_id}", "state": "RUNNING", "execution_arn": TASK_EXECUTION_ARN}
+            )
 
     def report(arn: str) -> SchedulerEvent:
         return SchedulerEvent(

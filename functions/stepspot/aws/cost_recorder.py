@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from stepspot.aws.cost_sources import CostSources, PlacementUnknownError
 from stepspot.aws.cost_store import CostStore
 from stepspot.aws.errors import translate_client_error as translate
-from stepspot.aws.monitor_store import CHECKPOINT_COMPLETE, CHECKPOINT_SEQ_PREFIX
+from stepspot.checkpointing.model import CREATED_EPOCH_FIELD, SEQUENCE_SK_PREFIX, STATUS_COMPLETE, STATUS_FIELD
 from stepspot.cost import AttemptRecord, InstanceType, LedgerEntry, build_ledger, unplaced_entry
 from stepspot.cost_events import attempt_record, container_instance_arn
 from stepspot.events import BatchJobDetail
@@ -61,17 +61,17 @@ class CostRecorder:
             return None
         query: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(checkpoint_pk(workflow_id, task_id))
-            & Key("sk").begins_with(CHECKPOINT_SEQ_PREFIX),
-            "FilterExpression": Attr("status").eq(CHECKPOINT_COMPLETE)
-            & Attr("created_epoch").between(int(record.started_at), int(record.stopped_at) + 1),
-            "ProjectionExpression": "created_epoch",
+            & Key("sk").begins_with(SEQUENCE_SK_PREFIX),
+            "FilterExpression": Attr(STATUS_FIELD).eq(STATUS_COMPLETE)
+            & Attr(CREATED_EPOCH_FIELD).between(int(record.started_at), int(record.stopped_at) + 1),
+            "ProjectionExpression": CREATED_EPOCH_FIELD,
         }
         newest: float | None = None
         try:
             while True:
                 page = self._checkpoints.query(**query)
                 for item in page.get("Items", []):
-                    at = float(item["created_epoch"])
+                    at = float(item[CREATED_EPOCH_FIELD])
                     newest = at if newest is None else max(newest, at)
                 if "LastEvaluatedKey" not in page:
                     return newest

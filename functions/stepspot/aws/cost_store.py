@@ -1,6 +1,6 @@
 """The cost ledger on the state table (written by the workflow monitor, read by `status` and `report`).
 
-- task item: ``cost_ledger`` (map: job id -> ledger entry) and the task's sums (``COST_ATTRIBUTES``);
+- task item: ``cost_ledger`` (map: job id -> ledger entry) and the task's sums (``stepspot.state_items.COST_SUMS``);
 - workflow META item: the same sums over all its tasks.
 
 An entry and its sums are written in one transaction, conditional on the entry not being there yet, so a
@@ -17,19 +17,9 @@ from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import translate_client_error as translate
 from stepspot.cost import CostTotals, LedgerEntry, totals
+from stepspot.state_items import COST_SUMS, Task
 from stepspot.state_keys import task_key, workflow_key
 
-LEDGER_ATTRIBUTE = "cost_ledger"
-# CostTotals field -> attribute holding its running sum (task and workflow items alike).
-COST_ATTRIBUTES = {
-    "spot_usd": "cost_spot_usd",
-    "on_demand_usd": "cost_on_demand_usd",
-    "fallback_usd": "cost_fallback_usd",
-    "lost_usd": "cost_lost_usd",
-    "total_usd": "cost_total_usd",
-    "all_on_demand_usd": "cost_all_on_demand_usd",
-    "attempts": "cost_attempts",
-}
 _DIGITS = 9  # DynamoDB numbers: keep sums exact to a billionth of a dollar
 
 
@@ -46,7 +36,7 @@ def _stored(entry: LedgerEntry) -> dict[str, Any]:
 
 def totals_from_item(item: Mapping[str, Any]) -> CostTotals:
     """The running sums of a task or workflow item as ``CostTotals`` (savings derived)."""
-    values = {field: float(item.get(attribute, 0) or 0) for field, attribute in COST_ATTRIBUTES.items()}
+    values = {field: float(item.get(attribute, 0) or 0) for field, attribute in COST_SUMS.items()}
     saving = values["all_on_demand_usd"] - values["total_usd"]
     return CostTotals(
         attempts=int(values["attempts"]),
@@ -62,7 +52,7 @@ def totals_from_item(item: Mapping[str, Any]) -> CostTotals:
 
 
 def ledger_from_item(item: Mapping[str, Any]) -> list[LedgerEntry]:
-    entries = [LedgerEntry.from_dict(e) for e in (item.get(LEDGER_ATTRIBUTE) or {}).values()]
+    entries = [LedgerEntry.from_dict(e) for e in (item.get(Task.COST_LEDGER) or {}).values()]
     return sorted(entries, key=lambda e: (e.attempt, e.created_at))
 
 
@@ -78,7 +68,7 @@ class CostStore:
         try:
             self._table.update_item(
                 Key=key,
-                UpdateExpression=f"SET {LEDGER_ATTRIBUTE} = if_not_exists({LEDGER_ATTRIBUTE}, :empty)",
+                UpdateExpression=f"SET {Task.COST_LEDGER} = if_not_exists({Task.COST_LEDGER}, :empty)",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":empty": {}},
             )
@@ -87,13 +77,13 @@ class CostStore:
                 return False  # no such task item
             raise translate(exc, "calling dynamodb:UpdateItem (cost ledger)") from exc
         sums = totals([entry])
-        adds = ", ".join(f"{attribute} :{field}" for field, attribute in COST_ATTRIBUTES.items())
-        values = {f":{field}": _number(getattr(sums, field)) for field in COST_ATTRIBUTES}
+        adds = ", ".join(f"{attribute} :{field}" for field, attribute in COST_SUMS.items())
+        values = {f":{field}": _number(getattr(sums, field)) for field in COST_SUMS}
         task_update = {
             "TableName": self._table.name,
             "Key": key,
-            "UpdateExpression": f"SET {LEDGER_ATTRIBUTE}.#job = :entry ADD {adds}",
-            "ConditionExpression": f"attribute_exists(pk) AND attribute_not_exists({LEDGER_ATTRIBUTE}.#job)",
+            "UpdateExpression": f"SET {Task.COST_LEDGER}.#job = :entry ADD {adds}",
+            "ConditionExpression": f"attribute_exists(pk) AND attribute_not_exists({Task.COST_LEDGER}.#job)",
             "ExpressionAttributeNames": {"#job": entry.job_id},
             "ExpressionAttributeValues": {**values, ":entry": _stored(entry)},
         }

@@ -26,7 +26,12 @@ from botocore.exceptions import ClientError
 
 from stepspot.aws.errors import is_condition_failed
 from stepspot.aws.errors import translate_client_error as translate
+from stepspot.checkpointing.model import MAX_SEQUENCE, STATUS_COMPLETE, STATUS_FIELD, sequence_from_sk, sequence_sk
 from stepspot.run_health import run_sk
+from stepspot.scheduler import TaskState
+from stepspot.state_items import EXPIRES_AT, Event, EventStatus, JobIndexItem
+from stepspot.state_items import Task as T
+from stepspot.state_items import Workflow as W
 from stepspot.state_keys import (
     TASK_SK_PREFIX,
     checkpoint_pk,
@@ -39,9 +44,6 @@ from stepspot.state_keys import (
 
 DEDUP_TTL = timedelta(days=7)  # EventBridge retries for at most 24 hours; a week covers replays too
 CLAIM_LEASE = timedelta(minutes=15)  # longer than the Lambda timeout: a live claim is never taken over
-CHECKPOINT_SEQ_PREFIX = "SEQ#"
-CHECKPOINT_SEQ_DIGITS = 12
-CHECKPOINT_COMPLETE = "COMPLETE"
 
 
 def _iso(moment: datetime) -> str:
@@ -87,15 +89,18 @@ class MonitorStore:
         """Claim an event for processing; False when it was processed (or is being processed) already."""
         item = {
             **event_dedup_key(source, event_id),
-            "status": "IN_PROGRESS",
-            "claimed_at": int(now.timestamp()),
-            "expires_at": int((now + DEDUP_TTL).timestamp()),
+            Event.STATUS: EventStatus.IN_PROGRESS.value,
+            Event.CLAIMED_AT: int(now.timestamp()),
+            EXPIRES_AT: int((now + DEDUP_TTL).timestamp()),
         }
         try:
             self._table.put_item(
                 Item=item,
                 ConditionExpression=Attr("pk").not_exists()
-                | (Attr("status").eq("IN_PROGRESS") & Attr("claimed_at").lt(int((now - CLAIM_LEASE).timestamp()))),
+                | (
+                    Attr(Event.STATUS).eq(EventStatus.IN_PROGRESS.value)
+                    & Attr(Event.CLAIMED_AT).lt(int((now - CLAIM_LEASE).timestamp()))
+                ),
             )
         except ClientError as exc:
             if is_condition_failed(exc):
@@ -106,9 +111,9 @@ class MonitorStore:
     def complete_event(self, source: str, event_id: str, outcome: str) -> None:
         self._update(
             event_dedup_key(source, event_id),
-            "SET #s = :done, outcome = :outcome",
-            {":done": "DONE", ":outcome": outcome},
-            names={"#s": "status"},
+            f"SET #s = :done, {Event.OUTCOME} = :outcome",
+            {":done": EventStatus.DONE.value, ":outcome": outcome},
+            names={"#s": Event.STATUS},
             action="dynamodb:UpdateItem (event dedup)",
         )
 
@@ -116,7 +121,8 @@ class MonitorStore:
         """Forget a claim whose processing failed, so the redelivery of the event is processed."""
         try:
             self._table.delete_item(
-                Key=event_dedup_key(source, event_id), ConditionExpression=Attr("status").eq("IN_PROGRESS")
+                Key=event_dedup_key(source, event_id),
+                ConditionExpression=Attr(Event.STATUS).eq(EventStatus.IN_PROGRESS.value),
             )
         except ClientError as exc:
             if not is_condition_failed(exc):
@@ -130,20 +136,19 @@ class MonitorStore:
             item = self._table.get_item(Key=job_index_key(job_id)).get("Item")
         except ClientError as exc:
             raise translate(exc, "calling dynamodb:GetItem (job index)") from exc
-        if not item or "workflow_id" not in item or "task_id" not in item:
-            return None
-        return TaskRef(str(item["workflow_id"]), str(item["task_id"]))
+        found = JobIndexItem.from_item(item)
+        return TaskRef(found.workflow_id, found.task_id) if found else None
 
     # -- Spot notices ---------------------------------------------------------------------------------
 
     def record_notice(self, task: TaskRef, notice: Notice) -> bool:
         """Record a notice on an existing task item; False if the task is unknown or already has it."""
-        counter = "interruptions" if notice.kind == "spot_interruption_warning" else "rebalance_recommendations"
+        counter = T.INTERRUPTIONS if notice.kind == "spot_interruption_warning" else T.REBALANCE_RECOMMENDATIONS
         sets = [
-            "last_notice_kind = :kind",
-            "last_notice_at = :at",
-            "last_notice_instance_id = :instance",
-            "last_notice_job_id = :job",
+            f"{T.LAST_NOTICE_KIND} = :kind",
+            f"{T.LAST_NOTICE_AT} = :at",
+            f"{T.LAST_NOTICE_INSTANCE_ID} = :instance",
+            f"{T.LAST_NOTICE_JOB_ID} = :job",
         ]
         values: dict[str, Any] = {
             ":kind": notice.kind,
@@ -155,16 +160,16 @@ class MonitorStore:
             ":events": {notice.event_id},
         }
         if notice.kind == "spot_interruption_warning":
-            sets.append("last_interruption_at = :at")
-            sets.append("last_interruption_action = :action")
+            sets.append(f"{T.LAST_INTERRUPTION_AT} = :at")
+            sets.append(f"{T.LAST_INTERRUPTION_ACTION} = :action")
             values[":action"] = notice.instance_action or "terminate"
-        expression = f"SET {', '.join(sets)} ADD {counter} :one, notice_event_ids :events"
+        expression = f"SET {', '.join(sets)} ADD {counter} :one, {T.NOTICE_EVENT_IDS} :events"
         return (
             self._update(
                 task_key(task.workflow_id, task.task_id),
                 expression,
                 values,
-                condition="attribute_exists(pk) AND NOT contains(notice_event_ids, :event)",
+                condition=f"attribute_exists(pk) AND NOT contains({T.NOTICE_EVENT_IDS}, :event)",
                 action="dynamodb:UpdateItem (task notice)",
             )
             is not None
@@ -187,12 +192,12 @@ class MonitorStore:
         return (
             self._update(
                 task_key(task.workflow_id, task.task_id),
-                "SET job_id = :job, job_status = :status, job_status_reason = :reason,"
-                " job_status_version = :version, job_status_at = :at, job_queue = :queue,"
-                " job_queue_kind = :kind, job_attempts = :attempts",
+                f"SET {T.JOB_ID} = :job, {T.JOB_STATUS} = :status, {T.JOB_STATUS_REASON} = :reason,"
+                f" {T.JOB_STATUS_VERSION} = :version, {T.JOB_STATUS_AT} = :at, {T.JOB_QUEUE} = :queue,"
+                f" {T.JOB_QUEUE_KIND} = :kind, {T.JOB_ATTEMPTS} = :attempts",
                 values,
-                condition="attribute_exists(pk) AND (attribute_not_exists(job_status_version)"
-                " OR job_status_version < :version)",
+                condition=f"attribute_exists(pk) AND (attribute_not_exists({T.JOB_STATUS_VERSION})"
+                f" OR {T.JOB_STATUS_VERSION} < :version)",
                 action="dynamodb:UpdateItem (task job status)",
             )
             is not None
@@ -214,7 +219,7 @@ class MonitorStore:
 
     def mark_queue_seen(self, task: TaskRef, queue_kind: str) -> Mapping[str, Any] | None:
         """Remember that the task had a job on a Spot / On-Demand queue; returns the item after the write."""
-        flag = {"SPOT": "spot_attempted", "ON_DEMAND": "ondemand_attempted"}.get(queue_kind)
+        flag = {"SPOT": T.SPOT_ATTEMPTED, "ON_DEMAND": T.ONDEMAND_ATTEMPTED}.get(queue_kind)
         if flag is None:
             return None
         return self._update(
@@ -231,10 +236,10 @@ class MonitorStore:
         return (
             self._update(
                 task_key(task.workflow_id, task.task_id),
-                "SET fallback_recorded_at = :at",
+                f"SET {T.FALLBACK_RECORDED_AT} = :at",
                 {":at": _iso(at), ":true": True},
-                condition="attribute_exists(pk) AND attribute_not_exists(fallback_recorded_at)"
-                " AND spot_attempted = :true AND ondemand_attempted = :true",
+                condition=f"attribute_exists(pk) AND attribute_not_exists({T.FALLBACK_RECORDED_AT})"
+                f" AND {T.SPOT_ATTEMPTED} = :true AND {T.ONDEMAND_ATTEMPTED} = :true",
                 action="dynamodb:UpdateItem (task fallback)",
             )
             is not None
@@ -246,26 +251,25 @@ class MonitorStore:
             return 0
         try:
             item = self._table.get_item(
-                Key=task_key(task.workflow_id, task.task_id), ProjectionExpression="checkpoints_counted_seq"
+                Key=task_key(task.workflow_id, task.task_id), ProjectionExpression=T.CHECKPOINTS_COUNTED_SEQ
             ).get("Item")
         except ClientError as exc:
             raise translate(exc, "calling dynamodb:GetItem (task)") from exc
         if item is None:
             return 0
-        counted = int(item.get("checkpoints_counted_seq", 0))
-        low = f"{CHECKPOINT_SEQ_PREFIX}{counted + 1:0{CHECKPOINT_SEQ_DIGITS}d}"
-        high = f"{CHECKPOINT_SEQ_PREFIX}{'9' * CHECKPOINT_SEQ_DIGITS}"
+        counted = int(item.get(T.CHECKPOINTS_COUNTED_SEQ, 0))
+        low, high = sequence_sk(counted + 1), sequence_sk(MAX_SEQUENCE)
         sequences: list[int] = []
         query: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(checkpoint_pk(task.workflow_id, task.task_id))
             & Key("sk").between(low, high),
-            "FilterExpression": Attr("status").eq(CHECKPOINT_COMPLETE),
+            "FilterExpression": Attr(STATUS_FIELD).eq(STATUS_COMPLETE),
             "ProjectionExpression": "sk",
         }
         try:
             while True:
                 page = self._checkpoints.query(**query)
-                sequences.extend(int(str(i["sk"])[len(CHECKPOINT_SEQ_PREFIX) :]) for i in page.get("Items", []))
+                sequences.extend(sequence_from_sk(str(i["sk"])) for i in page.get("Items", []))
                 if "LastEvaluatedKey" not in page:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -276,10 +280,10 @@ class MonitorStore:
         newest = max(sequences)
         moved = self._update(
             task_key(task.workflow_id, task.task_id),
-            "SET checkpoints_counted_seq = :newest",
+            f"SET {T.CHECKPOINTS_COUNTED_SEQ} = :newest",
             {":newest": newest, ":counted": counted},
-            condition="attribute_exists(pk) AND (attribute_not_exists(checkpoints_counted_seq)"
-            " OR checkpoints_counted_seq = :counted)",
+            condition=f"attribute_exists(pk) AND (attribute_not_exists({T.CHECKPOINTS_COUNTED_SEQ})"
+            f" OR {T.CHECKPOINTS_COUNTED_SEQ} = :counted)",
             action="dynamodb:UpdateItem (task checkpoint count)",
         )
         return len(sequences) if moved is not None else 0  # another invocation counted them first
@@ -308,11 +312,11 @@ class MonitorStore:
         checkpoint_empty: bool,
     ) -> bool:
         """Append one job's lost work / restore time to the task item, once per job; True if written now."""
-        sets = ["checkpoint_empty = :empty"] if checkpoint_empty else []
+        sets = [f"{T.CHECKPOINT_EMPTY} = :empty"] if checkpoint_empty else []
         values: dict[str, Any] = {":job": job_id, ":jobs": {job_id}}
         if checkpoint_empty:
             values[":empty"] = True
-        for name, value in (("lost_work_seconds", lost_work_seconds), ("restore_seconds", restore_seconds)):
+        for name, value in ((T.LOST_WORK_SECONDS, lost_work_seconds), (T.RESTORE_SECONDS, restore_seconds)):
             if value is not None:
                 sets.append(f"{name} = list_append(if_not_exists({name}, :none), :{name})")
                 values[f":{name}"] = [Decimal(str(value))]
@@ -322,9 +326,9 @@ class MonitorStore:
         return (
             self._update(
                 task_key(task.workflow_id, task.task_id),
-                f"SET {', '.join(sets)} ADD run_health_jobs :jobs",
+                f"SET {', '.join(sets)} ADD {T.RUN_HEALTH_JOBS} :jobs",
                 values,
-                condition="attribute_exists(pk) AND NOT contains(run_health_jobs, :job)",
+                condition=f"attribute_exists(pk) AND NOT contains({T.RUN_HEALTH_JOBS}, :job)",
                 action="dynamodb:UpdateItem (task run health)",
             )
             is not None
@@ -339,10 +343,10 @@ class MonitorStore:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": value for i, value in enumerate(fields.values())}
         sets = [f"#f{i} = :v{i}" for i in range(len(fields))]
-        sets.append("execution_status_version = :version")
+        sets.append(f"{W.EXECUTION_STATUS_VERSION} = :version")
         values[":version"] = version
         if terminal_status is not None:
-            names["#status"] = "status"
+            names["#status"] = W.STATUS
             values[":status"] = terminal_status
             sets.append("#status = :status")
         return self._update(
@@ -350,8 +354,8 @@ class MonitorStore:
             "SET " + ", ".join(sets),
             values,
             names=names,
-            condition="attribute_exists(pk) AND (attribute_not_exists(execution_status_version)"
-            " OR execution_status_version < :version)",
+            condition=f"attribute_exists(pk) AND (attribute_not_exists({W.EXECUTION_STATUS_VERSION})"
+            f" OR {W.EXECUTION_STATUS_VERSION} < :version)",
             action="dynamodb:UpdateItem (workflow status)",
             return_values="ALL_NEW",
         )
@@ -366,7 +370,7 @@ class MonitorStore:
         """Task items of the workflow whose task or last job failed (at most ``limit``)."""
         query: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id)) & Key("sk").begins_with(TASK_SK_PREFIX),
-            "FilterExpression": Attr("state").eq("FAILED") | Attr("job_status").eq("FAILED"),
+            "FilterExpression": Attr(T.STATE).eq(TaskState.FAILED.value) | Attr(T.JOB_STATUS).eq("FAILED"),
         }
         found: list[Mapping[str, Any]] = []
         try:

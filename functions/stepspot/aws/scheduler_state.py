@@ -18,6 +18,9 @@ from stepspot.aws.errors import translate_client_error
 from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
 from stepspot.scheduler import PlanView, StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
+from stepspot.state_items import UPDATED_AT, Marker, TaskItem, WorkflowItem
+from stepspot.state_items import Task as T
+from stepspot.state_items import Workflow as W
 from stepspot.state_keys import (
     TASK_SK_PREFIX,
     dependency_key,
@@ -45,11 +48,11 @@ class SchedulerState:
         registered = conditional_write(
             lambda: self._table.update_item(
                 Key=workflow_key(workflow_id),
-                UpdateExpression="SET task_token = :t, started_at = if_not_exists(started_at, :now), "
-                "#r = if_not_exists(#r, :zero), skipped = if_not_exists(skipped, :zero), "
-                "ready_count = if_not_exists(ready_count, :zero), updated_at = :now",
+                UpdateExpression=f"SET {W.TASK_TOKEN} = :t, {W.STARTED_AT} = if_not_exists({W.STARTED_AT}, :now), "
+                f"#r = if_not_exists(#r, :zero), {W.SKIPPED} = if_not_exists({W.SKIPPED}, :zero), "
+                f"{W.READY_COUNT} = if_not_exists({W.READY_COUNT}, :zero), {UPDATED_AT} = :now",
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#r": "running"},
+                ExpressionAttributeNames={"#r": W.RUNNING},
                 ExpressionAttributeValues={":t": task_token, ":now": now_iso(), ":zero": 0},
             ),
             f"starting workflow {workflow_id}",
@@ -63,8 +66,8 @@ class SchedulerState:
             workflow_key(workflow_id),
             "SET #s = :running",
             "#s = :parsed",
-            {"#s": "status"},
-            {":running": WorkflowStatus.RUNNING.value, ":parsed": "PARSED"},
+            {"#s": W.STATUS},
+            {":running": WorkflowStatus.RUNNING.value, ":parsed": WorkflowStatus.PARSED.value},
             f"starting workflow {workflow_id}",
         )
         return self.counters(workflow_id)
@@ -73,17 +76,17 @@ class SchedulerState:
         """Redrive: every task that did not succeed becomes PENDING again (dependencies recounted from
         the tasks that did), the counters are recomputed and the run tag moves on. Task ids come from
         the task items; the plan is asked only for the dependencies of the unfinished ones."""
-        items = {str(i["task_id"]): i for i in self._query(workflow_id, TASK_SK_PREFIX)}
-        succeeded = {t for t, i in items.items() if i.get("state") == TaskState.SUCCEEDED}
+        items = {t.task_id: t for t in self.tasks(workflow_id)}
+        succeeded = {t for t, i in items.items() if i.state == TaskState.SUCCEEDED}
         # The next run has a new run tag: its dependency markers start afresh, and parents that
         # succeeded are not run again, so they count as done right away.
         unfinished = plan.remaining_dependencies((t for t in items if t not in succeeded), succeeded)
         for task_id, remaining in unfinished.items():
             self._table.update_item(
                 Key=task_key(workflow_id, task_id),
-                UpdateExpression="SET #st = :pending, remaining_deps = :remaining, updated_at = :now "
-                "REMOVE execution_arn, execution_name",
-                ExpressionAttributeNames={"#st": "state"},
+                UpdateExpression=f"SET #st = :pending, {T.REMAINING_DEPS} = :remaining, {UPDATED_AT} = :now "
+                f"REMOVE {T.EXECUTION_ARN}, {T.EXECUTION_NAME}",
+                ExpressionAttributeNames={"#st": T.STATE},
                 ExpressionAttributeValues={
                     ":pending": TaskState.PENDING.value,
                     ":remaining": remaining,
@@ -93,50 +96,62 @@ class SchedulerState:
             self._table.delete_item(Key=ready_key(workflow_id, task_id))
         self._table.update_item(
             Key=workflow_key(workflow_id),
-            UpdateExpression="SET #s = :parsed, #r = :zero, failed = :zero, skipped = :zero, ready_count = :zero, "
-            "succeeded = :done, redrives = if_not_exists(redrives, :zero) + :one REMOVE failure_detail, finished_at",
-            ExpressionAttributeNames={"#s": "status", "#r": "running"},
-            ExpressionAttributeValues={":parsed": "PARSED", ":zero": 0, ":one": 1, ":done": len(succeeded)},
+            UpdateExpression=f"SET #s = :parsed, #r = :zero, {W.FAILED} = :zero, {W.SKIPPED} = :zero, "
+            f"{W.READY_COUNT} = :zero, {W.SUCCEEDED} = :done, {W.REDRIVES} = if_not_exists({W.REDRIVES}, :zero) + :one "
+            f"REMOVE {W.FAILURE_DETAIL}, {W.FINISHED_AT}",
+            ExpressionAttributeNames={"#s": W.STATUS, "#r": W.RUNNING},
+            ExpressionAttributeValues={
+                ":parsed": WorkflowStatus.PARSED.value,
+                ":zero": 0,
+                ":one": 1,
+                ":done": len(succeeded),
+            },
         )
 
     def counters(self, workflow_id: str) -> WorkflowCounters:
-        item = self._get(workflow_key(workflow_id))
-        if item is None:
+        found = self._get(workflow_key(workflow_id))
+        if found is None:
             raise WorkflowStateMissingError(
                 f"workflow {workflow_id} is not registered in {self.table_name}", workflow_id=workflow_id
             )
+        item = WorkflowItem.from_item(found)
         return WorkflowCounters(
-            status=str(item.get("status", "PARSED")),
-            total=int(item.get("total_tasks", 0)),
-            succeeded=int(item.get("succeeded", 0)),
-            failed=int(item.get("failed", 0)),
-            skipped=int(item.get("skipped", 0)),
-            running=int(item.get("running", 0)),
-            ready=int(item.get("ready_count", 0)),
-            failure_mode=str(item.get("failure_mode", "fail")),
-            task_token=item.get("task_token"),
-            first_failure=item.get("failure_detail"),
-            run_tag=f"{int(item.get('resubmission', 0))}.{int(item.get('redrives', 0))}",
+            status=item.status,
+            total=item.total_tasks,
+            succeeded=item.succeeded,
+            failed=item.failed,
+            skipped=item.skipped,
+            running=item.running,
+            ready=item.ready_count,
+            failure_mode=item.failure_mode,
+            task_token=item.task_token,
+            first_failure=item.failure_detail,
+            run_tag=item.run_tag,
         )
 
     def complete(self, workflow_id: str, status: WorkflowStatus, detail: str | None = None) -> bool:
         values: dict[str, Any] = {":s": status.value, ":running": WorkflowStatus.RUNNING.value, ":now": now_iso()}
-        expression = "SET #s = :s, finished_at = :now"
+        expression = f"SET #s = :s, {W.FINISHED_AT} = :now"
         if detail:
-            expression += ", failure_detail = if_not_exists(failure_detail, :d)"
+            expression += f", {W.FAILURE_DETAIL} = if_not_exists({W.FAILURE_DETAIL}, :d)"
             values[":d"] = detail[:2000]
         return self._conditional_update(
-            workflow_key(workflow_id), expression, "#s = :running", {"#s": "status"}, values, "finishing workflow"
+            workflow_key(workflow_id), expression, "#s = :running", {"#s": W.STATUS}, values, "finishing workflow"
         )
 
     def mark_failed(self, workflow_id: str, detail: str) -> bool:
         """Abort: any not-yet-final status -> FAILED (the orchestration itself broke)."""
         return self._conditional_update(
             workflow_key(workflow_id),
-            "SET #s = :failed, finished_at = :now, failure_detail = if_not_exists(failure_detail, :d)",
+            f"SET #s = :failed, {W.FINISHED_AT} = :now, {W.FAILURE_DETAIL} = if_not_exists({W.FAILURE_DETAIL}, :d)",
             "attribute_exists(pk) AND NOT #s IN (:failed, :succeeded)",
-            {"#s": "status"},
-            {":failed": "FAILED", ":succeeded": "SUCCEEDED", ":now": now_iso(), ":d": detail[:2000]},
+            {"#s": W.STATUS},
+            {
+                ":failed": WorkflowStatus.FAILED.value,
+                ":succeeded": WorkflowStatus.SUCCEEDED.value,
+                ":now": now_iso(),
+                ":d": detail[:2000],
+            },
             "aborting workflow",
         )
 
@@ -148,12 +163,12 @@ class SchedulerState:
         PENDING/READY tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
         running: list[str] = []
         ready: list[str] = []
-        for item in self._query(workflow_id, TASK_SK_PREFIX, projection="sk, #st, remaining_deps"):
-            task_id = item["sk"][len(TASK_SK_PREFIX) :]
-            if item.get("state") == TaskState.RUNNING:
-                running.append(task_id)
-            elif item.get("state") in (TaskState.PENDING, TaskState.READY) and int(item.get("remaining_deps", 0)) == 0:
-                ready.append(task_id)
+        for found in self._query(workflow_id, TASK_SK_PREFIX, projection=f"sk, #st, {T.REMAINING_DEPS}"):
+            item = TaskItem.from_item(found, workflow_id)
+            if item.state == TaskState.RUNNING:
+                running.append(item.task_id)
+            elif item.state in (TaskState.PENDING, TaskState.READY) and item.remaining_deps == 0:
+                ready.append(item.task_id)
         return running + ready
 
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
@@ -165,7 +180,7 @@ class SchedulerState:
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), "at": now_iso()},
+                        "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), Marker.AT: now_iso()},
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
@@ -173,7 +188,7 @@ class SchedulerState:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": task_key(workflow_id, task_id),
-                        "UpdateExpression": "SET remaining_deps = remaining_deps - :one, updated_at = :now",
+                        "UpdateExpression": f"SET {T.REMAINING_DEPS} = {T.REMAINING_DEPS} - :one, {UPDATED_AT} = :now",
                         "ConditionExpression": "attribute_exists(pk)",
                         "ExpressionAttributeValues": {":one": 1, ":now": now_iso()},
                     }
@@ -184,7 +199,7 @@ class SchedulerState:
         item = self._get(task_key(workflow_id, task_id))
         if item is None:
             raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
-        return int(item.get("remaining_deps", 0))
+        return TaskItem.from_item(item, workflow_id).remaining_deps
 
     def try_start(
         self,
@@ -203,10 +218,10 @@ class SchedulerState:
                 "Update": {
                     "TableName": self.table_name,
                     "Key": task_key(workflow_id, task_id),
-                    "UpdateExpression": "SET #st = :running, execution_name = :name, execution_arn = :arn, "
-                    "started_at = :now, updated_at = :now",
-                    "ConditionExpression": "#st = :source AND remaining_deps = :zero",
-                    "ExpressionAttributeNames": {"#st": "state"},
+                    "UpdateExpression": f"SET #st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, "
+                    f"{T.STARTED_AT} = :now, {UPDATED_AT} = :now",
+                    "ConditionExpression": f"#st = :source AND {T.REMAINING_DEPS} = :zero",
+                    "ExpressionAttributeNames": {"#st": T.STATE},
                     "ExpressionAttributeValues": {
                         ":running": TaskState.RUNNING.value,
                         ":source": source.value,
@@ -222,9 +237,9 @@ class SchedulerState:
                     "TableName": self.table_name,
                     "Key": workflow_key(workflow_id),
                     "UpdateExpression": "SET #r = #r + :one"
-                    + (", ready_count = ready_count - :one" if from_ready else ""),
+                    + (f", {W.READY_COUNT} = {W.READY_COUNT} - :one" if from_ready else ""),
                     "ConditionExpression": "#s = :wf_running AND #r < :max",
-                    "ExpressionAttributeNames": {"#r": "running", "#s": "status"},
+                    "ExpressionAttributeNames": {"#r": W.RUNNING, "#s": W.STATUS},
                     "ExpressionAttributeValues": {
                         ":one": 1,
                         ":max": max_running,
@@ -240,11 +255,12 @@ class SchedulerState:
         if result.applied:
             return StartOutcome.STARTED
         task_failed = 0 in result.failed_items
-        item = self._get(task_key(workflow_id, task_id)) or {}
-        state = item.get("state")
+        found = self._get(task_key(workflow_id, task_id))
+        item = TaskItem.from_item(found, workflow_id) if found else None
+        state = item.state if item else None
         if state == TaskState.RUNNING:
             return StartOutcome.ALREADY_RUNNING
-        if task_failed or state not in (TaskState.PENDING, TaskState.READY) or int(item.get("remaining_deps", 1)):
+        if task_failed or item is None or state not in (TaskState.PENDING, TaskState.READY) or item.remaining_deps:
             return StartOutcome.NOT_STARTABLE
         if state == TaskState.READY:
             return StartOutcome.NO_SLOT  # already parked
@@ -262,9 +278,9 @@ class SchedulerState:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": task_key(workflow_id, task_id),
-                        "UpdateExpression": "SET #st = :ready, updated_at = :now",
-                        "ConditionExpression": "#st = :pending AND remaining_deps = :zero",
-                        "ExpressionAttributeNames": {"#st": "state"},
+                        "UpdateExpression": f"SET #st = :ready, {UPDATED_AT} = :now",
+                        "ConditionExpression": f"#st = :pending AND {T.REMAINING_DEPS} = :zero",
+                        "ExpressionAttributeNames": {"#st": T.STATE},
                         "ExpressionAttributeValues": {
                             ":ready": TaskState.READY.value,
                             ":pending": TaskState.PENDING.value,
@@ -277,14 +293,14 @@ class SchedulerState:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": workflow_key(workflow_id),
-                        "UpdateExpression": "SET ready_count = if_not_exists(ready_count, :zero) + :one",
+                        "UpdateExpression": f"SET {W.READY_COUNT} = if_not_exists({W.READY_COUNT}, :zero) + :one",
                         "ExpressionAttributeValues": {":zero": 0, ":one": 1},
                     }
                 },
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": {**ready_key(workflow_id, task_id), "task_id": task_id, "at": time.time_ns()},
+                        "Item": {**ready_key(workflow_id, task_id), Marker.TASK_ID: task_id, Marker.AT: time.time_ns()},
                     }
                 },
             ],
@@ -303,14 +319,14 @@ class SchedulerState:
 
     def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool:
         """RUNNING -> SUCCEEDED/FAILED, releasing the slot and counting it, in one transaction."""
-        counter = "succeeded" if state == TaskState.SUCCEEDED else "failed"
+        counter = W.SUCCEEDED if state == TaskState.SUCCEEDED else W.FAILED
         task_update = {
             "TableName": self.table_name,
             "Key": task_key(workflow_id, task_id),
-            "UpdateExpression": "SET #st = :final, finished_at = :now, updated_at = :now"
-            + (", failure_detail = :d" if detail else ""),
+            "UpdateExpression": f"SET #st = :final, {T.FINISHED_AT} = :now, {UPDATED_AT} = :now"
+            + (f", {T.FAILURE_DETAIL} = :d" if detail else ""),
             "ConditionExpression": "#st = :running",
-            "ExpressionAttributeNames": {"#st": "state"},
+            "ExpressionAttributeNames": {"#st": T.STATE},
             "ExpressionAttributeValues": {
                 ":final": state.value,
                 ":running": TaskState.RUNNING.value,
@@ -322,7 +338,7 @@ class SchedulerState:
             "TableName": self.table_name,
             "Key": workflow_key(workflow_id),
             "UpdateExpression": f"SET #r = #r - :one, {counter} = {counter} + :one",
-            "ExpressionAttributeNames": {"#r": "running"},
+            "ExpressionAttributeNames": {"#r": W.RUNNING},
             "ExpressionAttributeValues": {":one": 1},
         }
         return self._transact([{"Update": task_update}, {"Update": workflow_update}], f"finishing task {task_id}")
@@ -333,9 +349,9 @@ class SchedulerState:
             task_update = {
                 "TableName": self.table_name,
                 "Key": task_key(workflow_id, task_id),
-                "UpdateExpression": "SET #st = :skipped, failure_detail = :c, updated_at = :now",
+                "UpdateExpression": f"SET #st = :skipped, {T.FAILURE_DETAIL} = :c, {UPDATED_AT} = :now",
                 "ConditionExpression": "#st = :source",
-                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeNames": {"#st": T.STATE},
                 "ExpressionAttributeValues": {
                     ":skipped": TaskState.SKIPPED.value,
                     ":source": source.value,
@@ -343,9 +359,9 @@ class SchedulerState:
                     ":now": now_iso(),
                 },
             }
-            counters = "SET skipped = if_not_exists(skipped, :zero) + :one"
+            counters = f"SET {W.SKIPPED} = if_not_exists({W.SKIPPED}, :zero) + :one"
             if source == TaskState.READY:
-                counters += ", ready_count = ready_count - :one"
+                counters += f", {W.READY_COUNT} = {W.READY_COUNT} - :one"
             items: list[dict[str, Any]] = [
                 {"Update": task_update},
                 {
@@ -364,17 +380,19 @@ class SchedulerState:
         return False
 
     def running_executions(self, workflow_id: str) -> list[str]:
-        return [
-            str(item["execution_arn"])
-            for item in self._query(workflow_id, TASK_SK_PREFIX, projection="#st, execution_arn")
-            if item.get("state") == TaskState.RUNNING and item.get("execution_arn")
-        ]
+        items = (
+            TaskItem.from_item(found, workflow_id)
+            for found in self._query(workflow_id, TASK_SK_PREFIX, projection=f"sk, #st, {T.EXECUTION_ARN}")
+        )
+        return [item.execution_arn for item in items if item.state == TaskState.RUNNING and item.execution_arn]
 
-    def task(self, workflow_id: str, task_id: str) -> dict[str, Any] | None:
-        return self._get(task_key(workflow_id, task_id))
+    def task(self, workflow_id: str, task_id: str) -> TaskItem | None:
+        found = self._get(task_key(workflow_id, task_id))
+        return TaskItem.from_item(found, workflow_id) if found else None
 
-    def tasks(self, workflow_id: str) -> list[dict[str, Any]]:
-        return list(self._query(workflow_id, TASK_SK_PREFIX))
+    def tasks(self, workflow_id: str) -> list[TaskItem]:
+        """Every task item of the workflow (local mode's progress and summary read them here too)."""
+        return [TaskItem.from_item(found, workflow_id) for found in self._query(workflow_id, TASK_SK_PREFIX)]
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -393,7 +411,7 @@ class SchedulerState:
         if projection:
             kwargs["ProjectionExpression"] = projection
             if "#st" in projection:
-                kwargs["ExpressionAttributeNames"] = {"#st": "state"}
+                kwargs["ExpressionAttributeNames"] = {"#st": T.STATE}
         returned = 0
         while True:
             try:

@@ -14,6 +14,9 @@ from botocore.exceptions import ClientError
 from stepspot.aws.errors import is_condition_failed, translate_client_error
 from stepspot.errors import FatalError
 from stepspot.plan import InitialTaskState
+from stepspot.state_items import UPDATED_AT
+from stepspot.state_items import Task as T
+from stepspot.state_items import Workflow as W
 from stepspot.state_keys import task_key, workflow_key
 
 
@@ -44,8 +47,8 @@ class StateTable:
         """Create (or, for a higher ``resubmission`` number, reset) the task items, then write the META item
         conditionally. Returns False when this registration already happened (a retry); raises
         ``WorkflowAlreadyExistsError`` when the id holds a different plan or a newer resubmission."""
-        workflow_id = workflow_meta["workflow_id"]
-        resubmission = int(workflow_meta.get("resubmission", 0))
+        workflow_id = workflow_meta[W.WORKFLOW_ID]
+        resubmission = int(workflow_meta.get(W.RESUBMISSION, 0))
         existing = self.get_workflow(workflow_id)
         if existing is not None and not self.is_newer_resubmission(existing, resubmission):
             return self.same_plan_or_raise(existing, plan_sha256, resubmission)
@@ -53,7 +56,7 @@ class StateTable:
         if existing is None:
             condition, values = "attribute_not_exists(pk)", None
         else:  # only move forward: a late retry of an older resubmission must not reset newer progress
-            condition = "attribute_not_exists(resubmission) OR resubmission < :resubmission"
+            condition = f"attribute_not_exists({W.RESUBMISSION}) OR {W.RESUBMISSION} < :resubmission"
             values = {":resubmission": resubmission}
         try:
             # Task items first, META last: a retry after a partial write rewrites the same task items, and
@@ -63,17 +66,17 @@ class StateTable:
                     batch.put_item(
                         Item={
                             **task_key(workflow_id, task.task_id),
-                            "workflow_id": workflow_id,
-                            "task_id": task.task_id,
-                            "state": task.state,
-                            "remaining_deps": task.remaining_deps,
-                            "attempts": 0,
-                            "interruptions": 0,
-                            "created_at": stamp,
-                            "updated_at": stamp,
+                            T.WORKFLOW_ID: workflow_id,
+                            T.TASK_ID: task.task_id,
+                            T.STATE: task.state.value,
+                            T.REMAINING_DEPS: task.remaining_deps,
+                            T.ATTEMPTS: 0,
+                            T.INTERRUPTIONS: 0,
+                            T.CREATED_AT: stamp,
+                            UPDATED_AT: stamp,
                         }
                     )
-            item = {**workflow_key(workflow_id), **workflow_meta, "plan_sha256": plan_sha256, "created_at": stamp}
+            item = {**workflow_key(workflow_id), **workflow_meta, W.PLAN_SHA256: plan_sha256, W.CREATED_AT: stamp}
             extra = {"ExpressionAttributeValues": values} if values else {}
             self._table.put_item(Item=item, ConditionExpression=condition, **extra)
         except ClientError as exc:
@@ -86,20 +89,20 @@ class StateTable:
 
     @staticmethod
     def is_newer_resubmission(existing: dict[str, Any], resubmission: int) -> bool:
-        return resubmission > int(existing.get("resubmission", 0))
+        return resubmission > int(existing.get(W.RESUBMISSION, 0))
 
     @staticmethod
     def same_plan_or_raise(existing: dict[str, Any], plan_sha256: str, resubmission: int = 0) -> bool:
         """False (nothing to do) when ``existing`` is this registration; raises when it is another."""
-        workflow_id = existing.get("workflow_id")
-        registered = int(existing.get("resubmission", 0))
+        workflow_id = existing.get(W.WORKFLOW_ID)
+        registered = int(existing.get(W.RESUBMISSION, 0))
         if registered > resubmission:
             raise WorkflowAlreadyExistsError(
                 f"workflow {workflow_id!r} was already resubmitted as attempt {registered}: "
                 f"resubmission {resubmission} is stale; resume it again for a new attempt",
                 workflow_id=workflow_id,
             )
-        if existing.get("plan_sha256") == plan_sha256:
+        if existing.get(W.PLAN_SHA256) == plan_sha256:
             return False
         raise WorkflowAlreadyExistsError(
             f"workflow id {workflow_id!r} is already registered with a different definition: "

@@ -13,6 +13,8 @@ from botocore.exceptions import ClientError
 from stepspot.aws.errors import is_condition_failed, translate_client_error
 from stepspot.aws.state_table import now_iso
 from stepspot.errors import WorkflowStateMissingError
+from stepspot.state_items import UPDATED_AT
+from stepspot.state_items import Task as T
 from stepspot.state_keys import task_key
 
 
@@ -35,11 +37,11 @@ class TaskAttempts:
         try:
             response = self._table.update_item(
                 Key=task_key(workflow_id, task_id),
-                UpdateExpression="SET #attempts = :a, choice_attempt = :a, #queue = :q, #capacity = :c, "
-                "base_memory = if_not_exists(base_memory, :bm), updated_at = :now ADD fallbacks :f",
-                ExpressionAttributeNames={"#attempts": "attempts", "#queue": "queue", "#capacity": "capacity"},
+                UpdateExpression=f"SET #attempts = :a, {T.CHOICE_ATTEMPT} = :a, #queue = :q, #capacity = :c, "
+                f"{T.BASE_MEMORY} = if_not_exists({T.BASE_MEMORY}, :bm), {UPDATED_AT} = :now ADD {T.FALLBACKS} :f",
+                ExpressionAttributeNames={"#attempts": T.ATTEMPTS, "#queue": T.QUEUE, "#capacity": T.CAPACITY},
                 ConditionExpression="attribute_exists(pk) AND "
-                "(attribute_not_exists(choice_attempt) OR choice_attempt < :a)",
+                f"(attribute_not_exists({T.CHOICE_ATTEMPT}) OR {T.CHOICE_ATTEMPT} < :a)",
                 ExpressionAttributeValues={
                     ":a": attempt,
                     ":q": queue,
@@ -63,10 +65,11 @@ class TaskAttempts:
         try:
             response = self._table.update_item(
                 Key=task_key(workflow_id, task_id),
-                UpdateExpression=f"SET classified_attempt = :a, last_failure_class = :c, last_failure = :r, "
-                f"last_job_id = :j, updated_at = :now ADD failures_{failure_class} :one",
+                UpdateExpression=f"SET {T.CLASSIFIED_ATTEMPT} = :a, {T.LAST_FAILURE_CLASS} = :c, "
+                f"{T.LAST_FAILURE} = :r, {T.LAST_JOB_ID} = :j, {UPDATED_AT} = :now "
+                f"ADD {T.FAILURES_PREFIX}{failure_class} :one",
                 ConditionExpression="attribute_exists(pk) AND "
-                "(attribute_not_exists(classified_attempt) OR classified_attempt < :a)",
+                f"(attribute_not_exists({T.CLASSIFIED_ATTEMPT}) OR {T.CLASSIFIED_ATTEMPT} < :a)",
                 ExpressionAttributeValues={
                     ":a": attempt,
                     ":c": failure_class,
@@ -89,10 +92,10 @@ class TaskAttempts:
         try:
             self._table.update_item(
                 Key=task_key(workflow_id, task_id),
-                UpdateExpression="SET next_memory = :m, memory_attempt = :a, "
-                "memory_escalations = list_append(if_not_exists(memory_escalations, :empty), :pair)",
+                UpdateExpression=f"SET {T.NEXT_MEMORY} = :m, {T.MEMORY_ATTEMPT} = :a, "
+                f"{T.MEMORY_ESCALATIONS} = list_append(if_not_exists({T.MEMORY_ESCALATIONS}, :empty), :pair)",
                 ConditionExpression="attribute_exists(pk) AND "
-                "(attribute_not_exists(memory_attempt) OR memory_attempt < :a)",
+                f"(attribute_not_exists({T.MEMORY_ATTEMPT}) OR {T.MEMORY_ATTEMPT} < :a)",
                 ExpressionAttributeValues={
                     ":m": memory_mib,
                     ":a": attempt,

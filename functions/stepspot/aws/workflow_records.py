@@ -10,8 +10,11 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from stepspot.aws.cli_errors import aws_call
+from stepspot.checkpointing.model import LATEST_SK, SEQUENCE_FIELD, SEQUENCE_SK_PREFIX
 from stepspot.run_health import RUN_SK_PREFIX
-from stepspot.state_keys import TASK_SK_PREFIX, WORKFLOW_META_SK, checkpoint_pk, workflow_pk
+from stepspot.state_items import SK
+from stepspot.state_items import Task as T
+from stepspot.state_keys import WORKFLOW_META_SK, checkpoint_pk, is_task_sk, task_id_from_sk, workflow_pk
 
 _deserializer = TypeDeserializer()
 
@@ -36,13 +39,9 @@ class WorkflowRecords:
     def workflow_items(self, workflow_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """(META item or None, task items sorted by task id) of one workflow."""
         items = self._query(self._state_table, workflow_pk(workflow_id), "read the workflow state")
-        meta = next((item for item in items if item["sk"] == WORKFLOW_META_SK), None)
-        tasks = [
-            {**item, "task_id": item["sk"][len(TASK_SK_PREFIX) :]}
-            for item in items
-            if str(item["sk"]).startswith(TASK_SK_PREFIX)
-        ]
-        return meta, sorted(tasks, key=lambda item: item["task_id"])
+        meta = next((item for item in items if item[SK] == WORKFLOW_META_SK), None)
+        tasks = [{**item, T.TASK_ID: task_id_from_sk(item[SK])} for item in items if is_task_sk(item[SK])]
+        return meta, sorted(tasks, key=lambda item: item[T.TASK_ID])
 
     def checkpoints(self, workflow_id: str, task_id: str) -> tuple[list[dict[str, Any]], int | None]:
         """(checkpoint items ``SEQ#...`` oldest first, sequence the ``LATEST`` pointer names or None)."""
@@ -54,10 +53,10 @@ class WorkflowRecords:
     ) -> tuple[list[dict[str, Any]], int | None, list[dict[str, Any]]]:
         """``checkpoints`` plus the runners' run records ``RUN#<job id>`` (stepspot.run_health): one query."""
         items = self._query(self._checkpoint_table, checkpoint_pk(workflow_id, task_id), "read the checkpoints")
-        latest = next((item for item in items if item["sk"] == "LATEST"), None)
-        latest_sequence = int(latest["sequence"]) if latest and "sequence" in latest else None
-        runs = [item for item in items if str(item["sk"]).startswith(RUN_SK_PREFIX)]
-        return [item for item in items if str(item["sk"]).startswith("SEQ#")], latest_sequence, runs
+        latest = next((item for item in items if item[SK] == LATEST_SK), None)
+        latest_sequence = int(latest[SEQUENCE_FIELD]) if latest and SEQUENCE_FIELD in latest else None
+        runs = [item for item in items if str(item[SK]).startswith(RUN_SK_PREFIX)]
+        return [item for item in items if str(item[SK]).startswith(SEQUENCE_SK_PREFIX)], latest_sequence, runs
 
     def _query(self, table: str, pk: str, action: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

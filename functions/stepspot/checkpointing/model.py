@@ -29,7 +29,8 @@ from typing import Any
 from stepspot.state_keys import checkpoint_pk
 
 MANIFEST_FORMAT = 1
-SEQUENCE_DIGITS = 12
+SEQUENCE_DIGITS = 12  # of the SEQ# sort keys and S3 prefixes: zero-padded, so they sort by number
+MAX_SEQUENCE = 10**SEQUENCE_DIGITS - 1
 SEQUENCE_SK_PREFIX = "SEQ#"
 LATEST_SK = "LATEST"
 CHECKPOINTS_ROOT = "checkpoints/"
@@ -38,6 +39,11 @@ FILES_DIR = "files/"
 # Files the agent itself writes into the checkpoint directory (restore staging); never checkpointed.
 AGENT_PRIVATE_PREFIX = ".stepspot-"
 
+# The SEQ# item's status attribute and its values: PENDING while uploading, COMPLETE once the manifest is written.
+STATUS_FIELD = "status"
+SEQUENCE_FIELD = "sequence"  # on SEQ# items and on the LATEST pointer
+CREATED_EPOCH_FIELD = "created_epoch"
+CREATED_AT_FIELD = "created_at"
 STATUS_PENDING = "PENDING"
 STATUS_COMPLETE = "COMPLETE"
 
@@ -71,8 +77,8 @@ def validate_id(kind: str, value: str) -> str:
 
 
 def sequence_sk(sequence: int) -> str:
-    if sequence < 1 or sequence >= 10**SEQUENCE_DIGITS:
-        raise ValueError(f"checkpoint sequence {sequence} is outside 1..{10**SEQUENCE_DIGITS - 1}")
+    if sequence < 1 or sequence > MAX_SEQUENCE:
+        raise ValueError(f"checkpoint sequence {sequence} is outside 1..{MAX_SEQUENCE}")
     return f"{SEQUENCE_SK_PREFIX}{sequence:0{SEQUENCE_DIGITS}d}"
 
 

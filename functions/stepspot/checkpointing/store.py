@@ -30,6 +30,7 @@ from typing import Protocol
 
 from stepspot.checkpointing.files import DirectoryScanner, RestoreStaging
 from stepspot.checkpointing.model import (
+    STATUS_PENDING,
     CheckpointRecord,
     FileEntry,
     Manifest,
@@ -249,7 +250,7 @@ class CheckpointStore:
                 workflow_id=workflow_id,
                 task_id=task_id,
                 sequence=candidate,
-                status="PENDING",
+                status=STATUS_PENDING,
                 created_epoch=now,
                 created_at=_now_iso(now),
                 writer=writer,

@@ -32,15 +32,17 @@ from stepspot.local.faults import Faults
 from stepspot.policy import load_policy_file
 from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list
+from stepspot.scheduler import TaskState
+from stepspot.state_items import Task
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATE_STYLES = {
-    "PENDING": "dim",
-    "READY": "cyan",
-    "RUNNING": "yellow",
-    "SUCCEEDED": "green",
-    "FAILED": "red",
-    "SKIPPED": "magenta",
+    TaskState.PENDING: "dim",
+    TaskState.READY: "cyan",
+    TaskState.RUNNING: "yellow",
+    TaskState.SUCCEEDED: "green",
+    TaskState.FAILED: "red",
+    TaskState.SKIPPED: "magenta",
 }
 
 
@@ -162,17 +164,17 @@ def _progress_view(snapshot: dict[str, Any]) -> Group:
         if counts.get(state):
             line.append(f"{state.lower()} {counts[state]}  ", style=style)
     line.append(f"of {snapshot['total']}")
-    running = [item for item in snapshot["tasks"].values() if item.get("state") == "RUNNING"]
+    running = [item for item in snapshot["tasks"].values() if item.get(Task.STATE) == TaskState.RUNNING]
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
     for column in ("running task", "attempt", "capacity", "interruptions", "last failure"):
         table.add_column(column)
     for item in sorted(running, key=lambda i: str(i["task_id"]))[:12]:
         table.add_row(
             str(item["task_id"]),
-            str(item.get("attempts", 0)),
-            str(item.get("capacity", "-")),
-            str(item.get("interruptions", 0)),
-            str(item.get("last_failure_class", "")),
+            str(item.get(Task.ATTEMPTS, 0)),
+            str(item.get(Task.CAPACITY, "-")),
+            str(item.get(Task.INTERRUPTIONS, 0)),
+            str(item.get(Task.LAST_FAILURE_CLASS, "")),
         )
     if len(running) > 12:
         table.add_row(f"... {len(running) - 12} more", "", "", "", "")

@@ -46,6 +46,8 @@ from stepspot.cli.remote_context import (
 from stepspot.dataflow import unreadable_uri_inputs
 from stepspot.deployment import Deployment
 from stepspot.errors import AwsAccessDeniedError
+from stepspot.scheduler import TaskState
+from stepspot.state_items import Task
 from stepspot.workflow import LoadedWorkflow, load_workflow_file
 
 # AWS allows RedriveExecution for 14 days after an execution stopped.
@@ -191,8 +193,8 @@ def run_cancel(args: argparse.Namespace) -> int:
     _, tasks = context.records.workflow_items(workflow_id)
     stopped = 0
     for task in tasks:
-        task_execution = task.get("execution_arn")
-        if task.get("state") == "RUNNING" and task_execution:
+        task_execution = task.get(Task.EXECUTION_ARN)
+        if task.get(Task.STATE) == TaskState.RUNNING and task_execution:
             # Stopping a task execution makes Step Functions terminate its `.sync` Batch job.
             context.executions.stop(str(task_execution), args.reason)
             stopped += 1
@@ -267,7 +269,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
 def _resubmit(context: RemoteContext, args: argparse.Namespace, workflow_id: str, loaded: LoadedWorkflow | None) -> int:
     _, tasks = context.records.workflow_items(workflow_id)
-    finished = [t["task_id"] for t in tasks if t.get("state") == "SUCCEEDED"]
+    finished = [t["task_id"] for t in tasks if t.get(Task.STATE) == TaskState.SUCCEEDED]
     bucket = context.deployment.bucket_name
     if loaded is not None:
         known = {task.id for task in loaded.workflow.tasks}

@@ -25,7 +25,14 @@ from rich.text import Text
 from stepspot.aws.cost_store import totals_from_item
 from stepspot.aws.executions import ExecutionSummary
 from stepspot.aws.job_logs import JobLogs
-from stepspot.checkpointing.model import s3_uri, sequence_from_sk, sequence_prefix
+from stepspot.checkpointing.model import (
+    CREATED_AT_FIELD,
+    SEQUENCE_FIELD,
+    STATUS_FIELD,
+    s3_uri,
+    sequence_from_sk,
+    sequence_prefix,
+)
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -40,7 +47,8 @@ from stepspot.errors import StepspotError, WorkflowNotFoundError
 from stepspot.failures import memory_by_attempt
 from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list, task_health
-from stepspot.scheduler import TaskState
+from stepspot.scheduler import FINAL_TASK_STATES, TaskState
+from stepspot.state_items import SK, Task, Workflow
 
 # The scheduler's task states (stepspot.scheduler.TaskState owns them) in display order, with their styles.
 STATE_STYLES: dict[str, str] = {
@@ -62,7 +70,7 @@ sleep: Callable[[float], None] = time.sleep
 
 
 def task_counts(tasks: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(str(task.get("state", "PENDING")) for task in tasks)
+    return Counter(str(task.get(Task.STATE, TaskState.PENDING)) for task in tasks)
 
 
 def counts_line(tasks: list[dict[str, Any]]) -> str:
@@ -107,22 +115,22 @@ def tasks_table(
     table.add_column("cost $", justify="right")
     table.add_column("last failure", overflow="fold")
     for task in tasks:
-        state = str(task.get("state", "PENDING"))
+        state = str(task.get(Task.STATE, TaskState.PENDING))
         published = [outputs_text(outputs.get(task["task_id"]))] if outputs is not None else []
         memories = _attempt_memories(task)
         table.add_row(
             task["task_id"],
             Text(state, style=STATE_STYLES.get(state, "")),
-            str(task.get("attempts", 0)),
-            str(task.get("interruptions", 0)),
+            str(task.get(Task.ATTEMPTS, 0)),
+            str(task.get(Task.INTERRUPTIONS, 0)),
             str(checkpoints.get(task["task_id"], 0)),
-            str(task.get("queue") or "-"),
+            str(task.get(Task.QUEUE) or "-"),
             ", ".join(str(m) if m else "?" for m in memories) or "-",
             seconds_list(_health(task)["lost_work_seconds"]),
             seconds_list(_health(task)["restore_seconds"]),
             *published,
             f"{totals_from_item(task).total_usd:.4f}",
-            str(task.get("last_failure_class") or ""),
+            str(task.get(Task.LAST_FAILURE_CLASS) or ""),
         )
     return table
 
@@ -137,7 +145,9 @@ def health_warnings(tasks: list[dict[str, Any]]) -> list[str]:
 
 
 def _attempt_memories(task: dict[str, Any]) -> list[int | None]:
-    return memory_by_attempt(int(task.get("attempts", 0)), task.get("base_memory"), task.get("memory_escalations"))
+    return memory_by_attempt(
+        int(task.get(Task.ATTEMPTS, 0)), task.get(Task.BASE_MEMORY), task.get(Task.MEMORY_ESCALATIONS)
+    )
 
 
 def cost_document(item: dict[str, Any] | None) -> dict[str, Any]:
@@ -173,19 +183,19 @@ def status_document(
         "start_date": execution.start_date.isoformat() if execution.start_date else None,
         "stop_date": execution.stop_date.isoformat() if execution.stop_date else None,
         "error": execution.error,
-        "name": (meta or {}).get("name"),
+        "name": (meta or {}).get(Workflow.NAME),
         "counts": dict(task_counts(tasks)),
         "tasks": [
             {
                 "id": task["task_id"],
-                "state": task.get("state", "PENDING"),
-                "attempts": task.get("attempts", 0),
-                "interruptions": task.get("interruptions", 0),
+                "state": task.get(Task.STATE, TaskState.PENDING),
+                "attempts": task.get(Task.ATTEMPTS, 0),
+                "interruptions": task.get(Task.INTERRUPTIONS, 0),
                 "checkpoints": checkpoints.get(task["task_id"], 0),
-                "queue": task.get("queue"),
+                "queue": task.get(Task.QUEUE),
                 "memory_mib": _attempt_memories(task),
-                "job_id": task.get("job_id"),
-                "last_failure_class": task.get("last_failure_class"),
+                "job_id": task.get(Task.JOB_ID),
+                "last_failure_class": task.get(Task.LAST_FAILURE_CLASS),
                 "outputs": _outputs_json((outputs or {}).get(task["task_id"])),
                 "cost": cost_document(task),
                 "checkpoint_empty": _health(task)["checkpoint_empty"],
@@ -211,7 +221,7 @@ def published_outputs(
     """(files, bytes) each succeeded task published; one manifest read per succeeded task, in parallel."""
     from stepspot.aws.run_outputs import RunOutputs
 
-    succeeded = [t["task_id"] for t in tasks if t.get("state") == "SUCCEEDED"]
+    succeeded = [t["task_id"] for t in tasks if t.get(Task.STATE) == TaskState.SUCCEEDED]
     store = RunOutputs(context.client("s3"), context.deployment.bucket_name)
     return {
         task: (len(files), sum(f.size for f in files))
@@ -228,7 +238,7 @@ def snapshot(
     if with_checkpoints:
         for task in tasks:
             # Only tasks that ran can have checkpoints: one query each, none for the pending ones.
-            if task.get("attempts") or task.get("state") not in (None, "PENDING"):
+            if task.get(Task.ATTEMPTS) or task.get(Task.STATE) not in (None, TaskState.PENDING):
                 items, _, runs = context.records.checkpoints_and_runs(workflow_id, task["task_id"])
                 checkpoints[task["task_id"]] = len(items)
                 task["health"] = task_health(task, runs)
@@ -278,7 +288,7 @@ def run_status(args: argparse.Namespace) -> int:
     for warning in health_warnings(tasks):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for task in tasks:
-        if task.get("state") == "FAILED":
+        if task.get(Task.STATE) == TaskState.FAILED:
             _print_failure(context, task)
     console.print(f"cost so far: {cost_line(cost_document(meta))}", highlight=False, soft_wrap=True)
     return EXIT_OK
@@ -289,9 +299,9 @@ FAILURE_LOG_LINES = 8  # lines of a failed task's job log that `status` shows (i
 
 def _print_failure(context: RemoteContext, task: dict[str, Any]) -> None:
     """A failed task's cause: its last failure and the tail of its last job's CloudWatch log."""
-    cause = task.get("last_failure") or task.get("last_failure_class") or "no failure recorded"
+    cause = task.get(Task.LAST_FAILURE) or task.get(Task.LAST_FAILURE_CLASS) or "no failure recorded"
     console.print(f"task {task['task_id']} failed: {cause}", highlight=False, markup=False, soft_wrap=True)
-    job_id = task.get("job_id")
+    job_id = task.get(Task.JOB_ID)
     if not job_id:
         return
     job_logs = JobLogs(context.client("batch"), context.client("logs"), context.deployment.batch_log_group_name)
@@ -354,7 +364,7 @@ def _watch(context: RemoteContext, workflow_id: str, interval: float) -> int:
                 console.print(f"{stamp} workflow {workflow_id}: {execution.status}", highlight=False)
                 last_status = execution.status
             for task in tasks:
-                key = (task.get("state"), task.get("attempts", 0), task.get("interruptions", 0))
+                key = (task.get(Task.STATE), task.get(Task.ATTEMPTS, 0), task.get(Task.INTERRUPTIONS, 0))
                 if seen.get(task["task_id"]) != key:
                     seen[task["task_id"]] = key
                     console.print(
@@ -392,10 +402,11 @@ def run_logs(args: argparse.Namespace) -> int:
             )
         task_list = ", ".join(t["task_id"] for t in tasks)
         raise WorkflowNotFoundError(f"Workflow {workflow_id!r} has no task {args.task!r}: its tasks are {task_list}.")
-    job_id = task.get("job_id")
+    job_id = task.get(Task.JOB_ID)
     if not job_id:
         err_console.print(
-            f"stepspot: task {args.task!r} has not started a Batch job yet (state {task.get('state', 'PENDING')}).",
+            f"stepspot: task {args.task!r} has not started a Batch job yet "
+            f"(state {task.get(Task.STATE, TaskState.PENDING)}).",
             highlight=False,
         )
         return EXIT_USAGE
@@ -412,8 +423,8 @@ def run_logs(args: argparse.Namespace) -> int:
         for line in lines:
             _print_log_line(line.timestamp_ms, line.message)
         _, tasks = context.records.workflow_items(workflow_id)
-        state = next((t.get("state") for t in tasks if t["task_id"] == args.task), None)
-        if not lines and state in {"SUCCEEDED", "FAILED", "SKIPPED"}:
+        state = next((t.get(Task.STATE) for t in tasks if t["task_id"] == args.task), None)
+        if not lines and state in FINAL_TASK_STATES:
             return EXIT_OK
         token = next_token
         sleep(2.0)
@@ -444,13 +455,13 @@ def run_checkpoints(args: argparse.Namespace) -> int:
     for task_id in task_ids:
         items, latest = context.records.checkpoints(workflow_id, task_id)
         for item in items:
-            sequence = int(item.get("sequence") or sequence_from_sk(str(item["sk"])))
+            sequence = int(item.get(SEQUENCE_FIELD) or sequence_from_sk(str(item[SK])))
             rows.append(
                 {
                     "task_id": task_id,
                     "sequence": sequence,
-                    "status": item.get("status", ""),
-                    "created_at": item.get("created_at", ""),
+                    "status": item.get(STATUS_FIELD, ""),
+                    "created_at": item.get(CREATED_AT_FIELD, ""),
                     "file_count": item.get("file_count", 0),
                     "total_bytes": item.get("total_bytes", 0),
                     "latest": sequence == latest,

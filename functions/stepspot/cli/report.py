@@ -18,6 +18,8 @@ from stepspot.cli.remote_context import (
     workflow_id_from,
 )
 from stepspot.errors import WorkflowNotFoundError
+from stepspot.scheduler import TaskState
+from stepspot.state_items import Task
 
 
 @usage_errors_exit_2
@@ -50,7 +52,7 @@ def run_report(args: argparse.Namespace) -> int:
     checkpoint_items = {
         str(task["task_id"]): context.records.checkpoints(workflow_id, str(task["task_id"]))[0]
         for task in tasks
-        if task.get("attempts") or task.get("state") not in (None, "PENDING")
+        if task.get(Task.ATTEMPTS) or task.get(Task.STATE) not in (None, TaskState.PENDING)
     }
     record = run_record_from_state(
         workflow_id=workflow_id,

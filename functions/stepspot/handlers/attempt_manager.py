@@ -45,6 +45,7 @@ from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, MetricNam
 from stepspot.plan import Plan, PlannedTask
 from stepspot.policy import FailureClass, Policy, policy_from_env_value
 from stepspot.settings import LambdaSettings, load_settings
+from stepspot.state_items import Task
 
 logger = Logger()
 
@@ -224,9 +225,12 @@ class AttemptManager:
             choice.fallback,
             base_memory=task.memory,
         )
-        if recorded.get("choice_attempt") == request.attempt and recorded.get("capacity") != choice.capacity.value:
+        if (
+            recorded.get(Task.CHOICE_ATTEMPT) == request.attempt
+            and recorded.get(Task.CAPACITY) != choice.capacity.value
+        ):
             # A redelivery: keep what the first delivery chose (and told the breaker).
-            chosen = fleet.Capacity(str(recorded["capacity"]))
+            chosen = fleet.Capacity(str(recorded[Task.CAPACITY]))
             choice = fleet.CapacityChoice(chosen, "as chosen by the first delivery", fallback=choice.fallback)
             queue_arn = self._queue(chosen, task)
         base = self.settings.mnp_job_definition_arn if task.multi_node else self.settings.job_definition_arn
@@ -240,7 +244,7 @@ class AttemptManager:
             queue_name=queue_name(queue_arn),
             job_definition_arn=self.batch.definition_for_image(base, task.container_image),
             job_name=job_name(plan.workflow_id, task.id, request.attempt),
-            memory=int(recorded.get("next_memory") or task.memory),  # raised after an out-of-memory attempt
+            memory=int(recorded.get(Task.NEXT_MEMORY) or task.memory),  # raised after an out-of-memory attempt
             shared_mount_path=self.settings.shared_mount_path,
         )
         # The PaceSubmission state waits this long before RunJob (account-wide SubmitJob budget).
@@ -265,7 +269,7 @@ class AttemptManager:
                 )
         decision = failures.decide(
             found,
-            int(item.get(f"failures_{cls.value}", 1)),
+            int(item.get(f"{Task.FAILURES_PREFIX}{cls.value}", 1)),
             task_retry_attempts=task.retry_attempts,
             task_backoff_multiplier=task.backoff_multiplier,
             use_spot=task.use_spot,

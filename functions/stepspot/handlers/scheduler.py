@@ -32,7 +32,7 @@ from stepspot.errors import InvalidEventError
 from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
-from stepspot.scheduler import Scheduler
+from stepspot.scheduler import Scheduler, TaskState
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()  # task and workflow metrics come from the workflow monitor (stepspot.metrics owners)
@@ -137,8 +137,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _still_running(state: SchedulerState, request: SchedulerEvent) -> bool:
-    item = state.task(request.workflow_id, request.task_id or "") or {}
-    return item.get("state") == "RUNNING" and item.get("execution_arn") == request.execution_arn
+    item = state.task(request.workflow_id, request.task_id or "")
+    return item is not None and item.state == TaskState.RUNNING and item.execution_arn == request.execution_arn
 
 
 def _abort(request: SchedulerEvent, state: SchedulerState, sfn: StepFunctions) -> dict[str, Any]:

@@ -74,7 +74,10 @@ from stepspot.job_events import (
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE, MetricName
 from stepspot.notifications import task_execution_notice, workflow_notice
 from stepspot.run_health import reclaim_lost_work, restore_seconds
+from stepspot.scheduler import TaskState
 from stepspot.settings import LambdaSettings, load_settings
+from stepspot.state_items import SK, Task, Workflow
+from stepspot.state_keys import task_id_from_sk
 
 logger = Logger()
 
@@ -216,9 +219,9 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
     flags = rt.store.mark_queue_seen(task, kind.value)
     if (
         flags
-        and flags.get("spot_attempted")
-        and flags.get("ondemand_attempted")
-        and not flags.get("fallback_recorded_at")
+        and flags.get(Task.SPOT_ATTEMPTED)
+        and flags.get(Task.ONDEMAND_ATTEMPTED)
+        and not flags.get(Task.FALLBACK_RECORDED_AT)
     ):
         fallback = rt.store.record_fallback(task, event.time)
         if fallback:
@@ -287,7 +290,7 @@ def _record_cost(
     result: dict[str, Any],
 ) -> None:
     spot = kind is QueueKind.SPOT
-    fallback = bool(flags and flags.get("spot_attempted")) and not spot
+    fallback = bool(flags and flags.get(Task.SPOT_ATTEMPTED)) and not spot
     outcome = costs.record(task.workflow_id, task.task_id, event.detail, spot=spot, fallback=fallback)
     if outcome.entry is None:
         logger.warning("Attempt left out of the cost ledger", extra={"reason": outcome.skipped_because})
@@ -309,7 +312,7 @@ def _report_lost_task(detail: Any, workflow_id: str, task_id: str, rt: Runtime) 
     if rt.report_to_scheduler is None:
         return False
     item = rt.store.task_item(TaskRef(workflow_id, task_id))
-    if not item or item.get("state") != "RUNNING" or item.get("execution_arn") != detail.execution_arn:
+    if not item or item.get(Task.STATE) != TaskState.RUNNING or item.get(Task.EXECUTION_ARN) != detail.execution_arn:
         return False  # the scheduler heard the outcome (or this is an older execution of the task)
     plan_uri = detail.input_object().get("plan_uri")
     if not isinstance(plan_uri, str):
@@ -380,16 +383,16 @@ def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[Pe
         return {**base, "outcome": "ignored"}
 
     fields: dict[str, Any] = {
-        "execution_arn": detail.execution_arn,
-        "execution_status": detail.status,
-        "execution_started_at": detail.start_date,
+        Workflow.EXECUTION_ARN: detail.execution_arn,
+        Workflow.EXECUTION_STATUS: detail.status,
+        Workflow.EXECUTION_STARTED_AT: detail.start_date,
     }
     if detail.stop_date is not None:
-        fields["execution_stopped_at"] = detail.stop_date
+        fields[Workflow.EXECUTION_STOPPED_AT] = detail.stop_date
     if detail.error:
-        fields["execution_error"] = detail.error
+        fields[Workflow.EXECUTION_ERROR] = detail.error
     if detail.cause:
-        fields["execution_cause"] = detail.cause[:_EXECUTION_CAUSE_LIMIT]
+        fields[Workflow.EXECUTION_CAUSE] = detail.cause[:_EXECUTION_CAUSE_LIMIT]
     workflow = rt.store.apply_execution_status(
         target.workflow_id, fields, execution_status_version(detail), detail.status if terminal else None
     )
@@ -431,5 +434,5 @@ def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[Pe
         **base,
         "outcome": "applied" if workflow is not None else "unregistered",
         "notified": notified,
-        "failed_tasks": [str(t.get("sk", "")).removeprefix("TASK#") for t in failed_tasks],
+        "failed_tasks": [task_id_from_sk(str(t[SK])) for t in failed_tasks],
     }

@@ -354,7 +354,9 @@ class LocalEngine:
             [execution_arn],
         )
         deadline = time.monotonic() + self.options.timeout_seconds
-        dynamodb = session.resource("dynamodb").Table(resources.state_table)
+        from stepspot.aws.scheduler_state import SchedulerState
+
+        task_states = SchedulerState(session.resource("dynamodb"), resources.state_table)
         last_progress = 0.0
         while True:
             described = sfn.describe_execution(executionArn=execution_arn)
@@ -371,11 +373,11 @@ class LocalEngine:
                 )
             if self.options.on_progress and time.monotonic() - last_progress >= self.options.progress_interval:
                 last_progress = time.monotonic()
-                self.options.on_progress(_progress(dynamodb, plan))
+                self.options.on_progress(_progress(task_states, plan))
             self._interrupted.wait(0.2)
         _settle_task_executions(sfn, resources, deadline=time.monotonic() + 10)
         if self.options.on_progress:
-            self.options.on_progress(_progress(dynamodb, plan))
+            self.options.on_progress(_progress(task_states, plan))
         bus.publish("Step Functions Execution Status Change", _execution_detail(described), [execution_arn])
         return described
 
@@ -471,24 +473,12 @@ def _execution_detail(described: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _progress(table: Any, plan: Plan) -> dict[str, Any]:
-    from boto3.dynamodb.conditions import Key
-
-    from stepspot.state_keys import TASK_SK_PREFIX, workflow_pk
-
-    states: dict[str, dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {
-        "KeyConditionExpression": Key("pk").eq(workflow_pk(plan.workflow_id)) & Key("sk").begins_with(TASK_SK_PREFIX)
-    }
-    while True:
-        page = table.query(**kwargs)
-        for item in page.get("Items", []):
-            states[str(item["task_id"])] = item
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    counts = Counter(str(item.get("state", "PENDING")) for item in states.values())
-    return {"workflow_id": plan.workflow_id, "total": len(plan.tasks), "counts": dict(counts), "tasks": states}
+def _progress(task_states: Any, plan: Plan) -> dict[str, Any]:
+    """Counts by state and the task items, read through the scheduler's adapter (``SchedulerState``)."""
+    items = task_states.tasks(plan.workflow_id)
+    counts = Counter(item.state for item in items)
+    tasks = {item.task_id: dict(item.raw) for item in items}
+    return {"workflow_id": plan.workflow_id, "total": len(plan.tasks), "counts": dict(counts), "tasks": tasks}
 
 
 def _expected_seconds(plan: Plan, task_id: str, time_scale: float) -> float:

@@ -15,6 +15,7 @@ from datetime import UTC
 from typing import Any
 
 from stepspot import failures
+from stepspot.checkpointing.model import SEQUENCE_SK_PREFIX, STATUS_COMPLETE, STATUS_FIELD
 from stepspot.cost import (
     ON_DEMAND,
     SPOT,
@@ -27,6 +28,8 @@ from stepspot.cost import (
 )
 from stepspot.plan import Plan
 from stepspot.report.model import RunRecord, TaskRecord
+from stepspot.scheduler import TaskState
+from stepspot.state_items import Task
 
 
 class SimulatedClock:
@@ -103,7 +106,11 @@ def checkpoint_times(
     prefix = f"{workflow_id}#"
     for item in items:
         pk, sk = str(item.get("pk", "")), str(item.get("sk", ""))
-        if not pk.startswith(prefix) or not sk.startswith("SEQ#") or item.get("status") != "COMPLETE":
+        if (
+            not pk.startswith(prefix)
+            or not sk.startswith(SEQUENCE_SK_PREFIX)
+            or item.get(STATUS_FIELD) != STATUS_COMPLETE
+        ):
             continue
         task_id = pk[len(prefix) :]
         sequence = int(sk[4:])
@@ -171,9 +178,9 @@ def local_run_record(
         TaskRecord(
             task_id=task_id,
             depends_on=tuple(plan.tasks[task_id].depends_on),
-            state=str(states.get(task_id, {}).get("state", "PENDING")),
-            failure_class=str(states.get(task_id, {}).get("last_failure_class") or "") or None,
-            reason=str(states.get(task_id, {}).get("last_failure") or ""),
+            state=str(states.get(task_id, {}).get(Task.STATE, TaskState.PENDING)),
+            failure_class=str(states.get(task_id, {}).get(Task.LAST_FAILURE_CLASS) or "") or None,
+            reason=str(states.get(task_id, {}).get(Task.LAST_FAILURE) or ""),
         )
         for task_id in plan.order
     ]

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepspot.checkpointing.model import SEQUENCE_SK_PREFIX
 from stepspot.estimate import default_prices, task_cost
 from stepspot.local.ledger import local_run_record_of
 from stepspot.plan import Plan
@@ -184,7 +185,7 @@ def _run_health(row: dict[str, Any], jobs: list[Any], runs: dict[str, dict[str, 
 
 def _checkpoint_counts(items: list[dict[str, Any]], run_dir: Path) -> dict[str, int]:
     """Saved: SEQ# items of the workflow's tasks. Restored: the agents' own reports in the job logs."""
-    saved = sum(1 for i in items if str(i["sk"]).startswith("SEQ#"))
+    saved = sum(1 for i in items if str(i["sk"]).startswith(SEQUENCE_SK_PREFIX))
     restored = 0
     for log in [*run_dir.glob("tasks/*/attempt-*/output.log"), *run_dir.glob("jobs/*/output.log")]:
         text = log.read_text(encoding="utf-8", errors="replace").lower()
@@ -213,7 +214,7 @@ def summarise(
     from stepspot.aws.scheduler_state import SchedulerState
 
     state = SchedulerState(session.resource("dynamodb"), resources.state_table)
-    items = {str(i["task_id"]): i for i in state.tasks(plan.workflow_id)}
+    items = {i.task_id: i.raw for i in state.tasks(plan.workflow_id)}
     counts = {"total": len(plan.tasks), "succeeded": 0, "failed": 0, "skipped": 0, "not_run": 0}
     for task_id in plan.tasks:
         task_state = str(items.get(task_id, {}).get("state", "PENDING")).lower()

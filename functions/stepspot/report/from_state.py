@@ -6,8 +6,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stepspot.aws.cost_store import ledger_from_item
+from stepspot.checkpointing.model import CREATED_EPOCH_FIELD, STATUS_COMPLETE, STATUS_FIELD
 from stepspot.cost import default_instance_prices
 from stepspot.report.model import RunRecord, TaskRecord
+from stepspot.scheduler import TaskState
+from stepspot.state_items import TaskItem, Workflow
 
 SPOT_PRICE_SOURCE = "Spot: EC2 DescribeSpotPriceHistory for the zone and hour of each attempt"
 
@@ -28,29 +31,31 @@ def run_record_from_state(
     task_records = []
     ledger = []
     for item in tasks:
-        task_id = str(item["task_id"])
+        task = TaskItem.from_item(item)
         task_records.append(
             TaskRecord(
-                task_id=task_id,
-                depends_on=tuple(depends_on.get(task_id, ())),
-                state=str(item.get("state", "PENDING")),
-                failure_class=str(item.get("last_failure_class") or "") or None,
-                reason=str(item.get("last_failure") or ""),
+                task_id=task.task_id,
+                depends_on=tuple(depends_on.get(task.task_id, ())),
+                state=task.state,
+                failure_class=task.last_failure_class or None,
+                reason=task.last_failure or "",
             )
         )
         ledger.extend(ledger_from_item(item))
     checkpoints = {
         task_id: sorted(
-            float(i["created_epoch"]) for i in items if i.get("status") == "COMPLETE" and "created_epoch" in i
+            float(i[CREATED_EPOCH_FIELD])
+            for i in items
+            if i.get(STATUS_FIELD) == STATUS_COMPLETE and CREATED_EPOCH_FIELD in i
         )
         for task_id, items in checkpoint_items.items()
     }
     notes = []
-    if any(t.state not in ("PENDING",) for t in task_records) and not ledger:
+    if any(t.state != TaskState.PENDING for t in task_records) and not ledger:
         notes.append("no attempt is in the cost ledger yet (the workflow monitor adds each job when it ends)")
     return RunRecord(
         workflow_id=workflow_id,
-        name=str((meta or {}).get("name") or workflow_id),
+        name=str((meta or {}).get(Workflow.NAME) or workflow_id),
         status=status,
         environment=environment,
         region=region,

@@ -21,9 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from stepspot.aws.errors import is_condition_failed
 from stepspot.checkpointing.aws.errors import translate
 from stepspot.checkpointing.model import (
+    CREATED_AT_FIELD,
+    CREATED_EPOCH_FIELD,
     LATEST_SK,
+    SEQUENCE_FIELD,
     SEQUENCE_SK_PREFIX,
     STATUS_COMPLETE,
+    STATUS_FIELD,
     STATUS_PENDING,
     CheckpointRecord,
     checkpoint_pk,
@@ -57,10 +61,10 @@ def _record(values: dict[str, Any]) -> CheckpointRecord:
     return CheckpointRecord(
         workflow_id=str(values["workflow_id"]),
         task_id=str(values["task_id"]),
-        sequence=int(values["sequence"]),
-        status=str(values["status"]),
-        created_epoch=float(values["created_epoch"]),
-        created_at=str(values["created_at"]),
+        sequence=int(values[SEQUENCE_FIELD]),
+        status=str(values[STATUS_FIELD]),
+        created_epoch=float(values[CREATED_EPOCH_FIELD]),
+        created_at=str(values[CREATED_AT_FIELD]),
         writer=str(values.get("writer", "")),
         request_key=str(values.get("request_key", "")),
         manifest_sha256=str(values.get("manifest_sha256", "")),
@@ -110,7 +114,7 @@ class CheckpointTable:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, "Reading the latest checkpoint") from exc
         item = response.get("Item")
-        return int(_plain(item)["sequence"]) if item else None
+        return int(_plain(item)[SEQUENCE_FIELD]) if item else None
 
     def records(self, workflow_id: str, task_id: str, upto: int | None = None) -> Iterator[CheckpointRecord]:
         """Checkpoint items, newest first; ``upto`` limits to sequences at or below it."""
@@ -151,12 +155,12 @@ class CheckpointTable:
                 Limit=1,
                 ConsistentRead=True,
                 ProjectionExpression="#seq",
-                ExpressionAttributeNames={"#seq": "sequence"},
+                ExpressionAttributeNames={"#seq": SEQUENCE_FIELD},
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, "Reading checkpoint sequences") from exc
         items = response.get("Items", [])
-        return int(_plain(items[0])["sequence"]) if items else 0
+        return int(_plain(items[0])[SEQUENCE_FIELD]) if items else 0
 
     def get(self, workflow_id: str, task_id: str, sequence: int) -> CheckpointRecord | None:
         try:
@@ -186,11 +190,11 @@ class CheckpointTable:
             "sk": sequence_sk(record.sequence),
             "workflow_id": record.workflow_id,
             "task_id": record.task_id,
-            "sequence": record.sequence,
-            "status": STATUS_PENDING,
+            SEQUENCE_FIELD: record.sequence,
+            STATUS_FIELD: STATUS_PENDING,
             "writer": record.writer,
-            "created_epoch": int(record.created_epoch),
-            "created_at": record.created_at,
+            CREATED_EPOCH_FIELD: int(record.created_epoch),
+            CREATED_AT_FIELD: record.created_at,
             "expires_at": int(record.created_epoch) + PENDING_TTL_SECONDS,
         }
         if record.request_key:
@@ -223,7 +227,7 @@ class CheckpointTable:
                 "REMOVE expires_at"
             ),
             ConditionExpression="#status = :pending AND writer = :writer",
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames={"#status": STATUS_FIELD},
             ExpressionAttributeValues=_item(
                 {
                     ":complete": STATUS_COMPLETE,
@@ -247,7 +251,7 @@ class CheckpointTable:
             Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
             UpdateExpression="SET #seq = :seq, updated_epoch = :now, workflow_id = :wf, task_id = :task",
             ConditionExpression="attribute_not_exists(#seq) OR #seq < :seq",
-            ExpressionAttributeNames={"#seq": "sequence"},
+            ExpressionAttributeNames={"#seq": SEQUENCE_FIELD},
             ExpressionAttributeValues=_item(
                 {":seq": sequence, ":now": int(time.time()), ":wf": workflow_id, ":task": task_id}
             ),
@@ -270,7 +274,7 @@ class CheckpointTable:
             TableName=self.table,
             Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
             ConditionExpression="#seq = :seq",
-            ExpressionAttributeNames={"#seq": "sequence"},
+            ExpressionAttributeNames={"#seq": SEQUENCE_FIELD},
             ExpressionAttributeValues=_item({":seq": sequence}),
         )
 
