@@ -238,7 +238,7 @@ def test_local_progress_reads_task_states_through_the_adapter(dynamodb):
     from stepspot.cli.local import _progress_view
     from stepspot.local.engine import _progress
 
-    plan, store, _sfn, scheduler = _setup(dynamodb, DIAMOND, max_running=1)
+    plan, store, _sfn, scheduler = _setup(dynamodb, DIAMOND, max_running=1, stored=False)
     scheduler.start(plan, PLAN_URI, "token")  # a (or e) takes the one slot, the other root waits READY
     snapshot = _progress(store, plan)
     assert snapshot["counts"] == {"RUNNING": 1, "READY": 1, "PENDING": 3}
