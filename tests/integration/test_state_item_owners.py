@@ -199,7 +199,7 @@ def _exercise(resource: Any, checkpoints: Any) -> None:
     scheduler.finish(WF, "c", TaskState.FAILED, detail="boom")
     scheduler.skip(WF, "b", "upstream failed")
     scheduler.complete(WF, WorkflowStatus.FAILED, detail="c failed")
-    scheduler.reset_unfinished(WF, {t: _Deps(d) for t, d in {"a": (), "b": ("a",), "c": ()}.items()})
+    scheduler.reset_unfinished(WF, _Deps({"a": (), "b": ("a",), "c": ()}))
     scheduler.mark_failed(WF, "aborted")
 
     attempts = TaskAttempts(resource, STATE)
@@ -262,8 +262,13 @@ def _exercise(resource: Any, checkpoints: Any) -> None:
 
 
 class _Deps:
-    def __init__(self, depends_on: tuple[str, ...]) -> None:
+    """The part of a plan a redrive asks (``PlanView.remaining_dependencies``)."""
+
+    def __init__(self, depends_on: dict[str, tuple[str, ...]]) -> None:
         self.depends_on = depends_on
+
+    def remaining_dependencies(self, task_ids, done):
+        return {t: sum(1 for d in self.depends_on[t] if d not in done) for t in task_ids if t in self.depends_on}
 
 
 def _owned(kind: Kind, attribute: str) -> tuple[str, ...] | None:
