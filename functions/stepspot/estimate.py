@@ -88,7 +88,7 @@ def task_cost(
 
 def summarise(
     on_demand: float, planned: float, vcpu_hours: float, critical_path_seconds: float, prices: PriceTable
-) -> dict:
+) -> dict[str, Any]:
     """The estimate block of a plan (JSON-able, size independent of the number of tasks).
     ``planned`` is the cost as stepspot runs it (Spot where allowed)."""
     saving = on_demand - planned

@@ -109,7 +109,7 @@ class RunReporter:
 
     def program_started(self, at: float, restore_seconds: float | None, restored: int | None) -> None:
         self._exposure_from = at
-        fields: dict = {"program_started_epoch": at}
+        fields: dict[str, object] = {"program_started_epoch": at}
         if restored is not None and restore_seconds is not None:
             fields.update(restore_seconds=restore_seconds, restored_sequence=restored)
         if self.placement is not None:

@@ -163,7 +163,7 @@ class ImdsNoticeWatcher(threading.Thread):
             headers={"X-aws-ec2-metadata-token-ttl-seconds": str(IMDS_TOKEN_TTL_SECONDS)},
         )
         with urllib.request.urlopen(request, timeout=1.0) as response:
-            token = response.read().decode().strip()
+            token = str(response.read().decode().strip())
         self._token, self._token_expires = token, time.monotonic() + IMDS_TOKEN_TTL_SECONDS - 60
         return token
 
@@ -176,7 +176,7 @@ class ImdsNoticeWatcher(threading.Thread):
         )
         try:
             with urllib.request.urlopen(request, timeout=1.0) as response:
-                return response.read().decode()
+                return str(response.read().decode())
         except urllib.error.HTTPError as exc:
             if exc.code == 401:  # token expired or revoked: fetch a new one next time
                 self._token = None

@@ -208,7 +208,8 @@ class MonitorStore:
             item = self._table.get_item(Key=task_key(task.workflow_id, task.task_id), ConsistentRead=True)
         except ClientError as exc:
             raise translate(exc, "calling dynamodb:GetItem (task)") from exc
-        return item.get("Item")
+        found: Mapping[str, Any] | None = item.get("Item")
+        return found
 
     def task_exists(self, task: TaskRef) -> bool:
         try:
@@ -362,9 +363,10 @@ class MonitorStore:
 
     def workflow(self, workflow_id: str) -> Mapping[str, Any] | None:
         try:
-            return self._table.get_item(Key=workflow_key(workflow_id)).get("Item")
+            found: Mapping[str, Any] | None = self._table.get_item(Key=workflow_key(workflow_id)).get("Item")
         except ClientError as exc:
             raise translate(exc, "calling dynamodb:GetItem (workflow)") from exc
+        return found
 
     def failed_tasks(self, workflow_id: str, limit: int = 20) -> list[Mapping[str, Any]]:
         """Task items of the workflow whose task or last job failed (at most ``limit``)."""
@@ -414,4 +416,5 @@ class MonitorStore:
             if is_condition_failed(exc):
                 return None
             raise translate(exc, f"calling {action}") from exc
-        return response.get("Attributes", {})
+        attributes: Mapping[str, Any] = response.get("Attributes", {})
+        return attributes

@@ -184,7 +184,7 @@ class OutputObjects:
                 if actual != file.sha256:
                     raise CorruptFile(file, actual)
                 _place(piece, None, target)
-                return file.size
+                return int(file.size)
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.parent / f"{AGENT_PRIVATE_PREFIX}partial-{uuid.uuid4().hex}"
             try:
@@ -198,6 +198,6 @@ class OutputObjects:
                 partial.unlink(missing_ok=True)
                 raise CorruptFile(file, actual)
             _place(None, partial, target)
-            return file.size
+            return int(file.size)
 
-        return sum(self._parallel(from_pack, by_pack.values())) + sum(self._parallel(one, single))
+        return int(sum(self._parallel(from_pack, by_pack.values())) + sum(self._parallel(one, single)))

@@ -8,6 +8,7 @@ of docs/contracts.md; the workflow META item gains ``running`` (slots in use) an
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -403,7 +404,9 @@ class SchedulerState:
             raise translate_client_error(exc, f"reading {key['pk']} {key['sk']}") from exc
         return dict(item) if item else None
 
-    def _query(self, workflow_id: str, prefix: str, projection: str | None = None, limit: int | None = None):
+    def _query(
+        self, workflow_id: str, prefix: str, projection: str | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id)) & Key("sk").begins_with(prefix),
             "ConsistentRead": True,

@@ -86,7 +86,7 @@ def _positive(text: str) -> float:
 # --------------------------------------------------------------------------- subcommands
 
 
-def _validate(subparsers: argparse._SubParsersAction) -> None:
+def _validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check a workflow definition (JSON or YAML)",
@@ -99,7 +99,7 @@ def _validate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler="stepspot.cli.validate:run")
 
 
-def _plan(subparsers: argparse._SubParsersAction) -> None:
+def _plan(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "plan",
         help="dry run: tasks, levels, critical path, duration and cost estimates",
@@ -122,7 +122,7 @@ def _plan(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler="stepspot.cli.plan:run")
 
 
-def _schema(subparsers: argparse._SubParsersAction) -> None:
+def _schema(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "schema",
         help="print the JSON Schema of workflow definitions",
@@ -132,7 +132,7 @@ def _schema(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler="stepspot.cli.schema:run")
 
 
-def _local(subparsers: argparse._SubParsersAction) -> None:
+def _local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "local",
         help="run a workflow on this machine (no AWS account), with optional fault injection",
@@ -206,7 +206,7 @@ def _local(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler="stepspot.cli.local:run")
 
 
-def _remote(subparsers: argparse._SubParsersAction) -> None:
+def _remote(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = subparsers.add_parser(
         "submit",
         help="validate a workflow and start it on a deployed environment",
@@ -262,7 +262,7 @@ def _remote(subparsers: argparse._SubParsersAction) -> None:
     resume.set_defaults(handler="stepspot.cli.remote:run_resume")
 
 
-def _remote_status(subparsers: argparse._SubParsersAction) -> None:
+def _remote_status(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = subparsers.add_parser(
         "status",
         help="show a workflow's tasks (or list recent workflows)",
@@ -313,7 +313,7 @@ def _remote_status(subparsers: argparse._SubParsersAction) -> None:
     checkpoints.set_defaults(handler="stepspot.cli.remote_status:run_checkpoints")
 
 
-def _outputs(subparsers: argparse._SubParsersAction) -> None:
+def _outputs(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     outputs = subparsers.add_parser(
         "outputs",
         help="list (and download) the outputs tasks published",
@@ -329,7 +329,7 @@ def _outputs(subparsers: argparse._SubParsersAction) -> None:
     outputs.set_defaults(handler="stepspot.cli.outputs:run_outputs")
 
 
-def _templates(subparsers: argparse._SubParsersAction) -> None:
+def _templates(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = subparsers.add_parser(
         "templates",
         help="list the workflow templates and their parameters",
@@ -364,7 +364,7 @@ def _templates(subparsers: argparse._SubParsersAction) -> None:
     new.set_defaults(handler="stepspot.cli.templates:run_new")
 
 
-def _cleanup(subparsers: argparse._SubParsersAction) -> None:
+def _cleanup(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "cleanup-job-definitions",
         help="deregister the job definitions the attempt manager derived per image (run by make destroy)",
@@ -375,7 +375,7 @@ def _cleanup(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler="stepspot.cli.cleanup:run")
 
 
-def _report(subparsers: argparse._SubParsersAction) -> None:
+def _report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = subparsers.add_parser(
         "report",
         help="write a workflow's run report: timeline, DAG, cost and savings (one HTML file)",
@@ -390,7 +390,7 @@ def _report(subparsers: argparse._SubParsersAction) -> None:
 
 
 # The subcommands, in the order `stepspot --help` lists them.
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _validate,
     _plan,
     _schema,

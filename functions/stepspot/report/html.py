@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from stepspot.cost import SPOT
 from stepspot.errors import ConfigurationError, FatalError
@@ -73,7 +74,10 @@ def report_data(record: RunRecord) -> dict[str, Any]:
     """The page's data: arrays rather than objects, times in seconds from the first submission."""
     entries = sorted(record.ledger, key=lambda e: (e.task_id, e.attempt, e.created_at))
     origin = min((e.created_at for e in entries), default=0.0)
-    rel = lambda t: None if t is None else round(t - origin, 1)  # noqa: E731
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - origin, 1)
+
     row = {t.task_id: i for i, t in enumerate(record.tasks)}
     attempts = []
     previous_stop: dict[str, float | None] = {}
@@ -158,7 +162,7 @@ def render_report(record: RunRecord) -> str:
         record=record,
         data=data,
         states=dict(sorted(states.items())),
-        echarts=jinja2.utils.markupsafe.Markup(echarts_source().replace("</script", "<\\/script")),
+        echarts=markupsafe.Markup(echarts_source().replace("</script", "<\\/script")),
     )
 
 
