@@ -33,7 +33,7 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check functions tests bench
 	$(BIN)/mypy functions
 
-bench: venv build report-assets chromium ## benchmarks: planner scale, checkpoints, scheduling, task runner bundle, data staging, report
+bench: venv build report-assets chromium ## benchmarks: planner scale, checkpoints, scheduling, local engine, task runner bundle, data staging, report
 	$(BIN)/python -m bench
 
 # The demo's tasks take hours (1 real second = 2 simulated hours) and Spot is reclaimed at 5 % per hour
