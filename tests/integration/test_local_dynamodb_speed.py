@@ -87,3 +87,97 @@ def test_the_same_update_expression_gives_the_same_results(table: Any) -> None:
     assert (item["state"], item["attempts"]) == ("S3", 3)
     with pytest.raises(Exception, match="ValidationException"):
         table.update_item(Key={"pk": "a", "sk": "TASK#001"}, UpdateExpression="SET = broken")
+
+
+def _calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    key = {"pk": {"S": "w"}, "sk": {"S": "TASK#1"}}
+    item = {
+        **key,
+        "s": {"S": "text ü"},
+        "n": {"N": "12.50"},
+        "b": {"B": b"\x00\xffbytes"},
+        "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2"]},
+        "bs": {"BS": [b"x", b"y"]},
+        "m": {"M": {"l": {"L": [{"NULL": True}, {"BOOL": False}, {"N": "-3"}]}}},
+    }
+    other = {"pk": {"S": "w"}, "sk": {"S": "TASK#2"}}
+    total = {"ReturnConsumedCapacity": "TOTAL"}
+    return [
+        ("put_item", {"TableName": "t", "Item": item, **total}),
+        ("put_item", {"TableName": "t", "Item": {**other, "n": {"N": "1"}}, "ReturnValues": "ALL_OLD"}),
+        ("get_item", {"TableName": "t", "Key": key, **total}),
+        ("get_item", {"TableName": "t", "Key": {"pk": {"S": "w"}, "sk": {"S": "missing"}}}),
+        (
+            "update_item",
+            {
+                "TableName": "t",
+                "Key": key,
+                "UpdateExpression": "SET #s = :s ADD n :one",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {":s": {"S": "RUNNING"}, ":one": {"N": "1"}},
+                "ReturnValues": "ALL_NEW",
+                "ReturnConsumedCapacity": "INDEXES",
+            },
+        ),
+        (
+            "query",
+            {
+                "TableName": "t",
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": "w"}},
+                "Limit": 1,
+            },
+        ),
+        (
+            "query",
+            {
+                "TableName": "t",
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": "w"}},
+                "Select": "COUNT",
+            },
+        ),
+        ("scan", {"TableName": "t", **total}),
+        ("batch_get_item", {"RequestItems": {"t": {"Keys": [key, other]}}}),
+        ("transact_get_items", {"TransactItems": [{"Get": {"TableName": "t", "Key": key}}]}),
+        (
+            "transact_write_items",
+            {"TransactItems": [{"Put": {"TableName": "t", "Item": {**other, "x": {"S": "y"}}}}], **total},
+        ),
+        ("batch_write_item", {"RequestItems": {"t": [{"PutRequest": {"Item": {**other, "z": {"S": "z"}}}}]}}),
+        ("delete_item", {"TableName": "t", "Key": other, "ReturnValues": "ALL_OLD"}),
+    ]
+
+
+def _answers(monkeypatch: pytest.MonkeyPatch, serializer: Any) -> list[Any]:
+    from moto.core.responses import ActionResult
+
+    with monkeypatch.context() as patch:
+        if serializer is not None:
+            patch.setattr(ActionResult, "execute_result", serializer)
+        with mock_aws():
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            client.create_table(
+                TableName="t",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            answers = []
+            for operation, params in _calls(client):
+                answer = getattr(client, operation)(**params)
+                answer.pop("ResponseMetadata")
+                answers.append((operation, answer))
+            return answers
+
+
+def test_item_operations_answer_what_moto_serializer_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_patches.install()
+    fast = _answers(monkeypatch, None)
+    moto = _answers(monkeypatch, moto_patches._installed["execute_result"])
+    assert fast == moto
+    assert fast[2][1]["Item"]["b"] == {"B": b"\x00\xffbytes"}  # what the test compares is really there
