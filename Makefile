@@ -22,16 +22,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 # `make test` builds and renders first: packaging is tested on every change (tests/integration/test_packaging.py
-# and test_agent_bundle.py read what `make build` wrote).
+# and test_agent_bundle.py read what `make build` wrote). Two pytest-xdist workers (one per core of the CI
+# machine); the longest tests start first (tests/conftest.py) so both workers finish together.
+PYTEST_WORKERS ?= 2
 test: venv tools asl-validator iam-simulator build render report-assets chromium ## run the whole test suite (unit, integration, e2e, terraform)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check functions tests bench
 	$(BIN)/ruff format --check functions tests bench
 	$(BIN)/mypy functions
 
-bench: venv build report-assets chromium ## benchmarks: planner scale, CLI start, checkpoints, scheduling, task runner bundle, data staging, report
+bench: venv build report-assets chromium ## benchmarks: planner scale, CLI start, plan storage, checkpoints, scheduling, local engine, task runner bundle, data staging, report
 	$(BIN)/python -m bench
 
 # The demo's tasks take hours (1 real second = 2 simulated hours) and Spot is reclaimed at 5 % per hour

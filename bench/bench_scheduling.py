@@ -26,7 +26,7 @@ from stepspot.local.summary import RunSummary
 from stepspot.workflow import load_workflow_file
 
 PY = Path(sys.executable).name
-UNIT = 2.0  # seconds of real work per duration unit (local orchestration adds ~0.5 s per dependency hop)
+UNIT = 2.0  # seconds of real work per duration unit (local orchestration adds about 0.1 s per dependency hop)
 GOAL_RATIO, GOAL_TRANSITIONS, GOAL_PAYLOAD = 1.10, 5.0, 16_384
 
 

@@ -28,3 +28,13 @@ def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Stepspot")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stepspot-test")
     monkeypatch.setenv("POWERTOOLS_DEV", os.environ.get("POWERTOOLS_DEV", "false"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, then the other slow ones: pytest-xdist (`make test`) hands tests out in
+    this order, so a long test never starts last and keeps one worker busy while the other is idle."""
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("longest") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: the order within each rank is the collection order

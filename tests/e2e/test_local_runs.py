@@ -184,6 +184,7 @@ def test_duplicated_scheduler_events_change_nothing(run_local, write_workflow):
     assert summary.transitions["task_executions"] == 5
 
 
+@pytest.mark.longest
 def test_thousand_task_fan_out(run_local, write_workflow):
     # Given one root, 1,000 independent tasks and a join
     leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(1000)]

@@ -7,7 +7,8 @@ policies Terraform defines for it.
   here each module's ``lambda_handler`` is wrapped for the tests that call it directly).
 - After each test, its calls are mapped to IAM requests (tests/iam/iam_calls.py) and evaluated by one
   node process per session (@cloud-copilot/iam-simulate): a denied or unmapped call fails that test.
-- At the end, the permissions granted but never used by the session are listed (not a failure).
+- At the end, the permissions granted but never used by the session are listed (not a failure); under
+  pytest-xdist each worker sends what its tests used to the controller, which lists it for the whole run.
 """
 
 from __future__ import annotations
@@ -126,6 +127,24 @@ def record_verdicts(verdicts: list[Verdict]) -> None:
         if verdict.allowed:
             for sid in verdict.statements:
                 _used[verdict.request.principal].add((sid, verdict.request.action))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand the permissions its tests used to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["iam_used"] = {principal: sorted(used) for principal, used in _used.items()}
+        workeroutput["iam_counts"] = dict(_counts)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the pytest-xdist controller: merge what a finished worker's tests used."""
+    output = getattr(node, "workeroutput", None) or {}
+    for principal, used in output.get("iam_used", {}).items():
+        _used[principal].update((sid, action) for sid, action in used)
+    for key, count in output.get("iam_counts", {}).items():
+        _counts[key] += count
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

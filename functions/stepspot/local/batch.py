@@ -684,7 +684,9 @@ class LocalBatch:
             self._changed.notify_all()
         for observer in self.observers:
             observer(job)
-        if self.bus is not None:
+        # As on AWS, "events aren't created for the initial job submission" (Batch user guide, job state
+        # change events): the monitor hears of a job from RUNNABLE on.
+        if self.bus is not None and status != "SUBMITTED":
             self.bus.publish(
                 "Batch Job State Change",
                 job.describe(),

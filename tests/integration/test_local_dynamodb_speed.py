@@ -1,0 +1,185 @@
+"""Local mode's DynamoDB speed-ups (stepspot.local.moto_patches) answer exactly what moto answers: a
+table query that reads only its partition, an update expression parsed once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from stepspot.local import moto_patches
+
+
+@pytest.fixture
+def table() -> Any:
+    with moto_patches.patched(), mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        created = dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        with created.batch_writer() as batch:
+            for pk in ("a", "b", "c"):
+                for i in range(30):
+                    batch.put_item(Item={"pk": pk, "sk": f"{'TASK' if i % 2 else 'EVENT'}#{i:03d}", "n": i})
+        yield created
+
+
+def _all_pages(table: Any, **kwargs: Any) -> list[tuple[str, str]]:
+    keys: list[tuple[str, str]] = []
+    while True:
+        page = table.query(**kwargs)
+        keys += [(item["pk"], item["sk"]) for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return keys
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def test_a_query_returns_its_partition_in_order_across_pages(table: Any) -> None:
+    from boto3.dynamodb.conditions import Attr, Key
+
+    expected = sorted(("b", f"{'TASK' if i % 2 else 'EVENT'}#{i:03d}") for i in range(30))
+    assert _all_pages(table, KeyConditionExpression=Key("pk").eq("b"), Limit=7) == expected
+    backwards = _all_pages(table, KeyConditionExpression=Key("pk").eq("b"), Limit=4, ScanIndexForward=False)
+    assert backwards == expected[::-1]
+    tasks = _all_pages(table, KeyConditionExpression=Key("pk").eq("c") & Key("sk").begins_with("TASK#"), Limit=5)
+    assert tasks == [("c", f"TASK#{i:03d}") for i in range(1, 30, 2)]
+    filtered = _all_pages(table, KeyConditionExpression=Key("pk").eq("a"), FilterExpression=Attr("n").gte(25))
+    assert filtered == sorted(("a", f"{'TASK' if i % 2 else 'EVENT'}#{i:03d}") for i in range(25, 30))
+    assert _all_pages(table, KeyConditionExpression=Key("pk").eq("missing")) == []
+
+
+def test_a_query_does_not_sort_the_whole_table(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from boto3.dynamodb.conditions import Key
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    compared: list[int] = []
+    real_lt = DynamoType.__lt__
+
+    def counting_lt(self: Any, other: Any) -> Any:
+        compared.append(1)
+        return real_lt(self, other)
+
+    monkeypatch.setattr(DynamoType, "__lt__", counting_lt)
+    table.query(KeyConditionExpression=Key("pk").eq("b"))
+    # Sorting the 30 items of one partition takes well under 300 comparisons; the 90 of the table more.
+    print("COMPARED", len(compared))
+    assert 0 < len(compared) < 300
+
+
+def test_the_same_update_expression_gives_the_same_results(table: Any) -> None:
+    for value in (1, 2, 3):
+        table.update_item(
+            Key={"pk": "a", "sk": "TASK#001"},
+            UpdateExpression="SET #s = :s ADD attempts :one",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":s": f"S{value}", ":one": 1},
+        )
+    item = table.get_item(Key={"pk": "a", "sk": "TASK#001"})["Item"]
+    assert (item["state"], item["attempts"]) == ("S3", 3)
+    with pytest.raises(Exception, match="ValidationException"):
+        table.update_item(Key={"pk": "a", "sk": "TASK#001"}, UpdateExpression="SET = broken")
+
+
+def _calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    key = {"pk": {"S": "w"}, "sk": {"S": "TASK#1"}}
+    item = {
+        **key,
+        "s": {"S": "text ü"},
+        "n": {"N": "12.50"},
+        "b": {"B": b"\x00\xffbytes"},
+        "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2"]},
+        "bs": {"BS": [b"x", b"y"]},
+        "m": {"M": {"l": {"L": [{"NULL": True}, {"BOOL": False}, {"N": "-3"}]}}},
+    }
+    other = {"pk": {"S": "w"}, "sk": {"S": "TASK#2"}}
+    total = {"ReturnConsumedCapacity": "TOTAL"}
+    return [
+        ("put_item", {"TableName": "t", "Item": item, **total}),
+        ("put_item", {"TableName": "t", "Item": {**other, "n": {"N": "1"}}, "ReturnValues": "ALL_OLD"}),
+        ("get_item", {"TableName": "t", "Key": key, **total}),
+        ("get_item", {"TableName": "t", "Key": {"pk": {"S": "w"}, "sk": {"S": "missing"}}}),
+        (
+            "update_item",
+            {
+                "TableName": "t",
+                "Key": key,
+                "UpdateExpression": "SET #s = :s ADD n :one",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {":s": {"S": "RUNNING"}, ":one": {"N": "1"}},
+                "ReturnValues": "ALL_NEW",
+                "ReturnConsumedCapacity": "INDEXES",
+            },
+        ),
+        (
+            "query",
+            {
+                "TableName": "t",
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": "w"}},
+                "Limit": 1,
+            },
+        ),
+        (
+            "query",
+            {
+                "TableName": "t",
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": "w"}},
+                "Select": "COUNT",
+            },
+        ),
+        ("scan", {"TableName": "t", **total}),
+        ("batch_get_item", {"RequestItems": {"t": {"Keys": [key, other]}}}),
+        ("transact_get_items", {"TransactItems": [{"Get": {"TableName": "t", "Key": key}}]}),
+        (
+            "transact_write_items",
+            {"TransactItems": [{"Put": {"TableName": "t", "Item": {**other, "x": {"S": "y"}}}}], **total},
+        ),
+        ("batch_write_item", {"RequestItems": {"t": [{"PutRequest": {"Item": {**other, "z": {"S": "z"}}}}]}}),
+        ("delete_item", {"TableName": "t", "Key": other, "ReturnValues": "ALL_OLD"}),
+    ]
+
+
+def _answers(monkeypatch: pytest.MonkeyPatch, serializer: Any) -> list[Any]:
+    from moto.core.responses import ActionResult
+
+    with monkeypatch.context() as patch:
+        if serializer is not None:
+            patch.setattr(ActionResult, "execute_result", serializer)
+        with mock_aws():
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            client.create_table(
+                TableName="t",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            answers = []
+            for operation, params in _calls(client):
+                answer = getattr(client, operation)(**params)
+                answer.pop("ResponseMetadata")
+                answers.append((operation, answer))
+            return answers
+
+
+def test_item_operations_answer_what_moto_serializer_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core.responses import ActionResult
+
+    moto_serializer = ActionResult.execute_result  # before local mode's patches
+    with moto_patches.patched():
+        fast = _answers(monkeypatch, None)
+        moto = _answers(monkeypatch, moto_serializer)
+    assert fast == moto
+    assert fast[2][1]["Item"]["b"] == {"B": b"\x00\xffbytes"}  # what the test compares is really there
