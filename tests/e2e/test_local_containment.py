@@ -164,7 +164,8 @@ def test_every_handler_cache_is_reset_through_the_registry(monkeypatch: pytest.M
     with mock_aws():
         for value in cached:
             value()
-    monkeypatch.setitem(_plans._cache, "s3://bucket/plan.json", object())
+    monkeypatch.setitem(_plans._headers, "s3://bucket/plan.json", object())
+    monkeypatch.setitem(_plans._shards, ("s3://bucket/plan.json", 0), object())
     assert all(value.cache_info().currsize == 1 for value in cached)
     # When the registry resets
     _cache.reset_all()
@@ -172,4 +173,4 @@ def test_every_handler_cache_is_reset_through_the_registry(monkeypatch: pytest.M
     assert {value.__qualname__: value.cache_info().currsize for value in cached} == dict.fromkeys(
         (value.__qualname__ for value in cached), 0
     )
-    assert not _plans._cache
+    assert not _plans._headers and not _plans._shards

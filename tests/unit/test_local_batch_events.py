@@ -10,6 +10,7 @@ from typing import Any
 
 from stepspot.local.batch import TERMINAL, LocalBatch
 from stepspot.local.faults import Faults
+from stepspot.local.runner import Runner
 
 
 class RecordingBus:
@@ -33,6 +34,8 @@ def test_no_event_for_the_submission_then_one_per_state_change(tmp_path: Path) -
         spot_queues=set(),
         max_parallel_jobs=2,
         bus=bus,  # type: ignore[arg-type]
+        # the job's command is not wrapped, so the runner bundle is never started
+        runner=Runner(python=sys.executable, bundle=tmp_path / "unused.pyz", shiv_root=tmp_path / "shiv"),
     )
     batch.start()
     try:
