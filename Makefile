@@ -28,10 +28,10 @@ PYTEST_WORKERS ?= 2
 test: venv tools asl-validator iam-simulator build render report-assets chromium ## run the whole test suite (unit, integration, e2e, terraform)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, ruff format --check and mypy --strict on functions/
 	$(BIN)/ruff check functions tests bench
 	$(BIN)/ruff format --check functions tests bench
-	$(BIN)/mypy functions
+	$(BIN)/mypy --strict functions
 
 bench: venv build report-assets chromium ## benchmarks: planner scale, CLI start, plan storage, checkpoints, scheduling, local engine, task runner bundle, data staging, report
 	$(BIN)/python -m bench

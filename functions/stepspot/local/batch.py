@@ -142,7 +142,10 @@ class LocalJob:
 
     def describe(self) -> dict[str, Any]:
         """DescribeJobs shape (camelCase, as boto3 returns it)."""
-        ms = lambda t: int(t * 1000) if t else None  # noqa: E731
+
+        def ms(t: float | None) -> int | None:
+            return int(t * 1000) if t else None
+
         container: dict[str, Any] = {
             "command": self.command,
             "environment": [{"name": k, "value": v} for k, v in sorted(self.environment.items())],

@@ -363,7 +363,7 @@ class LocalEngine:
         task_states = SchedulerState(session.resource("dynamodb"), resources.state_table)
         next_progress = 0.0
         while True:
-            described = sfn.describe_execution(executionArn=execution_arn)
+            described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
                 break
             if self._interrupted.is_set():
@@ -477,7 +477,10 @@ def _settle_task_executions(sfn: Any, resources: LocalResources, deadline: float
 
 
 def _execution_detail(described: dict[str, Any]) -> dict[str, Any]:
-    ms = lambda value: int(value.timestamp() * 1000) if value else None  # noqa: E731
+
+    def ms(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if value else None
+
     return {
         "executionArn": described["executionArn"],
         "stateMachineArn": described["stateMachineArn"],

@@ -275,7 +275,7 @@ def _apply(patches: _Patches) -> None:
         if self._is_integration_pattern() and (task is None or endpoint is None or closed):
             new_token = env.states.context_object.update_task_token()
             env.callback_pool_manager.add(new_token)
-        return original_eval_execution(self, env)
+        original_eval_execution(self, env)
 
     patches.replace(callback_cls, "_eval_execution", _eval_execution)
 
@@ -421,7 +421,8 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     def all_items(self: Any) -> list[Any]:
         wanted = getattr(partition, "key", None)
         if wanted is None or wanted[0] is not self:
-            return original_all_items(self)
+            everything: list[Any] = original_all_items(self)
+            return everything
         found = self.items.get(wanted[1])  # get: no insert into the defaultdict
         if found is None:
             return []
