@@ -3,7 +3,9 @@
 moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's interpreter. We plug in:
 
 - hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
-  that call it) by the local engine's in-process Lambda runner and subprocess Batch;
+  that call it) by the local engine's in-process Lambda runner and subprocess Batch; a handler's own
+  ``lambda:Invoke`` of a run's function (the scheduler's fan-out continuations, the monitor's reports)
+  reaches the same Lambda runner instead of moto's Lambda backend (which would look for a container);
 - ``NodeOverrides`` and ``PropagateTags`` added to the submitJob parameters moto forwards (multi-node
   parallel jobs; the cost allocation tags reach the ECS tasks), as the AWS integration accepts both;
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
@@ -58,6 +60,7 @@ _DYNAMODB = "moto.dynamodb.models"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
+_LAMBDA_MODELS = "moto.awslambda.models"
 _DYNAMODB_OPERATIONS = (
     "put_item",
     "update_item",
@@ -109,6 +112,7 @@ def check_patch_points() -> None:
         (_DYNAMODB, "copy"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
+        (_LAMBDA_MODELS, "LambdaBackend"),
     ]
     for module_name, attribute in expectations:
         try:
@@ -120,6 +124,8 @@ def check_patch_points() -> None:
     wait_cls = _module(_WAIT_FUNCTION).WaitFunction
     if not hasattr(wait_cls, "_eval_body") or not hasattr(wait_cls, "_get_wait_seconds"):
         raise PatchPointMissing("WaitFunction no longer has _eval_body/_get_wait_seconds")
+    if not hasattr(_module(_LAMBDA_MODELS).LambdaBackend, "invoke"):
+        raise PatchPointMissing("LambdaBackend.invoke is gone")
     if not hasattr(_module(_TASK_SERVICE).StateTaskService, "_eval_execution"):
         raise PatchPointMissing("StateTaskService._eval_execution is gone")
     backend = _module(_DYNAMODB).DynamoDBBackend
@@ -151,6 +157,28 @@ def _client_for(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(region=region, service=service, state_credentials=state_credentials)
 
     return boto_client_for
+
+
+def _local_invoke(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's ``LambdaBackend.invoke`` for the handlers' own boto3 calls: a function of the run goes to
+    the local engine's Lambda client (asynchronously for ``InvocationType=Event``), any other to moto."""
+
+    def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> Any:
+        client = _state["clients"].get("lambda")
+        if client is None or not client.serves(function_name):
+            return original(self, function_name, qualifier, body, headers, response_headers)
+        answer = client.invoke(
+            FunctionName=function_name,
+            Payload=body,
+            InvocationType=headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+        )
+        if answer.get("FunctionError"):
+            response_headers["x-amz-function-error"] = answer["FunctionError"]
+        payload = answer["Payload"].read()
+        response_headers["Content-Length"] = str(len(payload))
+        return payload
+
+    return invoke
 
 
 class _StatesTolerantErrorName:
@@ -239,6 +267,8 @@ def _apply(patches: _Patches) -> None:
     batch_service = _module(_BATCH_SERVICE)
     patches.replace(lambda_utils, "boto_client_for", _client_for(lambda_utils.boto_client_for))
     patches.replace(batch_service, "boto_client_for", _client_for(batch_service.boto_client_for))
+    lambda_backend = _module(_LAMBDA_MODELS).LambdaBackend
+    patches.replace(lambda_backend, "invoke", _local_invoke(lambda_backend.invoke))
 
     patches.replace(_module(_RETRIER), "time", _ScaledTime())
     wait_cls = _module(_WAIT_FUNCTION).WaitFunction
