@@ -252,7 +252,7 @@ class Scheduler:
     max_running: int
     # None: every slice in this call (in-process callers with no time limit); the Lambda always sets it.
     continuations: Continuations | None = None
-    slice_size: int = DEPENDENTS_PER_INVOCATION
+    slice_size: int | None = None  # None: DEPENDENTS_PER_INVOCATION (read when used: tests may lower it)
     started: list[str] = field(default_factory=list)  # task ids this invocation started (for the response)
     continued_at: int | None = None  # the offset handed to a continuation by this invocation, if any
 
@@ -324,8 +324,9 @@ class Scheduler:
         """Resolve one slice of the dependents (all of them without ``continuations``), start or park
         those now ready, hand the rest on, then start READY tasks while slots are free."""
         dependents = plan.dependents(task_id)
+        size = self.slice_size or DEPENDENTS_PER_INVOCATION
         while True:
-            part = dependents_slice(dependents, offset, self.slice_size)
+            part = dependents_slice(dependents, offset, size)
             ready = [
                 child
                 for child in part.task_ids
