@@ -5,7 +5,8 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 - hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
   that call it) by the local engine's in-process Lambda runner and subprocess Batch; a handler's own
   ``lambda:Invoke`` of a run's function (the scheduler's fan-out continuations, the monitor's reports)
-  reaches the same Lambda runner instead of moto's Lambda backend (which would look for a container);
+  reaches the same Lambda runner instead of moto's Lambda backend (local mode configures moto without
+  Docker, whose "simple" backend answers every invocation with a canned success and runs nothing);
 - ``NodeOverrides`` and ``PropagateTags`` added to the submitJob parameters moto forwards (multi-node
   parallel jobs; the cost allocation tags reach the ECS tasks), as the AWS integration accepts both;
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
@@ -61,6 +62,7 @@ _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
 _LAMBDA_MODELS = "moto.awslambda.models"
+_LAMBDA_SIMPLE_MODELS = "moto.awslambda_simple.models"
 _DYNAMODB_OPERATIONS = (
     "put_item",
     "update_item",
@@ -113,6 +115,7 @@ def check_patch_points() -> None:
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
         (_LAMBDA_MODELS, "LambdaBackend"),
+        (_LAMBDA_SIMPLE_MODELS, "LambdaSimpleBackend"),
     ]
     for module_name, attribute in expectations:
         try:
@@ -124,8 +127,9 @@ def check_patch_points() -> None:
     wait_cls = _module(_WAIT_FUNCTION).WaitFunction
     if not hasattr(wait_cls, "_eval_body") or not hasattr(wait_cls, "_get_wait_seconds"):
         raise PatchPointMissing("WaitFunction no longer has _eval_body/_get_wait_seconds")
-    if not hasattr(_module(_LAMBDA_MODELS).LambdaBackend, "invoke"):
-        raise PatchPointMissing("LambdaBackend.invoke is gone")
+    for backend_cls in (_module(_LAMBDA_MODELS).LambdaBackend, _module(_LAMBDA_SIMPLE_MODELS).LambdaSimpleBackend):
+        if "invoke" not in vars(backend_cls):
+            raise PatchPointMissing(f"{backend_cls.__name__}.invoke is gone")
     if not hasattr(_module(_TASK_SERVICE).StateTaskService, "_eval_execution"):
         raise PatchPointMissing("StateTaskService._eval_execution is gone")
     backend = _module(_DYNAMODB).DynamoDBBackend
@@ -267,8 +271,8 @@ def _apply(patches: _Patches) -> None:
     batch_service = _module(_BATCH_SERVICE)
     patches.replace(lambda_utils, "boto_client_for", _client_for(lambda_utils.boto_client_for))
     patches.replace(batch_service, "boto_client_for", _client_for(batch_service.boto_client_for))
-    lambda_backend = _module(_LAMBDA_MODELS).LambdaBackend
-    patches.replace(lambda_backend, "invoke", _local_invoke(lambda_backend.invoke))
+    for lambda_backend in (_module(_LAMBDA_MODELS).LambdaBackend, _module(_LAMBDA_SIMPLE_MODELS).LambdaSimpleBackend):
+        patches.replace(lambda_backend, "invoke", _local_invoke(vars(lambda_backend)["invoke"]))
 
     patches.replace(_module(_RETRIER), "time", _ScaledTime())
     wait_cls = _module(_WAIT_FUNCTION).WaitFunction
