@@ -261,3 +261,17 @@ def test_without_continuations_every_slice_runs_in_the_same_call():
     plan, store, sfn, _ = _fan_out(2_500, max_running=10_000)
     Scheduler(store, sfn, max_running=10_000, slice_size=1000).task_succeeded(plan, URI, "root")
     assert store.resolves == 2_500 and store.wf.running == 2_500
+
+
+def test_a_continuation_event_is_what_the_handler_accepts_and_an_incomplete_one_is_refused():
+    from pydantic import ValidationError
+
+    from stepspot.handlers.scheduler import SchedulerEvent
+
+    event = SchedulerEvent.model_validate(continuation_event(WF, "root", URI, 3000, "0.1"))
+    assert (event.action, event.task_id, event.offset, event.run_tag) == (RESOLVE_DEPENDENTS, "root", 3000, "0.1")
+    incomplete = {k: v for k, v in continuation_event(WF, "root", URI, 3000, "0.1").items() if k != "run_tag"}
+    with pytest.raises(ValidationError, match="a resolve_dependents event needs offset and run_tag"):
+        SchedulerEvent.model_validate(incomplete)
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        SchedulerEvent.model_validate({**incomplete, "run_tag": "0.0", "offset": -1})
