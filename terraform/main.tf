@@ -435,6 +435,14 @@ module "functions" {
 # retries a failed one twice, then publishes it (the whole event, with the error) to the alerts topic, so
 # a lost continuation is never silent. The workflow then stops getting heartbeats from it and StartWorkflow
 # times out; a redrive recounts every dependency from the succeeded tasks.
+# A fan-out of 99,999 dependents is a chain of 100 invocations of the scheduler by itself; Lambda's
+# recursive loop detection would stop a chain of Invoke calls after 16 ("Terminate" by default). Each
+# link is bounded (slices advance to the end of the task's dependents and stop), so the loop is finite.
+resource "aws_lambda_function_recursion_config" "scheduler" {
+  function_name  = module.functions.function_names["scheduler"]
+  recursive_loop = "Allow"
+}
+
 resource "aws_lambda_function_event_invoke_config" "scheduler" {
   function_name                = module.functions.function_names["scheduler"]
   maximum_retry_attempts       = 2

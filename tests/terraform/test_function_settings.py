@@ -136,3 +136,5 @@ def test_scheduler_hands_the_rest_of_a_fan_out_to_itself(
     assert config["after"]["function_name"] == name and config["after"]["maximum_retry_attempts"] == 2
     destination = config["after"]["destination_config"][0]["on_failure"][0]["destination"]
     assert destination.endswith(":" + name.removesuffix("-scheduler") + "-alerts")
+    # A chain of more than 16 self-invocations (a fan-out wider than 16 slices) must not be stopped.
+    assert changes["aws_lambda_function_recursion_config.scheduler"]["after"]["recursive_loop"] == "Allow"
