@@ -80,6 +80,7 @@ def _environment(job_definition: str) -> None:
         STEPSPOT_STATE_TABLE=TABLE,
         STEPSPOT_ENVIRONMENT="bench",
         STEPSPOT_TASK_STATE_MACHINE_ARN=f"arn:aws:states:{REGION}:123456789012:stateMachine:bench-task",
+        STEPSPOT_SCHEDULER_FUNCTION_ARN=f"arn:aws:lambda:{REGION}:123456789012:function:bench-scheduler",
         STEPSPOT_SPOT_QUEUE_ARN=f"arn:aws:batch:{REGION}:123456789012:job-queue/spot",
         STEPSPOT_ONDEMAND_QUEUE_ARN=f"arn:aws:batch:{REGION}:123456789012:job-queue/ondemand",
         STEPSPOT_SPOT_COMPUTE_ENV="spot-ce",

@@ -114,6 +114,7 @@ def _payload_10k() -> dict[str, Any]:
         "STEPSPOT_STATE_TABLE": resources.state_table,
         "STEPSPOT_CHECKPOINT_TABLE": resources.checkpoint_table,
         "STEPSPOT_TASK_STATE_MACHINE_ARN": resources.state_machine_arn("task"),
+        "STEPSPOT_SCHEDULER_FUNCTION_ARN": resources.function_arns["scheduler"],
         "STEPSPOT_SPOT_QUEUE_ARN": resources.queue_arn(resources.spot_queue),
         "STEPSPOT_ONDEMAND_QUEUE_ARN": resources.queue_arn(resources.ondemand_queue),
         "STEPSPOT_SPOT_COMPUTE_ENV": "spot",

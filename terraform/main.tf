@@ -169,11 +169,14 @@ module "functions" {
     scheduler = {
       handler     = "stepspot.handlers.scheduler.lambda_handler"
       description = "Dataflow scheduling: starts ready tasks, completes the workflow callback"
-      timeout     = 300
+      # stepspot.scheduler.DEPENDENTS_PER_INVOCATION is derived from this timeout: change them together.
+      timeout = 300
       # Reads one plan shard per event: ~80 MB at any workflow size; the floor keeps cold starts quick.
       memory_size = 256
       environment = {
         STEPSPOT_TASK_STATE_MACHINE_ARN = local.task_state_machine_arn
+        # Itself: a wide fan-out is resolved in slices, each handing the rest to an asynchronous invocation.
+        STEPSPOT_SCHEDULER_FUNCTION_ARN = local.scheduler_function_arn
       }
       statements = [
         {
@@ -210,6 +213,19 @@ module "functions" {
           sid       = "CompleteWorkflow"
           actions   = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]
           resources = ["*"]
+        },
+        # The rest of a wide fan-out: an asynchronous invocation of itself (resolve_dependents).
+        {
+          sid       = "ContinueFanOut"
+          actions   = ["lambda:InvokeFunction"]
+          resources = [local.scheduler_function_arn]
+        },
+        # Lambda sends an asynchronous event that failed every attempt to the on-failure destination with
+        # the function's own role (aws_lambda_function_event_invoke_config.scheduler below).
+        {
+          sid       = "LostContinuations"
+          actions   = ["sns:Publish"]
+          resources = [local.sns_topic_arn]
         },
       ]
     }
@@ -411,6 +427,30 @@ module "functions" {
           resources = ["*"]
         },
       ]
+    }
+  }
+}
+
+# The scheduler's asynchronous events (its own fan-out continuations, the monitor's reports): Lambda
+# retries a failed one twice, then publishes it (the whole event, with the error) to the alerts topic, so
+# a lost continuation is never silent. The workflow then stops getting heartbeats from it and StartWorkflow
+# times out; a redrive recounts every dependency from the succeeded tasks.
+# A fan-out of 99,999 dependents is a chain of 100 invocations of the scheduler by itself; Lambda's
+# recursive loop detection would stop a chain of Invoke calls after 16 ("Terminate" by default). Each
+# link is bounded (slices advance to the end of the task's dependents and stop), so the loop is finite.
+resource "aws_lambda_function_recursion_config" "scheduler" {
+  function_name  = module.functions.function_names["scheduler"]
+  recursive_loop = "Allow"
+}
+
+resource "aws_lambda_function_event_invoke_config" "scheduler" {
+  function_name                = module.functions.function_names["scheduler"]
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 21600 # Lambda's maximum: a throttled continuation waits rather than drops
+
+  destination_config {
+    on_failure {
+      destination = local.sns_topic_arn
     }
   }
 }

@@ -14,6 +14,14 @@ task execution). Every state change goes through a ``SchedulerStore`` whose writ
 - the workflow's token is answered whenever the counters say the workflow is complete; answering a
   token twice is harmless (the second answer is rejected by Step Functions and ignored).
 
+Wide fan-outs: a task may have up to 99,999 dependents (``workflow_limits.MAX_WORKFLOW_TASKS`` - 1), far
+more than one Lambda invocation can resolve. One event resolves at most ``DEPENDENTS_PER_INVOCATION`` of
+them and hands the rest on as a ``resolve_dependents`` continuation (``Continuations``: on AWS an
+asynchronous invocation of the scheduler itself) carrying the offset of the next slice. Slices run one
+after the other, so at most one invocation per fan-out writes to the workflow's counters at a time. The
+workflow cannot complete before the last slice: a dependent not yet resolved is still PENDING, so the
+counters do not add up to the total; each slice heartbeats the workflow's token like a task event.
+
 Failure modes (the plan's ``failure_mode``): ``fail`` (default) fails the workflow as soon as one task
 has failed for good and stops the task executions still running; ``continue`` skips only the tasks
 downstream of the failed one, lets independent branches finish, and then fails the workflow (its
@@ -32,6 +40,17 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 MAX_EXECUTION_NAME = 80
+
+# Dependents one scheduler invocation resolves before it hands the rest to a continuation. Each costs at
+# most: resolve_dependency (a 2-item TransactWriteItems + a consistent GetItem) and, when ready, a start
+# (a 3-item transaction + StartExecution) or a park (a 3-item transaction), that is about 4 calls at
+# 10-25 ms each on AWS (transactions; /work/shared/notes/aws-facts.md has no faster figure): <= 100 ms
+# per dependent. 1,000 of them take <= 100 s, a third of the scheduler's 300 s timeout (terraform/main.tf
+# functions.scheduler.timeout): the rest is margin for TransactionConflict retries with backoff, draining
+# READY tasks, a cold start and the plan shard read. A fan-out of 99,999 needs 100 invocations.
+DEPENDENTS_PER_INVOCATION = 1000
+
+RESOLVE_DEPENDENTS = "resolve_dependents"  # the action of a continuation event (handlers/scheduler.py)
 
 
 class TaskState(StrEnum):
@@ -120,6 +139,14 @@ class Orchestrator(Protocol):
     def workflow_heartbeat(self, task_token: str) -> None: ...
 
 
+class Continuations(Protocol):
+    """Where the rest of a fan-out goes: ``send`` must deliver ``event`` to the scheduler again, later and
+    at least once (on AWS an asynchronous self-invocation: Lambda retries it, then its on-failure
+    destination alerts; duplicates are harmless, see ``Scheduler.resolve_dependents``)."""
+
+    def send(self, event: Mapping[str, Any]) -> None: ...
+
+
 class PlanView(Protocol):
     """What the scheduler reads of a plan: workflow-level fields and one task at a time (an in-memory
     ``stepspot.plan.Plan``, or ``stepspot.handlers._plans.ShardedPlan`` reading one shard per task)."""
@@ -136,6 +163,35 @@ class PlanView(Protocol):
 
 # ---------------------------------------------------------------------------------------------------
 # Pure helpers
+
+
+@dataclass(frozen=True)
+class DependentsSlice:
+    """The dependents one invocation resolves, and where the next invocation starts (None: the last)."""
+
+    task_ids: Sequence[str]
+    next_offset: int | None
+
+
+def dependents_slice(dependents: Sequence[str], offset: int, size: int) -> DependentsSlice:
+    """``dependents[offset:offset + size]`` and the offset after it, if any dependents are left."""
+    if offset < 0 or size < 1:
+        raise ValueError(f"a slice of dependents needs offset >= 0 and size >= 1 (got {offset} and {size})")
+    end = offset + size
+    return DependentsSlice(dependents[offset:end], end if end < len(dependents) else None)
+
+
+def continuation_event(workflow_id: str, task_id: str, plan_uri: str, offset: int, run_tag: str) -> dict[str, Any]:
+    """The scheduler event that resolves ``task_id``'s dependents from ``offset`` on. ``run_tag`` keeps a
+    continuation of an earlier run (before a redrive recounted the dependencies) from counting again."""
+    return {
+        "action": RESOLVE_DEPENDENTS,
+        "workflow_id": workflow_id,
+        "task_id": task_id,
+        "plan_uri": plan_uri,
+        "offset": offset,
+        "run_tag": run_tag,
+    }
 
 
 def execution_name(workflow_id: str, task_id: str, run_tag: str = "0.0") -> str:
@@ -195,7 +251,11 @@ class Scheduler:
     store: SchedulerStore
     orchestrator: Orchestrator
     max_running: int
+    # None: every slice in this call (in-process callers with no time limit); the Lambda always sets it.
+    continuations: Continuations | None = None
+    slice_size: int | None = None  # None: DEPENDENTS_PER_INVOCATION (read when used: tests may lower it)
     started: list[str] = field(default_factory=list)  # task ids this invocation started (for the response)
+    continued_at: int | None = None  # the offset handed to a continuation by this invocation, if any
 
     def start(
         self, plan: PlanView, plan_uri: str, task_token: str, ready: Sequence[str] | None = None
@@ -224,14 +284,22 @@ class Scheduler:
         self.store.finish(workflow_id, task_id, TaskState.SUCCEEDED)
         counters = self.store.counters(workflow_id)  # read after our own finish: the basis of every decision
         if counters.status == WorkflowStatus.RUNNING:
-            ready = [
-                child
-                for child in plan.dependents(task_id)
-                if self.store.resolve_dependency(workflow_id, child, task_id, counters.run_tag) == 0
-            ]
-            free = self.max_running - counters.running
-            launched = self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=free)
-            counters = self._drain(plan, plan_uri, counters, launched)
+            counters = self._resolve_dependents(plan, plan_uri, task_id, 0, counters)
+        return self._settle(plan, counters)
+
+    def resolve_dependents(
+        self, plan: PlanView, plan_uri: str, task_id: str, offset: int, run_tag: str
+    ) -> dict[str, Any]:
+        """A continuation of ``task_succeeded``: resolve ``task_id``'s dependents from ``offset`` on.
+
+        Idempotent: a duplicate finds every edge of its slice counted already (per-edge markers) and
+        its ready tasks started or parked (conditional starts); it hands on the same next slice, which
+        is just as harmless. A continuation of an earlier run (the workflow was redriven since: its
+        dependencies were recounted) or of a workflow no longer running changes nothing."""
+        self._known(plan, task_id)
+        counters = self.store.counters(plan.workflow_id)
+        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
+            counters = self._resolve_dependents(plan, plan_uri, task_id, offset, counters)
         return self._settle(plan, counters)
 
     def task_failed(self, plan: PlanView, plan_uri: str, task_id: str, cause: str) -> dict[str, Any]:
@@ -250,6 +318,36 @@ class Scheduler:
         return self._settle(plan, self.store.counters(workflow_id), failure=reason)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _resolve_dependents(
+        self, plan: PlanView, plan_uri: str, task_id: str, offset: int, counters: WorkflowCounters
+    ) -> WorkflowCounters:
+        """Resolve one slice of the dependents (all of them without ``continuations``), start or park
+        those now ready, hand the rest on, then start READY tasks while slots are free."""
+        dependents = plan.dependents(task_id)
+        size = self.slice_size or DEPENDENTS_PER_INVOCATION
+        while True:
+            part = dependents_slice(dependents, offset, size)
+            ready = [
+                child
+                for child in part.task_ids
+                if self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag) == 0
+            ]
+            free = self.max_running - counters.running
+            launched = self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=free)
+            counters = self._drain(plan, plan_uri, counters, launched)
+            if part.next_offset is None or counters.status != WorkflowStatus.RUNNING:
+                break
+            offset = part.next_offset
+            if self.continuations is not None:
+                # After this slice's writes: a failure above retries this event, whose slice is harmless
+                # to redo, and the next slice starts only once this one is done (one writer at a time).
+                event = continuation_event(plan.workflow_id, task_id, plan_uri, offset, counters.run_tag)
+                self.continuations.send(event)
+                self.continued_at = offset
+                break
+            counters = self.store.counters(plan.workflow_id)
+        return counters
 
     @staticmethod
     def _known(plan: PlanView, task_id: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from local_helpers import MD_EXAMPLE, sleep_task
 
+from stepspot import scheduler as scheduling
 from stepspot.build_info import deployment_version
 from stepspot.errors import ConfigurationError
 from stepspot.local.events import ROUTES
@@ -182,6 +183,29 @@ def test_duplicated_scheduler_events_change_nothing(run_local, write_workflow):
     assert summary.status == "SUCCEEDED", summary.cause
     assert summary.attempts == 5  # each task ran exactly once
     assert summary.transitions["task_executions"] == 5
+
+
+def test_a_fan_out_wider_than_a_scheduler_slice_is_finished_by_continuations(run_local, write_workflow, monkeypatch):
+    # Given slices of 8 dependents and a root with 30 (the local Lambda serves the scheduler's
+    # asynchronous self-invocations as Lambda does), every scheduler event delivered twice
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 8)
+    slices: list[int] = []
+    original = scheduling.Scheduler.resolve_dependents
+
+    def counted(self, plan, plan_uri, task_id, offset, run_tag):
+        slices.append(offset)
+        return original(self, plan, plan_uri, task_id, offset, run_tag)
+
+    monkeypatch.setattr(scheduling.Scheduler, "resolve_dependents", counted)
+    leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(30)]
+    path = write_workflow(
+        [sleep_task("root"), *leaves, sleep_task("join", depends_on=[t["id"] for t in leaves])], "wide"
+    )
+    summary = run_local(path, duplicate_scheduler_events=True)
+    # Then the continuations resolved the rest: every task ran once, the join last
+    assert summary.status == "SUCCEEDED", summary.cause
+    assert sorted(set(slices)) == [8, 16, 24]
+    assert summary.attempts == 32 and summary.tasks["succeeded"] == 32
 
 
 @pytest.mark.longest

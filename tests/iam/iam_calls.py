@@ -280,6 +280,8 @@ MAPPERS: dict[tuple[str, str], Mapper] = {
     ("stepfunctions", "SendTaskSuccess"): _everything("states:SendTaskSuccess"),
     ("stepfunctions", "SendTaskFailure"): _everything("states:SendTaskFailure"),
     ("stepfunctions", "SendTaskHeartbeat"): _everything("states:SendTaskHeartbeat"),
+    # Lambda: the scheduler's fan-out continuations and the monitor's reports (FunctionName is an ARN)
+    ("lambda", "Invoke"): _arn_param("lambda:InvokeFunction", "FunctionName"),
     # SNS, CloudWatch, Logs
     ("sns", "Publish"): _arn_param("sns:Publish", "TopicArn"),
     ("cloudwatch", "PutMetricData"): _put_metric_data,

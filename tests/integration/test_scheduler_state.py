@@ -3,6 +3,7 @@ and idempotence under duplicated and reordered deliveries."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -248,3 +249,80 @@ def test_local_progress_reads_task_states_through_the_adapter(dynamodb):
     console.print(_progress_view(snapshot))
     shown = console.export_text()
     assert "running 1" in shown and "ready 1" in shown and "pending 3" in shown
+
+
+# -- wide fan-outs: bounded slices handed on through the Lambda handler ------------------------------
+
+
+def test_a_fan_out_wider_than_a_slice_is_resolved_by_continuations_of_the_handler(dynamodb, monkeypatch):
+    """Through the handler (event model, settings, ShardedPlan from S3, DynamoDB on moto): each invocation
+    resolves one slice and hands the rest on; duplicates and a stale run's continuation change nothing."""
+    from stepspot import scheduler as scheduling
+    from stepspot.aws.scheduler_invoker import SchedulerInvoker
+    from stepspot.handlers import _cache
+    from stepspot.handlers import scheduler as handler
+    from stepspot.local.lambdas import FakeContext, function_arn
+
+    width, size = 45, 10
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", size)
+    fan_out = [{"id": "root"}, *({"id": f"leaf{i:02d}", "depends_on": ["root"]} for i in range(width))]
+    _plan, store, _sfn, _ = _setup(dynamodb, fan_out)
+    own_arn = function_arn("scheduler")
+    for name, value in {
+        "STEPSPOT_BUCKET": "bucket",
+        "STEPSPOT_STATE_TABLE": TABLE,
+        "STEPSPOT_TASK_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:task",
+        "STEPSPOT_SCHEDULER_FUNCTION_ARN": own_arn,
+        "STEPSPOT_ENVIRONMENT": "test",
+        "STEPSPOT_POLICY": json.dumps({"max_running_tasks": 20}),
+    }.items():
+        monkeypatch.setenv(name, value)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(SchedulerInvoker, "send", lambda self, event: sent.append((self.function_arn, dict(event))))
+    starts: list[str] = []
+    monkeypatch.setattr(handler.StepFunctions, "start_task", lambda self, name, payload: starts.append(name) or name)
+    monkeypatch.setattr(handler.StepFunctions, "workflow_heartbeat", lambda self, token: None)
+    _cache.reset_all()
+    resolved_per_invocation: list[int] = []
+    original_resolve = SchedulerState.resolve_dependency
+
+    def counting_resolve(self, *args, **kwargs):
+        resolved_per_invocation[-1] += 1
+        return original_resolve(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchedulerState, "resolve_dependency", counting_resolve)
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        resolved_per_invocation.append(0)
+        return handler.lambda_handler(json.loads(json.dumps(event)), FakeContext("scheduler", own_arn))
+
+    try:
+        invoke({"action": "start", "workflow_id": "wf", "plan_uri": PLAN_URI, "task_token": "token-1"})
+        invoke({"action": "task_succeeded", "workflow_id": "wf", "task_id": "root", "plan_uri": PLAN_URI})
+        offsets = []
+        while sent:
+            arn, event = sent.pop(0)
+            assert arn == own_arn and event["action"] == "resolve_dependents"
+            offsets.append(event["offset"])
+            remaining = sum(1 for i in range(width) if _state(store, f"leaf{i:02d}") == "PENDING")
+            assert remaining == width - event["offset"]  # the next slice is exactly where the last ended
+            before = [store.task("wf", f"leaf{i:02d}") for i in range(width)]
+            invoke(event)
+            invoke(event)  # delivered twice: the duplicate resolves nothing more
+            assert store.counters("wf").status == "RUNNING"
+            assert [store.task("wf", f"leaf{i:02d}").remaining_deps for i in range(width)] == [
+                0 if i < min(event["offset"] + size, width) else 1 for i in range(width)
+            ]
+            assert sum(1 for item in before if item.state == "PENDING") >= remaining
+            sent[:] = sent[:1]  # the duplicate's own continuation is the same event: deliver it once
+        assert offsets == [10, 20, 30, 40]
+        assert max(resolved_per_invocation) <= size
+        counters = store.counters("wf")
+        assert (counters.running, counters.ready) == (20, width - 20)
+        assert all(store.task("wf", f"leaf{i:02d}").remaining_deps == 0 for i in range(width))
+        # A continuation of an earlier run (before a redrive) resolves nothing
+        before = store.tasks("wf")
+        assert invoke({**event, "offset": 0, "run_tag": "0.7"})["status"] == "RUNNING"
+        assert [t.raw for t in store.tasks("wf")] == [t.raw for t in before] and not sent
+    finally:
+        _cache.reset_all()

@@ -119,3 +119,22 @@ def test_workflow_monitor_can_report_lost_task_executions_to_the_scheduler(envir
     # abnormally leaves its workflow waiting until the StartWorkflow heartbeat gives up.
     settings = LOADERS["workflow_monitor"](environments["workflow_monitor"])
     assert settings.scheduler_function is not None and settings.scheduler_function.startswith("arn:")
+
+
+def test_scheduler_hands_the_rest_of_a_fan_out_to_itself(
+    environments: dict[str, Any], root_plan: Callable[[str], dict[str, Any]]
+) -> None:
+    # The scheduler's continuation target is itself (the ARN the monitor reports to), and a continuation
+    # that fails every attempt goes to the alerts topic rather than vanishing.
+    own = LOADERS["scheduler"](environments["scheduler"]).scheduler_function
+    assert own == environments["workflow_monitor"]["STEPSPOT_SCHEDULER_FUNCTION_ARN"]
+    changes = {r["address"]: r["change"] for r in root_plan(environments["plan"])["resource_changes"]}
+    name = changes['module.functions.aws_lambda_function.this["scheduler"]']["after"]["function_name"]
+    if not own.startswith("arn:aws:service:"):  # known at plan time (not a stand-in)
+        assert own.endswith(f":function:{name}")
+    config = changes["aws_lambda_function_event_invoke_config.scheduler"]
+    assert config["after"]["function_name"] == name and config["after"]["maximum_retry_attempts"] == 2
+    destination = config["after"]["destination_config"][0]["on_failure"][0]["destination"]
+    assert destination.endswith(":" + name.removesuffix("-scheduler") + "-alerts")
+    # A chain of more than 16 self-invocations (a fan-out wider than 16 slices) must not be stopped.
+    assert changes["aws_lambda_function_recursion_config.scheduler"]["after"]["recursive_loop"] == "Allow"

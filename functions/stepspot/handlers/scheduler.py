@@ -10,6 +10,9 @@ Events (from the state machines, see templates/*.asl.json.j2):
   {"action": "task_failed", ..., "execution_arn"}      the workflow monitor: a task execution ended
                                                        abnormally without telling (ignored unless that
                                                        execution is still the task's RUNNING one)
+  {"action": "resolve_dependents", "workflow_id", "task_id", "plan_uri", "offset", "run_tag"}
+                                                       itself, asynchronously: the next slice of a wide
+                                                       fan-out (stepspot.scheduler.DEPENDENTS_PER_INVOCATION)
 Returns a small summary (counters of the workflow). Idempotent under redelivery.
 """
 
@@ -26,13 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from stepspot import breaker
 from stepspot.aws.breaker_store import BreakerStore
 from stepspot.aws.s3 import DocumentStore
+from stepspot.aws.scheduler_invoker import SchedulerInvoker
 from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.stepfunctions import StepFunctions
 from stepspot.errors import InvalidEventError
 from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
-from stepspot.scheduler import Scheduler, TaskState
+from stepspot.scheduler import RESOLVE_DEPENDENTS, Scheduler, TaskState
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()  # task and workflow metrics come from the workflow monitor (stepspot.metrics owners)
@@ -44,12 +48,14 @@ class SchedulerSettings(LambdaSettings):
     task_state_machine_arn: str = Field(alias="STEPSPOT_TASK_STATE_MACHINE_ARN", pattern=r"^arn:")
     environment: str = Field(alias="STEPSPOT_ENVIRONMENT", min_length=1)
     policy_json: str | None = Field(None, alias="STEPSPOT_POLICY")
+    # Itself: the rest of a wide fan-out goes to an asynchronous invocation of this ARN.
+    scheduler_function: str = Field(alias="STEPSPOT_SCHEDULER_FUNCTION_ARN", pattern=r"^arn:")
 
 
 class SchedulerEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    action: Literal["start", "task_succeeded", "task_failed", "abort"]
+    action: Literal["start", "task_succeeded", "task_failed", "abort", "resolve_dependents"]
     workflow_id: str = Field(min_length=1, max_length=80)
     plan_uri: str = Field(pattern=r"^s3://")
     task_token: str | None = None
@@ -61,13 +67,17 @@ class SchedulerEvent(BaseModel):
     reason: str | None = None
     error: dict[str, Any] | None = None
     execution_arn: str | None = None  # set by the workflow monitor's report of a lost task execution
+    offset: int | None = Field(None, ge=0)  # resolve_dependents: the first dependent of the slice
+    run_tag: str | None = Field(None, min_length=1)  # resolve_dependents: the run it continues
 
     @model_validator(mode="after")
     def _fields_of_action(self) -> SchedulerEvent:
         if self.action == "start" and not self.task_token:
             raise ValueError("a start event needs task_token ($$.Task.Token)")
-        if self.action in ("task_succeeded", "task_failed") and not self.task_id:
+        if self.action in ("task_succeeded", "task_failed", RESOLVE_DEPENDENTS) and not self.task_id:
             raise ValueError(f"a {self.action} event needs task_id")
+        if self.action == RESOLVE_DEPENDENTS and (self.offset is None or self.run_tag is None):
+            raise ValueError("a resolve_dependents event needs offset and run_tag")
         return self
 
     def failure_text(self) -> str:
@@ -88,6 +98,7 @@ class Runtime:
     state: SchedulerState
     sfn: StepFunctions
     breakers: BreakerStore
+    continuations: SchedulerInvoker
 
 
 @cold_start
@@ -101,6 +112,9 @@ def runtime() -> Runtime:
         state=SchedulerState(dynamodb, settings.state_table),
         sfn=StepFunctions(boto3.client("stepfunctions"), settings.task_state_machine_arn),
         breakers=BreakerStore(dynamodb, settings.state_table),
+        continuations=SchedulerInvoker(
+            boto3.client("lambda"), settings.scheduler_function, "handing the rest of a fan-out to the scheduler"
+        ),
     )
 
 
@@ -113,7 +127,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except ValidationError as exc:
         raise InvalidEventError.from_validation(exc, "scheduler event") from None
     logger.append_keys(workflow_id=request.workflow_id, task_id=request.task_id, action=request.action)
-    scheduler = Scheduler(store=state, orchestrator=sfn, max_running=policy.max_running_tasks)
+    scheduler = Scheduler(
+        store=state, orchestrator=sfn, max_running=policy.max_running_tasks, continuations=rt.continuations
+    )
 
     if request.action == "abort":
         return _abort(request, state, sfn)
@@ -126,13 +142,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if request.capacity == "SPOT" and request.queue_name:
             breakers.apply(request.queue_name, lambda s, now: (None, breaker.record_success(s, now, policy.breaker)))
         result = scheduler.task_succeeded(plan, request.plan_uri, request.task_id)
+    elif request.action == RESOLVE_DEPENDENTS:
+        assert request.task_id is not None and request.offset is not None and request.run_tag is not None
+        result = scheduler.resolve_dependents(plan, request.plan_uri, request.task_id, request.offset, request.run_tag)
     else:
         assert request.task_id is not None
         if request.execution_arn is not None and not _still_running(state, request):
             logger.info("report about an execution that is no longer the task's: ignored")
             return {"workflow_id": request.workflow_id, "task_id": request.task_id, "outcome": "stale"}
         result = scheduler.task_failed(plan, request.plan_uri, request.task_id, request.failure_text())
-    logger.info("scheduled", extra={"started": len(scheduler.started), "status": result["status"]})
+    logger.info(
+        "scheduled",
+        extra={"started": len(scheduler.started), "status": result["status"], "continued_at": scheduler.continued_at},
+    )
     return result
 
 

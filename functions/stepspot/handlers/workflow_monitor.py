@@ -30,7 +30,6 @@ on the event id (``EVENT#<source>#<id>``), and each write is conditional on its 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from stepspot.aws.cost_recorder import CostRecorder
 from stepspot.aws.cost_sources import CostSources
 from stepspot.aws.cost_store import CostStore, totals_from_item
 from stepspot.aws.monitor_store import JobStatusWrite, MonitorStore, TaskRef
+from stepspot.aws.scheduler_invoker import SchedulerInvoker
 from stepspot.aws.sns import Notifier
 from stepspot.cost import default_instance_prices
 from stepspot.errors import MalformedEventError
@@ -120,7 +120,9 @@ def runtime() -> Runtime:
     checkpoints = dynamodb.Table(settings.checkpoint_table) if settings.checkpoint_table else None
     report = None
     if settings.scheduler_function:
-        report = SchedulerInvoker(boto3.client("lambda"), settings.scheduler_function).send
+        report = SchedulerInvoker(
+            boto3.client("lambda"), settings.scheduler_function, "reporting a lost task execution to the scheduler"
+        ).send
     return Runtime(
         settings=settings,
         store=MonitorStore(dynamodb.Table(settings.state_table), checkpoints),
@@ -332,24 +334,6 @@ def _report_lost_task(detail: Any, workflow_id: str, task_id: str, rt: Runtime) 
     )
     logger.warning("Lost task execution reported to the scheduler", extra={"outcome": "reported"})
     return True
-
-
-@dataclass(frozen=True)
-class SchedulerInvoker:
-    """An asynchronous invocation of the scheduler Lambda (Lambda retries it; the event is idempotent)."""
-
-    client: Any
-    function_arn: str
-
-    def send(self, event: dict[str, Any]) -> None:
-        from botocore.exceptions import ClientError
-
-        from stepspot.aws.errors import translate_client_error
-
-        try:
-            self.client.invoke(FunctionName=self.function_arn, InvocationType="Event", Payload=json.dumps(event))
-        except ClientError as exc:
-            raise translate_client_error(exc, "reporting a lost task execution to the scheduler") from exc
 
 
 def _execution_event(event: ExecutionStatusChange, rt: Runtime, pending: list[PendingMetric]) -> dict[str, Any]:

@@ -219,6 +219,10 @@ class _FaultyLambda:
         return getattr(self._lambdas, name)
 
     def invoke(self, FunctionName: str, Payload: Any = None, **kwargs: Any) -> dict[str, Any]:
+        if kwargs.get("InvocationType") == "Event":
+            # A handler's asynchronous invocation: queued and retried by the local Lambda, not faulted here
+            # (a function error would vanish into a 202 instead of failing the caller's API call).
+            return dict(self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs))
         key = hashlib.sha256(bytes(Payload or b"") if not isinstance(Payload, str) else Payload.encode()).hexdigest()
         error = self._faults.lambda_error(FunctionName.rsplit(":", 1)[-1], key[:16])
         if error is None:

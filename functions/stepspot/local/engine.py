@@ -189,6 +189,7 @@ class LocalEngine:
         diagnostics = _Diagnostics(run_dir / "engine.log")
         bus: EventBus | None = None
         batch: LocalBatch | None = None
+        lambdas: LocalLambda | None = None
         mock = None
         process = contextlib.ExitStack()  # what the run changes in this process, undone last (local.contained)
         try:
@@ -276,6 +277,8 @@ class LocalEngine:
                 batch.close()
             if bus is not None:
                 bus.close(timeout=1.0)
+            if lambdas is not None:
+                lambdas.close()  # asynchronous invocations left after the end (duplicates) are dropped
             diagnostics.close()
             if mock is not None:
                 mock.stop()
@@ -305,6 +308,8 @@ class LocalEngine:
             "STEPSPOT_STATE_TABLE": resources.state_table,
             "STEPSPOT_CHECKPOINT_TABLE": resources.checkpoint_table,
             "STEPSPOT_TASK_STATE_MACHINE_ARN": resources.state_machine_arn("task"),
+            # The scheduler's continuations and the monitor's reports: served by LocalLambda (asynchronously).
+            "STEPSPOT_SCHEDULER_FUNCTION_ARN": resources.function_arns["scheduler"],
             "STEPSPOT_SPOT_QUEUE_ARN": resources.queue_arn(resources.spot_queue),
             "STEPSPOT_ONDEMAND_QUEUE_ARN": resources.queue_arn(resources.ondemand_queue),
             "STEPSPOT_SPOT_COMPUTE_ENV": resources.spot_compute_env,

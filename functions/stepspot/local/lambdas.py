@@ -4,7 +4,10 @@
 runs the handler module mapped to that function ARN and returns an AWS-shaped response; an exception
 becomes ``FunctionError`` with ``errorType`` = the exception's class name, which the interpreter turns
 into the ASL error name, as on AWS. One invocation per function runs at a time (like one warm Lambda
-container), which also keeps Powertools' per-module logger and metrics consistent.
+container), which also keeps Powertools' per-module logger and metrics consistent. An asynchronous
+invocation (``InvocationType="Event"``: the scheduler's fan-out continuations, the monitor's reports,
+made by the handlers through boto3 and routed here by ``stepspot.local.moto_patches``) is queued and run
+on one worker thread, retried twice when the handler fails, as Lambda does.
 
 Handler output (Powertools JSON logs and EMF metrics on stdout) is routed away from the terminal by
 ``OutputRouter``: metrics are counted for the summary (each emission once, ``stepspot.emf.counted``),
@@ -18,10 +21,12 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import logging
+import queue
 import threading
 import traceback
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,11 @@ from typing import Any, TextIO
 
 from stepspot import call_log, emf
 
+log = logging.getLogger(__name__)
+
 ACCOUNT_ID = "123456789012"
+# Lambda runs a failed asynchronous event twice more before its on-failure destination gets it.
+ASYNC_RETRIES = 2
 REGION = "us-east-1"
 
 # key (contracts: Terraform for_each key) -> handler module
@@ -157,10 +166,23 @@ class LocalLambda:
         self._by_arn = {arn: key for key, arn in arns.items()}
         self._by_name = {arn.rsplit(":", 1)[-1]: key for key, arn in arns.items()}
         self._locks = {key: threading.Lock() for key in arns}
+        self._lock = threading.Lock()
         self._router = router
         self.observers: list[Callable[[str, dict[str, Any], Any], None]] = []
         # Functions whose every event is delivered twice (at-least-once delivery, for tests).
         self.duplicate: set[str] = set()
+        self._events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self.async_failed: Counter[str] = Counter()  # function -> asynchronous events that failed every try
+        self.async_dropped = 0  # asynchronous events still queued when the run closed
+
+    def serves(self, function_name: str) -> bool:
+        """Whether ``function_name`` (a name or an ARN) is one of the run's functions."""
+        return self._key(function_name) is not None
+
+    def _key(self, function_name: str) -> str | None:
+        return self._by_arn.get(function_name) or self._by_name.get(function_name.rsplit(":", 1)[-1])
 
     def call(self, key: str, event: dict[str, Any]) -> Any:
         """Invoke a handler directly (raises what the handler raises)."""
@@ -175,8 +197,10 @@ class LocalLambda:
             observer(key, event, result)
         return result
 
-    def invoke(self, FunctionName: str, Payload: Any = None, **_: Any) -> dict[str, Any]:
-        key = self._by_arn.get(FunctionName) or self._by_name.get(FunctionName.rsplit(":", 1)[-1])
+    def invoke(
+        self, FunctionName: str, Payload: Any = None, InvocationType: str = "RequestResponse", **_: Any
+    ) -> dict[str, Any]:
+        key = self._key(FunctionName)
         if key is None:
             return self._error("ResourceNotFoundException", f"Function not found: {FunctionName}")
         if isinstance(Payload, bytes | bytearray):
@@ -185,6 +209,9 @@ class LocalLambda:
             event = json.loads(Payload or "{}")
         else:
             event = Payload or {}
+        if InvocationType == "Event":
+            self._enqueue(key, event)
+            return {"StatusCode": 202, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(b"")}
         try:
             result = self.call(key, event)
         except Exception as exc:  # the Lambda runtime reports every exception as a function error
@@ -194,6 +221,44 @@ class LocalLambda:
             "ExecutedVersion": "$LATEST",
             "Payload": io.BytesIO(json.dumps(result, default=str).encode()),
         }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the asynchronous worker; events still queued are counted in ``async_dropped``."""
+        with self._lock:
+            self._closed = True
+            worker = self._worker
+        while True:
+            try:
+                item = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.async_dropped += 1
+        self._events.put(None)
+        if worker is not None:
+            worker.join(timeout)
+
+    def _enqueue(self, key: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            if self._closed:
+                self.async_dropped += 1
+                return
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run_events, name="local-lambda-async", daemon=True)
+                self._worker.start()
+        self._events.put((key, event))
+
+    def _run_events(self) -> None:
+        while (item := self._events.get()) is not None:
+            key, event = item
+            for attempt in range(1 + ASYNC_RETRIES):
+                try:
+                    self.call(key, json.loads(json.dumps(event)))
+                    break
+                except Exception as exc:  # as on AWS: retried, then given up (the alert is the run's log)
+                    log.warning("asynchronous %s event failed (attempt %d): %s", key, attempt + 1, exc)
+                    if attempt == ASYNC_RETRIES:
+                        self.async_failed[key] += 1
 
     @staticmethod
     def _error(error_type: str, message: str, trace: Iterable[str] = ()) -> dict[str, Any]:

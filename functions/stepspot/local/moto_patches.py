@@ -3,7 +3,10 @@
 moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's interpreter. We plug in:
 
 - hooks: the interpreter's Lambda and Batch clients are replaced (``boto_client_for`` in the modules
-  that call it) by the local engine's in-process Lambda runner and subprocess Batch;
+  that call it) by the local engine's in-process Lambda runner and subprocess Batch; a handler's own
+  ``lambda:Invoke`` of a run's function (the scheduler's fan-out continuations, the monitor's reports)
+  reaches the same Lambda runner instead of moto's Lambda backend (local mode configures moto without
+  Docker, whose "simple" backend answers every invocation with a canned success and runs nothing);
 - ``NodeOverrides`` and ``PropagateTags`` added to the submitJob parameters moto forwards (multi-node
   parallel jobs; the cost allocation tags reach the ECS tasks), as the AWS integration accepts both;
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
@@ -65,6 +68,8 @@ _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _CORE_RESPONSES = "moto.core.responses"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
+_LAMBDA_MODELS = "moto.awslambda.models"
+_LAMBDA_SIMPLE_MODELS = "moto.awslambda_simple.models"
 _DYNAMODB_OPERATIONS = (
     "put_item",
     "update_item",
@@ -119,6 +124,8 @@ def check_patch_points() -> None:
         (_CORE_RESPONSES, "ActionResult"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
+        (_LAMBDA_MODELS, "LambdaBackend"),
+        (_LAMBDA_SIMPLE_MODELS, "LambdaSimpleBackend"),
     ]
     for module_name, attribute in expectations:
         try:
@@ -130,6 +137,9 @@ def check_patch_points() -> None:
     wait_cls = _module(_WAIT_FUNCTION).WaitFunction
     if not hasattr(wait_cls, "_eval_body") or not hasattr(wait_cls, "_get_wait_seconds"):
         raise PatchPointMissing("WaitFunction no longer has _eval_body/_get_wait_seconds")
+    for backend_cls in (_module(_LAMBDA_MODELS).LambdaBackend, _module(_LAMBDA_SIMPLE_MODELS).LambdaSimpleBackend):
+        if "invoke" not in vars(backend_cls):
+            raise PatchPointMissing(f"{backend_cls.__name__}.invoke is gone")
     if not hasattr(_module(_TASK_SERVICE).StateTaskService, "_eval_execution"):
         raise PatchPointMissing("StateTaskService._eval_execution is gone")
     backend = _module(_DYNAMODB).DynamoDBBackend
@@ -164,6 +174,28 @@ def _client_for(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(region=region, service=service, state_credentials=state_credentials)
 
     return boto_client_for
+
+
+def _local_invoke(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's ``LambdaBackend.invoke`` for the handlers' own boto3 calls: a function of the run goes to
+    the local engine's Lambda client (asynchronously for ``InvocationType=Event``), any other to moto."""
+
+    def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> Any:
+        client = _state["clients"].get("lambda")
+        if client is None or not client.serves(function_name):
+            return original(self, function_name, qualifier, body, headers, response_headers)
+        answer = client.invoke(
+            FunctionName=function_name,
+            Payload=body,
+            InvocationType=headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+        )
+        if answer.get("FunctionError"):
+            response_headers["x-amz-function-error"] = answer["FunctionError"]
+        payload = answer["Payload"].read()
+        response_headers["Content-Length"] = str(len(payload))
+        return payload
+
+    return invoke
 
 
 class _StatesTolerantErrorName:
@@ -252,6 +284,8 @@ def _apply(patches: _Patches) -> None:
     batch_service = _module(_BATCH_SERVICE)
     patches.replace(lambda_utils, "boto_client_for", _client_for(lambda_utils.boto_client_for))
     patches.replace(batch_service, "boto_client_for", _client_for(batch_service.boto_client_for))
+    for lambda_backend in (_module(_LAMBDA_MODELS).LambdaBackend, _module(_LAMBDA_SIMPLE_MODELS).LambdaSimpleBackend):
+        patches.replace(lambda_backend, "invoke", _local_invoke(vars(lambda_backend)["invoke"]))
 
     patches.replace(_module(_RETRIER), "time", _ScaledTime())
     wait_cls = _module(_WAIT_FUNCTION).WaitFunction
