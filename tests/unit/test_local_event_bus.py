@@ -68,3 +68,29 @@ def test_summary_counts_a_handler_failure_once_after_eventbridge_retries():
     bus.close(timeout=5.0)
     assert calls == ["interruption_handler"] * 3  # the first try and EventBridge's two retries
     assert bus.failed == {"interruption_handler": 1} and not bus.delivered and not bus.undelivered
+
+
+def test_only_what_the_deployments_rules_match_reaches_a_lambda():
+    # Given the bus and an execution that goes RUNNING, then SUCCEEDED
+    seen: list[str] = []
+    bus = EventBus(lambda function, event: seen.append(event["detail"]["status"]) or {"outcome": "applied"})
+    bus.start()
+    execution = "Step Functions Execution Status Change"
+    bus.publish(execution, {"status": "RUNNING"})
+    bus.publish(execution, {"status": "SUCCEEDED"})
+    bus.close(timeout=5.0)
+    # Then the monitor sees only the status the "execution-status" rule matches, as on AWS
+    assert seen == ["SUCCEEDED"]
+    assert bus.published == {execution: 1} and bus.unmatched == {execution: 1}
+
+
+def test_the_routed_execution_statuses_are_the_terraform_rules():
+    import re
+    from pathlib import Path
+
+    from stepspot.local.events import ROUTED_EXECUTION_STATUSES
+
+    rules = (Path(__file__).parents[2] / "terraform/modules/monitoring/main.tf").read_text()
+    pattern = re.search(r'"Step Functions Execution Status Change"\].*?status\s*=\s*\[([^\]]*)\]', rules, re.S)
+    assert pattern is not None, "the execution-status rule of the monitoring module is gone"
+    assert set(re.findall(r'"([A-Z_]+)"', pattern.group(1))) == ROUTED_EXECUTION_STATUSES

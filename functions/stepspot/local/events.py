@@ -30,6 +30,18 @@ ROUTES = {
     "EC2 Spot Instance Interruption Warning": ("interruption_handler",),
     "EC2 Instance Rebalance Recommendation": ("interruption_handler",),
 }
+# The execution statuses the "execution-status" rule matches (terraform/modules/monitoring/main.tf; a test
+# keeps the two equal): EventBridge delivers no other status change (RUNNING, PENDING_REDRIVE) to the monitor.
+ROUTED_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"})
+
+
+def matched_by_a_rule(detail_type: str, detail: dict[str, Any]) -> bool:
+    """Whether one of the deployment's EventBridge rules matches the event (others reach no Lambda)."""
+    if detail_type == "Step Functions Execution Status Change":
+        return detail.get("status") in ROUTED_EXECUTION_STATUSES
+    return detail_type in ROUTES
+
+
 SOURCES = {
     "Batch Job State Change": "aws.batch",
     "Step Functions Execution Status Change": "aws.states",
@@ -76,7 +88,8 @@ class EventBus:
         self._closed = False  # nothing published from now on is delivered
         self._abandoned = False  # close's deadline passed: the worker delivers nothing more
         self._pending: Counter[str] = Counter()  # detail-type -> copies published and not yet handled
-        self.published: Counter[str] = Counter()  # detail-type -> events
+        self.published: Counter[str] = Counter()  # detail-type -> events a rule matched
+        self.unmatched: Counter[str] = Counter()  # detail-type -> events no rule matched (never delivered)
         self.delivered: Counter[str] = Counter()  # function -> deliveries its handler returned from
         self.failed: Counter[str] = Counter()  # function -> events its handler failed on, retries included
         self.undelivered: Counter[str] = Counter()  # detail-type -> copies no handler saw before close
@@ -87,6 +100,10 @@ class EventBus:
         self._worker.start()
 
     def publish(self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None:
+        if not matched_by_a_rule(detail_type, detail):
+            with self._lock:
+                self.unmatched[detail_type] += 1
+            return
         event = envelope(detail_type, detail, resources or [])
         copies, delay = self._deliveries(event["id"]) if self._deliveries else (1, 0.0)
         with self._lock:

@@ -347,6 +347,8 @@ def summarise(
         metrics=dict(sorted(router.metrics.items())),
         events={
             "published": dict(bus.published),
+            # emitted but matched by no EventBridge rule of the deployment, so no Lambda sees them on AWS
+            "unmatched": dict(bus.unmatched),
             "delivered": dict(bus.delivered),
             # copies the Lambdas had not seen when the run ended (the engine closes the bus first)
             "undelivered": dict(bus.undelivered),
