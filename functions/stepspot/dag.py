@@ -16,26 +16,47 @@ from stepspot.errors import Problem
 RawNode = tuple[int, str, list[Any]]
 
 
+@dataclass(frozen=True)
+class Graph:
+    """A valid task graph on integer indices (task i is ``ids[i]``, in document order), with the order in
+    which Kahn's algorithm (first in, first out) visits it. Validation builds it once; planning reuses it."""
+
+    ids: list[str]
+    children: list[list[int]]  # edges from a dependency to its dependents, in document order
+    order: list[int]
+
+
 def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
-    """Duplicate ids, unknown and self dependencies, and every cycle, as located sentences.
+    """Duplicate ids, unknown and self dependencies, and every cycle, as located sentences."""
+    return check_graph(nodes)[1]
+
+
+def check_graph(nodes: Sequence[RawNode]) -> tuple[Graph | None, list[Problem]]:
+    """(the graph, []) when the nodes form a valid DAG, else (None, every problem as a located sentence):
+    duplicate ids, unknown and self dependencies, and every cycle.
 
     The common case (no problem at all) runs on integer indices with no per-task allocations beyond the
     adjacency lists; messages are built only when something is wrong."""
     problems: list[Problem] = []
-    position: dict[str, int] = {}  # id -> index of the node (first task with that id)
-    first_index: list[int] = []  # node -> task index in the document
-    for index, task_id, _ in nodes:
-        if task_id in position:
-            problems.append(
-                Problem(
-                    f"$.tasks[{index}].id",
-                    f"duplicate task id {task_id!r} (also used by $.tasks[{first_index[position[task_id]]}]): "
-                    "give every task its own id",
+    ids = [task_id for _, task_id, _ in nodes]
+    position = dict(zip(ids, range(len(ids)), strict=True))  # id -> index of the node
+    if len(position) == len(ids):  # every id unique: the common case, built in C
+        first_index = [index for index, _, _ in nodes]  # node -> task index in the document
+    else:
+        position = {}
+        first_index = []
+        for index, task_id, _ in nodes:
+            if task_id in position:
+                problems.append(
+                    Problem(
+                        f"$.tasks[{index}].id",
+                        f"duplicate task id {task_id!r} (also used by $.tasks[{first_index[position[task_id]]}]): "
+                        "give every task its own id",
+                    )
                 )
-            )
-        else:
-            position[task_id] = len(first_index)
-            first_index.append(index)
+            else:
+                position[task_id] = len(first_index)
+                first_index.append(index)
 
     children: list[list[int]] = [[] for _ in first_index]
     indegree = [0] * len(first_index)
@@ -67,8 +88,10 @@ def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
         if len(deps) > 1 and len(set(map(str, deps))) != len(deps):
             problems.extend(_repeated_dependencies(index, task_id, deps))
 
-    left = _unsorted(children, indegree)
-    if left:
+    order = _kahn_order(children, indegree)
+    if len(order) < len(indegree):
+        ordered = set(order)
+        left = {n for n in range(len(indegree)) if n not in ordered}  # cycles and what hangs below them
         names = list(position)
         edges = {names[n]: [names[c] for c in children[n] if c in left] for n in left}
         for cycle in find_cycles(edges):
@@ -79,7 +102,9 @@ def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
                     f"dependency cycle {text}: a workflow must be acyclic; remove one of these dependencies",
                 )
             )
-    return problems
+    if problems:
+        return None, problems
+    return Graph(ids, children, order), problems
 
 
 def _dependency_problem(index: int, task_id: str, dep_index: int, dep: str) -> Problem:
@@ -100,16 +125,17 @@ def _repeated_dependencies(index: int, task_id: str, deps: list[Any]) -> list[Pr
     return problems
 
 
-def _unsorted(children: list[list[int]], indegree: list[int]) -> set[int]:
-    """Nodes Kahn's algorithm cannot order (cycles and what hangs below them); usually none."""
+def _kahn_order(children: list[list[int]], indegree: list[int]) -> list[int]:
+    """Kahn's algorithm, first in first out: the nodes in a topological order. Nodes on a cycle, and
+    what hangs below one, are left out."""
     remaining = indegree[:]
-    ready = [node for node, count in enumerate(remaining) if count == 0]
-    while ready:
-        for child in children[ready.pop()]:
+    order = [node for node, count in enumerate(remaining) if count == 0]
+    for node in order:  # the list grows while it is read: a queue without a head index
+        for child in children[node]:
             remaining[child] -= 1
             if remaining[child] == 0:
-                ready.append(child)
-    return {node for node, count in enumerate(remaining) if count > 0}
+                order.append(child)
+    return order
 
 
 def find_cycles(edges: dict[str, list[str]]) -> list[list[str]]:
@@ -215,21 +241,26 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
     n = len(ids)
     index = dict(zip(ids, range(n), strict=True))
     children: list[list[int]] = [[] for _ in range(n)]
-    remaining = list(map(len, depends_on))
     position = index.__getitem__
     for i, deps in enumerate(depends_on):
         for parent in map(position, deps):
             children[parent].append(i)
+    order = _kahn_order(children, list(map(len, depends_on)))
+    if len(order) != n:
+        raise ValueError("the task graph has a cycle; run graph_problems() first")
+    return analyse_graph(Graph(ids, children, order), weight)
 
-    ready = [i for i in range(n) if remaining[i] == 0]
+
+def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
+    """Levels and the longest (runtime-weighted) path of a valid graph (``check_graph``), in one pass over
+    its topological order; ``weight[i]`` is task i's runtime."""
+    ids, children, order = graph.ids, graph.children, graph.order
+    n = len(ids)
     level = [0] * n
     start = [0.0] * n
     finish = [0.0] * n
     best_dep = [-1] * n
-    head = 0
-    while head < len(ready):
-        i = ready[head]
-        head += 1
+    for i in order:
         done = start[i] + weight[i]
         finish[i] = done
         next_level = level[i] + 1
@@ -239,14 +270,9 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
             if done >= start[child]:
                 start[child] = done
                 best_dep[child] = i
-            remaining[child] -= 1
-            if remaining[child] == 0:
-                ready.append(child)
-    if len(ready) != n:
-        raise ValueError("the task graph has a cycle; run graph_problems() first")
 
     levels: list[list[str]] = [[] for _ in range(max(level) + 1)] if n else []
-    for i in ready:
+    for i in order:
         levels[level[i]].append(ids[i])
     path: list[str] = []
     if n:
@@ -260,7 +286,7 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
         critical_seconds = 0.0
     return Topology(
         ids=ids,
-        order=[ids[i] for i in ready],
+        order=list(map(ids.__getitem__, order)),
         levels=levels,
         level=level,
         children=children,

@@ -222,6 +222,8 @@ class LoadedWorkflow:
     workflow: Workflow
     warnings: list[Problem] = field(default_factory=list)
     source: str = "workflow definition"
+    # The task graph validation built (integer-indexed, topologically ordered): build_plan reuses it.
+    graph: dag.Graph | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------- loading
@@ -253,10 +255,10 @@ def parse_workflow(
     """Validate a workflow given as text (JSON or YAML) or as an already-decoded object."""
     data = _decode(document, source, fmt) if isinstance(document, str | bytes) else document
     with gc_paused():
-        workflow, problems = check_document(data)
+        workflow, problems, graph = _check_document(data)
     if workflow is None:
         raise WorkflowValidationError(problems, source=source)
-    return LoadedWorkflow(workflow, problems, source)
+    return LoadedWorkflow(workflow, problems, source, graph)
 
 
 def _decode(text: str | bytes, source: str, fmt: str | None) -> Any:
@@ -299,12 +301,18 @@ def validate_document(data: Any) -> list[Problem]:
 
 def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     """(the workflow, its warnings) when valid, else (None, every error) - each in document order."""
+    workflow, problems, _ = _check_document(data)
+    return workflow, problems
+
+
+def _check_document(data: Any) -> tuple[Workflow | None, list[Problem], dag.Graph | None]:
+    """``check_document`` plus the task graph of a valid workflow."""
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "nothing"
-        return None, [Problem("$", f'the top level must be an object with "name" and "tasks", found {kind}')]
+        return None, [Problem("$", f'the top level must be an object with "name" and "tasks", found {kind}')], None
     raw_tasks = data.get("tasks")
     if isinstance(raw_tasks, list) and (too_many := too_many_tasks(len(raw_tasks))):
-        return None, [Problem("$.tasks", too_many)]  # before building anything of a definition this large
+        return None, [Problem("$.tasks", too_many)], None  # before building anything of a definition this large
     workflow: Workflow | None = None
     problems: list[Problem] = []
     try:
@@ -312,14 +320,16 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     except ValidationError as exc:
         # dict.fromkeys: a union field (int | "auto") reports one error per member; say it once.
         problems = list(dict.fromkeys(_sentence(error, data) for error in exc.errors(include_url=False)))
+    graph: dag.Graph | None = None
     if isinstance(raw_tasks, list) and raw_tasks:
-        problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
+        graph, graph_problems = dag.check_graph(_raw_graph(raw_tasks))
+        problems.extend(graph_problems)
         problems.extend(_dataflow_problems(raw_tasks))
     if workflow is not None:
         problems.extend(_service_limit_problems(workflow))
     if problems or workflow is None:
-        return None, sorted(problems, key=_document_position)
-    return workflow, _warnings(workflow)
+        return None, sorted(problems, key=_document_position), None
+    return workflow, _warnings(workflow), graph
 
 
 def _document_position(problem: Problem) -> tuple[int, int]:
