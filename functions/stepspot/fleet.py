@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
+from itertools import compress
+from operator import attrgetter
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ from stepspot.build_info import VERSION_ENV, deployment_version
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 
 if TYPE_CHECKING:  # the breaker (and the policy models it reads) only when a choice is made
+    from collections.abc import Iterable, Sequence
+
     from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
@@ -287,6 +291,25 @@ def submit_request_bytes_at_most(task: Any) -> int:
         chars += len("".join(environment)) + len("".join(environment.values()))
         entries += len(environment)
     return _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
+
+
+def submit_size_candidates(tasks: Sequence[Any]) -> list[int]:
+    """Indices of the tasks whose ``submit_request_bytes_at_most`` bound may exceed ``SUBMIT_JOB_MAX_BYTES``,
+    found in bulk: every task taken with the longest command of the workflow, plus each task with an
+    environment, inputs or outputs on its own. The usual workflow (no task near the limit) costs a few
+    passes in C instead of one bound per task."""
+    commands = list(map(attrgetter("command"), tasks))
+    if not commands:
+        return []
+    chars = max(map(len, map("".join, commands)))
+    entries = max(map(len, commands))
+    bound = _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
+    if bound > SUBMIT_JOB_MAX_BYTES:
+        candidates: Iterable[int] = range(len(commands))
+    else:
+        extras = map(any, map(attrgetter("environment", "inputs", "outputs"), tasks))
+        candidates = compress(range(len(commands)), extras)
+    return [i for i in candidates if submit_request_bytes_at_most(tasks[i]) > SUBMIT_JOB_MAX_BYTES]
 
 
 def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:

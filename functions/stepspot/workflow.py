@@ -17,7 +17,8 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, compress, repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -454,7 +455,13 @@ def _dataflow_problems(raw_tasks: list[Any]) -> list[Problem]:
 def _service_limit_problems(workflow: Workflow) -> list[Problem]:
     """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
     problems = []
-    for index, task in enumerate(workflow.tasks):
+    tasks = workflow.tasks
+    # Only tasks with an environment, or whose request may be near the size limit, can have a problem
+    # here: both found in bulk (most workflows have none).
+    with_environment = compress(range(len(tasks)), map(attrgetter("environment"), tasks))
+    oversized = set(fleet.submit_size_candidates(tasks))
+    for index in sorted({*with_environment, *oversized}):
+        task = tasks[index]
         for name in task.environment:
             if name.startswith(RESERVED_ENV_PREFIX):
                 problems.append(
@@ -464,8 +471,8 @@ def _service_limit_problems(workflow: Workflow) -> list[Problem]:
                         "Batch, which refuses the job: rename the variable (for example without the AWS_ prefix)",
                     )
                 )
-        if fleet.submit_request_bytes_at_most(task) <= fleet.SUBMIT_JOB_MAX_BYTES:
-            continue  # the common case: far below the limit, no request built
+        if index not in oversized:
+            continue
         size = fleet.submit_request_bytes(task)
         if size > fleet.SUBMIT_JOB_MAX_BYTES:
             problems.append(
@@ -484,8 +491,16 @@ def _warnings(workflow: Workflow) -> list[Problem]:
     config = workflow.global_config
     spot_allowed = config.spot_strategy != "on-demand-only"
     mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
+    tasks = workflow.tasks
+    # Whether any command argument or environment value starts with the mount path at all: one pass in C
+    # over the whole workflow, so the per-task check runs only when one does (most workflows: none).
+    values = chain(
+        chain.from_iterable(map(attrgetter("command"), tasks)),
+        chain.from_iterable(map(dict.values, map(attrgetter("environment"), tasks))),
+    )
+    check_mount = not config.shared_filesystem and any(map(str.startswith, values, repeat(mount)))
     # Hot loop at 100k tasks: the location is formatted, and each value looked at, only when a warning is due.
-    for index, task in enumerate(workflow.tasks):
+    for index, task in enumerate(tasks):
         if task.nodes > 1 and task.spot_enabled and spot_allowed:
             warnings.append(
                 Problem(
@@ -495,7 +510,7 @@ def _warnings(workflow: Workflow) -> list[Problem]:
                     "warning",
                 )
             )
-        if not config.shared_filesystem and _uses_path_under(mount, task):
+        if check_mount and _uses_path_under(mount, task):
             warnings.append(
                 Problem(
                     f"$.tasks[{index}] (task {task.id!r})",
