@@ -14,7 +14,7 @@ from rich.table import Table
 
 from stepspot.capacity import MNP, QUEUE_NAMES
 from stepspot.cli.capacity_check import ensure_fits_environment
-from stepspot.cli.output import console, print_problems
+from stepspot.cli.output import console, end_process, print_problems
 from stepspot.plan import Plan, PlannedTask, PlanParts, plan_parts, plan_to_json
 from stepspot.workflow import load_workflow_file
 
@@ -31,13 +31,13 @@ def run(args: argparse.Namespace) -> int:
         console.print(task_table(parts, args.max_rows))
         for line in summary_lines(parts.topology.critical_path, parts.estimate):
             console.print(line, highlight=False)
-        return 0
+        return end_process(args, 0)
     plan = parts.plan(args.workflow_id, loaded.warnings)
     if args.output == "json":
         print(plan_to_json(plan).decode())
     else:
         print(to_mermaid(plan))
-    return 0
+    return end_process(args, 0)
 
 
 def format_duration(seconds: float) -> str:
