@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from itertools import compress
+from itertools import chain, compress
 from operator import attrgetter
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -295,20 +295,24 @@ def submit_request_bytes_at_most(task: Any) -> int:
 
 def submit_size_candidates(tasks: Sequence[Any]) -> list[int]:
     """Indices of the tasks whose ``submit_request_bytes_at_most`` bound may exceed ``SUBMIT_JOB_MAX_BYTES``,
-    found in bulk: every task taken with the longest command of the workflow, plus each task with an
-    environment, inputs or outputs on its own. The usual workflow (no task near the limit) costs a few
-    passes in C instead of one bound per task."""
+    found in bulk: every task taken with as many arguments as the longest command has, each as long as the
+    longest argument of the workflow, plus each task with an environment, inputs or outputs on its own. The
+    usual workflow (no task near the limit) costs a few passes in C instead of one bound per task."""
     commands = list(map(attrgetter("command"), tasks))
-    if not commands:
-        return []
-    chars = max(map(len, map("".join, commands)))
-    entries = max(map(len, commands))
+    entries = max(map(len, commands), default=0)
+    chars = entries * max(map(len, chain.from_iterable(commands)), default=0)
     bound = _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
     if bound > SUBMIT_JOB_MAX_BYTES:
         candidates: Iterable[int] = range(len(commands))
     else:
-        extras = map(any, map(attrgetter("environment", "inputs", "outputs"), tasks))
-        candidates = compress(range(len(commands)), extras)
+        indices = range(len(commands))
+        candidates = sorted(
+            {
+                *compress(indices, map(attrgetter("environment"), tasks)),
+                *compress(indices, map(attrgetter("inputs"), tasks)),
+                *compress(indices, map(attrgetter("outputs"), tasks)),
+            }
+        )
     return [i for i in candidates if submit_request_bytes_at_most(tasks[i]) > SUBMIT_JOB_MAX_BYTES]
 
 
