@@ -203,6 +203,7 @@ class Topology:
 
     ids: list[str]
     order: list[str]
+    order_indices: list[int]  # the order as positions in ids
     levels: list[list[str]]
     level: list[int]
     children: list[list[int]]
@@ -287,6 +288,7 @@ def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
     return Topology(
         ids=ids,
         order=list(map(ids.__getitem__, order)),
+        order_indices=order,
         levels=levels,
         level=level,
         children=children,

@@ -72,9 +72,8 @@ def task_table(parts: PlanParts, max_rows: int) -> Table:
     table.add_column("capacity")
     table.add_column("runtime", justify="right", no_wrap=True)
     table.add_column("cost", justify="right", no_wrap=True)
-    index = dict(zip(topology.ids, range(len(topology.ids)), strict=True)).__getitem__
-    for task_id in topology.order[:max_rows]:
-        task = parts.task(index(task_id))
+    for task in map(parts.task, topology.order_indices[:max_rows]):
+        task_id = task.id
         gpus = f" +{task.gpus} GPU" if task.gpus else ""
         shape = f"{task.nodes}x{task.vcpus}, {task.memory / 1024:g} GiB{gpus}"
         deps = ", ".join(task.depends_on[:3]) + (f" +{len(task.depends_on) - 3}" if len(task.depends_on) > 3 else "")
