@@ -16,14 +16,26 @@ from stepspot.errors import Problem
 RawNode = tuple[int, str, list[Any]]
 
 
-@dataclass(frozen=True)
 class Graph:
-    """A valid task graph on integer indices (task i is ``ids[i]``, in document order), with the order in
-    which Kahn's algorithm (first in, first out) visits it. Validation builds it once; planning reuses it."""
+    """A valid task graph on integer indices (task i is ``ids[i]``, in document order). Validation builds
+    it once; planning reuses it. ``order`` is the order in which Kahn's algorithm (first in, first out)
+    visits it, computed when first asked for (validating alone does not need it)."""
 
-    ids: list[str]
-    children: list[list[int]]  # edges from a dependency to its dependents, in document order
-    order: list[int]
+    __slots__ = ("_indegree", "_order", "children", "ids")
+
+    def __init__(
+        self, ids: list[str], children: list[list[int]], indegree: list[int], order: list[int] | None = None
+    ) -> None:
+        self.ids = ids
+        self.children = children  # edges from a dependency to its dependents, in document order
+        self._indegree = indegree
+        self._order = order
+
+    @property
+    def order(self) -> list[int]:
+        if self._order is None:
+            self._order = _kahn_order(self.children, self._indegree)
+        return self._order
 
 
 def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
@@ -33,16 +45,46 @@ def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
 
 def check_graph(nodes: Sequence[RawNode]) -> tuple[Graph | None, list[Problem]]:
     """(the graph, []) when the nodes form a valid DAG, else (None, every problem as a located sentence):
-    duplicate ids, unknown and self dependencies, and every cycle.
-
-    The common case (no problem at all) runs on integer indices with no per-task allocations beyond the
-    adjacency lists; messages are built only when something is wrong."""
-    problems: list[Problem] = []
+    duplicate ids, unknown and self dependencies, and every cycle."""
     ids = [task_id for _, task_id, _ in nodes]
     position = dict(zip(ids, range(len(ids)), strict=True))  # id -> index of the node
-    if len(position) == len(ids):  # every id unique: the common case, built in C
-        first_index = [index for index, _, _ in nodes]  # node -> task index in the document
-    else:
+    if len(position) == len(ids) and (graph := _valid_graph(nodes, ids, position)):
+        return graph, []
+    return None, _problems(nodes, position)
+
+
+def _valid_graph(nodes: Sequence[RawNode], ids: list[str], position: dict[str, int]) -> Graph | None:
+    """The graph of nodes with unique ids when nothing is wrong with it, else None (``_problems`` says
+    what). The common case, at 100k tasks: integer indices, no per-task allocation beyond the adjacency
+    lists, and no topological sort when every dependency comes earlier in the document (no cycle then)."""
+    children: list[list[int]] = [[] for _ in ids]
+    indegree = [0] * len(ids)
+    lookup = position.get
+    forward = True  # every edge from an earlier task to a later one
+    for node, (_, _, deps) in enumerate(nodes):
+        if not deps:
+            continue
+        try:
+            parents = list(map(lookup, deps))
+        except TypeError:  # an unhashable entry (a list, an object)
+            return None
+        if None in parents or node in parents or (len(deps) > 1 and len(set(deps)) != len(deps)):
+            return None
+        for parent in parents:
+            children[parent].append(node)  # type: ignore[index]
+        indegree[node] = len(parents)
+        if forward and max(parents) > node:  # type: ignore[type-var]
+            forward = False
+    if forward:
+        return Graph(ids, children, indegree)
+    order = _kahn_order(children, indegree)
+    return Graph(ids, children, indegree, order) if len(order) == len(ids) else None
+
+
+def _problems(nodes: Sequence[RawNode], position: dict[str, int]) -> list[Problem]:
+    """Every problem of the graph (at least one): messages are built only when something is wrong."""
+    problems: list[Problem] = []
+    if len(position) != len(nodes):
         position = {}
         first_index = []
         for index, task_id, _ in nodes:
@@ -57,6 +99,8 @@ def check_graph(nodes: Sequence[RawNode]) -> tuple[Graph | None, list[Problem]]:
             else:
                 position[task_id] = len(first_index)
                 first_index.append(index)
+    else:
+        first_index = [index for index, _, _ in nodes]  # node -> task index in the document
 
     children: list[list[int]] = [[] for _ in first_index]
     indegree = [0] * len(first_index)
@@ -102,9 +146,7 @@ def check_graph(nodes: Sequence[RawNode]) -> tuple[Graph | None, list[Problem]]:
                     f"dependency cycle {text}: a workflow must be acyclic; remove one of these dependencies",
                 )
             )
-    if problems:
-        return None, problems
-    return Graph(ids, children, order), problems
+    return problems
 
 
 def _dependency_problem(index: int, task_id: str, dep_index: int, dep: str) -> Problem:
@@ -246,10 +288,7 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
     for i, deps in enumerate(depends_on):
         for parent in map(position, deps):
             children[parent].append(i)
-    order = _kahn_order(children, list(map(len, depends_on)))
-    if len(order) != n:
-        raise ValueError("the task graph has a cycle; run graph_problems() first")
-    return analyse_graph(Graph(ids, children, order), weight)
+    return analyse_graph(Graph(ids, children, list(map(len, depends_on))), weight)
 
 
 def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
@@ -257,6 +296,8 @@ def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
     its topological order; ``weight[i]`` is task i's runtime."""
     ids, children, order = graph.ids, graph.children, graph.order
     n = len(ids)
+    if len(order) != n:
+        raise ValueError("the task graph has a cycle; run graph_problems() first")
     level = [0] * n
     start = [0.0] * n
     finish = [0.0] * n
