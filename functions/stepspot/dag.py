@@ -21,20 +21,20 @@ class Graph:
     it once; planning reuses it. ``order`` is the order in which Kahn's algorithm (first in, first out)
     visits it, computed when first asked for (validating alone does not need it)."""
 
-    __slots__ = ("_indegree", "_order", "children", "ids")
+    __slots__ = ("_order", "children", "ids", "indegree")
 
     def __init__(
         self, ids: list[str], children: list[list[int]], indegree: list[int], order: list[int] | None = None
     ) -> None:
         self.ids = ids
         self.children = children  # edges from a dependency to its dependents, in document order
-        self._indegree = indegree
+        self.indegree = indegree  # number of dependencies of each task
         self._order = order
 
     @property
     def order(self) -> list[int]:
         if self._order is None:
-            self._order = _kahn_order(self.children, self._indegree)
+            self._order = _kahn_order(self.children, self.indegree)
         return self._order
 
 
@@ -292,17 +292,17 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
 
 
 def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
-    """Levels and the longest (runtime-weighted) path of a valid graph (``check_graph``), in one pass over
-    its topological order; ``weight[i]`` is task i's runtime."""
-    ids, children, order = graph.ids, graph.children, graph.order
+    """Kahn's algorithm (``Graph.order``) on a valid graph (``check_graph``), with levels and the longest
+    (runtime-weighted) path in the same pass; ``weight[i]`` is task i's runtime."""
+    ids, children = graph.ids, graph.children
     n = len(ids)
-    if len(order) != n:
-        raise ValueError("the task graph has a cycle; run graph_problems() first")
+    remaining = graph.indegree[:]
+    order = [i for i in range(n) if remaining[i] == 0]
     level = [0] * n
     start = [0.0] * n
     finish = [0.0] * n
     best_dep = [-1] * n
-    for i in order:
+    for i in order:  # the list grows while it is read: a queue without a head index
         done = start[i] + weight[i]
         finish[i] = done
         next_level = level[i] + 1
@@ -312,6 +312,11 @@ def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
             if done >= start[child]:
                 start[child] = done
                 best_dep[child] = i
+            remaining[child] -= 1
+            if remaining[child] == 0:
+                order.append(child)
+    if len(order) != n:
+        raise ValueError("the task graph has a cycle; run graph_problems() first")
 
     levels: list[list[str]] = [[] for _ in range(max(level) + 1)] if n else []
     for i in order:

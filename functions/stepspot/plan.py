@@ -134,7 +134,6 @@ class PlanParts:
 
     workflow: Workflow
     topology: dag.Topology
-    dependencies: list[list[str]]
     runtime_seconds: list[int]
     use_spot: list[bool]
     on_demand_usd: list[float]
@@ -162,7 +161,7 @@ class PlanParts:
             task.backoff_multiplier,
             task.timeout,
             self.runtime_seconds[i],
-            self.dependencies[i],
+            task.all_dependencies,
             self.topology.dependents_of(i),
             self.topology.level[i],
             self.on_demand_usd[i],
@@ -198,25 +197,22 @@ def plan_parts(workflow: Workflow, prices: PriceTable | None = None, *, graph: d
     prices = prices or default_prices()
     config = workflow.global_config
     workflow_tasks = workflow.tasks
-    ids = [t.id for t in workflow_tasks]
     default_runtime = config.default_runtime
-    runtimes = [float(t.estimated_runtime or default_runtime) for t in workflow_tasks]
-    all_dependencies = [t.all_dependencies for t in workflow_tasks]
-    if graph is not None and graph.ids == ids:
-        topology = dag.analyse_graph(graph, runtimes)
-    else:
-        topology = dag.analyse_lists(ids, all_dependencies, runtimes)
-
     total_on_demand = total_planned = vcpu_hours = 0.0
     spot_allowed = config.spot_strategy != "on-demand-only"
     od, spot = prices.on_demand, prices.spot
-    seconds_of = list(map(int, runtimes))
+    runtimes: list[float] = []
+    seconds_of: list[int] = []
     use_spot_of: list[bool] = []
     on_demand_of: list[float] = []
     planned_of: list[float] = []
-    for task, seconds in zip(workflow_tasks, seconds_of, strict=True):
+    for task in workflow_tasks:
         # Hot loop at 100k tasks: plain attribute reads and arithmetic here (estimate.Rates.hourly is the
         # same formula) instead of per-task helper calls.
+        runtime = float(task.estimated_runtime or default_runtime)
+        seconds = int(runtime)
+        runtimes.append(runtime)
+        seconds_of.append(seconds)
         vcpus, memory_gib, gpus, nodes = task.vcpus, task.memory / 1024, task.gpus, task.nodes
         # A task pinned to an On-Demand queue (tasks[].queue) never uses Spot.
         use_spot = spot_allowed and task.spot_enabled and nodes <= 1 and not task.queue.endswith("on-demand")
@@ -230,10 +226,15 @@ def plan_parts(workflow: Workflow, prices: PriceTable | None = None, *, graph: d
         use_spot_of.append(use_spot)
         on_demand_of.append(on_demand)
         planned_of.append(planned)
+    # The graph validation built (its ids are the tasks' own when it comes with this workflow), else anew.
+    if graph is not None and len(graph.ids) == len(workflow_tasks) and graph.ids[-1:] == [workflow_tasks[-1].id]:
+        topology = dag.analyse_graph(graph, runtimes)
+    else:
+        ids = [t.id for t in workflow_tasks]
+        topology = dag.analyse_lists(ids, [t.all_dependencies for t in workflow_tasks], runtimes)
     return PlanParts(
         workflow=workflow,
         topology=topology,
-        dependencies=all_dependencies,
         runtime_seconds=seconds_of,
         use_spot=use_spot_of,
         on_demand_usd=on_demand_of,
