@@ -11,6 +11,7 @@ import gc
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from stepspot.capacity import MNP, QUEUE_NAMES
 from stepspot.cli.capacity_check import ensure_fits_environment
@@ -77,14 +78,16 @@ def task_table(parts: PlanParts, max_rows: int) -> Table:
         gpus = f" +{task.gpus} GPU" if task.gpus else ""
         shape = f"{task.nodes}x{task.vcpus}, {task.memory / 1024:g} GiB{gpus}"
         deps = ", ".join(task.depends_on[:3]) + (f" +{len(task.depends_on) - 3}" if len(task.depends_on) > 3 else "")
+        # Text cells: rich would parse each string for markup and emoji codes (most of the table's time);
+        # ids, numbers and labels hold neither ('[' and ':' are not allowed in task ids).
         table.add_row(
-            f"[bold]{task_id}[/] *" if task_id in critical else task_id,
-            str(task.level),
-            deps or "-",
-            shape,
-            capacity_label(task),
-            format_duration(task.estimated_runtime_seconds),
-            f"${task.estimated_spot_usd:,.2f}",
+            Text.assemble((task_id, "bold"), " *") if task_id in critical else Text(task_id),
+            Text(str(task.level)),
+            Text(deps or "-"),
+            Text(shape),
+            Text(capacity_label(task)),
+            Text(format_duration(task.estimated_runtime_seconds)),
+            Text(f"${task.estimated_spot_usd:,.2f}"),
         )
     if len(topology.order) > max_rows:
         table.caption = f"... {len(topology.order) - max_rows} more tasks (--max-rows N, or --output json)"
