@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from itertools import chain, compress
-from operator import attrgetter
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +22,6 @@ from stepspot.build_info import VERSION_ENV, deployment_version
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
 
 if TYPE_CHECKING:  # the breaker (and the policy models it reads) only when a choice is made
-    from collections.abc import Iterable, Sequence
-
     from stepspot.breaker import Admission
 
 DEFAULT_TIMEOUT_SECONDS = 14 * 86_400  # no timeout in the definition: Batch's own maximum applies
@@ -293,27 +289,13 @@ def submit_request_bytes_at_most(task: Any) -> int:
     return _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
 
 
-def submit_size_candidates(tasks: Sequence[Any]) -> list[int]:
-    """Indices of the tasks whose ``submit_request_bytes_at_most`` bound may exceed ``SUBMIT_JOB_MAX_BYTES``,
-    found in bulk: every task taken with as many arguments as the longest command has, each as long as the
-    longest argument of the workflow, plus each task with an environment, inputs or outputs on its own. The
-    usual workflow (no task near the limit) costs a few passes in C instead of one bound per task."""
-    commands = list(map(attrgetter("command"), tasks))
-    entries = max(map(len, commands), default=0)
-    chars = entries * max(map(len, chain.from_iterable(commands)), default=0)
+def plain_commands_fit(entries: int, longest: int) -> bool:
+    """Whether every task without environment, inputs or outputs whose command has at most ``entries``
+    arguments of at most ``longest`` characters is sure to fit ``SUBMIT_JOB_MAX_BYTES`` (by the bound of
+    ``submit_request_bytes_at_most``): validation then sizes only the other tasks, one by one."""
+    chars = entries * longest
     bound = _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
-    if bound > SUBMIT_JOB_MAX_BYTES:
-        candidates: Iterable[int] = range(len(commands))
-    else:
-        indices = range(len(commands))
-        candidates = sorted(
-            {
-                *compress(indices, map(attrgetter("environment"), tasks)),
-                *compress(indices, map(attrgetter("inputs"), tasks)),
-                *compress(indices, map(attrgetter("outputs"), tasks)),
-            }
-        )
-    return [i for i in candidates if submit_request_bytes_at_most(tasks[i]) > SUBMIT_JOB_MAX_BYTES]
+    return bound <= SUBMIT_JOB_MAX_BYTES
 
 
 def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
+from itertools import chain, repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -327,10 +328,11 @@ def _check_document(data: Any) -> tuple[Workflow | None, list[Problem], dag.Grap
         problems.extend(graph_problems)
         problems.extend(_dataflow_problems(raw_tasks))
     if workflow is not None:
-        problems.extend(_service_limit_problems(workflow))
+        limits, warned = _tasks_to_look_at(workflow)
+        problems.extend(_service_limit_problems(workflow, limits))
     if problems or workflow is None:
         return None, sorted(problems, key=_document_position), None
-    return workflow, _warnings(workflow), graph
+    return workflow, _warnings(workflow, warned), graph
 
 
 def _document_position(problem: Problem) -> tuple[int, int]:
@@ -452,15 +454,45 @@ def _dataflow_problems(raw_tasks: list[Any]) -> list[Problem]:
     return problems
 
 
-def _service_limit_problems(workflow: Workflow) -> list[Problem]:
-    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
+def _tasks_to_look_at(workflow: Workflow) -> tuple[list[int], list[int]]:
+    """(tasks a SubmitJob limit may concern, tasks a warning may concern), as indices in document order,
+    found in one pass: at 100k tasks, one look at each task instead of one per check (most tasks concern
+    neither). SubmitJob: a task with an environment, inputs or outputs, or every task when the longest
+    plain command might not fit (``fleet.plain_commands_fit``). Warnings: a task with an environment,
+    inputs or outputs, several nodes or a timeout, or every task when an argument is under the shared mount."""
+    tasks = workflow.tasks
+    limits: list[int] = []
+    warnings: list[int] = []
+    entries = longest = 0
+    for index, task in enumerate(tasks):  # hot loop: inline comparisons, no calls
+        if task.environment or task.inputs or task.outputs:
+            limits.append(index)
+            warnings.append(index)
+            continue
+        command = task.command
+        if len(command) > entries:
+            entries = len(command)
+        for argument in command:
+            if len(argument) > longest:
+                longest = len(argument)
+        if task.nodes > 1 or task.timeout is not None:
+            warnings.append(index)
+    if not fleet.plain_commands_fit(entries, longest):
+        limits = list(range(len(tasks)))
+    if not workflow.global_config.shared_filesystem:
+        mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
+        arguments = chain.from_iterable(map(attrgetter("command"), tasks))
+        if any(map(str.startswith, arguments, repeat(mount))):  # one pass in C; usually no such argument
+            warnings = list(range(len(tasks)))
+    return limits, warnings
+
+
+def _service_limit_problems(workflow: Workflow, indices: Iterable[int]) -> list[Problem]:
+    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size.
+    ``indices``: the tasks to look at (``_tasks_to_look_at``), in document order."""
     problems = []
     tasks = workflow.tasks
-    # Only tasks with an environment, or whose request may be near the size limit, can have a problem
-    # here: both found in bulk (most workflows have none).
-    with_environment = compress(range(len(tasks)), map(attrgetter("environment"), tasks))
-    oversized = set(fleet.submit_size_candidates(tasks))
-    for index in sorted({*with_environment, *oversized}):
+    for index in indices:
         task = tasks[index]
         for name in task.environment:
             if name.startswith(RESERVED_ENV_PREFIX):
@@ -471,8 +503,8 @@ def _service_limit_problems(workflow: Workflow) -> list[Problem]:
                         "Batch, which refuses the job: rename the variable (for example without the AWS_ prefix)",
                     )
                 )
-        if index not in oversized:
-            continue
+        if fleet.submit_request_bytes_at_most(task) <= fleet.SUBMIT_JOB_MAX_BYTES:
+            continue  # the common case: far below the limit, no request built
         size = fleet.submit_request_bytes(task)
         if size > fleet.SUBMIT_JOB_MAX_BYTES:
             problems.append(
@@ -486,21 +518,16 @@ def _service_limit_problems(workflow: Workflow) -> list[Problem]:
     return problems
 
 
-def _warnings(workflow: Workflow) -> list[Problem]:
+def _warnings(workflow: Workflow, indices: Iterable[int]) -> list[Problem]:
+    """Warnings of a valid workflow; ``indices``: the tasks to look at (``_tasks_to_look_at``), in order."""
     warnings = []
     config = workflow.global_config
     spot_allowed = config.spot_strategy != "on-demand-only"
     mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
     tasks = workflow.tasks
-    # Whether any command argument or environment value starts with the mount path at all: one pass in C
-    # over the whole workflow, so the per-task check runs only when one does (most workflows: none).
-    values = chain(
-        chain.from_iterable(map(attrgetter("command"), tasks)),
-        chain.from_iterable(map(dict.values, map(attrgetter("environment"), tasks))),
-    )
-    check_mount = not config.shared_filesystem and any(map(str.startswith, values, repeat(mount)))
-    # Hot loop at 100k tasks: the location is formatted, and each value looked at, only when a warning is due.
-    for index, task in enumerate(tasks):
+    # The location is formatted, and each value looked at, only when a warning is due.
+    for index in indices:
+        task = tasks[index]
         if task.nodes > 1 and task.spot_enabled and spot_allowed:
             warnings.append(
                 Problem(
@@ -510,7 +537,7 @@ def _warnings(workflow: Workflow) -> list[Problem]:
                     "warning",
                 )
             )
-        if check_mount and _uses_path_under(mount, task):
+        if not config.shared_filesystem and _uses_path_under(mount, task):
             warnings.append(
                 Problem(
                     f"$.tasks[{index}] (task {task.id!r})",
