@@ -324,9 +324,11 @@ def _check_document(data: Any) -> tuple[Workflow | None, list[Problem], dag.Grap
         problems = list(dict.fromkeys(_sentence(error, data) for error in exc.errors(include_url=False)))
     graph: dag.Graph | None = None
     if isinstance(raw_tasks, list) and raw_tasks:
-        graph, graph_problems = dag.check_graph(_raw_graph(raw_tasks))
+        nodes, with_data = _raw_graph(raw_tasks)
+        graph, graph_problems = dag.check_graph(nodes)
         problems.extend(graph_problems)
-        problems.extend(_dataflow_problems(raw_tasks))
+        if with_data:
+            problems.extend(_dataflow_problems(raw_tasks))
     if workflow is not None:
         limits, warned = _tasks_to_look_at(workflow)
         problems.extend(_service_limit_problems(workflow, limits))
@@ -341,19 +343,26 @@ def _document_position(problem: Problem) -> tuple[int, int]:
     return (1, int(match.group(1))) if match else (0, 0)
 
 
-def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
-    """(index, id, raw depends_on plus known input producers) for every task whose id is a string.
+def _raw_graph(raw_tasks: list[Any]) -> tuple[list[dag.RawNode], bool]:
+    """(index, id, raw depends_on plus known input producers) for every task whose id is a string, and
+    whether any task has inputs or outputs (only then can ``_dataflow_problems`` find anything).
 
     A data edge is a dependency, so cycles through inputs are found (and printed) like dependency cycles;
     producers that are unknown or the task itself are left to ``_dataflow_problems``."""
     ids: set[Any] | None = None  # built on the first task with inputs (most workflows have none)
     graph = []
+    with_data = False
     for index, task in enumerate(raw_tasks):
-        if type(task) is dict and type(task_id := task.get("id")) is str:
+        if type(task) is not dict:
+            continue
+        has_inputs = "inputs" in task
+        if has_inputs or "outputs" in task:
+            with_data = True
+        if type(task_id := task.get("id")) is str:
             deps = task.get("depends_on")
             if type(deps) is not list:
                 deps = []
-            if "inputs" in task and (producers := _raw_producers(task)):
+            if has_inputs and (producers := _raw_producers(task)):
                 if ids is None:
                     ids = {t.get("id") for t in raw_tasks if type(t) is dict}
                 deps = list(deps)  # the document's own list stays as it was
@@ -361,7 +370,7 @@ def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
                     if producer in ids and producer != task_id and producer not in deps:
                         deps.append(producer)
             graph.append((index, task_id, deps))
-    return graph
+    return graph, with_data
 
 
 def _raw_inputs(task: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
