@@ -18,24 +18,48 @@ RawNode = tuple[int, str, list[Any]]
 
 class Graph:
     """A valid task graph on integer indices (task i is ``ids[i]``, in document order). Validation builds
-    it once; planning reuses it. ``order`` is the order in which Kahn's algorithm (first in, first out)
-    visits it, computed when first asked for (validating alone does not need it)."""
+    it once; planning reuses it. ``children`` (the edges the other way) and ``order`` (the order in which
+    Kahn's algorithm, first in first out, visits the tasks) are computed when first asked for: validating
+    alone needs neither."""
 
-    __slots__ = ("_order", "children", "ids", "indegree")
+    __slots__ = ("_children", "_order", "ids", "parents")
 
     def __init__(
-        self, ids: list[str], children: list[list[int]], indegree: list[int], order: list[int] | None = None
+        self,
+        ids: list[str],
+        parents: list[list[int]],
+        children: list[list[int]] | None = None,
+        order: list[int] | None = None,
     ) -> None:
         self.ids = ids
-        self.children = children  # edges from a dependency to its dependents, in document order
-        self.indegree = indegree  # number of dependencies of each task
+        self.parents = parents  # each task's dependencies, as listed
+        self._children = children
         self._order = order
+
+    @property
+    def children(self) -> list[list[int]]:
+        """Each task's dependents, in document order."""
+        if self._children is None:
+            self._children = _children_of(self.parents)
+        return self._children
+
+    @property
+    def indegree(self) -> list[int]:
+        return list(map(len, self.parents))
 
     @property
     def order(self) -> list[int]:
         if self._order is None:
             self._order = _kahn_order(self.children, self.indegree)
         return self._order
+
+
+def _children_of(parents: list[list[int]]) -> list[list[int]]:
+    children: list[list[int]] = [[] for _ in parents]
+    for node, node_parents in enumerate(parents):
+        for parent in node_parents:
+            children[parent].append(node)
+    return children
 
 
 def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
@@ -55,14 +79,15 @@ def check_graph(nodes: Sequence[RawNode]) -> tuple[Graph | None, list[Problem]]:
 
 def _valid_graph(nodes: Sequence[RawNode], ids: list[str], position: dict[str, int]) -> Graph | None:
     """The graph of nodes with unique ids when nothing is wrong with it, else None (``_problems`` says
-    what). The common case, at 100k tasks: integer indices, no per-task allocation beyond the adjacency
-    lists, and no topological sort when every dependency comes earlier in the document (no cycle then)."""
-    children: list[list[int]] = [[] for _ in ids]
-    indegree = [0] * len(ids)
+    what). The common case, at 100k tasks: integer indices, one list per task, and no topological sort
+    when every dependency comes earlier in the document (no cycle then)."""
+    parents_of: list[list[int]] = []
+    add = parents_of.append
     lookup = position.get
     forward = True  # every edge from an earlier task to a later one
     for node, (_, _, deps) in enumerate(nodes):
         if not deps:
+            add([])
             continue
         try:
             parents = list(map(lookup, deps))
@@ -70,15 +95,13 @@ def _valid_graph(nodes: Sequence[RawNode], ids: list[str], position: dict[str, i
             return None
         if None in parents or node in parents or (len(deps) > 1 and len(set(deps)) != len(deps)):
             return None
-        for parent in parents:
-            children[parent].append(node)  # type: ignore[index]
-        indegree[node] = len(parents)
+        add(parents)  # type: ignore[arg-type]
         if forward and max(parents) > node:  # type: ignore[type-var]
             forward = False
     if forward:
-        return Graph(ids, children, indegree)
-    order = _kahn_order(children, indegree)
-    return Graph(ids, children, indegree, order) if len(order) == len(ids) else None
+        return Graph(ids, parents_of)
+    graph = Graph(ids, parents_of)
+    return graph if len(graph.order) == len(ids) else None
 
 
 def _problems(nodes: Sequence[RawNode], position: dict[str, int]) -> list[Problem]:
@@ -281,14 +304,8 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
     """``analyse`` of tasks given as parallel lists (id, its dependencies, its runtime), as the planner
     holds them. Works on integer indices: list lookups are several times cheaper than dict lookups by id,
     which matters at 100k tasks."""
-    n = len(ids)
-    index = dict(zip(ids, range(n), strict=True))
-    children: list[list[int]] = [[] for _ in range(n)]
-    position = index.__getitem__
-    for i, deps in enumerate(depends_on):
-        for parent in map(position, deps):
-            children[parent].append(i)
-    return analyse_graph(Graph(ids, children, list(map(len, depends_on))), weight)
+    position = dict(zip(ids, range(len(ids)), strict=True)).__getitem__
+    return analyse_graph(Graph(ids, [list(map(position, deps)) for deps in depends_on]), weight)
 
 
 def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
