@@ -96,7 +96,7 @@ def _valid_graph(nodes: Sequence[RawNode], ids: list[str], position: dict[str, i
         if None in parents or node in parents or (len(deps) > 1 and len(set(deps)) != len(deps)):
             return None
         add(parents)  # type: ignore[arg-type]
-        if forward and max(parents) > node:  # type: ignore[type-var]
+        if forward and max(parents) > node:  # type: ignore[type-var,operator]
             forward = False
     if forward:
         return Graph(ids, parents_of)
@@ -109,7 +109,7 @@ def _problems(nodes: Sequence[RawNode], position: dict[str, int]) -> list[Proble
     problems: list[Problem] = []
     if len(position) != len(nodes):
         position = {}
-        first_index = []
+        first_index: list[int] = []
         for index, task_id, _ in nodes:
             if task_id in position:
                 problems.append(
