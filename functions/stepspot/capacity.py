@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from operator import attrgetter
 from typing import Any, Literal, get_args
 
 from stepspot.errors import Problem
@@ -258,8 +259,26 @@ def check_task(
 def check_workflow(workflow: Any, capacity: DeploymentCapacity) -> list[Problem]:
     """Every task of a valid workflow that cannot be placed, as problems (document order)."""
     spot_allowed = workflow.global_config.spot_strategy != "on-demand-only"
+    # Large workflows repeat few shapes, and usually every one fits: the distinct ones, found in one pass in
+    # C, are checked first; the tasks one by one (for their sentences) only when one does not fit.
+    shapes = set(map(attrgetter("vcpus", "memory", "gpus", "nodes", "queue", "spot_enabled"), workflow.tasks))
+    if all(
+        check_task(
+            "",
+            vcpus=vcpus,
+            memory=memory,
+            gpus=gpus,
+            nodes=nodes,
+            queue=queue,
+            use_spot=spot_allowed and spot_enabled and nodes < 2,
+            capacity=capacity,
+        )
+        is None
+        for vcpus, memory, gpus, nodes, queue, spot_enabled in shapes
+    ):
+        return []
     problems = []
-    fitting: set[tuple[int, int, int, int, str, bool]] = set()  # shapes that fit: large workflows repeat few
+    fitting: set[tuple[int, int, int, int, str, bool]] = set()  # shapes that fit
     for index, task in enumerate(workflow.tasks):
         nodes = task.nodes
         use_spot = spot_allowed and task.spot_enabled and nodes < 2  # multi-node jobs cannot use Spot

@@ -16,26 +16,114 @@ from stepspot.errors import Problem
 RawNode = tuple[int, str, list[Any]]
 
 
-def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
-    """Duplicate ids, unknown and self dependencies, and every cycle, as located sentences.
+class Graph:
+    """A valid task graph on integer indices (task i is ``ids[i]``, in document order). Validation builds
+    it once; planning reuses it. ``children`` (the edges the other way) and ``order`` (the order in which
+    Kahn's algorithm, first in first out, visits the tasks) are computed when first asked for: validating
+    alone needs neither."""
 
-    The common case (no problem at all) runs on integer indices with no per-task allocations beyond the
-    adjacency lists; messages are built only when something is wrong."""
+    __slots__ = ("_children", "_order", "ids", "parents")
+
+    def __init__(
+        self,
+        ids: list[str],
+        parents: list[list[int]],
+        children: list[list[int]] | None = None,
+        order: list[int] | None = None,
+    ) -> None:
+        self.ids = ids
+        self.parents = parents  # each task's dependencies, as listed
+        self._children = children
+        self._order = order
+
+    @property
+    def children(self) -> list[list[int]]:
+        """Each task's dependents, in document order."""
+        if self._children is None:
+            self._children = _children_of(self.parents)
+        return self._children
+
+    @property
+    def indegree(self) -> list[int]:
+        return list(map(len, self.parents))
+
+    @property
+    def order(self) -> list[int]:
+        if self._order is None:
+            self._order = _kahn_order(self.children, self.indegree)
+        return self._order
+
+
+def _children_of(parents: list[list[int]]) -> list[list[int]]:
+    children: list[list[int]] = [[] for _ in parents]
+    for node, node_parents in enumerate(parents):
+        for parent in node_parents:
+            children[parent].append(node)
+    return children
+
+
+def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
+    """Duplicate ids, unknown and self dependencies, and every cycle, as located sentences."""
+    return check_graph(nodes)[1]
+
+
+def check_graph(nodes: Sequence[RawNode]) -> tuple[Graph | None, list[Problem]]:
+    """(the graph, []) when the nodes form a valid DAG, else (None, every problem as a located sentence):
+    duplicate ids, unknown and self dependencies, and every cycle."""
+    ids = [task_id for _, task_id, _ in nodes]
+    position = dict(zip(ids, range(len(ids)), strict=True))  # id -> index of the node
+    if len(position) == len(ids) and (graph := _valid_graph(nodes, ids, position)):
+        return graph, []
+    return None, _problems(nodes, position)
+
+
+def _valid_graph(nodes: Sequence[RawNode], ids: list[str], position: dict[str, int]) -> Graph | None:
+    """The graph of nodes with unique ids when nothing is wrong with it, else None (``_problems`` says
+    what). The common case, at 100k tasks: integer indices, one list per task, and no topological sort
+    when every dependency comes earlier in the document (no cycle then)."""
+    parents_of: list[list[int]] = []
+    add = parents_of.append
+    lookup = position.get
+    forward = True  # every edge from an earlier task to a later one
+    for node, (_, _, deps) in enumerate(nodes):
+        if not deps:
+            add([])
+            continue
+        try:
+            parents = list(map(lookup, deps))
+        except TypeError:  # an unhashable entry (a list, an object)
+            return None
+        if None in parents or node in parents or (len(deps) > 1 and len(set(deps)) != len(deps)):
+            return None
+        add(parents)  # type: ignore[arg-type]
+        if forward and max(parents) > node:  # type: ignore[type-var,operator]
+            forward = False
+    if forward:
+        return Graph(ids, parents_of)
+    graph = Graph(ids, parents_of)
+    return graph if len(graph.order) == len(ids) else None
+
+
+def _problems(nodes: Sequence[RawNode], position: dict[str, int]) -> list[Problem]:
+    """Every problem of the graph (at least one): messages are built only when something is wrong."""
     problems: list[Problem] = []
-    position: dict[str, int] = {}  # id -> index of the node (first task with that id)
-    first_index: list[int] = []  # node -> task index in the document
-    for index, task_id, _ in nodes:
-        if task_id in position:
-            problems.append(
-                Problem(
-                    f"$.tasks[{index}].id",
-                    f"duplicate task id {task_id!r} (also used by $.tasks[{first_index[position[task_id]]}]): "
-                    "give every task its own id",
+    if len(position) != len(nodes):
+        position = {}
+        first_index: list[int] = []
+        for index, task_id, _ in nodes:
+            if task_id in position:
+                problems.append(
+                    Problem(
+                        f"$.tasks[{index}].id",
+                        f"duplicate task id {task_id!r} (also used by $.tasks[{first_index[position[task_id]]}]): "
+                        "give every task its own id",
+                    )
                 )
-            )
-        else:
-            position[task_id] = len(first_index)
-            first_index.append(index)
+            else:
+                position[task_id] = len(first_index)
+                first_index.append(index)
+    else:
+        first_index = [index for index, _, _ in nodes]  # node -> task index in the document
 
     children: list[list[int]] = [[] for _ in first_index]
     indegree = [0] * len(first_index)
@@ -67,8 +155,10 @@ def graph_problems(nodes: Sequence[RawNode]) -> list[Problem]:
         if len(deps) > 1 and len(set(map(str, deps))) != len(deps):
             problems.extend(_repeated_dependencies(index, task_id, deps))
 
-    left = _unsorted(children, indegree)
-    if left:
+    order = _kahn_order(children, indegree)
+    if len(order) < len(indegree):
+        ordered = set(order)
+        left = {n for n in range(len(indegree)) if n not in ordered}  # cycles and what hangs below them
         names = list(position)
         edges = {names[n]: [names[c] for c in children[n] if c in left] for n in left}
         for cycle in find_cycles(edges):
@@ -100,16 +190,17 @@ def _repeated_dependencies(index: int, task_id: str, deps: list[Any]) -> list[Pr
     return problems
 
 
-def _unsorted(children: list[list[int]], indegree: list[int]) -> set[int]:
-    """Nodes Kahn's algorithm cannot order (cycles and what hangs below them); usually none."""
+def _kahn_order(children: list[list[int]], indegree: list[int]) -> list[int]:
+    """Kahn's algorithm, first in first out: the nodes in a topological order. Nodes on a cycle, and
+    what hangs below one, are left out."""
     remaining = indegree[:]
-    ready = [node for node, count in enumerate(remaining) if count == 0]
-    while ready:
-        for child in children[ready.pop()]:
+    order = [node for node, count in enumerate(remaining) if count == 0]
+    for node in order:  # the list grows while it is read: a queue without a head index
+        for child in children[node]:
             remaining[child] -= 1
             if remaining[child] == 0:
-                ready.append(child)
-    return {node for node, count in enumerate(remaining) if count > 0}
+                order.append(child)
+    return order
 
 
 def find_cycles(edges: dict[str, list[str]]) -> list[list[str]]:
@@ -177,6 +268,7 @@ class Topology:
 
     ids: list[str]
     order: list[str]
+    order_indices: list[int]  # the order as positions in ids
     levels: list[list[str]]
     level: list[int]
     children: list[list[int]]
@@ -212,24 +304,22 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
     """``analyse`` of tasks given as parallel lists (id, its dependencies, its runtime), as the planner
     holds them. Works on integer indices: list lookups are several times cheaper than dict lookups by id,
     which matters at 100k tasks."""
-    n = len(ids)
-    index = dict(zip(ids, range(n), strict=True))
-    children: list[list[int]] = [[] for _ in range(n)]
-    remaining = list(map(len, depends_on))
-    position = index.__getitem__
-    for i, deps in enumerate(depends_on):
-        for parent in map(position, deps):
-            children[parent].append(i)
+    position = dict(zip(ids, range(len(ids)), strict=True)).__getitem__
+    return analyse_graph(Graph(ids, [list(map(position, deps)) for deps in depends_on]), weight)
 
-    ready = [i for i in range(n) if remaining[i] == 0]
+
+def analyse_graph(graph: Graph, weight: list[float]) -> Topology:
+    """Kahn's algorithm (``Graph.order``) on a valid graph (``check_graph``), with levels and the longest
+    (runtime-weighted) path in the same pass; ``weight[i]`` is task i's runtime."""
+    ids, children = graph.ids, graph.children
+    n = len(ids)
+    remaining = graph.indegree[:]
+    order = [i for i in range(n) if remaining[i] == 0]
     level = [0] * n
     start = [0.0] * n
     finish = [0.0] * n
     best_dep = [-1] * n
-    head = 0
-    while head < len(ready):
-        i = ready[head]
-        head += 1
+    for i in order:  # the list grows while it is read: a queue without a head index
         done = start[i] + weight[i]
         finish[i] = done
         next_level = level[i] + 1
@@ -241,12 +331,12 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
                 best_dep[child] = i
             remaining[child] -= 1
             if remaining[child] == 0:
-                ready.append(child)
-    if len(ready) != n:
+                order.append(child)
+    if len(order) != n:
         raise ValueError("the task graph has a cycle; run graph_problems() first")
 
     levels: list[list[str]] = [[] for _ in range(max(level) + 1)] if n else []
-    for i in ready:
+    for i in order:
         levels[level[i]].append(ids[i])
     path: list[str] = []
     if n:
@@ -260,7 +350,8 @@ def analyse_lists(ids: list[str], depends_on: list[list[str]], weight: list[floa
         critical_seconds = 0.0
     return Topology(
         ids=ids,
-        order=[ids[i] for i in ready],
+        order=list(map(ids.__getitem__, order)),
+        order_indices=order,
         levels=levels,
         level=level,
         children=children,

@@ -289,6 +289,15 @@ def submit_request_bytes_at_most(task: Any) -> int:
     return _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
 
 
+def plain_commands_fit(entries: int, longest: int) -> bool:
+    """Whether every task without environment, inputs or outputs whose command has at most ``entries``
+    arguments of at most ``longest`` characters is sure to fit ``SUBMIT_JOB_MAX_BYTES`` (by the bound of
+    ``submit_request_bytes_at_most``): validation then sizes only the other tasks, one by one."""
+    chars = entries * longest
+    bound = _largest_skeleton_bytes() + chars * _MAX_JSON_BYTES_PER_CHAR + entries * _MAX_ENTRY_OVERHEAD_BYTES
+    return bound <= SUBMIT_JOB_MAX_BYTES
+
+
 def job_tags(workflow_id: str, task_id: str, attempt: int, environment: str) -> dict[str, str]:
     """The tags of one attempt's Batch job (``SubmitJob`` ``tags``; ``propagateTags`` copies them)."""
     tags = {TAG_WORKFLOW: workflow_id, TAG_TASK: task_id, TAG_ATTEMPT: str(attempt), TAG_ENVIRONMENT: environment}

@@ -114,40 +114,109 @@ class Plan:
 
 
 def build_plan(
-    workflow: Workflow, workflow_id: str, warnings: list[Problem] | None = None, prices: PriceTable | None = None
+    workflow: Workflow,
+    workflow_id: str,
+    warnings: list[Problem] | None = None,
+    prices: PriceTable | None = None,
+    *,
+    graph: dag.Graph | None = None,
 ) -> Plan:
-    """Plan a workflow that passed validation."""
+    """Plan a workflow that passed validation. ``graph`` is the task graph validation built
+    (``LoadedWorkflow.graph``); without it the graph is built again."""
     with gc_paused():
-        return _build_plan(workflow, workflow_id, warnings, prices)
+        return plan_parts(workflow, prices, graph=graph).plan(workflow_id, warnings)
 
 
-def _build_plan(
-    workflow: Workflow, workflow_id: str, warnings: list[Problem] | None, prices: PriceTable | None
-) -> Plan:
+@dataclass(frozen=True, slots=True)
+class PlanParts:
+    """A plan before its per-task records are built: the order, levels, critical path and estimates,
+    with each task's costs as columns indexed like ``workflow.tasks``. ``task(i)`` builds one record and
+    ``plan()`` all of them; the table of `stepspot plan` shows a few rows and builds only those."""
+
+    workflow: Workflow
+    topology: dag.Topology
+    runtime_seconds: list[int]
+    use_spot: list[bool]
+    on_demand_usd: list[float]
+    planned_usd: list[float]
+    estimate: dict[str, Any]
+
+    def task(self, i: int) -> PlannedTask:
+        task, config = self.workflow.tasks[i], self.workflow.global_config
+        task_id, retry_attempts = task.id, task.retry_attempts
+        return PlannedTask(
+            id=task_id,
+            name=task.name or task_id,
+            container_image=task.container_image,
+            command=task.command,
+            environment=task.environment,
+            vcpus=task.vcpus,
+            memory=task.memory,
+            nodes=task.nodes,
+            gpus=task.gpus,
+            multi_node=task.nodes > 1,
+            use_spot=self.use_spot[i],
+            checkpoint_enabled=task.checkpoint_enabled,
+            checkpoint_interval=task.checkpoint_interval or config.checkpoint_interval,
+            retry_attempts=retry_attempts if retry_attempts is not None else config.max_retry_attempts,
+            backoff_multiplier=task.backoff_multiplier,
+            timeout_seconds=task.timeout,
+            estimated_runtime_seconds=self.runtime_seconds[i],
+            depends_on=task.all_dependencies,
+            dependents=self.topology.dependents_of(i),
+            level=self.topology.level[i],
+            estimated_on_demand_usd=self.on_demand_usd[i],
+            estimated_spot_usd=self.planned_usd[i],
+            queue=task.queue,
+            inputs=[spec.to_json() for spec in task.input_specs] if task.inputs else [],
+            outputs=task.outputs,
+            shared_filesystem=config.shared_filesystem,
+        )
+
+    def plan(self, workflow_id: str, warnings: list[Problem] | None = None) -> Plan:
+        workflow, topology = self.workflow, self.topology
+        task = self.task
+        return Plan(
+            schema_version=PLAN_SCHEMA_VERSION,
+            workflow_id=workflow_id,
+            name=workflow.name,
+            description=workflow.description,
+            failure_mode=workflow.global_config.failure_mode,
+            spot_strategy=workflow.global_config.spot_strategy,
+            order=topology.order,
+            levels=topology.levels,
+            critical_path=topology.critical_path,
+            tasks=dict(zip(topology.ids, map(task, range(len(topology.ids))), strict=True)),
+            estimate=self.estimate,
+            warnings=[w.to_dict() for w in warnings or []],
+        )
+
+
+def plan_parts(workflow: Workflow, prices: PriceTable | None = None, *, graph: dag.Graph | None = None) -> PlanParts:
+    """The order, levels, critical path and costs of a workflow that passed validation (``build_plan``
+    without the per-task records); ``graph`` as for ``build_plan``."""
     prices = prices or default_prices()
     config = workflow.global_config
     workflow_tasks = workflow.tasks
-    ids = [t.id for t in workflow_tasks]
     default_runtime = config.default_runtime
-    runtimes = [float(t.estimated_runtime or default_runtime) for t in workflow_tasks]
-    all_dependencies = [t.all_dependencies for t in workflow_tasks]
-    topology = dag.analyse_lists(ids, all_dependencies, runtimes)
-
-    tasks: dict[str, PlannedTask] = {}
     total_on_demand = total_planned = vcpu_hours = 0.0
     spot_allowed = config.spot_strategy != "on-demand-only"
     od, spot = prices.on_demand, prices.spot
-    level, children, id_of = topology.level, topology.children, ids.__getitem__
-    checkpoint_interval, max_retry_attempts = config.checkpoint_interval, config.max_retry_attempts
-    shared_filesystem = config.shared_filesystem
-    for i, task in enumerate(workflow_tasks):  # the same order as topology.ids
+    runtimes: list[float] = []
+    seconds_of: list[int] = []
+    use_spot_of: list[bool] = []
+    on_demand_of: list[float] = []
+    planned_of: list[float] = []
+    for task in workflow_tasks:
         # Hot loop at 100k tasks: plain attribute reads and arithmetic here (estimate.Rates.hourly is the
         # same formula) instead of per-task helper calls.
-        task_id, vcpus, memory_gib, gpus, nodes = ids[i], task.vcpus, task.memory / 1024, task.gpus, task.nodes
-        multi_node = nodes > 1
+        runtime = float(task.estimated_runtime or default_runtime)
+        seconds = int(runtime)
+        runtimes.append(runtime)
+        seconds_of.append(seconds)
+        vcpus, memory_gib, gpus, nodes = task.vcpus, task.memory / 1024, task.gpus, task.nodes
         # A task pinned to an On-Demand queue (tasks[].queue) never uses Spot.
-        use_spot = spot_allowed and task.spot_enabled and not multi_node and not task.queue.endswith("on-demand")
-        seconds = int(runtimes[i])
+        use_spot = spot_allowed and task.spot_enabled and nodes <= 1 and not task.queue.endswith("on-demand")
         hours = seconds / 3600
         on_demand = nodes * (vcpus * od.per_vcpu + memory_gib * od.per_gib + gpus * od.per_gpu) * hours
         planned = nodes * (vcpus * spot.per_vcpu + memory_gib * spot.per_gib + gpus * spot.per_gpu) * hours
@@ -155,48 +224,23 @@ def _build_plan(
         total_on_demand += on_demand
         total_planned += planned
         vcpu_hours += hours * vcpus * nodes
-        retry_attempts = task.retry_attempts
-        tasks[task_id] = PlannedTask(
-            id=task_id,
-            name=task.name or task_id,
-            container_image=task.container_image,
-            command=task.command,
-            environment=task.environment,
-            vcpus=vcpus,
-            memory=task.memory,
-            nodes=nodes,
-            gpus=gpus,
-            multi_node=multi_node,
-            use_spot=use_spot,
-            checkpoint_enabled=task.checkpoint_enabled,
-            checkpoint_interval=task.checkpoint_interval or checkpoint_interval,
-            retry_attempts=retry_attempts if retry_attempts is not None else max_retry_attempts,
-            backoff_multiplier=task.backoff_multiplier,
-            timeout_seconds=task.timeout,
-            estimated_runtime_seconds=seconds,
-            depends_on=all_dependencies[i],
-            dependents=list(map(id_of, children[i])),
-            level=level[i],
-            estimated_on_demand_usd=on_demand,
-            estimated_spot_usd=planned,
-            queue=task.queue,
-            inputs=[spec.to_json() for spec in task.input_specs] if task.inputs else [],
-            outputs=task.outputs,
-            shared_filesystem=shared_filesystem,
-        )
-    return Plan(
-        schema_version=PLAN_SCHEMA_VERSION,
-        workflow_id=workflow_id,
-        name=workflow.name,
-        description=workflow.description,
-        failure_mode=config.failure_mode,
-        spot_strategy=config.spot_strategy,
-        order=topology.order,
-        levels=topology.levels,
-        critical_path=topology.critical_path,
-        tasks=tasks,
+        use_spot_of.append(use_spot)
+        on_demand_of.append(on_demand)
+        planned_of.append(planned)
+    # The graph validation built (its ids are the tasks' own when it comes with this workflow), else anew.
+    if graph is not None and len(graph.ids) == len(workflow_tasks) and graph.ids[-1:] == [workflow_tasks[-1].id]:
+        topology = dag.analyse_graph(graph, runtimes)
+    else:
+        ids = [t.id for t in workflow_tasks]
+        topology = dag.analyse_lists(ids, [t.all_dependencies for t in workflow_tasks], runtimes)
+    return PlanParts(
+        workflow=workflow,
+        topology=topology,
+        runtime_seconds=seconds_of,
+        use_spot=use_spot_of,
+        on_demand_usd=on_demand_of,
+        planned_usd=planned_of,
         estimate=summarise(total_on_demand, total_planned, vcpu_hours, topology.critical_path_seconds, prices),
-        warnings=[w.to_dict() for w in warnings or []],
     )
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -222,6 +224,8 @@ class LoadedWorkflow:
     workflow: Workflow
     warnings: list[Problem] = field(default_factory=list)
     source: str = "workflow definition"
+    # The task graph validation built (integer-indexed, topologically ordered): build_plan reuses it.
+    graph: dag.Graph | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------- loading
@@ -253,10 +257,10 @@ def parse_workflow(
     """Validate a workflow given as text (JSON or YAML) or as an already-decoded object."""
     data = _decode(document, source, fmt) if isinstance(document, str | bytes) else document
     with gc_paused():
-        workflow, problems = check_document(data)
+        workflow, problems, graph = _check_document(data)
     if workflow is None:
         raise WorkflowValidationError(problems, source=source)
-    return LoadedWorkflow(workflow, problems, source)
+    return LoadedWorkflow(workflow, problems, source, graph)
 
 
 def _decode(text: str | bytes, source: str, fmt: str | None) -> Any:
@@ -299,12 +303,18 @@ def validate_document(data: Any) -> list[Problem]:
 
 def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     """(the workflow, its warnings) when valid, else (None, every error) - each in document order."""
+    workflow, problems, _ = _check_document(data)
+    return workflow, problems
+
+
+def _check_document(data: Any) -> tuple[Workflow | None, list[Problem], dag.Graph | None]:
+    """``check_document`` plus the task graph of a valid workflow."""
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "nothing"
-        return None, [Problem("$", f'the top level must be an object with "name" and "tasks", found {kind}')]
+        return None, [Problem("$", f'the top level must be an object with "name" and "tasks", found {kind}')], None
     raw_tasks = data.get("tasks")
     if isinstance(raw_tasks, list) and (too_many := too_many_tasks(len(raw_tasks))):
-        return None, [Problem("$.tasks", too_many)]  # before building anything of a definition this large
+        return None, [Problem("$.tasks", too_many)], None  # before building anything of a definition this large
     workflow: Workflow | None = None
     problems: list[Problem] = []
     try:
@@ -312,14 +322,19 @@ def check_document(data: Any) -> tuple[Workflow | None, list[Problem]]:
     except ValidationError as exc:
         # dict.fromkeys: a union field (int | "auto") reports one error per member; say it once.
         problems = list(dict.fromkeys(_sentence(error, data) for error in exc.errors(include_url=False)))
+    graph: dag.Graph | None = None
     if isinstance(raw_tasks, list) and raw_tasks:
-        problems.extend(dag.graph_problems(_raw_graph(raw_tasks)))
-        problems.extend(_dataflow_problems(raw_tasks))
+        nodes, with_data = _raw_graph(raw_tasks)
+        graph, graph_problems = dag.check_graph(nodes)
+        problems.extend(graph_problems)
+        if with_data:
+            problems.extend(_dataflow_problems(raw_tasks))
     if workflow is not None:
-        problems.extend(_service_limit_problems(workflow))
+        limits, warned = _tasks_to_look_at(workflow)
+        problems.extend(_service_limit_problems(workflow, limits))
     if problems or workflow is None:
-        return None, sorted(problems, key=_document_position)
-    return workflow, _warnings(workflow)
+        return None, sorted(problems, key=_document_position), None
+    return workflow, _warnings(workflow, warned), graph
 
 
 def _document_position(problem: Problem) -> tuple[int, int]:
@@ -328,19 +343,26 @@ def _document_position(problem: Problem) -> tuple[int, int]:
     return (1, int(match.group(1))) if match else (0, 0)
 
 
-def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
-    """(index, id, raw depends_on plus known input producers) for every task whose id is a string.
+def _raw_graph(raw_tasks: list[Any]) -> tuple[list[dag.RawNode], bool]:
+    """(index, id, raw depends_on plus known input producers) for every task whose id is a string, and
+    whether any task has inputs or outputs (only then can ``_dataflow_problems`` find anything).
 
     A data edge is a dependency, so cycles through inputs are found (and printed) like dependency cycles;
     producers that are unknown or the task itself are left to ``_dataflow_problems``."""
     ids: set[Any] | None = None  # built on the first task with inputs (most workflows have none)
     graph = []
+    with_data = False
     for index, task in enumerate(raw_tasks):
-        if type(task) is dict and type(task_id := task.get("id")) is str:
+        if type(task) is not dict:
+            continue
+        has_inputs = "inputs" in task
+        if has_inputs or "outputs" in task:
+            with_data = True
+        if type(task_id := task.get("id")) is str:
             deps = task.get("depends_on")
             if type(deps) is not list:
                 deps = []
-            if "inputs" in task and (producers := _raw_producers(task)):
+            if has_inputs and (producers := _raw_producers(task)):
                 if ids is None:
                     ids = {t.get("id") for t in raw_tasks if type(t) is dict}
                 deps = list(deps)  # the document's own list stays as it was
@@ -348,7 +370,7 @@ def _raw_graph(raw_tasks: list[Any]) -> list[dag.RawNode]:
                     if producer in ids and producer != task_id and producer not in deps:
                         deps.append(producer)
             graph.append((index, task_id, deps))
-    return graph
+    return graph, with_data
 
 
 def _raw_inputs(task: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -441,10 +463,46 @@ def _dataflow_problems(raw_tasks: list[Any]) -> list[Problem]:
     return problems
 
 
-def _service_limit_problems(workflow: Workflow) -> list[Problem]:
-    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size."""
+def _tasks_to_look_at(workflow: Workflow) -> tuple[list[int], list[int]]:
+    """(tasks a SubmitJob limit may concern, tasks a warning may concern), as indices in document order,
+    found in one pass: at 100k tasks, one look at each task instead of one per check (most tasks concern
+    neither). SubmitJob: a task with an environment, inputs or outputs, or every task when the longest
+    plain command might not fit (``fleet.plain_commands_fit``). Warnings: a task with an environment,
+    inputs or outputs, several nodes or a timeout, or every task when an argument is under the shared mount."""
+    tasks = workflow.tasks
+    limits: list[int] = []
+    warnings: list[int] = []
+    entries = longest = 0
+    for index, task in enumerate(tasks):  # hot loop: inline comparisons, no calls
+        if task.environment or task.inputs or task.outputs:
+            limits.append(index)
+            warnings.append(index)
+            continue
+        command = task.command
+        if len(command) > entries:
+            entries = len(command)
+        for argument in command:
+            if len(argument) > longest:
+                longest = len(argument)
+        if task.nodes > 1 or task.timeout is not None:
+            warnings.append(index)
+    if not fleet.plain_commands_fit(entries, longest):
+        limits = list(range(len(tasks)))
+    if not workflow.global_config.shared_filesystem:
+        mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
+        arguments = chain.from_iterable(map(attrgetter("command"), tasks))
+        if any(map(str.startswith, arguments, repeat(mount))):  # one pass in C; usually no such argument
+            warnings = list(range(len(tasks)))
+    return limits, warnings
+
+
+def _service_limit_problems(workflow: Workflow, indices: Iterable[int]) -> list[Problem]:
+    """What AWS Batch's SubmitJob would refuse at run time, said now: reserved variable names, size.
+    ``indices``: the tasks to look at (``_tasks_to_look_at``), in document order."""
     problems = []
-    for index, task in enumerate(workflow.tasks):
+    tasks = workflow.tasks
+    for index in indices:
+        task = tasks[index]
         for name in task.environment:
             if name.startswith(RESERVED_ENV_PREFIX):
                 problems.append(
@@ -469,13 +527,16 @@ def _service_limit_problems(workflow: Workflow) -> list[Problem]:
     return problems
 
 
-def _warnings(workflow: Workflow) -> list[Problem]:
+def _warnings(workflow: Workflow, indices: Iterable[int]) -> list[Problem]:
+    """Warnings of a valid workflow; ``indices``: the tasks to look at (``_tasks_to_look_at``), in order."""
     warnings = []
     config = workflow.global_config
     spot_allowed = config.spot_strategy != "on-demand-only"
     mount = dataflow.DEFAULT_SHARED_MOUNT_PATH
-    # Hot loop at 100k tasks: the location is formatted, and each value looked at, only when a warning is due.
-    for index, task in enumerate(workflow.tasks):
+    tasks = workflow.tasks
+    # The location is formatted, and each value looked at, only when a warning is due.
+    for index in indices:
+        task = tasks[index]
         if task.nodes > 1 and task.spot_enabled and spot_allowed:
             warnings.append(
                 Problem(

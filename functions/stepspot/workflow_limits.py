@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepspot.fleet import DEFAULT_TIMEOUT_SECONDS
-from stepspot.policy import FailureClass, Policy
+
+if TYPE_CHECKING:  # the policy (pydantic models, yaml) only where the limits are computed: validation
+    from stepspot.policy import Policy  # checks too_many_tasks alone
 
 # The largest workflow stepspot runs (docs/plan-format.md "Limits"): the parser Lambda's memory and the
 # other Lambdas' settings are derived from measurements at this size (terraform/modules/functions/README.md).
@@ -46,6 +48,8 @@ def too_many_tasks(count: int) -> str | None:
 
 def max_attempts(task: Any, policy: Policy) -> int:
     """Attempts the retry budgets allow: the first, every class's retries (app errors: the task's own)."""
+    from stepspot.policy import FailureClass
+
     retries = 0
     for failure_class, rule in policy.failure_classes.items():
         if failure_class is FailureClass.APP_ERROR:

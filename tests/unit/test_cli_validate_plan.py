@@ -67,3 +67,21 @@ def test_plan_mermaid_draws_edges_and_critical_path(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "flowchart TD"
     assert "    n0 --> n1" in out and "    class n0,n1,n2,n3 critical" in out
+
+
+def test_the_stepspot_process_ends_after_flushing_what_in_process_calls_print(tmp_path, capsys):
+    # Run as a process, validate and plan end it at once (output.end_process) instead of freeing the
+    # workflow object by object: the output and exit code must be those of a call from Python.
+    import subprocess
+    import sys
+
+    for argv in (
+        ["validate", str(SEED)],
+        ["plan", "--env", "prod", str(SEED)],
+        ["plan", "--output", "json", str(SEED)],
+    ):
+        code = main(argv)
+        out, err = capsys.readouterr()
+        done = subprocess.run([sys.executable, "-m", "stepspot.cli", *argv], capture_output=True, text=True)
+
+        assert (done.returncode, done.stdout, done.stderr) == (code, out, err)

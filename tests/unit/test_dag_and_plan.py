@@ -178,3 +178,48 @@ def test_plan_costs_agree_with_the_estimate_module():
         )
         assert planned.estimated_on_demand_usd == pytest.approx(cost.on_demand_usd)
         assert planned.estimated_spot_usd == pytest.approx(cost.planned_usd)
+
+
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        # every dependency earlier in the document: validation sorts nothing, planning does
+        [task("a", runtime=60), task("b", ["a"], 600), task("c", ["a"], 60), task("d", ["c", "b"], 60)],
+        # dependencies later in the document, inputs as edges: validation sorts to rule out cycles
+        [
+            task("d", ["c", "b"], 60),
+            task("c", ["a"], 60, inputs=[{"from": "b", "path": "out/x"}]),
+            task("b", ["a"], 600, outputs=["out/"]),
+            task("a", runtime=60),
+            task("e", runtime=5),
+        ],
+    ],
+)
+def test_plan_from_the_validated_graph_equals_the_plan_built_from_scratch(tasks):
+    loaded = parse_workflow({"name": "g", "tasks": tasks})
+    assert loaded.graph is not None and loaded.graph.ids == [t["id"] for t in tasks]
+
+    reused = build_plan(loaded.workflow, "wf", loaded.warnings, graph=loaded.graph)
+    scratch = build_plan(loaded.workflow, "wf", loaded.warnings)
+
+    assert plan_to_json(reused) == plan_to_json(scratch)
+    assert reused.order.index("a") < reused.order.index("b") < reused.order.index("d")
+
+
+def test_an_invalid_graph_gives_no_graph_to_plan_with():
+    nodes = [(0, "a", ["b"]), (1, "b", ["a"])]
+    graph, problems = dag.check_graph(nodes)
+
+    assert graph is None
+    assert [p.message.split(":")[0] for p in problems] == ["dependency cycle a -> b -> a"]
+
+
+def test_plan_parts_build_only_the_task_records_asked_for():
+    from stepspot.plan import plan_parts
+
+    loaded = parse_workflow({"name": "p", "tasks": [task("a", runtime=60), task("b", ["a"], 60, nodes=2)]})
+    parts = plan_parts(loaded.workflow, graph=loaded.graph)
+    whole = build_plan(loaded.workflow, "wf", loaded.warnings)
+
+    assert parts.task(1) == whole.tasks["b"]
+    assert parts.topology.order_indices == [0, 1] and parts.estimate == whole.estimate

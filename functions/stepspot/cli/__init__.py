@@ -47,6 +47,7 @@ def resolve_handler(reference: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.own_process = argv is None  # run as the `stepspot` process, not called from Python (output.end_process)
     from stepspot._gc import gc_paused
 
     with gc_paused():  # importing the command's modules builds long-lived objects only: nothing to collect

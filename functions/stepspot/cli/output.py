@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from collections.abc import Iterable
 
@@ -13,6 +15,21 @@ from stepspot.errors import Problem
 # Off a terminal (pipes, CI logs) rich assumes 80 columns; tables of task ids need more.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
+
+
+def end_process(args: argparse.Namespace, code: int) -> int:
+    """``code``; but when the command runs as the `stepspot` process itself (``main()`` from the command
+    line), that process ends here with ``code`` once its output is flushed, leaving the objects the command
+    built to the operating system: freeing a 100,000-task workflow's millions of objects one by one takes
+    longer than reading its file. For commands whose only effect is their output (validate, plan)."""
+    if getattr(args, "own_process", False):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a closed pipe: the interpreter's usual exit reports it
+            return code
+        os._exit(code)
+    return code
 
 
 def print_problems(problems: Iterable[Problem], source: str | None = None) -> None:

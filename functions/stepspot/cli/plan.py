@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from stepspot.capacity import MNP, QUEUE_NAMES
 from stepspot.cli.capacity_check import ensure_fits_environment
-from stepspot.cli.output import console, print_problems
-from stepspot.plan import Plan, PlannedTask, build_plan, plan_to_json
+from stepspot.cli.output import console, end_process, print_problems
+from stepspot.plan import Plan, PlannedTask, PlanParts, plan_parts, plan_to_json
 from stepspot.workflow import load_workflow_file
 
 DEFAULT_MAX_ROWS = 200
@@ -24,17 +26,19 @@ def run(args: argparse.Namespace) -> int:
     gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
     loaded = load_workflow_file(args.file)
     ensure_fits_environment(loaded, args.env)
-    plan = build_plan(loaded.workflow, args.workflow_id, loaded.warnings)
+    parts = plan_parts(loaded.workflow, graph=loaded.graph)
+    if args.output == "table":  # a few rows: only their task records are built
+        print_problems(loaded.warnings)
+        console.print(task_table(parts, args.max_rows))
+        for line in summary_lines(parts.topology.critical_path, parts.estimate):
+            console.print(line, highlight=False)
+        return end_process(args, 0)
+    plan = parts.plan(args.workflow_id, loaded.warnings)
     if args.output == "json":
         print(plan_to_json(plan).decode())
-    elif args.output == "mermaid":
-        print(to_mermaid(plan))
     else:
-        print_problems(loaded.warnings)
-        console.print(task_table(plan, args.max_rows))
-        for line in summary_lines(plan):
-            console.print(line, highlight=False)
-    return 0
+        print(to_mermaid(plan))
+    return end_process(args, 0)
 
 
 def format_duration(seconds: float) -> str:
@@ -57,9 +61,11 @@ def capacity_label(task: PlannedTask) -> str:
     return "On-Demand (MNP)" if task.multi_node else f"On-Demand{gpu}{pinned}"
 
 
-def task_table(plan: Plan, max_rows: int) -> Table:
-    critical = set(plan.critical_path)
-    table = Table(title=f"{plan.name}: {len(plan.tasks)} tasks in {len(plan.levels)} levels", title_justify="left")
+def task_table(parts: PlanParts, max_rows: int) -> Table:
+    topology = parts.topology
+    critical = set(topology.critical_path)
+    title = f"{parts.workflow.name}: {len(topology.ids)} tasks in {len(topology.levels)} levels"
+    table = Table(title=title, title_justify="left")
     table.add_column("task", no_wrap=True)
     table.add_column("lvl", justify="right")
     table.add_column("depends on")
@@ -67,28 +73,28 @@ def task_table(plan: Plan, max_rows: int) -> Table:
     table.add_column("capacity")
     table.add_column("runtime", justify="right", no_wrap=True)
     table.add_column("cost", justify="right", no_wrap=True)
-    for task_id in plan.order[:max_rows]:
-        task = plan.tasks[task_id]
+    for task in map(parts.task, topology.order_indices[:max_rows]):
+        task_id = task.id
         gpus = f" +{task.gpus} GPU" if task.gpus else ""
         shape = f"{task.nodes}x{task.vcpus}, {task.memory / 1024:g} GiB{gpus}"
         deps = ", ".join(task.depends_on[:3]) + (f" +{len(task.depends_on) - 3}" if len(task.depends_on) > 3 else "")
+        # Text cells: rich would parse each string for markup and emoji codes (most of the table's time);
+        # ids, numbers and labels hold neither ('[' and ':' are not allowed in task ids).
         table.add_row(
-            f"[bold]{task_id}[/] *" if task_id in critical else task_id,
-            str(task.level),
-            deps or "-",
-            shape,
-            capacity_label(task),
-            format_duration(task.estimated_runtime_seconds),
-            f"${task.estimated_spot_usd:,.2f}",
+            Text.assemble((task_id, "bold"), " *") if task_id in critical else Text(task_id),
+            Text(str(task.level)),
+            Text(deps or "-"),
+            Text(shape),
+            Text(capacity_label(task)),
+            Text(format_duration(task.estimated_runtime_seconds)),
+            Text(f"${task.estimated_spot_usd:,.2f}"),
         )
-    if len(plan.order) > max_rows:
-        table.caption = f"... {len(plan.order) - max_rows} more tasks (--max-rows N, or --output json)"
+    if len(topology.order) > max_rows:
+        table.caption = f"... {len(topology.order) - max_rows} more tasks (--max-rows N, or --output json)"
     return table
 
 
-def summary_lines(plan: Plan) -> list[str]:
-    est = plan.estimate
-    path = plan.critical_path
+def summary_lines(path: list[str], est: dict[str, Any]) -> list[str]:
     shown = " -> ".join(path) if len(path) <= 12 else " -> ".join([*path[:5], "...", *path[-5:]])
     return [
         f"[bold]critical path[/] ({len(path)} tasks, marked *): {shown}",

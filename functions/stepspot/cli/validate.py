@@ -9,7 +9,7 @@ import json
 import sys
 
 from stepspot.cli.capacity_check import ensure_fits_environment
-from stepspot.cli.output import console, print_problems
+from stepspot.cli.output import console, end_process, print_problems
 from stepspot.errors import WorkflowValidationError
 from stepspot.workflow import load_workflow_file
 
@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         warnings = [w.to_dict() for w in loaded.warnings]
         print(json.dumps({"valid": True, "file": args.file, "name": workflow.name, "warnings": warnings}, indent=2))
-        return EXIT_OK
+        return end_process(args, EXIT_OK)
     print_problems(loaded.warnings)
     noun = "task" if len(workflow.tasks) == 1 else "tasks"
     console.print(f"[green]valid[/]: {args.file}: {workflow.name!r}, {len(workflow.tasks)} {noun}", highlight=False)
     sys.stdout.flush()
-    return EXIT_OK
+    return end_process(args, EXIT_OK)
