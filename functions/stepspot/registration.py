@@ -64,7 +64,7 @@ def register_workflow(
         loaded.workflow.model_dump(mode="json", exclude_unset=True), sort_keys=True, separators=(",", ":")
     ).encode()
     workflow_id = request.workflow_id or default_workflow_id(loaded.workflow, canonical)
-    plan = build_plan(loaded.workflow, workflow_id, loaded.warnings)
+    plan = build_plan(loaded.workflow, workflow_id, loaded.warnings, graph=loaded.graph)
     states = initial_task_states(plan, request.skip_tasks)  # raises for unknown / inconsistent skips
     result: dict[str, Any] = {
         **plan.summary(),

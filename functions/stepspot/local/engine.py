@@ -163,7 +163,7 @@ class LocalEngine:
         problems = check_workflow(loaded.workflow, capacity)
         if problems:  # before anything starts: a task no queue of the emulated deployment can hold
             raise WorkflowValidationError(problems, source=str(source))
-        plan = build_plan(loaded.workflow, workflow_id, loaded.warnings)
+        plan = build_plan(loaded.workflow, workflow_id, loaded.warnings, graph=loaded.graph)
         check_task_ids(plan, options.faults)
         workflow_dir = source.resolve().parent
         check_commands(plan, workflow_dir)
