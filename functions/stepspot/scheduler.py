@@ -256,17 +256,18 @@ def execution_name(workflow_id: str, task_id: str, run_tag: str = "0.0") -> str:
 
 
 def iter_descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str) -> Iterator[str]:
-    """Every task downstream of ``task_id``, breadth first, each once: the same order for the same plan
-    (dependents come in plan order), which is what lets a continuation resume at an offset."""
+    """Every task downstream of ``task_id``, breadth first in order of discovery, each once: the same
+    order for the same plan (dependents come in plan order), which lets a continuation resume at an
+    offset. Lazy: a task's dependents are read only once the walk needs them, so a slice of a wide
+    fan-out reads the failed task's own plan shard, not the shards of all its dependents."""
     seen: set[str] = set()
-    queue: deque[str] = deque(dependents_of(task_id))
-    while queue:
-        current = queue.popleft()
-        if current in seen:
-            continue
-        seen.add(current)
-        yield current
-        queue.extend(dependents_of(current))
+    expand: deque[str] = deque([task_id])
+    while expand:
+        for child in dependents_of(expand.popleft()):
+            if child not in seen:
+                seen.add(child)
+                yield child
+                expand.append(child)
 
 
 def descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str) -> list[str]:
