@@ -330,8 +330,10 @@ class Scheduler:
     def start_remaining(self, plan: PlanView, plan_uri: str, after: str, run_tag: str) -> dict[str, Any]:
         """A continuation of ``start``: start (or park) the initially ready tasks whose ids sort after
         ``after``. Idempotent: a task already started is RUNNING (its execution is started again by
-        name, which is harmless) and one already parked is READY (left to the drain). A continuation of
-        an earlier run or of a workflow no longer running changes nothing."""
+        name, which is harmless) and one already parked is READY (no longer a candidate: left to the
+        drain), so a duplicate starts or parks each task at most once; it may run ahead of the chain,
+        each of its invocations bounded too. A continuation of an earlier run or of a workflow no
+        longer running changes nothing."""
         counters = self.store.counters(plan.workflow_id)
         if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
             counters = self._start_initial(plan, plan_uri, after, counters)
