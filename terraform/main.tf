@@ -214,7 +214,8 @@ module "functions" {
           actions   = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]
           resources = ["*"]
         },
-        # The rest of a wide fan-out: an asynchronous invocation of itself (resolve_dependents).
+        # The rest of a wide fan-out, a continue-mode skip walk or a start with many roots: an asynchronous
+        # invocation of itself (resolve_dependents, skip_descendants, start_remaining).
         {
           sid       = "ContinueFanOut"
           actions   = ["lambda:InvokeFunction"]

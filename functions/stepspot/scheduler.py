@@ -14,13 +14,23 @@ task execution). Every state change goes through a ``SchedulerStore`` whose writ
 - the workflow's token is answered whenever the counters say the workflow is complete; answering a
   token twice is harmless (the second answer is rejected by Step Functions and ignored).
 
-Wide fan-outs: a task may have up to 99,999 dependents (``workflow_limits.MAX_WORKFLOW_TASKS`` - 1), far
-more than one Lambda invocation can resolve. One event resolves at most ``DEPENDENTS_PER_INVOCATION`` of
-them and hands the rest on as a ``resolve_dependents`` continuation (``Continuations``: on AWS an
-asynchronous invocation of the scheduler itself) carrying the offset of the next slice. Slices run one
-after the other, so at most one invocation per fan-out writes to the workflow's counters at a time. The
-workflow cannot complete before the last slice: a dependent not yet resolved is still PENDING, so the
-counters do not add up to the total; each slice heartbeats the workflow's token like a task event.
+Bounded invocations: a task may have up to 99,999 dependents or descendants
+(``workflow_limits.MAX_WORKFLOW_TASKS`` - 1), and a workflow as many roots, far more than one Lambda
+invocation can write. One event handles at most ``DEPENDENTS_PER_INVOCATION`` tasks and hands the rest
+on as a continuation (``Continuations``: on AWS an asynchronous invocation of the scheduler itself):
+
+- ``resolve_dependents`` (after ``task_succeeded``): the dependents of a task from an ``offset`` on;
+- ``skip_descendants`` (after ``task_failed`` in ``continue`` mode): the descendants of the failed task,
+  in the deterministic breadth-first order of ``iter_descendants``, from an ``offset`` on (each slice
+  walks the plan again up to its end: reading the plan is cheap next to one write per task);
+- ``start_remaining`` (after ``start``): the tasks to start initially (``SchedulerStore.initially_ready``,
+  in task-id order) after the task id the previous slice ended with.
+
+Slices of one chain run one after the other, so at most one invocation per chain writes at a time, and
+each carries the run tag: a continuation of an earlier run (before a redrive) changes nothing. The
+workflow cannot complete before the last slice: a dependent not yet resolved, a descendant not yet
+skipped or a root not yet started is still PENDING, so the counters do not add up to the total; each
+slice heartbeats the workflow's token like a task event.
 
 Failure modes (the plan's ``failure_mode``): ``fail`` (default) fails the workflow as soon as one task
 has failed for good and stops the task executions still running; ``continue`` skips only the tasks
@@ -33,15 +43,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
 from typing import Any, Protocol
 
 MAX_EXECUTION_NAME = 80
 
-# Dependents one scheduler invocation resolves before it hands the rest to a continuation. Each costs at
+# Tasks one scheduler invocation handles before it hands the rest to a continuation: dependents
+# resolved, descendants skipped (a 2-item transaction each) or initial tasks started/parked. Each costs at
 # most: resolve_dependency (a 2-item TransactWriteItems + a consistent GetItem) and, when ready, a start
 # (a 3-item transaction + StartExecution) or a park (a 3-item transaction), that is about 4 calls at
 # 10-25 ms each on AWS (transactions; /work/shared/notes/aws-facts.md has no faster figure): <= 100 ms
@@ -50,7 +62,10 @@ MAX_EXECUTION_NAME = 80
 # READY tasks, a cold start and the plan shard read. A fan-out of 99,999 needs 100 invocations.
 DEPENDENTS_PER_INVOCATION = 1000
 
-RESOLVE_DEPENDENTS = "resolve_dependents"  # the action of a continuation event (handlers/scheduler.py)
+# The actions of continuation events (handlers/scheduler.py)
+RESOLVE_DEPENDENTS = "resolve_dependents"
+SKIP_DESCENDANTS = "skip_descendants"
+START_REMAINING = "start_remaining"
 
 
 class TaskState(StrEnum):
@@ -107,7 +122,7 @@ class SchedulerStore(Protocol):
     """The scheduler's view of the state table (conditional writes; see the module docstring)."""
 
     def begin(self, workflow_id: str, task_token: str) -> WorkflowCounters: ...
-    def initially_ready(self, workflow_id: str) -> list[str]: ...
+    def initially_ready(self, workflow_id: str, after: str | None = None, limit: int | None = None) -> list[str]: ...
     def reset_unfinished(self, workflow_id: str, plan: PlanView) -> None: ...
     def counters(self, workflow_id: str) -> WorkflowCounters: ...
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int: ...
@@ -181,15 +196,50 @@ def dependents_slice(dependents: Sequence[str], offset: int, size: int) -> Depen
     return DependentsSlice(dependents[offset:end], end if end < len(dependents) else None)
 
 
-def continuation_event(workflow_id: str, task_id: str, plan_uri: str, offset: int, run_tag: str) -> dict[str, Any]:
-    """The scheduler event that resolves ``task_id``'s dependents from ``offset`` on. ``run_tag`` keeps a
-    continuation of an earlier run (before a redrive recounted the dependencies) from counting again."""
-    return {
-        "action": RESOLVE_DEPENDENTS,
+def descendants_slice(
+    dependents_of: Callable[[str], Iterable[str]], task_id: str, offset: int, size: int
+) -> DependentsSlice:
+    """The descendants of ``task_id`` at ``offset:offset + size`` of ``iter_descendants``' order, and the
+    offset after them if any are left. The walk stops one past the slice: a slice costs its offset."""
+    if offset < 0 or size < 1:
+        raise ValueError(f"a slice of descendants needs offset >= 0 and size >= 1 (got {offset} and {size})")
+    walked = list(islice(iter_descendants(dependents_of, task_id), offset, offset + size + 1))
+    end = offset + size
+    return DependentsSlice(walked[:size], end if len(walked) > size else None)
+
+
+def continuation_event(
+    workflow_id: str,
+    task_id: str,
+    plan_uri: str,
+    offset: int,
+    run_tag: str,
+    action: str = RESOLVE_DEPENDENTS,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The scheduler event that resolves ``task_id``'s dependents (or, ``SKIP_DESCENDANTS``, skips its
+    descendants because of ``reason``) from ``offset`` on. ``run_tag`` keeps a continuation of an
+    earlier run (before a redrive recounted the dependencies) from changing the new run."""
+    event: dict[str, Any] = {
+        "action": action,
         "workflow_id": workflow_id,
         "task_id": task_id,
         "plan_uri": plan_uri,
         "offset": offset,
+        "run_tag": run_tag,
+    }
+    if reason is not None:
+        event["reason"] = reason
+    return event
+
+
+def start_continuation_event(workflow_id: str, plan_uri: str, after: str, run_tag: str) -> dict[str, Any]:
+    """The scheduler event that starts the initially ready tasks whose ids sort after ``after``."""
+    return {
+        "action": START_REMAINING,
+        "workflow_id": workflow_id,
+        "plan_uri": plan_uri,
+        "after": after,
         "run_tag": run_tag,
     }
 
@@ -205,19 +255,24 @@ def execution_name(workflow_id: str, task_id: str, run_tag: str = "0.0") -> str:
     return f"{head}-{digest}"[:MAX_EXECUTION_NAME]
 
 
+def iter_descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str) -> Iterator[str]:
+    """Every task downstream of ``task_id``, breadth first in order of discovery, each once: the same
+    order for the same plan (dependents come in plan order), which lets a continuation resume at an
+    offset. Lazy: a task's dependents are read only once the walk needs them, so a slice of a wide
+    fan-out reads the failed task's own plan shard, not the shards of all its dependents."""
+    seen: set[str] = set()
+    expand: deque[str] = deque([task_id])
+    while expand:
+        for child in dependents_of(expand.popleft()):
+            if child not in seen:
+                seen.add(child)
+                yield child
+                expand.append(child)
+
+
 def descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str) -> list[str]:
     """Every task downstream of ``task_id`` (breadth first, each once)."""
-    seen: set[str] = set()
-    order: list[str] = []
-    queue: deque[str] = deque(dependents_of(task_id))
-    while queue:
-        current = queue.popleft()
-        if current in seen:
-            continue
-        seen.add(current)
-        order.append(current)
-        queue.extend(dependents_of(current))
-    return order
+    return list(iter_descendants(dependents_of, task_id))
 
 
 def task_input(workflow_id: str, task_id: str, plan_uri: str) -> dict[str, Any]:
@@ -255,28 +310,34 @@ class Scheduler:
     continuations: Continuations | None = None
     slice_size: int | None = None  # None: DEPENDENTS_PER_INVOCATION (read when used: tests may lower it)
     started: list[str] = field(default_factory=list)  # task ids this invocation started (for the response)
-    continued_at: int | None = None  # the offset handed to a continuation by this invocation, if any
+    continued_at: int | str | None = None  # where this invocation's continuation starts (offset or task id)
 
-    def start(
-        self, plan: PlanView, plan_uri: str, task_token: str, ready: Sequence[str] | None = None
-    ) -> dict[str, Any]:
+    def start(self, plan: PlanView, plan_uri: str, task_token: str) -> dict[str, Any]:
         """StartWorkflow: remember the token and start the tasks with no unfinished dependency (the
-        roots, or more when a resubmission marked tasks as already done)."""
+        roots, or more when a resubmission marked tasks as already done), a slice at a time."""
         previous = self.store.counters(plan.workflow_id)
         if previous.status in FINAL_WORKFLOW_STATES and previous.task_token not in (None, task_token):
             # A new token on a finished workflow: StartWorkflow was redriven (RedriveExecution). Run the
             # tasks that did not succeed again; a duplicate of the original start has the old token.
             self.store.reset_unfinished(plan.workflow_id, plan)
-            ready = None
         counters = self.store.begin(plan.workflow_id, task_token)
         if counters.status in FINAL_WORKFLOW_STATES:
             # A redelivered start after the end: answer the (new) token with the known outcome.
             self._answer(plan.workflow_id, counters)
             return self._response(plan.workflow_id, counters)
-        if ready is None:
-            ready = self.store.initially_ready(plan.workflow_id)
-        self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=self.max_running - counters.running)
-        return self._settle(plan, self.store.counters(plan.workflow_id))
+        return self._settle(plan, self._start_initial(plan, plan_uri, None, counters))
+
+    def start_remaining(self, plan: PlanView, plan_uri: str, after: str, run_tag: str) -> dict[str, Any]:
+        """A continuation of ``start``: start (or park) the initially ready tasks whose ids sort after
+        ``after``. Idempotent: a task already started is RUNNING (its execution is started again by
+        name, which is harmless) and one already parked is READY (no longer a candidate: left to the
+        drain), so a duplicate starts or parks each task at most once; it may run ahead of the chain,
+        each of its invocations bounded too. A continuation of an earlier run or of a workflow no
+        longer running changes nothing."""
+        counters = self.store.counters(plan.workflow_id)
+        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
+            counters = self._start_initial(plan, plan_uri, after, counters)
+        return self._settle(plan, counters)
 
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
         workflow_id = plan.workflow_id
@@ -308,16 +369,81 @@ class Scheduler:
         self.store.finish(workflow_id, task_id, TaskState.FAILED, detail=cause)
         reason = f"task {task_id} failed: {cause}"
         if plan.failure_mode == "continue":
-            for downstream in descendants(plan.dependents, task_id):
-                self.store.skip(workflow_id, downstream, cause=f"upstream task {task_id} failed")
-            counters = self._drain(plan, plan_uri, self.store.counters(workflow_id), 0)
+            counters = self._skip_descendants(plan, plan_uri, task_id, 0, reason, self.store.counters(workflow_id))
             return self._settle(plan, counters, failure=reason)
         if self.store.complete(workflow_id, WorkflowStatus.FAILED, detail=reason):
             for arn in self.store.running_executions(workflow_id):
                 self.orchestrator.stop_task(arn, cause=f"workflow failed: {reason}"[:256])
         return self._settle(plan, self.store.counters(workflow_id), failure=reason)
 
+    def skip_descendants(
+        self, plan: PlanView, plan_uri: str, task_id: str, offset: int, run_tag: str, reason: str
+    ) -> dict[str, Any]:
+        """A continuation of ``task_failed`` in ``continue`` mode: skip ``task_id``'s descendants from
+        ``offset`` on (``iter_descendants`` order). Idempotent: a skip is conditional on the task still
+        being PENDING/READY, so a duplicate counts nothing twice and hands on the same next slice. A
+        continuation of an earlier run (a redrive made the skipped tasks PENDING again) or of a workflow
+        no longer running changes nothing."""
+        self._known(plan, task_id)
+        counters = self.store.counters(plan.workflow_id)
+        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
+            counters = self._skip_descendants(plan, plan_uri, task_id, offset, reason, counters)
+        return self._settle(plan, counters, failure=reason)
+
     # -- internals -------------------------------------------------------------------------------
+
+    def _slice_size(self) -> int:
+        return self.slice_size or DEPENDENTS_PER_INVOCATION  # read when used: tests lower the constant
+
+    def _hand_on(self, event: dict[str, Any], where: int | str) -> bool:
+        """Send the rest of a chain to a continuation (False: none, the caller goes on in this call).
+        Called after this slice's writes: a failure before retries this event, whose slice is harmless to
+        redo, and the next slice starts only once this one is done (one writer per chain at a time)."""
+        if self.continuations is None:
+            return False
+        self.continuations.send(event)
+        self.continued_at = where
+        return True
+
+    def _start_initial(
+        self, plan: PlanView, plan_uri: str, after: str | None, counters: WorkflowCounters
+    ) -> WorkflowCounters:
+        """Start or park one slice of the initially ready tasks after ``after`` (all of them without
+        ``continuations``), hand the rest on, then start READY tasks while slots are free."""
+        size = self._slice_size()
+        while True:
+            found = self.store.initially_ready(plan.workflow_id, after=after, limit=size + 1)
+            part = found[:size]
+            self._launch(plan, plan_uri, part, counters.run_tag, free_slots=self.max_running - counters.running)
+            # Read again after parking: a task that ended meanwhile may have found no READY task to drain.
+            counters = self._drain(plan, plan_uri, self.store.counters(plan.workflow_id), 0)
+            if len(found) <= size or counters.status != WorkflowStatus.RUNNING:
+                return counters
+            after = part[-1]
+            event = start_continuation_event(plan.workflow_id, plan_uri, after, counters.run_tag)
+            if self._hand_on(event, after):
+                return counters
+
+    def _skip_descendants(
+        self, plan: PlanView, plan_uri: str, task_id: str, offset: int, reason: str, counters: WorkflowCounters
+    ) -> WorkflowCounters:
+        """Skip one slice of ``task_id``'s descendants (all of them without ``continuations``), hand the
+        rest on, then start READY tasks into the slot the failed task released."""
+        size = self._slice_size()
+        cause = f"upstream task {task_id} failed"
+        while True:
+            part = descendants_slice(plan.dependents, task_id, offset, size)
+            for downstream in part.task_ids:
+                self.store.skip(plan.workflow_id, downstream, cause=cause)
+            counters = self._drain(plan, plan_uri, self.store.counters(plan.workflow_id), 0)
+            if part.next_offset is None or counters.status != WorkflowStatus.RUNNING:
+                return counters
+            offset = part.next_offset
+            event = continuation_event(
+                plan.workflow_id, task_id, plan_uri, offset, counters.run_tag, action=SKIP_DESCENDANTS, reason=reason
+            )
+            if self._hand_on(event, offset):
+                return counters
 
     def _resolve_dependents(
         self, plan: PlanView, plan_uri: str, task_id: str, offset: int, counters: WorkflowCounters
@@ -325,7 +451,7 @@ class Scheduler:
         """Resolve one slice of the dependents (all of them without ``continuations``), start or park
         those now ready, hand the rest on, then start READY tasks while slots are free."""
         dependents = plan.dependents(task_id)
-        size = self.slice_size or DEPENDENTS_PER_INVOCATION
+        size = self._slice_size()
         while True:
             part = dependents_slice(dependents, offset, size)
             ready = [
@@ -333,18 +459,13 @@ class Scheduler:
                 for child in part.task_ids
                 if self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag) == 0
             ]
-            free = self.max_running - counters.running
-            launched = self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=free)
-            counters = self._drain(plan, plan_uri, counters, launched)
+            self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=self.max_running - counters.running)
+            # Read again after parking: a task that ended meanwhile may have found no READY task to drain.
+            counters = self._drain(plan, plan_uri, self.store.counters(plan.workflow_id), 0)
             if part.next_offset is None or counters.status != WorkflowStatus.RUNNING:
                 break
             offset = part.next_offset
-            if self.continuations is not None:
-                # After this slice's writes: a failure above retries this event, whose slice is harmless
-                # to redo, and the next slice starts only once this one is done (one writer at a time).
-                event = continuation_event(plan.workflow_id, task_id, plan_uri, offset, counters.run_tag)
-                self.continuations.send(event)
-                self.continued_at = offset
+            if self._hand_on(continuation_event(plan.workflow_id, task_id, plan_uri, offset, counters.run_tag), offset):
                 break
             counters = self.store.counters(plan.workflow_id)
         return counters

@@ -177,6 +177,40 @@ def test_continue_mode_lets_independent_branches_finish(run_local, write_workflo
     assert (rows["c"]["state"], rows["e"]["state"], rows["d"]["state"]) == ("SUCCEEDED", "SUCCEEDED", "SKIPPED")
 
 
+def test_continue_mode_skips_more_descendants_than_a_slice_and_starts_more_roots_than_one(
+    run_local, write_workflow, monkeypatch
+):
+    # Given slices of 4, seven roots (one fails, with 10 descendants), every scheduler event twice
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 4)
+    continued: dict[str, list[object]] = {"skip": [], "start": []}
+    skip, start = scheduling.Scheduler.skip_descendants, scheduling.Scheduler.start_remaining
+
+    def counted_skip(self, plan, plan_uri, task_id, offset, run_tag, reason):
+        continued["skip"].append(offset)
+        return skip(self, plan, plan_uri, task_id, offset, run_tag, reason)
+
+    def counted_start(self, plan, plan_uri, after, run_tag):
+        continued["start"].append(after)
+        return start(self, plan, plan_uri, after, run_tag)
+
+    monkeypatch.setattr(scheduling.Scheduler, "skip_descendants", counted_skip)
+    monkeypatch.setattr(scheduling.Scheduler, "start_remaining", counted_start)
+    children = [sleep_task(f"child-{i}", depends_on=["bad"]) for i in range(9)]
+    solos = [sleep_task(f"solo-{i}") for i in range(6)]
+    join = sleep_task("join", depends_on=[t["id"] for t in children])
+    path = write_workflow(
+        [sleep_task("bad"), *children, join, *solos], "wide-continue", failure_mode="continue", max_retry_attempts=0
+    )
+    summary = run_local(path, faults=Faults(failing_tasks=frozenset({"bad"})), duplicate_scheduler_events=True)
+    # Then the continuations started the other roots and skipped every descendant, and the workflow
+    # failed only after the last skip
+    assert summary.status == "FAILED"
+    assert summary.tasks == {"total": 17, "succeeded": 6, "failed": 1, "skipped": 10, "not_run": 0}
+    assert sorted(set(continued["skip"])) == [4, 8] and "solo-2" in continued["start"]
+    assert "task bad failed: app_error: exit code 3" in (summary.cause or "")
+    assert summary.attempts == 7  # each root ran once
+
+
 def test_duplicated_scheduler_events_change_nothing(run_local, write_workflow):
     path = write_workflow(DIAMOND, "duplicates")
     summary = run_local(path, duplicate_scheduler_events=True)

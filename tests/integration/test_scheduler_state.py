@@ -326,3 +326,120 @@ def test_a_fan_out_wider_than_a_slice_is_resolved_by_continuations_of_the_handle
         assert [t.raw for t in store.tasks("wf")] == [t.raw for t in before] and not sent
     finally:
         _cache.reset_all()
+
+
+def _through_the_handler(monkeypatch, size: int, max_running: int, counted: tuple[str, ...]):
+    """The scheduler Lambda with slices of ``size``: ``invoke`` delivers an event to its handler and
+    returns the store calls named in ``counted`` that invocation made; ``sent`` collects continuations."""
+    from stepspot import scheduler as scheduling
+    from stepspot.aws.scheduler_invoker import SchedulerInvoker
+    from stepspot.handlers import _cache
+    from stepspot.handlers import scheduler as handler
+    from stepspot.local.lambdas import FakeContext, function_arn
+
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", size)
+    own_arn = function_arn("scheduler")
+    for name, value in {
+        "STEPSPOT_BUCKET": "bucket",
+        "STEPSPOT_STATE_TABLE": TABLE,
+        "STEPSPOT_TASK_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:task",
+        "STEPSPOT_SCHEDULER_FUNCTION_ARN": own_arn,
+        "STEPSPOT_ENVIRONMENT": "test",
+        "STEPSPOT_POLICY": json.dumps({"max_running_tasks": max_running}),
+    }.items():
+        monkeypatch.setenv(name, value)
+    sent: list[dict[str, Any]] = []
+    answers: list[str] = []
+    monkeypatch.setattr(SchedulerInvoker, "send", lambda self, event: sent.append(dict(event)))
+    monkeypatch.setattr(handler.StepFunctions, "start_task", lambda self, name, payload: name)
+    monkeypatch.setattr(handler.StepFunctions, "workflow_heartbeat", lambda self, token: answers.append("heartbeat"))
+    monkeypatch.setattr(handler.StepFunctions, "workflow_failed", lambda self, *args: answers.append("failed"))
+    monkeypatch.setattr(handler.StepFunctions, "workflow_succeeded", lambda self, *args: answers.append("succeeded"))
+    calls = [0]
+    for method in counted:
+        original = getattr(SchedulerState, method)
+
+        def counting(self, *args, _original=original, **kwargs):
+            calls[0] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(SchedulerState, method, counting)
+
+    def invoke(event: dict[str, Any]) -> int:
+        calls[0] = 0
+        handler.lambda_handler(json.loads(json.dumps(event)), FakeContext("scheduler", own_arn))
+        return calls[0]
+
+    _cache.reset_all()
+    return invoke, sent, answers
+
+
+def test_a_continue_mode_failure_skips_its_descendants_through_continuations_of_the_handler(dynamodb, monkeypatch):
+    # Given slices of 10, failure_mode continue and a task with 26 descendants (25 children and a join)
+    from stepspot.handlers import _cache
+
+    children = [{"id": f"c{i:02d}", "depends_on": ["bad"]} for i in range(25)]
+    tasks = [{"id": "bad"}, {"id": "solo"}, *children, {"id": "join", "depends_on": [c["id"] for c in children]}]
+    _plan, store, _sfn, _ = _setup(dynamodb, tasks, failure_mode="continue")
+    invoke, sent, answers = _through_the_handler(monkeypatch, size=10, max_running=20, counted=("skip",))
+    try:
+        invoke({"action": "start", "workflow_id": "wf", "plan_uri": PLAN_URI, "task_token": "token-1"})
+        invoke({"action": "task_succeeded", "workflow_id": "wf", "task_id": "solo", "plan_uri": PLAN_URI})
+        failed = {"action": "task_failed", "workflow_id": "wf", "task_id": "bad", "plan_uri": PLAN_URI}
+        skips = [invoke({**failed, "failure_class": "app_error", "reason": "exit code 3"})]
+        # Then each invocation skips one slice and hands the rest on; the workflow ends after the last
+        offsets = []
+        while sent:
+            event = sent.pop(0)
+            assert (
+                event["action"] == "skip_descendants" and event["reason"] == "task bad failed: app_error: exit code 3"
+            )
+            offsets.append(event["offset"])
+            counters = store.counters("wf")
+            assert counters.status == "RUNNING" and "failed" not in answers
+            assert counters.skipped == event["offset"] and counters.succeeded + counters.failed + counters.skipped < 28
+            skips.append(invoke(event))
+            before = [t.raw for t in store.tasks("wf")]
+            invoke(event)  # delivered twice: the duplicate skips nothing more
+            assert [t.raw for t in store.tasks("wf")] == before
+            sent[:] = sent[:1]  # the duplicate's own continuation is the same event: deliver it once
+        assert offsets == [10, 20] and skips[:3] == [10, 10, 6]
+        counters = store.counters("wf")
+        assert (counters.status, counters.skipped, counters.failed, counters.succeeded) == ("FAILED", 26, 1, 1)
+        assert answers.count("failed") >= 1 and answers.index("failed") > answers.index("heartbeat")
+        assert all(_state(store, c["id"]) == "SKIPPED" for c in children) and _state(store, "join") == "SKIPPED"
+        assert "task bad failed" in (counters.first_failure or "")
+    finally:
+        _cache.reset_all()
+
+
+def test_a_start_with_more_roots_than_a_slice_is_finished_by_continuations_of_the_handler(dynamodb, monkeypatch):
+    # Given slices of 10, 35 roots, 5 slots and a join of them all
+    from stepspot.handlers import _cache
+
+    roots = [{"id": f"r{i:02d}"} for i in range(35)]
+    _plan, store, _sfn, _ = _setup(dynamodb, [*roots, {"id": "join", "depends_on": [r["id"] for r in roots]}])
+    invoke, sent, answers = _through_the_handler(monkeypatch, size=10, max_running=5, counted=("try_start", "park"))
+    try:
+        start = {"action": "start", "workflow_id": "wf", "plan_uri": PLAN_URI, "task_token": "token-1"}
+        writes = [invoke(start)]
+        # Then each invocation starts or parks one slice and hands on after the last task it did
+        delivered = []
+        while sent:
+            event = sent.pop(0)
+            delivered.append(event)
+            assert event["action"] == "start_remaining" and store.counters("wf").status == "RUNNING"
+            pending = [r["id"] for r in roots if _state(store, r["id"]) == "PENDING"]
+            assert pending == [r["id"] for r in roots if r["id"] > event["after"]]
+            writes.append(invoke(event))
+        assert [e["after"] for e in delivered] == ["r09", "r19", "r29"] and writes == [10, 10, 10, 5]
+        assert answers.count("heartbeat") == 4  # every slice keeps StartWorkflow's token alive
+        counters = store.counters("wf")
+        assert (counters.running, counters.ready) == (5, 30) and _state(store, "join") == "PENDING"
+        # A late duplicate of a continuation and one of an earlier run change nothing
+        before = [t.raw for t in store.tasks("wf")]
+        invoke(delivered[0])
+        invoke({**delivered[0], "run_tag": "0.7"})
+        assert [t.raw for t in store.tasks("wf")] == before and not sent
+    finally:
+        _cache.reset_all()

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+import stepspot.scheduler as scheduling
 from stepspot.scheduler import (
     DEPENDENTS_PER_INVOCATION,
     MAX_EXECUTION_NAME,
     RESOLVE_DEPENDENTS,
+    SKIP_DESCENDANTS,
+    START_REMAINING,
     DependentsSlice,
     Scheduler,
     StartOutcome,
@@ -21,7 +24,9 @@ from stepspot.scheduler import (
     continuation_event,
     dependents_slice,
     descendants,
+    descendants_slice,
     execution_name,
+    start_continuation_event,
 )
 
 
@@ -275,3 +280,243 @@ def test_a_continuation_event_is_what_the_handler_accepts_and_an_incomplete_one_
         SchedulerEvent.model_validate(incomplete)
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         SchedulerEvent.model_validate({**incomplete, "run_tag": "0.0", "offset": -1})
+
+
+# ---------------------------------------------------------------------------------------------------
+# failure_mode continue: the skip walk downstream of a failed task, bounded the same way
+
+
+def test_descendants_slices_follow_one_order_and_say_where_the_next_starts():
+    tasks = {"a": ["b", "c"], "b": ["d", "e"], "c": ["e", "f"], "d": [], "e": ["g"], "f": [], "g": []}
+    walked: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        part = descendants_slice(tasks.__getitem__, "a", offset, 2)
+        walked.extend(part.task_ids)
+        offset = part.next_offset
+    assert walked == descendants(tasks.__getitem__, "a") == ["b", "c", "d", "e", "f", "g"]
+    assert descendants_slice(tasks.__getitem__, "a", 4, 2) == DependentsSlice(["f", "g"], None)  # exactly the end
+    assert descendants_slice(tasks.__getitem__, "a", 9, 2) == DependentsSlice([], None)  # a stale offset
+    with pytest.raises(ValueError, match="offset >= 0 and size >= 1"):
+        descendants_slice(tasks.__getitem__, "a", 0, 0)
+
+
+class _GraphPlan:
+    """Any DAG: ``edges`` maps a task to its dependents."""
+
+    def __init__(self, edges: dict[str, list[str]], failure_mode: str = "continue") -> None:
+        self.edges = edges
+        self.workflow_id = WF
+        self.failure_mode = failure_mode
+
+    def has_task(self, task_id: str) -> bool:
+        return task_id in self.edges
+
+    def dependents(self, task_id: str) -> list[str]:
+        return self.edges[task_id]
+
+    def remaining_dependencies(self, task_ids, done):  # pragma: no cover - redrive is not exercised here
+        raise NotImplementedError
+
+
+class _GraphStore(_MemoryStore):
+    """``_MemoryStore`` over any DAG, with skips and the start's reads; counts one invocation's writes."""
+
+    def __init__(self, plan: _GraphPlan, running: list[str], max_running: int) -> None:
+        parents = {t: 0 for t in plan.edges}
+        for children in plan.edges.values():
+            for child in children:
+                parents[child] += 1
+        self.state = {t: TaskState.RUNNING if t in running else TaskState.PENDING for t in plan.edges}
+        self.remaining = {t: 0 if t in running else n for t, n in parents.items()}
+        self.markers = set()
+        self.ready = []
+        self.wf = WorkflowCounters(status="RUNNING", total=len(plan.edges), running=len(running), task_token="tok")
+        self.max_running = max_running
+        self.resolves = 0
+        self.writes = 0  # skips, starts and parks since the last reset
+        self.skipped_order: list[str] = []
+
+    def skip(self, workflow_id, task_id, cause) -> bool:
+        self.writes += 1
+        if self.state[task_id] not in (TaskState.PENDING, TaskState.READY):
+            return False
+        if self.state[task_id] == TaskState.READY:
+            self.ready.remove(task_id)
+            self.wf.ready -= 1
+        self.state[task_id] = TaskState.SKIPPED
+        self.skipped_order.append(task_id)
+        self.wf.skipped += 1
+        return True
+
+    def begin(self, workflow_id, task_token) -> WorkflowCounters:
+        self.wf.task_token = task_token
+        if self.wf.status == "PARSED":
+            self.wf.status = "RUNNING"
+        return self.counters(workflow_id)
+
+    def initially_ready(self, workflow_id, after=None, limit=None) -> list[str]:
+        found = [
+            t
+            for t in sorted(self.state)
+            if (after is None or t > after)
+            and (self.state[t] == TaskState.RUNNING or (self.state[t] == TaskState.PENDING and not self.remaining[t]))
+        ]
+        return found[:limit]
+
+    def try_start(self, *args, **kwargs):
+        self.writes += 1
+        return super().try_start(*args, **kwargs)
+
+    def park(self, workflow_id, task_id) -> None:
+        self.writes += 1
+        super().park(workflow_id, task_id)
+
+
+def _one_invocation(store: _GraphStore, sfn, queue) -> Scheduler:
+    store.writes = 0
+    return Scheduler(store, sfn, max_running=store.max_running, continuations=queue)
+
+
+def _continue(plan, store, sfn, event, queue) -> Scheduler:
+    """Deliver a continuation event as the handler does."""
+    scheduler = _one_invocation(store, sfn, queue)
+    if event["action"] == SKIP_DESCENDANTS:
+        args = (event["task_id"], event["offset"], event["run_tag"], event["reason"])
+        scheduler.skip_descendants(plan, event["plan_uri"], *args)
+    else:
+        assert event["action"] == START_REMAINING
+        scheduler.start_remaining(plan, event["plan_uri"], event["after"], event["run_tag"])
+    return scheduler
+
+
+def _downstream_of_a_failure(width: int) -> _GraphPlan:
+    """``bad`` -> ``width`` children -> a grandchild each -> one join; ``good`` independent of all."""
+    children = [f"c{i:03d}" for i in range(width)]
+    edges: dict[str, list[str]] = {"bad": children, "good": [], "join": []}
+    for child in children:
+        edges[child] = [f"g{child[1:]}"]
+        edges[f"g{child[1:]}"] = ["join"]
+    return _GraphPlan(edges)
+
+
+def test_a_continue_mode_failure_skips_its_descendants_in_bounded_invocations(monkeypatch):
+    # Given slices of 10 and a failed task with 61 descendants (an independent task already done)
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 10)
+    plan = _downstream_of_a_failure(30)
+    store, sfn, queue = _GraphStore(plan, running=["bad", "good"], max_running=10), _Orchestrator(), _Queue()
+    _one_invocation(store, sfn, queue).task_succeeded(plan, URI, "good")
+    first = _one_invocation(store, sfn, queue)
+    first.task_failed(plan, URI, "bad", "exit 3")
+    # Then each invocation skips at most a slice and hands the rest on in the walk's order
+    assert first.continued_at == 10 and store.writes == 10
+    per_invocation = [store.writes]
+    while queue.events:
+        event = queue.events.pop(0)
+        assert event == continuation_event(
+            WF, "bad", URI, event["offset"], "0.0", action=SKIP_DESCENDANTS, reason="task bad failed: exit 3"
+        )
+        # the workflow is not complete while skips are pending: the counters do not add up yet
+        assert store.wf.status == "RUNNING" and not sfn.answers
+        assert store.wf.succeeded + store.wf.failed + store.wf.skipped < store.wf.total
+        _continue(plan, store, sfn, event, queue)
+        per_invocation.append(store.writes)
+        before, skipped = store.snapshot(), store.wf.skipped
+        _continue(plan, store, sfn, event, _Queue())  # a duplicate right after changes nothing
+        assert store.snapshot() == before and store.wf.skipped == skipped
+    assert per_invocation == [10, 10, 10, 10, 10, 10, 1]
+    assert store.skipped_order == descendants(plan.dependents, "bad")  # each once, in the walk's order
+    # And the last slice completes the workflow as failed (its duplicate answers the same again)
+    assert store.wf.skipped == 61 and store.wf.status == "FAILED" and sfn.answers == ["failed", "failed"]
+    assert sfn.heartbeats == 1 + 6 + 5  # good's event, each slice before the last and its duplicate
+    # A continuation of an earlier run (a redrive made the skipped tasks PENDING again) skips nothing
+    store.wf.status, store.wf.run_tag, store.wf.failed, store.wf.skipped = "RUNNING", "0.1", 0, 0
+    for task_id in ["bad", *descendants(plan.dependents, "bad")]:
+        store.state[task_id] = TaskState.PENDING
+    before, stale = store.snapshot(), _Queue()
+    event = continuation_event(WF, "bad", URI, 10, "0.0", action=SKIP_DESCENDANTS, reason="old")
+    _continue(plan, store, sfn, event, stale)
+    assert store.snapshot() == before and not stale.events
+
+
+def test_a_start_with_many_roots_starts_them_in_bounded_invocations(monkeypatch):
+    # Given slices of 100, 1,050 roots, 20 slots and a join
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 100)
+    roots = [f"r{i:04d}" for i in range(1050)]
+    plan = _GraphPlan({**{r: ["join"] for r in roots}, "join": []}, failure_mode="fail")
+    store, sfn, queue = _GraphStore(plan, running=[], max_running=20), _Orchestrator(), _Queue()
+    store.wf.status = "PARSED"
+    first = _one_invocation(store, sfn, queue)
+    first.start(plan, URI, "token")
+    # Then each invocation starts or parks at most a slice, and hands on after the last task it did
+    assert first.continued_at == "r0099" and store.writes == 100
+    per_invocation, delivered = [store.writes], []
+    while queue.events:
+        event = queue.events.pop(0)
+        delivered.append(event)
+        assert event == start_continuation_event(WF, URI, event["after"], "0.0")
+        assert store.wf.status == "RUNNING" and not sfn.answers
+        _continue(plan, store, sfn, event, queue)
+        per_invocation.append(store.writes)
+    assert per_invocation == [100] * 10 + [50]
+    # Every root runs or waits for a slot, none twice; the join still waits
+    assert store.wf.running == 20 and store.wf.ready == 1030 and store.state["join"] == TaskState.PENDING
+    assert sorted(sfn.started) == roots[:20] and sorted(store.ready) == roots[20:]
+    assert sfn.heartbeats == 11  # every slice keeps StartWorkflow's token alive
+    # Late duplicates (of the start and of a continuation) change nothing
+    before = store.snapshot()
+    _one_invocation(store, sfn, queue).start(plan, URI, "token")
+    _continue(plan, store, sfn, delivered[3], queue)
+    assert store.snapshot() == before and not queue.events
+    # A start continuation of an earlier run starts nothing
+    before, stale = store.snapshot(), _Queue()
+    _continue(plan, store, sfn, start_continuation_event(WF, URI, "r0000", "0.1"), stale)
+    assert store.snapshot() == before and not stale.events
+
+
+def test_without_continuations_a_start_and_a_skip_walk_finish_in_the_same_call(monkeypatch):
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 7)
+    plan = _downstream_of_a_failure(20)
+    store, sfn = _GraphStore(plan, running=["bad"], max_running=5), _Orchestrator()
+    Scheduler(store, sfn, max_running=5).task_failed(plan, URI, "bad", "boom")
+    assert store.wf.skipped == 41 and store.state["good"] == TaskState.PENDING  # independent: not skipped
+    roots = {f"r{i:02d}": [] for i in range(30)}
+    store = _GraphStore(_GraphPlan(roots), running=[], max_running=5)
+    store.wf.status = "PARSED"
+    Scheduler(store, sfn, max_running=5).start(_GraphPlan(roots), URI, "t")
+    assert store.wf.running == 5 and store.wf.ready == 25
+
+
+def test_skip_and_start_continuations_are_what_the_handler_accepts_and_incomplete_ones_are_refused():
+    from pydantic import ValidationError
+
+    from stepspot.handlers.scheduler import SchedulerEvent
+
+    skip = continuation_event(WF, "bad", URI, 20, "0.1", action=SKIP_DESCENDANTS, reason="task bad failed: x")
+    event = SchedulerEvent.model_validate(skip)
+    assert (event.action, event.task_id, event.offset, event.reason) == (SKIP_DESCENDANTS, "bad", 20, skip["reason"])
+    with pytest.raises(ValidationError, match="a skip_descendants event needs offset and run_tag"):
+        SchedulerEvent.model_validate({k: v for k, v in skip.items() if k != "offset"})
+    start = SchedulerEvent.model_validate(start_continuation_event(WF, URI, "r0099", "0.0"))
+    assert (start.action, start.after, start.run_tag) == (START_REMAINING, "r0099", "0.0")
+    with pytest.raises(ValidationError, match="a start_remaining event needs after and run_tag"):
+        SchedulerEvent.model_validate({**start_continuation_event(WF, URI, "r0099", "0.0"), "after": None})
+
+
+def test_a_duplicated_start_continuation_starts_and_parks_each_root_once(monkeypatch):
+    # Given slices of 10 and 45 roots, every continuation delivered twice in a row
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 10)
+    roots = {f"r{i:02d}": [] for i in range(45)}
+    plan = _GraphPlan(roots, failure_mode="fail")
+    store, sfn, queue = _GraphStore(plan, running=[], max_running=5), _Orchestrator(), _Queue()
+    store.wf.status = "PARSED"
+    _one_invocation(store, sfn, queue).start(plan, URI, "token")
+    while queue.events:
+        event = queue.events.pop(0)
+        _continue(plan, store, sfn, event, queue)
+        assert store.writes <= 10
+        _continue(plan, store, sfn, event, queue)  # the duplicate may run ahead of the chain: bounded too
+        assert store.writes <= 10
+    # Then each root was started or parked once: the counters match the tasks
+    assert sorted(sfn.started) == sorted(roots)[:5] and sorted(store.ready) == sorted(roots)[5:]
+    assert store.wf.running == 5 and store.wf.ready == 40

@@ -158,19 +158,22 @@ class SchedulerState:
 
     # -- tasks ------------------------------------------------------------------------------------
 
-    def initially_ready(self, workflow_id: str) -> list[str]:
-        """Tasks to launch at the start: RUNNING ones first (a retried start whose StartExecution call
-        failed after the task took its slot: starting an execution by its name again is harmless), then
-        PENDING/READY tasks with no unfinished dependency (roots, and tasks whose deps were skipped)."""
-        running: list[str] = []
-        ready: list[str] = []
-        for found in self._query(workflow_id, TASK_SK_PREFIX, projection=f"sk, #st, {T.REMAINING_DEPS}"):
+    def initially_ready(self, workflow_id: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Tasks to launch at the start, in task-id order, those after task ``after`` and at most
+        ``limit``: RUNNING ones (a retried start whose StartExecution call failed after the task took
+        its slot: starting an execution by its name again is harmless) and PENDING ones with no
+        unfinished dependency (roots, and tasks whose deps were skipped). READY ones wait for a slot."""
+        found_ids: list[str] = []
+        start = task_key(workflow_id, after) if after is not None else None
+        for found in self._query(
+            workflow_id, TASK_SK_PREFIX, projection=f"sk, #st, {T.REMAINING_DEPS}", start_after=start
+        ):
             item = TaskItem.from_item(found, workflow_id)
-            if item.state == TaskState.RUNNING:
-                running.append(item.task_id)
-            elif item.state in (TaskState.PENDING, TaskState.READY) and item.remaining_deps == 0:
-                ready.append(item.task_id)
-        return running + ready
+            if item.state == TaskState.RUNNING or (item.state == TaskState.PENDING and item.remaining_deps == 0):
+                found_ids.append(item.task_id)
+                if limit is not None and len(found_ids) >= limit:
+                    break
+        return found_ids
 
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
         """Decrement ``remaining_deps`` once per (run, parent): the decrement and a marker item for the
@@ -405,12 +408,19 @@ class SchedulerState:
         return dict(item) if item else None
 
     def _query(
-        self, workflow_id: str, prefix: str, projection: str | None = None, limit: int | None = None
+        self,
+        workflow_id: str,
+        prefix: str,
+        projection: str | None = None,
+        limit: int | None = None,
+        start_after: dict[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(workflow_pk(workflow_id)) & Key("sk").begins_with(prefix),
             "ConsistentRead": True,
         }
+        if start_after is not None:  # the key of an item: the query goes on after it (sort-key order)
+            kwargs["ExclusiveStartKey"] = start_after
         if projection:
             kwargs["ProjectionExpression"] = projection
             if "#st" in projection:

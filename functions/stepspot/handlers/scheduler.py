@@ -13,6 +13,12 @@ Events (from the state machines, see templates/*.asl.json.j2):
   {"action": "resolve_dependents", "workflow_id", "task_id", "plan_uri", "offset", "run_tag"}
                                                        itself, asynchronously: the next slice of a wide
                                                        fan-out (stepspot.scheduler.DEPENDENTS_PER_INVOCATION)
+  {"action": "skip_descendants", "workflow_id", "task_id", "plan_uri", "offset", "run_tag", "reason"}
+                                                       itself: the next slice of the tasks downstream of a
+                                                       failed task to skip (failure_mode continue)
+  {"action": "start_remaining", "workflow_id", "plan_uri", "after", "run_tag"}
+                                                       itself: the next slice of the tasks to start first
+                                                       (the roots), those whose ids sort after ``after``
 Returns a small summary (counters of the workflow). Idempotent under redelivery.
 """
 
@@ -36,7 +42,7 @@ from stepspot.errors import InvalidEventError
 from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
-from stepspot.scheduler import RESOLVE_DEPENDENTS, Scheduler, TaskState
+from stepspot.scheduler import RESOLVE_DEPENDENTS, SKIP_DESCENDANTS, START_REMAINING, Scheduler, TaskState
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()  # task and workflow metrics come from the workflow monitor (stepspot.metrics owners)
@@ -55,7 +61,9 @@ class SchedulerSettings(LambdaSettings):
 class SchedulerEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    action: Literal["start", "task_succeeded", "task_failed", "abort", "resolve_dependents"]
+    action: Literal[
+        "start", "task_succeeded", "task_failed", "abort", "resolve_dependents", "skip_descendants", "start_remaining"
+    ]
     workflow_id: str = Field(min_length=1, max_length=80)
     plan_uri: str = Field(pattern=r"^s3://")
     task_token: str | None = None
@@ -67,17 +75,20 @@ class SchedulerEvent(BaseModel):
     reason: str | None = None
     error: dict[str, Any] | None = None
     execution_arn: str | None = None  # set by the workflow monitor's report of a lost task execution
-    offset: int | None = Field(None, ge=0)  # resolve_dependents: the first dependent of the slice
-    run_tag: str | None = Field(None, min_length=1)  # resolve_dependents: the run it continues
+    offset: int | None = Field(None, ge=0)  # resolve_dependents/skip_descendants: the slice's first task
+    run_tag: str | None = Field(None, min_length=1)  # a continuation: the run it continues
+    after: str | None = Field(None, min_length=1, max_length=80)  # start_remaining: the last task id done
 
     @model_validator(mode="after")
     def _fields_of_action(self) -> SchedulerEvent:
         if self.action == "start" and not self.task_token:
             raise ValueError("a start event needs task_token ($$.Task.Token)")
-        if self.action in ("task_succeeded", "task_failed", RESOLVE_DEPENDENTS) and not self.task_id:
+        if self.action in ("task_succeeded", "task_failed", RESOLVE_DEPENDENTS, SKIP_DESCENDANTS) and not self.task_id:
             raise ValueError(f"a {self.action} event needs task_id")
-        if self.action == RESOLVE_DEPENDENTS and (self.offset is None or self.run_tag is None):
-            raise ValueError("a resolve_dependents event needs offset and run_tag")
+        if self.action in (RESOLVE_DEPENDENTS, SKIP_DESCENDANTS) and (self.offset is None or self.run_tag is None):
+            raise ValueError(f"a {self.action} event needs offset and run_tag")
+        if self.action == START_REMAINING and (self.after is None or self.run_tag is None):
+            raise ValueError("a start_remaining event needs after and run_tag")
         return self
 
     def failure_text(self) -> str:
@@ -145,6 +156,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     elif request.action == RESOLVE_DEPENDENTS:
         assert request.task_id is not None and request.offset is not None and request.run_tag is not None
         result = scheduler.resolve_dependents(plan, request.plan_uri, request.task_id, request.offset, request.run_tag)
+    elif request.action == SKIP_DESCENDANTS:
+        assert request.task_id is not None and request.offset is not None and request.run_tag is not None
+        reason = request.reason or f"task {request.task_id} failed"
+        result = scheduler.skip_descendants(
+            plan, request.plan_uri, request.task_id, request.offset, request.run_tag, reason
+        )
+    elif request.action == START_REMAINING:
+        assert request.after is not None and request.run_tag is not None
+        result = scheduler.start_remaining(plan, request.plan_uri, request.after, request.run_tag)
     else:
         assert request.task_id is not None
         if request.execution_arn is not None and not _still_running(state, request):
