@@ -26,6 +26,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 RUN_SK_PREFIX = "RUN#"
+# Attributes of the run record that the workflow monitor carries over to the task item under the same
+# names (stepspot.state_items.Task takes them from here: this module must stay standard library only).
+CHECKPOINT_EMPTY = "checkpoint_empty"
+LOST_WORK_SECONDS = "lost_work_seconds"
+RESTORE_SECONDS = "restore_seconds"
 STATS_PK_PREFIX = "STATS#"
 STATS_SK = "INTERRUPTIONS"
 # Exposure is added when this much has accumulated (and on a notice and at exit): one write per job every
@@ -108,7 +113,7 @@ def restore_seconds(run: Mapping[str, Any]) -> float | None:
     """How long the attempt's restore took, when it restored a checkpoint."""
     if run.get("restored_sequence") in (None, ""):
         return None
-    seconds = _number(run, "restore_seconds")
+    seconds = _number(run, RESTORE_SECONDS)
     return None if seconds is None else round(seconds, 3)
 
 
@@ -118,13 +123,13 @@ def task_health(task: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> d
     ``task`` is the task item (the monitor's totals), ``runs`` its run records (live: a running job's
     empty flag is there before the monitor copies it).
     """
-    empty = bool(task.get("checkpoint_empty")) or any(bool(r.get("checkpoint_empty")) for r in runs)
-    lost = [float(x) for x in task.get("lost_work_seconds") or []]
-    restores = [float(x) for x in task.get("restore_seconds") or []]
+    empty = bool(task.get(CHECKPOINT_EMPTY)) or any(bool(r.get(CHECKPOINT_EMPTY)) for r in runs)
+    lost = [float(x) for x in task.get(LOST_WORK_SECONDS) or []]
+    restores = [float(x) for x in task.get(RESTORE_SECONDS) or []]
     return {
-        "checkpoint_empty": empty,
-        "lost_work_seconds": lost,
-        "restore_seconds": restores,
+        CHECKPOINT_EMPTY: empty,
+        LOST_WORK_SECONDS: lost,
+        RESTORE_SECONDS: restores,
         "warning": CHECKPOINT_EMPTY_MESSAGE if empty else None,
     }
 

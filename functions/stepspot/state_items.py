@@ -15,6 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
+from stepspot import run_health
 from stepspot.scheduler import TaskState, WorkflowStatus
 
 
@@ -118,9 +119,9 @@ class Task(Common):
     ONDEMAND_ATTEMPTED: Final = "ondemand_attempted"
     FALLBACK_RECORDED_AT: Final = "fallback_recorded_at"
     CHECKPOINTS_COUNTED_SEQ: Final = "checkpoints_counted_seq"
-    CHECKPOINT_EMPTY: Final = "checkpoint_empty"
-    LOST_WORK_SECONDS: Final = "lost_work_seconds"
-    RESTORE_SECONDS: Final = "restore_seconds"
+    CHECKPOINT_EMPTY: Final = run_health.CHECKPOINT_EMPTY  # the run record's names (stdlib-only owner)
+    LOST_WORK_SECONDS: Final = run_health.LOST_WORK_SECONDS
+    RESTORE_SECONDS: Final = run_health.RESTORE_SECONDS
     RUN_HEALTH_JOBS: Final = "run_health_jobs"
     # cost ledger (cost_store)
     COST_LEDGER: Final = "cost_ledger"

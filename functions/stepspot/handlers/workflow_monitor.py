@@ -73,7 +73,13 @@ from stepspot.job_events import (
 )
 from stepspot.metrics import DEFAULT_NAMESPACE, DIMENSION_ENVIRONMENT, DIMENSION_JOB_QUEUE, MetricName
 from stepspot.notifications import task_execution_notice, workflow_notice
-from stepspot.run_health import reclaim_lost_work, restore_seconds
+from stepspot.run_health import (
+    CHECKPOINT_EMPTY,
+    LOST_WORK_SECONDS,
+    RESTORE_SECONDS,
+    reclaim_lost_work,
+    restore_seconds,
+)
 from stepspot.scheduler import TaskState
 from stepspot.settings import LambdaSettings, load_settings
 from stepspot.state_items import SK, Task, Workflow
@@ -273,14 +279,14 @@ def _run_health(
     if (reclaimed or exit_code == EXIT_SPOT_NOTICE) and stopped_ms:
         lost = reclaim_lost_work(run, stopped_ms / 1000.0)
     restore = restore_seconds(run)
-    empty = bool(run.get("checkpoint_empty"))
+    empty = bool(run.get(CHECKPOINT_EMPTY))
     if not rt.store.record_run_health(task, detail.job_id, lost, restore, empty):
         return {}
     if lost is not None:
         pending.append(PendingMetric(MetricName.LOST_WORK_SECONDS, lost, MetricUnit.Seconds.value))
     if restore is not None:
         pending.append(PendingMetric(MetricName.RESTORE_SECONDS, restore, MetricUnit.Seconds.value))
-    return {"lost_work_seconds": lost, "restore_seconds": restore, "checkpoint_empty": empty}
+    return {LOST_WORK_SECONDS: lost, RESTORE_SECONDS: restore, CHECKPOINT_EMPTY: empty}
 
 
 def _record_cost(
