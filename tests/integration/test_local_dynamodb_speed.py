@@ -248,3 +248,22 @@ def test_update_expressions_validate_and_apply_as_moto_does() -> None:
     assert fast == [plain, plain]
     assert sum(isinstance(answer, str) for answer in plain) == 5  # the error cases really fail
     assert "t2" in plain[0]["tags"] and plain[2]["l"] == [1, 2]
+
+
+def test_per_call_memos_answer_what_they_replace() -> None:
+    from botocore import useragent
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    sanitize, list_methods = useragent.sanitize_user_agent_string_component, responses.method_names_from_class
+    with moto_patches.patched():
+        assert useragent.sanitize_user_agent_string_component is not sanitize
+        for raw in ("Boto3/1.0 md/π#x", "a b", "ok#"):
+            for allow_hash in (True, False):
+                assert useragent.sanitize_user_agent_string_component(raw, allow_hash) == sanitize(raw, allow_hash)
+        assert responses.method_names_from_class(DynamoHandler) == list_methods(DynamoHandler)
+        assert responses.method_names_from_class(DynamoHandler) is responses.method_names_from_class(DynamoHandler)
+    assert (useragent.sanitize_user_agent_string_component, responses.method_names_from_class) == (
+        sanitize,
+        list_methods,
+    )

@@ -67,6 +67,7 @@ _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _DYNAMODB = "moto.dynamodb.models"
 _DYNAMODB_TABLE = "moto.dynamodb.models.table"
 _DYNAMODB_AST = "moto.dynamodb.parsing.ast_nodes"
+_BOTOCORE_USERAGENT = "botocore.useragent"
 _DYNAMODB_VALIDATORS = "moto.dynamodb.parsing.validators"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
@@ -126,6 +127,8 @@ def check_patch_points() -> None:
         (_DYNAMODB, "UpdateExpressionParser"),
         (_DYNAMODB_TABLE, "Table"),
         (_DYNAMODB_AST, "Node"),
+        (_CORE_RESPONSES, "method_names_from_class"),
+        (_BOTOCORE_USERAGENT, "sanitize_user_agent_string_component"),
         (_DYNAMODB_AST, "DepthFirstTraverser"),
         (_DYNAMODB_VALIDATORS, "deepcopy"),
         (_CORE_RESPONSES, "ActionResult"),
@@ -521,6 +524,31 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
         return original_execute(self, context)
 
     patches.replace(action_result, "execute_result", execute_result)
+    _install_per_call_speedups(patches)
+
+
+def _install_per_call_speedups(patches: _Patches) -> None:
+    """Two pure functions every in-process AWS call runs, memoised for the run: moto lists its response
+    class's methods (``inspect.getmembers``) to dispatch each request, and botocore sanitises each
+    user-agent component character by character (about 90 per request). Parameter validation, signing
+    and parsing are untouched."""
+    responses = _module(_CORE_RESPONSES)
+    methods: dict[type, list[str]] = {}
+    list_methods = responses.method_names_from_class
+
+    def method_names_from_class(clazz: type) -> list[str]:
+        found = methods.get(clazz)
+        if found is None:
+            found = methods[clazz] = list_methods(clazz)
+        return found
+
+    patches.replace(responses, "method_names_from_class", method_names_from_class)
+    useragent = _module(_BOTOCORE_USERAGENT)
+    patches.replace(
+        useragent,
+        "sanitize_user_agent_string_component",
+        functools.lru_cache(maxsize=4096)(useragent.sanitize_user_agent_string_component),
+    )
 
 
 _ast_blobs: dict[int, tuple[Any, bytes]] = {}  # id(parsed update expression) -> (the tree, its pickle)
