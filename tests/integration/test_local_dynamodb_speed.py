@@ -200,6 +200,7 @@ _UPDATES: list[dict[str, Any]] = [
     {"UpdateExpression": "SET sk = :s", "Values": {":s": "moved"}},  # a key attribute
     {"UpdateExpression": "SET b = b + :s", "Values": {":s": "text"}},  # type mismatch
     {"UpdateExpression": "SET z = missing + :n", "Values": {":n": 1}},  # an attribute that does not exist
+    {"UpdateExpression": "SET a = :s ADD c :n SET b = :n", "Values": {":s": "x", ":n": 1}},  # two SET clauses
 ]
 
 
@@ -246,7 +247,7 @@ def test_update_expressions_validate_and_apply_as_moto_does() -> None:
         assert validators.deepcopy is not __import__("copy").deepcopy
         fast = [_updates(_fresh_table("u1")), _updates(_fresh_table("u2"))]  # parsed, then served from the cache
     assert fast == [plain, plain]
-    assert sum(isinstance(answer, str) for answer in plain) == 5  # the error cases really fail
+    assert sum(isinstance(answer, str) for answer in plain) == 6  # the error cases really fail
     assert "t2" in plain[0]["tags"] and plain[2]["l"] == [1, 2]
 
 
