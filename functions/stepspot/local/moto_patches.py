@@ -12,9 +12,13 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
   the items they touch (moto deep-copies the whole table per transaction item: O(n) per write); a table
   query reads its one partition (moto sorts every item of the table per query: O(table) per read); each
-  update expression is parsed once (its AST is deep-copied before each use, so it is never mutated); the
+  update expression is parsed once (the validator's private copy comes from its pickle, so the parsed
+  tree is never mutated), the validator's passes test node classes through a per-class memo (not an ABC
+  ``isinstance`` per node) and its structure-only clause-count check runs once per expression; the
   item operations' results, already in DynamoDB's wire shape, are written as JSON directly (moto's
   model-driven serializer took 60-75 % of a GetItem/Query);
+- per call: moto's listing of a response class's methods and botocore's user-agent sanitising (pure
+  functions run for every request) are memoised; botocore's parameter validation is untouched;
 - one parse per definition and per JSONPath: moto re-parses the ASL for every execution and every path
   for every evaluation (slow); both results are immutable;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
