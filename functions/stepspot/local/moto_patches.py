@@ -249,6 +249,10 @@ class _Patches:
         else:
             self._undo.append(lambda: setattr(owner, name, previous))
 
+    def forget(self, memo: dict[Any, Any] | set[Any]) -> None:
+        """Empty a memo of this scope when it ends (what it holds belongs to this run's patches)."""
+        self._undo.append(memo.clear)
+
     def extend(self, target: set[str], items: set[str]) -> None:
         added = items - target
         target.update(added)
@@ -504,6 +508,8 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
 
     _ParsedOnce.make = staticmethod(make)
     patches.replace(models, "UpdateExpressionParser", _ParsedOnce)
+    patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
+    patches.forget(_counts_checked)
     _install_update_validator_speedups(patches)
 
     # The results of the item operations are plain dicts already in the wire shape (AttributeValue maps,
