@@ -183,3 +183,89 @@ def test_item_operations_answer_what_moto_serializer_answers(monkeypatch: pytest
         moto = _answers(monkeypatch, moto_serializer)
     assert fast == moto
     assert fast[2][1]["Item"]["b"] == {"B": b"\x00\xffbytes"}  # what the test compares is really there
+
+
+_UPDATES: list[dict[str, Any]] = [
+    {
+        "UpdateExpression": "SET a = :s, b = :n ADD c :one, tags :set",
+        "Values": {":s": "x", ":n": 2, ":one": 1, ":set": {"t1", "t2"}},
+    },
+    {"UpdateExpression": "SET l = list_append(if_not_exists(l, :none), :l)", "Values": {":none": [], ":l": [1]}},
+    {"UpdateExpression": "SET l = list_append(if_not_exists(l, :none), :l)", "Values": {":none": [], ":l": [2]}},
+    {"UpdateExpression": "SET m = :m", "Values": {":m": {"k": {"deep": [1, "two"]}}}},
+    {"UpdateExpression": "SET m.k.deep[1] = :v, #n = b + :n", "Values": {":v": "2", ":n": 3}, "Names": {"#n": "nn"}},
+    {"UpdateExpression": "REMOVE a, l[0] DELETE tags :gone", "Values": {":gone": {"t1"}}},
+    {"UpdateExpression": "SET b = b - :n", "Values": {":n": 1}, "Condition": "attribute_not_exists(b)"},
+    {"UpdateExpression": "SET a = :s, a = :s", "Values": {":s": "y"}},  # overlapping paths
+    {"UpdateExpression": "SET sk = :s", "Values": {":s": "moved"}},  # a key attribute
+    {"UpdateExpression": "SET b = b + :s", "Values": {":s": "text"}},  # type mismatch
+    {"UpdateExpression": "SET z = missing + :n", "Values": {":n": 1}},  # an attribute that does not exist
+    {"UpdateExpression": "SET a = :s ADD c :n SET b = :n", "Values": {":s": "x", ":n": 1}},  # two SET clauses
+]
+
+
+def _updates(table: Any) -> list[Any]:
+    answers: list[Any] = []
+    for update in _UPDATES:
+        params: dict[str, Any] = {
+            "Key": {"pk": "u", "sk": "TASK#1"},
+            "UpdateExpression": update["UpdateExpression"],
+            "ExpressionAttributeValues": update["Values"],
+            "ReturnValues": "ALL_NEW",
+        }
+        if "Names" in update:
+            params["ExpressionAttributeNames"] = update["Names"]
+        if "Condition" in update:
+            params["ConditionExpression"] = update["Condition"]
+        try:
+            answers.append(table.update_item(**params)["Attributes"])
+        except Exception as exc:  # the error moto answers is part of the behaviour compared
+            answers.append(str(exc))
+    return answers
+
+
+def _fresh_table(name: str) -> Any:
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    return dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def test_update_expressions_validate_and_apply_as_moto_does() -> None:
+    from moto.dynamodb.parsing import ast_nodes, validators
+
+    with mock_aws():
+        plain = _updates(_fresh_table("u"))
+    with moto_patches.patched(), mock_aws():
+        assert ast_nodes.DepthFirstTraverser.traverse_node_recursively.__module__ == moto_patches.__name__
+        assert validators.deepcopy is not __import__("copy").deepcopy
+        fast = [_updates(_fresh_table("u1")), _updates(_fresh_table("u2"))]  # parsed, then served from the cache
+    assert fast == [plain, plain]
+    assert not moto_patches._ast_blobs and not moto_patches._counts_checked  # the run's memos end with it
+    assert sum(isinstance(answer, str) for answer in plain) == 6  # the error cases really fail
+    assert "t2" in plain[0]["tags"] and plain[2]["l"] == [1, 2]
+
+
+def test_per_call_memos_answer_what_they_replace() -> None:
+    from botocore import useragent
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    sanitize, list_methods = useragent.sanitize_user_agent_string_component, responses.method_names_from_class
+    with moto_patches.patched():
+        assert useragent.sanitize_user_agent_string_component is not sanitize
+        for raw in ("Boto3/1.0 md/π#x", "a b", "ok#"):
+            for allow_hash in (True, False):
+                assert useragent.sanitize_user_agent_string_component(raw, allow_hash) == sanitize(raw, allow_hash)
+        assert responses.method_names_from_class(DynamoHandler) == list_methods(DynamoHandler)
+        assert responses.method_names_from_class(DynamoHandler) is responses.method_names_from_class(DynamoHandler)
+    assert (useragent.sanitize_user_agent_string_component, responses.method_names_from_class) == (
+        sanitize,
+        list_methods,
+    )

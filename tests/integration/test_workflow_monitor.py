@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from stepspot.handlers import workflow_monitor
 from stepspot.local.lambdas import FakeContext, function_arn
+from stepspot.state_items import Task
 
 CONTEXT = FakeContext("workflow_monitor", function_arn("workflow_monitor"))  # inject_lambda_context reads it
 
@@ -133,6 +134,25 @@ def test_batch_retry_of_the_same_job_moves_forward(world: World):
     assert result["outcome"] == "applied"
     item = world.task("wf-1", "production")
     assert (item["job_status"], item["job_attempts"]) == ("RUNNABLE", 1)
+
+
+def test_a_job_status_event_writes_status_and_queue_flag_in_one_call(world: World):
+    # Given a task, and the monitor's calls to DynamoDB recorded
+    world.add_task("wf-1", "production")
+    calls: list[str] = []
+    client = workflow_monitor.runtime().store._table.meta.client
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+
+    # When a job moves to RUNNING, then a late RUNNABLE arrives
+    assert workflow_monitor.lambda_handler(job_event("RUNNING", event_id="e-1"), CONTEXT)["outcome"] == "applied"
+    applied, calls[:] = list(calls), []
+    assert workflow_monitor.lambda_handler(job_event("RUNNABLE", event_id="e-0"), CONTEXT)["outcome"] == "stale"
+
+    # Then each is its claim, its status and queue flag in one update (the conditional status update, then
+    # the flag alone, when stale) and its completion: no read of the task it has just written
+    assert applied == ["PutItem", "UpdateItem", "UpdateItem"]
+    assert calls == ["PutItem", "UpdateItem", "UpdateItem", "UpdateItem"]
+    assert world.task("wf-1", "production")[Task.SPOT_ATTEMPTED] is True
 
 
 def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.CaptureFixture[str]):

@@ -78,6 +78,16 @@ class JobStatusWrite:
     attempts: int
 
 
+@dataclass(frozen=True)
+class JobStatusApplied:
+    applied: bool  # False: the item holds a newer (or the same) status, or there is no such task
+    task_item: Mapping[str, Any] | None  # the task item after this event's writes; None: no task item
+    queue_flags: Mapping[str, Any] | None  # the same item when the job's queue kind has a flag, else None
+
+
+_QUEUE_FLAGS = {"SPOT": T.SPOT_ATTEMPTED, "ON_DEMAND": T.ONDEMAND_ATTEMPTED}  # queue kind -> task flag
+
+
 class MonitorStore:
     def __init__(self, state_table: Any, checkpoint_table: Any | None = None) -> None:
         self._table = state_table
@@ -177,9 +187,12 @@ class MonitorStore:
 
     # -- Batch job status -----------------------------------------------------------------------------
 
-    def apply_job_status(self, task: TaskRef, write: JobStatusWrite) -> bool:
-        """Write the job status fields unless the item already holds a newer (or the same) status."""
-        values = {
+    def apply_job_status(self, task: TaskRef, write: JobStatusWrite) -> JobStatusApplied:
+        """Write the job status fields unless the item already holds a newer (or the same) status, and mark
+        the job's queue kind on the task whatever the order of arrival (``mark_queue_seen``): one UpdateItem
+        when the status is newer, the flag alone otherwise."""
+        flag = _QUEUE_FLAGS.get(write.queue_kind)
+        values: dict[str, Any] = {
             ":job": write.job_id,
             ":status": write.status,
             ":reason": write.status_reason or "",
@@ -189,19 +202,27 @@ class MonitorStore:
             ":kind": write.queue_kind,
             ":attempts": write.attempts,
         }
-        return (
-            self._update(
-                task_key(task.workflow_id, task.task_id),
-                f"SET {T.JOB_ID} = :job, {T.JOB_STATUS} = :status, {T.JOB_STATUS_REASON} = :reason,"
-                f" {T.JOB_STATUS_VERSION} = :version, {T.JOB_STATUS_AT} = :at, {T.JOB_QUEUE} = :queue,"
-                f" {T.JOB_QUEUE_KIND} = :kind, {T.JOB_ATTEMPTS} = :attempts",
-                values,
-                condition=f"attribute_exists(pk) AND (attribute_not_exists({T.JOB_STATUS_VERSION})"
-                f" OR {T.JOB_STATUS_VERSION} < :version)",
-                action="dynamodb:UpdateItem (task job status)",
-            )
-            is not None
+        expression = (
+            f"SET {T.JOB_ID} = :job, {T.JOB_STATUS} = :status, {T.JOB_STATUS_REASON} = :reason,"
+            f" {T.JOB_STATUS_VERSION} = :version, {T.JOB_STATUS_AT} = :at, {T.JOB_QUEUE} = :queue,"
+            f" {T.JOB_QUEUE_KIND} = :kind, {T.JOB_ATTEMPTS} = :attempts"
         )
+        if flag is not None:
+            expression += f", {flag} = :true"
+            values[":true"] = True
+        item = self._update(
+            task_key(task.workflow_id, task.task_id),
+            expression,
+            values,
+            condition=f"attribute_exists(pk) AND (attribute_not_exists({T.JOB_STATUS_VERSION})"
+            f" OR {T.JOB_STATUS_VERSION} < :version)",
+            action="dynamodb:UpdateItem (task job status)",
+            return_values="ALL_NEW",
+        )
+        if item is not None:
+            return JobStatusApplied(True, item, item if flag is not None else None)
+        after = self.mark_queue_seen(task, write.queue_kind)
+        return JobStatusApplied(False, after, after)
 
     def task_item(self, task: TaskRef) -> Mapping[str, Any] | None:
         try:
@@ -220,7 +241,7 @@ class MonitorStore:
 
     def mark_queue_seen(self, task: TaskRef, queue_kind: str) -> Mapping[str, Any] | None:
         """Remember that the task had a job on a Spot / On-Demand queue; returns the item after the write."""
-        flag = {"SPOT": T.SPOT_ATTEMPTED, "ON_DEMAND": T.ONDEMAND_ATTEMPTED}.get(queue_kind)
+        flag = _QUEUE_FLAGS.get(queue_kind)
         if flag is None:
             return None
         return self._update(
@@ -246,16 +267,20 @@ class MonitorStore:
             is not None
         )
 
-    def count_new_checkpoints(self, task: TaskRef) -> int:
-        """Count completed checkpoints registered since the last count and remember the newest one counted."""
+    def count_new_checkpoints(self, task: TaskRef, task_item: Mapping[str, Any] | None = None) -> int:
+        """Count completed checkpoints registered since the last count and remember the newest one counted.
+        ``task_item``: the task item as a write of this event returned it (saves reading it again; the
+        count's own write is conditional on the value it read, so an older copy only loses the race)."""
         if self._checkpoints is None:
             return 0
-        try:
-            item = self._table.get_item(
-                Key=task_key(task.workflow_id, task.task_id), ProjectionExpression=T.CHECKPOINTS_COUNTED_SEQ
-            ).get("Item")
-        except ClientError as exc:
-            raise translate(exc, "calling dynamodb:GetItem (task)") from exc
+        item = task_item
+        if item is None:
+            try:
+                item = self._table.get_item(
+                    Key=task_key(task.workflow_id, task.task_id), ProjectionExpression=T.CHECKPOINTS_COUNTED_SEQ
+                ).get("Item")
+            except ClientError as exc:
+                raise translate(exc, "calling dynamodb:GetItem (task)") from exc
         if item is None:
             return 0
         counted = int(item.get(T.CHECKPOINTS_COUNTED_SEQ, 0))

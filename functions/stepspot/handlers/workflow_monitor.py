@@ -209,7 +209,9 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
     base.update(workflow_id=task.workflow_id, task_id=task.task_id)
     s = rt.settings
     kind = queue_kind(detail.job_queue, (s.spot_queue, s.gpu_spot_queue), (s.ondemand_queue, s.gpu_ondemand_queue))
-    applied = rt.store.apply_job_status(
+    # One UpdateItem for the status and the queue flag (the flag alone when the status is stale): the flag
+    # is set whatever the order of arrival, so a late Spot event still marks the fallback.
+    written = rt.store.apply_job_status(
         task,
         JobStatusWrite(
             job_id=detail.job_id,
@@ -222,9 +224,8 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
             attempts=len(detail.attempts),
         ),
     )
-    # The queue flags are set whatever the order of arrival: a late Spot event still marks the fallback.
+    applied, flags = written.applied, written.queue_flags
     fallback = False
-    flags = rt.store.mark_queue_seen(task, kind.value)
     if (
         flags
         and flags.get(Task.SPOT_ATTEMPTED)
@@ -234,7 +235,7 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         fallback = rt.store.record_fallback(task, event.time)
         if fallback:
             pending.append(PendingMetric(MetricName.FALLBACKS_TO_ON_DEMAND, 1))
-    if not applied and not rt.store.task_exists(task):
+    if written.task_item is None and not rt.store.task_exists(task):
         logger.warning("Job of a task the state table does not know: ignored", extra={"outcome": "unknown_task"})
         return {**base, "outcome": "unknown_task"}
 
@@ -246,7 +247,7 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         succeeded = detail.status == "SUCCEEDED"
         outcome_metric = MetricName.TASKS_SUCCEEDED if succeeded else MetricName.TASKS_FAILED
         pending.append(PendingMetric(outcome_metric, 1, job_queue=resource_name(detail.job_queue)))
-        checkpoints = rt.store.count_new_checkpoints(task)
+        checkpoints = rt.store.count_new_checkpoints(task, written.task_item)
         if checkpoints:
             pending.append(PendingMetric(MetricName.CHECKPOINTS_SAVED, checkpoints))
         result["checkpoints_saved"] = checkpoints

@@ -12,9 +12,13 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 - DynamoDB: operations serialised (moto's tables are not thread-safe) and transactions that back up only
   the items they touch (moto deep-copies the whole table per transaction item: O(n) per write); a table
   query reads its one partition (moto sorts every item of the table per query: O(table) per read); each
-  update expression is parsed once (its AST is deep-copied before each use, so it is never mutated); the
+  update expression is parsed once (the validator's private copy comes from its pickle, so the parsed
+  tree is never mutated), the validator's passes test node classes through a per-class memo (not an ABC
+  ``isinstance`` per node) and its structure-only clause-count check runs once per expression; the
   item operations' results, already in DynamoDB's wire shape, are written as JSON directly (moto's
   model-driven serializer took 60-75 % of a GetItem/Query);
+- per call: moto's listing of a response class's methods and botocore's user-agent sanitising (pure
+  functions run for every request) are memoised; botocore's parameter validation is untouched;
 - one parse per definition and per JSONPath: moto re-parses the ASL for every execution and every path
   for every evaluation (slow); both results are immutable;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
@@ -37,9 +41,12 @@ back, so the rest of the process (the integration tests) uses the pinned moto un
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
+import pickle
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,6 +71,9 @@ _CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custo
 _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _DYNAMODB = "moto.dynamodb.models"
 _DYNAMODB_TABLE = "moto.dynamodb.models.table"
+_DYNAMODB_AST = "moto.dynamodb.parsing.ast_nodes"
+_BOTOCORE_USERAGENT = "botocore.useragent"
+_DYNAMODB_VALIDATORS = "moto.dynamodb.parsing.validators"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _CORE_RESPONSES = "moto.core.responses"
@@ -121,6 +131,12 @@ def check_patch_points() -> None:
         (_DYNAMODB, "copy"),
         (_DYNAMODB, "UpdateExpressionParser"),
         (_DYNAMODB_TABLE, "Table"),
+        (_DYNAMODB_AST, "Node"),
+        (_CORE_RESPONSES, "method_names_from_class"),
+        (_BOTOCORE_USERAGENT, "sanitize_user_agent_string_component"),
+        (_DYNAMODB_AST, "DepthFirstTraverser"),
+        (_DYNAMODB_VALIDATORS, "deepcopy"),
+        (_DYNAMODB_VALIDATORS, "ActionCountValidator"),
         (_CORE_RESPONSES, "ActionResult"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
@@ -232,6 +248,10 @@ class _Patches:
             self._undo.append(lambda: delattr(owner, name))
         else:
             self._undo.append(lambda: setattr(owner, name, previous))
+
+    def forget(self, memo: dict[Any, Any] | set[Any]) -> None:
+        """Empty a memo of this scope when it ends (what it holds belongs to this run's patches)."""
+        self._undo.append(memo.clear)
 
     def extend(self, target: set[str], items: set[str]) -> None:
         added = items - target
@@ -395,8 +415,6 @@ def _apply_dynamodb_fixes(patches: _Patches) -> None:
     """DynamoDB in moto: one operation at a time (DynamoDB is linearizable per item; moto's in-memory
     tables are not thread-safe, and the Lambdas run concurrently), and transactions that back up and
     restore only the items they touch."""
-    import copy
-
     models = _module(_DYNAMODB)
     backend_cls = models.DynamoDBBackend
 
@@ -477,11 +495,22 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     patches.replace(table_cls, "query", query)
 
     parser_cls = models.UpdateExpressionParser
+    parse_once = functools.lru_cache(maxsize=1024)(parser_cls.make)
+
+    def make(expression: str) -> Any:
+        tree = parse_once(expression)
+        if id(tree) not in _ast_blobs:  # the validator's private copy of this tree is built from the blob
+            _ast_blobs[id(tree)] = (tree, pickle.dumps(tree, pickle.HIGHEST_PROTOCOL))
+        return tree
 
     class _ParsedOnce(parser_cls):  # type: ignore[misc, valid-type]
-        make = staticmethod(functools.lru_cache(maxsize=1024)(parser_cls.make))
+        pass
 
+    _ParsedOnce.make = staticmethod(make)
     patches.replace(models, "UpdateExpressionParser", _ParsedOnce)
+    patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
+    patches.forget(_counts_checked)
+    _install_update_validator_speedups(patches)
 
     # The results of the item operations are plain dicts already in the wire shape (AttributeValue maps,
     # PascalCase members); DynamoDB speaks JSON 1.0, so json.dumps is the serializer's output. Anything
@@ -507,6 +536,101 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
         return original_execute(self, context)
 
     patches.replace(action_result, "execute_result", execute_result)
+    _install_per_call_speedups(patches)
+
+
+def _install_per_call_speedups(patches: _Patches) -> None:
+    """Two pure functions every in-process AWS call runs, memoised for the run: moto lists its response
+    class's methods (``inspect.getmembers``) to dispatch each request, and botocore sanitises each
+    user-agent component character by character (about 90 per request). Parameter validation, signing
+    and parsing are untouched."""
+    responses = _module(_CORE_RESPONSES)
+    methods: dict[type, list[str]] = {}
+    list_methods = responses.method_names_from_class
+
+    def method_names_from_class(clazz: type) -> list[str]:
+        found = methods.get(clazz)
+        if found is None:
+            found = methods[clazz] = list_methods(clazz)
+        return found
+
+    patches.replace(responses, "method_names_from_class", method_names_from_class)
+    useragent = _module(_BOTOCORE_USERAGENT)
+    patches.replace(
+        useragent,
+        "sanitize_user_agent_string_component",
+        functools.lru_cache(maxsize=4096)(useragent.sanitize_user_agent_string_component),
+    )
+
+
+_ast_blobs: dict[int, tuple[Any, bytes]] = {}  # id(parsed update expression) -> (the tree, its pickle)
+_copied_from: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # validator copy -> its tree
+_counts_checked: set[int] = set()  # parsed trees whose clause counts moto's ActionCountValidator accepted
+
+
+def _copy_tree(value: Any, memo: Any = None) -> Any:
+    """``deepcopy`` of moto's update validator: a parsed expression's private copy comes from its pickle
+    (same object graph, about 4x faster than deepcopy); anything else is deep-copied as before."""
+    cached = _ast_blobs.get(id(value))
+    if cached is not None and cached[0] is value:
+        tree = pickle.loads(cached[1])
+        _copied_from[tree] = id(value)
+        return tree
+    return copy.deepcopy(value, memo)
+
+
+def _install_update_validator_speedups(patches: _Patches) -> None:
+    """moto validates an update expression with ten depth-first passes, each asking ``isinstance`` of an
+    ABC (slow) for every node twice. The same walk, with those answers memoised per node class (a class's
+    ABC subclass relations never change: moto registers no virtual subclasses), gives the same tree."""
+    nodes = _module(_DYNAMODB_AST)
+    node_cls = nodes.Node
+    is_node: dict[type, bool] = {}
+    processed: dict[tuple[type, type], bool] = {}
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        kind = type(node)
+        node_kind = is_node.get(kind)
+        if node_kind is None:
+            node_kind = is_node[kind] = issubclass(kind, node_cls)
+        if not node_kind:
+            return node
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                traverse_node_recursively(self, child_node, i)
+        key = (type(self), kind)
+        wanted = processed.get(key)
+        if wanted is None:
+            wanted = processed[key] = issubclass(kind, self.nodes_to_be_processed())
+        if wanted:
+            node = self.process(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+        return node
+
+    patches.replace(nodes.DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively)
+
+    # The clause-count check (at most one SET/ADD/REMOVE clause) reads only the expression's structure, yet
+    # runs at every clause node with three subtree searches each (quadratic: 10-15 % of a local run's
+    # CPU). It is the validator's first pass, so it sees the fresh copy: once a parsed expression passed,
+    # its copies pass. A failing expression is checked (and fails) every time.
+    counter_cls = _module(_DYNAMODB_VALIDATORS).ActionCountValidator
+    count_clauses = counter_cls.traverse
+
+    def traverse(self: Any, node: Any) -> Any:
+        source = _copied_from.get(node)
+        if source is not None and source in _counts_checked:
+            return node
+        checked = count_clauses(self, node)
+        if source is not None:
+            _counts_checked.add(source)
+        return checked
+
+    patches.replace(counter_cls, "traverse", traverse)
+    patches.replace(_module(_DYNAMODB_VALIDATORS), "deepcopy", _copy_tree)
 
 
 # Operations whose moto results are plain data in DynamoDB's JSON wire shape (see _install_dynamodb_speedups).
