@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -86,8 +87,8 @@ def _payload_10k() -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from stepspot.handlers import _plans
-    from stepspot.local.lambdas import LocalLambda, reset_handler_caches
+    from stepspot.handlers import _cache
+    from stepspot.local.lambdas import LocalLambda, OutputRouter
     from stepspot.local.resources import LocalResources, create
 
     rng = random.Random(3)
@@ -132,7 +133,7 @@ def _payload_10k() -> dict[str, Any]:
     os.environ.update(env)
     sizes: dict[str, int] = {}
     try:
-        with mock_aws():
+        with mock_aws(), contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
             session = boto3.session.Session(region_name="us-east-1")
             from stepspot import asl
 
@@ -140,9 +141,9 @@ def _payload_10k() -> dict[str, Any]:
             job_definitions = create(session, resources, definitions)
             os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
             os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
-            reset_handler_caches()
-            _plans.clear()
-            lambdas = LocalLambda(resources.function_arns)
+            _cache.reset_all()  # settings, clients and plans of an earlier run in this process
+            router = stack.enter_context(contextlib.closing(OutputRouter(sys.stdout, Path(scratch) / "lambdas.log")))
+            lambdas = LocalLambda(resources.function_arns, router)
             s3 = session.client("s3")
             s3.put_object(Bucket=resources.bucket, Key="in/big.json", Body=json.dumps({"name": "big", "tasks": tasks}))
             execution_input = {"definition_uri": f"s3://{resources.bucket}/in/big.json", "workflow_id": "big"}
@@ -214,7 +215,7 @@ def _payload_10k() -> dict[str, Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        reset_handler_caches()
+        _cache.reset_all()
     return {"sizes": sizes, "tasks": len(tasks), "seconds": elapsed}
 
 
