@@ -199,6 +199,9 @@ def bench_lost_work(endpoint: str) -> list[dict[str, Any]]:
                 _, stopped = run.wait_for(r"stopping at step (\d+)")
                 handled_at, _ = run.wait_for(r"notice handled in")
                 reached = int(stopped.group(1))
+                # The runner outlives the program until the host goes (supervisor._await_reclaim): ECS
+                # drains the reclaimed instance with SIGTERM, which ends it at once.
+                run.process.send_signal(signal.SIGTERM)
                 run.process.wait(timeout=30)
                 handling = handled_at - notice_at
             else:
