@@ -37,6 +37,7 @@ from stepspot.aws.s3 import DocumentStore, plan_key
 from stepspot.aws.state_table import StateTable
 from stepspot.plan import InitialTaskState, Plan, build_plan, plan_to_json
 from stepspot.plan_store import MAX_STORED_BYTES_PER_TASK, encode_plan
+from stepspot.scheduler import TaskState
 from stepspot.state_keys import task_key, workflow_key
 from stepspot.workflow import parse_workflow
 
@@ -139,7 +140,7 @@ def _prepare_state(workflow: _EventWorkflow) -> None:
     table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
     for item in table.scan()["Items"]:
         table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
-    children = [InitialTaskState(child, "PENDING", 2) for child in workflow.dependents]
+    children = [InitialTaskState(child, TaskState.PENDING, 2) for child in workflow.dependents]
     meta = {
         "workflow_id": workflow.workflow_id,
         "status": "PARSED",
@@ -149,7 +150,7 @@ def _prepare_state(workflow: _EventWorkflow) -> None:
         "failure_mode": "fail",
     }
     StateTable(boto3.resource("dynamodb", region_name=REGION), TABLE).register_workflow(
-        meta, [InitialTaskState(workflow.task_id, "PENDING", 0), *children], "bench"
+        meta, [InitialTaskState(workflow.task_id, TaskState.PENDING, 0), *children], "bench"
     )
     table.update_item(
         Key=workflow_key(workflow.workflow_id),
