@@ -58,33 +58,43 @@ WF = "wf"
 URI = "s3://bucket/workflows/wf/plan.json"
 
 
-class _FanOutPlan:
-    """A root task with ``width`` dependents (each depending on the root alone)."""
+class _GraphPlan:
+    """Any DAG: ``edges`` maps a task to its dependents (the parts of a plan the scheduler reads)."""
 
-    def __init__(self, width: int) -> None:
-        self.children = [f"t{i:05d}" for i in range(width)]
+    def __init__(self, edges: dict[str, list[str]], failure_mode: str = "continue") -> None:
+        self.edges = edges
         self.workflow_id = WF
-        self.failure_mode = "fail"
+        self.failure_mode = failure_mode
 
     def has_task(self, task_id: str) -> bool:
-        return task_id == "root" or task_id in set(self.children)
+        return task_id in self.edges
 
     def dependents(self, task_id: str) -> list[str]:
-        return list(self.children) if task_id == "root" else []
+        return self.edges[task_id]
 
-    def remaining_dependencies(self, task_ids, done):  # pragma: no cover - redrive is not exercised here
-        raise NotImplementedError
+    def remaining_dependencies(self, task_ids, done):
+        return {t: sum(1 for p, children in self.edges.items() if t in children and p not in done) for t in task_ids}
+
+
+def _fan_out_plan(width: int) -> _GraphPlan:
+    """A root task with ``width`` dependents (each depending on the root alone)."""
+    children = [f"t{i:05d}" for i in range(width)]
+    return _GraphPlan({"root": children, **{c: [] for c in children}}, failure_mode="fail")
 
 
 class _MemoryStore:
     """The SchedulerStore contract in memory: per-edge markers, conditional starts, a slot limit."""
 
-    def __init__(self, plan: _FanOutPlan, max_running: int) -> None:
-        self.state = {"root": TaskState.RUNNING, **{c: TaskState.PENDING for c in plan.children}}
-        self.remaining = {"root": 0, **{c: 1 for c in plan.children}}
+    def __init__(self, plan: _GraphPlan, running: list[str], max_running: int) -> None:
+        parents = {t: 0 for t in plan.edges}
+        for children in plan.edges.values():
+            for child in children:
+                parents[child] += 1
+        self.state = {t: TaskState.RUNNING if t in running else TaskState.PENDING for t in plan.edges}
+        self.remaining = {t: 0 if t in running else n for t, n in parents.items()}
         self.markers: set[tuple[str, str, str]] = set()
         self.ready: list[str] = []
-        self.wf = WorkflowCounters(status="RUNNING", total=1 + len(plan.children), running=1, task_token="tok")
+        self.wf = WorkflowCounters(status="RUNNING", total=len(plan.edges), running=len(running), task_token="tok")
         self.max_running = max_running
         self.resolves = 0  # resolve_dependency calls since the last reset (one invocation's work)
 
@@ -180,8 +190,8 @@ class _Queue:
 
 
 def _fan_out(width: int, max_running: int = 500):
-    plan = _FanOutPlan(width)
-    store, sfn, queue = _MemoryStore(plan, max_running), _Orchestrator(), _Queue()
+    plan = _fan_out_plan(width)
+    store, sfn, queue = _MemoryStore(plan, ["root"], max_running), _Orchestrator(), _Queue()
     return plan, store, sfn, queue
 
 
@@ -226,7 +236,7 @@ def test_a_wide_fan_out_is_resolved_in_bounded_invocations_and_completes_after_t
         invocations += 1
     assert invocations == math.ceil(width / DEPENDENTS_PER_INVOCATION) == 13
     assert max(per_invocation) <= DEPENDENTS_PER_INVOCATION and sum(per_invocation) == width
-    assert all(store.remaining[c] == 0 for c in plan.children)
+    assert all(store.remaining[c] == 0 for c in plan.edges["root"])
     # Every dependent is running or waiting for a slot; none is left PENDING
     assert store.wf.running == 500 and store.wf.ready == width - 500
     assert sfn.heartbeats == invocations  # every slice proves the callback chain is alive
@@ -301,39 +311,11 @@ def test_descendants_slices_follow_one_order_and_say_where_the_next_starts():
         descendants_slice(tasks.__getitem__, "a", 0, 0)
 
 
-class _GraphPlan:
-    """Any DAG: ``edges`` maps a task to its dependents."""
-
-    def __init__(self, edges: dict[str, list[str]], failure_mode: str = "continue") -> None:
-        self.edges = edges
-        self.workflow_id = WF
-        self.failure_mode = failure_mode
-
-    def has_task(self, task_id: str) -> bool:
-        return task_id in self.edges
-
-    def dependents(self, task_id: str) -> list[str]:
-        return self.edges[task_id]
-
-    def remaining_dependencies(self, task_ids, done):  # pragma: no cover - redrive is not exercised here
-        raise NotImplementedError
-
-
 class _GraphStore(_MemoryStore):
     """``_MemoryStore`` over any DAG, with skips and the start's reads; counts one invocation's writes."""
 
     def __init__(self, plan: _GraphPlan, running: list[str], max_running: int) -> None:
-        parents = {t: 0 for t in plan.edges}
-        for children in plan.edges.values():
-            for child in children:
-                parents[child] += 1
-        self.state = {t: TaskState.RUNNING if t in running else TaskState.PENDING for t in plan.edges}
-        self.remaining = {t: 0 if t in running else n for t, n in parents.items()}
-        self.markers = set()
-        self.ready = []
-        self.wf = WorkflowCounters(status="RUNNING", total=len(plan.edges), running=len(running), task_token="tok")
-        self.max_running = max_running
-        self.resolves = 0
+        super().__init__(plan, running, max_running)
         self.writes = 0  # skips, starts and parks since the last reset
         self.skipped_order: list[str] = []
 
