@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from local_helpers import PY
 
+from stepspot.cli import main
+from stepspot.cli.data_checks import planned_shared_filesystem
+
 pytestmark = pytest.mark.slow
 
 WRITE = "import os; os.makedirs('data', exist_ok=True); open('data/out.txt', 'w').write('42')"
@@ -73,3 +76,18 @@ def test_local_outputs_say_where_each_task_published_its_files(run_local):
     assert (Path(recorded["analysis"]["work_dir"]) / "results" / "summary.json").is_file()
     rows = {row["task_id"]: row for row in summary.per_task}
     assert rows["equilibration"]["output_files"] == 1 and rows["equilibration"]["output_bytes"] > 0
+
+
+def test_a_shared_file_system_the_environment_lacks_is_refused_before_anything_starts(write_workflow, tmp_path, capsys):
+    # Given prod's Terraform variables leave the shared file system off (dev's switch it on)
+    assert (planned_shared_filesystem("prod"), planned_shared_filesystem("dev")) == (False, True)
+    workdir = tmp_path / ".stepspot"
+    path = write_workflow([task("a", "pass")], "efs", shared_filesystem=True)
+    # Then local mode refuses what `stepspot submit --env prod` would refuse, before any run directory exists
+    assert main(["local", str(path), "--env", "prod", "--no-progress", "--workdir", str(workdir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"stepspot: {path}: global_config.shared_filesystem is true but environment 'prod' has no shared file "
+        "system: set shared_filesystem_enabled = true in terraform/environments/prod.tfvars and run `make deploy "
+        "ENV=prod`, or pass data with tasks[].inputs and tasks[].outputs instead."
+    )
+    assert not workdir.exists()

@@ -696,6 +696,22 @@ def test_submit_refuses_a_shared_file_system_the_deployment_lacks(
     assert env.sfn.list_executions(stateMachineArn=env.workflow_sm)["executions"] == []
 
 
+def test_resume_with_a_definition_needing_a_shared_file_system_the_deployment_lacks_exits_2(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A resubmitted definition is a new submission: the same refusal, before anything is uploaded or started
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({**WORKFLOW, "global_config": {"shared_filesystem": True}}))
+    assert main(["resume", "md-9", "--resubmit", "--definition", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"stepspot: {path}: global_config.shared_filesystem is true but environment 'dev' has no shared file "
+        "system: set shared_filesystem_enabled = true in terraform/environments/dev.tfvars and run `make deploy "
+        "ENV=dev`, or pass data with tasks[].inputs and tasks[].outputs instead."
+    )
+    assert env.s3.list_objects_v2(Bucket=env.bucket).get("KeyCount", 0) == 0
+    assert env.sfn.list_executions(stateMachineArn=env.workflow_sm)["executions"] == []
+
+
 # --------------------------------------------------------------------------- cleanup-job-definitions
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stepspot.capacity_sources import offline_capacity
+from stepspot.cli.data_checks import planned_shared_filesystem, refuses_missing_shared_filesystem
 from stepspot.cli.output import console, err_console
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     loaded = load_workflow_file(source)  # WorkflowValidationError -> exit 2 (cli/__init__)
+    if loaded.workflow.global_config.shared_filesystem and refuses_missing_shared_filesystem(
+        source, loaded, args.env, planned_shared_filesystem(args.env)
+    ):
+        return EXIT_USAGE  # as submit would refuse it on that environment
     if args.report:
         from stepspot.report.html import ReportPathError, check_report_path
 

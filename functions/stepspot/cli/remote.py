@@ -32,6 +32,7 @@ from stepspot.capacity_sources import (
 )
 from stepspot.cli.capacity_check import ensure_fits, ensure_fits_environment
 from stepspot.cli.commands import MAX_WORKFLOW_ID_LENGTH
+from stepspot.cli.data_checks import refuses_missing_shared_filesystem, refuses_unreadable_inputs
 from stepspot.cli.output import console, err_console
 from stepspot.cli.remote_context import (
     EXIT_FAILED,
@@ -43,7 +44,6 @@ from stepspot.cli.remote_context import (
     usage_errors_exit_2,
     workflow_id_from,
 )
-from stepspot.dataflow import unreadable_uri_inputs
 from stepspot.deployment import Deployment
 from stepspot.errors import AwsAccessDeniedError
 from stepspot.scheduler import TaskState
@@ -93,17 +93,7 @@ def run_submit(args: argparse.Namespace) -> int:
     loaded = validate_locally(args.file)
     ensure_fits_environment(loaded, args.env)  # offline, from the environment's Terraform variables
     context = RemoteContext.from_args(args)  # after validation: a bad file never needs AWS
-    if loaded.workflow.global_config.shared_filesystem and not context.deployment.has_shared_filesystem:
-        env = context.deployment.environment
-        err_console.print(
-            f"stepspot: {args.file}: global_config.shared_filesystem is true but environment {env!r} has no shared "
-            f"file system: set shared_filesystem_enabled = true in terraform/environments/{env}.tfvars and run "
-            f"`make deploy ENV={env}`, or pass data with tasks[].inputs and tasks[].outputs instead.",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return EXIT_USAGE
-    if _refuses_unreadable_inputs(args.file, loaded, context.deployment):
+    if _refuses_data_requests(args.file, loaded, context.deployment):
         return EXIT_USAGE
     workflow_id = args.execution_name or new_workflow_id(loaded.workflow.name)
     context.executions.ensure_name_free(workflow_id)
@@ -121,23 +111,12 @@ def run_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuses_unreadable_inputs(path: Path, loaded: LoadedWorkflow, deployment: Deployment) -> bool:
-    """Prints one sentence per ``uri`` input the deployment's jobs could not read; True if any."""
-    readable = deployment.readable_input_buckets
-    if readable is None:  # a deployment without the input_bucket_arns output: AWS will tell
-        return False
-    tasks = [(task.id, task.input_specs) for task in loaded.workflow.tasks]
-    problems = unreadable_uri_inputs(tasks, deployment.bucket_name, readable)
-    env = deployment.environment
-    for problem in problems:
-        err_console.print(
-            f"stepspot: {path}: task {problem.task_id!r} reads input {problem.uri} but environment {env!r} cannot "
-            f'read bucket {problem.bucket!r}: add "arn:aws:s3:::{problem.bucket}" to input_bucket_arns in '
-            f"terraform/environments/{env}.tfvars and run `make deploy ENV={env}`.",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return bool(problems)
+def _refuses_data_requests(path: Path, loaded: LoadedWorkflow, deployment: Deployment) -> bool:
+    """A shared file system or ``uri`` buckets the deployment lacks: printed, True (exit 2, nothing started)."""
+    lacks_filesystem = refuses_missing_shared_filesystem(
+        path, loaded, deployment.environment, deployment.has_shared_filesystem
+    )
+    return refuses_unreadable_inputs(path, loaded, deployment) or lacks_filesystem
 
 
 def _deployed_capacity(context: RemoteContext, environment: str) -> DeploymentCapacity:
@@ -232,7 +211,7 @@ def run_resume(args: argparse.Namespace) -> int:
     if loaded is not None:
         ensure_fits_environment(loaded, args.env)
     context = RemoteContext.from_args(args)
-    if loaded is not None and _refuses_unreadable_inputs(args.definition, loaded, context.deployment):
+    if loaded is not None and _refuses_data_requests(args.definition, loaded, context.deployment):
         return EXIT_USAGE
     workflow_id = workflow_id_from(args.workflow)
     execution = context.executions.latest_for_workflow(workflow_id)
