@@ -21,3 +21,7 @@ EXIT_SPOT_NOTICE = 79
 # output the program did not produce is: app_error. The job log has the sentence naming the file.
 EXIT_INPUT_UNAVAILABLE = 74  # sysexits EX_IOERR
 EXIT_OUTPUT_MISSING = 73  # sysexits EX_CANTCREAT
+
+# The agent was denied an S3 or DynamoDB request (a `uri` input in a bucket outside input_bucket_arns,
+# a job role without the checkpoint statements): retrying cannot fix it, ``misconfiguration``.
+EXIT_ACCESS_DENIED = 77  # sysexits EX_NOPERM

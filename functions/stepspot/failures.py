@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepspot.agent_exit_codes import (
+    EXIT_ACCESS_DENIED,
     EXIT_INPUT_UNAVAILABLE,
     EXIT_MISCONFIGURATION,
     EXIT_OUTPUT_MISSING,
@@ -202,12 +203,20 @@ def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> s
 
 
 def _staging_failure(job: dict[str, Any], exit_code: int | None) -> tuple[FailureClass, str] | None:
-    """The agent's data-staging exit codes, only for jobs the agent ran (a program's own 73/74 is its own)."""
-    if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING):
+    """The agent's data-staging and access exit codes, only for jobs the agent ran (a program's own 73/74/77
+    is its own)."""
+    if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING, EXIT_ACCESS_DENIED):
         return None
     command = _ci(_ci(job, "Container") or {}, "Command") or []
     if runner_invocation([str(part) for part in command]) is None:  # the container command fleet.py builds
         return None
+    if exit_code == EXIT_ACCESS_DENIED:
+        why = (
+            "the stepspot runner was denied an S3 or DynamoDB request (the job log names it): for a `uri` input "
+            "add its bucket to input_bucket_arns in the environment's tfvars and run `make deploy`, otherwise "
+            "grant the request to the job role"
+        )
+        return FailureClass.MISCONFIGURATION, f"exit code {exit_code}: {why}"
     if exit_code == EXIT_INPUT_UNAVAILABLE:
         why = "a declared input is missing or corrupt (the job log names the file); retried"
         return FailureClass.INFRA_TRANSIENT, f"exit code {exit_code}: {why}"

@@ -252,3 +252,63 @@ def test_racing_attempts_publish_exactly_one_consistent_set(store: Store, tmp_pa
     got = {p: (work / p).read_bytes() for p in ("system.json", "frames/0001.xyz", "frames/deep/0002.xyz")}
     winners = [v for v in variants if all(v[p] == data for p, data in got.items())]
     assert len(winners) == 1  # every file from the same attempt: never a mix
+
+
+# --------------------------------------------------------------------------- bad input at run time (exact text)
+
+
+def test_an_input_glob_matching_no_published_file_is_missing(store: Store, tmp_path: Path) -> None:
+    publish(store, tmp_path)  # frames/ holds .xyz files only
+    inputs = [{"from": "prep", "path": "frames/*.pdb"}]
+    with pytest.raises(AgentExit) as caught:
+        Stager(settings(store, tmp_path / "c", "md", inputs=inputs), store.s3).stage_inputs()
+    assert (caught.value.code, caught.value.message) == (
+        EXIT_INPUT_UNAVAILABLE,
+        "Task 'md': input 'frames/*.pdb' from task 'prep' is missing: the published outputs of task 'prep' hold "
+        "no file matching 'frames/*.pdb'.",
+    )
+
+
+def test_a_uri_prefix_without_objects_is_missing(store: Store, tmp_path: Path) -> None:
+    inputs = [{"uri": f"s3://{store.bucket}/reference/", "to": "ref/"}]
+    with pytest.raises(AgentExit) as caught:
+        Stager(settings(store, tmp_path / "c", "md", inputs=inputs), store.s3).stage_inputs()
+    assert (caught.value.code, caught.value.message) == (
+        EXIT_INPUT_UNAVAILABLE,
+        f"Task 'md': input 's3://{store.bucket}/reference/' is missing: no object under that prefix.",
+    )
+
+
+class _DeniedBucket:
+    """The job role's view of S3 when a bucket is outside input_bucket_arns: 403 on every request to it."""
+
+    def __init__(self, s3: object, bucket: str) -> None:
+        self._s3, self._bucket = s3, bucket
+
+    def _deny(self, operation: str) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, operation)
+
+    def download_file(self, bucket: str, *args: object, **kwargs: object) -> None:
+        if bucket == self._bucket:
+            self._deny("HeadObject")  # what s3transfer's download asks first
+        self._s3.download_file(bucket, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._s3, name)
+
+
+def test_a_uri_in_a_bucket_the_job_role_cannot_read_exits_77_with_the_fix(store: Store, tmp_path: Path) -> None:
+    from stepspot.agent import EXIT_ACCESS_DENIED
+
+    inputs = [{"uri": "s3://lab-raw-2026/run1/reads.fq", "to": "reads.fq"}]
+    stager = Stager(settings(store, tmp_path / "c", "md", inputs=inputs), _DeniedBucket(store.s3, "lab-raw-2026"))
+    with pytest.raises(AgentExit) as caught:
+        stager.stage_inputs()
+    assert (caught.value.code, caught.value.message) == (
+        EXIT_ACCESS_DENIED,
+        "Task 'md': downloading input 's3://lab-raw-2026/run1/reads.fq' was denied (403): add "
+        '"arn:aws:s3:::lab-raw-2026" to input_bucket_arns in the environment\'s tfvars and apply.',
+    )
+    assert list((tmp_path / "c").iterdir()) == []  # no partial file left

@@ -177,6 +177,16 @@ def test_staging_exit_codes_are_classified_only_for_agent_jobs() -> None:
         "exit code 73: the program exited 0 but a declared output was not produced (the job log names the path)",
     )
     assert classify("States.TaskFailed", _failed(74, ["md"])).failure_class is FailureClass.APP_ERROR
+    # A `uri` input (or the checkpoint store) the job role may not read: retrying cannot help, the reason says
+    # what to change (the job log has the agent's sentence naming the task and the bucket)
+    denied = classify("States.TaskFailed", _failed(77, agent))
+    assert (denied.failure_class, denied.reason) == (
+        FailureClass.MISCONFIGURATION,
+        "exit code 77: the stepspot runner was denied an S3 or DynamoDB request (the job log names it): for a "
+        "`uri` input add its bucket to input_bucket_arns in the environment's tfvars and run `make deploy`, "
+        "otherwise grant the request to the job role",
+    )
+    assert classify("States.TaskFailed", _failed(77, ["md"])).failure_class is FailureClass.APP_ERROR
 
 
 @pytest.mark.parametrize(

@@ -54,11 +54,15 @@ FILE_WORKERS = 8  # files in flight at once; each large file is itself split in 
 PART_BYTES = 16 * 1024 * 1024
 PART_WORKERS = 4
 _MISSING_CODES = ("NoSuchKey", "404", "NotFound")
-_INPUT_BUCKET_FIX = "add the bucket's ARN to input_bucket_arns in the environment's tfvars and apply"
 _DENIED_CODES = ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 log = logging.getLogger("stepspot.agent")
 T = TypeVar("T")
+
+
+def _input_bucket_fix(bucket: str) -> str:
+    """What to change when the job role may not read a `uri` input's bucket (as `stepspot submit` says it)."""
+    return f'add "arn:aws:s3:::{bucket}" to input_bucket_arns in the environment\'s tfvars and apply'
 
 
 def transfer_config() -> Any:
@@ -168,7 +172,7 @@ class Stager:
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
             keys = [item["Key"] for page in pages for item in page.get("Contents", []) if not item["Key"].endswith("/")]
         except (ClientError, BotoCoreError) as exc:
-            raise self._aws_failure(exc, f"listing {spec.uri}", _INPUT_BUCKET_FIX) from None
+            raise self._aws_failure(exc, f"listing {spec.uri}", _input_bucket_fix(bucket)) from None
         if not keys:
             raise self._input_failure(f"input {spec.uri!r} is missing: no object under that prefix.")
         return [
@@ -189,7 +193,7 @@ class Stager:
                 raise self._input_failure(
                     f"input {item.what} is missing: s3://{item.bucket}/{item.key} does not exist."
                 ) from None
-            raise self._aws_failure(exc, f"downloading input {item.what}", _INPUT_BUCKET_FIX) from None
+            raise self._aws_failure(exc, f"downloading input {item.what}", _input_bucket_fix(item.bucket)) from None
         except BotoCoreError as exc:
             partial.unlink(missing_ok=True)
             raise self._aws_failure(exc, f"downloading input {item.what}", "") from None
