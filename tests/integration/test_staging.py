@@ -312,3 +312,16 @@ def test_a_uri_in_a_bucket_the_job_role_cannot_read_exits_77_with_the_fix(store:
         '"arn:aws:s3:::lab-raw-2026" to input_bucket_arns in the environment\'s tfvars and apply.',
     )
     assert list((tmp_path / "c").iterdir()) == []  # no partial file left
+
+
+def test_a_declared_output_that_is_a_symbolic_link_is_named_as_one(store: Store, tmp_path: Path) -> None:
+    # Outputs publish regular files only (a link may point outside the working directory); say so, not "no file"
+    write(tmp_path, {"big/result.json": b"{}"})
+    (tmp_path / "result.json").symlink_to(tmp_path / "big" / "result.json")
+    with pytest.raises(AgentExit) as caught:
+        Stager(settings(store, tmp_path, "prep", outputs=["result.json"]), store.s3).publish_outputs()
+    assert (caught.value.code, caught.value.message) == (
+        EXIT_OUTPUT_MISSING,
+        "Task 'prep': declared output 'result.json' is a symbolic link: outputs publish regular files only; "
+        "write or copy the file itself there.",
+    )

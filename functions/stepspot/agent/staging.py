@@ -253,6 +253,11 @@ class Stager:
 
     def _missing_message(self, declared: str) -> str:
         here = self.work_dir / declared.rstrip("/")
+        if not is_glob(declared) and here.is_symlink():  # the scanner skips links: they may point anywhere
+            return (
+                f"Task {self.settings.task_id!r}: declared output {declared!r} is a symbolic link: outputs publish "
+                "regular files only; write or copy the file itself there."
+            )
         if is_glob(declared):
             what = f"the glob {declared!r} matches no file"
         elif is_directory(declared):
