@@ -461,7 +461,10 @@ class Scheduler:
             ]
             self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=self.max_running - counters.running)
             # Read again after parking: a task that ended meanwhile may have found no READY task to drain.
-            counters = self._drain(plan, plan_uri, self.store.counters(plan.workflow_id), 0)
+            # (No dependent in the slice, nothing parked: the counters read after our own write hold.)
+            if part.task_ids:
+                counters = self.store.counters(plan.workflow_id)
+            counters = self._drain(plan, plan_uri, counters, 0)
             if part.next_offset is None or counters.status != WorkflowStatus.RUNNING:
                 break
             offset = part.next_offset
