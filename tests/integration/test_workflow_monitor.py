@@ -156,6 +156,23 @@ def test_a_job_status_event_writes_status_and_queue_flag_in_one_call(world: Worl
     assert world.task("wf-1", "production")[Task.SPOT_ATTEMPTED] is True
 
 
+def test_a_job_without_checkpoints_costs_no_checkpoint_table_query(world: World):
+    # Given a task whose job runs with checkpointing off (fleet sets STEPSPOT_CHECKPOINT_ENABLED on every job)
+    world.add_task("wf-1", "production")
+    calls: list[str] = []
+    checkpoints = workflow_monitor.runtime().store._checkpoints
+    checkpoints.meta.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    event = job_event("SUCCEEDED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT])
+    event["detail"]["container"]["environment"].append({"name": "STEPSPOT_CHECKPOINT_ENABLED", "value": "false"})
+
+    # When its job succeeds
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
+
+    # Then it is counted, without asking the checkpoint table for checkpoints or a run record it cannot have
+    assert result["outcome"] == "applied" and result["checkpoints_saved"] == 0
+    assert [c for c in calls if c == "Query"] == []
+
+
 def test_a_redelivered_running_event_changes_nothing(world: World, capsys: pytest.CaptureFixture[str]):
     # Given a task whose job's RUNNING event was handled
     world.add_task("wf-1", "production")

@@ -62,6 +62,7 @@ from stepspot.handlers._cache import cold_start
 from stepspot.job_events import (
     TERMINAL_JOB_STATUSES,
     QueueKind,
+    checkpointing_off,
     estimated_spot_savings_usd,
     execution_status_version,
     execution_target,
@@ -255,7 +256,9 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         succeeded = detail.status == "SUCCEEDED"
         outcome_metric = MetricName.TASKS_SUCCEEDED if succeeded else MetricName.TASKS_FAILED
         pending.append(PendingMetric(outcome_metric, 1, job_queue=resource_name(detail.job_queue)))
-        checkpoints = rt.store.count_new_checkpoints(task, written.task_item)
+        # A job of a task without checkpoints has none to count and no run record: two queries saved.
+        checkpointed = not checkpointing_off(detail.environment())
+        checkpoints = rt.store.count_new_checkpoints(task, written.task_item) if checkpointed else 0
         if checkpoints:
             pending.append(PendingMetric(MetricName.CHECKPOINTS_SAVED, checkpoints))
         result["checkpoints_saved"] = checkpoints
@@ -266,7 +269,8 @@ def _job_event(event: BatchJobStateChange, rt: Runtime, pending: list[PendingMet
         reclaimed = spot_reclaimed_instance(detail)
         if reclaimed:
             result["spot_reclaimed_instance"] = reclaimed
-        result.update(_run_health(task, detail, reclaimed is not None, rt, pending))
+        if checkpointed:
+            result.update(_run_health(task, detail, reclaimed is not None, rt, pending))
         if rt.costs is not None:
             _record_cost(rt.costs, task, event, kind, flags, result)
     logger.info("Job status handled", extra={"outcome": outcome, "queue_kind": kind.value})
