@@ -20,6 +20,7 @@ from stepspot import capacity as queues
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.build_info import VERSION_ENV, deployment_version
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
+from stepspot.job_events import CHECKPOINT_ENABLED_VARIABLE, TASK_ID_VARIABLE, WORKFLOW_ID_VARIABLE
 
 if TYPE_CHECKING:  # the breaker (and the policy models it reads) only when a choice is made
     from stepspot.breaker import Admission
@@ -182,13 +183,13 @@ def job_environment(
     env = {str(k): str(v) for k, v in (task.environment or {}).items()}
     env.update(
         {
-            "STEPSPOT_WORKFLOW_ID": workflow_id,
-            "STEPSPOT_TASK_ID": task.id,
+            WORKFLOW_ID_VARIABLE: workflow_id,
+            TASK_ID_VARIABLE: task.id,
             "STEPSPOT_ATTEMPT": str(attempt),
             "STEPSPOT_CAPACITY": capacity.value,
             "STEPSPOT_CHECKPOINT_INTERVAL": str(task.checkpoint_interval),
             "STEPSPOT_CHECKPOINT_DIR": CHECKPOINT_DIR_IN_CONTAINER,
-            "STEPSPOT_CHECKPOINT_ENABLED": "true" if task.checkpoint_enabled else "false",
+            CHECKPOINT_ENABLED_VARIABLE: "true" if task.checkpoint_enabled else "false",
             "STEPSPOT_WORK_DIR": WORK_DIR_IN_CONTAINER,
             **data_environment(task, shared_mount_path),
             VERSION_ENV: deployment_version(),  # the task runner refuses a bundle of another build

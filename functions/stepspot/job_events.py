@@ -23,6 +23,7 @@ from stepspot.events import BatchJobDetail, ExecutionStatusDetail
 
 WORKFLOW_ID_VARIABLE = "STEPSPOT_WORKFLOW_ID"
 TASK_ID_VARIABLE = "STEPSPOT_TASK_ID"
+CHECKPOINT_ENABLED_VARIABLE = "STEPSPOT_CHECKPOINT_ENABLED"  # "true"/"false", set on every job (fleet.py)
 
 SPOT_RECLAIM_REASON = re.compile(r"Host EC2 \(instance (i-[0-9a-f]+)\) terminated")
 
@@ -77,6 +78,12 @@ def task_ids_from_environment(environment: Mapping[str, str]) -> TaskIds | None:
     if workflow_id and task_id:
         return TaskIds(workflow_id, task_id)
     return None
+
+
+def checkpointing_off(environment: Mapping[str, str]) -> bool:
+    """Whether the job's environment says its task saves no checkpoints (then its runner keeps no run record
+    either). A job whose environment the event lacks is not known to be off."""
+    return environment.get(CHECKPOINT_ENABLED_VARIABLE) == "false"
 
 
 def parent_job_id(job_id: str) -> str:

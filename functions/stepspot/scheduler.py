@@ -454,14 +454,17 @@ class Scheduler:
         size = self._slice_size()
         while True:
             part = dependents_slice(dependents, offset, size)
-            ready = [
-                child
-                for child in part.task_ids
-                if self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag) == 0
-            ]
-            self._launch(plan, plan_uri, ready, counters.run_tag, free_slots=self.max_running - counters.running)
+            # Each dependent starts as soon as its last dependency is counted, not after the whole slice:
+            # on a wide fan-out the first ones run while the rest are still being resolved.
+            free, started = self.max_running - counters.running, 0
+            for child in part.task_ids:
+                if self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag) == 0:
+                    started += self._launch(plan, plan_uri, [child], counters.run_tag, free_slots=free - started)
             # Read again after parking: a task that ended meanwhile may have found no READY task to drain.
-            counters = self._drain(plan, plan_uri, self.store.counters(plan.workflow_id), 0)
+            # (No dependent in the slice, nothing parked: the counters read after our own write hold.)
+            if part.task_ids:
+                counters = self.store.counters(plan.workflow_id)
+            counters = self._drain(plan, plan_uri, counters, 0)
             if part.next_offset is None or counters.status != WorkflowStatus.RUNNING:
                 break
             offset = part.next_offset

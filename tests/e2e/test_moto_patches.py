@@ -158,3 +158,13 @@ def test_send_task_failure_keeps_its_cause():
         "TaskFailed",
         "task run: exit 3 on attempt 2",
     )
+
+
+def test_sessions_share_one_data_loader_only_while_patched():
+    # Given two sessions made during a local run, and two made after it
+    with moto_patches.patched():
+        during = [boto3.session.Session()._session.get_component("data_loader") for _ in range(2)]
+    after = [boto3.session.Session()._session.get_component("data_loader") for _ in range(2)]
+    # Then the run's sessions parse each botocore data file once (one loader), the others as botocore does
+    assert during[0] is during[1]
+    assert after[0] is not after[1] and after[0] is not during[0]

@@ -148,11 +148,46 @@ def test_a_job_status_event_writes_status_and_queue_flag_in_one_call(world: Worl
     applied, calls[:] = list(calls), []
     assert workflow_monitor.lambda_handler(job_event("RUNNABLE", event_id="e-0"), CONTEXT)["outcome"] == "stale"
 
-    # Then each is its claim, its status and queue flag in one update (the conditional status update, then
-    # the flag alone, when stale) and its completion: no read of the task it has just written
-    assert applied == ["PutItem", "UpdateItem", "UpdateItem"]
-    assert calls == ["PutItem", "UpdateItem", "UpdateItem", "UpdateItem"]
+    # Then each is its status and queue flag in one update (the conditional status update, then the flag
+    # alone, when stale): no dedup claim (the version condition makes a redelivery harmless) and no read
+    # of the task it has just written
+    assert applied == ["UpdateItem"]
+    assert calls == ["UpdateItem", "UpdateItem"]
     assert world.task("wf-1", "production")[Task.SPOT_ATTEMPTED] is True
+
+
+def test_a_job_without_checkpoints_costs_no_checkpoint_table_query(world: World):
+    # Given a task whose job runs with checkpointing off (fleet sets STEPSPOT_CHECKPOINT_ENABLED on every job)
+    world.add_task("wf-1", "production")
+    calls: list[str] = []
+    checkpoints = workflow_monitor.runtime().store._checkpoints
+    checkpoints.meta.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    event = job_event("SUCCEEDED", event_id="e-1", attempts=[ONE_HOUR_ATTEMPT])
+    event["detail"]["container"]["environment"].append({"name": "STEPSPOT_CHECKPOINT_ENABLED", "value": "false"})
+
+    # When its job succeeds
+    result = workflow_monitor.lambda_handler(event, CONTEXT)
+
+    # Then it is counted, without asking the checkpoint table for checkpoints or a run record it cannot have
+    assert result["outcome"] == "applied" and result["checkpoints_saved"] == 0
+    assert [c for c in calls if c == "Query"] == []
+
+
+def test_a_redelivered_running_event_changes_nothing(world: World, capsys: pytest.CaptureFixture[str]):
+    # Given a task whose job's RUNNING event was handled
+    world.add_task("wf-1", "production")
+    event = job_event("RUNNING", event_id="e-1")
+    assert workflow_monitor.lambda_handler(event, CONTEXT)["outcome"] == "applied"
+    before = world.task("wf-1", "production")
+    capsys.readouterr()
+
+    # When EventBridge delivers it again
+    again = workflow_monitor.lambda_handler(event, CONTEXT)
+
+    # Then the version condition refuses it: the item is as it was and nothing is counted
+    assert again["outcome"] == "stale"
+    assert world.task("wf-1", "production") == before
+    assert emf_metrics(capsys.readouterr().out) == []
 
 
 def test_fallback_to_on_demand_is_counted_once(world: World, capsys: pytest.CaptureFixture[str]):
@@ -286,9 +321,9 @@ def test_job_of_another_system_is_ignored(world: World):
     # When it arrives
     result = workflow_monitor.lambda_handler(load_event(RUNNABLE), CONTEXT)
 
-    # Then it is ignored and nothing is written but the dedup marker
+    # Then it is ignored and nothing is written (a non-terminal status needs no dedup marker)
     assert result["outcome"] == "not_stepspot_job"
-    assert [i["pk"] for i in world.state.scan()["Items"]] == ["EVENT#aws.batch#c8f9c4b5-76e5-d76a-f980-7011e206042b"]
+    assert world.state.scan()["Items"] == []
 
 
 def test_job_found_through_the_job_index(world: World):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from stepspot.local.events import EventBus
 from stepspot.local.summary import monitoring_warnings
 
@@ -21,7 +23,7 @@ def test_summary_counts_come_after_every_delayed_and_duplicated_delivery():
     )
     bus.start()
     for _ in range(3):
-        bus.publish(JOB, {"jobId": "j"})
+        bus.publish(JOB, {"jobId": "j", "status": "RUNNING"})
     # When the bus closes (the engine does before it summarises)
     bus.close(timeout=5.0)
     # Then every copy was delivered by then, and nothing is left to report
@@ -44,7 +46,7 @@ def test_summary_names_the_events_a_stuck_handler_left_undelivered():
         bus.publish(NOTICE, {"instance-id": "i-0"})
     # When the run ends before it returns, and a job still publishes after that
     bus.close(timeout=0.2)
-    bus.publish(JOB, {"jobId": "late"})
+    bus.publish(JOB, {"jobId": "late", "status": "SUCCEEDED"})
     release.set()
     # Then the summary counts what never reached the Lambdas, and says so in words
     assert bus.undelivered == {NOTICE: 3, JOB: 1}
@@ -84,13 +86,31 @@ def test_only_what_the_deployments_rules_match_reaches_a_lambda():
     assert bus.published == {execution: 1} and bus.unmatched == {execution: 1}
 
 
-def test_the_routed_execution_statuses_are_the_terraform_rules():
+@pytest.mark.parametrize(
+    ("detail_type", "routed"),
+    [
+        ("Step Functions Execution Status Change", "ROUTED_EXECUTION_STATUSES"),
+        ("Batch Job State Change", "ROUTED_JOB_STATUSES"),
+    ],
+)
+def test_the_routed_statuses_are_the_terraform_rules(detail_type: str, routed: str):
     import re
     from pathlib import Path
 
-    from stepspot.local.events import ROUTED_EXECUTION_STATUSES
+    from stepspot.local import events
 
     rules = (Path(__file__).parents[2] / "terraform/modules/monitoring/main.tf").read_text()
-    pattern = re.search(r'"Step Functions Execution Status Change"\].*?status\s*=\s*\[([^\]]*)\]', rules, re.S)
-    assert pattern is not None, "the execution-status rule of the monitoring module is gone"
-    assert set(re.findall(r'"([A-Z_]+)"', pattern.group(1))) == ROUTED_EXECUTION_STATUSES
+    pattern = re.search(rf'"{detail_type}"\].*?status\s*=\s*\[([^\]]*)\]', rules, re.S)
+    assert pattern is not None, f"the {detail_type} rule of the monitoring module has no status filter"
+    assert set(re.findall(r'"([A-Z_]+)"', pattern.group(1))) == getattr(events, routed)
+
+
+def test_job_statuses_no_rule_matches_reach_no_lambda():
+    from stepspot.local.events import matched_by_a_rule
+
+    seen = [
+        s
+        for s in ("RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED")
+        if matched_by_a_rule("Batch Job State Change", {"status": s})
+    ]
+    assert seen == ["RUNNABLE", "RUNNING", "SUCCEEDED"]

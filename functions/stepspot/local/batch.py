@@ -441,7 +441,7 @@ class LocalBatch:
             job.started_at = time.time()
             self._finish(job, "FAILED", "CannotStartContainerError: the job has no command", None)
             return
-        if self._latest_checkpoint is not None:
+        if self._latest_checkpoint is not None and self._checkpointing(job):  # no store to read otherwise
             job.sequence_at_start = self._latest_checkpoint(job.workflow_id, job.task_id) or 0
         if job.spot:
             job.reclaim_after = self.faults.reclaim_after(
@@ -594,9 +594,14 @@ class LocalBatch:
             return self.runner.command(program)
         return list(INJECTED_FAILURE) if inject else command
 
+    @staticmethod
+    def _checkpointing(job: LocalJob) -> bool:
+        """Whether the job's runner saves checkpoints (the container command and environment say so)."""
+        return runner_program(job.command) is not None and job.environment.get("STEPSPOT_CHECKPOINT_ENABLED") == "true"
+
     def _planned_checkpoints(self, job: LocalJob) -> int:
         """Periodic checkpoints a whole run of the job's task saves (0 without the checkpoint agent)."""
-        if runner_program(job.command) is None or job.environment.get("STEPSPOT_CHECKPOINT_ENABLED") != "true":
+        if not self._checkpointing(job):
             return 0
         interval = job.environment.get("STEPSPOT_CHECKPOINT_INTERVAL", "")
         seconds = float(interval) if interval.replace(".", "", 1).isdigit() else 600.0  # "auto": a guess

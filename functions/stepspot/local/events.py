@@ -33,12 +33,19 @@ ROUTES = {
 # The execution statuses the "execution-status" rule matches (terraform/modules/monitoring/main.tf; a test
 # keeps the two equal): EventBridge delivers no other status change (RUNNING, PENDING_REDRIVE) to the monitor.
 ROUTED_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"})
+# Likewise the job statuses the "batch-job-state" rule matches (SUBMITTED, PENDING, STARTING are not).
+ROUTED_JOB_STATUSES = frozenset({"RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED"})
+_ROUTED_STATUSES = {
+    "Step Functions Execution Status Change": ROUTED_EXECUTION_STATUSES,
+    "Batch Job State Change": ROUTED_JOB_STATUSES,
+}
 
 
 def matched_by_a_rule(detail_type: str, detail: dict[str, Any]) -> bool:
     """Whether one of the deployment's EventBridge rules matches the event (others reach no Lambda)."""
-    if detail_type == "Step Functions Execution Status Change":
-        return detail.get("status") in ROUTED_EXECUTION_STATUSES
+    statuses = _ROUTED_STATUSES.get(detail_type)
+    if statuses is not None:
+        return detail.get("status") in statuses
     return detail_type in ROUTES
 
 

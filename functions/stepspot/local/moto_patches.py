@@ -73,6 +73,7 @@ _DYNAMODB = "moto.dynamodb.models"
 _DYNAMODB_TABLE = "moto.dynamodb.models.table"
 _DYNAMODB_AST = "moto.dynamodb.parsing.ast_nodes"
 _BOTOCORE_USERAGENT = "botocore.useragent"
+_BOTOCORE_SESSION = "botocore.session"
 _DYNAMODB_VALIDATORS = "moto.dynamodb.parsing.validators"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
@@ -134,6 +135,7 @@ def check_patch_points() -> None:
         (_DYNAMODB_AST, "Node"),
         (_CORE_RESPONSES, "method_names_from_class"),
         (_BOTOCORE_USERAGENT, "sanitize_user_agent_string_component"),
+        (_BOTOCORE_SESSION, "create_loader"),
         (_DYNAMODB_AST, "DepthFirstTraverser"),
         (_DYNAMODB_VALIDATORS, "deepcopy"),
         (_DYNAMODB_VALIDATORS, "ActionCountValidator"),
@@ -278,10 +280,16 @@ def is_patched() -> bool:
 def patched() -> Iterator[None]:
     """moto as local mode needs it (hooks, time scaling, fixes) for the duration; every patch is undone
     on exit, so other moto users of the process (the integration tests) get the pinned moto as it is."""
-    check_patch_points()
     patches = _Patches()
+    _share_botocore_loaders(patches)  # first: importing moto's modules makes a session
+    try:
+        check_patch_points()
+    except BaseException:
+        patches.undo()
+        raise
     with _lock:
         if _active:
+            patches.undo()
             raise RuntimeError("another local engine is running in this process")
         try:
             _apply(patches)
@@ -297,6 +305,24 @@ def patched() -> Iterator[None]:
             _state["clients"] = {}
             _state["time_scale"] = 1.0
             patches.undo()
+
+
+def _share_botocore_loaders(patches: _Patches) -> None:
+    """One botocore data loader per data path for the run. botocore gives each session its own loader,
+    which parses endpoints.json (about 1 MB) and every service model again, and a local run makes six
+    sessions (moto's, the engine's, the Lambdas'): a third of its start-up. What a loader returns is
+    shared by every client of its session already, so sharing it across sessions changes nothing else."""
+    session_module = _module(_BOTOCORE_SESSION)
+    create_loader = session_module.create_loader
+    loaders: dict[str | None, Any] = {}
+
+    def shared_loader(search_path_string: str | None = None) -> Any:
+        loader = loaders.get(search_path_string)
+        if loader is None:
+            loader = loaders[search_path_string] = create_loader(search_path_string)
+        return loader
+
+    patches.replace(session_module, "create_loader", shared_loader)
 
 
 def _apply(patches: _Patches) -> None:

@@ -15,8 +15,14 @@ locals {
     }
     batch-job-state = {
       description = "Batch job state changes on the stepspot queues"
-      pattern     = { source = ["aws.batch"], detail-type = ["Batch Job State Change"], detail = { jobQueue = var.job_queue_arns } }
-      function    = var.workflow_monitor
+      # SUBMITTED, PENDING and STARTING tell the monitor nothing it records: leaving them out saves a
+      # Lambda invocation per job and state (the local event bus routes the same statuses).
+      pattern = {
+        source      = ["aws.batch"]
+        detail-type = ["Batch Job State Change"]
+        detail      = { jobQueue = var.job_queue_arns, status = ["RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED"] }
+      }
+      function = var.workflow_monitor
     }
     execution-status = {
       description = "Step Functions execution status changes of the stepspot state machines"
