@@ -25,3 +25,7 @@ EXIT_OUTPUT_MISSING = 73  # sysexits EX_CANTCREAT
 # The agent was denied an S3 or DynamoDB request (a `uri` input in a bucket outside input_bucket_arns,
 # a job role without the checkpoint statements): retrying cannot fix it, ``misconfiguration``.
 EXIT_ACCESS_DENIED = 77  # sysexits EX_NOPERM
+
+# The agent could not reach S3 or DynamoDB (throttled or unreachable after its retries) while staging or
+# checkpointing: not the program's fault, ``infra_transient``, retried (sysexits EX_TEMPFAIL).
+EXIT_STORE_UNAVAILABLE = 75

@@ -40,6 +40,7 @@ from stepspot.agent_exit_codes import (
     EXIT_MISCONFIGURATION,
     EXIT_OUTPUT_MISSING,
     EXIT_SPOT_NOTICE,
+    EXIT_STORE_UNAVAILABLE,
 )
 from stepspot.fleet import runner_invocation
 from stepspot.policy import FailureClass, Policy, stable_unit_random
@@ -203,9 +204,9 @@ def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> s
 
 
 def _staging_failure(job: dict[str, Any], exit_code: int | None) -> tuple[FailureClass, str] | None:
-    """The agent's data-staging and access exit codes, only for jobs the agent ran (a program's own 73/74/77
-    is its own)."""
-    if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING, EXIT_ACCESS_DENIED):
+    """The agent's data-staging, store and access exit codes, only for jobs the agent ran (a program's own
+    73/74/75/77 is its own)."""
+    if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING, EXIT_ACCESS_DENIED, EXIT_STORE_UNAVAILABLE):
         return None
     command = _ci(_ci(job, "Container") or {}, "Command") or []
     if runner_invocation([str(part) for part in command]) is None:  # the container command fleet.py builds
@@ -217,6 +218,9 @@ def _staging_failure(job: dict[str, Any], exit_code: int | None) -> tuple[Failur
             "grant the request to the job role"
         )
         return FailureClass.MISCONFIGURATION, f"exit code {exit_code}: {why}"
+    if exit_code == EXIT_STORE_UNAVAILABLE:
+        why = "the stepspot runner could not reach S3 or DynamoDB after its retries (the job log says which); retried"
+        return FailureClass.INFRA_TRANSIENT, f"exit code {exit_code}: {why}"
     if exit_code == EXIT_INPUT_UNAVAILABLE:
         why = "a declared input is missing or corrupt (the job log names the file); retried"
         return FailureClass.INFRA_TRANSIENT, f"exit code {exit_code}: {why}"

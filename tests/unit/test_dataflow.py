@@ -187,6 +187,14 @@ def test_staging_exit_codes_are_classified_only_for_agent_jobs() -> None:
         "otherwise grant the request to the job role",
     )
     assert classify("States.TaskFailed", _failed(77, ["md"])).failure_class is FailureClass.APP_ERROR
+    # S3 or DynamoDB out of reach (throttled, a network blip) after the runner's own retries: retried
+    unreachable = classify("States.TaskFailed", _failed(75, agent))
+    assert (unreachable.failure_class, unreachable.reason) == (
+        FailureClass.INFRA_TRANSIENT,
+        "exit code 75: the stepspot runner could not reach S3 or DynamoDB after its retries (the job log says "
+        "which); retried",
+    )
+    assert classify("States.TaskFailed", _failed(75, ["md"])).failure_class is FailureClass.APP_ERROR
 
 
 @pytest.mark.parametrize(

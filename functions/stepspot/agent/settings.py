@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stepspot.agent_exit_codes import EXIT_ACCESS_DENIED as EXIT_ACCESS_DENIED  # 77, shared with failures.py
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
+from stepspot.agent_exit_codes import EXIT_STORE_UNAVAILABLE as EXIT_STORE_UNAVAILABLE  # 75, shared too
 from stepspot.checkpointing.model import parse_interval, validate_id
 from stepspot.dataflow import DataflowError, InputSpec, parse_inputs, parse_outputs
 from stepspot.log_events import UNKNOWN_DIMENSION_VALUE
@@ -24,7 +25,6 @@ EXIT_UNKNOWN_WORKFLOW = 65
 EXIT_BAD_DIRECTORY = 66
 EXIT_STORE_MISSING = 69
 EXIT_INTERNAL = 70
-EXIT_STORE_UNAVAILABLE = 75
 EXIT_NOT_EXECUTABLE = 126
 EXIT_COMMAND_NOT_FOUND = 127
 
