@@ -93,6 +93,25 @@ def test_a_named_queue_the_deployment_lacks_is_refused():
     )
 
 
+def test_a_task_pinned_to_a_spot_queue_that_does_not_allow_spot_is_refused():
+    # spot_enabled false (or spot_strategy on-demand-only) and queue 'spot' contradict: it would run on Spot
+    assert _check(queue="spot", use_spot=False) == (
+        "task 'sim' names queue 'spot', but Spot is off for it (its spot_enabled is false or global_config."
+        "spot_strategy is 'on-demand-only'): set its queue to 'on-demand' or 'auto', or allow Spot"
+    )
+    values = {**SMALL, "gpu_enabled": True, "gpu_instance_types": ["g5.xlarge"]}
+    assert "names queue 'gpu-spot', but Spot is off for it" in (_check(values, queue="gpu-spot", use_spot=False) or "")
+    assert _check(queue="on-demand", use_spot=False) is None
+    loaded = parse_workflow(
+        {
+            "global_config": {"spot_strategy": "on-demand-only"},
+            "tasks": [{"id": "pinned", "container_image": "i", "command": ["x"], "queue": "spot"}],
+        }
+    )
+    (problem,) = check_workflow(loaded.workflow, capacity_from_variables(SMALL, "dev", DEV))
+    assert "names queue 'spot', but Spot is off for it" in problem.message
+
+
 def test_a_multi_node_task_asking_more_nodes_than_allowed_is_refused():
     assert _check(nodes=6, vcpus=8, memory=8192) == (
         "task 'sim' asks for 6 nodes, more than the 4 the multi-node environment of 'dev' allows (mnp_max_nodes in "
