@@ -177,6 +177,19 @@ def test_terraform_variables_mirror_the_default_instance_types():
         assert declared.get(name) == value, name
 
 
+def test_the_terraform_efa_list_agrees_with_the_instance_table():
+    """The compute module refuses mnp_efa_enabled on types outside its EFA list: for every type both know,
+    EC2's EfaSupported (the table) must agree, so the list never lets a non-EFA type through."""
+    import re
+
+    text = (REPO / "terraform/modules/compute/main.tf").read_text()
+    listed = set(re.findall(r'"([^"]+)"', re.search(r"efa_instance_types = toset\(\[(.*?)\]\)", text, re.S).group(1)))
+    table = default_instance_table()
+    known = {name: table.get(name) for name in listed if table.get(name) is not None}
+    assert known, "no type of the Terraform EFA list is in the instance table"
+    assert sorted(name for name, t in known.items() if not t.efa) == []
+
+
 def _dev_like(tmp_path: Path) -> Path:
     """The repository's dev variables, with the GPU queues dev is to have (CONTRACTS.md: gpu_enabled)."""
     (tmp_path / "terraform/environments").mkdir(parents=True)
