@@ -19,7 +19,8 @@ Classes (each with its own retry budget in ``stepspot.policy`` and its own metri
   with "not found", "does not exist", "manifest unknown", "pull access denied"), the role is denied
   (``AccessDenied``, "is not authorized to perform"), the container's program is not in the image (runc's
   ``exec: "...": executable file not found``, e.g. no ``/bin/sh`` for the runner), or the runner could not
-  start the program in the image (``EXIT_MISCONFIGURATION``, 78, only when the runner ran the job).
+  start in the image (``EXIT_MISCONFIGURATION``, 78) or found the task's command missing or not executable
+  there (127, 126): these three only when the runner ran the job.
 - ``app_error``: the program failed (non-zero exit, out of memory, timeout), and anything unrecognised:
   retrying an unknown failure a bounded number of times is the safe default. An out-of-memory attempt
   (``OutOfMemoryError: Container killed due to memory usage``, exit 137) is marked ``out_of_memory``: its
@@ -36,8 +37,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepspot.agent_exit_codes import (
+    EXIT_COMMAND_NOT_FOUND,
     EXIT_INPUT_UNAVAILABLE,
     EXIT_MISCONFIGURATION,
+    EXIT_NOT_EXECUTABLE,
     EXIT_OUTPUT_MISSING,
     EXIT_SPOT_NOTICE,
 )
@@ -209,6 +212,13 @@ def _misconfiguration(reasons: list[str], text: str, exit_code: int | None, comm
             else "use an image that has it, or fix the task's command"
         )
         return f'{_first(reasons, _PROGRAM_MISSING)}: the image has no program "{program}": {fix}'
+    # The runner's codes (it prints the sentence naming the command); outside the runner they are the program's.
+    if wrapped and exit_code in (EXIT_COMMAND_NOT_FOUND, EXIT_NOT_EXECUTABLE):
+        what = "was not found" if exit_code == EXIT_COMMAND_NOT_FOUND else "is not executable"
+        return (
+            f"exit code {exit_code}: the task's command (or a program it runs) {what} in the image, as the job log "
+            "says: use an image that has it, or fix the task's command"
+        )
     # 78 is the runner's (and its shell's) own; a program the runner does not wrap may exit 78 for its reasons.
     if exit_code == EXIT_MISCONFIGURATION and wrapped:
         return (

@@ -275,6 +275,23 @@ def test_a_programs_own_exit_78_outside_the_runner_is_an_application_error():
     assert (found.failure_class, found.reason) == (FailureClass.APP_ERROR, "exit code 78")
 
 
+@pytest.mark.parametrize(("code", "what"), [(127, "was not found"), (126, "is not executable")])
+def test_a_command_the_runner_cannot_start_in_the_image_is_a_misconfiguration(code, what):
+    # Given a wrapped task whose command the runner did not find (or could not execute) in the image
+    job = json.loads(json.dumps(RUNNER_MISCONFIGURED))
+    job["Attempts"][0]["Container"]["ExitCode"] = job["Container"]["ExitCode"] = code
+    found = classify("States.TaskFailed", _cause(job))
+    # Then retrying the same image cannot help: misconfiguration, saying what to change
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.reason == (
+        f"exit code {code}: the task's command (or a program it runs) {what} in the image, as the job log says: "
+        "use an image that has it, or fix the task's command"
+    )
+    # A program that is not wrapped keeps its own exit code's meaning
+    job["Container"]["Command"] = ["python", "train.py"]
+    assert classify("States.TaskFailed", _cause(job)).failure_class is FailureClass.APP_ERROR
+
+
 def test_a_program_the_image_does_not_have_is_a_misconfiguration():
     found = classify("States.TaskFailed", _cause(PROGRAM_NOT_IN_IMAGE))
     assert found.failure_class is FailureClass.MISCONFIGURATION

@@ -13,6 +13,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepspot.agent_exit_codes import EXIT_COMMAND_NOT_FOUND as EXIT_COMMAND_NOT_FOUND  # shared with failures.py
+from stepspot.agent_exit_codes import EXIT_NOT_EXECUTABLE as EXIT_NOT_EXECUTABLE
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
 from stepspot.checkpointing.model import parse_interval, validate_id
 from stepspot.dataflow import DataflowError, InputSpec, parse_inputs, parse_outputs
@@ -25,8 +27,6 @@ EXIT_STORE_MISSING = 69
 EXIT_INTERNAL = 70
 EXIT_STORE_UNAVAILABLE = 75
 EXIT_ACCESS_DENIED = 77
-EXIT_NOT_EXECUTABLE = 126
-EXIT_COMMAND_NOT_FOUND = 127
 
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 DEFAULT_IMDS_POLL_SECONDS = 5.0
