@@ -127,8 +127,9 @@ class RunReporter:
         if not (notice or final or seconds >= EXPOSURE_FLUSH_SECONDS):
             return
         self._exposure_from = now
+        simulated = seconds * self.settings.time_scale  # the MTBI it feeds is in simulated seconds too
         self._write(
-            "interruption statistics", self.table.add_interruption_exposure, *self.placement, seconds, int(notice)
+            "interruption statistics", self.table.add_interruption_exposure, *self.placement, simulated, int(notice)
         )
 
     def flag_empty(self, waited: float) -> None:
