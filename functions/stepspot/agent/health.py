@@ -138,7 +138,7 @@ class RunReporter:
             return
         self.empty_flagged = True
         log.warning(
-            "%s: %s is still empty %.0f s (%d checkpoint intervals) after the program started; the program must "
+            "%s: %s is still empty %.1f s (%d checkpoint intervals) after the program started; the program must "
             "write its restart files there, or a reclaim restarts it from zero",
             CHECKPOINT_EMPTY_MESSAGE,
             self.settings.directory,
