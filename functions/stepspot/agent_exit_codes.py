@@ -6,9 +6,14 @@ so the classifier recognises what the agent meant without importing the agent.
 
 from __future__ import annotations
 
-# The runner could not start the task's program in this image (no usable python3, the program missing):
-# retrying cannot fix it, the failure classifier makes it ``misconfiguration`` (sysexits EX_CONFIG).
+# The runner cannot run in this image or deployment (no usable python3, no bundle on the host, a runner of
+# another build): retrying cannot fix it, the failure classifier makes it ``misconfiguration`` (EX_CONFIG).
 EXIT_MISCONFIGURATION = 78
+
+# The shell's codes, which the runner also uses when the task's command is not in the image or not
+# executable; from a job the runner ran, the classifier makes them ``misconfiguration`` too.
+EXIT_NOT_EXECUTABLE = 126
+EXIT_COMMAND_NOT_FOUND = 127
 
 # The agent stopped because of an EC2 Spot interruption notice (IMDS ``spot/instance-action``) and the
 # host was not reclaimed within the wait (a ``stop``/``hibernate`` action, a reclaim that did not come,

@@ -14,7 +14,8 @@ Guide's "Compute resource memory management"), and the Batch AMI reserves 32 MiB
 Queues (``tasks[].queue``, default ``auto``): ``auto`` puts a single-node task on Spot with On-Demand
 as fallback (``spot`` and ``on-demand``; only ``on-demand`` when Spot is not allowed), a task with GPUs
 on the GPU pair (``gpu-spot``, ``gpu-on-demand``), a multi-node task on ``mnp``; ``gpu`` asks for the
-GPU pair explicitly; a queue name pins the task to that one queue.
+GPU pair explicitly; a queue name pins the task to that one queue (a Spot queue only for a task that
+allows Spot).
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ def check_task(
         return (
             f"task {task_id!r} runs on {nodes} nodes, which only the multi-node queue {MNP!r} can do, but names "
             f"queue {queue!r}: remove its queue (or set it to {MNP!r})"
+        )
+    if queue in (SPOT, GPU_SPOT) and not use_spot:  # pinned to Spot, which the task does not allow
+        return (
+            f"task {task_id!r} names queue {queue!r}, but Spot is off for it (its spot_enabled is false or "
+            "global_config.spot_strategy is 'on-demand-only'): set its queue to "
+            f"{ON_DEMAND if queue == SPOT else GPU_ON_DEMAND!r} or {QUEUE_AUTO!r}, or allow Spot"
         )
     if queue in QUEUE_NAMES and queue not in capacity.queues:
         return (

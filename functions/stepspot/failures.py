@@ -17,8 +17,10 @@ Classes (each with its own retry budget in ``stepspot.policy`` and its own metri
   what to change: no instance type of the queue holds it (``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT``
   and the other ``MISCONFIGURATION:`` reasons), the image does not exist (``CannotPullContainerError``
   with "not found", "does not exist", "manifest unknown", "pull access denied"), the role is denied
-  (``AccessDenied``, "is not authorized to perform"), or the runner could not start the program in the
-  image (``EXIT_MISCONFIGURATION``, 78).
+  (``AccessDenied``, "is not authorized to perform"), the container's program is not in the image (runc's
+  ``exec: "...": executable file not found``, e.g. no ``/bin/sh`` for the runner), or the runner could not
+  start in the image (``EXIT_MISCONFIGURATION``, 78) or found the task's command missing or not executable
+  there (127, 126): these three only when the runner ran the job.
 - ``app_error``: the program failed (non-zero exit, out of memory, timeout), and anything unrecognised:
   retrying an unknown failure a bounded number of times is the safe default. An out-of-memory attempt
   (``OutOfMemoryError: Container killed due to memory usage``, exit 137) is marked ``out_of_memory``: its
@@ -36,8 +38,10 @@ from typing import Any
 
 from stepspot.agent_exit_codes import (
     EXIT_ACCESS_DENIED,
+    EXIT_COMMAND_NOT_FOUND,
     EXIT_INPUT_UNAVAILABLE,
     EXIT_MISCONFIGURATION,
+    EXIT_NOT_EXECUTABLE,
     EXIT_OUTPUT_MISSING,
     EXIT_SPOT_NOTICE,
     EXIT_STORE_UNAVAILABLE,
@@ -64,6 +68,11 @@ _IMAGE_MISSING = re.compile(
     r"CannotPullContainerError.*(?:not found|does not exist|manifest unknown|pull access denied|"
     r"invalid reference format|repository .* not found|name unknown)",
     re.IGNORECASE,
+)
+# runc could not start the container's entry program: it is not in the image. Retrying the same image cannot
+# help (``exec: "gmx": executable file not found in $PATH``, ``exec: "/bin/sh": stat /bin/sh: no such file``).
+_PROGRAM_MISSING = re.compile(
+    r'exec: \\?"(?P<program>[^"\\]+)\\?": (?:executable file not found in \$PATH|stat \S+: no such file or directory)'
 )
 _ACCESS_DENIED = re.compile(r"AccessDenied|is not authorized to perform|UnauthorizedOperation", re.IGNORECASE)
 _INFRA_TRANSIENT = re.compile(
@@ -164,7 +173,7 @@ def classify(error: str | None, cause: str | None) -> Classification:
         return Classification(staging[0], staging[1], exit_code, None, job_id)
     if _CAPACITY.search(text):
         return Classification(FailureClass.CAPACITY, _first(reasons, _CAPACITY), exit_code, None, job_id)
-    misconfigured = _misconfiguration(reasons, text, exit_code)
+    misconfigured = _misconfiguration(reasons, text, exit_code, _container_command(job))
     if misconfigured is not None:
         return Classification(FailureClass.MISCONFIGURATION, misconfigured, exit_code, None, job_id)
     if _OUT_OF_MEMORY.search(text):
@@ -179,8 +188,9 @@ def classify(error: str | None, cause: str | None) -> Classification:
     return Classification(FailureClass.APP_ERROR, reason, exit_code, None, job_id)
 
 
-def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> str | None:
+def _misconfiguration(reasons: list[str], text: str, exit_code: int | None, command: list[str]) -> str | None:
     """The reason and what to change, when retrying cannot fix the failure; else None."""
+    wrapped = runner_invocation(command) is not None  # the container command is the task runner's
     match = _MISCONFIGURATION.search(text)
     if match:
         fix = _MISCONFIGURATION_FIXES.get(match.group("what"), _MISCONFIGURATION_FIX)
@@ -195,7 +205,24 @@ def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> s
             f"{_first(reasons, _ACCESS_DENIED)}: the job's role is denied; grant that permission to the job "
             "role (Terraform module iam) or fix the resource the task names"
         )
-    if exit_code == EXIT_MISCONFIGURATION:
+    missing = _PROGRAM_MISSING.search(text)
+    if missing:
+        program = missing.group("program")
+        fix = (
+            "the stepspot task runner needs /bin/sh and python3 >= 3.9 in the image: use an image that has them"
+            if wrapped and command[:1] == [program]
+            else "use an image that has it, or fix the task's command"
+        )
+        return f'{_first(reasons, _PROGRAM_MISSING)}: the image has no program "{program}": {fix}'
+    # The runner's codes (it prints the sentence naming the command); outside the runner they are the program's.
+    if wrapped and exit_code in (EXIT_COMMAND_NOT_FOUND, EXIT_NOT_EXECUTABLE):
+        what = "was not found" if exit_code == EXIT_COMMAND_NOT_FOUND else "is not executable"
+        return (
+            f"exit code {exit_code}: the task's command (or a program it runs) {what} in the image, as the job log "
+            "says: use an image that has it, or fix the task's command"
+        )
+    # 78 is the runner's (and its shell's) own; a program the runner does not wrap may exit 78 for its reasons.
+    if exit_code == EXIT_MISCONFIGURATION and wrapped:
         return (
             f"exit code {exit_code}: the stepspot runner could not start the program in this image (for "
             "example no usable python3); use an image with python3, or fix the task's command"
@@ -203,13 +230,16 @@ def _misconfiguration(reasons: list[str], text: str, exit_code: int | None) -> s
     return None
 
 
+def _container_command(job: dict[str, Any]) -> list[str]:
+    return [str(part) for part in _ci(_ci(job, "Container") or {}, "Command") or []]
+
+
 def _staging_failure(job: dict[str, Any], exit_code: int | None) -> tuple[FailureClass, str] | None:
     """The agent's data-staging, store and access exit codes, only for jobs the agent ran (a program's own
     73/74/75/77 is its own)."""
     if exit_code not in (EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING, EXIT_ACCESS_DENIED, EXIT_STORE_UNAVAILABLE):
         return None
-    command = _ci(_ci(job, "Container") or {}, "Command") or []
-    if runner_invocation([str(part) for part in command]) is None:  # the container command fleet.py builds
+    if runner_invocation(_container_command(job)) is None:  # the container command fleet.py builds
         return None
     if exit_code == EXIT_ACCESS_DENIED:
         why = (

@@ -40,6 +40,12 @@ DEFAULT_PORT = 7470
 DEFAULT_RENDEZVOUS_SECONDS = 600.0
 EXIT_RENDEZVOUS_FAILED = 75  # sysexits EX_TEMPFAIL: a node did not report in time (a retry may succeed)
 EXIT_USAGE = 64
+USAGE = "usage: stepspot-agent mpi -- COMMAND [ARG...] (the command the main node runs)"
+HELP = (
+    "In an AWS Batch multi-node parallel job, the main node waits for the other nodes, writes the host file\n"
+    "($STEPSPOT_MPI_HOSTFILE) and runs COMMAND; the other nodes report their address, run\n"
+    "$STEPSPOT_MPI_WORKER_COMMAND if set, and wait for the main node to end. A single-node job runs COMMAND."
+)
 
 
 @dataclass(frozen=True)
@@ -232,10 +238,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["mpi"]:
         args = args[1:]
+    if args[:1] in (["-h"], ["--help"]):  # a request for help, not a command of that name
+        print(f"{USAGE}\n\n{HELP}")
+        return 0
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        _log("usage: stepspot-agent mpi -- COMMAND [ARG...] (the command the main node runs)")
+        _log(USAGE)
         return EXIT_USAGE
     env = dict(os.environ if environ is None else environ)
     try:

@@ -72,17 +72,21 @@ def test_the_multi_node_task_runs_with_one_rank_per_node(run_local, tmp_path):
 
 
 def test_a_misconfigured_task_fails_at_once_without_retries(run_local, write_workflow):
-    # Given a task whose runner cannot start the program in its image (exit 78), with retries left
+    # Given a task the runner wraps (it checkpoints) ending with the runner's misconfiguration code 78 (what
+    # the container command's shell gives an image without python3), with retries left
     task = {
         "id": "broken",
         "container_image": "python:3.12",
         "command": [PY, "-c", "import sys; sys.exit(78)"],
+        "checkpoint_enabled": True,
         "retry_attempts": 3,
     }
     summary = run_local(write_workflow([task]))
-    # Then one attempt, no retry, and the reason says what to change
+    # Then one attempt, no retry, the reason says what to change, and its own metric counts it once
     assert summary.status == "FAILED"
     (row,) = summary.per_task
     assert (row["state"], row["attempts"]) == ("FAILED", 1)
     assert "misconfiguration" in (summary.cause or "")
     assert "use an image with python3" in (summary.cause or "")
+    assert summary.metrics.get("MisconfigurationFailures") == 1
+    assert not summary.metrics.get("ApplicationFailures")

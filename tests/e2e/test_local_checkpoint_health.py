@@ -73,6 +73,18 @@ def test_a_checkpointed_task_that_saves_nothing_is_flagged(write_workflow, tmp_p
     assert sum('"stepspot_event": "checkpoint_empty"' in log for log in logs) == 1
 
 
+def test_an_auto_interval_task_that_saves_nothing_is_flagged_in_compressed_time(write_workflow, tmp_path, capsys):
+    # Given a checkpointed task with the 'auto' interval (first checkpoint after 60 simulated seconds, 0.2 s
+    # real at this time scale) that writes nothing into its checkpoint directory
+    tasks = [sleep_task("silent-auto", 2.5, checkpoint_enabled=True, checkpoint_interval="auto")]
+    out = tmp_path / "summary.json"
+    argv = ["local", str(write_workflow(tasks, "silent-auto")), "--no-progress", "--time-scale", str(TIME_SCALE)]
+    assert main([*argv, "--summary-json", str(out), "--workdir", str(tmp_path / "w")]) == 0
+    # Then local mode flags it, as AWS would two minutes in
+    summary = json.loads(out.read_text())
+    assert summary["checkpoint_warnings"] == [f"silent-auto: {CHECKPOINT_EMPTY_MESSAGE}"]
+
+
 def test_lost_work_per_reclaim_is_at_most_one_interval_plus_the_notice_handling(run_local, write_workflow, tmp_path):
     script = tmp_path / "counter.py"
     script.write_text(COUNTER)

@@ -325,6 +325,20 @@ def test_status_flags_an_empty_checkpoint_directory_and_shows_lost_work(
     assert "42.5" in run_row and "1.5" in run_row
 
 
+def test_status_shows_the_memory_each_attempt_had(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_progress(env)
+    # Given "run" ran out of memory with 4096 MiB and its second attempt got 6144 MiB (attempt manager)
+    env.put_task(
+        "md-1", "run", state="RUNNING", attempts=2, interruptions=0, base_memory=4096, memory_escalations=[[2, 6144]]
+    )
+    assert main(["status", "md-1", "--json"]) == 0
+    tasks = {task["id"]: task for task in json.loads(capsys.readouterr().out)["tasks"]}
+    assert tasks["run"]["memory_mib"] == [4096, 6144]
+    assert main(["status", "md-1"]) == 0
+    run_row = next(line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("run "))
+    assert "4096, 6144" in run_row
+
+
 def test_status_accepts_the_execution_arn(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     arn = seed_progress(env)
     assert main(["status", arn, "--json"]) == 0

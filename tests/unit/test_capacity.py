@@ -93,6 +93,25 @@ def test_a_named_queue_the_deployment_lacks_is_refused():
     )
 
 
+def test_a_task_pinned_to_a_spot_queue_that_does_not_allow_spot_is_refused():
+    # spot_enabled false (or spot_strategy on-demand-only) and queue 'spot' contradict: it would run on Spot
+    assert _check(queue="spot", use_spot=False) == (
+        "task 'sim' names queue 'spot', but Spot is off for it (its spot_enabled is false or global_config."
+        "spot_strategy is 'on-demand-only'): set its queue to 'on-demand' or 'auto', or allow Spot"
+    )
+    values = {**SMALL, "gpu_enabled": True, "gpu_instance_types": ["g5.xlarge"]}
+    assert "names queue 'gpu-spot', but Spot is off for it" in (_check(values, queue="gpu-spot", use_spot=False) or "")
+    assert _check(queue="on-demand", use_spot=False) is None
+    loaded = parse_workflow(
+        {
+            "global_config": {"spot_strategy": "on-demand-only"},
+            "tasks": [{"id": "pinned", "container_image": "i", "command": ["x"], "queue": "spot"}],
+        }
+    )
+    (problem,) = check_workflow(loaded.workflow, capacity_from_variables(SMALL, "dev", DEV))
+    assert "names queue 'spot', but Spot is off for it" in problem.message
+
+
 def test_a_multi_node_task_asking_more_nodes_than_allowed_is_refused():
     assert _check(nodes=6, vcpus=8, memory=8192) == (
         "task 'sim' asks for 6 nodes, more than the 4 the multi-node environment of 'dev' allows (mnp_max_nodes in "
@@ -156,6 +175,19 @@ def test_terraform_variables_mirror_the_default_instance_types():
     defaults = default_instance_table().defaults
     for name, value in defaults.items():
         assert declared.get(name) == value, name
+
+
+def test_the_terraform_efa_list_agrees_with_the_instance_table():
+    """The compute module refuses mnp_efa_enabled on types outside its EFA list: for every type both know,
+    EC2's EfaSupported (the table) must agree, so the list never lets a non-EFA type through."""
+    import re
+
+    text = (REPO / "terraform/modules/compute/main.tf").read_text()
+    listed = set(re.findall(r'"([^"]+)"', re.search(r"efa_instance_types = toset\(\[(.*?)\]\)", text, re.S).group(1)))
+    table = default_instance_table()
+    known = {name: table.get(name) for name in listed if table.get(name) is not None}
+    assert known, "no type of the Terraform EFA list is in the instance table"
+    assert sorted(name for name, t in known.items() if not t.efa) == []
 
 
 def _dev_like(tmp_path: Path) -> Path:

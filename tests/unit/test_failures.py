@@ -9,6 +9,7 @@ import pytest
 
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE
 from stepspot.failures import Classification, classify, decide, with_memory
+from stepspot.fleet import agent_command
 from stepspot.policy import DEFAULT_POLICY, FailureClass
 
 # As Step Functions puts them in Cause (PascalCase), trimmed to the fields that matter.
@@ -211,7 +212,25 @@ RUNNER_MISCONFIGURED = {
     "Status": "FAILED",
     "StatusReason": "Essential container in task exited",
     "Attempts": [{"Container": {"ExitCode": 78}, "StatusReason": "Essential container in task exited"}],
-    "Container": {"ExitCode": 78},
+    "Container": {"ExitCode": 78, "Command": agent_command(["python", "train.py"], wrapped=True)},
+}
+# The container's entry program is not in the image: runc refuses to start it (CannotStartContainerError
+# as ECS reports it, e.g. github.com/aws/amazon-ecs-cli/issues/1136 and nextflow-io/nextflow/issues/5657).
+PROGRAM_NOT_IN_IMAGE = {
+    "JobId": "9f0a1b2c-3d4e-4f50-8162-738495061728",
+    "Status": "FAILED",
+    "StatusReason": "Task failed to start",
+    "Attempts": [
+        {
+            "Container": {
+                "Reason": "CannotStartContainerError: Error response from daemon: failed to create task for container: "
+                "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container "
+                'process: exec: "gmx": executable file not found in $PATH: unknown'
+            },
+            "StatusReason": "Task failed to start",
+        }
+    ],
+    "Container": {"Command": ["gmx", "mdrun"]},
 }
 
 
@@ -245,6 +264,58 @@ def test_the_runners_misconfiguration_exit_code_is_a_misconfiguration():
     assert found.failure_class is FailureClass.MISCONFIGURATION
     assert found.exit_code == 78
     assert "use an image with python3" in found.reason
+
+
+def test_a_programs_own_exit_78_outside_the_runner_is_an_application_error():
+    # Given a task the runner does not wrap (no checkpoints, no data) whose program exits 78 by itself
+    job = json.loads(json.dumps(RUNNER_MISCONFIGURED))
+    job["Container"]["Command"] = ["python", "train.py"]
+    found = classify("States.TaskFailed", _cause(job))
+    # Then it is the program's failure, retried as such, not blamed on the runner
+    assert (found.failure_class, found.reason) == (FailureClass.APP_ERROR, "exit code 78")
+
+
+@pytest.mark.parametrize(("code", "what"), [(127, "was not found"), (126, "is not executable")])
+def test_a_command_the_runner_cannot_start_in_the_image_is_a_misconfiguration(code, what):
+    # Given a wrapped task whose command the runner did not find (or could not execute) in the image
+    job = json.loads(json.dumps(RUNNER_MISCONFIGURED))
+    job["Attempts"][0]["Container"]["ExitCode"] = job["Container"]["ExitCode"] = code
+    found = classify("States.TaskFailed", _cause(job))
+    # Then retrying the same image cannot help: misconfiguration, saying what to change
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.reason == (
+        f"exit code {code}: the task's command (or a program it runs) {what} in the image, as the job log says: "
+        "use an image that has it, or fix the task's command"
+    )
+    # A program that is not wrapped keeps its own exit code's meaning
+    job["Container"]["Command"] = ["python", "train.py"]
+    assert classify("States.TaskFailed", _cause(job)).failure_class is FailureClass.APP_ERROR
+
+
+def test_a_program_the_image_does_not_have_is_a_misconfiguration():
+    found = classify("States.TaskFailed", _cause(PROGRAM_NOT_IN_IMAGE))
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.reason.endswith(
+        'exec: "gmx": executable file not found in $PATH: unknown: the image has no program "gmx": use an image '
+        "that has it, or fix the task's command"
+    )
+
+
+def test_an_image_without_the_shell_the_runner_needs_is_a_misconfiguration_that_says_what_it_needs():
+    # Given a wrapped task on an image without /bin/sh (distroless, scratch): runc cannot start the runner
+    job = json.loads(json.dumps(PROGRAM_NOT_IN_IMAGE))
+    job["Container"]["Command"] = agent_command(["gmx", "mdrun"], wrapped=True)
+    job["Attempts"][0]["Container"]["Reason"] = (
+        "CannotStartContainerError: Error response from daemon: failed to create task for container: failed to "
+        "create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
+        'exec: "/bin/sh": stat /bin/sh: no such file or directory: unknown'
+    )
+    found = classify("States.TaskFailed", _cause(job))
+    assert found.failure_class is FailureClass.MISCONFIGURATION
+    assert found.reason.endswith(
+        'the image has no program "/bin/sh": the stepspot task runner needs /bin/sh and python3 >= 3.9 in the '
+        "image: use an image that has them"
+    )
 
 
 def test_a_misconfiguration_is_not_retried_and_the_decision_keeps_the_fix():

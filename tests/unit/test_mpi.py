@@ -94,3 +94,15 @@ def test_a_worker_whose_main_node_never_answers_gives_up(tmp_path: Path):
     )
     assert done.returncode == 75
     assert "did not answer within 1 s" in done.stderr
+
+
+def test_the_runners_help_lists_the_mpi_action_and_mpi_help_explains_it(capsys: pytest.CaptureFixture[str]):
+    from stepspot.agent.cli import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(["--help"])
+    assert ended.value.code == 0
+    assert "    mpi " in capsys.readouterr().out
+    # `mpi --help` is a request for help, not a command named --help
+    assert main(["mpi", "--help"]) == 0
+    assert "usage: stepspot-agent mpi -- COMMAND [ARG...]" in capsys.readouterr().out

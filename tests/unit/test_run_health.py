@@ -197,3 +197,36 @@ def test_interval_choice_is_logged_with_the_mtbi_behind_it(
         "checkpoint interval 169.7 s (auto: Young/Daly sqrt(2 x 2.00 s checkpoint x 7200 s MTBI), "
         "MTBI observed: 2 notices in 4.0 h)",
     ]
+
+
+def test_local_time_scale_compresses_the_auto_interval_like_every_other_timer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given local mode's time scale (simulated seconds per real second; the default 1 on AWS)
+    caplog.set_level("INFO", logger="stepspot.agent")
+    checkpointer = Checkpointer(settings(monkeypatch, STEPSPOT_TIME_SCALE="300"), store=None)  # type: ignore[arg-type]
+    # Then the first checkpoint comes after 60 simulated seconds, 0.2 s real
+    assert checkpointer.next_interval() == pytest.approx(AUTO_FIRST_CHECKPOINT_SECONDS / 300)
+    # And Young/Daly runs on the compressed MTBI and bounds: the real cost C, M = 21600 s / 300 = 72 s
+    checkpointer.cost = 0.1
+    assert checkpointer.next_interval() == pytest.approx(young_daly_interval(0.1, 72.0, 5.0 / 300, 72.0))
+    assert "time scale 300" in caplog.records[-1].getMessage()
+    # And the exposure it reports for the observed MTBI is simulated time too
+    calls: list[tuple[Any, ...]] = []
+
+    class Table:
+        def add_interruption_exposure(self, *args: Any) -> None:
+            calls.append(args)
+
+        def update_run(self, *args: Any) -> None:
+            pass
+
+    reporter = RunReporter(checkpointer.settings, Table(), "job-1", ("c7i.large", "eu-west-1a"))
+    reporter.program_started(100.0, None, None)
+    reporter.add_exposure(102.0, final=True)
+    assert calls == [("c7i.large", "eu-west-1a", 600.0, 0)]
+
+
+def test_a_time_scale_that_is_not_a_positive_number_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(agent.AgentExit, match="STEPSPOT_TIME_SCALE"):
+        settings(monkeypatch, STEPSPOT_TIME_SCALE="0")

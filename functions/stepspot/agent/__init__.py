@@ -42,8 +42,8 @@ Exit codes of the agent itself (the program's own code is forwarded otherwise):
   79  stopped on a Spot interruption notice: the program ended after an IMDS notice and the host was not
       reclaimed within --reclaim-wait (a stop/hibernate action), or SIGTERM came after the notice (ECS
       draining); the failure classifier counts it as a Spot reclaim
-  126 the command is not executable
-  127 the command was not found
+  126 the command is not executable (misconfiguration: not retried)
+  127 the command was not found (misconfiguration: not retried)
 """
 
 from __future__ import annotations

@@ -22,7 +22,13 @@ from stepspot.agent.settings import (
     AgentSettings,
 )
 from stepspot.checkpointing.files import DirectoryScanner
-from stepspot.checkpointing.model import Manifest, task_prefix, young_daly_interval
+from stepspot.checkpointing.model import (
+    MAX_INTERVAL_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    Manifest,
+    task_prefix,
+    young_daly_interval,
+)
 from stepspot.checkpointing.store import CheckpointStore, SaveResult
 from stepspot.errors import (
     AwsAccessDeniedError,
@@ -180,17 +186,20 @@ class Checkpointer:
         return result
 
     def next_interval(self) -> float:
+        scale = self.settings.time_scale  # 1 but in local mode: simulated durations become real waits
         if self.settings.interval is not None:
             interval, why = self.settings.interval, "fixed"
         elif self.cost is None:
-            interval = AUTO_FIRST_CHECKPOINT_SECONDS
+            interval = AUTO_FIRST_CHECKPOINT_SECONDS / scale
             why = "auto: first checkpoint, to measure its cost"
         else:
-            interval = young_daly_interval(self.cost, self.mtbi)
+            mtbi = self.mtbi / scale
+            interval = young_daly_interval(self.cost, mtbi, MIN_INTERVAL_SECONDS / scale, MAX_INTERVAL_SECONDS / scale)
             why = (
-                f"auto: Young/Daly sqrt(2 x {self.cost:.2f} s checkpoint x {self.mtbi:.0f} s MTBI), "
-                f"MTBI {self.mtbi_source}"
+                f"auto: Young/Daly sqrt(2 x {self.cost:.2f} s checkpoint x {mtbi:.0f} s MTBI), MTBI {self.mtbi_source}"
             )
+        if scale != 1 and self.settings.interval is None:
+            why += f"; local time scale {scale:g}"
         previous = self._logged_interval
         if previous is None or abs(interval - previous) > 0.05 * previous:
             log.info("checkpoint interval %.1f s (%s)", interval, why)

@@ -1,4 +1,4 @@
-"""``stepspot-agent`` command line: ``run``, ``save`` and ``restore``."""
+"""``stepspot-agent`` command line: ``run``, ``save`` and ``restore`` (``mpi``: ``stepspot.mpi``)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(save)
     restore = commands.add_parser("restore", help="restore the latest valid checkpoint and print it as JSON")
     _common(restore)
+    # Listed for --help only: main() hands `mpi ...` to stepspot.mpi before this parser sees it.
+    commands.add_parser(
+        "mpi",
+        help="multi-node job: the main node runs CMD with a host file, the other nodes serve it",
+        add_help=False,
+    )
     return parser
 
 

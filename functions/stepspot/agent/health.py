@@ -127,8 +127,9 @@ class RunReporter:
         if not (notice or final or seconds >= EXPOSURE_FLUSH_SECONDS):
             return
         self._exposure_from = now
+        simulated = seconds * self.settings.time_scale  # the MTBI it feeds is in simulated seconds too
         self._write(
-            "interruption statistics", self.table.add_interruption_exposure, *self.placement, seconds, int(notice)
+            "interruption statistics", self.table.add_interruption_exposure, *self.placement, simulated, int(notice)
         )
 
     def flag_empty(self, waited: float) -> None:
@@ -137,7 +138,7 @@ class RunReporter:
             return
         self.empty_flagged = True
         log.warning(
-            "%s: %s is still empty %.0f s (%d checkpoint intervals) after the program started; the program must "
+            "%s: %s is still empty %.1f s (%d checkpoint intervals) after the program started; the program must "
             "write its restart files there, or a reclaim restarts it from zero",
             CHECKPOINT_EMPTY_MESSAGE,
             self.settings.directory,

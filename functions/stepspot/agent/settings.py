@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepspot.agent_exit_codes import EXIT_ACCESS_DENIED as EXIT_ACCESS_DENIED  # 77, shared with failures.py
+from stepspot.agent_exit_codes import EXIT_COMMAND_NOT_FOUND as EXIT_COMMAND_NOT_FOUND  # shared with failures.py
+from stepspot.agent_exit_codes import EXIT_NOT_EXECUTABLE as EXIT_NOT_EXECUTABLE
 from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79, shared with failures.py
 from stepspot.agent_exit_codes import EXIT_STORE_UNAVAILABLE as EXIT_STORE_UNAVAILABLE  # 75, shared too
 from stepspot.checkpointing.model import parse_interval, validate_id
@@ -25,8 +27,6 @@ EXIT_UNKNOWN_WORKFLOW = 65
 EXIT_BAD_DIRECTORY = 66
 EXIT_STORE_MISSING = 69
 EXIT_INTERNAL = 70
-EXIT_NOT_EXECUTABLE = 126
-EXIT_COMMAND_NOT_FOUND = 127
 
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 DEFAULT_IMDS_POLL_SECONDS = 5.0
@@ -76,6 +76,10 @@ class AgentSettings:
     attempt: str = ""
     job_id: str = ""  # AWS_BATCH_JOB_ID: names the attempt's run record (stepspot.run_health); "" off Batch
     mtbi_explicit: bool = False  # STEPSPOT_CHECKPOINT_MTBI / --mtbi given: wins over the observed MTBI
+    # STEPSPOT_TIME_SCALE: simulated seconds per real second. 1 on AWS; local mode compresses time, and
+    # 'auto' divides its simulated durations (first checkpoint, MTBI, bounds) by it, as local mode does a
+    # numeric interval before the runner sees it.
+    time_scale: float = 1.0
 
     @property
     def staging(self) -> bool:
@@ -231,4 +235,17 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         attempt=os.environ.get("STEPSPOT_ATTEMPT", "") or os.environ.get("AWS_BATCH_JOB_ID", ""),
         job_id=os.environ.get("AWS_BATCH_JOB_ID", ""),
         mtbi_explicit=_env_or(args.mtbi, "STEPSPOT_CHECKPOINT_MTBI") is not None,
+        time_scale=_time_scale(os.environ.get("STEPSPOT_TIME_SCALE", "") or "1"),
     )
+
+
+def _time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise AgentExit(
+            EXIT_USAGE, f"STEPSPOT_TIME_SCALE must be a positive number (1 outside local mode), got {text!r}."
+        )
+    return value
