@@ -205,7 +205,6 @@ def _print_summary(summary: Any) -> None:
         console.print(f"  [yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost
-    cp = summary.critical_path
     rows = [
         (
             "tasks",
@@ -224,12 +223,7 @@ def _print_summary(summary: Any) -> None:
             f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
             f"at time scale {summary.time_scale:g}",
         ),
-        (
-            "critical path",
-            f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''}: planned "
-            f"{_hours(cp['estimated_seconds'])}, measured {_hours(cp['measured_scaled_seconds'])} "
-            f"({cp['measured_seconds']:.2f} s real)",
-        ),
+        ("critical path", _critical_path_text(summary.critical_path, summary.per_task)),
         ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
         (
@@ -313,10 +307,29 @@ def _lost_work_text(per_task: list[dict[str, Any]]) -> str:
 
 
 def _saving_text(savings_usd: float, percent: float) -> str:
-    if savings_usd >= 0:
+    if abs(savings_usd) < 0.005:
+        return "no difference"
+    if savings_usd > 0:
         return f"saved ${savings_usd:.2f} ({percent} %)"
-    # Many reclaims of short tasks can make Spot dearer: say so plainly rather than print "saved $-x".
-    return f"Spot cost ${-savings_usd:.2f} more (interrupted attempts)"
+    # Work done again (reclaims, failures) or fallbacks can make Spot dearer: say so plainly rather than
+    # print "saved $-x"; the "planned saving" row says what drove it.
+    return f"Spot cost ${-savings_usd:.2f} more"
+
+
+def _critical_path_text(cp: dict[str, Any], per_task: list[dict[str, Any]]) -> str:
+    """The planned critical path with its planned time and the time measured on that same path; a path
+    with a task that did not succeed has no measured time (its successful attempts do not add up to it)."""
+    path = f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''}"
+    states = {row["task_id"]: row["state"] for row in per_task}
+    unfinished = [t for t in cp["tasks"] if states.get(t) != TaskState.SUCCEEDED]
+    if unfinished:
+        shown = ", ".join(f"{t} {states.get(t, TaskState.PENDING)}" for t in unfinished[:3])
+        more = f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""
+        return f"{path}: planned {_hours(cp['estimated_seconds'])}, not measured ({shown}{more})"
+    return (
+        f"{path}: planned {_hours(cp['estimated_seconds'])}, measured {_hours(cp['measured_scaled_seconds'])} "
+        f"({cp['measured_seconds']:.2f} s real)"
+    )
 
 
 def _hours(seconds: float | None) -> str:

@@ -339,6 +339,9 @@ def summarise(
                 fallback_usd,
                 sum(measured.values()) * time_scale,
                 estimated_runtime,
+                status=status,
+                finished=counts["succeeded"],
+                total=counts["total"],
             ),
             "basis": "measured runtimes x time scale, price table of the plan; On-Demand = successful attempts "
             "only, as if nothing had been interrupted",
@@ -418,9 +421,19 @@ def _undeclared_inputs(plan: Plan, jobs: list[Any]) -> list[str]:
 
 
 def saving_explanation(
-    planned: float, measured: float, lost_usd: float, fallback_usd: float, ran_seconds: float, estimated_seconds: float
+    planned: float,
+    measured: float,
+    lost_usd: float,
+    fallback_usd: float,
+    ran_seconds: float,
+    estimated_seconds: float,
+    *,
+    status: str = "SUCCEEDED",
+    finished: int = 0,
+    total: int = 0,
 ) -> str:
-    """One sentence on what made the measured saving differ from the planned one."""
+    """One sentence on what made the measured saving differ from the planned one. A run that did not
+    finish (Ctrl-C, a failed task) measured only part of the plan: that comes first, whatever else."""
     reasons = []
     if estimated_seconds and abs(ran_seconds / estimated_seconds - 1) >= 0.1:
         ratio = ran_seconds / estimated_seconds
@@ -431,6 +444,10 @@ def saving_explanation(
         reasons.append(f"reclaimed or failed attempts cost ${lost_usd:.2f} of work done again")
     if fallback_usd >= 0.005:
         reasons.append(f"attempts moved to On-Demand paid ${fallback_usd:.2f} more than Spot")
+    if status != "SUCCEEDED":
+        how = "was interrupted" if status == "INTERRUPTED" else f"ended {status}"
+        head = f"The run {how} with {finished} of {total} tasks done: the measured cost covers only what ran"
+        return head + ("; " + "; ".join(reasons) if reasons else "") + "."
     if not reasons:
         return "The run went as planned: no work lost, runtimes close to the estimates."
     return "The difference comes from: " + "; ".join(reasons) + "."
