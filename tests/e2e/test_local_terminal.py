@@ -11,13 +11,16 @@ import re
 import select
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import sleep_task
+from local_helpers import MD_EXAMPLE, ROOT, sleep_task
+
+pytestmark = pytest.mark.slow
 
 STEPSPOT = str(Path(sys.executable).parent / "stepspot")
 MD_PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "molecular-dynamics" / "md.py"
@@ -29,6 +32,8 @@ def _spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
     if pid == 0:  # the child: a session leader with the pty as its terminal
         os.chdir(cwd)
         os.environ.pop("NO_COLOR", None)
+        for name in [n for n in os.environ if n.startswith("MAKE") or n == "MFLAGS"]:
+            del os.environ[name]  # a `make` started here is not a sub-make of `make test`
         os.environ["COLUMNS"] = "160"
         os.execv(argv[0], argv)
     return pid, fd
@@ -123,8 +128,6 @@ def test_ctrl_c_stops_a_run_with_130_and_leaves_no_process(write_workflow, tmp_p
 
 
 def _run_pipe(path: Path, workdir: Path, *flags: str) -> tuple[str, dict]:
-    import subprocess
-
     out = workdir / "summary.json"
     argv = [STEPSPOT, "local", str(path), "--workdir", str(workdir), "--summary-json", str(out), *flags]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
@@ -225,3 +228,64 @@ def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflo
     assert time.monotonic() - started < 3
     time.sleep(0.5)
     assert _processes_with(marker) == []
+
+
+DEMO_TASKS = {task["id"] for task in json.loads(MD_EXAMPLE.read_text())["tasks"]}
+
+
+def _event_lines(text: str) -> list[str]:
+    """The story's lines (``task: event``) as the terminal or the pipe showed them (the live table is
+    redrawn between them)."""
+    lines = (line.strip() for line in text.replace("\r", "\n").splitlines())
+    return [line for line in lines if line.split(": ", 1)[0] in DEMO_TASKS and ": " in line]
+
+
+def _per_task(lines: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in lines:
+        found.setdefault(line.split(":", 1)[0], []).append(line)
+    return found
+
+
+@pytest.mark.longest
+def test_make_demo_in_a_terminal_tells_the_story_a_pipe_shows_for_the_same_seed(tmp_path):
+    """`make demo` as a new user runs it, then again into a pipe: both finish, the terminal shows the live
+    table and the final table, and the same seed gives the same event lines and counts."""
+    make = shutil.which("make")
+    assert make, "make is not installed"
+
+    def demo(name: str) -> list[str]:
+        output = f"DEMO_OUTPUT=--workdir {tmp_path / name} --summary-json {tmp_path / name}.json"
+        return [make, "-s", "--no-print-directory", "demo", output]
+
+    pid, fd = _spawn(demo("tty"), ROOT)
+    text, code = _read_until_exit(pid, fd, timeout=300)
+    assert code == 0, "no exit within 300 s; the terminal showed:\n" + text[-3000:]
+    assert "running task" in text and "starting the local AWS emulator" in text  # the live display
+    assert "SUCCEEDED  workflow molecular-dynamics-simulation-" in text and "planned saving" in text
+    tty_summary = json.loads((tmp_path / "tty.json").read_text())
+    story = tty_summary["story"]
+    assert _event_lines(text) == story  # every event line, in the terminal, in the order it happened
+
+    # The story the Makefile promises for its seed: a reclaim, a resume from a checkpoint, a multi-node
+    # task On-Demand and why; and a critical path with its own measured time, a planned-vs-measured saving.
+    joined = "\n".join(story)
+    assert "production-replica: attempt 1 started on On-Demand: multi-node parallel jobs cannot run on Spot" in joined
+    assert re.search(r"^([a-z-]+): reclaimed after \d+ s on Spot \(attempt 1\)$", joined, re.M)
+    assert re.search(r": resumed from checkpoint [1-9]", joined)
+    assert re.search(r"critical path +data-preprocessing -> .*: planned [\d.]+ h, measured [\d.]+ h", text)
+    assert tty_summary["estimated_cost"]["explanation"] in " ".join(text.split())
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "MFLAGS"}
+    piped = subprocess.run(demo("pipe"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert piped.returncode == 0, piped.stdout[-3000:] + piped.stderr[-3000:]
+    assert "running task" not in piped.stdout  # no live display in a pipe, the same event lines
+    pipe_summary = json.loads((tmp_path / "pipe.json").read_text())
+
+    def counts(s: dict) -> tuple:
+        return s["attempts"], s["interruptions"], s["fallbacks_to_on_demand"], s["checkpoints"]
+
+    assert counts(pipe_summary) == counts(tty_summary)
+    # Tasks that run at the same time interleave as they happen; each task's own lines are the same.
+    assert _per_task(_event_lines(piped.stdout)) == _per_task(story)
+    assert sorted(pipe_summary["story"]) == sorted(story)
