@@ -445,7 +445,7 @@ def test_status_shows_a_failed_tasks_cause_and_log_tail(batch_logs: Env, capsys:
 def test_watch_stops_watching_on_ctrl_c_and_exits_130(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env.start("md-1")
+    arn = env.start("md-1")
     env.put_task("md-1", "run", state="RUNNING", attempts=1)
 
     def interrupted(_seconds: float) -> None:
@@ -455,6 +455,7 @@ def test_watch_stops_watching_on_ctrl_c_and_exits_130(
     assert main(["watch", "md-1"]) == 130
     err = capsys.readouterr().err
     assert "stopped watching; workflow md-1 keeps running" in err
+    assert env.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"  # watching stopped, not the run
 
 
 def test_logs_error_paths(batch_logs: Env, capsys: pytest.CaptureFixture[str]) -> None:
