@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 STEPSPOT = str(Path(sys.executable).parent / "stepspot")
 MD_PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "molecular-dynamics" / "md.py"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 
 
 def _spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
@@ -58,9 +59,17 @@ def _no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             os.waitpid(pid, 0)
 
 
-def _read_until_exit(pid: int, fd: int, timeout: float, stop_when: str | None = None) -> tuple[str, int | None]:
-    """Read the terminal until the child exits (or ``timeout``); returns the text and the exit code."""
+def _read_until_exit(
+    pid: int, fd: int, timeout: float, stop_when: str | None = None, raw: bool = False
+) -> tuple[str, int | None]:
+    """Read the terminal until the child exits (or ``timeout``); returns the text (without its escape
+    sequences unless ``raw``) and the exit code."""
     chunks: list[bytes] = []
+
+    def text() -> str:
+        decoded = b"".join(chunks).decode(errors="replace")
+        return decoded if raw else ANSI.sub("", decoded)
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
@@ -73,10 +82,10 @@ def _read_until_exit(pid: int, fd: int, timeout: float, stop_when: str | None = 
                 chunks.append(data)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return ANSI.sub("", b"".join(chunks).decode(errors="replace")), os.waitstatus_to_exitcode(status)
+            return text(), os.waitstatus_to_exitcode(status)
         if stop_when and stop_when in ANSI.sub("", b"".join(chunks).decode(errors="replace")):
-            return ANSI.sub("", b"".join(chunks).decode(errors="replace")), None
-    return ANSI.sub("", b"".join(chunks).decode(errors="replace")), None
+            return text(), None
+    return text(), None
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -215,19 +224,27 @@ def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflo
     task["command"] = [sys.executable, "-c", f"import time; time.sleep(120)  # {marker}"]
     path = write_workflow([task], "twice")
     pid, fd = _spawn([STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w")], tmp_path)
-    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started")
+    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started", raw=True)
     assert code is None, text
     deadline = time.monotonic() + 30
     while not _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     os.kill(pid, signal.SIGINT)
+    # The second press once the first was taken (two signals sent back to back can arrive as one).
+    first, code = _read_until_exit(pid, fd, timeout=10, stop_when="stopping the run", raw=True)
+    assert code is None, text + first
     os.kill(pid, signal.SIGINT)
     started = time.monotonic()
-    rest, code = _read_until_exit(pid, fd, timeout=10)
+    rest, code = _read_until_exit(pid, fd, timeout=10, raw=True)
+    rest = first + rest
     assert code == 130, text + rest
     assert time.monotonic() - started < 3
     time.sleep(0.5)
     assert _processes_with(marker) == []
+    # The live display hid the cursor; quitting at once must not leave the user's terminal without one.
+    shown = text + rest
+    assert HIDE_CURSOR in shown and shown.rfind(SHOW_CURSOR) > shown.rfind(HIDE_CURSOR), repr(shown[-300:])
+    assert "\nstepspot: interrupted" in ANSI.sub("", shown)  # on its own line, not after the live table
 
 
 DEMO_TASKS = {task["id"] for task in json.loads(MD_EXAMPLE.read_text())["tasks"]}

@@ -21,6 +21,7 @@ from typing import Any
 
 from rich import filesize
 from rich.console import Group
+from rich.control import Control
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         options.on_progress = lambda snapshot: live.update(_progress_view(snapshot))
     engine = LocalEngine(options)
     try:
-        with _interruptible(engine):
+        with _interruptible(engine, restore_cursor=show_progress):
             if show_progress:
                 with live:
                     summary = engine.run(loaded, source)
@@ -130,9 +131,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _interruptible(engine: Any) -> Iterator[None]:
+def _interruptible(engine: Any, restore_cursor: bool = False) -> Iterator[None]:
     """Ctrl-C stops the run in order (jobs killed, emulator down, summary kept); a second Ctrl-C
-    kills the jobs' process groups and exits at once."""
+    kills the jobs' process groups and exits at once, giving the terminal back the cursor the live
+    display hid (``restore_cursor``: its exit, which would show it, never runs)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -145,7 +147,11 @@ def _interruptible(engine: Any) -> Iterator[None]:
             engine.interrupt()
             return
         engine.kill_jobs_now()
-        os.write(2, b"stepspot: interrupted\n")
+        if restore_cursor:
+            with contextlib.suppress(OSError, ValueError):  # nothing may keep this handler from exiting
+                os.write(sys.stdout.fileno(), Control.show_cursor(True).segment.text.encode())
+        # Plain writes: a signal handler must not wait for the console's lock, which the display may hold.
+        os.write(2, b"\nstepspot: interrupted\n")
         os._exit(EXIT_INTERRUPTED)
 
     # SIGTERM (a CI job cancelled, `kill`) stops the run the same way: no job outlives this process.
