@@ -621,6 +621,29 @@ def test_watch_on_a_terminal_redraws_one_table_until_the_end(env: Env, monkeypat
     assert "\x1b[" in drawn  # colours and cursor movement on a terminal
 
 
+def test_watch_on_a_terminal_stops_on_ctrl_c_and_gives_the_cursor_back(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(remote_status, "console", Console(file=screen, force_terminal=True, width=120))
+    arn = seed_progress(env)
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote_status, "sleep", interrupted)
+    assert main(["watch", "md-1"]) == 130
+    drawn = screen.getvalue()
+    assert "spot_reclaim" in drawn  # the live table was drawn, then the live display ended
+    assert drawn.rfind("\x1b[?25h") > drawn.rfind("\x1b[?25l") >= 0
+    assert "stopped watching; workflow md-1 keeps running" in capsys.readouterr().err
+    assert env.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+
+
 # --------------------------------------------------------------------------- outputs
 
 
