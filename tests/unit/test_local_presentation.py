@@ -49,3 +49,15 @@ def test_a_critical_path_that_did_not_finish_has_no_measured_time() -> None:
     rows = [{"task_id": "a", "state": "SUCCEEDED"}, {"task_id": "b", "state": "FAILED"}]
     text = _critical_path_text(_cp(measured_scaled_seconds=3600.0), rows)
     assert text == "a -> b: planned 2.00 h, not measured (b FAILED)"
+
+
+def test_local_start_up_scaled_into_hours_is_named_as_such() -> None:
+    # 5 tasks estimated 9.5 h ran 19.9 h: 8 s real of runner start-up and staging x 7200 = 16 h of it
+    text = saving_explanation(3.35, 3.66, 1.46, 0.0, 19.9 * 3600, 9.5 * 3600, startup_seconds=8.0, time_scale=7200)
+    assert text == (
+        "The difference comes from: the tasks ran 109 % longer than estimated, their programs alone 59 % "
+        "shorter than estimated: the rest is this machine starting each attempt (task runner, data staging: "
+        "8.0 s real x 7200, seconds on AWS); reclaimed or failed attempts cost $1.46 of work done again."
+    )
+    # seconds of start-up at a small time scale are not worth a word
+    assert "starting each attempt" not in saving_explanation(1, 1, 0, 0, 7200, 3600, startup_seconds=1, time_scale=60)
