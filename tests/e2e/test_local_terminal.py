@@ -198,7 +198,14 @@ def test_the_same_seed_saves_and_restores_the_same_checkpoints(tmp_path):
     assert (first["attempts"], first["interruptions"], first["fallbacks_to_on_demand"]) == (4, 2, 1)
     assert first["checkpoints"] == second["checkpoints"] and first["checkpoints"]["restored"] == 2
     assert first["story"] == second["story"]  # one task at a time: the whole story in the same order
-    assert "produce: resumed from checkpoint" in "\n".join(first["story"])
+    story = "\n".join(first["story"])
+    assert "prep: attempt 1 started on On-Demand: the task does not allow Spot" in story
+    assert "produce: attempt 1 started on Spot: breaker closed" in story
+    assert "produce: Spot interruption notice (attempt 1): 2 minutes to checkpoint" in story
+    assert re.search(r"^produce: reclaimed after \d+ s on Spot \(attempt 2\)$", story, re.M)
+    assert re.search(r"^produce: moved to On-Demand: spot_reclaim: .*\(moved to On-Demand\)", story, re.M)
+    assert "produce: attempt 3 started on On-Demand: moved to On-Demand after Spot failures" in story
+    assert "produce: resumed from checkpoint" in story and "produce: checkpoint 1 saved" in story
 
 
 def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):
@@ -206,16 +213,18 @@ def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):
         "id": "prepare",
         "container_image": "x",
         "command": [sys.executable, "-c", "import sys; print('reading input'); sys.exit(\"can't open file 'x.py'\")"],
-        "retry_attempts": 0,
+        "retry_attempts": 1,
     }
     text, summary = _run_pipe(write_workflow([bad], "fails"), tmp_path / "w")
     assert summary["status"] == "FAILED"
-    assert "prepare: failed for good" in text
-    assert "can't open file 'x.py'" in text
-    assert "task prepare failed (attempt 1)" in text
+    assert re.search(r"^prepare: backing off \d+ s before attempt 2$", text, re.M)
+    assert "prepare: failed for good: app_error: exit code 1; budget of 1 retry used up" in text
+    assert "prepare:   | can't open file 'x.py'" in text  # the tail in the event lines
+    assert "task prepare failed (attempt 2)" in text  # and in the final summary, with its log
+    assert "/tasks/prepare/attempt-2/output.log:\n    reading input\n    can't open file 'x.py'" in text
     (failure,) = summary["failures"]
-    assert failure["task_id"] == "prepare" and "can't open file 'x.py'" in failure["log_tail"][-1]
-    assert "/tasks/prepare/attempt-1/output.log" in failure["log"]
+    assert failure["task_id"] == "prepare" and failure["log_tail"] == ["reading input", "can't open file 'x.py'"]
+    assert "/tasks/prepare/attempt-2/output.log" in failure["log"]
 
 
 def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflow, tmp_path):
