@@ -49,6 +49,8 @@ def test_a_critical_path_that_did_not_finish_has_no_measured_time() -> None:
     rows = [{"task_id": "a", "state": "SUCCEEDED"}, {"task_id": "b", "state": "FAILED"}]
     text = _critical_path_text(_cp(measured_scaled_seconds=3600.0), rows)
     assert text == "a -> b: planned 2.00 h, not measured (b FAILED)"
+    rows[1]["state"] = "RUNNING"  # after Ctrl-C its job was stopped
+    assert _critical_path_text(_cp(measured_scaled_seconds=0.0), rows, interrupted=True).endswith("(b STOPPED)")
 
 
 def test_local_start_up_scaled_into_hours_is_named_as_such() -> None:
@@ -61,3 +63,21 @@ def test_local_start_up_scaled_into_hours_is_named_as_such() -> None:
     )
     # seconds of start-up at a small time scale are not worth a word
     assert "starting each attempt" not in saving_explanation(1, 1, 0, 0, 7200, 3600, startup_seconds=1, time_scale=60)
+
+
+def test_after_ctrl_c_the_task_table_shows_stopped_tasks_as_stopped() -> None:
+    from rich.console import Console
+
+    from stepspot.cli.local import _task_table
+
+    rows = [
+        {"task_id": t, "state": state, "attempts": 1, "interruptions": 0, "capacity": "SPOT", "runtime_seconds": 0}
+        for t, state in (("prep", "SUCCEEDED"), ("run", "RUNNING"), ("last", "PENDING"))
+    ]
+    screen = Console(width=120, record=True)
+    screen.print(_task_table(rows, interrupted=True))
+    lines = {line.split()[0]: line.split()[1] for line in screen.export_text().splitlines()[1:] if line.strip()}
+    assert lines == {"prep": "SUCCEEDED", "run": "STOPPED", "last": "PENDING"}  # its job was stopped
+    screen = Console(width=120, record=True)
+    screen.print(_task_table(rows))
+    assert "RUNNING" in screen.export_text()  # a run that ended on its own keeps the recorded state

@@ -229,7 +229,7 @@ def _print_summary(summary: Any) -> None:
             f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
             f"at time scale {summary.time_scale:g}",
         ),
-        ("critical path", _critical_path_text(summary.critical_path, summary.per_task)),
+        ("critical path", _critical_path_text(summary.critical_path, summary.per_task, summary.interrupted)),
         ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
         (
@@ -256,14 +256,17 @@ def _print_summary(summary: Any) -> None:
         table.add_row(name, value)
     console.print(table)
     if len(summary.per_task) <= 30:
-        console.print(_task_table(summary.per_task))
+        console.print(_task_table(summary.per_task, interrupted=summary.interrupted))
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
 
 
-def _task_table(per_task: list[dict[str, Any]]) -> Table:
+def _task_table(per_task: list[dict[str, Any]], interrupted: bool = False) -> Table:
     """One row per task, short headers, and no column that has nothing to say in this run, so the
     table stays readable in an 80-column terminal (the JSON summary has every field)."""
     capacity_names = {"SPOT": "Spot", "ON_DEMAND": "On-Dem."}
+
+    def state(row: dict[str, Any]) -> Text:
+        return Text(_shown_state(row["state"], interrupted), style=STATE_STYLES.get(row["state"], ""))
 
     def memory(row: dict[str, Any]) -> str:  # the first and the last, when retries asked for more
         values = [str(m) for m in row.get("memory_mib") or []]
@@ -271,7 +274,7 @@ def _task_table(per_task: list[dict[str, Any]]) -> Table:
 
     columns: list[tuple[str, Any]] = [
         ("task", lambda r: r["task_id"]),
-        ("state", lambda r: Text(r["state"], style=STATE_STYLES.get(r["state"], ""))),
+        ("state", state),
         ("tries", lambda r: str(r["attempts"])),
         ("reclaims", lambda r: str(r["interruptions"])),
         ("on", lambda r: capacity_names.get(str(r["capacity"]), str(r["capacity"] or "-"))),
@@ -322,14 +325,19 @@ def _saving_text(savings_usd: float, percent: float) -> str:
     return f"Spot cost ${-savings_usd:.2f} more"
 
 
-def _critical_path_text(cp: dict[str, Any], per_task: list[dict[str, Any]]) -> str:
+def _shown_state(state: str, interrupted: bool) -> str:
+    """After Ctrl-C a task the state table still records as RUNNING had its job stopped."""
+    return "STOPPED" if interrupted and state == TaskState.RUNNING else str(state)
+
+
+def _critical_path_text(cp: dict[str, Any], per_task: list[dict[str, Any]], interrupted: bool = False) -> str:
     """The planned critical path with its planned time and the time measured on that same path; a path
     with a task that did not succeed has no measured time (its successful attempts do not add up to it)."""
     path = f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''}"
     states = {row["task_id"]: row["state"] for row in per_task}
     unfinished = [t for t in cp["tasks"] if states.get(t) != TaskState.SUCCEEDED]
     if unfinished:
-        shown = ", ".join(f"{t} {states.get(t, TaskState.PENDING)}" for t in unfinished[:3])
+        shown = ", ".join(f"{t} {_shown_state(states.get(t, TaskState.PENDING), interrupted)}" for t in unfinished[:3])
         more = f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""
         return f"{path}: planned {_hours(cp['estimated_seconds'])}, not measured ({shown}{more})"
     return (
