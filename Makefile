@@ -37,8 +37,9 @@ bench: venv build report-assets chromium ## benchmarks: planner scale, CLI start
 	$(BIN)/python -m bench
 
 # The demo's tasks take hours (1 real second = 2 simulated hours) and Spot is reclaimed at 5 % per hour
-# of run time, the upper end of what AWS publishes for most pools; seed 25 is one run with a reclaim in
-# it, and the same seed always tells the same story. DEMO_FLAGS= for a run without faults; DEMO_OUTPUT
+# of run time: far above real pools (the Spot Instance Advisor's worst bucket, > 20 % a month, is about
+# 0.03 % an hour), so that the run shows a reclaim; seed 25 is one run with a reclaim in it, and the same
+# seed always tells the same story. DEMO_FLAGS= for a run without faults; DEMO_OUTPUT
 # says where the summary, the report (and, with --workdir, the run files) go (tests/e2e/test_local_terminal.py).
 DEMO_FLAGS ?= --time-scale 7200 --interruptions-per-hour 0.05 --seed 25
 DEMO_OUTPUT ?= --summary-json build/demo-summary.json --report build/demo-report.html
