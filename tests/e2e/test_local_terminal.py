@@ -11,17 +11,21 @@ import re
 import select
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_helpers import sleep_task
+from local_helpers import MD_EXAMPLE, ROOT, sleep_task
+
+pytestmark = pytest.mark.slow
 
 STEPSPOT = str(Path(sys.executable).parent / "stepspot")
 MD_PROGRAM = Path(__file__).resolve().parents[2] / "examples" / "molecular-dynamics" / "md.py"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 
 
 def _spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
@@ -29,6 +33,8 @@ def _spawn(argv: list[str], cwd: Path) -> tuple[int, int]:
     if pid == 0:  # the child: a session leader with the pty as its terminal
         os.chdir(cwd)
         os.environ.pop("NO_COLOR", None)
+        for name in [n for n in os.environ if n.startswith("MAKE") or n == "MFLAGS"]:
+            del os.environ[name]  # a `make` started here is not a sub-make of `make test`
         os.environ["COLUMNS"] = "160"
         os.execv(argv[0], argv)
     return pid, fd
@@ -53,9 +59,17 @@ def _no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             os.waitpid(pid, 0)
 
 
-def _read_until_exit(pid: int, fd: int, timeout: float, stop_when: str | None = None) -> tuple[str, int | None]:
-    """Read the terminal until the child exits (or ``timeout``); returns the text and the exit code."""
+def _read_until_exit(
+    pid: int, fd: int, timeout: float, stop_when: str | None = None, raw: bool = False
+) -> tuple[str, int | None]:
+    """Read the terminal until the child exits (or ``timeout``); returns the text (without its escape
+    sequences unless ``raw``) and the exit code."""
     chunks: list[bytes] = []
+
+    def text() -> str:
+        decoded = b"".join(chunks).decode(errors="replace")
+        return decoded if raw else ANSI.sub("", decoded)
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
@@ -68,10 +82,10 @@ def _read_until_exit(pid: int, fd: int, timeout: float, stop_when: str | None = 
                 chunks.append(data)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return ANSI.sub("", b"".join(chunks).decode(errors="replace")), os.waitstatus_to_exitcode(status)
+            return text(), os.waitstatus_to_exitcode(status)
         if stop_when and stop_when in ANSI.sub("", b"".join(chunks).decode(errors="replace")):
-            return ANSI.sub("", b"".join(chunks).decode(errors="replace")), None
-    return ANSI.sub("", b"".join(chunks).decode(errors="replace")), None
+            return text(), None
+    return text(), None
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -123,8 +137,6 @@ def test_ctrl_c_stops_a_run_with_130_and_leaves_no_process(write_workflow, tmp_p
 
 
 def _run_pipe(path: Path, workdir: Path, *flags: str) -> tuple[str, dict]:
-    import subprocess
-
     out = workdir / "summary.json"
     argv = [STEPSPOT, "local", str(path), "--workdir", str(workdir), "--summary-json", str(out), *flags]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
@@ -186,7 +198,14 @@ def test_the_same_seed_saves_and_restores_the_same_checkpoints(tmp_path):
     assert (first["attempts"], first["interruptions"], first["fallbacks_to_on_demand"]) == (4, 2, 1)
     assert first["checkpoints"] == second["checkpoints"] and first["checkpoints"]["restored"] == 2
     assert first["story"] == second["story"]  # one task at a time: the whole story in the same order
-    assert "produce: resumed from checkpoint" in "\n".join(first["story"])
+    story = "\n".join(first["story"])
+    assert "prep: attempt 1 started on On-Demand: the task does not allow Spot" in story
+    assert "produce: attempt 1 started on Spot: breaker closed" in story
+    assert "produce: Spot interruption notice (attempt 1): 2 minutes to checkpoint" in story
+    assert re.search(r"^produce: reclaimed after \d+ s on Spot \(attempt 2\)$", story, re.M)
+    assert re.search(r"^produce: moved to On-Demand: spot_reclaim: .*\(moved to On-Demand\)", story, re.M)
+    assert "produce: attempt 3 started on On-Demand: moved to On-Demand after Spot failures" in story
+    assert "produce: resumed from checkpoint" in story and "produce: checkpoint 1 saved" in story
 
 
 def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):
@@ -194,16 +213,18 @@ def test_a_failed_task_shows_its_log_tail(write_workflow, tmp_path):
         "id": "prepare",
         "container_image": "x",
         "command": [sys.executable, "-c", "import sys; print('reading input'); sys.exit(\"can't open file 'x.py'\")"],
-        "retry_attempts": 0,
+        "retry_attempts": 1,
     }
     text, summary = _run_pipe(write_workflow([bad], "fails"), tmp_path / "w")
     assert summary["status"] == "FAILED"
-    assert "prepare: failed for good" in text
-    assert "can't open file 'x.py'" in text
-    assert "task prepare failed (attempt 1)" in text
+    assert re.search(r"^prepare: backing off \d+ s before attempt 2$", text, re.M)
+    assert "prepare: failed for good: app_error: exit code 1; budget of 1 retry used up" in text
+    assert "prepare:   | can't open file 'x.py'" in text  # the tail in the event lines
+    assert "task prepare failed (attempt 2)" in text  # and in the final summary, with its log
+    assert "/tasks/prepare/attempt-2/output.log:\n    reading input\n    can't open file 'x.py'" in text
     (failure,) = summary["failures"]
-    assert failure["task_id"] == "prepare" and "can't open file 'x.py'" in failure["log_tail"][-1]
-    assert "/tasks/prepare/attempt-1/output.log" in failure["log"]
+    assert failure["task_id"] == "prepare" and failure["log_tail"] == ["reading input", "can't open file 'x.py'"]
+    assert "/tasks/prepare/attempt-2/output.log" in failure["log"]
 
 
 def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflow, tmp_path):
@@ -212,16 +233,85 @@ def test_a_second_ctrl_c_quits_at_once_and_still_leaves_no_process(write_workflo
     task["command"] = [sys.executable, "-c", f"import time; time.sleep(120)  # {marker}"]
     path = write_workflow([task], "twice")
     pid, fd = _spawn([STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w")], tmp_path)
-    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started")
+    text, code = _read_until_exit(pid, fd, timeout=60, stop_when="long: attempt 1 started", raw=True)
     assert code is None, text
     deadline = time.monotonic() + 30
     while not _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     os.kill(pid, signal.SIGINT)
+    # The second press once the first was taken (two signals sent back to back can arrive as one).
+    first, code = _read_until_exit(pid, fd, timeout=10, stop_when="stopping the run", raw=True)
+    assert code is None, text + first
     os.kill(pid, signal.SIGINT)
     started = time.monotonic()
-    rest, code = _read_until_exit(pid, fd, timeout=10)
+    rest, code = _read_until_exit(pid, fd, timeout=10, raw=True)
+    rest = first + rest
     assert code == 130, text + rest
     assert time.monotonic() - started < 3
     time.sleep(0.5)
     assert _processes_with(marker) == []
+    # The live display hid the cursor; quitting at once must not leave the user's terminal without one.
+    shown = text + rest
+    assert HIDE_CURSOR in shown and shown.rfind(SHOW_CURSOR) > shown.rfind(HIDE_CURSOR), repr(shown[-300:])
+    assert "\nstepspot: interrupted" in ANSI.sub("", shown)  # on its own line, not after the live table
+
+
+DEMO_TASKS = {task["id"] for task in json.loads(MD_EXAMPLE.read_text())["tasks"]}
+
+
+def _event_lines(text: str) -> list[str]:
+    """The story's lines (``task: event``) as the terminal or the pipe showed them (the live table is
+    redrawn between them)."""
+    lines = (line.strip() for line in text.replace("\r", "\n").splitlines())
+    return [line for line in lines if line.split(": ", 1)[0] in DEMO_TASKS and ": " in line]
+
+
+def _per_task(lines: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in lines:
+        found.setdefault(line.split(":", 1)[0], []).append(line)
+    return found
+
+
+@pytest.mark.longest
+def test_make_demo_in_a_terminal_tells_the_story_a_pipe_shows_for_the_same_seed(tmp_path):
+    """`make demo` as a new user runs it, then again into a pipe: both finish, the terminal shows the live
+    table and the final table, and the same seed gives the same event lines and counts."""
+    make = shutil.which("make")
+    assert make, "make is not installed"
+
+    def demo(name: str) -> list[str]:
+        output = f"DEMO_OUTPUT=--workdir {tmp_path / name} --summary-json {tmp_path / name}.json"
+        return [make, "-s", "--no-print-directory", "demo", output]
+
+    pid, fd = _spawn(demo("tty"), ROOT)
+    text, code = _read_until_exit(pid, fd, timeout=300)
+    assert code == 0, "no exit within 300 s; the terminal showed:\n" + text[-3000:]
+    assert "running task" in text and "starting the local AWS emulator" in text  # the live display
+    assert "SUCCEEDED  workflow molecular-dynamics-simulation-" in text and "planned saving" in text
+    tty_summary = json.loads((tmp_path / "tty.json").read_text())
+    story = tty_summary["story"]
+    assert _event_lines(text) == story  # every event line, in the terminal, in the order it happened
+
+    # The story the Makefile promises for its seed: a reclaim, a resume from a checkpoint, a multi-node
+    # task On-Demand and why; and a critical path with its own measured time, a planned-vs-measured saving.
+    joined = "\n".join(story)
+    assert "production-replica: attempt 1 started on On-Demand: multi-node parallel jobs cannot run on Spot" in joined
+    assert re.search(r"^([a-z-]+): reclaimed after \d+ s on Spot \(attempt 1\)$", joined, re.M)
+    assert re.search(r": resumed from checkpoint [1-9]", joined)
+    assert re.search(r"critical path +data-preprocessing -> .*: planned [\d.]+ h, measured [\d.]+ h", text)
+    assert tty_summary["estimated_cost"]["explanation"] in " ".join(text.split())
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "MFLAGS"}
+    piped = subprocess.run(demo("pipe"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert piped.returncode == 0, piped.stdout[-3000:] + piped.stderr[-3000:]
+    assert "running task" not in piped.stdout  # no live display in a pipe, the same event lines
+    pipe_summary = json.loads((tmp_path / "pipe.json").read_text())
+
+    def counts(s: dict) -> tuple:
+        return s["attempts"], s["interruptions"], s["fallbacks_to_on_demand"], s["checkpoints"]
+
+    assert counts(pipe_summary) == counts(tty_summary)
+    # Tasks that run at the same time interleave as they happen; each task's own lines are the same.
+    assert _per_task(_event_lines(piped.stdout)) == _per_task(story)
+    assert sorted(pipe_summary["story"]) == sorted(story)

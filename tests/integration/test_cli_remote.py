@@ -459,7 +459,7 @@ def test_status_shows_a_failed_tasks_cause_and_log_tail(batch_logs: Env, capsys:
 def test_watch_stops_watching_on_ctrl_c_and_exits_130(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env.start("md-1")
+    arn = env.start("md-1")
     env.put_task("md-1", "run", state="RUNNING", attempts=1)
 
     def interrupted(_seconds: float) -> None:
@@ -469,6 +469,7 @@ def test_watch_stops_watching_on_ctrl_c_and_exits_130(
     assert main(["watch", "md-1"]) == 130
     err = capsys.readouterr().err
     assert "stopped watching; workflow md-1 keeps running" in err
+    assert env.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"  # watching stopped, not the run
 
 
 def test_logs_error_paths(batch_logs: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -632,6 +633,29 @@ def test_watch_on_a_terminal_redraws_one_table_until_the_end(env: Env, monkeypat
     drawn = screen.getvalue()
     assert "ABORTED" in drawn and "spot_reclaim" in drawn
     assert "\x1b[" in drawn  # colours and cursor movement on a terminal
+
+
+def test_watch_on_a_terminal_stops_on_ctrl_c_and_gives_the_cursor_back(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(remote_status, "console", Console(file=screen, force_terminal=True, width=120))
+    arn = seed_progress(env)
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote_status, "sleep", interrupted)
+    assert main(["watch", "md-1"]) == 130
+    drawn = screen.getvalue()
+    assert "spot_reclaim" in drawn  # the live table was drawn, then the live display ended
+    assert drawn.rfind("\x1b[?25h") > drawn.rfind("\x1b[?25l") >= 0
+    assert "stopped watching; workflow md-1 keeps running" in capsys.readouterr().err
+    assert env.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
 
 
 # --------------------------------------------------------------------------- outputs

@@ -70,3 +70,52 @@ def test_make_deploy_stops_before_building() -> None:
     guard = next(i for i, line in enumerate(lines) if "scripts/deploy.py check qa" in line)
     later = [i for i, line in enumerate(lines) if "build_lambdas" in line or "deploy.py deploy" in line]
     assert later and guard < min(later), result.stdout
+
+
+def test_make_plan_without_credentials_is_one_sentence_and_the_guards_exit_3() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAKE")) and k != "MFLAGS"}
+    clean.update(NO_CREDENTIALS)
+    before = _terraform_dirs()
+    result = subprocess.run(
+        ["make", "--no-print-directory", "plan", "ENV=dev"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # make itself always ends with 2 when a recipe fails; it names the guard's own exit code, 3.
+    assert result.returncode == 2
+    problems = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+    assert len(problems) == 1 and problems[0].startswith("No usable AWS credentials ("), result.stderr
+    assert "plan] Error 3" in result.stderr
+    assert "build_lambdas" not in result.stdout and _terraform_dirs() == before
+
+
+def test_status_without_a_deployment_is_one_sentence_and_exit_3(tmp_path: Path) -> None:
+    # A Terraform root with an S3 backend that was never initialised, read through the repository's
+    # Terraform (make tools): python-terraform logs Terraform's whole stderr as raw bytes unless told not to.
+    (tmp_path / "terraform").mkdir()
+    (tmp_path / "terraform" / "main.tf").write_text('terraform {\n  backend "s3" {}\n}\n')
+    env = {
+        **os.environ,
+        "STEPSPOT_TERRAFORM_DIR": str(tmp_path / "terraform"),
+        "STEPSPOT_TERRAFORM_BIN": str(ROOT / "scripts" / "terraform"),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "stepspot"), "status"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3  # an environment problem (README)
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"stepspot: No deployment of environment 'dev' found ({tmp_path / 'terraform'} is not initialised): run "
+        "`make deploy ENV=dev`, or set the STEPSPOT_<OUTPUT NAME> variables "
+        "(e.g. STEPSPOT_WORKFLOW_STATE_MACHINE_ARN).\n"
+    )

@@ -156,7 +156,8 @@ def _local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=_rate,
         default=0.0,
         metavar="RATE",
-        help="Spot interruptions per hour of run time, as AWS publishes per pool (e.g. 0.05 = 5 %%/h)",
+        help="Spot interruptions per hour of run time (e.g. 0.0003: 20 %% of a pool reclaimed in a month, where "
+        "the Spot Instance Advisor's worst bucket begins; the demo uses 0.05 = 5 %%/h to show a reclaim)",
     )
     faults.add_argument(
         "--capacity-shortage",

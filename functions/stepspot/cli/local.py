@@ -21,6 +21,7 @@ from typing import Any
 
 from rich import filesize
 from rich.console import Group
+from rich.control import Control
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         options.on_progress = lambda snapshot: live.update(_progress_view(snapshot))
     engine = LocalEngine(options)
     try:
-        with _interruptible(engine):
+        with _interruptible(engine, restore_cursor=show_progress):
             if show_progress:
                 with live:
                     summary = engine.run(loaded, source)
@@ -135,9 +136,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _interruptible(engine: Any) -> Iterator[None]:
+def _interruptible(engine: Any, restore_cursor: bool = False) -> Iterator[None]:
     """Ctrl-C stops the run in order (jobs killed, emulator down, summary kept); a second Ctrl-C
-    kills the jobs' process groups and exits at once."""
+    kills the jobs' process groups and exits at once, giving the terminal back the cursor the live
+    display hid (``restore_cursor``: its exit, which would show it, never runs)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -150,7 +152,11 @@ def _interruptible(engine: Any) -> Iterator[None]:
             engine.interrupt()
             return
         engine.kill_jobs_now()
-        os.write(2, b"stepspot: interrupted\n")
+        if restore_cursor:
+            with contextlib.suppress(OSError, ValueError):  # nothing may keep this handler from exiting
+                os.write(sys.stdout.fileno(), Control.show_cursor(True).segment.text.encode())
+        # Plain writes: a signal handler must not wait for the console's lock, which the display may hold.
+        os.write(2, b"\nstepspot: interrupted\n")
         os._exit(EXIT_INTERRUPTED)
 
     # SIGTERM (a CI job cancelled, `kill`) stops the run the same way: no job outlives this process.
@@ -210,7 +216,6 @@ def _print_summary(summary: Any) -> None:
         console.print(f"  [yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     tasks = summary.tasks
     cost = summary.estimated_cost
-    cp = summary.critical_path
     rows = [
         (
             "tasks",
@@ -229,12 +234,7 @@ def _print_summary(summary: Any) -> None:
             f"{summary.makespan_seconds:.2f} s real = {summary.makespan_scaled_seconds / 3600:.2f} h "
             f"at time scale {summary.time_scale:g}",
         ),
-        (
-            "critical path",
-            f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''}: planned "
-            f"{_hours(cp['estimated_seconds'])}, measured {_hours(cp['measured_scaled_seconds'])} "
-            f"({cp['measured_seconds']:.2f} s real)",
-        ),
+        ("critical path", _critical_path_text(summary.critical_path, summary.per_task, summary.interrupted)),
         ("state transitions", f"{summary.transitions['total']} ({summary.transitions['per_task']} per task)"),
         ("largest state payload", f"{summary.largest_state_payload_bytes:,} bytes (limit 262,144)"),
         (
@@ -261,14 +261,17 @@ def _print_summary(summary: Any) -> None:
         table.add_row(name, value)
     console.print(table)
     if len(summary.per_task) <= 30:
-        console.print(_task_table(summary.per_task))
+        console.print(_task_table(summary.per_task, interrupted=summary.interrupted))
     console.print(f"run files: {summary.run_dir}", style="dim", highlight=False)
 
 
-def _task_table(per_task: list[dict[str, Any]]) -> Table:
+def _task_table(per_task: list[dict[str, Any]], interrupted: bool = False) -> Table:
     """One row per task, short headers, and no column that has nothing to say in this run, so the
     table stays readable in an 80-column terminal (the JSON summary has every field)."""
     capacity_names = {"SPOT": "Spot", "ON_DEMAND": "On-Dem."}
+
+    def state(row: dict[str, Any]) -> Text:
+        return Text(_shown_state(row["state"], interrupted), style=STATE_STYLES.get(row["state"], ""))
 
     def memory(row: dict[str, Any]) -> str:  # the first and the last, when retries asked for more
         values = [str(m) for m in row.get("memory_mib") or []]
@@ -276,7 +279,7 @@ def _task_table(per_task: list[dict[str, Any]]) -> Table:
 
     columns: list[tuple[str, Any]] = [
         ("task", lambda r: r["task_id"]),
-        ("state", lambda r: Text(r["state"], style=STATE_STYLES.get(r["state"], ""))),
+        ("state", state),
         ("tries", lambda r: str(r["attempts"])),
         ("reclaims", lambda r: str(r["interruptions"])),
         ("on", lambda r: capacity_names.get(str(r["capacity"]), str(r["capacity"] or "-"))),
@@ -318,10 +321,34 @@ def _lost_work_text(per_task: list[dict[str, Any]]) -> str:
 
 
 def _saving_text(savings_usd: float, percent: float) -> str:
-    if savings_usd >= 0:
+    if abs(savings_usd) < 0.005:
+        return "no difference"
+    if savings_usd > 0:
         return f"saved ${savings_usd:.2f} ({percent} %)"
-    # Many reclaims of short tasks can make Spot dearer: say so plainly rather than print "saved $-x".
-    return f"Spot cost ${-savings_usd:.2f} more (interrupted attempts)"
+    # Work done again (reclaims, failures) or fallbacks can make Spot dearer: say so plainly rather than
+    # print "saved $-x"; the "planned saving" row says what drove it.
+    return f"Spot cost ${-savings_usd:.2f} more"
+
+
+def _shown_state(state: str, interrupted: bool) -> str:
+    """After Ctrl-C a task the state table still records as RUNNING had its job stopped."""
+    return "STOPPED" if interrupted and state == TaskState.RUNNING else str(state)
+
+
+def _critical_path_text(cp: dict[str, Any], per_task: list[dict[str, Any]], interrupted: bool = False) -> str:
+    """The planned critical path with its planned time and the time measured on that same path; a path
+    with a task that did not succeed has no measured time (its successful attempts do not add up to it)."""
+    path = f"{' -> '.join(cp['tasks'][:6])}{' ...' if len(cp['tasks']) > 6 else ''}"
+    states = {row["task_id"]: row["state"] for row in per_task}
+    unfinished = [t for t in cp["tasks"] if states.get(t) != TaskState.SUCCEEDED]
+    if unfinished:
+        shown = ", ".join(f"{t} {_shown_state(states.get(t, TaskState.PENDING), interrupted)}" for t in unfinished[:3])
+        more = f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""
+        return f"{path}: planned {_hours(cp['estimated_seconds'])}, not measured ({shown}{more})"
+    return (
+        f"{path}: planned {_hours(cp['estimated_seconds'])}, measured {_hours(cp['measured_scaled_seconds'])} "
+        f"({cp['measured_seconds']:.2f} s real)"
+    )
 
 
 def _hours(seconds: float | None) -> str:

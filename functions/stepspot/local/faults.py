@@ -17,8 +17,9 @@ MIN_NOTICE_REAL_SECONDS = 0.6  # the agent polls IMDS every 0.1 s locally and up
 @dataclass(frozen=True)
 class Faults:
     spot_interruption_rate: float = 0.0  # share of Spot attempts reclaimed
-    # Interruptions per hour of Spot run time (what AWS publishes per pool, e.g. 0.05 = 5 %/h); an
-    # attempt expected to run H hours is reclaimed with probability 1 - exp(-rate * H).
+    # Interruptions per hour of Spot run time (e.g. 0.05 = 5 %/h; AWS publishes per pool the share reclaimed
+    # over a month, < 5 % to > 20 %: 20 % a month is 0.0003/h); an attempt expected to run H hours is
+    # reclaimed with probability 1 - exp(-rate * H).
     interruptions_per_hour: float = 0.0
     capacity_shortage: bool = False  # the Spot queue cannot place any job
     app_failure_rate: float = 0.0  # share of attempts whose program exits non-zero

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepspot.local.batch import CHECKPOINT_SAVED, SPOT_NOTICE_LINE, LocalBatch, LocalJob
+from stepspot.local.batch import AGENT_STARTED, CHECKPOINT_SAVED, SPOT_NOTICE_LINE, LocalBatch, LocalJob
 from stepspot.local.faults import SPOT_NOTICE_SECONDS
 
 RESTORED = re.compile(r"\brestored checkpoint (\d+)\b")
+PROGRAM_EXITED = re.compile(r"stepspot-agent INFO program exited with -?\d+$")
 LOG_TAIL_LINES = 8
 CAPACITY_NAMES = {"SPOT": "Spot", "ON_DEMAND": "On-Demand"}
 
@@ -40,6 +42,11 @@ class Story:
         self.lines: list[str] = []
         self.by_task: defaultdict[str, list[str]] = defaultdict(list)
         self.failures: dict[str, dict[str, Any]] = {}  # task id -> cause and log tail, for the summary
+        # Job id -> real seconds its program ran (the runner's "started" to "program exited" lines): the
+        # rest of an attempt is this machine starting the runner and staging data, which the time scale
+        # would turn into hours (the summary says so). A measurement kept apart from the story's lines.
+        self.program_seconds: dict[str, float] = {}
+        self._program_started: dict[str, float] = {}
 
     def attach(self, lambdas: Any) -> None:
         lambdas.observers.append(self.on_lambda)
@@ -67,7 +74,14 @@ class Story:
             self._failure(task_id, attempt, event, result)
 
     def on_output(self, job: LocalJob, line: str) -> None:
-        if line == SPOT_NOTICE_LINE:
+        if AGENT_STARTED.search(line):
+            with self._lock:
+                self._program_started.setdefault(job.job_id, time.monotonic())
+        elif PROGRAM_EXITED.search(line):
+            with self._lock:
+                if (started := self._program_started.get(job.job_id)) is not None:
+                    self.program_seconds.setdefault(job.job_id, time.monotonic() - started)
+        elif line == SPOT_NOTICE_LINE:
             self.say(job.task_id, f"Spot interruption notice (attempt {job.attempt}): 2 minutes to checkpoint")
         elif found := CHECKPOINT_SAVED.search(line):
             self.say(job.task_id, f"checkpoint {found.group(1)} saved")

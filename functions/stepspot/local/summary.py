@@ -226,6 +226,7 @@ def summarise(
     runs = {str(i["sk"])[len(RUN_SK_PREFIX) :]: i for i in checkpoint_items if str(i["sk"]).startswith(RUN_SK_PREFIX)}
     prices = default_prices()
     spot_usd = on_demand_usd = lost_usd = fallback_usd = 0.0
+    startup_real = 0.0  # successful attempts' real seconds outside their program (runner start, staging)
     measured: dict[str, float] = {}
     per_task: dict[str, dict[str, Any]] = {
         t: {
@@ -267,6 +268,9 @@ def summarise(
             if job.status == "SUCCEEDED":
                 measured[job.task_id] = real
                 row["runtime_seconds"] = round(real, 3)
+                program = story.program_seconds.get(job.job_id) if story is not None else None
+                if program is not None:
+                    startup_real += max(0.0, real - program)
     for task_id, row in per_task.items():
         _run_health(row, [j for j in jobs if j.task_id == task_id], runs)
     record = local_run_record_of(session, resources, plan, jobs, items, str(execution["status"]), batch, time_scale)
@@ -332,6 +336,7 @@ def summarise(
             "runtime_vs_estimate": round(sum(measured.values()) * time_scale / estimated_runtime, 3)
             if estimated_runtime
             else None,
+            "local_startup_seconds": round(startup_real, 3),
             "explanation": saving_explanation(
                 planned_saving,
                 measured_saving,
@@ -339,6 +344,11 @@ def summarise(
                 fallback_usd,
                 sum(measured.values()) * time_scale,
                 estimated_runtime,
+                status=status,
+                finished=counts["succeeded"],
+                total=counts["total"],
+                startup_seconds=startup_real,
+                time_scale=time_scale,
             ),
             "basis": "measured runtimes x time scale, price table of the plan; On-Demand = successful attempts "
             "only, as if nothing had been interrupted",
@@ -418,19 +428,48 @@ def _undeclared_inputs(plan: Plan, jobs: list[Any]) -> list[str]:
 
 
 def saving_explanation(
-    planned: float, measured: float, lost_usd: float, fallback_usd: float, ran_seconds: float, estimated_seconds: float
+    planned: float,
+    measured: float,
+    lost_usd: float,
+    fallback_usd: float,
+    ran_seconds: float,
+    estimated_seconds: float,
+    *,
+    status: str = "SUCCEEDED",
+    finished: int = 0,
+    total: int = 0,
+    startup_seconds: float = 0.0,
+    time_scale: float = 1.0,
 ) -> str:
-    """One sentence on what made the measured saving differ from the planned one."""
+    """One sentence on what made the measured saving differ from the planned one. A run that did not
+    finish (Ctrl-C, a failed task) measured only part of the plan: that comes first, whatever else.
+    ``startup_seconds`` (real) is the part of the successful attempts spent outside their programs:
+    seconds on AWS, but hours once a local run's time scale multiplies them, so it is named."""
     reasons = []
     if estimated_seconds and abs(ran_seconds / estimated_seconds - 1) >= 0.1:
-        ratio = ran_seconds / estimated_seconds
-        reasons.append(
-            f"the tasks ran {abs(1 - ratio) * 100:.0f} % {'shorter' if ratio < 1 else 'longer'} than estimated"
-        )
+        reason = f"the tasks ran {_versus_estimate(ran_seconds / estimated_seconds)}"
+        startup = startup_seconds * time_scale
+        if startup >= 0.1 * estimated_seconds:
+            programs = _versus_estimate((ran_seconds - startup) / estimated_seconds)
+            reason += (
+                f", their programs alone {programs}: the rest is this machine starting each attempt (task "
+                f"runner, data staging: {startup_seconds:.1f} s real x {time_scale:g}, seconds on AWS)"
+            )
+        reasons.append(reason)
     if lost_usd >= 0.005:
         reasons.append(f"reclaimed or failed attempts cost ${lost_usd:.2f} of work done again")
     if fallback_usd >= 0.005:
         reasons.append(f"attempts moved to On-Demand paid ${fallback_usd:.2f} more than Spot")
+    if status != "SUCCEEDED":
+        how = "was interrupted" if status == "INTERRUPTED" else f"ended {status}"
+        head = f"The run {how} with {finished} of {total} tasks done: the measured cost covers only what ran"
+        return head + ("; " + "; ".join(reasons) if reasons else "") + "."
     if not reasons:
         return "The run went as planned: no work lost, runtimes close to the estimates."
     return "The difference comes from: " + "; ".join(reasons) + "."
+
+
+def _versus_estimate(ratio: float) -> str:
+    if abs(ratio - 1) < 0.1:
+        return "close to the estimate"
+    return f"{abs(1 - ratio) * 100:.0f} % {'shorter' if ratio < 1 else 'longer'} than estimated"
