@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -25,9 +24,13 @@ from typing import Any
 
 import boto3
 
-from bench import smoke
-from stepspot.agent import AgentSettings, Stager
-from stepspot.dataflow import parse_inputs
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+from checkpoint_support import staging_settings  # noqa: E402
+
+from bench import smoke  # noqa: E402
+from stepspot.agent import AgentSettings, Stager  # noqa: E402
 
 MB = 1024 * 1024
 SMOKE_TOTAL, SMOKE_WIDE = 512 * 1024, 20  # --smoke: bytes of the throughput run, files of the wide output
@@ -44,30 +47,7 @@ def _server() -> tuple[Any, str]:
 
 
 def _settings(endpoint: str, bucket: str, work: Path, task_id: str, outputs=(), inputs=()) -> AgentSettings:
-    return AgentSettings(
-        workflow_id="bench",
-        task_id=task_id,
-        bucket=bucket,
-        table="",
-        directory=work,
-        interval=None,
-        mtbi=3600.0,
-        notice_signal=signal.SIGTERM,
-        notice_grace=1.0,
-        settle=0.1,
-        stop_timeout=1.0,
-        imds_endpoint=None,
-        imds_poll=1.0,
-        endpoint_url=endpoint,
-        region="us-east-1",
-        state_table=None,
-        save_on_success=False,
-        checkpointing=False,
-        work_dir=work,
-        inputs=parse_inputs(list(inputs)),
-        outputs=tuple(outputs),
-        attempt="1",
-    )
+    return staging_settings(endpoint, bucket, work, task_id, outputs, inputs, workflow_id="bench")
 
 
 def _client(endpoint: str) -> Any:
