@@ -171,3 +171,27 @@ def test_a_gpu_task_is_placed_on_a_gpu_instance_locally():
     prices = default_instance_prices()
     placement = local_placement(1, "train", 1, 4, 16384, prices, "us-east-1", gpus=1)
     assert prices.instance(placement.instance_type).gpus >= 1
+
+
+def test_a_report_in_another_region_says_whose_on_demand_prices_it_used():
+    from stepspot.report.from_state import run_record_from_state
+
+    def record(region: str) -> list[str]:
+        return run_record_from_state(
+            workflow_id="w",
+            status="SUCCEEDED",
+            environment="prod",
+            region=region,
+            meta={},
+            tasks=[],
+            depends_on={},
+            checkpoint_items={},
+        ).notes
+
+    table = default_instance_prices().region  # us-east-1, the bundled table's
+    assert record(table) == []
+    [note] = record("eu-west-1")
+    assert note == (
+        f"On-Demand prices are the bundled table's for {table}, not eu-west-1's: run "
+        "`python scripts/refresh_prices.py --region eu-west-1` and redeploy to price this region"
+    )
