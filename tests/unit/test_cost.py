@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,25 +174,44 @@ def test_a_gpu_task_is_placed_on_a_gpu_instance_locally():
     assert prices.instance(placement.instance_type).gpus >= 1
 
 
-def test_a_report_in_another_region_says_whose_on_demand_prices_it_used():
+def _report_notes(region: str = "us-east-1", tasks: list[dict] | None = None) -> list[str]:
     from stepspot.report.from_state import run_record_from_state
 
-    def record(region: str) -> list[str]:
-        return run_record_from_state(
-            workflow_id="w",
-            status="SUCCEEDED",
-            environment="prod",
-            region=region,
-            meta={},
-            tasks=[],
-            depends_on={},
-            checkpoint_items={},
-        ).notes
+    return run_record_from_state(
+        workflow_id="w",
+        status="SUCCEEDED",
+        environment="prod",
+        region=region,
+        meta={},
+        tasks=tasks or [],
+        depends_on={},
+        checkpoint_items={},
+    ).notes
 
+
+def test_a_report_in_another_region_says_whose_on_demand_prices_it_used():
     table = default_instance_prices().region  # us-east-1, the bundled table's
-    assert record(table) == []
-    [note] = record("eu-west-1")
+    assert _report_notes(table) == []
+    [note] = _report_notes("eu-west-1")
     assert note == (
         f"On-Demand prices are the bundled table's for {table}, not eu-west-1's: run "
         "`python scripts/refresh_prices.py --region eu-west-1` and redeploy to price this region"
     )
+
+
+def test_a_report_names_the_instance_types_priced_from_the_fitted_rates():
+    # The monitor prices a type the price table lacks from per-vCPU/per-GiB rates (aws/cost_sources.py)
+    task = {"id": "t", "vcpus": 8, "memory": 16384}
+    [listed] = build_ledger(
+        [_record(task, 1, SPOT, T0, 3600)],
+        lambda r: Placement("c7i.2xlarge", "z"),
+        default_instance_prices(),
+        lambda *_: 0.1,
+    )
+    estimated = replace(listed, job_id="j2", attempt=2, instance_type="c3.2xlarge")  # in neither table
+    ledger = {e.job_id: e.to_dict() for e in (listed, estimated)}
+    item = {"pk": "WF#w", "sk": "TASK#t", "task_id": "t", "state": "SUCCEEDED", "cost_ledger": ledger}
+    assert _report_notes(tasks=[item]) == [
+        "On-Demand prices of c3.2xlarge are estimates from per-vCPU and per-GiB rates (data/prices.json): "
+        "the bundled price table lacks these types"
+    ]

@@ -56,6 +56,13 @@ def run_record_from_state(
     elsewhere = other_region_note(prices, region)
     if elsewhere:
         notes.append(elsewhere)
+    # The monitor prices a type the table lacks from the fitted rates (aws/cost_sources.py): say which.
+    fitted = sorted({e.instance_type for e in ledger if e.instance_type and e.instance_type not in prices.instances})
+    if fitted:
+        notes.append(
+            f"On-Demand prices of {', '.join(fitted)} are estimates from per-vCPU and per-GiB rates "
+            "(data/prices.json): the bundled price table lacks these types"
+        )
     return RunRecord(
         workflow_id=workflow_id,
         name=str((meta or {}).get(Workflow.NAME) or workflow_id),
