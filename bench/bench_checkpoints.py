@@ -9,7 +9,7 @@
    once, so a restart loses no computed steps and the cost is the restart itself; without a notice (hard
    kill) the work since the last periodic checkpoint is lost.
 
-    python -m bench checkpoints                      (STEPSPOT_BENCH_QUICK=1 skips 1 GB)
+    python -m bench checkpoints                      (STEPSPOT_BENCH_QUICK=1 skips 1 GB; --smoke: tiny sizes)
     python -m bench.bench_checkpoints [--quick]
 """
 
@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from checkpoint_support import EXAMPLE_PROGRAM, FakeImds, create_table  # noqa: E402
 
+from bench import results_file, smoke  # noqa: E402
 from stepspot.checkpointing.aws.objects import CheckpointObjects  # noqa: E402
 from stepspot.checkpointing.aws.table import CheckpointTable  # noqa: E402
 from stepspot.checkpointing.files import DirectoryScanner  # noqa: E402
@@ -46,8 +47,11 @@ from stepspot.checkpointing.store import CheckpointStore  # noqa: E402
 MB = 1024 * 1024
 # (label, number of files, size of each): a few large arrays plus the small file that changes.
 SIZES = [("10 MB", 10, 1 * MB), ("100 MB", 10, 10 * MB), ("1 GB", 16, 64 * MB)]
+SMOKE_SIZES = [("64 KB", 2, 32 * 1024)]
 STEP_DELAY = 0.01  # seconds of "work" per simulation step in the lost-work runs
 TRIALS = 3
+INTERRUPT_AFTER = (3.0, 5.0)  # seconds into the run, uniformly: past the first periodic checkpoint (2 s)
+SMOKE_TRIALS, SMOKE_INTERRUPT_AFTER = 1, (0.5, 0.5)
 AGENT = Path(sys.executable).with_name("stepspot-agent")
 
 
@@ -70,13 +74,13 @@ def _store(endpoint: str, name: str) -> tuple[CheckpointStore, str, str]:
     return CheckpointStore(CheckpointObjects(s3, name), CheckpointTable(ddb, name)), name, name
 
 
-def bench_upload(endpoint: str, quick: bool) -> list[dict[str, Any]]:
+def bench_upload(endpoint: str, quick: bool, sizes: list[tuple[str, int, int]] = SIZES) -> list[dict[str, Any]]:
     rows = []
-    for label, count, size in SIZES:
+    for label, count, size in sizes:
         if quick and count * size > 200 * MB:
             print(f"  {label}: skipped (--quick)")
             continue
-        store, _, _ = _store(endpoint, f"bench-upload-{count * size // MB}")
+        store, _, _ = _store(endpoint, f"bench-upload-{count * size // 1024}k")
         with tempfile.TemporaryDirectory(prefix="stepspot-bench-") as scratch:
             directory = Path(scratch) / "ckpt"
             directory.mkdir()
@@ -171,10 +175,12 @@ def _program(steps: int) -> list[str]:
     ]
 
 
-def bench_lost_work(endpoint: str) -> list[dict[str, Any]]:
+def bench_lost_work(
+    endpoint: str, trials: int = TRIALS, interrupt_after: tuple[float, float] = INTERRUPT_AFTER
+) -> list[dict[str, Any]]:
     rows = []
     rng = random.Random(7)
-    for trial in range(TRIALS):
+    for trial in range(trials):
         for with_notice in (True, False):
             _, bucket, table = _store(endpoint, f"bench-lost-{trial}-{int(with_notice)}")
             imds = FakeImds()
@@ -192,7 +198,7 @@ def bench_lost_work(endpoint: str) -> list[dict[str, Any]]:
             interval = "2"  # periodic checkpoints every 2 s (~200 steps): what a hard kill falls back to
             run = _Run(env, ["--interval", interval, "--imds-poll", "0.2", *_program(3000)])
             run.wait_for(r"starting at step 0")
-            time.sleep(3 + rng.random() * 2)  # interrupt somewhere between 3 and 5 s into the run
+            time.sleep(rng.uniform(*interrupt_after))  # interrupt somewhere in that window
             if with_notice:
                 notice_at = time.monotonic()
                 imds.post_notice()
@@ -256,21 +262,22 @@ def bench_lost_work(endpoint: str) -> list[dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv or os.environ.get("STEPSPOT_BENCH_QUICK", "") not in ("", "0")
+    tiny = smoke(argv)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     server, endpoint = _server()
     try:
         print("checkpoint upload (moto server on localhost):", flush=True)
-        upload = bench_upload(endpoint, quick)
+        upload = bench_upload(endpoint, quick, SMOKE_SIZES if tiny else SIZES)
         print("lost work per interruption (agent + example program, fake IMDS):", flush=True)
-        lost = bench_lost_work(endpoint)
+        trials = (SMOKE_TRIALS, SMOKE_INTERRUPT_AFTER) if tiny else (TRIALS, INTERRUPT_AFTER)
+        lost = bench_lost_work(endpoint, *trials)
     finally:
         server.stop()
-    out = REPO / "build" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints.json").write_text(json.dumps({"upload": upload, "lost_work": lost}, indent=1))
-    print(f"  results: {out / 'checkpoints.json'}")
+    out = results_file("checkpoints.json")
+    out.write_text(json.dumps({"upload": upload, "lost_work": lost}, indent=1))
+    print(f"  results: {out}")
     notice_rows = [r for r in lost if r["notice"]]
     return 0 if all(r["lost_steps"] == 0 for r in notice_rows) else 1
 

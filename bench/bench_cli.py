@@ -20,11 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import results_file, smoke
 from bench.bench_planner import random_layered
 
 TASKS = 100_000
 ROUNDS = 7  # the 100k-file commands
 HELP_ROUNDS = 21  # --help and python -c pass are short: more rounds for a stable median
+SMOKE_TASKS = 200  # --smoke: one round of each command, no warm-up
 GOALS = {"--help": 5.0, "validate": 2.0, "plan": 3.0}
 
 
@@ -43,9 +45,9 @@ def seconds(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def medians(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
+def medians(commands: dict[str, list[str]], rounds: int, warm_up: bool = True) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in commands}
-    for command in commands.values():  # warm-up: page cache, .pyc files
+    for command in commands.values() if warm_up else ():  # page cache, .pyc files
         seconds(command)
     for _ in range(rounds):
         for name, command in commands.items():
@@ -55,11 +57,13 @@ def medians(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     stepspot = stepspot_command()
+    quick = smoke(argv)
+    tasks, rounds, help_rounds = (SMOKE_TASKS, 1, 1) if quick else (TASKS, ROUNDS, HELP_ROUNDS)
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
-        path = Path(tmp) / "layered-100k.json"
-        path.write_text(json.dumps({"name": "layered-100k", "tasks": random_layered(TASKS)}), encoding="utf-8")
+        path = Path(tmp) / f"layered-{tasks}.json"
+        path.write_text(json.dumps({"name": f"layered-{tasks}", "tasks": random_layered(tasks)}), encoding="utf-8")
         bare = [sys.executable, "-c", "pass"]
-        start = medians({"python -c pass": bare, "--help": [*stepspot, "--help"]}, HELP_ROUNDS)
+        start = medians({"python -c pass": bare, "--help": [*stepspot, "--help"]}, help_rounds, not quick)
         load = [sys.executable, "-c", "import json, sys; json.load(open(sys.argv[1]))", str(path)]
         files = medians(
             {
@@ -67,7 +71,8 @@ def main(argv: list[str]) -> int:
                 "validate": [*stepspot, "validate", str(path)],
                 "plan": [*stepspot, "plan", str(path)],
             },
-            ROUNDS,
+            rounds,
+            not quick,
         )
     rows = [
         ("--help", start["--help"], "python -c pass", start["python -c pass"]),
@@ -81,11 +86,9 @@ def main(argv: list[str]) -> int:
         verdict = "ok" if ratio <= GOALS[name] else "MISSES"
         missed += ratio > GOALS[name]
         print(f"{name:<10}{value:>8.3f}s  {base_name:<16}{base:>8.3f}s{ratio:>7.1f}x{GOALS[name]:>6.0f}x  {verdict}")
-    print(f"({TASKS:,}-task random layered DAG; medians of {ROUNDS} rounds, --help of {HELP_ROUNDS})")
-    out = Path("build/bench/cli.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"({tasks:,}-task random layered DAG; medians of {rounds} rounds, --help of {help_rounds})")
     keys = ("command", "seconds", "baseline", "baseline_seconds")
-    out.write_text(json.dumps([dict(zip(keys, row, strict=True)) for row in rows]))
+    results_file("cli.json").write_text(json.dumps([dict(zip(keys, row, strict=True)) for row in rows]))
     return 0
 
 

@@ -20,20 +20,23 @@ from moto import mock_aws
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from monitoring_world import SPOT_CE, build_world, load_event
 
+from bench import smoke
 from stepspot.handlers import interruption_handler
 
 GOAL_SECONDS = 2.0
 CLUSTER_SIZE = 100
 JOBS_ON_INSTANCE = (1, 4, 16)
 RUNS = 5
+SMOKE = (3, (2,), 1)  # --smoke: cluster size, jobs on the instance, warm runs
 
 
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    cluster_size, jobs_on_instance, runs = SMOKE if smoke(argv) else (CLUSTER_SIZE, JOBS_ON_INSTANCE, RUNS)
     failed = False
     print(f"{'jobs on instance':>16} {'cold (s)':>9} {'warm median (s)':>16} {'warm max (s)':>13}")
-    for jobs in JOBS_ON_INSTANCE:
+    for jobs in jobs_on_instance:
         with mock_aws(config={"batch": {"use_docker": False}}):
             world = build_world()
             os.environ.update(
@@ -46,15 +49,15 @@ def main(argv: list[str] | None = None) -> int:
                 AWS_SECRET_ACCESS_KEY="testing",
             )
             os.environ.pop("STEPSPOT_SNS_TOPIC_ARN", None)
-            targets = [world.add_instance() for _ in range(CLUSTER_SIZE)]
-            instance_id, container = targets[CLUSTER_SIZE // 2]
+            targets = [world.add_instance() for _ in range(cluster_size)]
+            instance_id, container = targets[cluster_size // 2]
             for j in range(jobs):
                 world.add_task("wf-bench", f"task-{j}")
                 world.index_job(f"job-{j}", "wf-bench", f"task-{j}")
                 world.start_job_task(container, f"job-{j}")
             interruption_handler.runtime.cache_clear()
             timings = []
-            for run in range(RUNS + 1):
+            for run in range(runs + 1):
                 event = load_event(
                     "ec2-spot-instance-interruption-warning.json",
                     id=f"bench-{jobs}-{run}",

@@ -20,11 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import smoke
+
 PY = Path(sys.executable).name  # found on the jobs' PATH (this installation's scripts come first)
 STEPSPOT = Path(sys.executable).with_name("stepspot")
 FAN_OUT = 200
 CHAIN = 21
 GOAL_FAN_RATIO, GOAL_HOP_MS = 3.0, 100.0
+SMOKE_FAN_OUT, SMOKE_CHAIN = 2, 3  # --smoke (tests/integration/test_bench_smoke.py)
 
 
 def _task(task_id: str, deps: list[str]) -> dict[str, Any]:
@@ -65,28 +68,28 @@ def _cli_run(tasks: list[dict[str, Any]], name: str, workdir: Path) -> tuple[flo
 
 
 def main(argv: list[str]) -> int:
-    del argv
+    fan_out, chain_length = (SMOKE_FAN_OUT, SMOKE_CHAIN) if smoke(argv) else (FAN_OUT, CHAIN)
     failed = 0
     with tempfile.TemporaryDirectory(prefix="stepspot-bench-local-") as tmp:
         workdir = Path(tmp)
         _process_starts(5)  # warm the page cache for both sides
-        fan_tasks = [_task("root", [])] + [_task(f"f{i}", ["root"]) for i in range(FAN_OUT)]
+        fan_tasks = [_task("root", [])] + [_task(f"f{i}", ["root"]) for i in range(fan_out)]
         fan_seconds, fan_summary = _cli_run(fan_tasks, "fan", workdir)
-        starts = _process_starts(FAN_OUT)
+        starts = _process_starts(fan_out)
         ratio = fan_seconds / starts
-        print(f"fan-out of {FAN_OUT} no-op tasks from one root, `stepspot local` end to end:")
+        print(f"fan-out of {fan_out} no-op tasks from one root, `stepspot local` end to end:")
         print(
-            f"  {fan_seconds:6.2f} s (makespan {fan_summary['makespan_seconds']:.2f} s) vs {FAN_OUT} sequential "
+            f"  {fan_seconds:6.2f} s (makespan {fan_summary['makespan_seconds']:.2f} s) vs {fan_out} sequential "
             f"`python -c pass` {starts:5.2f} s: ratio {ratio:5.2f}  goal <= {GOAL_FAN_RATIO}"
         )
         failed |= int(ratio > GOAL_FAN_RATIO)
 
         _, one = _cli_run([_task("c0", [])], "chain-1", workdir)
-        chain = [_task(f"c{i}", [f"c{i - 1}"] if i else []) for i in range(CHAIN)]
-        _, many = _cli_run(chain, f"chain-{CHAIN}", workdir)
-        hop = (many["makespan_seconds"] - one["makespan_seconds"]) / (CHAIN - 1)
-        start = starts / FAN_OUT
-        print(f"per-hop latency, chain of {CHAIN} no-op tasks against one:")
+        chain = [_task(f"c{i}", [f"c{i - 1}"] if i else []) for i in range(chain_length)]
+        _, many = _cli_run(chain, f"chain-{chain_length}", workdir)
+        hop = (many["makespan_seconds"] - one["makespan_seconds"]) / (chain_length - 1)
+        start = starts / fan_out
+        print(f"per-hop latency, chain of {chain_length} no-op tasks against one:")
         print(
             f"  {hop * 1000:6.0f} ms per hop ({hop / start:4.1f}x one `python -c pass` start of "
             f"{start * 1000:.0f} ms)  goal <= {GOAL_HOP_MS:.0f} ms"

@@ -31,6 +31,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+from bench import results_file, smoke
 from bench.bench_planner import SHAPES
 from stepspot.aws.plan_objects import write_plan
 from stepspot.aws.s3 import DocumentStore, plan_key
@@ -42,6 +43,9 @@ from stepspot.state_keys import task_key, workflow_key
 from stepspot.workflow import parse_workflow
 
 SIZES = (1_000, 10_000, 100_000)
+EVENT_KINDS = ("scheduler", "attempt manager")
+# --smoke: one size (after the unmeasured first one), one timed run per event, the fresh-process RSS of one kind
+SMOKE_SIZES = (100,)
 EVENT_SHAPE = "random-layered"
 GOAL_SPREAD = 1.20  # largest / smallest of time and of peak memory across sizes
 GOAL_PEAK_MB = 150.0
@@ -61,10 +65,10 @@ def _plan(shape: str, n: int) -> Plan:
     return build_plan(loaded.workflow, f"{shape}-{n}", loaded.warnings)
 
 
-def stored_bytes() -> list[dict[str, Any]]:
+def stored_bytes(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     rows = []
     for shape in SHAPES:
-        for n in SIZES:
+        for n in sizes:
             plan = _plan(shape, n)
             new = encode_plan(plan, plan_key(plan.workflow_id)).stored_bytes
             old = len(plan_to_json(plan))
@@ -198,11 +202,11 @@ def _invoke(kind: str, workflow: _EventWorkflow, plan_uri: str, traced: bool) ->
     return seconds, peak
 
 
-def cold_events() -> list[dict[str, Any]]:
+def cold_events(sizes: tuple[int, ...] = SIZES, timed_runs: int = TIMED_RUNS) -> list[dict[str, Any]]:
     rows = []
     # The first size pays the process's one-time costs (imports, botocore's service models): run it
     # once unmeasured, so each size measures what a new Lambda instance does on the plan.
-    for index, n in enumerate((SIZES[0], *SIZES)):
+    for index, n in enumerate((sizes[0], *sizes)):
         plan = _plan(EVENT_SHAPE, n)
         task_id = _event_task(plan)
         workflow = _EventWorkflow(plan.workflow_id, len(plan.tasks), task_id, plan.tasks[task_id].dependents)
@@ -214,8 +218,8 @@ def cold_events() -> list[dict[str, Any]]:
             plan_uri = write_plan(documents, plan_key(workflow.workflow_id), encoded)
             del encoded
             gc.collect()
-            for kind in ("scheduler", "attempt manager"):
-                seconds = min(_invoke(kind, workflow, plan_uri, traced=False)[0] for _ in range(TIMED_RUNS))
+            for kind in EVENT_KINDS:
+                seconds = min(_invoke(kind, workflow, plan_uri, traced=False)[0] for _ in range(timed_runs))
                 _, peak = _invoke(kind, workflow, plan_uri, traced=True)
                 if index:
                     rows.append({"event": kind, "tasks": n, "seconds": seconds, "peak_mib": peak})
@@ -249,7 +253,7 @@ def _peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status: peak RSS needs Linux")
 
 
-def cold_event_rss(n: int = SIZES[-1]) -> dict[str, tuple[float, float]]:
+def cold_event_rss(n: int = SIZES[-1], kinds: tuple[str, ...] = EVENT_KINDS) -> dict[str, tuple[float, float]]:
     import pickle
     import subprocess
     import tempfile
@@ -263,7 +267,7 @@ def cold_event_rss(n: int = SIZES[-1]) -> dict[str, tuple[float, float]]:
     with tempfile.NamedTemporaryFile(suffix=".pickle") as handle:
         handle.write(pickle.dumps((workflow, encoded.objects, key, encoded.header)))
         handle.flush()
-        for kind in ("scheduler", "attempt manager"):
+        for kind in kinds:
             code = f"from bench.bench_plan_reads import _rss_child; _rss_child({handle.name!r}, {kind!r})"
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             before, after = out.strip().splitlines()[-1].split()
@@ -304,7 +308,9 @@ def main(argv: list[str]) -> int:
     failed = False
     print("Stored plan (header + shards) against the whole-document format of before, same run:")
     print(f"{'shape':<16}{'tasks':>9}{'B/task':>9}{'before':>9}{'ratio':>8}")
-    sizes = stored_bytes()
+    quick = smoke(argv)
+    sizes_measured = SMOKE_SIZES if quick else SIZES
+    sizes = stored_bytes(sizes_measured)
     for r in sizes:
         ratio = r["bytes_per_task"] / r["old_bytes_per_task"]
         print(
@@ -315,12 +321,13 @@ def main(argv: list[str]) -> int:
     verdict = "meets" if worst <= MAX_STORED_BYTES_PER_TASK else "MISSES"
     print(f"largest: {worst:.1f} B/task ({verdict} the {MAX_STORED_BYTES_PER_TASK} B/task goal)")
 
-    print(f"\nOne cold event ({EVENT_SHAPE} DAG, a task with 2 dependents; time: best of {TIMED_RUNS}):")
+    timed_runs = 1 if quick else TIMED_RUNS
+    print(f"\nOne cold event ({EVENT_SHAPE} DAG, a task with 2 dependents; time: best of {timed_runs}):")
     print(f"{'event':<15}{'tasks':>9}{'CPU s':>10}{'peak MiB':>10}")
-    events = cold_events()
+    events = cold_events(sizes_measured, timed_runs)
     for r in events:
         print(f"{r['event']:<15}{r['tasks']:>9,}{r['seconds']:>10.3f}{r['peak_mib']:>10.1f}")
-    for kind in ("scheduler", "attempt manager"):
+    for kind in EVENT_KINDS:
         rows = [r for r in events if r["event"] == kind]
         for metric in ("seconds", "peak_mib"):
             values = [r[metric] for r in rows]
@@ -328,11 +335,11 @@ def main(argv: list[str]) -> int:
             ok = spread <= GOAL_SPREAD and (metric != "peak_mib" or max(values) < GOAL_PEAK_MB)
             failed |= not ok
             print(f"{kind} {metric}: largest/smallest {spread:.2f} ({'meets' if ok else 'MISSES'} the goal)")
-    rss = cold_event_rss()
+    rss = cold_event_rss(sizes_measured[-1], EVENT_KINDS[:1] if quick else EVENT_KINDS)
     for kind, (before, after) in rss.items():
         print(
             f"{kind}: a fresh process (moto included) peaks at {before:.0f} MiB RSS before one cold event "
-            f"at {SIZES[-1]:,} tasks, {after:.0f} MiB after it"
+            f"at {sizes_measured[-1]:,} tasks, {after:.0f} MiB after it"
         )
     result: dict[str, Any] = {"stored": sizes, "events": events, "rss_mib": rss}
     if "--parser" in argv:
@@ -343,9 +350,7 @@ def main(argv: list[str]) -> int:
             f"(tracemalloc; {parser['retained_mib']:.0f} MiB of it still held after the call: moto's copies of the "
             f"items and objects), process max RSS {parser['max_rss_mib']:.0f} MiB"
         )
-    out = Path("build/bench/plan_reads.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    results_file("plan_reads.json").write_text(json.dumps(result, indent=2))
     return 1 if failed else 0
 
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import smoke
 from stepspot.cost import (
     ON_DEMAND,
     SPOT,
@@ -27,6 +28,8 @@ from stepspot.report.html import write_report
 from stepspot.report.model import RunRecord, TaskRecord
 
 TASKS = 1_000
+OPENS = 3  # best of
+SMOKE_TASKS = 20  # --smoke: and one open
 GOAL_BYTES = 2_000_000
 GOAL_OPEN_SECONDS = 2.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,16 +108,17 @@ def _browser():  # tests/e2e/browser.py: the same headless chromium settings as 
 
 
 def main(argv: list[str]) -> int:
-    record = synthetic_run()
+    tasks, opens = (SMOKE_TASKS, 1) if smoke(argv) else (TASKS, OPENS)
+    record = synthetic_run(tasks)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "report.html"
         started = time.perf_counter()
         size = write_report(record, path)
         rendered = time.perf_counter() - started
-        print(f"{TASKS} tasks, {len(record.ledger)} attempts: rendered in {rendered:.2f} s, {size / 1e6:.2f} MB")
+        print(f"{tasks} tasks, {len(record.ledger)} attempts: rendered in {rendered:.2f} s, {size / 1e6:.2f} MB")
         timings = []
         with _browser().chromium_page() as page:
-            for _ in range(3):
+            for _ in range(opens):
                 started = time.perf_counter()
                 page.goto(path.as_uri())
                 page.wait_for_selector("body[data-ready='1']", state="attached", timeout=30_000)
@@ -122,7 +126,7 @@ def main(argv: list[str]) -> int:
             drawn = page.evaluate("Object.keys(window.stepspotReport.drawn).length")
     best = min(timings)
     print(
-        f"opened in the browser in {best:.2f} s (best of 3: {', '.join(f'{t:.2f}' for t in timings)}); "
+        f"opened in the browser in {best:.2f} s (best of {opens}: {', '.join(f'{t:.2f}' for t in timings)}); "
         f"{drawn} attempts drawn in the first view"
     )
     failed = 0

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import smoke
 from stepspot.local.engine import LocalEngine, LocalOptions
 from stepspot.local.summary import RunSummary
 from stepspot.workflow import load_workflow_file
@@ -29,6 +30,8 @@ from stepspot.workflow import load_workflow_file
 PY = Path(sys.executable).name
 UNIT = 2.0  # seconds of real work per duration unit (local orchestration adds about 0.1 s per dependency hop)
 GOAL_RATIO, GOAL_TRANSITIONS, GOAL_PAYLOAD = 1.10, 5.0, 16_384
+# (duration unit, chain, fan-out, side of the square payload workflow); --smoke: tests/integration/test_bench_smoke.py
+SIZES, SMOKE_SIZES = (UNIT, 20, 200, 100), (0.01, 3, 4, 10)
 
 
 def _task(task_id: str, seconds: float, deps: list[str] | None = None) -> dict[str, Any]:
@@ -53,13 +56,13 @@ def _run(tasks: list[dict[str, Any]], name: str, workdir: Path, **options: Any) 
     return summary
 
 
-def _makespan(workdir: Path) -> list[tuple[str, float, float, float]]:
+def _makespan(workdir: Path, unit: float = UNIT) -> list[tuple[str, float, float, float]]:
     rows = []
     chains = [
-        _task("A1", 1 * UNIT),
-        _task("A2", 10 * UNIT, ["A1"]),
-        _task("B1", 10 * UNIT),
-        _task("B2", 1 * UNIT, ["B1"]),
+        _task("A1", 1 * unit),
+        _task("A2", 10 * unit, ["A1"]),
+        _task("B1", 10 * unit),
+        _task("B2", 1 * unit, ["B1"]),
     ]
     rng = random.Random(7)
     layered: list[dict[str, Any]] = []
@@ -69,7 +72,7 @@ def _makespan(workdir: Path) -> list[tuple[str, float, float, float]]:
         for i in range(4):
             task_id = f"L{layer}-{i}"
             deps = rng.sample(previous, k=min(2, len(previous))) if previous else []
-            layered.append(_task(task_id, round(rng.uniform(0.5, 4.0) * UNIT / 2, 2), deps))
+            layered.append(_task(task_id, round(rng.uniform(0.5, 4.0) * unit / 2, 2), deps))
             current.append(task_id)
         previous = current
     for name, tasks in (("two-chains", chains), ("random-layered", layered)):
@@ -77,12 +80,12 @@ def _makespan(workdir: Path) -> list[tuple[str, float, float, float]]:
         cp = summary.critical_path["measured_seconds"]
         rows.append((name, summary.makespan_seconds, cp, summary.makespan_seconds / cp))
         if name == "two-chains":
-            barrier = max(1, 10) * UNIT + max(10, 1) * UNIT  # each stage waits for its slowest task
+            barrier = max(1, 10) * unit + max(10, 1) * unit  # each stage waits for its slowest task
             rows.append(("  stage barrier (A1|B1 then A2|B2)", barrier, cp, barrier / cp))
     return rows
 
 
-def _payload_10k() -> dict[str, Any]:
+def _payload_10k(side: int = 100) -> dict[str, Any]:
     """Every payload a state sees, for a 10,000-task layered workflow, from the real handlers."""
     import boto3
     from moto import mock_aws
@@ -93,9 +96,9 @@ def _payload_10k() -> dict[str, Any]:
 
     rng = random.Random(3)
     tasks, previous = [], []
-    for layer in range(100):
+    for layer in range(side):
         current = []
-        for i in range(100):
+        for i in range(side):
             task_id = f"t{layer:03d}-{i:03d}"
             deps = rng.sample(previous, k=3) if previous else []
             tasks.append(
@@ -220,23 +223,22 @@ def _payload_10k() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    del argv
+    unit, chain_length, fan_out, side = SMOKE_SIZES if smoke(argv) else SIZES
     failed = 0
     with tempfile.TemporaryDirectory(prefix="stepspot-bench-") as tmp:
         workdir = Path(tmp)
         print("makespan vs measured critical path (real seconds):")
-        for name, makespan, cp, ratio in _makespan(workdir):
+        for name, makespan, cp, ratio in _makespan(workdir, unit):
             print(f"  {name:38s} makespan {makespan:6.2f} s  critical path {cp:6.2f} s  ratio {ratio:5.3f}")
             if not name.startswith(" ") and ratio > GOAL_RATIO:
                 failed = 1
         print(f"  goal: <= {GOAL_RATIO}")
 
-        chain = _run([_task(f"c{i}", 0, [f"c{i - 1}"] if i else []) for i in range(20)], "chain", workdir)
-        fan = _run(
-            [_task("root", 0)] + [_task(f"f{i}", 0, ["root"]) for i in range(200)], "fan", workdir, max_parallel_jobs=16
-        )
+        chain = _run([_task(f"c{i}", 0, [f"c{i - 1}"] if i else []) for i in range(chain_length)], "chain", workdir)
+        fan_tasks = [_task("root", 0)] + [_task(f"f{i}", 0, ["root"]) for i in range(fan_out)]
+        fan = _run(fan_tasks, "fan", workdir, max_parallel_jobs=16)
         print("transitions per task (happy path):")
-        for label, summary in (("chain of 20", chain), ("fan-out of 200", fan)):
+        for label, summary in ((f"chain of {chain_length}", chain), (f"fan-out of {fan_out}", fan)):
             t = summary.transitions
             print(
                 f"  {label:16s} {t['per_task']:.3f} per task (task executions {t['task_executions']}, "
@@ -246,13 +248,14 @@ def main(argv: list[str]) -> int:
             failed = 1
         print(f"  goal: <= {GOAL_TRANSITIONS} (5 per task, SubmitJob pacing included, + 2 per workflow)")
         print("local mode overhead per task:")
-        print(f"  chain of 20 no-op tasks   {chain.makespan_seconds / 20 * 1000:7.0f} ms per task (sequential latency)")
+        per_task = chain.makespan_seconds / chain_length * 1000
+        print(f"  chain of {chain_length} no-op tasks   {per_task:7.0f} ms per task (sequential latency)")
         print(
-            f"  fan-out of 201 no-op tasks {fan.makespan_seconds / 201 * 1000:6.0f} ms per task "
-            f"({201 / fan.makespan_seconds:.1f} tasks/s)"
+            f"  fan-out of {fan_out + 1} no-op tasks {fan.makespan_seconds / (fan_out + 1) * 1000:6.0f} ms per task "
+            f"({(fan_out + 1) / fan.makespan_seconds:.1f} tasks/s)"
         )
 
-    audit = _payload_10k()
+    audit = _payload_10k(side)
     largest = max(audit["sizes"].values())
     print(f"largest state payloads for {audit['tasks']:,} tasks (real handlers, {audit['seconds']:.1f} s):")
     for name, size in sorted(audit["sizes"].items(), key=lambda kv: -kv[1]):

@@ -9,14 +9,13 @@ requests, parallelism); real S3 adds network bandwidth to both sides alike.
 2. 10 small inputs + 10 small outputs per task: staging overhead. Target: <= 100 ms.
 3. An output directory of 10,000 small files: publish time. Target: <= 10 s.
 
-    python -m bench staging            (STEPSPOT_BENCH_QUICK=1: 256 MB instead of 1 GB)
+    python -m bench staging            (STEPSPOT_BENCH_QUICK=1: 256 MB instead of 1 GB; --smoke: a few KB)
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -25,10 +24,16 @@ from typing import Any
 
 import boto3
 
-from stepspot.agent import AgentSettings, Stager
-from stepspot.dataflow import parse_inputs
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+from checkpoint_support import staging_settings  # noqa: E402
+
+from bench import smoke  # noqa: E402
+from stepspot.agent import AgentSettings, Stager  # noqa: E402
 
 MB = 1024 * 1024
+SMOKE_TOTAL, SMOKE_WIDE = 512 * 1024, 20  # --smoke: bytes of the throughput run, files of the wide output
 
 
 def _server() -> tuple[Any, str]:
@@ -42,30 +47,7 @@ def _server() -> tuple[Any, str]:
 
 
 def _settings(endpoint: str, bucket: str, work: Path, task_id: str, outputs=(), inputs=()) -> AgentSettings:
-    return AgentSettings(
-        workflow_id="bench",
-        task_id=task_id,
-        bucket=bucket,
-        table="",
-        directory=work,
-        interval=None,
-        mtbi=3600.0,
-        notice_signal=signal.SIGTERM,
-        notice_grace=1.0,
-        settle=0.1,
-        stop_timeout=1.0,
-        imds_endpoint=None,
-        imds_poll=1.0,
-        endpoint_url=endpoint,
-        region="us-east-1",
-        state_table=None,
-        save_on_success=False,
-        checkpointing=False,
-        work_dir=work,
-        inputs=parse_inputs(list(inputs)),
-        outputs=tuple(outputs),
-        attempt="1",
-    )
+    return staging_settings(endpoint, bucket, work, task_id, outputs, inputs, workflow_id="bench")
 
 
 def _client(endpoint: str) -> Any:
@@ -174,7 +156,8 @@ def bench_wide(endpoint: str, count: int = 10_000) -> float:
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv or os.environ.get("STEPSPOT_BENCH_QUICK") == "1"
-    total = 256 * MB if quick else 1024 * MB
+    total = SMOKE_TOTAL if smoke(argv) else 256 * MB if quick else 1024 * MB
+    wide_files = SMOKE_WIDE if smoke(argv) else 10_000
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -183,17 +166,17 @@ def main(argv: list[str]) -> int:
     try:
         t = bench_throughput(endpoint, total)
         print(
-            f"  {total // MB} MB in 8 files: plain boto3 up {t['plain_upload_s']:.2f} s / down "
+            f"  {total / MB:g} MB in 8 files: plain boto3 up {t['plain_upload_s']:.2f} s / down "
             f"{t['plain_download_s']:.2f} s; staged (hash+publish) {t['staged_upload_s']:.2f} s / (stage+verify) "
             f"{t['staged_download_s']:.2f} s; throughput ratio up {t['upload_ratio']:.2f}x, down "
             f"{t['download_ratio']:.2f}x, round trip {t['round_trip_ratio']:.2f}x (target >= 0.8x)"
         )
         failed += t["round_trip_ratio"] < 0.8
-        small = bench_small(endpoint)
+        small = bench_small(endpoint, trials=1 if smoke(argv) else 5)
         print(f"  10 small inputs + 10 small outputs: {small * 1000:.0f} ms staging overhead (target <= 100 ms)")
         failed += small > 0.1
-        wide = bench_wide(endpoint)
-        print(f"  10,000-file output directory: published in {wide:.2f} s (target <= 10 s)")
+        wide = bench_wide(endpoint, wide_files)
+        print(f"  {wide_files:,}-file output directory: published in {wide:.2f} s (target <= 10 s)")
         failed += wide > 10
     finally:
         server.stop()

@@ -99,6 +99,16 @@ def default_instance_prices() -> InstancePrices:
     return instance_prices_from(json.loads(text))
 
 
+def other_region_note(prices: InstancePrices, region: str) -> str | None:
+    """Why a ledger's On-Demand figures may be off: the bundled table is another region's (it holds one)."""
+    if not region or region == prices.region:
+        return None
+    return (
+        f"On-Demand prices are the bundled table's for {prices.region}, not {region}'s: run "
+        f"`python scripts/refresh_prices.py --region {region}` and redeploy to price this region"
+    )
+
+
 @dataclass(frozen=True)
 class Placement:
     instance_type: str

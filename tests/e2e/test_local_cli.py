@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from local_helpers import sleep_task
 
 from stepspot.cli import main
@@ -57,10 +58,16 @@ def test_an_invalid_rate_is_refused_by_the_parser(write_workflow, capsys):
 def test_a_run_prints_the_summary_and_writes_json(write_workflow, tmp_path, capsys):
     path = write_workflow([sleep_task("a"), sleep_task("b", depends_on=["a"])], "cli")
     out = tmp_path / "summary.json"
-    code = main(["local", str(path), "--no-progress", "--summary-json", str(out), "--workdir", str(tmp_path / "w")])
+    report = tmp_path / "report.html"
+    args = ["--summary-json", str(out), "--report", str(report), "--workdir", str(tmp_path / "w")]
+    code = main(["local", str(path), "--no-progress", *args])
     printed = capsys.readouterr().out
     assert code == 0
     assert "SUCCEEDED" in printed and "state transitions" in printed
+    # The cost ledger's line and the run report (issue 15: `stepspot local ... --report report.html`)
+    assert "cost by instance (ledger)" in printed and f"report written to {report}" in printed
+    page = report.read_text()
+    assert "echarts" in page and "<script src" not in page and '"attempts":' in page
     summary = json.loads(out.read_text())
     for field in (
         "status",
@@ -74,9 +81,14 @@ def test_a_run_prints_the_summary_and_writes_json(write_workflow, tmp_path, caps
         "transitions",
         "largest_state_payload_bytes",
         "estimated_cost",
+        "cost",
+        "ledger",
     ):
         assert field in summary
     assert summary["tasks"]["succeeded"] == 2
+    assert len(summary["ledger"]) == summary["attempts"] == 2
+    assert summary["cost"]["total_usd"] == pytest.approx(sum(e["cost_usd"] for e in summary["ledger"]), abs=1e-6)
+    assert summary["cost"]["total_usd"] > 0
 
 
 def test_a_report_path_that_is_a_directory_is_refused_before_the_run(write_workflow, tmp_path, capsys):

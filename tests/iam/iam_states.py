@@ -55,6 +55,7 @@ def requests_for_state(
     resource = _substitute(str(state["Resource"]), substitutions)
     parameters = {k: _substitute(v, substitutions) for k, v in (state.get("Parameters") or {}).items()}
     pairs: list[tuple[str, str]]
+    tagged: list[IamRequest] = []
     if resource.startswith("arn:aws:lambda:"):
         pairs = [("lambda:InvokeFunction", resource)]
     elif resource.startswith("arn:aws:states:::lambda:invoke"):
@@ -64,6 +65,9 @@ def requests_for_state(
         pairs += [
             ("batch:SubmitJob", job_definition_arn(d)) for d in _values(parameters, "JobDefinition", candidates, where)
         ]
+        if "Tags" in parameters or "Tags.$" in parameters:
+            literal = [json.dumps(parameters["Tags"])] if "Tags" in parameters else []
+            tagged = [_tag_on_submit(json.loads(t), where) for t in literal or candidates["Tags"]]
         if resource.endswith(".sync"):
             # Step Functions watches the job, and terminates it when the execution is stopped.
             pairs += [("batch:DescribeJobs", "*"), ("batch:TerminateJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x")]
@@ -80,7 +84,16 @@ def requests_for_state(
         raise UnmappedCall(
             f"{where}: service integration {resource} is not mapped to IAM actions in tests/iam/iam_states.py"
         )
-    return [IamRequest(PRINCIPAL, action, arn, {}, call=where) for action, arn in pairs]
+    return [IamRequest(PRINCIPAL, action, arn, {}, call=where) for action, arn in pairs] + tagged
+
+
+def _tag_on_submit(tags: Mapping[str, Any], where: str) -> IamRequest:
+    """A job tagged on submission: Batch also authorises batch:TagResource on the new job, with the
+    request's tags as its only condition keys (the Service Authorization Reference: no key names the
+    creating action, so a policy conditioned on one, such as ``batch:CreateAction``, never allows it)."""
+    context: dict[str, str | list[str]] = {f"aws:RequestTag/{k}": str(v) for k, v in tags.items()}
+    context["aws:TagKeys"] = sorted(tags)
+    return IamRequest(PRINCIPAL, "batch:TagResource", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x", context, call=where)
 
 
 def _substitute(value: Any, substitutions: Mapping[str, str]) -> Any:
@@ -115,6 +128,7 @@ def runtime_requests() -> list[IamRequest]:
 def state_machine_requests(environment: Mapping[str, str], function_arns: Mapping[str, str]) -> list[IamRequest]:
     """Every request of every Task state of the rendered definitions (``make render``)."""
     from stepspot.aws.batch import derived_definition_name
+    from stepspot.fleet import job_tags
 
     paths = sorted(ASL_DIR.glob("*.asl.json"))
     if not paths:
@@ -132,6 +146,7 @@ def state_machine_requests(environment: Mapping[str, str], function_arns: Mappin
         "JobDefinition": definitions,
         "FunctionName": list(function_arns.values()),
         "StateMachineArn": [environment["STEPSPOT_TASK_STATE_MACHINE_ARN"]],
+        "Tags": [json.dumps(job_tags("wf-1", "simulate", 1, "local"))],  # what the attempt manager hands RunJob
     }
     requests = runtime_requests()
     for path in paths:

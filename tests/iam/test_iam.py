@@ -154,6 +154,10 @@ def test_the_state_machine_role_allows_every_service_integration_of_the_rendered
     found = terraform()
     requests = state_machine_requests(found.environment, found.function_arns)
     assert {r.action for r in requests} >= {"lambda:InvokeFunction", "batch:SubmitJob", "events:PutRule"}
+    # Both submitJob states tag the job on submission (the cost allocation tags, stepspot.fleet.job_tags)
+    tagging = sorted(r.call for r in requests if r.action == "batch:TagResource")
+    assert tagging == ["task.RunJob", "task.RunMultiNodeJob"]
+    assert all(len(r.context["aws:TagKeys"]) == 4 for r in requests if r.action == "batch:TagResource")
     verdicts = evaluator.evaluate(requests, found.policies)
     denied = [v.explain() for v in verdicts if not v.allowed]
     assert not denied, "\n".join(denied)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,10 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+
+if TYPE_CHECKING:
+    from stepspot.agent import AgentSettings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PROGRAM = REPO / "examples" / "programs" / "heat_diffusion.py"
@@ -86,14 +90,69 @@ def store(moto_endpoint: str) -> Store:
     return Store(moto_endpoint, bucket, table, s3, ddb)
 
 
-class FakeImds:
-    """IMDSv2 on localhost: PUT token, then GET spot/instance-action (404 until ``post_notice``)."""
+def agent_settings(endpoint: str, bucket: str, directory: Path, **fields: Any) -> AgentSettings:
+    """The agent's settings as its command line would make them, for a run against ``endpoint`` (moto):
+    no IMDS, no state table, short waits. ``fields`` set any other ``AgentSettings`` field."""
+    from stepspot.agent import AgentSettings
 
-    def __init__(self) -> None:
+    defaults: dict[str, Any] = {
+        "workflow_id": "wf-1",
+        "task_id": "simulate",
+        "bucket": bucket,
+        "table": "",
+        "directory": directory,
+        "interval": None,
+        "mtbi": 3600.0,
+        "notice_signal": signal.SIGTERM,
+        "notice_grace": 1.0,
+        "settle": 0.1,
+        "stop_timeout": 1.0,
+        "imds_endpoint": None,
+        "imds_poll": 1.0,
+        "endpoint_url": endpoint,
+        "region": "us-east-1",
+        "state_table": None,
+        "save_on_success": False,
+    }
+    return AgentSettings(**{**defaults, **fields})
+
+
+def staging_settings(
+    endpoint: str, bucket: str, work: Path, task_id: str, outputs: Any = (), inputs: Any = (), workflow_id: str = "wf-1"
+) -> AgentSettings:
+    """Settings of a task that only stages data (no checkpointing): runs in ``work``, reads ``inputs``
+    (the workflow's ``inputs`` entries) and publishes ``outputs`` (paths or globs)."""
+    from stepspot.dataflow import parse_inputs
+
+    return agent_settings(
+        endpoint,
+        bucket,
+        work,
+        workflow_id=workflow_id,
+        task_id=task_id,
+        checkpointing=False,
+        work_dir=work,
+        inputs=parse_inputs(list(inputs)),
+        outputs=tuple(outputs),
+        attempt="1",
+    )
+
+
+class FakeImds:
+    """IMDSv2 on localhost: PUT token, then GET spot/instance-action (404 until ``post_notice``) and, when
+    a ``placement`` (instance type, zone) is given, the instance's type and availability zone."""
+
+    def __init__(self, placement: tuple[str, str] | None = None) -> None:
         self.notice: str | None = None
         self.token = uuid.uuid4().hex
         self.polls = 0
         self.unauthorised = 0
+        self.metadata: dict[str, str] = {}
+        if placement is not None:
+            self.metadata = {
+                "/latest/meta-data/instance-type": placement[0],
+                "/latest/meta-data/placement/availability-zone": placement[1],
+            }
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -124,6 +183,8 @@ class FakeImds:
                         self._send(404)
                     else:
                         self._send(200, fake.notice)
+                elif self.path in fake.metadata:
+                    self._send(200, fake.metadata[self.path])
                 else:
                     self._send(404)
 

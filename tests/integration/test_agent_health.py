@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
-from checkpoint_support import Store, run_agent
+from checkpoint_support import FakeImds, Store, run_agent
 
 from stepspot.checkpointing.aws.table import CheckpointTable
 from stepspot.run_health import CHECKPOINT_EMPTY_MESSAGE, run_sk
@@ -76,51 +74,19 @@ def test_a_program_that_writes_is_not_flagged_and_its_saves_and_restore_are_reco
     assert 0 <= float(second["restore_seconds"]) < 10
 
 
-class PlacementImds:
-    """IMDSv2 that knows the instance type and zone, and has no interruption notice."""
-
-    def __init__(self, instance_type: str, zone: str) -> None:
-        answers = {
-            "/latest/meta-data/instance-type": instance_type,
-            "/latest/meta-data/placement/availability-zone": zone,
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, code: int, body: str = "") -> None:
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_PUT(self) -> None:
-                self._send(200, "token")
-
-            def do_GET(self) -> None:
-                answer = answers.get(self.path) if self.headers.get("X-aws-ec2-metadata-token") == "token" else None
-                self._send(200, answer) if answer else self._send(404)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 def test_auto_interval_uses_the_interruptions_observed_on_its_instance_type_and_zone(
     store: Store, tmp_path: Path
 ) -> None:
     # Given 10 interruption notices in 10 hours of runs on c7i.xlarge in us-east-1a
     table = CheckpointTable(store.ddb, store.table)
     table.add_interruption_exposure("c7i.xlarge", "us-east-1a", 36000.0, 10)
-    imds = PlacementImds("c7i.xlarge", "us-east-1a")
+    imds = FakeImds(placement=("c7i.xlarge", "us-east-1a"))
     try:
         env = {**store.env(tmp_path / "d"), "AWS_BATCH_JOB_ID": "job-mtbi", "STEPSPOT_IMDS_ENDPOINT": imds.endpoint}
         # When a task with the 'auto' interval runs there
         result = run_agent(["run", "--", sys.executable, "-c", "import time; time.sleep(0.5)"], env)
     finally:
-        imds.server.shutdown()
+        imds.close()
     # Then the runner takes M = 36000 s / 10 = 3600 s and says where it came from
     assert result.returncode == 0, result.stderr
     assert (

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checkpoint_support import Store
+from checkpoint_support import Store, agent_settings
 
 from stepspot.checkpointing.aws.objects import CheckpointObjects
 from stepspot.checkpointing.aws.table import CheckpointTable
@@ -249,12 +249,9 @@ def test_missing_bucket_is_named_with_the_fix(store: Store) -> None:
 def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store, monkeypatch, tmp_path) -> None:
     """The job role grants s3:ListBucket only with s3:prefix "checkpoints/*" (terraform/modules/compute/
     iam.tf). S3 authorises HeadBucket as s3:ListBucket with no prefix: the agent must not need it."""
-    import signal
-
     import boto3
 
     from stepspot.agent.checkpoints import aws_clients, build_store
-    from stepspot.agent.settings import AgentSettings
     from stepspot.local.aws_faults import error_response
 
     denied: list[str] = []
@@ -278,24 +275,6 @@ def test_the_agent_starts_with_only_the_job_roles_prefixed_listing(store: Store,
     # As Batch sets them: the IAM evaluation (tests/iam) maps these names to the deployment's.
     monkeypatch.setenv("STEPSPOT_BUCKET", store.bucket)
     monkeypatch.setenv("STEPSPOT_CHECKPOINT_TABLE", store.table)
-    settings = AgentSettings(
-        workflow_id=WF,
-        task_id=TASK,
-        bucket=store.bucket,
-        table=store.table,
-        directory=tmp_path,
-        interval=None,
-        mtbi=3600.0,
-        notice_signal=signal.SIGTERM,
-        notice_grace=10.0,
-        settle=0.0,
-        stop_timeout=10.0,
-        imds_endpoint=None,
-        imds_poll=5.0,
-        endpoint_url=store.endpoint,
-        region="us-east-1",
-        state_table=None,
-        save_on_success=False,
-    )
+    settings = agent_settings(store.endpoint, store.bucket, tmp_path, workflow_id=WF, task_id=TASK, table=store.table)
     assert build_store(settings, *aws_clients(settings)) is not None
     assert denied == []

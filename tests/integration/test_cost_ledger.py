@@ -108,6 +108,21 @@ def test_a_job_on_an_instance_ecs_no_longer_knows_is_left_out_with_a_reason(worl
     assert "cost_ledger" not in world.task("wf-1", "production") or not world.task("wf-1", "production")["cost_ledger"]
 
 
+def test_an_instance_type_the_tables_lack_is_described_by_ec2_and_priced_from_the_fitted_rates(world: World):
+    # c3.2xlarge is in neither the instance table nor the price table: EC2 DescribeInstanceTypes says 8 vCPUs
+    # and 15 GiB, and the per-vCPU/per-GiB On-Demand rates of data/prices.json price it
+    world.add_workflow("wf-1")
+    world.add_task("wf-1", "production")
+    _, container_instance = world.add_instance(SPOT_CE, "c3.2xlarge")
+    event = job_event("SUCCEEDED", event_id="t-1", attempts=_on(container_instance, ONE_HOUR_ATTEMPT))
+    assert workflow_monitor.lambda_handler(event, CONTEXT)["cost_recorded"] is True
+    [entry] = ledger_from_item(world.task("wf-1", "production"))
+    hourly = default_prices().on_demand.hourly(8, 15 * 1024, 0, 1)  # 8 x per-vCPU + 15 x per-GiB
+    assert (entry.instance_type, entry.share) == ("c3.2xlarge", 1.0)  # 8 vCPUs / 16 GiB on 8 / 15 GiB
+    assert entry.on_demand_hourly_usd == pytest.approx(hourly) and hourly > 0.3
+    assert entry.on_demand_equivalent_usd == pytest.approx(hourly)  # one hour, the whole instance
+
+
 def test_spot_prices_are_the_ones_in_effect_then_and_cached_per_hour():
     ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     at = dt.datetime(2026, 11, 2, 10, 30, tzinfo=dt.UTC)

@@ -5,45 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from checkpoint_support import AGENT, Store
+from checkpoint_support import AGENT, Store, staging_settings
 
 from stepspot.agent import EXIT_INPUT_UNAVAILABLE, EXIT_OUTPUT_MISSING, AgentExit, AgentSettings, Stager
-from stepspot.dataflow import output_manifest_key, output_object_key, parse_inputs, parse_manifest
+from stepspot.dataflow import output_manifest_key, output_object_key, parse_manifest
 
 pytest_plugins = ("checkpoint_support",)  # fixtures: moto_endpoint, store
 
 
 def settings(store: Store, work: Path, task_id: str, outputs=(), inputs=()) -> AgentSettings:
-    return AgentSettings(
-        workflow_id="wf-1",
-        task_id=task_id,
-        bucket=store.bucket,
-        table="",
-        directory=work,
-        interval=None,
-        mtbi=3600.0,
-        notice_signal=signal.SIGTERM,
-        notice_grace=1.0,
-        settle=0.1,
-        stop_timeout=1.0,
-        imds_endpoint=None,
-        imds_poll=1.0,
-        endpoint_url=store.endpoint,
-        region="us-east-1",
-        state_table=None,
-        save_on_success=False,
-        checkpointing=False,
-        work_dir=work,
-        inputs=parse_inputs(list(inputs)),
-        outputs=tuple(outputs),
-        attempt="1",
-    )
+    return staging_settings(store.endpoint, store.bucket, work, task_id, outputs, inputs)
 
 
 def write(root: Path, files: dict[str, bytes]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,14 @@ def _record(task: dict, attempt: int, capacity: str, start: float, seconds: floa
         nodes=task.get("nodes", 1),
         **extra,
     )
+
+
+def _priced(record: AttemptRecord, instance_type: str, spot_hourly: float = 0.0) -> LedgerEntry:
+    """One attempt priced on ``instance_type`` (On-Demand from the bundled table, Spot at ``spot_hourly``)."""
+    [entry] = build_ledger(
+        [record], lambda r: Placement(instance_type, "us-east-1a"), default_instance_prices(), lambda *_: spot_hourly
+    )
+    return entry
 
 
 def test_the_molecular_dynamics_savings_match_a_hand_computation():
@@ -112,26 +121,20 @@ def test_the_molecular_dynamics_savings_match_a_hand_computation():
 
 def test_a_reclaim_without_checkpoint_loses_the_whole_attempt_and_a_stale_checkpoint_does_not_count():
     task = {"id": "t", "vcpus": 2, "memory": 4096}
-    prices = default_instance_prices()
     # A checkpoint from an earlier attempt (before this one started) saves nothing of this attempt.
     record = _record(task, 2, SPOT, T0, 1800, reclaimed=True, status="FAILED", last_checkpoint_at=T0 - 10)
-    [entry] = build_ledger([record], lambda r: Placement("c7i.large", "us-east-1a"), prices, lambda *_: 0.04)
+    entry = _priced(record, "c7i.large", 0.04)
     assert entry.lost and entry.lost_seconds == 1800
     assert entry.lost_usd == pytest.approx(entry.cost_usd) == pytest.approx(0.02)
     assert totals([entry]).all_on_demand_usd == 0.0
 
 
 def test_the_share_is_the_scarcer_resource_and_never_above_one():
-    prices = default_instance_prices()
     task = {"id": "t", "vcpus": 2, "memory": 30 * 1024}  # memory-bound on m7i.xlarge (4 vCPU, 16 GiB)
-    [entry] = build_ledger(
-        [_record(task, 1, ON_DEMAND, T0, 3600)], lambda r: Placement("m7i.xlarge", "z"), prices, lambda *_: 0
-    )
+    entry = _priced(_record(task, 1, ON_DEMAND, T0, 3600), "m7i.xlarge")
     assert entry.share == 1.0
     task = {"id": "t", "vcpus": 1, "memory": 2048}
-    [entry] = build_ledger(
-        [_record(task, 1, ON_DEMAND, T0, 3600)], lambda r: Placement("m7i.xlarge", "z"), prices, lambda *_: 0
-    )
+    entry = _priced(_record(task, 1, ON_DEMAND, T0, 3600), "m7i.xlarge")
     assert entry.share == 0.25 and entry.cost_usd == pytest.approx(0.2016 / 4)
 
 
@@ -156,13 +159,7 @@ def test_local_placement_and_spot_price_repeat_for_a_seed_and_fit_the_task():
 
 
 def test_a_ledger_entry_survives_a_round_trip_through_its_stored_form():
-    task = {"id": "t", "vcpus": 2, "memory": 4096}
-    [entry] = build_ledger(
-        [_record(task, 1, SPOT, T0, 100)],
-        lambda r: Placement("c7i.large", "z"),
-        default_instance_prices(),
-        lambda *_: 0.03,
-    )
+    entry = _priced(_record({"id": "t", "vcpus": 2, "memory": 4096}, 1, SPOT, T0, 100), "c7i.large", 0.03)
     stored = {k: (str(v) if isinstance(v, float) else v) for k, v in entry.to_dict().items()}  # as DynamoDB Decimals
     assert LedgerEntry.from_dict(stored) == entry
 
@@ -171,3 +168,40 @@ def test_a_gpu_task_is_placed_on_a_gpu_instance_locally():
     prices = default_instance_prices()
     placement = local_placement(1, "train", 1, 4, 16384, prices, "us-east-1", gpus=1)
     assert prices.instance(placement.instance_type).gpus >= 1
+
+
+def _report_notes(region: str = "us-east-1", tasks: list[dict] | None = None) -> list[str]:
+    from stepspot.report.from_state import run_record_from_state
+
+    return run_record_from_state(
+        workflow_id="w",
+        status="SUCCEEDED",
+        environment="prod",
+        region=region,
+        meta={},
+        tasks=tasks or [],
+        depends_on={},
+        checkpoint_items={},
+    ).notes
+
+
+def test_a_report_in_another_region_says_whose_on_demand_prices_it_used():
+    table = default_instance_prices().region  # us-east-1, the bundled table's
+    assert _report_notes(table) == []
+    [note] = _report_notes("eu-west-1")
+    assert note == (
+        f"On-Demand prices are the bundled table's for {table}, not eu-west-1's: run "
+        "`python scripts/refresh_prices.py --region eu-west-1` and redeploy to price this region"
+    )
+
+
+def test_a_report_names_the_instance_types_priced_from_the_fitted_rates():
+    # The monitor prices a type the price table lacks from per-vCPU/per-GiB rates (aws/cost_sources.py)
+    listed = _priced(_record({"id": "t", "vcpus": 8, "memory": 16384}, 1, SPOT, T0, 3600), "c7i.2xlarge", 0.1)
+    estimated = replace(listed, job_id="j2", attempt=2, instance_type="c3.2xlarge")  # in neither table
+    ledger = {e.job_id: e.to_dict() for e in (listed, estimated)}
+    item = {"pk": "WF#w", "sk": "TASK#t", "task_id": "t", "state": "SUCCEEDED", "cost_ledger": ledger}
+    assert _report_notes(tasks=[item]) == [
+        "On-Demand prices of c3.2xlarge are estimates from per-vCPU and per-GiB rates (data/prices.json): "
+        "the bundled price table lacks these types"
+    ]

@@ -4,8 +4,8 @@
   ``DescribeInstances`` (instance type, availability zone). Both cached by ARN / instance id.
 - instance types missing from the bundled price table: vCPUs and memory from the instance table
   (``stepspot.capacity``), else EC2 ``DescribeInstanceTypes``, priced
-  On-Demand from the fitted per-vCPU/per-GiB rates of ``data/prices.json`` (an estimate, said so in the
-  price source). Cached by type.
+  On-Demand from the fitted per-vCPU/per-GiB rates of ``data/prices.json`` (an estimate: the report's
+  notes name such types, ``report/from_state.py``). Cached by type.
 - Spot price: EC2 ``DescribeSpotPriceHistory`` for the type, zone and ``Linux/UNIX`` with start = end = the
   attempt's start, which returns the price in effect then. Cached per (type, zone, hour).
 

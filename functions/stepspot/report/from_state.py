@@ -7,7 +7,7 @@ from typing import Any
 
 from stepspot.aws.cost_store import ledger_from_item
 from stepspot.checkpointing.model import CREATED_EPOCH_FIELD, STATUS_COMPLETE, STATUS_FIELD
-from stepspot.cost import default_instance_prices
+from stepspot.cost import default_instance_prices, other_region_note
 from stepspot.report.model import RunRecord, TaskRecord
 from stepspot.scheduler import TaskState
 from stepspot.state_items import TaskItem, Workflow
@@ -53,6 +53,16 @@ def run_record_from_state(
     notes = []
     if any(t.state != TaskState.PENDING for t in task_records) and not ledger:
         notes.append("no attempt is in the cost ledger yet (the workflow monitor adds each job when it ends)")
+    elsewhere = other_region_note(prices, region)
+    if elsewhere:
+        notes.append(elsewhere)
+    # The monitor prices a type the table lacks from the fitted rates (aws/cost_sources.py): say which.
+    fitted = sorted({e.instance_type for e in ledger if e.instance_type and e.instance_type not in prices.instances})
+    if fitted:
+        notes.append(
+            f"On-Demand prices of {', '.join(fitted)} are estimates from per-vCPU and per-GiB rates "
+            "(data/prices.json): the bundled price table lacks these types"
+        )
     return RunRecord(
         workflow_id=workflow_id,
         name=str((meta or {}).get(Workflow.NAME) or workflow_id),

@@ -78,15 +78,17 @@ data "aws_iam_policy_document" "this" {
   }
 
   # SubmitJob with tags (stepspot:workflow/task/attempt/environment) also needs TagResource on the new job.
+  # Only the stepspot:* keys (Batch has no condition key naming the creating action: the Service
+  # Authorization Reference lists aws:RequestTag and aws:TagKeys for TagResource, nothing else).
   statement {
     sid       = "TagJobsOnSubmit"
     actions   = ["batch:TagResource"]
     resources = ["${local.batch_arn_prefix}:job/*"]
 
     condition {
-      test     = "StringEquals"
-      variable = "batch:CreateAction"
-      values   = ["SubmitJob"]
+      test     = "ForAllValues:StringLike"
+      variable = "aws:TagKeys"
+      values   = ["stepspot:*"]
     }
   }
 
