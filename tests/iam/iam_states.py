@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from iam_calls import ACCOUNT, REGION, IamRequest, UnmappedCall, job_definition_arn
+from iam_calls import ACCOUNT, REGION, IamRequest, UnmappedCall, job_definition_arn, tag_context
 
 PRINCIPAL = "states"
 ASL_DIR = Path(__file__).resolve().parents[2] / "build" / "asl"
@@ -55,6 +55,7 @@ def requests_for_state(
     resource = _substitute(str(state["Resource"]), substitutions)
     parameters = {k: _substitute(v, substitutions) for k, v in (state.get("Parameters") or {}).items()}
     pairs: list[tuple[str, str]]
+    tagged: list[tuple[str, str, dict[str, Any]]] = []
     if resource.startswith("arn:aws:lambda:"):
         pairs = [("lambda:InvokeFunction", resource)]
     elif resource.startswith("arn:aws:states:::lambda:invoke"):
@@ -64,6 +65,7 @@ def requests_for_state(
         pairs += [
             ("batch:SubmitJob", job_definition_arn(d)) for d in _values(parameters, "JobDefinition", candidates, where)
         ]
+        tagged = tag_on_create("batch:TagResource", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x", parameters)
         if resource.endswith(".sync"):
             # Step Functions watches the job, and terminates it when the execution is stopped.
             pairs += [("batch:DescribeJobs", "*"), ("batch:TerminateJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x")]
@@ -80,7 +82,23 @@ def requests_for_state(
         raise UnmappedCall(
             f"{where}: service integration {resource} is not mapped to IAM actions in tests/iam/iam_states.py"
         )
-    return [IamRequest(PRINCIPAL, action, arn, {}, call=where) for action, arn in pairs]
+    requests = [IamRequest(PRINCIPAL, action, arn, {}, call=where) for action, arn in pairs]
+    return requests + [IamRequest(PRINCIPAL, action, arn, context, call=where) for action, arn, context in tagged]
+
+
+def tag_on_create(action: str, arn: str, parameters: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """A SubmitJob with ``Tags`` is also authorised as ``batch:TagResource`` on the job it creates, with
+    the request's tags as condition keys. ``Tags.$`` (from the state input) carries the attempt
+    manager's tags (``stepspot.fleet.job_tags``)."""
+    if "Tags" in parameters:
+        tags = {str(k): str(v) for k, v in parameters["Tags"].items()}
+    elif "Tags.$" in parameters:
+        from stepspot.fleet import job_tags
+
+        tags = job_tags("wf", "task", 1, "local")
+    else:
+        return []
+    return [(action, arn, tag_context(tags))]
 
 
 def _substitute(value: Any, substitutions: Mapping[str, str]) -> Any:

@@ -78,15 +78,17 @@ data "aws_iam_policy_document" "this" {
   }
 
   # SubmitJob with tags (stepspot:workflow/task/attempt/environment) also needs TagResource on the new job.
+  # Batch has no CreateAction condition key (unlike ec2:/ecs:CreateAction): a condition on one would
+  # never match and deny every tagged submission. The tag keys are what a request can be held to.
   statement {
     sid       = "TagJobsOnSubmit"
     actions   = ["batch:TagResource"]
     resources = ["${local.batch_arn_prefix}:job/*"]
 
     condition {
-      test     = "StringEquals"
-      variable = "batch:CreateAction"
-      values   = ["SubmitJob"]
+      test     = "ForAllValues:StringLike"
+      variable = "aws:TagKeys"
+      values   = ["stepspot:*"]
     }
   }
 
