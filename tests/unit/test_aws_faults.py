@@ -54,3 +54,33 @@ def test_a_transaction_is_cancelled_with_cancellation_reasons_as_dynamodb_does()
         "ThrottlingError",
     }
     assert faults.summary() == {"dynamodb.transaction": 1}
+
+
+class _CountingLambdas:
+    def __init__(self) -> None:
+        self.ran = 0
+
+    def invoke(self, **_: object) -> dict:
+        self.ran += 1
+        return {"StatusCode": 200, "Payload": b"{}"}
+
+
+def test_lambda_faults_are_throttles_lost_responses_and_function_timeouts():
+    # A throttle never ran the handler; a client timeout and the function's own timeout ran it (its
+    # effects stay, as on AWS): the state machine's retry must be harmless.
+    import json
+
+    faults = AwsFaults(rate=0.99, seed=4)
+    errors: dict[str, list[int]] = {}
+    for i in range(60):
+        lambdas = _CountingLambdas()
+        answer = faults.lambda_client(lambdas).invoke(FunctionName="arn:aws:lambda:r:1:function:f", Payload=f"{i}")
+        if "FunctionError" in answer:
+            errors.setdefault(json.loads(answer["Payload"].read())["errorType"], []).append(lambdas.ran)
+    assert set(errors) == {
+        "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
+        "Sandbox.Timedout",
+    }
+    assert set(errors["Lambda.TooManyRequestsException"]) == {0}
+    assert set(errors["Lambda.ClientExecutionTimeoutException"]) == set(errors["Sandbox.Timedout"]) == {1}

@@ -6,8 +6,9 @@ services raise them:
 
 - DynamoDB: ``TransactionCanceledException`` with ``TransactionConflict`` / ``ThrottlingError``
   reasons on TransactWriteItems; ``ProvisionedThroughputExceededException`` on single writes;
-- Lambda (as the state machines see it): ``Lambda.TooManyRequestsException`` and
-  ``Lambda.ClientExecutionTimeoutException`` before the handler runs;
+- Lambda (as the state machines see it): ``Lambda.TooManyRequestsException`` before the handler runs,
+  ``Lambda.ClientExecutionTimeoutException`` (a lost response) and ``Sandbox.Timedout`` (the function's
+  own timeout) after it ran;
 - Batch: ``TooManyRequestsException`` on SubmitJob (``Batch.AWSBatchException`` in the ASL);
 - Step Functions: ``ThrottlingException`` on StartExecution;
 - EventBridge: duplicated and delayed deliveries.
@@ -36,6 +37,12 @@ from botocore.exceptions import ClientError
 DYNAMODB_WRITES = ("TransactWriteItems", "UpdateItem", "PutItem", "DeleteItem")
 START_EXECUTION = "StartExecution"
 SUBMIT_JOB = "SubmitJob"
+
+# The errors a faulted synchronous Lambda invocation raises in the state machine, and those injected
+# only after the handler ran (a lost response; the function's own timeout, which the Retry lists name
+# through stepspot.transient_errors.LAMBDA_FUNCTION_TIMEOUT_ERRORS).
+LAMBDA_FAULTS = ("Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException", "Sandbox.Timedout")
+LAMBDA_FAULTS_AFTER_THE_HANDLER = frozenset(LAMBDA_FAULTS[1:])
 
 # A fault is never injected more than this many times in a row for one key: the real services'
 # faults are transient, and a bounded streak keeps every retry budget of the ASL and the adapters
@@ -184,9 +191,7 @@ class AwsFaults:
         """The ASL error name a throttled or timed-out invocation raises, or None to run the handler."""
         if not self.decide("lambda", f"{function}/{key}"):
             return None
-        return ("Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException")[
-            self.variant("lambda", f"{function}/{key}", 2)
-        ]
+        return LAMBDA_FAULTS[self.variant("lambda", f"{function}/{key}", len(LAMBDA_FAULTS))]
 
     def event_deliveries(self, event_id: str) -> tuple[int, float]:
         """(copies, delay in seconds) for one EventBridge delivery: at least once, sometimes late."""
@@ -208,8 +213,9 @@ class AwsFaults:
 
 
 class _FaultyLambda:
-    """The interpreter's Lambda client with throttles and client timeouts. A timeout is injected after
-    the handler ran (its effects stay, as when the response is lost on AWS): the retry must be harmless."""
+    """The interpreter's Lambda client with throttles and timeouts. A timeout is injected after the
+    handler ran (its effects stay, as when the response is lost or the function ran out of time on AWS):
+    the retry must be harmless."""
 
     def __init__(self, lambdas: Any, faults: AwsFaults) -> None:
         self._lambdas = lambdas
@@ -227,7 +233,7 @@ class _FaultyLambda:
         error = self._faults.lambda_error(FunctionName.rsplit(":", 1)[-1], key[:16])
         if error is None:
             return dict(self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs))
-        if error == "Lambda.ClientExecutionTimeoutException":
+        if error in LAMBDA_FAULTS_AFTER_THE_HANDLER:
             self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs)  # ran; answer lost
         body = {"errorType": error, "errorMessage": f"injected by --aws-faults: {error}", "stackTrace": []}
         return {
