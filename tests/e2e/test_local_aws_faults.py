@@ -15,6 +15,7 @@ FAULT_KINDS = {
     "batch.submit_job",
     "sfn.start_execution",
     "events.duplicate",
+    "events.delay",
 }
 
 
