@@ -20,6 +20,7 @@ from iam_calls import ACCOUNT, REGION, IamRequest, UnmappedCall, job_definition_
 PRINCIPAL = "states"
 ASL_DIR = Path(__file__).resolve().parents[2] / "build" / "asl"
 SAMPLE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+JOB_ARN = f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x"  # a job the request creates or acts on (id unknown)
 
 
 def _rule(name: str) -> str:
@@ -55,20 +56,24 @@ def requests_for_state(
     resource = _substitute(str(state["Resource"]), substitutions)
     parameters = {k: _substitute(v, substitutions) for k, v in (state.get("Parameters") or {}).items()}
     pairs: list[tuple[str, str]]
-    tagged: list[tuple[str, str, dict[str, Any]]] = []
+    with_context: list[tuple[str, str, dict[str, Any]]] = []
     if resource.startswith("arn:aws:lambda:"):
         pairs = [("lambda:InvokeFunction", resource)]
     elif resource.startswith("arn:aws:states:::lambda:invoke"):
         pairs = [("lambda:InvokeFunction", f) for f in _values(parameters, "FunctionName", candidates, where)]
     elif resource.startswith("arn:aws:states:::batch:submitJob"):
-        pairs = [("batch:SubmitJob", q) for q in _values(parameters, "JobQueue", candidates, where)]
-        pairs += [
-            ("batch:SubmitJob", job_definition_arn(d)) for d in _values(parameters, "JobDefinition", candidates, where)
-        ]
-        tagged = tag_on_create("batch:TagResource", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x", parameters)
+        # SubmitJob is authorised on the queue and the job definition; with tags, also as
+        # batch:TagResource on the job it creates; the tags are condition keys of both.
+        tags = _submitted_tags(parameters)
+        targets = _values(parameters, "JobQueue", candidates, where)
+        targets += [job_definition_arn(d) for d in _values(parameters, "JobDefinition", candidates, where)]
+        with_context = [("batch:SubmitJob", target, tag_context(tags)) for target in targets]
+        if tags:
+            with_context.append(("batch:TagResource", JOB_ARN, tag_context(tags)))
+        pairs = []
         if resource.endswith(".sync"):
             # Step Functions watches the job, and terminates it when the execution is stopped.
-            pairs += [("batch:DescribeJobs", "*"), ("batch:TerminateJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x")]
+            pairs += [("batch:DescribeJobs", "*"), ("batch:TerminateJob", JOB_ARN)]
             pairs += _sync_rule("StepFunctionsGetEventsForBatchJobsRule")
     elif resource.startswith("arn:aws:states:::states:startExecution"):
         machines = _values(parameters, "StateMachineArn", candidates, where)
@@ -82,23 +87,20 @@ def requests_for_state(
         raise UnmappedCall(
             f"{where}: service integration {resource} is not mapped to IAM actions in tests/iam/iam_states.py"
         )
-    requests = [IamRequest(PRINCIPAL, action, arn, {}, call=where) for action, arn in pairs]
-    return requests + [IamRequest(PRINCIPAL, action, arn, context, call=where) for action, arn, context in tagged]
+    with_context += [(action, arn, {}) for action, arn in pairs]
+    return [IamRequest(PRINCIPAL, action, arn, context, call=where) for action, arn, context in with_context]
 
 
-def tag_on_create(action: str, arn: str, parameters: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """A SubmitJob with ``Tags`` is also authorised as ``batch:TagResource`` on the job it creates, with
-    the request's tags as condition keys. ``Tags.$`` (from the state input) carries the attempt
-    manager's tags (``stepspot.fleet.job_tags``)."""
+def _submitted_tags(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The tags a SubmitJob state sets: literal ``Tags``, or ``Tags.$`` from the state input, which
+    carries the attempt manager's tags (``stepspot.fleet.job_tags``)."""
     if "Tags" in parameters:
-        tags = {str(k): str(v) for k, v in parameters["Tags"].items()}
-    elif "Tags.$" in parameters:
+        return {str(k): str(v) for k, v in parameters["Tags"].items()}
+    if "Tags.$" in parameters:
         from stepspot.fleet import job_tags
 
-        tags = job_tags("wf", "task", 1, "local")
-    else:
-        return []
-    return [(action, arn, tag_context(tags))]
+        return job_tags("wf", "task", 1, "local")
+    return {}
 
 
 def _substitute(value: Any, substitutions: Mapping[str, str]) -> Any:
