@@ -252,8 +252,9 @@ def test_every_condition_key_terraform_uses_exists():
                 service = key.split(":", 1)[0].lower()
                 if service == "aws":
                     continue  # global condition keys
+                # iam-data lists keys lower-cased, with ${TagKey}-style placeholders for any text
                 patterns = [
-                    re.sub(r"\\\$\\\{[^}]*\\\}", ".+", re.escape(k)) for k in _iam_data("conditionKeys", service)
+                    ".+".join(map(re.escape, re.split(r"\$\{[^}]*\}", k))) for k in _iam_data("conditionKeys", service)
                 ]
                 if not any(re.fullmatch(p, key.lower()) for p in patterns):
                     unknown.append(f"{owner} {statement.get('Sid', '')}: {operator} {key}")
