@@ -196,9 +196,14 @@ def _batch_register(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[
     if tags:
         # Tag-on-create needs batch:TagResource as well, on the revision it creates (name:revision).
         yield "batch:TagResource", f"{arn}:1", context
-    role = (params.get("containerProperties") or {}).get("jobRoleArn")
-    if role:
-        yield "iam:PassRole", str(role), {"iam:PassedToService": "batch.amazonaws.com"}
+    # Every role the definition names is passed to Batch: the container's, or each node range's
+    # container's in a multi-node definition; job role and execution role alike.
+    containers = [params.get("containerProperties") or {}]
+    ranges = (params.get("nodeProperties") or {}).get("nodeRangeProperties", [])
+    containers += [r.get("container") or {} for r in ranges]
+    roles = {str(c[k]) for c in containers for k in ("jobRoleArn", "executionRoleArn") if c.get(k)}
+    for role in sorted(roles):
+        yield "iam:PassRole", role, {"iam:PassedToService": "batch.amazonaws.com"}
 
 
 def _batch_update_ce(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:

@@ -259,3 +259,10 @@ def test_every_condition_key_terraform_uses_exists():
                 if not any(re.fullmatch(p, key.lower()) for p in patterns):
                     unknown.append(f"{owner} {statement.get('Sid', '')}: {operator} {key}")
     assert unknown == []
+
+
+def test_a_registration_passes_every_role_it_names_also_in_a_multi_node_definition():
+    role = "arn:aws:iam::123456789012:role/job"
+    nodes = {"nodeRangeProperties": [{"targetNodes": "0:", "container": {"jobRoleArn": role, "image": "i"}}]}
+    produced = _actions("p", "batch", "RegisterJobDefinition", {"jobDefinitionName": "d", "nodeProperties": nodes})
+    assert ("iam:PassRole", role, {"iam:PassedToService": "batch.amazonaws.com"}) in produced
