@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from stepspot.local.aws_faults import MAX_CONSECUTIVE, AwsFaults
+from stepspot.local.aws_faults import MAX_CONSECUTIVE, SDK_ATTEMPTS, AwsFaults
 
 
 def _decisions(faults: AwsFaults, n: int = 200) -> list[bool]:
@@ -84,3 +84,22 @@ def test_lambda_faults_are_throttles_lost_responses_and_function_timeouts():
     }
     assert set(errors["Lambda.TooManyRequestsException"]) == {0}
     assert set(errors["Lambda.ClientExecutionTimeoutException"]) == set(errors["Sandbox.Timedout"]) == {1}
+
+
+def test_a_throttled_single_write_is_retried_as_the_sdk_retries_it():
+    # botocore (standard mode) retries ProvisionedThroughputExceededException itself; an injected fault
+    # skips its retry handler, so the hook plays the SDK: the write goes through after the throttles.
+    faults = AwsFaults(rate=0.99, seed=0)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        faults.install([client])
+        client.put_item(TableName="t", Item={"pk": {"S": "a"}})
+        assert client.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"]
+    assert faults.summary() == {"dynamodb.throttle": MAX_CONSECUTIVE}
+    assert SDK_ATTEMPTS["dynamodb"] > MAX_CONSECUTIVE  # a bounded streak never outlasts the SDK

@@ -5,12 +5,13 @@ EventBridge never fail on their own. This module injects those faults, at ``rate
 services raise them:
 
 - DynamoDB: ``TransactionCanceledException`` with ``TransactionConflict`` / ``ThrottlingError``
-  reasons on TransactWriteItems; ``ProvisionedThroughputExceededException`` on single writes;
+  reasons on TransactWriteItems; ``ProvisionedThroughputExceededException`` on single writes (retried
+  by the SDK as on AWS: the handler sees it only if every attempt the SDK makes is throttled);
 - Lambda (as the state machines see it): ``Lambda.TooManyRequestsException`` before the handler runs,
   ``Lambda.ClientExecutionTimeoutException`` (a lost response) and ``Sandbox.Timedout`` (the function's
   own timeout) after it ran;
 - Batch: ``TooManyRequestsException`` on SubmitJob (``Batch.AWSBatchException`` in the ASL);
-- Step Functions: ``ThrottlingException`` on StartExecution;
+- Step Functions: ``ThrottlingException`` on StartExecution (retried by the SDK likewise);
 - EventBridge: duplicated and delayed deliveries.
 
 Every decision is a pure function of (seed, kind, operation key, per-key call number), never of the
@@ -43,6 +44,12 @@ SUBMIT_JOB = "SubmitJob"
 # through stepspot.transient_errors.LAMBDA_FUNCTION_TIMEOUT_ERRORS).
 LAMBDA_FAULTS = ("Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException", "Sandbox.Timedout")
 LAMBDA_FAULTS_AFTER_THE_HANDLER = frozenset(LAMBDA_FAULTS[1:])
+
+# botocore's standard retry mode (boto3's default, here and in the Lambda layer) retries throttling
+# errors (ProvisionedThroughputExceededException, ThrottlingException, ...) itself: 4 attempts in all for
+# DynamoDB, 3 for the other services (botocore.retries.standard). Transaction cancellations are not retried.
+SDK_ATTEMPTS = {"dynamodb": 4}
+SDK_DEFAULT_ATTEMPTS = 3
 
 # A fault is never injected more than this many times in a row for one key: the real services'
 # faults are transient, and a bounded streak keeps every retry budget of the ASL and the adapters
@@ -106,6 +113,12 @@ class AwsFaults:
                 self.injected[kind] += 1
             return fault
 
+    def outlasts_the_sdk(self, kind: str, key: str, service: str) -> bool:
+        """Whether a throttle the SDK retries fails every attempt the SDK makes (each faulted attempt is
+        counted). An injected fault skips botocore's retry handler, so the hook plays it: a throttle the
+        SDK absorbs never reaches the handler on AWS and must not here (its backoff is not waited)."""
+        return all(self.decide(kind, key) for _ in range(SDK_ATTEMPTS.get(service, SDK_DEFAULT_ATTEMPTS)))
+
     def variant(self, kind: str, key: str, choices: int) -> int:
         """A seeded choice among ``choices`` for the current call of ``kind`` on ``key``."""
         with self._lock:
@@ -161,7 +174,7 @@ class AwsFaults:
                 cancellation_reasons=reasons,
             )
         key = f"{operation}:{_key_text(params.get('Key') or params.get('Item') or {})}"
-        if not self.decide("dynamodb.throttle", key):
+        if not self.outlasts_the_sdk("dynamodb.throttle", key, "dynamodb"):
             return None
         return error_response(
             "ProvisionedThroughputExceededException",
@@ -170,7 +183,7 @@ class AwsFaults:
 
     def _start_execution_fault(self, params: dict[str, Any], **_: Any) -> Any:
         params = request_body(params)
-        if not self.decide("sfn.start_execution", str(params.get("name", ""))):
+        if not self.outlasts_the_sdk("sfn.start_execution", str(params.get("name", "")), "sfn"):
             return None
         return error_response("ThrottlingException", "Rate exceeded")
 
