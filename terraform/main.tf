@@ -184,7 +184,8 @@ module "functions" {
           actions   = ["s3:GetObject"]
           resources = ["${local.bucket_arn}/workflows/*"]
         },
-        # TransactWriteItems is authorised per contained Put/Update/Delete as well.
+        # A TransactWriteItems call is authorised per contained Put/Update/Delete (there is no
+        # dynamodb:TransactWriteItems action).
         {
           sid = "StateItems"
           actions = [
@@ -193,7 +194,6 @@ module "functions" {
             "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
             "dynamodb:Query",
-            "dynamodb:TransactWriteItems",
           ]
           resources = [local.state_table]
         },

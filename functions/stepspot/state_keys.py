@@ -65,5 +65,5 @@ def derived_definition_key(base_arn: str, image: str) -> dict[str, str]:
 
 
 def submit_pacing_key() -> dict[str, str]:
-    """The account-wide SubmitJob pacing bucket of a deployment (attempt manager)."""
+    """The SubmitJob pacing bucket of a deployment (attempt manager)."""
     return {"pk": "PACING#SubmitJob", "sk": "BUCKET"}

@@ -12,16 +12,23 @@ from typing import Final
 
 from stepspot.errors import AwsThrottledError
 
-# Lambda service errors worth retrying: AWS's recommended set for Lambda tasks, and throttling.
+# A stepspot Lambda that ran past its own timeout (every step is idempotent, so it is run again): Step
+# Functions reports an unhandled function error without an error type as Lambda.Unknown ("Handle Lambda
+# service exceptions": function timeouts and out-of-memory), current runtimes type a timeout
+# Sandbox.Timedout.
+LAMBDA_FUNCTION_TIMEOUT_ERRORS: Final = ("Lambda.Unknown", "Sandbox.Timedout")
+# Lambda errors worth retrying in every Lambda state: AWS's recommended set for Lambda tasks, throttling
+# and the function's own timeout.
 LAMBDA_TRANSIENT_ERRORS: Final = (
     "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    *LAMBDA_FUNCTION_TIMEOUT_ERRORS,
 )
-# A Lambda task that timed out. Not retried where the timeout is the state's own deadline
-# (StartWorkflow: the workflow's time is up, its Catch aborts it).
+# A Lambda task state that ran past its TimeoutSeconds. Not retried where the timeout is the state's own
+# deadline (StartWorkflow: the workflow's time is up, its Catch aborts it).
 LAMBDA_TIMEOUT_ERRORS: Final = ("States.Timeout",)
 # Errors of a failed batch:SubmitJob call itself (throttling, service errors): retried in place.
 BATCH_API_ERRORS: Final = ("Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException")

@@ -15,6 +15,7 @@ FAULT_KINDS = {
     "batch.submit_job",
     "sfn.start_execution",
     "events.duplicate",
+    "events.delay",
 }
 
 
@@ -36,6 +37,8 @@ def _assert_exactly_once(summary, total: int) -> dict:
         "ready": 0,
     }
     assert report["task_executions_running"] == 0
+    # Every EventBridge delivery was handled in the end (a handler's retryable error is redelivered)
+    assert (summary.events["handler_failures"], summary.events.get("undelivered", {})) == ({}, {})
     return report
 
 

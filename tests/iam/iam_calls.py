@@ -170,25 +170,40 @@ def _everything(action: str) -> Mapper:
     return lambda params: [(action, "*", {})]
 
 
+def tag_context(tags: Mapping[str, Any]) -> dict[str, Any]:
+    """The condition keys of a request that tags what it creates (empty without tags)."""
+    context: dict[str, Any] = {f"aws:RequestTag/{k}": str(v) for k, v in tags.items()}
+    if tags:
+        context["aws:TagKeys"] = sorted(tags)
+    return context
+
+
 def _batch_submit(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:
     # SubmitJob is authorised on the job queue and on the job definition (both "required").
-    yield "batch:SubmitJob", _batch_arn("job-queue", str(params["jobQueue"])), {}
-    yield "batch:SubmitJob", job_definition_arn(str(params["jobDefinition"])), {}
+    tags = params.get("tags") or {}
+    yield "batch:SubmitJob", _batch_arn("job-queue", str(params["jobQueue"])), tag_context(tags)
+    yield "batch:SubmitJob", job_definition_arn(str(params["jobDefinition"])), tag_context(tags)
+    if tags:
+        # Tag-on-create needs batch:TagResource as well, on the job it creates.
+        yield "batch:TagResource", _batch_arn("job", "x"), tag_context(tags)
 
 
 def _batch_register(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:
     arn = job_definition_arn(str(params["jobDefinitionName"]))
     tags = params.get("tags") or {}
-    context: dict[str, Any] = {f"aws:RequestTag/{k}": str(v) for k, v in tags.items()}
-    if tags:
-        context["aws:TagKeys"] = sorted(tags)
+    context = tag_context(tags)
     yield "batch:RegisterJobDefinition", arn, context
     if tags:
         # Tag-on-create needs batch:TagResource as well, on the revision it creates (name:revision).
         yield "batch:TagResource", f"{arn}:1", context
-    role = (params.get("containerProperties") or {}).get("jobRoleArn")
-    if role:
-        yield "iam:PassRole", str(role), {"iam:PassedToService": "batch.amazonaws.com"}
+    # Every role the definition names is passed to Batch: the container's, or each node range's
+    # container's in a multi-node definition; job role and execution role alike.
+    containers = [params.get("containerProperties") or {}]
+    ranges = (params.get("nodeProperties") or {}).get("nodeRangeProperties", [])
+    containers += [r.get("container") or {} for r in ranges]
+    roles = {str(c[k]) for c in containers for k in ("jobRoleArn", "executionRoleArn") if c.get(k)}
+    for role in sorted(roles):
+        yield "iam:PassRole", role, {"iam:PassedToService": "batch.amazonaws.com"}
 
 
 def _batch_update_ce(params: Mapping[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:

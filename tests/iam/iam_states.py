@@ -15,11 +15,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from iam_calls import ACCOUNT, REGION, IamRequest, UnmappedCall, job_definition_arn
+from iam_calls import ACCOUNT, REGION, IamRequest, UnmappedCall, job_definition_arn, tag_context
 
 PRINCIPAL = "states"
 ASL_DIR = Path(__file__).resolve().parents[2] / "build" / "asl"
 SAMPLE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+JOB_ARN = f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x"  # a job the request creates or acts on (id unknown)
 
 
 def _rule(name: str) -> str:
@@ -55,22 +56,24 @@ def requests_for_state(
     resource = _substitute(str(state["Resource"]), substitutions)
     parameters = {k: _substitute(v, substitutions) for k, v in (state.get("Parameters") or {}).items()}
     pairs: list[tuple[str, str]]
-    tagged: list[IamRequest] = []
+    with_context: list[tuple[str, str, dict[str, Any]]] = []
     if resource.startswith("arn:aws:lambda:"):
         pairs = [("lambda:InvokeFunction", resource)]
     elif resource.startswith("arn:aws:states:::lambda:invoke"):
         pairs = [("lambda:InvokeFunction", f) for f in _values(parameters, "FunctionName", candidates, where)]
     elif resource.startswith("arn:aws:states:::batch:submitJob"):
-        pairs = [("batch:SubmitJob", q) for q in _values(parameters, "JobQueue", candidates, where)]
-        pairs += [
-            ("batch:SubmitJob", job_definition_arn(d)) for d in _values(parameters, "JobDefinition", candidates, where)
-        ]
-        if "Tags" in parameters or "Tags.$" in parameters:
-            literal = [json.dumps(parameters["Tags"])] if "Tags" in parameters else []
-            tagged = [_tag_on_submit(json.loads(t), where) for t in literal or candidates["Tags"]]
+        # SubmitJob is authorised on the queue and the job definition; with tags, also as
+        # batch:TagResource on the job it creates; the tags are condition keys of both.
+        tags = _submitted_tags(parameters)
+        targets = _values(parameters, "JobQueue", candidates, where)
+        targets += [job_definition_arn(d) for d in _values(parameters, "JobDefinition", candidates, where)]
+        with_context = [("batch:SubmitJob", target, tag_context(tags)) for target in targets]
+        if tags:
+            with_context.append(("batch:TagResource", JOB_ARN, tag_context(tags)))
+        pairs = []
         if resource.endswith(".sync"):
             # Step Functions watches the job, and terminates it when the execution is stopped.
-            pairs += [("batch:DescribeJobs", "*"), ("batch:TerminateJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x")]
+            pairs += [("batch:DescribeJobs", "*"), ("batch:TerminateJob", JOB_ARN)]
             pairs += _sync_rule("StepFunctionsGetEventsForBatchJobsRule")
     elif resource.startswith("arn:aws:states:::states:startExecution"):
         machines = _values(parameters, "StateMachineArn", candidates, where)
@@ -84,16 +87,20 @@ def requests_for_state(
         raise UnmappedCall(
             f"{where}: service integration {resource} is not mapped to IAM actions in tests/iam/iam_states.py"
         )
-    return [IamRequest(PRINCIPAL, action, arn, {}, call=where) for action, arn in pairs] + tagged
+    with_context += [(action, arn, {}) for action, arn in pairs]
+    return [IamRequest(PRINCIPAL, action, arn, context, call=where) for action, arn, context in with_context]
 
 
-def _tag_on_submit(tags: Mapping[str, Any], where: str) -> IamRequest:
-    """A job tagged on submission: Batch also authorises batch:TagResource on the new job, with the
-    request's tags as its only condition keys (the Service Authorization Reference: no key names the
-    creating action, so a policy conditioned on one, such as ``batch:CreateAction``, never allows it)."""
-    context: dict[str, str | list[str]] = {f"aws:RequestTag/{k}": str(v) for k, v in tags.items()}
-    context["aws:TagKeys"] = sorted(tags)
-    return IamRequest(PRINCIPAL, "batch:TagResource", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/x", context, call=where)
+def _submitted_tags(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The tags a SubmitJob state sets: literal ``Tags``, or ``Tags.$`` from the state input, which
+    carries the attempt manager's tags (``stepspot.fleet.job_tags``)."""
+    if "Tags" in parameters:
+        return {str(k): str(v) for k, v in parameters["Tags"].items()}
+    if "Tags.$" in parameters:
+        from stepspot.fleet import job_tags
+
+        return job_tags("wf", "task", 1, "local")
+    return {}
 
 
 def _substitute(value: Any, substitutions: Mapping[str, str]) -> Any:
@@ -128,7 +135,6 @@ def runtime_requests() -> list[IamRequest]:
 def state_machine_requests(environment: Mapping[str, str], function_arns: Mapping[str, str]) -> list[IamRequest]:
     """Every request of every Task state of the rendered definitions (``make render``)."""
     from stepspot.aws.batch import derived_definition_name
-    from stepspot.fleet import job_tags
 
     paths = sorted(ASL_DIR.glob("*.asl.json"))
     if not paths:
@@ -146,7 +152,6 @@ def state_machine_requests(environment: Mapping[str, str], function_arns: Mappin
         "JobDefinition": definitions,
         "FunctionName": list(function_arns.values()),
         "StateMachineArn": [environment["STEPSPOT_TASK_STATE_MACHINE_ARN"]],
-        "Tags": [json.dumps(job_tags("wf-1", "simulate", 1, "local"))],  # what the attempt manager hands RunJob
     }
     requests = runtime_requests()
     for path in paths:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
+from pathlib import Path
 
 import pytest
-from iam_calls import UnmappedCall, requests_for
+from iam_calls import IamRequest, UnmappedCall, requests_for
 from iam_evaluator import Evaluator, name_map, requests_from_log, terraform
 from iam_plugin import record_verdicts
 from iam_states import state_machine_requests
@@ -182,3 +185,88 @@ def test_a_tagged_registration_needs_tag_resource_on_the_new_revision():
     arn = "arn:aws:batch:us-east-1:123456789012:job-definition/d"
     context = {"aws:RequestTag/k": "v", "aws:TagKeys": ["k"]}
     assert produced == [("batch:RegisterJobDefinition", arn, context), ("batch:TagResource", arn + ":1", context)]
+
+
+def test_a_tagged_submission_needs_tag_resource_on_the_new_job():
+    produced = _actions(
+        "p", "batch", "SubmitJob", {"jobName": "n", "jobQueue": "q", "jobDefinition": "d:1", "tags": {"k": "v"}}
+    )
+    context = {"aws:RequestTag/k": "v", "aws:TagKeys": ["k"]}
+    assert produced[-1] == ("batch:TagResource", "arn:aws:batch:us-east-1:123456789012:job/x", context)
+    # The state machine's SubmitJob carries the attempt manager's tags ("Tags.$"): the same request
+    found = terraform()
+    tagging = [
+        r for r in state_machine_requests(found.environment, found.function_arns) if r.action == "batch:TagResource"
+    ]
+    assert {r.call for r in tagging} == {"task.RunJob", "task.RunMultiNodeJob"}
+    assert all("stepspot:workflow" in r.context["aws:TagKeys"] for r in tagging)
+
+
+def test_the_state_machine_role_tags_jobs_only_with_stepspot_tags(evaluator):
+    found = terraform()
+    job = "arn:aws:batch:us-east-1:123456789012:job/x"
+    ours = IamRequest("states", "batch:TagResource", job, {"aws:TagKeys": ["stepspot:task"]}, call="t")
+    theirs = IamRequest("states", "batch:TagResource", job, {"aws:TagKeys": ["stepspot:task", "owner"]}, call="t")
+    assert [v.result for v in evaluator.evaluate([ours, theirs], found.policies)] == ["Allowed", "ImplicitlyDenied"]
+
+
+# -- Terraform's policies against the Service Authorization Reference (iam-data) -------------------
+
+IAM_DATA = Path(__file__).resolve().parent / "node_modules" / "@cloud-copilot" / "iam-data" / "data"
+
+
+def _iam_data(kind: str, service: str) -> dict:
+    path = IAM_DATA / kind / f"{service}.json"
+    if not (IAM_DATA / kind).is_dir():
+        pytest.fail("the IAM evaluator is not installed: run `make iam-simulator` (npm ci in tests/iam)")
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _statements():
+    found = terraform()
+    documents = [*found.policies.items(), *found.resource_policies.items()]
+    for owner, document in documents:
+        for statement in document["Statement"]:
+            yield owner, statement
+
+
+def test_every_action_terraform_grants_exists():
+    # IAM accepts a policy naming an action that does not exist (dynamodb:TransactWriteItems: a
+    # transaction is authorised item by item): such a grant does nothing and misleads the reader.
+    unknown = []
+    for owner, statement in _statements():
+        actions = statement.get("Action", [])
+        for action in [actions] if isinstance(actions, str) else actions:
+            if action == "*":
+                continue
+            service, name = action.split(":", 1)
+            known = _iam_data("actions", service)
+            if not any(fnmatch.fnmatchcase(candidate, name.lower()) for candidate in known):
+                unknown.append(f"{owner} {statement.get('Sid', '')}: {action}")
+    assert unknown == []
+
+
+def test_every_condition_key_terraform_uses_exists():
+    # A condition on a key the service never sends (batch:CreateAction: only EC2, ECS and a few others
+    # have a CreateAction key) never matches: the statement silently grants nothing on AWS.
+    unknown = []
+    for owner, statement in _statements():
+        for operator, keys in statement.get("Condition", {}).items():
+            for key in keys:
+                service = key.split(":", 1)[0].lower()
+                if service == "aws":
+                    continue  # global condition keys
+                # iam-data lists keys lower-cased, with ${TagKey}-style placeholders for any text
+                patterns = [
+                    ".+".join(map(re.escape, re.split(r"\$\{[^}]*\}", k))) for k in _iam_data("conditionKeys", service)
+                ]
+                if not any(re.fullmatch(p, key.lower()) for p in patterns):
+                    unknown.append(f"{owner} {statement.get('Sid', '')}: {operator} {key}")
+    assert unknown == []
+
+
+def test_a_registration_passes_every_role_it_names_also_in_a_multi_node_definition():
+    role = "arn:aws:iam::123456789012:role/job"
+    nodes = {"nodeRangeProperties": [{"targetNodes": "0:", "container": {"jobRoleArn": role, "image": "i"}}]}
+    produced = _actions("p", "batch", "RegisterJobDefinition", {"jobDefinitionName": "d", "nodeProperties": nodes})
+    assert ("iam:PassRole", role, {"iam:PassedToService": "batch.amazonaws.com"}) in produced

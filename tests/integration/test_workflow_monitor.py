@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from monitoring_world import ONDEMAND_QUEUE_ARN, SPOT_QUEUE_ARN, World, build_world, emf_metrics, load_event
 from monitoring_world import metric_total as total
 from moto import mock_aws
@@ -497,8 +498,7 @@ def test_a_task_execution_that_ended_without_telling_the_scheduler_is_reported_o
     world.add_workflow("md-2026-11-21", status="RUNNING")
     world.add_task("md-2026-11-21", "analysis", state="RUNNING", execution_arn=TASK_EXECUTION_ARN)
     monkeypatch.setenv("STEPSPOT_SCHEDULER_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:scheduler")
-    reports: list[dict[str, Any]] = []
-    monkeypatch.setattr(workflow_monitor.SchedulerInvoker, "send", lambda _self, event: reports.append(event))
+    reports = _accept_scheduler_invocations()
     # When the execution ends abnormally (and the event is delivered twice)
     first = workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), CONTEXT)
     workflow_monitor.lambda_handler(_task_execution_event(status, "e-1"), CONTEXT)
@@ -508,6 +508,25 @@ def test_a_task_execution_that_ended_without_telling_the_scheduler_is_reported_o
     assert report["action"] == "task_failed" and report["task_id"] == "analysis"
     assert report["execution_arn"] == TASK_EXECUTION_ARN and report["plan_uri"].startswith("s3://")
     assert status in report["reason"]
+
+
+def _accept_scheduler_invocations() -> list[dict[str, Any]]:
+    """Lambda accepts the monitor's asynchronous invocations of the scheduler (HTTP 202) before they
+    reach moto, which cannot run a function: the real client makes the call, so the IAM evaluation sees
+    it. Returns the events sent."""
+    sent: list[dict[str, Any]] = []
+
+    def accept(params: dict[str, Any], **_: Any) -> Any:
+        sent.append(json.loads(params["body"]))
+        return AWSResponse("https://lambda.local/invoke", 202, HTTPHeaders(), None), {
+            "StatusCode": 202,
+            "ResponseMetadata": {"HTTPStatusCode": 202, "RetryAttempts": 0},
+        }
+
+    invoker = workflow_monitor.runtime().report_to_scheduler
+    assert invoker is not None
+    invoker.__self__.client.meta.events.register("before-call.lambda.Invoke", accept)  # type: ignore[attr-defined]
+    return sent
 
 
 def test_a_task_the_scheduler_already_finished_is_not_reported(world: World, monkeypatch: pytest.MonkeyPatch):

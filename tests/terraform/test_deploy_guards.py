@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tf_toolchain import ROOT, TERRAFORM_DIR
 
 NO_CREDENTIALS = {
@@ -119,3 +120,36 @@ def test_status_without_a_deployment_is_one_sentence_and_exit_3(tmp_path: Path) 
         "`make deploy ENV=dev`, or set the STEPSPOT_<OUTPUT NAME> variables "
         "(e.g. STEPSPOT_WORKFLOW_STATE_MACHINE_ARN).\n"
     )
+
+
+def test_destroy_deregisters_the_derived_job_definitions_before_applying(monkeypatch) -> None:
+    # Issue 12 (5): the attempt manager's derived job definitions are not Terraform's; `make destroy`
+    # deregisters them while the outputs they are found by still exist, and stops if that fails.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deploy_script", ROOT / "scripts" / "deploy.py")
+    assert spec is not None and spec.loader is not None
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    steps: list[str] = []
+    monkeypatch.setattr(deploy, "caller_account", lambda: "123456789012")
+    monkeypatch.setattr(deploy, "terraform", lambda *args: steps.append(f"terraform {args[0]}"))
+
+    def run(command: list[str], check: bool = False) -> subprocess.CompletedProcess[str]:
+        steps.append(" ".join([Path(command[0]).name, *command[1:]]))
+        return subprocess.CompletedProcess(command, returncode=outcome)
+
+    monkeypatch.setattr(deploy.subprocess, "run", run)
+    outcome = 0
+    assert deploy.main(["destroy", "dev"]) == 0
+    assert steps == [
+        "terraform init",
+        "terraform plan",
+        "stepspot cleanup-job-definitions --env dev",
+        "terraform apply",
+    ]
+    steps.clear()
+    outcome = 1
+    with pytest.raises(SystemExit, match="Deregistering the derived job definitions failed"):
+        deploy.main(["destroy", "dev"])
+    assert "terraform apply" not in steps

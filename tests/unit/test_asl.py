@@ -189,6 +189,11 @@ def test_every_lambda_task_retries_lambda_timeouts_and_service_errors():
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
         "StateWriteContendedError",
+        # The function's own timeout: Lambda.Unknown (Step Functions' guide, "Handle Lambda service
+        # exceptions"), Sandbox.Timedout (the errorType of current runtimes). Retried everywhere, also
+        # in StartWorkflow: a scheduler that timed out on "start" is run again (it is idempotent).
+        "Lambda.Unknown",
+        "Sandbox.Timedout",
     }
     for machine, definition in asl.render(LOCAL_ARNS).items():
         for name, state in _lambda_states(definition).items():

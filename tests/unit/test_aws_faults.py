@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from stepspot.local.aws_faults import MAX_CONSECUTIVE, AwsFaults
+from stepspot.local.aws_faults import MAX_CONSECUTIVE, SDK_ATTEMPTS, AwsFaults
 
 
 def _decisions(faults: AwsFaults, n: int = 200) -> list[bool]:
@@ -54,3 +54,52 @@ def test_a_transaction_is_cancelled_with_cancellation_reasons_as_dynamodb_does()
         "ThrottlingError",
     }
     assert faults.summary() == {"dynamodb.transaction": 1}
+
+
+class _CountingLambdas:
+    def __init__(self) -> None:
+        self.ran = 0
+
+    def invoke(self, **_: object) -> dict:
+        self.ran += 1
+        return {"StatusCode": 200, "Payload": b"{}"}
+
+
+def test_lambda_faults_are_throttles_lost_responses_and_function_timeouts():
+    # A throttle never ran the handler; a client timeout and the function's own timeout ran it (its
+    # effects stay, as on AWS): the state machine's retry must be harmless.
+    import json
+
+    faults = AwsFaults(rate=0.99, seed=4)
+    errors: dict[str, list[int]] = {}
+    for i in range(60):
+        lambdas = _CountingLambdas()
+        answer = faults.lambda_client(lambdas).invoke(FunctionName="arn:aws:lambda:r:1:function:f", Payload=f"{i}")
+        if "FunctionError" in answer:
+            errors.setdefault(json.loads(answer["Payload"].read())["errorType"], []).append(lambdas.ran)
+    assert set(errors) == {
+        "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
+        "Sandbox.Timedout",
+    }
+    assert set(errors["Lambda.TooManyRequestsException"]) == {0}
+    assert set(errors["Lambda.ClientExecutionTimeoutException"]) == set(errors["Sandbox.Timedout"]) == {1}
+
+
+def test_a_throttled_single_write_is_retried_as_the_sdk_retries_it():
+    # botocore (standard mode) retries ProvisionedThroughputExceededException itself; an injected fault
+    # skips its retry handler, so the hook plays the SDK: the write goes through after the throttles.
+    faults = AwsFaults(rate=0.99, seed=0)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        faults.install([client])
+        client.put_item(TableName="t", Item={"pk": {"S": "a"}})
+        assert client.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"]
+    assert faults.summary() == {"dynamodb.throttle": MAX_CONSECUTIVE}
+    assert SDK_ATTEMPTS["dynamodb"] > MAX_CONSECUTIVE  # a bounded streak never outlasts the SDK

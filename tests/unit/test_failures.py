@@ -367,6 +367,7 @@ def test_an_out_of_memory_retry_asks_for_more_memory_up_to_the_ceiling():
     [
         ("Batch.AWSBatchException", FailureClass.INFRA_TRANSIENT),
         ("Lambda.TooManyRequestsException", FailureClass.INFRA_TRANSIENT),
+        ("Sandbox.Timedout", FailureClass.INFRA_TRANSIENT),  # a stepspot Lambda ran out of time
         ("States.Timeout", FailureClass.APP_ERROR),
         ("SomethingNobodyKnows", FailureClass.APP_ERROR),
     ],

@@ -45,9 +45,11 @@ STATES_ERRORS = {
     "States.BranchFailed",
 }
 # Names Step Functions gives errors that are not error shapes of the service model: the AWS SDK's base
-# and client-side exception classes (Step Functions' documentation on handling Lambda errors), and the
-# HTTP 429 code Batch answers a throttled SubmitJob with.
+# and client-side exception classes and a function's own failures (Step Functions' documentation on
+# handling Lambda errors), and the HTTP 429 code Batch answers a throttled SubmitJob with.
 SDK_ERRORS = {
+    "Lambda.Unknown",  # an unhandled function error without a type: timeouts, out of memory (same guide)
+    "Sandbox.Timedout",  # the errorType Lambda gives a function that ran past its timeout
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.ClientExecutionTimeoutException",

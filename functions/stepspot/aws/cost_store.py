@@ -13,9 +13,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from stepspot.aws.errors import translate_client_error as translate
+from stepspot.aws.conditional_writes import conditional_write
 from stepspot.cost import CostTotals, LedgerEntry, totals
 from stepspot.state_items import COST_SUMS, Task
 from stepspot.state_keys import task_key, workflow_key
@@ -65,17 +63,17 @@ class CostStore:
     def record(self, workflow_id: str, entry: LedgerEntry) -> bool:
         """Add an attempt to its task's ledger and both sums; False when it was recorded before."""
         key = task_key(workflow_id, entry.task_id)
-        try:
-            self._table.update_item(
+        created = conditional_write(
+            lambda: self._table.update_item(
                 Key=key,
                 UpdateExpression=f"SET {Task.COST_LEDGER} = if_not_exists({Task.COST_LEDGER}, :empty)",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":empty": {}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False  # no such task item
-            raise translate(exc, "calling dynamodb:UpdateItem (cost ledger)") from exc
+            ),
+            "calling dynamodb:UpdateItem (cost ledger)",
+        )
+        if not created.applied:
+            return False  # no such task item
         sums = totals([entry])
         adds = ", ".join(f"{attribute} :{field}" for field, attribute in COST_SUMS.items())
         values = {f":{field}": _number(getattr(sums, field)) for field in COST_SUMS}
@@ -94,11 +92,14 @@ class CostStore:
             "ConditionExpression": "attribute_exists(pk)",
             "ExpressionAttributeValues": values,
         }
-        try:
-            self._client.transact_write_items(TransactItems=[{"Update": task_update}, {"Update": workflow_update}])
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False  # recorded by an earlier delivery
-            raise translate(exc, "calling dynamodb:TransactWriteItems (cost ledger)") from exc
-        return True
+        # Attempts ending together all add to the workflow item: DynamoDB cancels colliding transactions
+        # (TransactionConflict), which conditional_write retries; only the entry's own condition failing
+        # (item 0) means an earlier delivery recorded it. A false condition on the workflow item alone
+        # (no such workflow) records nothing either.
+        items = [{"Update": task_update}, {"Update": workflow_update}]
+        written = conditional_write(
+            lambda: self._client.transact_write_items(TransactItems=items),
+            "calling dynamodb:TransactWriteItems (cost ledger)",
+            guarded=(0,),
+        )
+        return written.applied

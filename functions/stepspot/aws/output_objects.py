@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +32,12 @@ from stepspot.dataflow import (
 
 WORKERS = 8  # objects in flight at once; a large file is itself split into parallel parts
 _MISSING_CODES = ("NoSuchKey", "404", "NotFound")
-_PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+# 412: the manifest exists (another attempt published). 409: another conditional write of the key is in
+# flight and its outcome is unknown; S3 says "try again", and only the retry tells which of the two won.
+_PRECONDITION_CODES = ("PreconditionFailed", "412")
+_CONFLICT_CODES = ("ConditionalRequestConflict", "409")
+COMMIT_ATTEMPTS = 6
+COMMIT_BASE_DELAY_SECONDS = 0.1
 T = TypeVar("T")
 
 
@@ -132,20 +139,34 @@ class OutputObjects:
         return entries, uploaded, len(sent_packs) + len(sent_files) - uploaded
 
     def commit(self, workflow_id: str, task_id: str, manifest: bytes) -> bool:
-        """Publish the manifest with one conditional write; False when another attempt published first."""
-        try:
-            self._s3.put_object(
-                Bucket=self.bucket,
-                Key=output_manifest_key(workflow_id, task_id),
-                Body=manifest,
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if error_code(exc) in _PRECONDITION_CODES:
-                return False
-            raise
-        return True
+        """Publish the manifest with one conditional write; False when another attempt published first.
+
+        A conflict with a concurrent conditional write is retried (jittered backoff): if the other
+        write failed, ours applies; if it succeeded, the retry gets 412. A conflict that persists is
+        raised, never taken for a publication (downstream tasks would find no manifest).
+        """
+        conflict: ClientError | None = None
+        for attempt in range(COMMIT_ATTEMPTS):
+            if attempt:
+                time.sleep(random.random() * COMMIT_BASE_DELAY_SECONDS * 2**attempt)
+            try:
+                self._s3.put_object(
+                    Bucket=self.bucket,
+                    Key=output_manifest_key(workflow_id, task_id),
+                    Body=manifest,
+                    ContentType="application/json",
+                    IfNoneMatch="*",
+                )
+                return True
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in _PRECONDITION_CODES:
+                    return False
+                if code not in _CONFLICT_CODES:
+                    raise
+                conflict = exc
+        assert conflict is not None
+        raise conflict
 
     # -- fetching ------------------------------------------------------------------------------
 

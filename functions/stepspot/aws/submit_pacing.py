@@ -1,4 +1,4 @@
-"""Account-wide pacing of Batch SubmitJob calls: a leaky bucket in the state table.
+"""Deployment-wide pacing of Batch SubmitJob calls: a leaky bucket in the state table.
 
 SubmitJob allows about 50 calls per second per account. A wide fan-out (hundreds of tasks released by
 one parent) would otherwise submit them all at once and lean on the ASL's retries. Each ChooseCapacity
@@ -8,7 +8,8 @@ machine waits until its slot (``PaceSubmission``) before RunJob.
 Why a bucket item and not only jitter: jitter spreads retries, but the first wave still arrives
 together; one item updated with single-item conditional writes (no transactions, so no conflicts)
 serialises the slots exactly, at one or two writes per attempt. The ASL's SubmitJob retry (full jitter,
-MaxDelaySeconds) stays as the safety net for other users of the account's budget.
+MaxDelaySeconds) stays as the safety net for other users of the account's budget (the bucket is one
+deployment's: environments sharing an account share its ~50 per second through their rates).
 """
 
 from __future__ import annotations

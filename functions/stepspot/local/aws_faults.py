@@ -5,11 +5,13 @@ EventBridge never fail on their own. This module injects those faults, at ``rate
 services raise them:
 
 - DynamoDB: ``TransactionCanceledException`` with ``TransactionConflict`` / ``ThrottlingError``
-  reasons on TransactWriteItems; ``ProvisionedThroughputExceededException`` on single writes;
-- Lambda (as the state machines see it): ``Lambda.TooManyRequestsException`` and
-  ``Lambda.ClientExecutionTimeoutException`` before the handler runs;
+  reasons on TransactWriteItems; ``ProvisionedThroughputExceededException`` on single writes (retried
+  by the SDK as on AWS: the handler sees it only if every attempt the SDK makes is throttled);
+- Lambda (as the state machines see it): ``Lambda.TooManyRequestsException`` before the handler runs,
+  ``Lambda.ClientExecutionTimeoutException`` (a lost response) and ``Sandbox.Timedout`` (the function's
+  own timeout) after it ran;
 - Batch: ``TooManyRequestsException`` on SubmitJob (``Batch.AWSBatchException`` in the ASL);
-- Step Functions: ``ThrottlingException`` on StartExecution;
+- Step Functions: ``ThrottlingException`` on StartExecution (retried by the SDK likewise);
 - EventBridge: duplicated and delayed deliveries.
 
 Every decision is a pure function of (seed, kind, operation key, per-key call number), never of the
@@ -36,6 +38,18 @@ from botocore.exceptions import ClientError
 DYNAMODB_WRITES = ("TransactWriteItems", "UpdateItem", "PutItem", "DeleteItem")
 START_EXECUTION = "StartExecution"
 SUBMIT_JOB = "SubmitJob"
+
+# The errors a faulted synchronous Lambda invocation raises in the state machine, and those injected
+# only after the handler ran (a lost response; the function's own timeout, which the Retry lists name
+# through stepspot.transient_errors.LAMBDA_FUNCTION_TIMEOUT_ERRORS).
+LAMBDA_FAULTS = ("Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException", "Sandbox.Timedout")
+LAMBDA_FAULTS_AFTER_THE_HANDLER = frozenset(LAMBDA_FAULTS[1:])
+
+# botocore's standard retry mode (boto3's default, here and in the Lambda layer) retries throttling
+# errors (ProvisionedThroughputExceededException, ThrottlingException, ...) itself: 4 attempts in all for
+# DynamoDB, 3 for the other services (botocore.retries.standard). Transaction cancellations are not retried.
+SDK_ATTEMPTS = {"dynamodb": 4}
+SDK_DEFAULT_ATTEMPTS = 3
 
 # A fault is never injected more than this many times in a row for one key: the real services'
 # faults are transient, and a bounded streak keeps every retry budget of the ASL and the adapters
@@ -99,6 +113,12 @@ class AwsFaults:
                 self.injected[kind] += 1
             return fault
 
+    def outlasts_the_sdk(self, kind: str, key: str, service: str) -> bool:
+        """Whether a throttle the SDK retries fails every attempt the SDK makes (each faulted attempt is
+        counted). An injected fault skips botocore's retry handler, so the hook plays it: a throttle the
+        SDK absorbs never reaches the handler on AWS and must not here (its backoff is not waited)."""
+        return all(self.decide(kind, key) for _ in range(SDK_ATTEMPTS.get(service, SDK_DEFAULT_ATTEMPTS)))
+
     def variant(self, kind: str, key: str, choices: int) -> int:
         """A seeded choice among ``choices`` for the current call of ``kind`` on ``key``."""
         with self._lock:
@@ -154,7 +174,7 @@ class AwsFaults:
                 cancellation_reasons=reasons,
             )
         key = f"{operation}:{_key_text(params.get('Key') or params.get('Item') or {})}"
-        if not self.decide("dynamodb.throttle", key):
+        if not self.outlasts_the_sdk("dynamodb.throttle", key, "dynamodb"):
             return None
         return error_response(
             "ProvisionedThroughputExceededException",
@@ -163,7 +183,7 @@ class AwsFaults:
 
     def _start_execution_fault(self, params: dict[str, Any], **_: Any) -> Any:
         params = request_body(params)
-        if not self.decide("sfn.start_execution", str(params.get("name", ""))):
+        if not self.outlasts_the_sdk("sfn.start_execution", str(params.get("name", "")), "sfn"):
             return None
         return error_response("ThrottlingException", "Rate exceeded")
 
@@ -184,9 +204,7 @@ class AwsFaults:
         """The ASL error name a throttled or timed-out invocation raises, or None to run the handler."""
         if not self.decide("lambda", f"{function}/{key}"):
             return None
-        return ("Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException")[
-            self.variant("lambda", f"{function}/{key}", 2)
-        ]
+        return LAMBDA_FAULTS[self.variant("lambda", f"{function}/{key}", len(LAMBDA_FAULTS))]
 
     def event_deliveries(self, event_id: str) -> tuple[int, float]:
         """(copies, delay in seconds) for one EventBridge delivery: at least once, sometimes late."""
@@ -208,8 +226,9 @@ class AwsFaults:
 
 
 class _FaultyLambda:
-    """The interpreter's Lambda client with throttles and client timeouts. A timeout is injected after
-    the handler ran (its effects stay, as when the response is lost on AWS): the retry must be harmless."""
+    """The interpreter's Lambda client with throttles and timeouts. A timeout is injected after the
+    handler ran (its effects stay, as when the response is lost or the function ran out of time on AWS):
+    the retry must be harmless."""
 
     def __init__(self, lambdas: Any, faults: AwsFaults) -> None:
         self._lambdas = lambdas
@@ -227,7 +246,7 @@ class _FaultyLambda:
         error = self._faults.lambda_error(FunctionName.rsplit(":", 1)[-1], key[:16])
         if error is None:
             return dict(self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs))
-        if error == "Lambda.ClientExecutionTimeoutException":
+        if error in LAMBDA_FAULTS_AFTER_THE_HANDLER:
             self._lambdas.invoke(FunctionName=FunctionName, Payload=Payload, **kwargs)  # ran; answer lost
         body = {"errorType": error, "errorMessage": f"injected by --aws-faults: {error}", "stackTrace": []}
         return {

@@ -22,6 +22,9 @@ class LocalResources:
     spot_compute_env: str = f"{PREFIX}-spot"
     ondemand_compute_env: str = f"{PREFIX}-ondemand"
     role_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:role/{PREFIX}-states"
+    # The jobs' role, named in the base job definitions as Terraform's are (compute module): a derived
+    # definition copies it, and registering one passes it (iam:PassRole, evaluated in the tests).
+    job_role_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:role/{PREFIX}-batch-job"
 
     @property
     def function_arns(self) -> dict[str, str]:
@@ -60,6 +63,7 @@ def create(session: Any, resources: LocalResources, definitions: dict[str, dict[
         "image": "public.ecr.aws/docker/library/python:3.12-slim",
         "command": ["stepspot-agent", "run", "--", "true"],
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        "jobRoleArn": resources.job_role_arn,
     }
     single = batch.register_job_definition(
         jobDefinitionName=f"{PREFIX}-job",

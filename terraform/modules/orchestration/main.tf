@@ -78,8 +78,8 @@ data "aws_iam_policy_document" "this" {
   }
 
   # SubmitJob with tags (stepspot:workflow/task/attempt/environment) also needs TagResource on the new job.
-  # Only the stepspot:* keys (Batch has no condition key naming the creating action: the Service
-  # Authorization Reference lists aws:RequestTag and aws:TagKeys for TagResource, nothing else).
+  # Batch has no CreateAction condition key (unlike ec2:/ecs:CreateAction): a condition on one would
+  # never match and deny every tagged submission. The tag keys are what a request can be held to.
   statement {
     sid       = "TagJobsOnSubmit"
     actions   = ["batch:TagResource"]

@@ -207,6 +207,12 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       condition     = var.checkpoint_transition_days < var.checkpoint_retention_days
       error_message = "checkpoint_transition_days must be lower than checkpoint_retention_days."
     }
+    # S3 refuses a transition to STANDARD_IA or ONEZONE_IA before an object is 30 days old
+    # (PutBucketLifecycleConfiguration fails: the apply would stop half-way).
+    precondition {
+      condition     = !contains(["STANDARD_IA", "ONEZONE_IA"], var.checkpoint_cold_storage_class) || var.checkpoint_transition_days >= 30
+      error_message = "checkpoint_transition_days must be at least 30 for ${var.checkpoint_cold_storage_class} (S3's minimum for that class); raise it or use GLACIER_IR or INTELLIGENT_TIERING."
+    }
   }
 }
 

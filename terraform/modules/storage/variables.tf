@@ -32,7 +32,7 @@ variable "checkpoint_retention_days" {
 }
 
 variable "checkpoint_transition_days" {
-  description = "Days after which checkpoints move to `checkpoint_cold_storage_class`; must be below the retention."
+  description = "Days after which checkpoints move to `checkpoint_cold_storage_class`; below the retention, and at least 30 for STANDARD_IA and ONEZONE_IA (S3 refuses less)."
   type        = number
   default     = 7
 

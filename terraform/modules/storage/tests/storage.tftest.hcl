@@ -118,6 +118,33 @@ run "rejects_transition_after_expiry" {
   expect_failures = [aws_s3_bucket_lifecycle_configuration.this]
 }
 
+run "rejects_an_infrequent_access_transition_before_30_days" {
+  command = plan
+
+  variables {
+    checkpoint_cold_storage_class = "STANDARD_IA"
+    checkpoint_transition_days    = 7
+    checkpoint_retention_days     = 60
+  }
+
+  expect_failures = [aws_s3_bucket_lifecycle_configuration.this]
+}
+
+run "accepts_an_infrequent_access_transition_at_30_days" {
+  command = plan
+
+  variables {
+    checkpoint_cold_storage_class = "ONEZONE_IA"
+    checkpoint_transition_days    = 30
+    checkpoint_retention_days     = 60
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.this.rule[0].transition[0].storage_class == "ONEZONE_IA"
+    error_message = "A 30-day transition to ONEZONE_IA is valid."
+  }
+}
+
 run "rejects_short_kms_window" {
   command = plan
 
