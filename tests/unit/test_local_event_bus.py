@@ -87,22 +87,39 @@ def test_only_what_the_deployments_rules_match_reaches_a_lambda():
 
 
 @pytest.mark.parametrize(
-    ("detail_type", "routed"),
+    ("rule", "routed"),
     [
-        ("Step Functions Execution Status Change", "ROUTED_EXECUTION_STATUSES"),
-        ("Batch Job State Change", "ROUTED_JOB_STATUSES"),
+        ("execution-status", "ROUTED_EXECUTION_STATUSES"),
+        ("task-execution-status", "ROUTED_TASK_EXECUTION_STATUSES"),
+        ("batch-job-state", "ROUTED_JOB_STATUSES"),
     ],
 )
-def test_the_routed_statuses_are_the_terraform_rules(detail_type: str, routed: str):
+def test_the_routed_statuses_are_the_terraform_rules(rule: str, routed: str):
     import re
     from pathlib import Path
 
     from stepspot.local import events
 
     rules = (Path(__file__).parents[2] / "terraform/modules/monitoring/main.tf").read_text()
-    pattern = re.search(rf'"{detail_type}"\].*?status\s*=\s*\[([^\]]*)\]', rules, re.S)
-    assert pattern is not None, f"the {detail_type} rule of the monitoring module has no status filter"
+    pattern = re.search(rf"\n    {rule} = {{.*?status\s*=\s*\[([^\]]*)\]", rules, re.S)
+    assert pattern is not None, f"the {rule} rule of the monitoring module has no status filter"
     assert set(re.findall(r'"([A-Z_]+)"', pattern.group(1))) == getattr(events, routed)
+
+
+def test_a_task_execution_reaches_the_monitor_only_when_it_ended_abnormally():
+    import json
+
+    from stepspot.local.events import EXECUTION_STATUS_CHANGE, matched_by_a_rule
+
+    task = json.dumps({"workflow_id": "wf", "task_id": "t", "plan_uri": "s3://b/p"})
+    workflow = json.dumps({"workflow_id": "wf", "definition_uri": "s3://b/d"})
+    routed = [
+        (kind, status)
+        for kind, payload in (("task", task), ("workflow", workflow))
+        for status in ("RUNNING", "SUCCEEDED", "ABORTED")
+        if matched_by_a_rule(EXECUTION_STATUS_CHANGE, {"status": status, "input": payload})
+    ]
+    assert routed == [("task", "ABORTED"), ("workflow", "SUCCEEDED"), ("workflow", "ABORTED")]
 
 
 def test_job_statuses_no_rule_matches_reach_no_lambda():

@@ -9,6 +9,7 @@ before it summarises a run: every event is delivered by then, or counted as not 
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -33,20 +34,31 @@ ROUTES = {
 # The execution statuses the "execution-status" rule matches (terraform/modules/monitoring/main.tf; a test
 # keeps the two equal): EventBridge delivers no other status change (RUNNING, PENDING_REDRIVE) to the monitor.
 ROUTED_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"})
-# Likewise the job statuses the "batch-job-state" rule matches (SUBMITTED, PENDING, STARTING are not).
+# The "task-execution-status" rule: a task execution reaches the monitor only when it ended abnormally.
+ROUTED_TASK_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+# The "batch-job-state" rule: SUBMITTED, PENDING and STARTING are not routed.
 ROUTED_JOB_STATUSES = frozenset({"RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED"})
-_ROUTED_STATUSES = {
-    "Step Functions Execution Status Change": ROUTED_EXECUTION_STATUSES,
-    "Batch Job State Change": ROUTED_JOB_STATUSES,
-}
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 def matched_by_a_rule(detail_type: str, detail: dict[str, Any]) -> bool:
     """Whether one of the deployment's EventBridge rules matches the event (others reach no Lambda)."""
-    statuses = _ROUTED_STATUSES.get(detail_type)
-    if statuses is not None:
-        return detail.get("status") in statuses
+    status = detail.get("status")
+    if detail_type == EXECUTION_STATUS_CHANGE:
+        statuses = ROUTED_TASK_EXECUTION_STATUSES if _runs_a_task(detail) else ROUTED_EXECUTION_STATUSES
+        return status in statuses
+    if detail_type == "Batch Job State Change":
+        return status in ROUTED_JOB_STATUSES
     return detail_type in ROUTES
+
+
+def _runs_a_task(detail: dict[str, Any]) -> bool:
+    """A task state machine's execution (its input names the task: docs/contracts.md)."""
+    try:
+        payload = json.loads(detail.get("input") or "{}")
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and bool(payload.get("task_id"))
 
 
 SOURCES = {

@@ -25,11 +25,22 @@ locals {
       function = var.workflow_monitor
     }
     execution-status = {
-      description = "Step Functions execution status changes of the stepspot state machines"
+      description = "Step Functions execution status changes of the stepspot workflow state machine"
       pattern = {
         source      = ["aws.states"]
         detail-type = ["Step Functions Execution Status Change"]
-        detail      = { stateMachineArn = values(var.state_machine_arns), status = ["FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"] }
+        detail      = { stateMachineArn = [var.state_machine_arns["workflow"]], status = ["FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"] }
+      }
+      function = var.workflow_monitor
+    }
+    # A task execution that succeeded has already told the scheduler: only the abnormal ends (a lost
+    # callback) need the monitor, which saves a Lambda invocation and a dedup claim per task.
+    task-execution-status = {
+      description = "Step Functions task executions of stepspot that ended abnormally"
+      pattern = {
+        source      = ["aws.states"]
+        detail-type = ["Step Functions Execution Status Change"]
+        detail      = { stateMachineArn = [var.state_machine_arns["task"]], status = ["FAILED", "TIMED_OUT", "ABORTED"] }
       }
       function = var.workflow_monitor
     }
