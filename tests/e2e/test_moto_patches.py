@@ -32,8 +32,11 @@ class FlakyBatch:
         return {"jobs": [{"jobId": jobs[0], "status": status, "statusReason": "Essential container in task exited"}]}
 
 
-def _run(definition: dict[str, Any], batch: Any) -> dict[str, Any]:
-    with mock_aws(config=CONFIG), moto_patches.hooked(object(), batch, time_scale=1000, sync_poll_seconds=0.01):
+def _run(definition: dict[str, Any], batch: Any, execution_ended: Any = None) -> dict[str, Any]:
+    hooks = moto_patches.hooked(
+        object(), batch, time_scale=1000, sync_poll_seconds=0.01, execution_ended=execution_ended
+    )
+    with mock_aws(config=CONFIG), hooks:
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         arn = sfn.create_state_machine(
             name="guard", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
@@ -168,3 +171,15 @@ def test_sessions_share_one_data_loader_only_while_patched():
     # Then the run's sessions parse each botocore data file once (one loader), the others as botocore does
     assert during[0] is during[1]
     assert after[0] is not after[1] and after[0] is not during[0]
+
+
+@pytest.mark.parametrize(("final", "status"), [({"Type": "Succeed"}, "SUCCEEDED"), ({"Type": "Fail"}, "FAILED")])
+def test_the_engine_hears_each_execution_end_with_its_status_and_input(final: dict[str, Any], status: str):
+    # Given the engine listening for execution ends (it publishes them as Step Functions does to EventBridge)
+    ended: list[dict[str, Any]] = []
+    definition = {"StartAt": "End", "States": {"End": final}}
+    # When an execution ends
+    described = _run(definition, FlakyBatch(), lambda execution: ended.append(dict(execution.to_describe_output())))
+    # Then the listener heard it once, its status already set, with the input the monitor reads
+    assert described["status"] == status
+    assert [(e["name"], e["status"], e["input"]) for e in ended] == [("run-1", status, "{}")]

@@ -38,7 +38,7 @@ from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
 from stepspot.local.contained import contained
-from stepspot.local.events import EventBus
+from stepspot.local.events import EXECUTION_STATUS_CHANGE, EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
 from stepspot.local.lambdas import ACCOUNT_ID, REGION, LocalLambda
@@ -246,6 +246,7 @@ class LocalEngine:
                     aws_faults.batch_client(batch),
                     options.time_scale,
                     sync_poll_seconds=0.05,
+                    execution_ended=self._execution_ended(bus),
                 ),
                 aws_faults.installed(handler_session.events),
                 jobs_described_by(batch, handler_session.events),
@@ -357,11 +358,8 @@ class LocalEngine:
             input=json.dumps({"definition_uri": f"s3://{resources.bucket}/{key}", "workflow_id": plan.workflow_id}),
         )
         execution_arn = started["executionArn"]
-        bus.publish(
-            "Step Functions Execution Status Change",
-            _execution_detail(sfn.describe_execution(executionArn=execution_arn)),
-            [execution_arn],
-        )
+        described_at_start = sfn.describe_execution(executionArn=execution_arn)
+        bus.publish(EXECUTION_STATUS_CHANGE, _execution_detail(described_at_start), [execution_arn])
         deadline = time.monotonic() + self.options.timeout_seconds
         from stepspot.aws.scheduler_state import SchedulerState
 
@@ -391,8 +389,18 @@ class LocalEngine:
         _settle_task_executions(sfn, resources, deadline=time.monotonic() + 10)
         if self.options.on_progress:
             self.options.on_progress(_progress(task_states, plan))
-        bus.publish("Step Functions Execution Status Change", _execution_detail(described), [execution_arn])
         return described
+
+    def _execution_ended(self, bus: EventBus) -> Callable[[Any], None]:
+        """Publish an execution's end as Step Functions does (the rules pick what reaches the monitor),
+        until the run is interrupted: what Ctrl-C stops is the run's own teardown, not news for it."""
+
+        def publish(execution: Any) -> None:
+            if not self._interrupted.is_set():
+                described = execution.to_describe_output()
+                bus.publish(EXECUTION_STATUS_CHANGE, _execution_detail(described), [described["executionArn"]])
+
+        return publish
 
 
 # The services the handlers call. Loading a service's model takes botocore 50-150 ms the first time in a
@@ -509,8 +517,8 @@ def _execution_detail(described: dict[str, Any]) -> dict[str, Any]:
         "status": described["status"],
         "startDate": ms(described.get("startDate")),
         "stopDate": ms(described.get("stopDate")),
-        "input": None,
-        "output": None,
+        "input": described.get("input"),  # EventBridge carries both (the monitor reads the task's input)
+        "output": described.get("output"),
         "error": described.get("error"),
         "cause": (described.get("cause") or "")[:1000] or None,
     }

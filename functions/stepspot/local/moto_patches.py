@@ -55,7 +55,7 @@ import moto
 EXPECTED_MOTO_VERSION = "5.2.5"
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"time_scale": 1.0, "clients": {}}
+_state: dict[str, Any] = {"time_scale": 1.0, "clients": {}, "execution_ended": None}
 
 _LAMBDA_UTILS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
 _BATCH_SERVICE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch"
@@ -66,6 +66,7 @@ _WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_functi
 _MAP_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker"
 _PARALLEL = "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branches_decl"
 _SFN_PARSER_MODELS = "moto.stepfunctions.parser.models"
+_SFN_EXECUTION = "moto.stepfunctions.parser.backend.execution"
 _JSONATA = "moto.stepfunctions.parser.asl.jsonata.jsonata"
 _CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name"
 _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
@@ -114,6 +115,7 @@ def check_patch_points() -> None:
         (_BATCH_SERVICE, "boto_client_for"),
         (_SFN_PARSER_MODELS, "StepFunctionsParserBackend"),
         (_SFN_PARSER_MODELS, "CallbackNotifyConsumerError"),
+        (_SFN_EXECUTION, "BaseExecutionWorkerCommunication"),
         (_BATCH_SERVICE, "_SUPPORTED_API_PARAM_BINDINGS"),
         (_CALLBACK_SERVICE, "StateTaskServiceCallback"),
         (_CALLBACK_SERVICE, "_DELAY_SECONDS_SYNC_CONDITION_CHECK"),
@@ -304,7 +306,22 @@ def patched() -> Iterator[None]:
             _active.clear()
             _state["clients"] = {}
             _state["time_scale"] = 1.0
+            _state["execution_ended"] = None
             patches.undo()
+
+
+def _report_execution_ends(patches: _Patches) -> None:
+    """Tell the engine when an execution ends (its status set), as Step Functions tells EventBridge."""
+    communication = _module(_SFN_EXECUTION).BaseExecutionWorkerCommunication
+    terminated = communication.terminated
+
+    def report_terminated(self: Any) -> None:
+        terminated(self)
+        listener = _state["execution_ended"]
+        if listener is not None:
+            listener(self.execution)
+
+    patches.replace(communication, "terminated", report_terminated)
 
 
 def _share_botocore_loaders(patches: _Patches) -> None:
@@ -326,6 +343,7 @@ def _share_botocore_loaders(patches: _Patches) -> None:
 
 
 def _apply(patches: _Patches) -> None:
+    _report_execution_ends(patches)
     lambda_utils = _module(_LAMBDA_UTILS)
     batch_service = _module(_BATCH_SERVICE)
     patches.replace(lambda_utils, "boto_client_for", _client_for(lambda_utils.boto_client_for))
@@ -677,9 +695,16 @@ _DYNAMODB_WIRE_RESULTS = frozenset(
 
 
 @contextlib.contextmanager
-def hooked(lambda_client: Any, batch_client: Any, time_scale: float, sync_poll_seconds: float) -> Iterator[None]:
+def hooked(
+    lambda_client: Any,
+    batch_client: Any,
+    time_scale: float,
+    sync_poll_seconds: float,
+    execution_ended: Callable[[Any], None] | None = None,
+) -> Iterator[None]:
     """Route the interpreter's Lambda and Batch calls to the local engine for the duration, within
-    ``patched()`` (entered here, and left on exit, when the caller is not in it already)."""
+    ``patched()`` (entered here, and left on exit, when the caller is not in it already);
+    ``execution_ended`` hears of each execution that ends (moto's execution object, status set)."""
     with contextlib.ExitStack() as scope:
         if not is_patched():
             scope.enter_context(patched())
@@ -690,6 +715,7 @@ def hooked(lambda_client: Any, batch_client: Any, time_scale: float, sync_poll_s
                 raise RuntimeError("another local engine is running in this process")
             _state["clients"] = {"lambda": lambda_client, "batch": batch_client}
             _state["time_scale"] = float(time_scale)
+            _state["execution_ended"] = execution_ended
             callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = sync_poll_seconds
         try:
             yield
@@ -697,4 +723,5 @@ def hooked(lambda_client: Any, batch_client: Any, time_scale: float, sync_poll_s
             with _lock:
                 _state["clients"] = {}
                 _state["time_scale"] = 1.0
+                _state["execution_ended"] = None
                 callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = previous_poll
