@@ -256,3 +256,46 @@ def test_thousand_task_fan_out(run_local, write_workflow):
     assert summary.transitions["workflow_execution"] == 2
     assert summary.transitions["per_task"] <= 5.01
     assert summary.largest_state_payload_bytes < 16_384
+
+
+def test_a_task_execution_stopped_from_outside_fails_its_task_through_the_monitor(run_local, write_workflow):
+    # Given a running task whose execution an operator stops (ABORTED: its callback to the scheduler is lost)
+    import threading
+    import time
+
+    import boto3
+    from botocore.exceptions import EndpointConnectionError
+
+    from stepspot.local import moto_patches
+    from stepspot.local.lambdas import REGION
+
+    stopped: list[str] = []
+
+    def stop_the_task_execution() -> None:
+        deadline = time.monotonic() + 120
+        while not moto_patches.is_patched() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the run's emulator (in-process) is not up yet
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        while not stopped and time.monotonic() < deadline:
+            try:
+                machines = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]]
+            except EndpointConnectionError:  # patched, but the mock not started yet
+                time.sleep(0.05)
+                continue
+            for machine in (m for m in machines if m.endswith("-task")):
+                for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
+                    sfn.stop_execution(executionArn=execution["executionArn"], error="Operator", cause="stopped")
+                    stopped.append(execution["name"])
+            time.sleep(0.2)
+
+    operator = threading.Thread(target=stop_the_task_execution, daemon=True)
+    operator.start()
+    path = write_workflow([sleep_task("long", 30.0), sleep_task("after", depends_on=["long"])], "lost")
+    summary = run_local(path, time_scale=60)
+    operator.join(5)
+    # Then Step Functions' ABORTED event reached the monitor, which failed the task at the scheduler
+    assert stopped, "the task execution was never seen running"
+    assert summary.status == "FAILED"
+    assert "task long failed" in (summary.cause or "")
+    assert "its task execution ended ABORTED without reporting to the scheduler" in (summary.cause or "")
+    assert _by_task(summary)["after"]["state"] == "PENDING"
