@@ -157,7 +157,7 @@ def _local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=0.0,
         metavar="RATE",
         help="Spot interruptions per hour of run time (e.g. 0.0003: 20 %% of a pool reclaimed in a month, where "
-        "the Spot Instance Advisor's worst bucket begins; the demo uses 0.05 = 5 %%/h to show a reclaim)",
+        "the Spot Instance Advisor's worst bucket begins; the demo uses it)",
     )
     faults.add_argument(
         "--capacity-shortage",
@@ -176,6 +176,14 @@ def _local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     faults.add_argument("--fail-task", action="append", default=[], metavar="ID", help="every attempt of ID fails")
     faults.add_argument(
         "--reclaim-task", action="append", default=[], metavar="ID", help="every Spot attempt of ID is reclaimed"
+    )
+    faults.add_argument(
+        "--reclaim-once",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="the first Spot attempt of ID is reclaimed (after its first or second checkpoint): one interruption "
+        "to watch a resume, on top of a realistic --interruptions-per-hour",
     )
     faults.add_argument(
         "--aws-faults",

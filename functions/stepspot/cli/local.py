@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             app_failure_rate=args.app_failures,
             failing_tasks=frozenset(args.fail_task),
             reclaim_tasks=frozenset(args.reclaim_task),
+            reclaim_once_tasks=frozenset(args.reclaim_once),
             seed=args.seed,
         ),
         time_scale=args.time_scale,

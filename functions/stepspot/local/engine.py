@@ -131,7 +131,11 @@ def check_commands(plan: Plan, workflow_dir: Path) -> None:
 
 
 def check_task_ids(plan: Plan, faults: Faults) -> None:
-    for flag, ids in (("--fail-task", faults.failing_tasks), ("--reclaim-task", faults.reclaim_tasks)):
+    for flag, ids in (
+        ("--fail-task", faults.failing_tasks),
+        ("--reclaim-task", faults.reclaim_tasks),
+        ("--reclaim-once", faults.reclaim_once_tasks),
+    ):
         for task_id in sorted(ids):
             if task_id not in plan.tasks:
                 known = ", ".join(plan.order[:8]) + (", ..." if len(plan.order) > 8 else "")

@@ -17,7 +17,7 @@ MIN_NOTICE_REAL_SECONDS = 0.6  # the agent polls IMDS every 0.1 s locally and up
 @dataclass(frozen=True)
 class Faults:
     spot_interruption_rate: float = 0.0  # share of Spot attempts reclaimed
-    # Interruptions per hour of Spot run time (e.g. 0.05 = 5 %/h; AWS publishes per pool the share reclaimed
+    # Interruptions per hour of Spot run time (e.g. 0.0003, the demo's; AWS publishes per pool the share reclaimed
     # over a month, < 5 % to > 20 %: 20 % a month is 0.0003/h); an attempt expected to run H hours is
     # reclaimed with probability 1 - exp(-rate * H).
     interruptions_per_hour: float = 0.0
@@ -25,6 +25,7 @@ class Faults:
     app_failure_rate: float = 0.0  # share of attempts whose program exits non-zero
     failing_tasks: frozenset[str] = field(default_factory=frozenset)  # every attempt exits non-zero
     reclaim_tasks: frozenset[str] = field(default_factory=frozenset)  # every Spot attempt is reclaimed
+    reclaim_once_tasks: frozenset[str] = field(default_factory=frozenset)  # the first Spot attempt is reclaimed
     seed: int = 0
 
     def _rng(self, task_id: str, attempt: int, what: str) -> random.Random:
@@ -45,7 +46,8 @@ class Faults:
         periodic checkpoints a whole run saves. The notice comes after checkpoint 1 or 2 (never the
         last planned one), so there is work to lose and a checkpoint to keep."""
         rng = self._rng(task_id, attempt, "reclaim")
-        if task_id not in self.reclaim_tasks and rng.random() >= self.reclaim_probability(expected_seconds):
+        forced = task_id in self.reclaim_tasks or (task_id in self.reclaim_once_tasks and attempt == 1)
+        if not forced and rng.random() >= self.reclaim_probability(expected_seconds):
             return None
         if planned_checkpoints <= 1:
             return 0
