@@ -11,6 +11,8 @@ from typing import Any
 
 import boto3
 
+from stepspot.cost import LedgerEntry
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
 SPOT_CE = "stepspot-test-spot"
@@ -214,3 +216,30 @@ def metric_total(found: list[tuple[str, float, dict[str, str]]], name: str, **di
         for metric, value, dims in found
         if metric == name and (dims == wanted if wanted else set(dims) == {"environment"})
     )
+
+
+def one_hour_ledger_entry(task_id: str = "a", job_id: str = "job-1", **fields: Any) -> LedgerEntry:
+    """A Spot attempt of one hour on a whole c7i.large, not lost (the cost ledger's tests change fields)."""
+    values: dict[str, Any] = {
+        "task_id": task_id,
+        "attempt": 1,
+        "job_id": job_id,
+        "capacity": "spot",
+        "status": "SUCCEEDED",
+        "created_at": 0.0,
+        "started_at": 1.0,
+        "stopped_at": 3601.0,
+        "instance_type": "c7i.large",
+        "availability_zone": "us-east-1a",
+        "runtime_seconds": 3600.0,
+        "hourly_usd": 0.04,
+        "on_demand_hourly_usd": 0.09,
+        "share": 1.0,
+        "nodes": 1,
+        "cost_usd": 0.04,
+        "on_demand_equivalent_usd": 0.09,
+        "lost": False,
+        "lost_seconds": 0.0,
+        "lost_usd": 0.0,
+    }
+    return LedgerEntry(**{**values, **fields})

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from monitoring_world import one_hour_ledger_entry
 from moto import mock_aws
 
 from stepspot import state_items
@@ -25,7 +26,6 @@ from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
 from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.checkpointing.model import STATUS_COMPLETE, STATUS_FIELD, sequence_sk
-from stepspot.cost import LedgerEntry
 from stepspot.plan import build_plan, initial_task_states
 from stepspot.scheduler import TaskState, WorkflowStatus
 from stepspot.state_items import (
@@ -235,28 +235,7 @@ def _exercise(resource: Any, checkpoints: Any) -> None:
     }
     assert monitor.apply_execution_status(WF, fields, "0009", "TIMED_OUT") is not None
 
-    entry = LedgerEntry(
-        task_id="c",
-        attempt=1,
-        job_id="job-1",
-        capacity="SPOT",
-        status="FAILED",
-        created_at=0.0,
-        started_at=1.0,
-        stopped_at=3601.0,
-        instance_type="c5.large",
-        availability_zone="us-east-1a",
-        runtime_seconds=3600.0,
-        hourly_usd=0.03,
-        on_demand_hourly_usd=0.085,
-        share=1.0,
-        nodes=1,
-        cost_usd=0.03,
-        on_demand_equivalent_usd=0.085,
-        lost=False,
-        lost_seconds=0.0,
-        lost_usd=0.0,
-    )
+    entry = one_hour_ledger_entry("c", capacity="SPOT", status="FAILED", instance_type="c5.large")
     assert CostStore(resource.Table(STATE)).record(WF, entry)
     _register(resource, skip=("a",))  # a resubmission rewrites the items whole
 

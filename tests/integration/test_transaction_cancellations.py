@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from monitoring_world import one_hour_ledger_entry
 from moto import mock_aws
 from test_scheduler_state import PLAN_URI, TABLE, FakeStepFunctions, _workflow
 
@@ -19,7 +20,6 @@ from stepspot.aws.cost_store import CostStore, totals_from_item
 from stepspot.aws.errors import WriteVerdict, write_verdict
 from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
-from stepspot.cost import LedgerEntry
 from stepspot.errors import StateWriteContendedError
 from stepspot.local.aws_faults import error_response, request_body
 from stepspot.plan import build_plan, initial_task_states
@@ -172,31 +172,6 @@ def test_single_writes_retry_conflicts_and_report_a_false_condition():
     assert conditional_write(condition_false, "writing", sleep=lambda _s: None).failed_items == {0}
 
 
-def _ledger_entry(job_id: str) -> LedgerEntry:
-    return LedgerEntry(
-        task_id="a",
-        attempt=1,
-        job_id=job_id,
-        capacity="spot",
-        status="SUCCEEDED",
-        created_at=0.0,
-        started_at=1.0,
-        stopped_at=3601.0,
-        instance_type="c7i.large",
-        availability_zone="us-east-1a",
-        runtime_seconds=3600.0,
-        hourly_usd=0.04,
-        on_demand_hourly_usd=0.09,
-        share=1.0,
-        nodes=1,
-        cost_usd=0.04,
-        on_demand_equivalent_usd=0.09,
-        lost=False,
-        lost_seconds=0.0,
-        lost_usd=0.0,
-    )
-
-
 def test_cost_ledger_transactions_retry_conflicts_on_the_workflow_item(dynamodb):
     # Many attempts ending at once all add to the workflow META item: DynamoDB cancels the colliding
     # transactions with TransactionConflict. That says nothing about the entry: retry, count it once.
@@ -204,13 +179,13 @@ def test_cost_ledger_transactions_retry_conflicts_on_the_workflow_item(dynamodb)
     costs = CostStore(dynamodb.Table(TABLE))
     hook = CancelFirstTransactions(2, [None, "TransactionConflict"])
     _inject(dynamodb, hook)
-    assert costs.record("wf", _ledger_entry("job-1")) is True
+    assert costs.record("wf", one_hour_ledger_entry(job_id="job-1")) is True
     assert hook.cancelled == 2
     # A redelivered event: ConditionalCheckFailed on the entry (item 0) means already recorded
-    assert costs.record("wf", _ledger_entry("job-1")) is False
+    assert costs.record("wf", one_hour_ledger_entry(job_id="job-1")) is False
     meta = dynamodb.Table(TABLE).get_item(Key=workflow_key("wf"))["Item"]
     assert totals_from_item(meta).attempts == 1
     # Conflicts that do not stop raise the retryable error (the handler's invocation is retried)
     hook.remaining = 1000
     with pytest.raises(StateWriteContendedError, match="TransactionConflict"):
-        costs.record("wf", _ledger_entry("job-2"))
+        costs.record("wf", one_hour_ledger_entry(job_id="job-2"))
