@@ -141,6 +141,8 @@ def test_repeated_reclaims_open_the_breaker_and_finish_on_demand(run_local, writ
     assert {row["capacity"] for row in summary.per_task} == {"ON_DEMAND"}
     assert summary.fallbacks_to_on_demand >= 4
     assert summary.metrics.get("SpotReclaimFailures", 0) >= 3
+    # and the story says why a task went to On-Demand once the breaker had opened
+    assert any(line.endswith("started on On-Demand: Spot breaker open") for line in summary.story), summary.story
 
 
 def test_capacity_shortage_moves_tasks_to_on_demand(run_local, write_workflow):
