@@ -19,6 +19,10 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
   model-driven serializer took 60-75 % of a GetItem/Query);
 - per call: moto's listing of a response class's methods and botocore's user-agent sanitising (pure
   functions run for every request) are memoised; botocore's parameter validation is untouched;
+- one botocore data loader per data path for the run (each session would parse endpoints.json and
+  every service model again);
+- execution ends: the engine hears of each execution whose status is set (``hooked(execution_ended=)``),
+  to publish it as Step Functions publishes it to EventBridge;
 - one parse per definition and per JSONPath: moto re-parses the ASL for every execution and every path
   for every evaluation (slow); both results are immutable;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
@@ -330,16 +334,7 @@ def _share_botocore_loaders(patches: _Patches) -> None:
     sessions (moto's, the engine's, the Lambdas'): a third of its start-up. What a loader returns is
     shared by every client of its session already, so sharing it across sessions changes nothing else."""
     session_module = _module(_BOTOCORE_SESSION)
-    create_loader = session_module.create_loader
-    loaders: dict[str | None, Any] = {}
-
-    def shared_loader(search_path_string: str | None = None) -> Any:
-        loader = loaders.get(search_path_string)
-        if loader is None:
-            loader = loaders[search_path_string] = create_loader(search_path_string)
-        return loader
-
-    patches.replace(session_module, "create_loader", shared_loader)
+    patches.replace(session_module, "create_loader", functools.lru_cache(maxsize=None)(session_module.create_loader))
 
 
 def _apply(patches: _Patches) -> None:
@@ -589,16 +584,9 @@ def _install_per_call_speedups(patches: _Patches) -> None:
     user-agent component character by character (about 90 per request). Parameter validation, signing
     and parsing are untouched."""
     responses = _module(_CORE_RESPONSES)
-    methods: dict[type, list[str]] = {}
-    list_methods = responses.method_names_from_class
-
-    def method_names_from_class(clazz: type) -> list[str]:
-        found = methods.get(clazz)
-        if found is None:
-            found = methods[clazz] = list_methods(clazz)
-        return found
-
-    patches.replace(responses, "method_names_from_class", method_names_from_class)
+    patches.replace(
+        responses, "method_names_from_class", functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+    )
     useragent = _module(_BOTOCORE_USERAGENT)
     patches.replace(
         useragent,
