@@ -109,7 +109,8 @@ def test_the_routed_statuses_are_the_terraform_rules(rule: str, routed: str):
 def test_a_task_execution_reaches_the_monitor_only_when_it_ended_abnormally():
     import json
 
-    from stepspot.local.events import EXECUTION_STATUS_CHANGE, matched_by_a_rule
+    from stepspot.events import SFN_EXECUTION_STATUS_CHANGE
+    from stepspot.local.events import matched_by_a_rule
 
     task = json.dumps({"workflow_id": "wf", "task_id": "t", "plan_uri": "s3://b/p"})
     workflow = json.dumps({"workflow_id": "wf", "definition_uri": "s3://b/d"})
@@ -117,7 +118,7 @@ def test_a_task_execution_reaches_the_monitor_only_when_it_ended_abnormally():
         (kind, status)
         for kind, payload in (("task", task), ("workflow", workflow))
         for status in ("RUNNING", "SUCCEEDED", "ABORTED")
-        if matched_by_a_rule(EXECUTION_STATUS_CHANGE, {"status": status, "input": payload})
+        if matched_by_a_rule(SFN_EXECUTION_STATUS_CHANGE, {"status": status, "input": payload})
     ]
     assert routed == [("task", "ABORTED"), ("workflow", "SUCCEEDED"), ("workflow", "ABORTED")]
 

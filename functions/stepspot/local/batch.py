@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepspot.events import BATCH_JOB_STATE_CHANGE, SPOT_INTERRUPTION_WARNING
 from stepspot.fleet import runner_invocation, runner_program
 from stepspot.local.events import EventBus
 from stepspot.local.faults import (
@@ -662,7 +663,7 @@ class LocalBatch:
             self.place_instance(job)
         if self.bus is not None:
             self.bus.publish(
-                "EC2 Spot Instance Interruption Warning",
+                SPOT_INTERRUPTION_WARNING,
                 {"instance-id": job.instance_id, "instance-action": "terminate"},
                 [f"arn:aws:ec2:us-east-1:123456789012:instance/{job.instance_id}"],
             )
@@ -696,7 +697,7 @@ class LocalBatch:
         # change events): the monitor hears of a job from RUNNABLE on.
         if self.bus is not None and status != "SUBMITTED":
             self.bus.publish(
-                "Batch Job State Change",
+                BATCH_JOB_STATE_CHANGE,
                 job.describe(),
                 [f"arn:aws:batch:us-east-1:123456789012:job/{job.job_id}"],
             )

@@ -34,11 +34,12 @@ from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
 from stepspot.checkpointing.aws.table import CheckpointTable
 from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
+from stepspot.events import SFN_EXECUTION_STATUS_CHANGE
 from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
 from stepspot.local.contained import contained
-from stepspot.local.events import EXECUTION_STATUS_CHANGE, EventBus
+from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
 from stepspot.local.lambdas import ACCOUNT_ID, REGION, LocalLambda
@@ -363,7 +364,7 @@ class LocalEngine:
         )
         execution_arn = started["executionArn"]
         described_at_start = sfn.describe_execution(executionArn=execution_arn)
-        bus.publish(EXECUTION_STATUS_CHANGE, _execution_detail(described_at_start), [execution_arn])
+        bus.publish(SFN_EXECUTION_STATUS_CHANGE, _execution_detail(described_at_start), [execution_arn])
         deadline = time.monotonic() + self.options.timeout_seconds
         from stepspot.aws.scheduler_state import SchedulerState
 
@@ -402,7 +403,7 @@ class LocalEngine:
         def publish(execution: Any) -> None:
             if not self._interrupted.is_set():
                 described = execution.to_describe_output()
-                bus.publish(EXECUTION_STATUS_CHANGE, _execution_detail(described), [described["executionArn"]])
+                bus.publish(SFN_EXECUTION_STATUS_CHANGE, _execution_detail(described), [described["executionArn"]])
 
         return publish
 

@@ -20,16 +20,22 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from stepspot.events import (
+    BATCH_JOB_STATE_CHANGE,
+    REBALANCE_RECOMMENDATION,
+    SFN_EXECUTION_STATUS_CHANGE,
+    SPOT_INTERRUPTION_WARNING,
+)
 from stepspot.local.lambdas import ACCOUNT_ID, REGION
 
 log = logging.getLogger(__name__)
 
 # detail-type -> the functions EventBridge rules send it to (terraform module "monitoring")
 ROUTES = {
-    "Batch Job State Change": ("workflow_monitor",),
-    "Step Functions Execution Status Change": ("workflow_monitor",),
-    "EC2 Spot Instance Interruption Warning": ("interruption_handler",),
-    "EC2 Instance Rebalance Recommendation": ("interruption_handler",),
+    BATCH_JOB_STATE_CHANGE: ("workflow_monitor",),
+    SFN_EXECUTION_STATUS_CHANGE: ("workflow_monitor",),
+    SPOT_INTERRUPTION_WARNING: ("interruption_handler",),
+    REBALANCE_RECOMMENDATION: ("interruption_handler",),
 }
 # The execution statuses the "execution-status" rule matches (terraform/modules/monitoring/main.tf; a test
 # keeps the two equal): EventBridge delivers no other status change (RUNNING, PENDING_REDRIVE) to the monitor.
@@ -38,16 +44,15 @@ ROUTED_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED", "SUCCEE
 ROUTED_TASK_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 # The "batch-job-state" rule: SUBMITTED, PENDING and STARTING are not routed.
 ROUTED_JOB_STATUSES = frozenset({"RUNNABLE", "RUNNING", "SUCCEEDED", "FAILED"})
-EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 def matched_by_a_rule(detail_type: str, detail: dict[str, Any]) -> bool:
     """Whether one of the deployment's EventBridge rules matches the event (others reach no Lambda)."""
     status = detail.get("status")
-    if detail_type == EXECUTION_STATUS_CHANGE:
+    if detail_type == SFN_EXECUTION_STATUS_CHANGE:
         statuses = ROUTED_TASK_EXECUTION_STATUSES if _runs_a_task(detail) else ROUTED_EXECUTION_STATUSES
         return status in statuses
-    if detail_type == "Batch Job State Change":
+    if detail_type == BATCH_JOB_STATE_CHANGE:
         return status in ROUTED_JOB_STATUSES
     return detail_type in ROUTES
 
@@ -62,10 +67,10 @@ def _runs_a_task(detail: dict[str, Any]) -> bool:
 
 
 SOURCES = {
-    "Batch Job State Change": "aws.batch",
-    "Step Functions Execution Status Change": "aws.states",
-    "EC2 Spot Instance Interruption Warning": "aws.ec2",
-    "EC2 Instance Rebalance Recommendation": "aws.ec2",
+    BATCH_JOB_STATE_CHANGE: "aws.batch",
+    SFN_EXECUTION_STATUS_CHANGE: "aws.states",
+    SPOT_INTERRUPTION_WARNING: "aws.ec2",
+    REBALANCE_RECOMMENDATION: "aws.ec2",
 }
 
 
