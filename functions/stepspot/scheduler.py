@@ -270,11 +270,6 @@ def iter_descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str
                 expand.append(child)
 
 
-def descendants(dependents_of: Callable[[str], Iterable[str]], task_id: str) -> list[str]:
-    """Every task downstream of ``task_id`` (breadth first, each once)."""
-    return list(iter_descendants(dependents_of, task_id))
-
-
 def task_input(workflow_id: str, task_id: str, plan_uri: str) -> dict[str, Any]:
     """The input of a task execution: ids and a URI, nothing that grows with the workflow."""
     return {
@@ -334,9 +329,7 @@ class Scheduler:
         drain), so a duplicate starts or parks each task at most once; it may run ahead of the chain,
         each of its invocations bounded too. A continuation of an earlier run or of a workflow no
         longer running changes nothing."""
-        counters = self.store.counters(plan.workflow_id)
-        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
-            counters = self._start_initial(plan, plan_uri, after, counters)
+        counters = self._in_run(plan, run_tag, lambda c: self._start_initial(plan, plan_uri, after, c))
         return self._settle(plan, counters)
 
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
@@ -358,9 +351,7 @@ class Scheduler:
         is just as harmless. A continuation of an earlier run (the workflow was redriven since: its
         dependencies were recounted) or of a workflow no longer running changes nothing."""
         self._known(plan, task_id)
-        counters = self.store.counters(plan.workflow_id)
-        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
-            counters = self._resolve_dependents(plan, plan_uri, task_id, offset, counters)
+        counters = self._in_run(plan, run_tag, lambda c: self._resolve_dependents(plan, plan_uri, task_id, offset, c))
         return self._settle(plan, counters)
 
     def task_failed(self, plan: PlanView, plan_uri: str, task_id: str, cause: str) -> dict[str, Any]:
@@ -385,12 +376,22 @@ class Scheduler:
         continuation of an earlier run (a redrive made the skipped tasks PENDING again) or of a workflow
         no longer running changes nothing."""
         self._known(plan, task_id)
-        counters = self.store.counters(plan.workflow_id)
-        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
-            counters = self._skip_descendants(plan, plan_uri, task_id, offset, reason, counters)
+        counters = self._in_run(
+            plan, run_tag, lambda c: self._skip_descendants(plan, plan_uri, task_id, offset, reason, c)
+        )
         return self._settle(plan, counters, failure=reason)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _in_run(
+        self, plan: PlanView, run_tag: str, step: Callable[[WorkflowCounters], WorkflowCounters]
+    ) -> WorkflowCounters:
+        """Run a continuation's ``step`` only for the run it belongs to and only while the workflow runs
+        (one of an earlier run, before a redrive, or of a finished workflow changes nothing)."""
+        counters = self.store.counters(plan.workflow_id)
+        if counters.status == WorkflowStatus.RUNNING and counters.run_tag == run_tag:
+            counters = step(counters)
+        return counters
 
     def _slice_size(self) -> int:
         return self.slice_size or DEPENDENTS_PER_INVOCATION  # read when used: tests lower the constant

@@ -23,9 +23,9 @@ from stepspot.scheduler import (
     WorkflowCounters,
     continuation_event,
     dependents_slice,
-    descendants,
     descendants_slice,
     execution_name,
+    iter_descendants,
     start_continuation_event,
 )
 
@@ -47,8 +47,8 @@ def test_execution_names_are_deterministic_short_and_distinct():
 
 def test_descendants_are_every_task_downstream_once():
     tasks = {"a": _Task(["b", "c"]), "b": _Task(["d"]), "c": _Task(["d"]), "d": _Task([]), "e": _Task([])}
-    assert descendants(lambda t: tasks[t].dependents, "a") == ["b", "c", "d"]
-    assert descendants(lambda t: tasks[t].dependents, "e") == []
+    assert list(iter_descendants(lambda t: tasks[t].dependents, "a")) == ["b", "c", "d"]
+    assert list(iter_descendants(lambda t: tasks[t].dependents, "e")) == []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_descendants_slices_follow_one_order_and_say_where_the_next_starts():
         part = descendants_slice(tasks.__getitem__, "a", offset, 2)
         walked.extend(part.task_ids)
         offset = part.next_offset
-    assert walked == descendants(tasks.__getitem__, "a") == ["b", "c", "d", "e", "f", "g"]
+    assert walked == list(iter_descendants(tasks.__getitem__, "a")) == ["b", "c", "d", "e", "f", "g"]
     assert descendants_slice(tasks.__getitem__, "a", 4, 2) == DependentsSlice(["f", "g"], None)  # exactly the end
     assert descendants_slice(tasks.__getitem__, "a", 9, 2) == DependentsSlice([], None)  # a stale offset
     with pytest.raises(ValueError, match="offset >= 0 and size >= 1"):
@@ -407,13 +407,13 @@ def test_a_continue_mode_failure_skips_its_descendants_in_bounded_invocations(mo
         _continue(plan, store, sfn, event, _Queue())  # a duplicate right after changes nothing
         assert store.snapshot() == before and store.wf.skipped == skipped
     assert per_invocation == [10, 10, 10, 10, 10, 10, 1]
-    assert store.skipped_order == descendants(plan.dependents, "bad")  # each once, in the walk's order
+    assert store.skipped_order == list(iter_descendants(plan.dependents, "bad"))  # each once, in the walk's order
     # And the last slice completes the workflow as failed (its duplicate answers the same again)
     assert store.wf.skipped == 61 and store.wf.status == "FAILED" and sfn.answers == ["failed", "failed"]
     assert sfn.heartbeats == 1 + 6 + 5  # good's event, each slice before the last and its duplicate
     # A continuation of an earlier run (a redrive made the skipped tasks PENDING again) skips nothing
     store.wf.status, store.wf.run_tag, store.wf.failed, store.wf.skipped = "RUNNING", "0.1", 0, 0
-    for task_id in ["bad", *descendants(plan.dependents, "bad")]:
+    for task_id in ["bad", *list(iter_descendants(plan.dependents, "bad"))]:
         store.state[task_id] = TaskState.PENDING
     before, stale = store.snapshot(), _Queue()
     event = continuation_event(WF, "bad", URI, 10, "0.0", action=SKIP_DESCENDANTS, reason="old")
