@@ -35,8 +35,7 @@ def write_plan(documents: DocumentStore, plan_key: str, encoded: EncodedPlan) ->
     The keys depend only on the plan's content, so a retry after a crash rewrites the same objects."""
     items = list(encoded.objects.items())
     with ThreadPoolExecutor(max_workers=min(_WRITERS, len(items) or 1)) as pool:
-        for _ in pool.map(lambda item: documents.put(item[0], item[1], content_type="application/gzip"), items):
-            pass
+        list(pool.map(lambda item: documents.put(item[0], item[1], content_type="application/gzip"), items))
     return documents.put(plan_key, encoded.header)
 
 
