@@ -349,6 +349,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item's attributes with its numbers as int/float (``_plain``): the ``raw`` of a typed view."""
+    return {key: _plain(value) for key, value in item.items()}
+
+
 def _int(item: Mapping[str, Any], name: str, default: int = 0) -> int:
     value = item.get(name)
     return default if value is None else int(value)
@@ -381,7 +386,7 @@ class TaskItem:
     def from_item(cls, item: Mapping[str, Any], workflow_id: str = "") -> TaskItem:
         from stepspot.state_keys import task_id_from_sk
 
-        raw = {key: _plain(value) for key, value in item.items()}
+        raw = _plain_item(item)
         task_id = _str(raw, Task.TASK_ID) or task_id_from_sk(str(raw[SK]))
         return cls(
             workflow_id=_str(raw, Common.WORKFLOW_ID) or workflow_id,
@@ -425,7 +430,7 @@ class WorkflowItem:
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> WorkflowItem:
-        raw = {key: _plain(value) for key, value in item.items()}
+        raw = _plain_item(item)
         return cls(
             workflow_id=_str(raw, Common.WORKFLOW_ID) or "",
             status=_str(raw, Workflow.STATUS) or WorkflowStatus.PARSED.value,

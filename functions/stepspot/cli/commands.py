@@ -27,24 +27,40 @@ DEFAULT_MAX_ROWS = 200  # rows of `stepspot plan`'s task table
 # --------------------------------------------------------------------------- shared arguments
 
 
-def add_capacity_env_argument(parser: argparse.ArgumentParser, what: str) -> None:
+def _add_env(parser: argparse.ArgumentParser, what: str, note: str = "") -> None:
+    """The one definition of ``--env``: its flags, choices and default; callers say what it selects."""
     parser.add_argument(
         "--env",
         "-e",
         choices=ENVIRONMENTS,
         default=os.environ.get("STEPSPOT_ENV", "dev"),
-        help=f"{what} (terraform/environments/ENV.tfvars; default: $STEPSPOT_ENV or dev)",
+        help=f"{what} ({note}default: $STEPSPOT_ENV or dev)",
     )
+
+
+def add_capacity_env_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    _add_env(parser, what, note="terraform/environments/ENV.tfvars; ")
 
 
 def add_env_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--env",
-        "-e",
-        choices=ENVIRONMENTS,
-        default=os.environ.get("STEPSPOT_ENV", "dev"),
-        help="environment whose deployment to use (default: $STEPSPOT_ENV or dev)",
-    )
+    _add_env(parser, "environment whose deployment to use")
+
+
+def add_definition_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
+
+
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--watch", action="store_true", help="follow progress until the workflow ends")
+    parser.add_argument("--interval", type=float, default=10.0, help="refresh interval of --watch in seconds")
+
+
+def add_json_argument(parser: argparse.ArgumentParser, help_text: str = "print JSON instead of a table") -> None:
+    parser.add_argument("--json", action="store_true", help=help_text)
+
+
+def add_workdir_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--workdir", type=_path, default=".stepspot", metavar="DIR", help=help_text)
 
 
 def add_workflow_argument(parser: argparse.ArgumentParser, help_text: str, optional: bool = False) -> None:
@@ -93,7 +109,7 @@ def _validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Check a workflow definition and report every problem with its location. "
         "Exit code 0 when valid, 2 when not.",
     )
-    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
+    add_definition_argument(parser)
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
     add_capacity_env_argument(parser, "environment whose compute queues every task must fit")
     parser.set_defaults(handler="stepspot.cli.validate:run")
@@ -106,7 +122,7 @@ def _plan(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         description="Validate and plan a workflow without running it: order, levels, critical path, "
         "duration and cost estimates (Spot vs On-Demand).",
     )
-    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
+    add_definition_argument(parser)
     parser.add_argument(
         "--output", choices=("table", "json", "mermaid"), default="table", help="output format (default: table)"
     )
@@ -142,7 +158,7 @@ def _local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "Exit codes: 0 the workflow succeeded, 1 it failed, 2 bad input (file, flag, task id, missing command), "
         "130 interrupted (Ctrl-C: the jobs are stopped, the run's files and summary kept).",
     )
-    parser.add_argument("file", metavar="FILE", help="workflow definition (.json, .yaml, .yml)")
+    add_definition_argument(parser)
     faults = parser.add_argument_group("fault injection (repeatable with --seed)")
     faults.add_argument(
         "--spot-interruptions",
@@ -209,7 +225,7 @@ def _local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("--max-parallel-jobs", type=int, default=None, metavar="N", help="local job slots")
     parser.add_argument("--timeout", type=_positive, default=900.0, metavar="SECONDS", help="give up after")
-    parser.add_argument("--workdir", type=_path, default=".stepspot", metavar="DIR", help="run files")
+    add_workdir_argument(parser, "run files")
     parser.add_argument("--no-progress", action="store_true", help="no live display (CI logs)")
     add_capacity_env_argument(parser, "environment whose queues and instance types local mode emulates")
     parser.set_defaults(handler="stepspot.cli.local:run")
@@ -231,8 +247,7 @@ def _remote(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help=f"workflow id and execution name (1-{MAX_WORKFLOW_ID_LENGTH} of [A-Za-z0-9_-]; "
         "default: <workflow name>-<UTC time>-<random>)",
     )
-    submit.add_argument("--watch", action="store_true", help="follow progress until the workflow ends")
-    submit.add_argument("--interval", type=float, default=10.0, help="refresh interval of --watch in seconds")
+    add_watch_arguments(submit)
     submit.set_defaults(handler="stepspot.cli.remote:run_submit")
 
     cancel = subparsers.add_parser(
@@ -266,8 +281,7 @@ def _remote(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=_path,
         help="with --resubmit: use this (fixed) definition instead of the one submitted first",
     )
-    resume.add_argument("--watch", action="store_true", help="follow progress until the workflow ends")
-    resume.add_argument("--interval", type=float, default=10.0, help="refresh interval of --watch in seconds")
+    add_watch_arguments(resume)
     resume.set_defaults(handler="stepspot.cli.remote:run_resume")
 
 
@@ -280,7 +294,7 @@ def _remote_status(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     add_workflow_argument(status, "workflow to show; omit to list recent ones", optional=True)
     add_env_argument(status)
-    status.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
+    add_json_argument(status, "print a JSON document instead of tables")
     status.add_argument("--limit", type=int, default=20, help="how many recent workflows to list (default 20)")
     status.set_defaults(handler="stepspot.cli.remote_status:run_status")
 
@@ -318,7 +332,7 @@ def _remote_status(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     add_workflow_argument(checkpoints, "workflow whose checkpoints to list")
     add_env_argument(checkpoints)
     checkpoints.add_argument("--task", help="only this task")
-    checkpoints.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_argument(checkpoints)
     checkpoints.set_defaults(handler="stepspot.cli.remote_status:run_checkpoints")
 
 
@@ -333,8 +347,8 @@ def _outputs(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     outputs.add_argument("task", metavar="TASK", nargs="?", help="only this task")
     outputs.add_argument("--download", type=_path, metavar="DIR", help="fetch the files into DIR/<task>/...")
     add_env_argument(outputs)
-    outputs.add_argument("--workdir", type=_path, default=".stepspot", metavar="DIR", help="run files of local runs")
-    outputs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_workdir_argument(outputs, "run files of local runs")
+    add_json_argument(outputs)
     outputs.set_defaults(handler="stepspot.cli.outputs:run_outputs")
 
 
@@ -344,7 +358,7 @@ def _templates(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="list the workflow templates and their parameters",
         description="List the workflow templates (templates/workflows/) with their parameters and defaults.",
     )
-    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    add_json_argument(listing, "print the list as JSON")
     listing.set_defaults(handler="stepspot.cli.templates:run_templates")
 
     new = subparsers.add_parser(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from stepspot.aws.errors import error_code
 from stepspot.checkpointing.aws.errors import translate
 
 CHUNK_BYTES = 1024 * 1024
@@ -23,6 +24,11 @@ CHUNK_BYTES = 1024 * 1024
 DEFAULT_TRANSFER = TransferConfig(
     multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024, max_concurrency=4
 )
+
+# The codes of a missing object (not of a missing bucket, which is an error): GetObject's and HeadObject's.
+_GET_MISSING_CODES = ("NoSuchKey", "404")
+_HEAD_MISSING_CODES = (*_GET_MISSING_CODES, "NotFound")
+_T = TypeVar("_T")
 
 
 class _HashingReader:
@@ -83,23 +89,34 @@ class CheckpointObjects:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"Writing {key}") from exc
 
+    def _unless_missing(
+        self, action: str, call: Callable[[], _T], codes: tuple[str, ...] = _GET_MISSING_CODES
+    ) -> _T | None:
+        """``call()``, or None when the object it reads does not exist; other failures are translated."""
+        try:
+            return call()
+        except ClientError as exc:
+            if error_code(exc) in codes:
+                return None
+            raise self._fail(exc, action) from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, action) from exc
+
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
-        try:
+
+        def read() -> bytes:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
             return bytes(response["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail(exc, f"Reading {key}") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, f"Reading {key}") from exc
+
+        return self._unless_missing(f"Reading {key}", read)
 
     def download_file(self, key: str, destination: Path) -> tuple[str, int] | None:
         """Stream ``key`` into ``destination``; return (sha256, size) received, or None if missing."""
-        digest = hashlib.sha256()
-        size = 0
-        try:
+
+        def download() -> tuple[str, int]:
+            digest = hashlib.sha256()
+            size = 0
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
             body = response["Body"]
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -110,23 +127,15 @@ class CheckpointObjects:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail(exc, f"Downloading {key}") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, f"Downloading {key}") from exc
-        return digest.hexdigest(), size
+            return digest.hexdigest(), size
+
+        return self._unless_missing(f"Downloading {key}", download)
 
     def object_size(self, key: str) -> int | None:
-        try:
+        def head() -> int:
             return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise self._fail(exc, f"Reading {key}") from exc
-        except BotoCoreError as exc:
-            raise self._fail(exc, f"Reading {key}") from exc
+
+        return self._unless_missing(f"Reading {key}", head, _HEAD_MISSING_CODES)
 
     def list_objects(self, prefix: str) -> dict[str, float]:
         """Every key under ``prefix`` with its last-modified time (epoch seconds)."""

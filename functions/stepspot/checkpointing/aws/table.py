@@ -48,6 +48,11 @@ def _item(values: dict[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items()}
 
 
+def _key(workflow_id: str, task_id: str, sk: str) -> dict[str, Any]:
+    """The key of one of a task's checkpoint-table items (a sequence, LATEST, a run record)."""
+    return _item({"pk": checkpoint_pk(workflow_id, task_id), "sk": sk})
+
+
 def _attribute(value: Any) -> Any:
     """DynamoDB numbers are Decimals: floats are rounded to milliseconds on the way in."""
     return Decimal(str(round(value, 3))) if isinstance(value, float) else value
@@ -108,7 +113,7 @@ class CheckpointTable:
         try:
             response = self._ddb.get_item(
                 TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+                Key=_key(workflow_id, task_id, LATEST_SK),
                 ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as exc:
@@ -166,7 +171,7 @@ class CheckpointTable:
         try:
             response = self._ddb.get_item(
                 TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": sequence_sk(sequence)}),
+                Key=_key(workflow_id, task_id, sequence_sk(sequence)),
                 ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as exc:
@@ -220,7 +225,7 @@ class CheckpointTable:
             "Completing a checkpoint",
             self._ddb.update_item,
             TableName=self.table,
-            Key=_item({"pk": checkpoint_pk(record.workflow_id, record.task_id), "sk": sequence_sk(record.sequence)}),
+            Key=_key(record.workflow_id, record.task_id, sequence_sk(record.sequence)),
             UpdateExpression=(
                 "SET #status = :complete, manifest_sha256 = :sha, file_count = :count, "
                 "total_bytes = :total, uploaded_bytes = :uploaded, completed_epoch = :now "
@@ -248,7 +253,7 @@ class CheckpointTable:
             "Moving the latest checkpoint pointer",
             self._ddb.update_item,
             TableName=self.table,
-            Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+            Key=_key(workflow_id, task_id, LATEST_SK),
             UpdateExpression="SET #seq = :seq, updated_epoch = :now, workflow_id = :wf, task_id = :task",
             ConditionExpression="attribute_not_exists(#seq) OR #seq < :seq",
             ExpressionAttributeNames={"#seq": SEQUENCE_FIELD},
@@ -261,7 +266,7 @@ class CheckpointTable:
         try:
             self._ddb.delete_item(
                 TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": sequence_sk(sequence)}),
+                Key=_key(workflow_id, task_id, sequence_sk(sequence)),
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, "Deleting a checkpoint") from exc
@@ -272,7 +277,7 @@ class CheckpointTable:
             "Deleting the latest checkpoint pointer",
             self._ddb.delete_item,
             TableName=self.table,
-            Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": LATEST_SK}),
+            Key=_key(workflow_id, task_id, LATEST_SK),
             ConditionExpression="#seq = :seq",
             ExpressionAttributeNames={"#seq": SEQUENCE_FIELD},
             ExpressionAttributeValues=_item({":seq": sequence}),
@@ -288,7 +293,7 @@ class CheckpointTable:
         try:
             self._ddb.update_item(
                 TableName=self.table,
-                Key=_item({"pk": checkpoint_pk(workflow_id, task_id), "sk": run_sk(job_id)}),
+                Key=_key(workflow_id, task_id, run_sk(job_id)),
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_item({f":v{i}": _attribute(v) for i, v in enumerate(values.values())}),
