@@ -16,6 +16,7 @@ from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
 from stepspot.handlers import _plans
 from stepspot.handlers._plans import ShardedPlan, load_plan
+from stepspot.local.resources import create_table
 from stepspot.plan import Plan, build_plan, initial_task_states
 from stepspot.plan_store import encode_plan
 from stepspot.scheduler import Scheduler, TaskState, execution_name
@@ -80,15 +81,7 @@ DIAMOND = [
 def dynamodb():
     with mock_aws():
         resource = boto3.resource("dynamodb", region_name="us-east-1")
-        resource.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(resource, TABLE)
         yield resource
 
 
