@@ -36,6 +36,7 @@ from bench.bench_planner import SHAPES
 from stepspot.aws.plan_objects import write_plan
 from stepspot.aws.s3 import DocumentStore, plan_key
 from stepspot.aws.state_table import StateTable
+from stepspot.local.resources import create_table
 from stepspot.plan import InitialTaskState, Plan, build_plan, plan_to_json
 from stepspot.plan_store import MAX_STORED_BYTES_PER_TASK, encode_plan
 from stepspot.scheduler import TaskState
@@ -99,15 +100,7 @@ def _environment(job_definition: str) -> None:
 
 def _tables() -> str:
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
     container = {
         "image": "base",
         "command": ["true"],

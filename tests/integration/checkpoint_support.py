@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from stepspot.local.resources import create_table
+
 if TYPE_CHECKING:
     from stepspot.agent import AgentSettings
 
@@ -64,18 +66,6 @@ class Store:
             }
         )
         return env
-
-
-def create_table(ddb: Any, name: str) -> None:
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 @pytest.fixture()

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 
 from stepspot.cost import LedgerEntry
+from stepspot.local.resources import create_table
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
@@ -31,15 +32,8 @@ def load_event(name: str, **overrides: Any) -> dict[str, Any]:
 
 
 def _table(ddb: Any, name: str) -> Any:
-    return ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(ddb, name)
+    return ddb.Table(name)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from stepspot.build_info import deployment_version
 from stepspot.errors import ConfigurationError, InvalidEventError
 from stepspot.fleet import runner_invocation, runner_program
 from stepspot.handlers import _cache, attempt_manager
+from stepspot.local.resources import create_table
 from stepspot.plan import build_plan, initial_task_states, plan_to_json
 from stepspot.plan_store import encode_plan
 from stepspot.settings import load_settings
@@ -67,15 +68,7 @@ GPU_ONDEMAND = "arn:aws:batch:us-east-1:123456789012:job-queue/gpu-ondemand"
 def fleet(monkeypatch):
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="state",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, "state")
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="bucket")
         plan = build_plan(parse_workflow(WORKFLOW).workflow, "wf")

@@ -24,6 +24,7 @@ from stepspot.aws.cli_errors import aws_call
 from stepspot.cli import main, remote_status
 from stepspot.cli.remote_context import RemoteContext
 from stepspot.errors import AwsCredentialsError, AwsThrottledError
+from stepspot.local.resources import create_table
 
 REGION = "us-east-1"
 ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/stepspot-sfn"
@@ -50,15 +51,7 @@ class Env:
         self.bucket = "stepspot-dev-data"
         self.s3.create_bucket(Bucket=self.bucket)
         for table in ("stepspot-dev-state", "stepspot-dev-checkpoints"):
-            self.ddb.create_table(
-                TableName=table,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_table(self.ddb, table)
         definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
         self.workflow_sm = self.sfn.create_state_machine(
             name="stepspot-dev-workflow", definition=definition, roleArn=ROLE

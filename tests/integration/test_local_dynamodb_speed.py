@@ -10,21 +10,13 @@ import pytest
 from moto import mock_aws
 
 from stepspot.local import moto_patches
+from stepspot.local.resources import create_table
 
 
 @pytest.fixture
 def table() -> Any:
     with moto_patches.patched(), mock_aws():
-        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        created = dynamodb.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        created = _fresh_table("t")
         with created.batch_writer() as batch:
             for pk in ("a", "b", "c"):
                 for i in range(30):
@@ -157,15 +149,7 @@ def _answers(monkeypatch: pytest.MonkeyPatch, serializer: Any) -> list[Any]:
             patch.setattr(ActionResult, "execute_result", serializer)
         with mock_aws():
             client = boto3.client("dynamodb", region_name="us-east-1")
-            client.create_table(
-                TableName="t",
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_table(client, "t")
             answers = []
             for operation, params in _calls(client):
                 answer = getattr(client, operation)(**params)
@@ -226,15 +210,8 @@ def _updates(table: Any) -> list[Any]:
 
 def _fresh_table(name: str) -> Any:
     dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-    return dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(dynamodb, name)
+    return dynamodb.Table(name)
 
 
 def test_update_expressions_validate_and_apply_as_moto_does() -> None:

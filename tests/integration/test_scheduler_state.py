@@ -16,6 +16,7 @@ from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
 from stepspot.handlers import _plans
 from stepspot.handlers._plans import ShardedPlan, load_plan
+from stepspot.local.resources import create_table
 from stepspot.plan import Plan, build_plan, initial_task_states
 from stepspot.plan_store import encode_plan
 from stepspot.scheduler import Scheduler, TaskState, execution_name
@@ -80,15 +81,7 @@ DIAMOND = [
 def dynamodb():
     with mock_aws():
         resource = boto3.resource("dynamodb", region_name="us-east-1")
-        resource.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(resource, TABLE)
         yield resource
 
 
@@ -261,22 +254,13 @@ def test_a_fan_out_wider_than_a_slice_is_resolved_by_continuations_of_the_handle
     from stepspot.aws.scheduler_invoker import SchedulerInvoker
     from stepspot.handlers import _cache
     from stepspot.handlers import scheduler as handler
-    from stepspot.local.lambdas import FakeContext, function_arn
+    from stepspot.local.lambdas import FakeContext
 
     width, size = 45, 10
     monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", size)
     fan_out = [{"id": "root"}, *({"id": f"leaf{i:02d}", "depends_on": ["root"]} for i in range(width))]
     _plan, store, _sfn, _ = _setup(dynamodb, fan_out)
-    own_arn = function_arn("scheduler")
-    for name, value in {
-        "STEPSPOT_BUCKET": "bucket",
-        "STEPSPOT_STATE_TABLE": TABLE,
-        "STEPSPOT_TASK_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:task",
-        "STEPSPOT_SCHEDULER_FUNCTION_ARN": own_arn,
-        "STEPSPOT_ENVIRONMENT": "test",
-        "STEPSPOT_POLICY": json.dumps({"max_running_tasks": 20}),
-    }.items():
-        monkeypatch.setenv(name, value)
+    own_arn = _scheduler_environment(monkeypatch, max_running=20)
     sent: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr(SchedulerInvoker, "send", lambda self, event: sent.append((self.function_arn, dict(event))))
     starts: list[str] = []
@@ -328,16 +312,11 @@ def test_a_fan_out_wider_than_a_slice_is_resolved_by_continuations_of_the_handle
         _cache.reset_all()
 
 
-def _through_the_handler(monkeypatch, size: int, max_running: int, counted: tuple[str, ...]):
-    """The scheduler Lambda with slices of ``size``: ``invoke`` delivers an event to its handler and
-    returns the store calls named in ``counted`` that invocation made; ``sent`` collects continuations."""
-    from stepspot import scheduler as scheduling
-    from stepspot.aws.scheduler_invoker import SchedulerInvoker
-    from stepspot.handlers import _cache
-    from stepspot.handlers import scheduler as handler
-    from stepspot.local.lambdas import FakeContext, function_arn
+def _scheduler_environment(monkeypatch, max_running: int) -> str:
+    """The scheduler Lambda's environment, its policy running at most ``max_running`` tasks; returns its own ARN
+    (where its continuations go)."""
+    from stepspot.local.lambdas import function_arn
 
-    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", size)
     own_arn = function_arn("scheduler")
     for name, value in {
         "STEPSPOT_BUCKET": "bucket",
@@ -348,6 +327,20 @@ def _through_the_handler(monkeypatch, size: int, max_running: int, counted: tupl
         "STEPSPOT_POLICY": json.dumps({"max_running_tasks": max_running}),
     }.items():
         monkeypatch.setenv(name, value)
+    return own_arn
+
+
+def _through_the_handler(monkeypatch, size: int, max_running: int, counted: tuple[str, ...]):
+    """The scheduler Lambda with slices of ``size``: ``invoke`` delivers an event to its handler and
+    returns the store calls named in ``counted`` that invocation made; ``sent`` collects continuations."""
+    from stepspot import scheduler as scheduling
+    from stepspot.aws.scheduler_invoker import SchedulerInvoker
+    from stepspot.handlers import _cache
+    from stepspot.handlers import scheduler as handler
+    from stepspot.local.lambdas import FakeContext
+
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", size)
+    own_arn = _scheduler_environment(monkeypatch, max_running)
     sent: list[dict[str, Any]] = []
     answers: list[str] = []
     monkeypatch.setattr(SchedulerInvoker, "send", lambda self, event: sent.append(dict(event)))

@@ -26,6 +26,7 @@ from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
 from stepspot.aws.task_attempts import TaskAttempts
 from stepspot.checkpointing.model import STATUS_COMPLETE, STATUS_FIELD, sequence_sk
+from stepspot.local.resources import create_table
 from stepspot.plan import build_plan, initial_task_states
 from stepspot.scheduler import TaskState, WorkflowStatus
 from stepspot.state_items import (
@@ -147,15 +148,7 @@ def recorded() -> Iterator[tuple[Any, Any, Recorder]]:
     with mock_aws():
         resource = boto3.resource("dynamodb", region_name="us-east-1")
         for name in (STATE, CHECKPOINTS):
-            resource.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_table(resource, name)
         recorder = Recorder()
         resource.meta.client.meta.events.register("provide-client-params.dynamodb.*", recorder)
         yield resource, resource.Table(CHECKPOINTS), recorder

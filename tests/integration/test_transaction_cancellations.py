@@ -22,6 +22,7 @@ from stepspot.aws.scheduler_state import SchedulerState
 from stepspot.aws.state_table import StateTable
 from stepspot.errors import StateWriteContendedError
 from stepspot.local.aws_faults import error_response, request_body
+from stepspot.local.resources import create_table
 from stepspot.plan import build_plan, initial_task_states
 from stepspot.scheduler import Scheduler
 from stepspot.state_keys import workflow_key
@@ -56,15 +57,7 @@ def dynamodb(monkeypatch):
     monkeypatch.setattr("stepspot.aws.conditional_writes.time.sleep", lambda _s: None)
     with mock_aws():
         resource = boto3.resource("dynamodb", region_name="us-east-1")
-        resource.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(resource, TABLE)
         yield resource
 
 

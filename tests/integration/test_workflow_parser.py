@@ -14,6 +14,7 @@ from stepspot.aws.plan_objects import read_whole_plan
 from stepspot.aws.s3 import DocumentStore
 from stepspot.errors import ConfigurationError, InvalidEventError, WorkflowValidationError
 from stepspot.handlers import workflow_parser
+from stepspot.local.resources import create_table
 
 SEED = json.loads((Path(__file__).parents[1] / "unit" / "seed_sample_workflow.json").read_text())
 BUCKET, TABLE = "stepspot-test-bucket", "stepspot-test-state"
@@ -30,15 +31,7 @@ class Context:
 def aws(monkeypatch):
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(boto3.client("dynamodb"), TABLE)
         monkeypatch.setenv("STEPSPOT_BUCKET", BUCKET)
         monkeypatch.setenv("STEPSPOT_STATE_TABLE", TABLE)
         monkeypatch.setenv("STEPSPOT_ENVIRONMENT", "test")

@@ -37,7 +37,8 @@ class LocalResources:
         return f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{PREFIX}-{name}"
 
 
-def _table(dynamodb: Any, name: str) -> None:
+def create_table(dynamodb: Any, name: str) -> None:
+    """A table with the key schema of Terraform's state and checkpoint tables (a boto3 client or resource)."""
     dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -56,8 +57,8 @@ def create(session: Any, resources: LocalResources, definitions: dict[str, dict[
     s3 = session.client("s3")
     s3.create_bucket(Bucket=resources.bucket)
     dynamodb = session.client("dynamodb")
-    _table(dynamodb, resources.state_table)
-    _table(dynamodb, resources.checkpoint_table)
+    create_table(dynamodb, resources.state_table)
+    create_table(dynamodb, resources.checkpoint_table)
     batch = session.client("batch")
     container = {
         "image": "public.ecr.aws/docker/library/python:3.12-slim",
