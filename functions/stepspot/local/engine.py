@@ -39,6 +39,7 @@ from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
 from stepspot.local.contained import contained
+from stepspot.local.direct_calls import direct_calls
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
@@ -255,6 +256,8 @@ class LocalEngine:
                 ),
                 aws_faults.installed(handler_session.events),
                 jobs_described_by(batch, handler_session.events),
+                direct_calls(handler_session.events),
+                direct_calls(session.events),
             ):
                 execution = self._execute(session, resources, plan, source, loaded, bus)
                 if self._interrupted.is_set():

@@ -14,7 +14,8 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
   query reads its one partition (moto sorts every item of the table per query: O(table) per read); each
   update expression is parsed once (the validator's private copy comes from its pickle, so the parsed
   tree is never mutated), the validator's passes test node classes through a per-class memo (not an ABC
-  ``isinstance`` per node) and its structure-only clause-count check runs once per expression; the
+  ``isinstance`` per node) and its structure-only passes (clause count, overlapping paths, key
+  attributes) run once per expression, names and table keys; a condition expression is lexed once; the
   item operations' results, already in DynamoDB's wire shape, are written as JSON directly (moto's
   model-driven serializer took 60-75 % of a GetItem/Query);
 - per call: moto's listing of a response class's methods and botocore's user-agent sanitising (pure
@@ -44,6 +45,7 @@ back, so the rest of the process (the integration tests) uses the pinned moto un
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
@@ -80,6 +82,8 @@ _DYNAMODB_AST = "moto.dynamodb.parsing.ast_nodes"
 _BOTOCORE_USERAGENT = "botocore.useragent"
 _BOTOCORE_SESSION = "botocore.session"
 _DYNAMODB_VALIDATORS = "moto.dynamodb.parsing.validators"
+_DYNAMODB_RESPONSES = "moto.dynamodb.responses"
+_DYNAMODB_COMPARISONS = "moto.dynamodb.comparisons"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _CORE_RESPONSES = "moto.core.responses"
@@ -137,6 +141,8 @@ def check_patch_points() -> None:
         (_SFN_RESPONSES, "EmptyResult"),
         (_DYNAMODB, "copy"),
         (_DYNAMODB, "UpdateExpressionParser"),
+        (_DYNAMODB_RESPONSES, "UpdateExpressionParser"),
+        (_DYNAMODB_COMPARISONS, "ConditionExpressionParser"),
         (_DYNAMODB_TABLE, "Table"),
         (_DYNAMODB_AST, "Node"),
         (_CORE_RESPONSES, "method_names_from_class"),
@@ -145,6 +151,8 @@ def check_patch_points() -> None:
         (_DYNAMODB_AST, "DepthFirstTraverser"),
         (_DYNAMODB_VALIDATORS, "deepcopy"),
         (_DYNAMODB_VALIDATORS, "ActionCountValidator"),
+        (_DYNAMODB_VALIDATORS, "OverlappingPathsValidator"),
+        (_DYNAMODB_VALIDATORS, "UpdateHashRangeKeyValidator"),
         (_CORE_RESPONSES, "ActionResult"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
@@ -173,6 +181,8 @@ def check_patch_points() -> None:
     table_cls = _module(_DYNAMODB_TABLE).Table
     if not hasattr(table_cls, "all_items") or not hasattr(table_cls, "query"):
         raise PatchPointMissing("dynamodb Table.all_items/query is gone")
+    if not hasattr(_module(_DYNAMODB_COMPARISONS).ConditionExpressionParser, "_lex_condition_expression"):
+        raise PatchPointMissing("ConditionExpressionParser._lex_condition_expression is gone")
 
 
 class _ScaledTime:
@@ -547,8 +557,10 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
 
     _ParsedOnce.make = staticmethod(make)
     patches.replace(models, "UpdateExpressionParser", _ParsedOnce)
+    patches.replace(_module(_DYNAMODB_RESPONSES), "UpdateExpressionParser", _ParsedOnce)  # its own first parse
+    _lex_conditions_once(patches)
     patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
-    patches.forget(_counts_checked)
+    patches.forget(_structure_passed)
     _install_update_validator_speedups(patches)
 
     # The results of the item operations are plain dicts already in the wire shape (AttributeValue maps,
@@ -578,6 +590,27 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     _install_per_call_speedups(patches)
 
 
+def _lex_conditions_once(patches: _Patches) -> None:
+    """A condition expression is split into tokens once per text (moto lexes it twice per conditional
+    write, with a dozen regular expressions per token): the tokens are immutable (named tuples with no
+    children), and every parse gets its own deque of them. Names and values are resolved after lexing,
+    per call, as before; a text that does not lex raises every time."""
+    parser_cls = _module(_DYNAMODB_COMPARISONS).ConditionExpressionParser
+    original = parser_cls._lex_condition_expression
+    lexed: dict[str, tuple[Any, ...]] = {}
+
+    def lex(self: Any) -> Any:
+        text = self.condition_expression
+        tokens = lexed.get(text)
+        if tokens is None:
+            tokens = tuple(original(self))
+            if len(lexed) < 4096:
+                lexed[text] = tokens
+        return collections.deque(tokens)
+
+    patches.replace(parser_cls, "_lex_condition_expression", lex)
+
+
 def _install_per_call_speedups(patches: _Patches) -> None:
     """Two pure functions every in-process AWS call runs, memoised for the run: moto lists its response
     class's methods (``inspect.getmembers``) to dispatch each request, and botocore sanitises each
@@ -597,7 +630,30 @@ def _install_per_call_speedups(patches: _Patches) -> None:
 
 _ast_blobs: dict[int, tuple[Any, bytes]] = {}  # id(parsed update expression) -> (the tree, its pickle)
 _copied_from: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # validator copy -> its tree
-_counts_checked: set[int] = set()  # parsed trees whose clause counts moto's ActionCountValidator accepted
+_structure_passed: set[tuple[type, int, Any]] = set()  # (check, parsed tree, what else it read) that passed
+
+
+def _names_key(names: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((names or {}).items()))
+
+
+def _check_structure_once(patches: _Patches, check_cls: type, reads: Callable[[Any], Any]) -> None:
+    """Run the structure-only validator pass ``check_cls`` once per parsed tree and ``reads(check)`` (the
+    other inputs it depends on); later copies of a tree that passed skip it."""
+    original = check_cls.traverse
+
+    def traverse(self: Any, node: Any) -> Any:
+        source = _copied_from.get(node)
+        if source is None:
+            return original(self, node)
+        key = (check_cls, source, reads(self))
+        if key in _structure_passed:
+            return node
+        checked = original(self, node)
+        _structure_passed.add(key)
+        return checked
+
+    patches.replace(check_cls, "traverse", traverse)
 
 
 def _copy_tree(value: Any, memo: Any = None) -> Any:
@@ -645,23 +701,21 @@ def _install_update_validator_speedups(patches: _Patches) -> None:
 
     patches.replace(nodes.DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively)
 
-    # The clause-count check (at most one SET/ADD/REMOVE clause) reads only the expression's structure, yet
-    # runs at every clause node with three subtree searches each (quadratic: 10-15 % of a local run's
-    # CPU). It is the validator's first pass, so it sees the fresh copy: once a parsed expression passed,
-    # its copies pass. A failing expression is checked (and fails) every time.
-    counter_cls = _module(_DYNAMODB_VALIDATORS).ActionCountValidator
-    count_clauses = counter_cls.traverse
-
-    def traverse(self: Any, node: Any) -> Any:
-        source = _copied_from.get(node)
-        if source is not None and source in _counts_checked:
-            return node
-        checked = count_clauses(self, node)
-        if source is not None:
-            _counts_checked.add(source)
-        return checked
-
-    patches.replace(counter_cls, "traverse", traverse)
+    # Three passes read only the expression's structure (and the names it maps, the table's keys): the
+    # clause count (at most one SET/ADD/REMOVE clause, quadratic: three subtree searches at every clause
+    # node), overlapping or duplicate paths (a subtree search at every node) and the key-attribute check.
+    # They are the validator's first passes, so they see the fresh copy: once a parsed expression passed
+    # with the same names and keys, its copies pass. A failing expression is checked (and fails) every time.
+    validators = _module(_DYNAMODB_VALIDATORS)
+    _check_structure_once(patches, validators.ActionCountValidator, lambda check: ())
+    _check_structure_once(
+        patches, validators.OverlappingPathsValidator, lambda check: _names_key(check.expression_attribute_names)
+    )
+    _check_structure_once(
+        patches,
+        validators.UpdateHashRangeKeyValidator,
+        lambda check: (_names_key(check.expression_attribute_names), tuple(check.table_key_attributes)),
+    )
     patches.replace(_module(_DYNAMODB_VALIDATORS), "deepcopy", _copy_tree)
 
 

@@ -1,0 +1,148 @@
+"""In-process AWS calls without the HTTP round trip: the Lambdas' DynamoDB and Step Functions calls go
+from botocore straight to moto's request handler.
+
+A call through ``mock_aws`` is serialised by botocore, signed, wrapped in an HTTP request, matched by
+moto against every service's URL patterns, rebuilt as a werkzeug request, answered, wrapped in an HTTP
+response and parsed back: for a GetItem, two thirds of its time is that transport (a local run makes
+about twenty such calls per task). Here a ``before-call`` hook hands the serialised request (botocore has
+validated the parameters and built the JSON body already, as for AWS) to moto's response class for the
+service, set up as ``BaseResponse.setup_class`` sets it up for a JSON POST, and parses moto's answer with
+botocore's own parser for the protocol. What is skipped is what only matters on a wire: SigV4 signing,
+URL routing, HTTP objects. What the emulated service decides (validation, conditions, errors) is moto's,
+as before; an error answer raises the same ``ClientError`` (botocore raises it from the parsed response).
+
+Only services speaking AWS JSON 1.0/1.1 over one POST endpoint, whose moto handler is known, take this
+path; anything else (S3, Batch, ECS, ...) goes through the stubber as before. Hooks registered for a
+specific operation (``before-call.dynamodb.PutItem``: the fault injection of ``stepspot.local.aws_faults``)
+run first: botocore calls the most specific handlers first and stops at the first answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from botocore.endpoint import convert_to_response_dict
+from botocore.parsers import ResponseParserFactory
+from moto.core.botocore_stubber import MockRawResponse
+
+
+class _Headers(dict[str, str]):
+    """Request headers as moto reads them: case-insensitive lookups (werkzeug's ``Headers`` behaviour)."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+def _handlers() -> dict[str, Callable[[], Any]]:
+    """The service's name in botocore's events -> moto's response class for it (imported when first used)."""
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    return {"dynamodb": DynamoHandler, "sfn": StepFunctionResponse}
+
+
+class DirectCalls:
+    """The ``before-call`` hook: answers a JSON-protocol call of a known service from moto in-process."""
+
+    def __init__(self) -> None:
+        self._handlers = _handlers()
+        self._parsers = ResponseParserFactory()
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(self._handlers)
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        service_model = model.service_model
+        factory = self._handlers.get(service_model.service_id.hyphenize())
+        protocol = service_model.metadata.get("protocol")
+        if factory is None or protocol != "json" or params.get("method") != "POST":
+            return None
+        status, headers, body = self._answer(factory(), model, params)
+        http_headers = HTTPHeaders()
+        for name, value in headers.items():
+            http_headers[name] = str(value)
+        http = AWSResponse(params["url"], status, http_headers, MockRawResponse(body or b""))
+        response = convert_to_response_dict(http, model)  # what botocore's endpoint parses, as it builds it
+        parser = self._parsers.create_parser(protocol)
+        parsed: dict[str, Any] = parser.parse(response, model.output_shape)
+        if status >= 300:  # botocore.endpoint.Endpoint._add_modeled_error_fields: e.g. CancellationReasons
+            error_shape = service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))
+            if error_shape is not None:
+                parsed.update(parser.parse(response, error_shape))
+        return http, parsed
+
+    @staticmethod
+    def _answer(handler: Any, model: Any, params: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
+        """moto's answer, with the handler set up as ``BaseResponse.setup_class`` does for this request
+        (moto.core.responses, pinned with moto in pyproject.toml; tests/e2e/test_direct_calls.py compares
+        every answer kind with the HTTP path)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.parse import PROTOCOL_PARSERS
+        from moto.core.utils import utcnow
+        from werkzeug.http import http_date
+
+        raw_body = params.get("body") or b""
+        body = raw_body.decode("utf-8") if isinstance(raw_body, bytes) else str(raw_body)
+        headers = _Headers({str(k).lower(): str(v) for k, v in params.get("headers", {}).items()})
+        url = params["url"]
+        parsed_url = urlparse(url)
+        handler.is_werkzeug_request = False
+        handler.normalized_request = None
+        handler.parsed_url = parsed_url
+        handler.body = body
+        handler.raw_body = raw_body
+        handler.form_data = {}
+        handler.querystring = {}
+        handler.data = handler.querystring
+        handler.uri = url
+        handler.path = handler.raw_path = parsed_url.path or "/"
+        handler.method = "POST"
+        found = handler.region_regex.search(url)
+        handler.region = found.group(1) if found else handler.default_region
+        handler.partition = "aws"
+        handler.uri_match = {}
+        handler.headers = headers
+        handler.response_headers = {"server": "amazon.com", "date": http_date(utcnow())}
+        handler.access_key = "local"
+        handler.current_account = DEFAULT_ACCOUNT_ID
+        if handler.automated_parameter_parsing:
+            parser = PROTOCOL_PARSERS["json"](model, map_type=handler.PROTOCOL_PARSER_MAP_TYPE)
+            handler.params = parser.parse(
+                {
+                    "method": "POST",
+                    "values": {},
+                    "headers": headers,
+                    "body": raw_body,
+                    "url_path": "/",
+                    "url_params": {},
+                }
+            )
+        status, response_headers, response_body = handler.call_action()
+        return int(status), dict(response_headers), response_body
+
+
+@contextlib.contextmanager
+def direct_calls(events: Any) -> Iterator[DirectCalls]:
+    """Answer the calls of every client made with the event emitter ``events`` (a session's) in-process,
+    while inside."""
+    hook = DirectCalls()
+    names = [f"before-call.{service}" for service in hook.services]
+    for name in names:
+        events.register_last(name, hook, unique_id=f"stepspot-direct-{name}")
+    try:
+        yield hook
+    finally:
+        for name in names:
+            events.unregister(name, unique_id=f"stepspot-direct-{name}")
