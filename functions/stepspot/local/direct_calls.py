@@ -34,7 +34,7 @@ from moto.core.botocore_stubber import MockRawResponse
 class _Headers(dict[str, str]):
     """Request headers as moto reads them: case-insensitive lookups (werkzeug's ``Headers`` behaviour)."""
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
@@ -88,7 +88,7 @@ class DirectCalls:
         """moto's answer, with the handler set up as ``BaseResponse.setup_class`` does for this request
         (moto.core.responses, pinned with moto in pyproject.toml; tests/e2e/test_direct_calls.py compares
         every answer kind with the HTTP path)."""
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.core.parse import PROTOCOL_PARSERS
         from moto.core.utils import utcnow
         from werkzeug.http import http_date
@@ -119,16 +119,8 @@ class DirectCalls:
         handler.current_account = DEFAULT_ACCOUNT_ID
         if handler.automated_parameter_parsing:
             parser = PROTOCOL_PARSERS["json"](model, map_type=handler.PROTOCOL_PARSER_MAP_TYPE)
-            handler.params = parser.parse(
-                {
-                    "method": "POST",
-                    "values": {},
-                    "headers": headers,
-                    "body": raw_body,
-                    "url_path": "/",
-                    "url_params": {},
-                }
-            )
+            request: Any = {"method": "POST", "values": {}, "headers": headers, "body": raw_body}
+            handler.params = parser.parse({**request, "url_path": "/", "url_params": {}})
         status, response_headers, response_body = handler.call_action()
         return int(status), dict(response_headers), response_body
 

@@ -630,14 +630,14 @@ def _install_per_call_speedups(patches: _Patches) -> None:
 
 _ast_blobs: dict[int, tuple[Any, bytes]] = {}  # id(parsed update expression) -> (the tree, its pickle)
 _copied_from: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # validator copy -> its tree
-_structure_passed: set[tuple[type, int, Any]] = set()  # (check, parsed tree, what else it read) that passed
+_structure_passed: set[tuple[Any, int, Any]] = set()  # (check, parsed tree, what else it read) that passed
 
 
 def _names_key(names: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((names or {}).items()))
 
 
-def _check_structure_once(patches: _Patches, check_cls: type, reads: Callable[[Any], Any]) -> None:
+def _check_structure_once(patches: _Patches, check_cls: Any, reads: Callable[[Any], Any]) -> None:
     """Run the structure-only validator pass ``check_cls`` once per parsed tree and ``reads(check)`` (the
     other inputs it depends on); later copies of a tree that passed skip it."""
     original = check_cls.traverse
