@@ -120,7 +120,8 @@ class DirectCalls:
         if handler.automated_parameter_parsing:
             parser = PROTOCOL_PARSERS["json"](model, map_type=handler.PROTOCOL_PARSER_MAP_TYPE)
             request: Any = {"method": "POST", "values": {}, "headers": headers, "body": raw_body}
-            handler.params = parser.parse({**request, "url_path": "/", "url_params": {}})
+            request.update(url_path="/", url_params={})
+            handler.params = parser.parse(request)
         status, response_headers, response_body = handler.call_action()
         return int(status), dict(response_headers), response_body
 
