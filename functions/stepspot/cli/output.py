@@ -21,7 +21,8 @@ def end_process(args: argparse.Namespace, code: int) -> int:
     """``code``; but when the command runs as the `stepspot` process itself (``main()`` from the command
     line), that process ends here with ``code`` once its output is flushed, leaving the objects the command
     built to the operating system: freeing a 100,000-task workflow's millions of objects one by one takes
-    longer than reading its file. For commands whose only effect is their output (validate, plan)."""
+    longer than reading its file. For commands whose only effects are their output and files they have
+    closed (validate, plan, a local run that ended)."""
     if getattr(args, "own_process", False):
         try:
             sys.stdout.flush()

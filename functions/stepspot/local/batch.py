@@ -211,7 +211,10 @@ class FakeImds(http.server.ThreadingHTTPServer):
         self.notices: dict[str, str] = {}
         self.instances: dict[str, str] = {}
         self.due: Callable[[str], None] | None = None  # posts a job's notice if its logical point has come
-        self._thread = threading.Thread(target=self.serve_forever, name="local-imds", daemon=True)
+        # serve_forever notices shutdown() at its next poll: 0.5 s by default, on every run's way out
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="local-imds", daemon=True
+        )
 
     @property
     def url(self) -> str:
