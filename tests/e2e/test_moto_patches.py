@@ -183,3 +183,25 @@ def test_the_engine_hears_each_execution_end_with_its_status_and_input(final: di
     # Then the listener heard it once, its status already set, with the input the monitor reads
     assert described["status"] == status
     assert [(e["name"], e["status"], e["input"]) for e in ended] == [("run-1", status, "{}")]
+
+
+def test_state_data_is_copied_as_json_and_anything_else_deeply() -> None:
+    import datetime
+
+    data: dict[str, Any] = {"a": [1, 2.5, {"b": None, "c": True}], "s": "x", "when": datetime.datetime(2026, 1, 1)}
+    data["twice"] = [data["a"], data["a"]]
+    copied = moto_patches.json_data_copy(data)
+    assert copied == data
+    copied["a"][2]["b"] = "changed"
+    copied["twice"][0].append(3)
+    assert data["a"] == [1, 2.5, {"b": None, "c": True}]  # nothing of the original is shared
+    assert copied["twice"][1] == [1, 2.5, {"b": None, "c": True}]  # JSON values: copies share nothing
+
+
+def test_the_interpreter_copies_state_data_with_the_json_copy_only_while_patched() -> None:
+    import importlib
+
+    states = importlib.import_module("moto.stepfunctions.parser.asl.eval.states")
+    with moto_patches.patched():
+        assert states.copy.deepcopy is moto_patches.json_data_copy
+    assert states.copy is __import__("copy")

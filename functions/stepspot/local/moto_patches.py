@@ -25,7 +25,8 @@ moto (pinned to 5.2.5 in pyproject.toml) runs ASL with a port of LocalStack's in
 - execution ends: the engine hears of each execution whose status is set (``hooked(execution_ended=)``),
   to publish it as Step Functions publishes it to EventBridge;
 - one parse per definition and per JSONPath: moto re-parses the ASL for every execution and every path
-  for every evaluation (slow); both results are immutable;
+  for every evaluation (slow); both results are immutable; the interpreter's copies of state data (about
+  30 of a task's input per execution) are made as copies of JSON data, not by ``copy.deepcopy``;
 - time scaling: ``Wait`` states, ``Retry`` intervals and the ``.sync`` polling period are divided by the
   local time scale, so hour-long backoffs take moments;
 - five fixes of 5.2.5 bugs (each guarded by ``check_patch_points`` and a test that fails when moto's
@@ -88,6 +89,11 @@ _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _CORE_RESPONSES = "moto.core.responses"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
+_SFN_STATES = "moto.stepfunctions.parser.asl.eval.states"
+_SFN_STRING_EXPRESSION = "moto.stepfunctions.parser.asl.component.common.string.string_expression"
+_SFN_EXECUTE_STATE = "moto.stepfunctions.parser.asl.component.state.exec.execute_state"
+# Modules of moto's interpreter whose ``copy.deepcopy`` copies JSON state data only (inputs, outputs, stacks).
+_SFN_JSON_COPIERS = (_SFN_STATES, _SFN_STRING_EXPRESSION, _SFN_EXECUTE_STATE, _RESULT_PATH, _TASK_SERVICE)
 _LAMBDA_MODELS = "moto.awslambda.models"
 _LAMBDA_SIMPLE_MODELS = "moto.awslambda_simple.models"
 _DYNAMODB_OPERATIONS = (
@@ -138,6 +144,7 @@ def check_patch_points() -> None:
         (_SFN_RESPONSES, "StepFunctionResponse"),
         (_JSON_PATH, "parse"),
         (_RESULT_PATH, "parse"),
+        *((module_name, "copy") for module_name in _SFN_JSON_COPIERS),
         (_SFN_RESPONSES, "EmptyResult"),
         (_DYNAMODB, "copy"),
         (_DYNAMODB, "UpdateExpressionParser"),
@@ -408,6 +415,11 @@ def _apply(patches: _Patches) -> None:
         memo = _memoised_paths.setdefault(module_name, functools.lru_cache(maxsize=4096)(module.parse))
         patches.replace(module, "parse", memo)
 
+    # ... and the state data it copies at every step (about 30 copies of a task's input per execution) is
+    # copied as the JSON it is, not by copy.deepcopy's generic walk (3.5x slower).
+    for module_name in _SFN_JSON_COPIERS:
+        patches.replace(_module(module_name), "copy", _JsonDataCopy())
+
     _apply_dynamodb_fixes(patches)
 
     # Fix 4: SendTaskFailure drops its cause in moto's API layer; the workflow's failure reason is in it.
@@ -451,6 +463,28 @@ def _apply(patches: _Patches) -> None:
     patches.replace(_module(_JSONATA), "_eval_jsonata", _no_jsonata)
 
 
+def json_data_copy(value: Any, memo: Any = None) -> Any:
+    """A deep copy of JSON data (dicts, lists, strings, numbers, booleans, None); anything else inside is
+    copied by ``copy.deepcopy``. JSON values have no identity, so no memo of shared objects is kept."""
+    kind = type(value)
+    if kind is dict:
+        return {key: json_data_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [json_data_copy(item) for item in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
+class _JsonDataCopy:
+    """Stands in for the ``copy`` module inside moto's interpreter modules that copy state data."""
+
+    deepcopy = staticmethod(json_data_copy)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
 class _NoTableBackup:
     """Stands in for ``copy`` inside moto's transact_write_items, whose whole-table deepcopy makes every
     transaction O(table size); ``_apply_dynamodb_fixes`` backs up the touched items instead."""
@@ -490,7 +524,7 @@ def _apply_dynamodb_fixes(patches: _Patches) -> None:
                 except Exception:  # moto reports the malformed key itself
                     continue
                 current = table.get_item(hash_key, range_key)
-                attrs = copy.deepcopy(current.to_json()["Attributes"]) if current is not None else None
+                attrs = json_data_copy(current.to_json()["Attributes"]) if current is not None else None
                 backups.append((table, hash_key, range_key, attrs))
         models.copy = _NoTableBackup  # for this call only, under the lock
         try:
