@@ -246,3 +246,49 @@ def test_per_call_memos_answer_what_they_replace() -> None:
         sanitize,
         list_methods,
     )
+
+
+def _attribute(rng: Any, depth: int = 0) -> dict[str, Any]:
+    kinds = ["S", "N", "BOOL", "NULL", "SS", "NS", "BS", "B"] + (["L", "M"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    if kind == "S":
+        return {"S": "é" * rng.randrange(0, 5) + "x" * rng.randrange(0, 40)}
+    if kind == "N":
+        return {"N": str(rng.uniform(-1e6, 1e6))}
+    if kind == "BOOL":
+        return {"BOOL": rng.random() < 0.5}
+    if kind == "NULL":
+        return {"NULL": True}
+    if kind == "SS":
+        return {"SS": [f"id-{i}-{'ü' * i}" for i in range(1, rng.randrange(2, 6))]}
+    if kind == "NS":
+        return {"NS": [str(i * 1.5) for i in range(1, rng.randrange(2, 6))]}
+    if kind in ("B", "BS"):
+        blobs = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 20))) for _ in range(rng.randrange(1, 4))]
+        return {"B": blobs[0]} if kind == "B" else {"BS": blobs}
+    if kind == "L":
+        return {"L": [_attribute(rng, depth + 1) for _ in range(rng.randrange(0, 4))]}
+    return {"M": {f"k{i}": _attribute(rng, depth + 1) for i in range(rng.randrange(0, 4))}}
+
+
+def test_item_sizes_are_moto_s_and_the_limit_still_refuses() -> None:
+    import random
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    rng = random.Random(7)
+    attributes = [_attribute(rng) for _ in range(400)]
+    expected = [DynamoType(a).size() for a in attributes]  # moto's own rules
+    with moto_patches.patched():
+        assert DynamoType.size.__module__ == moto_patches.__name__  # the fast rules are the ones compared
+        assert [DynamoType(a).size() for a in attributes] == expected
+        with mock_aws():
+            table = _fresh_table("sized")
+            table.put_item(Item={"pk": "a", "sk": "b", "big": "x" * 300_000})
+            with pytest.raises(Exception, match="Item size to update has exceeded the maximum allowed size"):
+                table.update_item(
+                    Key={"pk": "a", "sk": "b"},
+                    UpdateExpression="SET more = :more",
+                    ExpressionAttributeValues={":more": "y" * 150_000},
+                )
+    assert [DynamoType(a).size() for a in attributes] == expected

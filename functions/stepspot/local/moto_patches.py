@@ -52,6 +52,7 @@ import copy
 import functools
 import json
 import pickle
+import string
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -80,6 +81,7 @@ _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _DYNAMODB = "moto.dynamodb.models"
 _DYNAMODB_TABLE = "moto.dynamodb.models.table"
 _DYNAMODB_AST = "moto.dynamodb.parsing.ast_nodes"
+_DYNAMODB_TYPES = "moto.dynamodb.models.dynamo_type"
 _BOTOCORE_USERAGENT = "botocore.useragent"
 _BOTOCORE_SESSION = "botocore.session"
 _DYNAMODB_VALIDATORS = "moto.dynamodb.parsing.validators"
@@ -92,8 +94,17 @@ _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
 _SFN_STATES = "moto.stepfunctions.parser.asl.eval.states"
 _SFN_STRING_EXPRESSION = "moto.stepfunctions.parser.asl.component.common.string.string_expression"
 _SFN_EXECUTE_STATE = "moto.stepfunctions.parser.asl.component.state.exec.execute_state"
-# Modules of moto's interpreter whose ``copy.deepcopy`` copies JSON state data only (inputs, outputs, stacks).
-_SFN_JSON_COPIERS = (_SFN_STATES, _SFN_STRING_EXPRESSION, _SFN_EXECUTE_STATE, _RESULT_PATH, _TASK_SERVICE)
+_SFN_EVENT_MANAGER = "moto.stepfunctions.parser.asl.eval.event.event_manager"
+# Modules of moto's interpreter whose ``copy.deepcopy`` copies JSON data only (state inputs, outputs, stacks,
+# history event details).
+_SFN_JSON_COPIERS = (
+    _SFN_STATES,
+    _SFN_STRING_EXPRESSION,
+    _SFN_EXECUTE_STATE,
+    _RESULT_PATH,
+    _TASK_SERVICE,
+    _SFN_EVENT_MANAGER,
+)
 _LAMBDA_MODELS = "moto.awslambda.models"
 _LAMBDA_SIMPLE_MODELS = "moto.awslambda_simple.models"
 _DYNAMODB_OPERATIONS = (
@@ -151,6 +162,9 @@ def check_patch_points() -> None:
         (_DYNAMODB_RESPONSES, "UpdateExpressionParser"),
         (_DYNAMODB_COMPARISONS, "ConditionExpressionParser"),
         (_DYNAMODB_TABLE, "Table"),
+        (_DYNAMODB_TYPES, "DynamoType"),
+        (_DYNAMODB_TYPES, "LimitedSizeDict"),
+        (_DYNAMODB_TYPES, "bytesize"),
         (_DYNAMODB_AST, "Node"),
         (_CORE_RESPONSES, "method_names_from_class"),
         (_BOTOCORE_USERAGENT, "sanitize_user_agent_string_component"),
@@ -161,6 +175,7 @@ def check_patch_points() -> None:
         (_DYNAMODB_VALIDATORS, "OverlappingPathsValidator"),
         (_DYNAMODB_VALIDATORS, "UpdateHashRangeKeyValidator"),
         (_CORE_RESPONSES, "ActionResult"),
+        (_CORE_RESPONSES, "gen_amzn_requestid_long"),
         (_JSONATA, "eval_jsonata_expression"),
         (_JSONATA, "_eval_jsonata"),
         (_LAMBDA_MODELS, "LambdaBackend"),
@@ -576,6 +591,7 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
 
     patches.replace(table_cls, "all_items", all_items)
     patches.replace(table_cls, "query", query)
+    _size_items_without_copies(patches)
 
     parser_cls = models.UpdateExpressionParser
     parse_once = functools.lru_cache(maxsize=1024)(parser_cls.make)
@@ -624,6 +640,48 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     _install_per_call_speedups(patches)
 
 
+def _size_items_without_copies(patches: _Patches) -> None:
+    """An item's size (checked against the 400 KB limit before every attribute an update sets, so computed
+    over the whole item once per SET action) is summed by the same rules as ``DynamoType.size`` without
+    wrapping every set element and map value in a new ``DynamoType`` first (moto re-wraps whole maps)."""
+    types = _module(_DYNAMODB_TYPES)
+    dynamo_type, bytesize = types.DynamoType, types.bytesize
+    sets = {"SS", "NS", "BS"}
+
+    def size_of(value: Any) -> int:
+        if type(value) is not dynamo_type:
+            value = dynamo_type(value)  # a plain {"S": ...} member, as moto's own size() would wrap it
+        kind, data = value.type, value.value
+        if kind == "N":
+            return len(str(data))
+        if kind in sets:
+            if kind == "NS":
+                return sum(len(str(member)) for member in data)
+            return sum(1 if isinstance(member, bool) else bytesize(member) for member in data)
+        if kind == "L":
+            return sum(size_of(member) for member in data)
+        if kind == "M":
+            return sum(bytesize(key) + size_of(member) for key, member in data.items())
+        if isinstance(data, bool):
+            return 1
+        return int(bytesize(data))
+
+    limited = types.LimitedSizeDict
+    limit_check = limited.__setitem__
+
+    def set_checked(self: Any, key: str, value: Any) -> None:
+        if not all(type(v) is dynamo_type for v in self.values()) or type(value) is not dynamo_type:
+            limit_check(self, key, value)  # something moto's rules size differently: its own check
+            return
+        current = sum(bytesize(str(k)) for k in self) + sum(size_of(v) for v in self.values())
+        if current + bytesize(key) + size_of(value) > 405000:  # moto's limit (its comment: 409-410 KB on AWS)
+            raise types.ItemSizeTooLarge
+        dict.__setitem__(self, key, value)
+
+    patches.replace(dynamo_type, "size", size_of)
+    patches.replace(limited, "__setitem__", set_checked)
+
+
 def _lex_conditions_once(patches: _Patches) -> None:
     """A condition expression is split into tokens once per text (moto lexes it twice per conditional
     write, with a dozen regular expressions per token): the tokens are immutable (named tuples with no
@@ -646,14 +704,26 @@ def _lex_conditions_once(patches: _Patches) -> None:
 
 
 def _install_per_call_speedups(patches: _Patches) -> None:
-    """Two pure functions every in-process AWS call runs, memoised for the run: moto lists its response
-    class's methods (``inspect.getmembers``) to dispatch each request, and botocore sanitises each
-    user-agent component character by character (about 90 per request). Parameter validation, signing
-    and parsing are untouched."""
+    """What every in-process AWS call runs, made cheaper for the run: moto lists its response class's
+    methods (``inspect.getmembers``) to dispatch each request and botocore sanitises each user-agent
+    component character by character (about 90 per request): both pure, memoised; moto draws each
+    response's request id one character at a time. Parameter validation and parsing are untouched."""
     responses = _module(_CORE_RESPONSES)
     patches.replace(
         responses, "method_names_from_class", functools.lru_cache(maxsize=None)(responses.method_names_from_class)
     )
+    # A request id is 52 random letters and digits: one draw of 52 from moto's (seedable) random, not 52 draws.
+    from moto.moto_api._internal import mock_random
+
+    alphabet = string.ascii_letters + string.digits
+
+    def gen_amzn_requestid_long(headerdict: dict[str, Any] | None = None) -> str:
+        request_id = "".join(mock_random.choices(alphabet, k=52))
+        if isinstance(headerdict, dict):
+            headerdict["x-amzn-requestid"] = request_id
+        return request_id
+
+    patches.replace(responses, "gen_amzn_requestid_long", gen_amzn_requestid_long)
     useragent = _module(_BOTOCORE_USERAGENT)
     patches.replace(
         useragent,
