@@ -205,3 +205,19 @@ def test_the_interpreter_copies_state_data_with_the_json_copy_only_while_patched
     with moto_patches.patched():
         assert states.copy.deepcopy is moto_patches.json_data_copy
     assert states.copy is __import__("copy")
+
+
+def test_the_emulator_server_serves_and_stops_within_a_poll() -> None:
+    import urllib.request
+
+    from stepspot.local.engine import _emulator_server
+
+    server = _emulator_server(0)
+    server.start()
+    host, port = server.get_host_and_port()
+    with urllib.request.urlopen(f"http://{host}:{port}/moto-api/data.json", timeout=5) as answer:
+        assert answer.status == 200
+    time.sleep(0.2)  # let serve_forever settle into a poll wait
+    began = time.monotonic()
+    server.stop()
+    assert time.monotonic() - began < 0.25  # werkzeug's default poll would take up to 0.5 s
