@@ -203,23 +203,20 @@ def test_a_structure_check_that_failed_fails_again_and_a_passed_one_still_sees_n
                 UpdateExpression="SET a = :v, a.b = :v",
                 ExpressionAttributeValues={":v": {"S": "x"}},
             )
-    expression = "SET #n = :v"
-    client.update_item(
-        TableName="t",
-        Key=key,
-        UpdateExpression=expression,
-        ExpressionAttributeNames={"#n": "a"},
-        ExpressionAttributeValues={":v": {"S": "x"}},
-    )
-    # The same parsed expression, now naming a key attribute: the key check runs again and refuses it.
-    with pytest.raises(ClientError, match="Cannot update attribute sk"):
-        client.update_item(
+
+    def set_named(name: str) -> Any:
+        return client.update_item(
             TableName="t",
             Key=key,
-            UpdateExpression=expression,
-            ExpressionAttributeNames={"#n": "sk"},
+            UpdateExpression="SET #n = :v",
+            ExpressionAttributeNames={"#n": name},
             ExpressionAttributeValues={":v": {"S": "x"}},
         )
+
+    set_named("a")
+    # The same parsed expression, now naming a key attribute: the key check runs again and refuses it.
+    with pytest.raises(ClientError, match="Cannot update attribute sk"):
+        set_named("sk")
 
 
 def test_the_direct_sessions_calls_never_reach_the_http_stub(
