@@ -282,13 +282,28 @@ def test_item_sizes_are_moto_s_and_the_limit_still_refuses() -> None:
     with moto_patches.patched():
         assert DynamoType.size.__module__ == moto_patches.__name__  # the fast rules are the ones compared
         assert [DynamoType(a).size() for a in attributes] == expected
-        with mock_aws():
-            table = _fresh_table("sized")
-            table.put_item(Item={"pk": "a", "sk": "b", "big": "x" * 300_000})
-            with pytest.raises(Exception, match="Item size to update has exceeded the maximum allowed size"):
+        patched_outcomes = _limit_outcomes()
+    assert [DynamoType(a).size() for a in attributes] == expected
+    moto_outcomes = _limit_outcomes()
+    assert patched_outcomes == moto_outcomes  # the same updates accepted and refused, at the same sizes
+    assert True in moto_outcomes and False in moto_outcomes  # the sizes straddle the limit
+
+
+def _limit_outcomes() -> list[bool]:
+    """Whether each of a series of updates near the 400 KB limit is accepted (moto's item size check)."""
+    outcomes = []
+    with mock_aws():
+        table = _fresh_table("sized")
+        for extra in range(4_940, 5_040, 10):
+            table.put_item(Item={"pk": "a", "sk": "b", "big": "x" * 400_000, "n": 12, "tags": {"a", "b"}})
+            try:
                 table.update_item(
                     Key={"pk": "a", "sk": "b"},
-                    UpdateExpression="SET more = :more",
-                    ExpressionAttributeValues={":more": "y" * 150_000},
+                    UpdateExpression="SET more = :more, n = :n",
+                    ExpressionAttributeValues={":more": "y" * extra, ":n": 13},
                 )
-    assert [DynamoType(a).size() for a in attributes] == expected
+                outcomes.append(True)
+            except Exception as exc:
+                assert "Item size to update has exceeded the maximum allowed size" in str(exc)
+                outcomes.append(False)
+    return outcomes

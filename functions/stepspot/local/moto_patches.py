@@ -670,10 +670,21 @@ def _size_items_without_copies(patches: _Patches) -> None:
     limit_check = limited.__setitem__
 
     def set_checked(self: Any, key: str, value: Any) -> None:
-        if not all(type(v) is dynamo_type for v in self.values()) or type(value) is not dynamo_type:
+        if type(value) is not dynamo_type or type(key) is not str:
             limit_check(self, key, value)  # something moto's rules size differently: its own check
             return
-        current = sum(bytesize(str(k)) for k in self) + sum(size_of(v) for v in self.values())
+        current = 0
+        for name, member in self.items():  # one pass; strings and numbers (most attributes) inline
+            if type(member) is not dynamo_type or type(name) is not str:
+                limit_check(self, key, value)
+                return
+            kind = member.type
+            if kind == "S" and type(member.value) is str:
+                current += len(name.encode()) + len(member.value.encode())
+            elif kind == "N":
+                current += len(name.encode()) + len(str(member.value))
+            else:
+                current += len(name.encode()) + size_of(member)
         if current + bytesize(key) + size_of(value) > 405000:  # moto's limit (its comment: 409-410 KB on AWS)
             raise types.ItemSizeTooLarge
         dict.__setitem__(self, key, value)
