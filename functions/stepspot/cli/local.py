@@ -147,6 +147,16 @@ def _interruptible(engine: Any, restore_cursor: bool = False) -> Iterator[None]:
         yield
         return
     pressed = []
+    presses = (signal.SIGINT, signal.SIGTERM)
+
+    def quit_now() -> None:
+        engine.kill_jobs_now()
+        if restore_cursor:
+            with contextlib.suppress(OSError, ValueError):  # nothing may keep this from exiting
+                os.write(sys.stdout.fileno(), Control.show_cursor(True).segment.text.encode())
+        # Plain writes: a signal handler must not wait for the console's lock, which the display may hold.
+        os.write(2, b"\nstepspot: interrupted\n")
+        os._exit(EXIT_INTERRUPTED)
 
     def on_sigint(_signum: int, _frame: Any) -> None:
         pressed.append(True)
@@ -154,21 +164,42 @@ def _interruptible(engine: Any, restore_cursor: bool = False) -> Iterator[None]:
             os.write(2, b"\nstepspot: stopping the run (Ctrl-C again to quit at once) ...\n")
             engine.interrupt()
             return
-        engine.kill_jobs_now()
-        if restore_cursor:
-            with contextlib.suppress(OSError, ValueError):  # nothing may keep this handler from exiting
-                os.write(sys.stdout.fileno(), Control.show_cursor(True).segment.text.encode())
-        # Plain writes: a signal handler must not wait for the console's lock, which the display may hold.
-        os.write(2, b"\nstepspot: interrupted\n")
-        os._exit(EXIT_INTERRUPTED)
+        quit_now()
+
+    # The handler above runs only when the main thread runs Python code; a signal delivered to another
+    # thread while the main thread waits without a timeout (a join, a lock) would wait with it. Python's
+    # C-level handler also writes each signal's number to the wakeup fd, from whichever thread got it:
+    # a watcher thread quits at the second press even then.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+
+    def watch_presses() -> None:
+        seen = 0
+        while True:
+            try:
+                received = os.read(wake_read, 64)
+            except OSError:
+                return
+            if not received:
+                return
+            seen += sum(1 for number in received if number in presses)
+            if seen >= 2:
+                quit_now()
 
     # SIGTERM (a CI job cancelled, `kill`) stops the run the same way: no job outlives this process.
-    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_sigint) for sig in presses}
+    watcher = threading.Thread(target=watch_presses, name="second-ctrl-c", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_wakeup)
+        os.close(wake_write)  # the watcher reads the end of the pipe and returns
+        watcher.join(1.0)
+        os.close(wake_read)
 
 
 def _progress_view(snapshot: dict[str, Any]) -> Group:
