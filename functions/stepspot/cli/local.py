@@ -146,7 +146,6 @@ def _interruptible(engine: Any, restore_cursor: bool = False) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pressed = []
     presses = (signal.SIGINT, signal.SIGTERM)
 
     def quit_now() -> None:
@@ -154,22 +153,22 @@ def _interruptible(engine: Any, restore_cursor: bool = False) -> Iterator[None]:
         if restore_cursor:
             with contextlib.suppress(OSError, ValueError):  # nothing may keep this from exiting
                 os.write(sys.stdout.fileno(), Control.show_cursor(True).segment.text.encode())
-        # Plain writes: a signal handler must not wait for the console's lock, which the display may hold.
+        # Plain writes: the console's lock may be held by the display, frozen where the press found it.
         os.write(2, b"\nstepspot: interrupted\n")
         os._exit(EXIT_INTERRUPTED)
 
+    stopping = threading.Event()
+
     def on_sigint(_signum: int, _frame: Any) -> None:
-        pressed.append(True)
-        if len(pressed) == 1:
+        if not stopping.is_set():  # the first press; the second is the watcher's (below)
+            stopping.set()
             os.write(2, b"\nstepspot: stopping the run (Ctrl-C again to quit at once) ...\n")
             engine.interrupt()
-            return
-        quit_now()
 
-    # The handler above runs only when the main thread runs Python code; a signal delivered to another
-    # thread while the main thread waits without a timeout (a join, a lock) would wait with it. Python's
-    # C-level handler also writes each signal's number to the wakeup fd, from whichever thread got it:
-    # a watcher thread quits at the second press even then.
+    # The second press quits from a thread of its own: a Python handler runs only when the main thread
+    # runs Python code, so a signal delivered to another thread while the main thread waits without a
+    # timeout (a join, a lock) would wait with it. Python's C-level handler writes each signal's number to
+    # the wakeup fd, from whichever thread got it, and the watcher reads them there.
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)

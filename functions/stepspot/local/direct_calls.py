@@ -29,6 +29,10 @@ from botocore.compat import HTTPHeaders
 from botocore.endpoint import convert_to_response_dict
 from botocore.parsers import ResponseParserFactory
 from moto.core.botocore_stubber import MockRawResponse
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.parse import PROTOCOL_PARSERS
+from moto.core.utils import utcnow
+from werkzeug.http import http_date
 
 
 class _Headers(dict[str, str]):
@@ -86,13 +90,8 @@ class DirectCalls:
     @staticmethod
     def _answer(handler: Any, model: Any, params: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
         """moto's answer, with the handler set up as ``BaseResponse.setup_class`` does for this request
-        (moto.core.responses, pinned with moto in pyproject.toml; tests/e2e/test_direct_calls.py compares
+        (moto.core.responses, pinned with moto in pyproject.toml; tests/integration/test_direct_calls.py compares
         every answer kind with the HTTP path)."""
-        from moto.core.models import DEFAULT_ACCOUNT_ID
-        from moto.core.parse import PROTOCOL_PARSERS
-        from moto.core.utils import utcnow
-        from werkzeug.http import http_date
-
         raw_body = params.get("body") or b""
         body = raw_body.decode("utf-8") if isinstance(raw_body, bytes) else str(raw_body)
         headers = _Headers({str(k).lower(): str(v) for k, v in params.get("headers", {}).items()})
