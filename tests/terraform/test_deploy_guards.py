@@ -54,18 +54,23 @@ def test_missing_credentials_are_refused_with_advice() -> None:
     assert _terraform_dirs() == before
 
 
-def test_make_deploy_stops_before_building() -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("MAKE")}
+def _make(*args: str) -> subprocess.CompletedProcess[str]:
+    """`make ARGS` in the repository without AWS credentials and without an outer make's settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAKE")) and k != "MFLAGS"}
     clean.update(NO_CREDENTIALS)
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-n", "deploy", "ENV=qa"],
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
         cwd=ROOT,
         env=clean,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
+
+
+def test_make_deploy_stops_before_building() -> None:
+    result = _make("-n", "deploy", "ENV=qa")
     # The guard runs before anything is built or initialised.
     lines = result.stdout.splitlines()
     guard = next(i for i, line in enumerate(lines) if "scripts/deploy.py check qa" in line)
@@ -74,18 +79,8 @@ def test_make_deploy_stops_before_building() -> None:
 
 
 def test_make_plan_without_credentials_is_one_sentence_and_the_guards_exit_3() -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAKE")) and k != "MFLAGS"}
-    clean.update(NO_CREDENTIALS)
     before = _terraform_dirs()
-    result = subprocess.run(
-        ["make", "--no-print-directory", "plan", "ENV=dev"],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _make("plan", "ENV=dev")
     # make itself always ends with 2 when a recipe fails; it names the guard's own exit code, 3.
     assert result.returncode == 2
     problems = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]

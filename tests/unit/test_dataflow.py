@@ -164,37 +164,40 @@ def _failed(exit_code: int, command: list[str]) -> str:
     )
 
 
-def test_staging_exit_codes_are_classified_only_for_agent_jobs() -> None:
-    agent = agent_command(["md"], wrapped=True)  # the container command the attempt manager submits
-    missing_input = classify("States.TaskFailed", _failed(74, agent))
-    assert (missing_input.failure_class, missing_input.reason) == (
+# The runner's own exit codes (stepspot.agent_exit_codes) and what each means for a job the runner wraps.
+RUNNER_EXITS = {
+    74: (
         FailureClass.INFRA_TRANSIENT,
         "exit code 74: a declared input is missing or corrupt (the job log names the file); retried",
-    )
-    missing_output = classify("States.TaskFailed", _failed(73, agent))
-    assert (missing_output.failure_class, missing_output.reason) == (
+    ),
+    73: (
         FailureClass.APP_ERROR,
         "exit code 73: the program exited 0 but a declared output was not produced (the job log names the path)",
-    )
-    assert classify("States.TaskFailed", _failed(74, ["md"])).failure_class is FailureClass.APP_ERROR
+    ),
     # A `uri` input (or the checkpoint store) the job role may not read: retrying cannot help, the reason says
     # what to change (the job log has the agent's sentence naming the task and the bucket)
-    denied = classify("States.TaskFailed", _failed(77, agent))
-    assert (denied.failure_class, denied.reason) == (
+    77: (
         FailureClass.MISCONFIGURATION,
         "exit code 77: the stepspot runner was denied an S3 or DynamoDB request (the job log names it): for a "
         "`uri` input add its bucket to input_bucket_arns in the environment's tfvars and run `make deploy`, "
         "otherwise grant the request to the job role",
-    )
-    assert classify("States.TaskFailed", _failed(77, ["md"])).failure_class is FailureClass.APP_ERROR
+    ),
     # S3 or DynamoDB out of reach (throttled, a network blip) after the runner's own retries: retried
-    unreachable = classify("States.TaskFailed", _failed(75, agent))
-    assert (unreachable.failure_class, unreachable.reason) == (
+    75: (
         FailureClass.INFRA_TRANSIENT,
         "exit code 75: the stepspot runner could not reach S3 or DynamoDB after its retries (the job log says "
         "which); retried",
-    )
-    assert classify("States.TaskFailed", _failed(75, ["md"])).failure_class is FailureClass.APP_ERROR
+    ),
+}
+
+
+def test_staging_exit_codes_are_classified_only_for_agent_jobs() -> None:
+    agent = agent_command(["md"], wrapped=True)  # the container command the attempt manager submits
+    for code, expected in RUNNER_EXITS.items():
+        found = classify("States.TaskFailed", _failed(code, agent))
+        assert (found.failure_class, found.reason) == expected
+        # the same code from a program the runner does not wrap keeps the program's own meaning
+        assert classify("States.TaskFailed", _failed(code, ["md"])).failure_class is FailureClass.APP_ERROR
 
 
 @pytest.mark.parametrize(
