@@ -307,3 +307,136 @@ def _limit_outcomes() -> list[bool]:
                 assert "Item size to update has exceeded the maximum allowed size" in str(exc)
                 outcomes.append(False)
     return outcomes
+
+
+def _conditional_calls() -> list[tuple[str, dict[str, Any]]]:
+    """Conditional writes with every ReturnValues, conditions that pass and fail (with the old item asked
+    back), and transactions whose items' conditions pass and fail."""
+    key = {"pk": {"S": "c"}, "sk": {"S": "TASK#1"}}
+    other = {"pk": {"S": "c"}, "sk": {"S": "TASK#2"}}
+    version = "attribute_not_exists(v) OR v < :v"
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("put_item", {"TableName": "t", "Item": {**key, "v": {"N": "1"}, "tags": {"SS": ["a"]}, "m": {"M": {}}}}),
+        ("put_item", {"TableName": "t", "Item": {**other, "v": {"N": "1"}}}),
+    ]
+    for step, returns in enumerate(("NONE", "ALL_OLD", "UPDATED_OLD", "UPDATED_NEW", "ALL_NEW"), start=2):
+        calls.append(
+            (
+                "update_item",
+                {
+                    "TableName": "t",
+                    "Key": key,
+                    "UpdateExpression": "SET v = :v, #s = :s, m.k = :s ADD tags :t",
+                    "ConditionExpression": f"attribute_exists(pk) AND ({version})",
+                    "ExpressionAttributeNames": {"#s": "state"},
+                    "ExpressionAttributeValues": {
+                        ":v": {"N": str(step)},
+                        ":s": {"S": returns},
+                        ":t": {"SS": [returns]},
+                    },
+                    "ReturnValues": returns,
+                },
+            )
+        )
+    stale = {":v": {"N": "1"}, ":s": {"S": "stale"}}
+    for on_failure in ("ALL_OLD", "NONE"):
+        calls.append(
+            (
+                "update_item",
+                {
+                    "TableName": "t",
+                    "Key": key,
+                    "UpdateExpression": "SET v = :v, #s = :s",
+                    "ConditionExpression": version,
+                    "ExpressionAttributeNames": {"#s": "state"},
+                    "ExpressionAttributeValues": stale,
+                    "ReturnValuesOnConditionCheckFailure": on_failure,
+                },
+            )
+        )
+    calls.append(
+        (
+            "delete_item",
+            {
+                "TableName": "t",
+                "Key": other,
+                "ConditionExpression": "v = :v",
+                "ExpressionAttributeValues": {":v": {"N": "2"}},
+            },
+        )
+    )
+    for bound in ("9", "3"):  # the first passes; the second fails on its second item and undoes the first
+        calls.append(
+            (
+                "transact_write_items",
+                {
+                    "TransactItems": [
+                        {
+                            "Update": {
+                                "TableName": "t",
+                                "Key": other,
+                                "UpdateExpression": "ADD n :one",
+                                "ConditionExpression": "attribute_exists(pk)",
+                                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": "t",
+                                "Key": key,
+                                "UpdateExpression": "SET v = :v",
+                                "ConditionExpression": version,
+                                "ExpressionAttributeValues": {":v": {"N": bound}},
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                            }
+                        },
+                    ]
+                },
+            )
+        )
+    calls.append(("scan", {"TableName": "t", "ConsistentRead": True}))
+    return calls
+
+
+def _conditional_answers() -> list[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "t")
+        client.update_table(
+            TableName="t", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        )
+        answers: list[Any] = []
+        for operation, params in _conditional_calls():
+            try:
+                answer = getattr(client, operation)(**params)
+                answer.pop("ResponseMetadata")
+                answers.append(answer)
+            except client.exceptions.ClientError as exc:  # the error, its message and reasons are compared
+                answers.append({key: value for key, value in exc.response.items() if key != "ResponseMetadata"})
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["t"].stream_shard
+        images = [
+            (r.record["eventName"], r.record["dynamodb"].get("OldImage"), r.record["dynamodb"].get("NewImage"))
+            for r in shard.items
+        ]
+        answers.append(images)
+        return answers
+
+
+def test_conditions_old_values_and_streams_are_moto_s() -> None:
+    """A condition parsed once per request, the old item read without a deep copy, and no copy for a table
+    without a stream answer what moto answers: every ReturnValues, failed conditions with the old item,
+    transactions (one cancelled and undone), and a stream's old and new images."""
+    plain = _conditional_answers()
+    with moto_patches.patched():
+        fast = [_conditional_answers(), _conditional_answers()]  # parsed, then served from the memos
+    assert fast == [plain, plain]
+    failures = [answer["Error"]["Code"] for answer in plain[:-1] if "Error" in answer]
+    assert failures == ["ConditionalCheckFailedException"] * 3 + ["TransactionCanceledException"]
+    assert plain[3]["Attributes"]["state"] == {"S": "NONE"}  # ALL_OLD: the item before the update
+    assert plain[4]["Attributes"]["state"] == {"S": "ALL_OLD"}  # UPDATED_OLD: the updated attributes before
+    assert plain[7]["Item"]["v"] == {"N": "6"}  # a failed condition's old item
+    assert plain[11]["CancellationReasons"][1]["Item"]["v"] == {"N": "9"}
+    assert any(old is not None and old != new for _, old, new in plain[-1])  # the stream saw old images

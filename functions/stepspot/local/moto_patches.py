@@ -160,6 +160,8 @@ def check_patch_points() -> None:
         (_DYNAMODB, "copy"),
         (_DYNAMODB, "UpdateExpressionParser"),
         (_DYNAMODB_RESPONSES, "UpdateExpressionParser"),
+        (_DYNAMODB_RESPONSES, "copy"),
+        (_DYNAMODB_TYPES, "Item"),
         (_DYNAMODB_COMPARISONS, "ConditionExpressionParser"),
         (_DYNAMODB_TABLE, "Table"),
         (_DYNAMODB_TYPES, "DynamoType"),
@@ -203,8 +205,12 @@ def check_patch_points() -> None:
     table_cls = _module(_DYNAMODB_TABLE).Table
     if not hasattr(table_cls, "all_items") or not hasattr(table_cls, "query"):
         raise PatchPointMissing("dynamodb Table.all_items/query is gone")
-    if not hasattr(_module(_DYNAMODB_COMPARISONS).ConditionExpressionParser, "_lex_condition_expression"):
-        raise PatchPointMissing("ConditionExpressionParser._lex_condition_expression is gone")
+    condition_parser = _module(_DYNAMODB_COMPARISONS).ConditionExpressionParser
+    for name in ("_lex_condition_expression", "parse"):
+        if not hasattr(condition_parser, name):
+            raise PatchPointMissing(f"ConditionExpressionParser.{name} is gone")
+    if "stream_shard" not in table_cls.__init__.__code__.co_names:
+        raise PatchPointMissing("dynamodb Table.stream_shard is gone")
 
 
 class _ScaledTime:
@@ -502,7 +508,8 @@ class _JsonDataCopy:
 
 class _NoTableBackup:
     """Stands in for ``copy`` inside moto's transact_write_items, whose whole-table deepcopy makes every
-    transaction O(table size); ``_apply_dynamodb_fixes`` backs up the touched items instead."""
+    transaction O(table size); ``_apply_dynamodb_fixes`` backs up the touched items instead (of tables
+    without a stream: a stream's records are rolled back with moto's whole-table copy, as before)."""
 
     @staticmethod
     def deepcopy(value: Any, memo: Any = None) -> Any:
@@ -532,6 +539,8 @@ def _apply_dynamodb_fixes(patches: _Patches) -> None:
                 table = self.tables.get(op.get("TableName"))
                 if table is None:
                     continue
+                if table.stream_shard is not None:  # moto's whole-table backup also rolls back its stream
+                    return original_transact(self, transact_items)
                 key_names = {table.hash_key_attr, table.range_key_attr}
                 keys = op.get("Key") or {k: v for k, v in (op.get("Item") or {}).items() if k in key_names}
                 try:
@@ -541,6 +550,7 @@ def _apply_dynamodb_fixes(patches: _Patches) -> None:
                 current = table.get_item(hash_key, range_key)
                 attrs = json_data_copy(current.to_json()["Attributes"]) if current is not None else None
                 backups.append((table, hash_key, range_key, attrs))
+        item_copier = models.copy
         models.copy = _NoTableBackup  # for this call only, under the lock
         try:
             return original_transact(self, transact_items)
@@ -551,7 +561,7 @@ def _apply_dynamodb_fixes(patches: _Patches) -> None:
                     table.put_item(attrs)
             raise
         finally:
-            models.copy = copy
+            models.copy = item_copier
 
     for name in _DYNAMODB_OPERATIONS:
         method = transact_write_items if name == "transact_write_items" else getattr(backend_cls, name)
@@ -609,6 +619,8 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     patches.replace(models, "UpdateExpressionParser", _ParsedOnce)
     patches.replace(_module(_DYNAMODB_RESPONSES), "UpdateExpressionParser", _ParsedOnce)  # its own first parse
     _lex_conditions_once(patches)
+    _parse_conditions_once_per_request(patches)
+    _copy_items_only_when_read(patches, models)
     patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
     patches.forget(_structure_passed)
     _install_update_validator_speedups(patches)
@@ -712,6 +724,98 @@ def _lex_conditions_once(patches: _Patches) -> None:
         return collections.deque(tokens)
 
     patches.replace(parser_cls, "_lex_condition_expression", lex)
+
+
+def _parse_conditions_once_per_request(patches: _Patches) -> None:
+    """One request parses its condition expression once: moto parses an UpdateItem's condition in its
+    response layer (to check the names and values used) and again in the backend (to evaluate it), and a
+    transaction item's three times. The parsed operator tree is immutable (evaluation reads the item and
+    the tree) and is a function of the text, the names and the values: a parse with the very same text and
+    the same name and value mappings (the same dict objects, held here so their ids stay theirs, as one
+    request passes them along) gets the earlier tree and the same lists of names and values found. A
+    condition that does not parse raises every time."""
+    parser_cls = _module(_DYNAMODB_COMPARISONS).ConditionExpressionParser
+    original = parser_cls.parse
+    per_thread = threading.local()  # each request runs in one thread; the memo stays small
+
+    def parse(self: Any) -> Any:
+        names, values = self.expression_attribute_names, self.expression_attribute_values
+        memo: collections.OrderedDict[tuple[Any, int, int], tuple[Any, ...]] | None = getattr(
+            per_thread, "memo", None
+        )
+        if memo is None:
+            memo = per_thread.memo = collections.OrderedDict()
+        key = (self.condition_expression, id(names), id(values))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is names and hit[1] is values:
+            self.expr_attr_names_found = list(hit[3])
+            self.expr_attr_values_found = list(hit[4])
+            return hit[2]
+        tree = original(self)
+        memo[key] = (names, values, tree, tuple(self.expr_attr_names_found), tuple(self.expr_attr_values_found))
+        if len(memo) > 32:
+            memo.popitem(last=False)
+        return tree
+
+    patches.replace(parser_cls, "parse", parse)
+
+
+class _ItemSnapshot:
+    """What moto's UpdateItem response reads of its copy of the item before the update: ``to_json()``,
+    taken when the copy would have been made (``Item.to_json`` builds new lists and maps all the way down;
+    its leaves are strings, numbers and bytes)."""
+
+    def __init__(self, item: Any) -> None:
+        self._json = item.to_json()
+
+    def to_json(self) -> dict[str, Any]:
+        return self._json
+
+
+def _copy_items_only_when_read(patches: _Patches, models: Any) -> None:
+    """An UpdateItem deep-copied the whole item twice before changing it: the response layer to report the
+    old values (it only reads the copy's ``to_json()``: an ``_ItemSnapshot`` of it is the same data), and
+    the backend for the table's stream (kept without a stream too: no copy then, as nothing reads it)."""
+    item_cls = _module(_DYNAMODB_TYPES).Item
+
+    class _SnapshotCopy:
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if type(value) is item_cls:
+                return _ItemSnapshot(value)
+            return copy.deepcopy(value, memo)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+    patches.replace(_module(_DYNAMODB_RESPONSES), "copy", _SnapshotCopy())
+
+    no_stream = threading.local()  # set while an update of an item of a table without a stream runs
+
+    class _StreamCopy:
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if type(value) is item_cls and getattr(no_stream, "update", False):
+                return value  # orig_item: read only by the table's stream, which it has not
+            return copy.deepcopy(value, memo)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+    backend_cls = models.DynamoDBBackend
+    original_update = backend_cls.update_item
+
+    def update_item(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        table = self.tables.get(table_name)
+        previous = getattr(no_stream, "update", False)
+        no_stream.update = table is not None and table.stream_shard is None
+        try:
+            return original_update(self, table_name, *args, **kwargs)
+        finally:
+            no_stream.update = previous
+
+    patches.replace(models, "copy", _StreamCopy())
+    patches.replace(backend_cls, "update_item", update_item)
 
 
 def _install_per_call_speedups(patches: _Patches) -> None:
