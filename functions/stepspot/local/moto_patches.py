@@ -623,6 +623,7 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     _copy_items_only_when_read(patches, models)
     patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
     patches.forget(_structure_passed)
+    patches.forget(_tree_classes)
     _install_update_validator_speedups(patches)
 
     # The results of the item operations are plain dicts already in the wire shape (AttributeValue maps,
@@ -740,9 +741,7 @@ def _parse_conditions_once_per_request(patches: _Patches) -> None:
 
     def parse(self: Any) -> Any:
         names, values = self.expression_attribute_names, self.expression_attribute_values
-        memo: collections.OrderedDict[tuple[Any, int, int], tuple[Any, ...]] | None = getattr(
-            per_thread, "memo", None
-        )
+        memo: collections.OrderedDict[tuple[Any, int, int], tuple[Any, ...]] | None = getattr(per_thread, "memo", None)
         if memo is None:
             memo = per_thread.memo = collections.OrderedDict()
         key = (self.condition_expression, id(names), id(values))
@@ -875,6 +874,27 @@ def _check_structure_once(patches: _Patches, check_cls: Any, reads: Callable[[An
     patches.replace(check_cls, "traverse", traverse)
 
 
+_tree_classes: dict[int, frozenset[type]] = {}  # id(parsed update expression) -> the node classes in it
+
+
+def _may_hold(root: Any, wanted: tuple[type, ...], introduced: tuple[type, ...]) -> bool:
+    """Whether a validator copy ``root`` can hold a node of the ``wanted`` classes: one of its parsed
+    expression (every node, counted once per expression) or one an earlier pass put in. Unknown trees: yes."""
+    source = _copied_from.get(root)
+    if source is None:
+        return True
+    classes = _tree_classes.get(source)
+    if classes is None:
+        found: set[type] = set()
+        pending = [_ast_blobs[source][0]]
+        while pending:
+            node = pending.pop()
+            found.add(type(node))
+            pending.extend(child for child in (getattr(node, "children", None) or ()) if child is not None)
+        classes = _tree_classes[source] = frozenset(found)
+    return any(issubclass(kind, wanted) for kind in (*classes, *introduced))
+
+
 def _copy_tree(value: Any, memo: Any = None) -> Any:
     """``deepcopy`` of moto's update validator: a parsed expression's private copy comes from its pickle
     (same object graph, about 4x faster than deepcopy); anything else is deep-copied as before."""
@@ -891,32 +911,56 @@ def _install_update_validator_speedups(patches: _Patches) -> None:
     ABC (slow) for every node twice. The same walk, with those answers memoised per node class (a class's
     ABC subclass relations never change: moto registers no virtual subclasses), gives the same tree."""
     nodes = _module(_DYNAMODB_AST)
-    node_cls = nodes.Node
+    node_cls, traverser_cls = nodes.Node, nodes.DepthFirstTraverser
+    base_process, base_pre = traverser_cls.process, traverser_cls.pre_processing_of_child
     is_node: dict[type, bool] = {}
     processed: dict[tuple[type, type], bool] = {}
+    introduced = (nodes.DDBTypedValue, nodes.NoneExistingPath)  # what passes put into a tree
 
     def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
-        kind = type(node)
-        node_kind = is_node.get(kind)
-        if node_kind is None:
-            node_kind = is_node[kind] = issubclass(kind, node_cls)
-        if not node_kind:
+        # Per pass, once: its hook (most passes keep the base no-op, called per child otherwise) and its
+        # processing map (moto's ``process`` builds the map again for every node it processes).
+        pass_cls = type(self)
+        pre = None if pass_cls.pre_processing_of_child is base_pre else self.pre_processing_of_child
+        handlers = list(self._processing_map().items()) if pass_cls.process is base_process else None
+        wanted_classes = self.nodes_to_be_processed()
+        if pre is None and child_id == -1 and not _may_hold(node, wanted_classes, introduced):
+            return node  # nothing this pass processes is in the tree: the walk would change nothing
+
+        def walk(node: Any, child_id: int) -> Any:
+            kind = type(node)
+            node_kind = is_node.get(kind)
+            if node_kind is None:
+                node_kind = is_node[kind] = issubclass(kind, node_cls)
+            if not node_kind:
+                return node
+            parent_node = node.parent
+            children = node.children
+            if children is not None:
+                for i, child_node in enumerate(children):
+                    if pre is not None:
+                        pre(node, i)
+                    walk(child_node, i)
+            key = (pass_cls, kind)
+            wanted = processed.get(key)
+            if wanted is None:
+                wanted = processed[key] = issubclass(kind, wanted_classes)
+            if wanted:
+                if handlers is None:
+                    node = self.process(node)
+                else:
+                    for class_key, processor in handlers:  # moto's ``process``: the first class that matches
+                        if isinstance(node, class_key):
+                            node = processor(node)
+                            break
+                    else:
+                        node = None
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
             return node
-        parent_node = node.parent
-        if node.children is not None:
-            for i, child_node in enumerate(node.children):
-                self.pre_processing_of_child(node, i)
-                traverse_node_recursively(self, child_node, i)
-        key = (type(self), kind)
-        wanted = processed.get(key)
-        if wanted is None:
-            wanted = processed[key] = issubclass(kind, self.nodes_to_be_processed())
-        if wanted:
-            node = self.process(node)
-            node.parent = parent_node
-            if parent_node:
-                parent_node.children[child_id] = node
-        return node
+
+        return walk(node, child_id)
 
     patches.replace(nodes.DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively)
 
