@@ -442,3 +442,32 @@ def test_conditions_old_values_and_streams_are_moto_s() -> None:
     assert plain[7]["Item"]["v"] == {"N": "6"}  # a failed condition's old item
     assert plain[11]["CancellationReasons"][1]["Item"]["v"] == {"N": "9"}
     assert any(old is not None and old != new for _, old, new in plain[-1])  # the stream saw old images
+
+
+def test_results_become_the_plain_data_moto_makes() -> None:
+    """The one-walk ``dynamo_to_dict`` gives what moto's gives, for items (every attribute type, binary
+    included), their JSON, and the dicts, lists, datetimes and numbers a result holds."""
+    import datetime
+    import random
+    from decimal import Decimal
+
+    from moto.dynamodb.models import utilities
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    rng = random.Random(11)
+    items = [
+        Item(DynamoType({"S": f"p{i}"}), DynamoType({"S": "s"}), {f"a{j}": _attribute(rng) for j in range(12)})
+        for i in range(30)
+    ]
+    results = [
+        {"Item": items[0]},
+        {"Items": items, "Count": 30, "ScannedCount": Decimal("30"), "LastEvaluatedKey": {"pk": {"S": "p1"}}},
+        {"Attributes": items[1].to_json()["Attributes"], "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}},
+        {"Table": {"CreationDateTime": datetime.datetime(2026, 1, 2), "ItemCount": 0, "Flags": [True, None, b"x"]}},
+    ]
+    expected = [utilities.dynamo_to_dict(result) for result in results]
+    with moto_patches.patched():
+        assert utilities.dynamo_to_dict.__module__ == moto_patches.__name__
+        assert [utilities.dynamo_to_dict(result) for result in results] == expected
+    binary = [value for item in expected[1]["Items"] for value in item["Attributes"].values() if "B" in value]
+    assert binary and all(isinstance(value["B"], bytes) for value in binary)  # moto's bytes, not base64 text

@@ -86,6 +86,7 @@ _BOTOCORE_USERAGENT = "botocore.useragent"
 _BOTOCORE_SESSION = "botocore.session"
 _DYNAMODB_VALIDATORS = "moto.dynamodb.parsing.validators"
 _DYNAMODB_RESPONSES = "moto.dynamodb.responses"
+_DYNAMODB_UTILITIES = "moto.dynamodb.models.utilities"
 _DYNAMODB_COMPARISONS = "moto.dynamodb.comparisons"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
@@ -161,6 +162,9 @@ def check_patch_points() -> None:
         (_DYNAMODB, "UpdateExpressionParser"),
         (_DYNAMODB_RESPONSES, "UpdateExpressionParser"),
         (_DYNAMODB_RESPONSES, "copy"),
+        (_DYNAMODB_RESPONSES, "dynamo_to_dict"),
+        (_DYNAMODB_UTILITIES, "dynamo_to_dict"),
+        (_DYNAMODB_AST, "Node"),
         (_DYNAMODB_TYPES, "Item"),
         (_DYNAMODB_COMPARISONS, "ConditionExpressionParser"),
         (_DYNAMODB_TABLE, "Table"),
@@ -619,6 +623,8 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     patches.replace(models, "UpdateExpressionParser", _ParsedOnce)
     patches.replace(_module(_DYNAMODB_RESPONSES), "UpdateExpressionParser", _ParsedOnce)  # its own first parse
     _lex_conditions_once(patches)
+    _find_clauses_once(patches)
+    _results_to_dicts_in_one_walk(patches)
     _parse_conditions_once_per_request(patches)
     _copy_items_only_when_read(patches, models)
     patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
@@ -725,6 +731,51 @@ def _lex_conditions_once(patches: _Patches) -> None:
         return collections.deque(tokens)
 
     patches.replace(parser_cls, "_lex_condition_expression", lex)
+
+
+def _find_clauses_once(patches: _Patches) -> None:
+    """moto's UpdateItem response layer searches the parsed expression twice per call for the names and
+    values it uses. A parsed expression (cached, never changed: the validator works on its own copy) gives
+    the same nodes every time: searched once per expression and kinds, each caller gets its own list."""
+    node_cls = _module(_DYNAMODB_AST).Node
+    original = node_cls.find_clauses
+    found: dict[tuple[int, tuple[type, ...]], list[Any]] = {}
+
+    def find_clauses(self: Any, clause_types: Any) -> Any:
+        cached = _ast_blobs.get(id(self))
+        if cached is None or cached[0] is not self:
+            return original(self, clause_types)
+        key = (id(self), tuple(clause_types))
+        clauses = found.get(key)
+        if clauses is None:
+            clauses = found[key] = original(self, clause_types)
+        return list(clauses)
+
+    patches.replace(node_cls, "find_clauses", find_clauses)
+    patches.forget(found)
+
+
+def _results_to_dicts_in_one_walk(patches: _Patches) -> None:
+    """moto turns each DynamoDB result into plain data with ``dynamo_to_dict``, which asks every string and
+    number of the result whether it is a datetime, a ``DynamoType`` and has ``to_json``. Strings, numbers,
+    booleans, None, dicts and lists (all of them, for an item already in JSON) are answered here, the
+    same; anything else goes to moto's function (whose own recursion comes back here)."""
+    utilities = _module(_DYNAMODB_UTILITIES)
+    original = utilities.dynamo_to_dict
+    plain = (str, int, float, bool, type(None))
+
+    def dynamo_to_dict(obj: Any) -> Any:
+        kind = type(obj)
+        if kind in plain:
+            return obj
+        if kind is dict:
+            return {key: dynamo_to_dict(value) for key, value in obj.items()}
+        if kind is list:
+            return [dynamo_to_dict(value) for value in obj]
+        return original(obj)
+
+    patches.replace(utilities, "dynamo_to_dict", dynamo_to_dict)
+    patches.replace(_module(_DYNAMODB_RESPONSES), "dynamo_to_dict", dynamo_to_dict)
 
 
 def _parse_conditions_once_per_request(patches: _Patches) -> None:
