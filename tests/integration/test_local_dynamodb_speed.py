@@ -471,3 +471,75 @@ def test_results_become_the_plain_data_moto_makes() -> None:
         assert [utilities.dynamo_to_dict(result) for result in results] == expected
     binary = [value for item in expected[1]["Items"] for value in item["Attributes"].values() if "B" in value]
     assert binary and all(isinstance(value["B"], bytes) for value in binary)  # moto's bytes, not base64 text
+
+
+_TARGETS = ["a", "b", "#a", "#b", "#missing", "m.k", "m.k.z", "#m.k", "nope.x", "l[0]", "l[7]", "pk", "#sk", "status"]
+_VALUES: list[Any] = ["", "text", 3, {"s1", "s2"}, {"k": {"deep": [1]}}, [1, "two"], None, True, b"bin"]
+
+
+def _random_sets(rng: Any) -> list[dict[str, Any]]:
+    """SET-only updates with placeholders, nested and indexed paths, reserved words, key attributes,
+    undefined names and values, overlapping paths and empty strings (the cases moto's passes refuse)."""
+    import re
+
+    names = {"#a": "a", "#b": "b", "#m": "m", "#sk": "sk"}
+    cases = []
+    for _ in range(300):
+        targets = rng.sample(_TARGETS, rng.randrange(1, 5))
+        if rng.random() < 0.1:
+            targets.append(rng.choice(targets))  # a path set twice
+        actions, values = [], {}
+        for i, target in enumerate(targets):
+            if rng.random() < 0.05:
+                actions.append(f"{target} = :undefined")
+            else:
+                actions.append(f"{target} = :v{i}")
+                values[f":v{i}"] = rng.choice(_VALUES)
+        expression = "SET " + ", ".join(actions)
+        case: dict[str, Any] = {"UpdateExpression": expression, "item": rng.random() < 0.8}
+        if values:
+            case["ExpressionAttributeValues"] = values
+        used = {name: names[name] for name in re.findall(r"#\w+", expression) if name in names}
+        if used:
+            case["ExpressionAttributeNames"] = used
+        cases.append(case)
+    return cases
+
+
+def _set_outcomes(cases: list[dict[str, Any]]) -> list[Any]:
+    outcomes: list[Any] = []
+    with mock_aws():
+        table = _fresh_table("sets")
+        for case in cases:
+            key = {"pk": "w", "sk": "t"}
+            table.delete_item(Key=key)
+            if case["item"]:
+                table.put_item(Item={**key, "a": 1, "m": {"k": {"z": "old"}}, "l": [1, 2]})
+            params = {k: v for k, v in case.items() if k != "item"}
+            try:
+                outcomes.append(table.update_item(Key=key, ReturnValues="ALL_NEW", **params)["Attributes"])
+            except Exception as exc:  # the error moto answers is part of the behaviour compared
+                outcomes.append(str(exc))
+    return outcomes
+
+
+def test_set_only_updates_validate_and_apply_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct validation of SET-only expressions answers what moto's ten passes answer: the same new
+    items and the same errors, over random expressions; the direct path really ran."""
+    import random
+
+    cases = _random_sets(random.Random(5))
+    plain = _set_outcomes(cases)
+    planned: list[Any] = []
+    positions = moto_patches._set_action_positions
+    monkeypatch.setattr(
+        moto_patches, "_set_action_positions", lambda *args: planned.append(positions(*args)) or planned[-1]
+    )
+    with moto_patches.patched():
+        fast = [_set_outcomes(cases), _set_outcomes(cases)]  # planned, then served from the memo
+    assert fast == [plain, plain]
+    assert sum(plan is not None for plan in planned) > 50  # the direct path validated most expressions
+    errors = {outcome.split("operation: ")[-1][:40] for outcome in plain if isinstance(outcome, str)}
+    assert len(errors) >= 6  # undefined values, overlaps, key attributes, reserved words, bad paths, ...
+    assert sum(isinstance(outcome, str) for outcome in plain) > 30
+    assert sum(isinstance(outcome, dict) for outcome in plain) > 30

@@ -1031,6 +1031,7 @@ def _install_update_validator_speedups(patches: _Patches) -> None:
         lambda check: (_names_key(check.expression_attribute_names), tuple(check.table_key_attributes)),
     )
     patches.replace(_module(_DYNAMODB_VALIDATORS), "deepcopy", _copy_tree)
+    _validate_set_actions_directly(patches)
 
 
 # Operations whose moto results are plain data in DynamoDB's JSON wire shape (see _install_dynamodb_speedups).
@@ -1081,3 +1082,115 @@ def hooked(
                 _state["time_scale"] = 1.0
                 _state["execution_ended"] = None
                 callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = previous_poll
+
+
+_set_plans: dict[int, tuple[tuple[int, ...], ...] | None] = {}  # id(parsed expression) -> its SET actions
+
+
+def _set_action_positions(root: Any, nodes: Any) -> tuple[tuple[int, ...], ...] | None:
+    """Where the actions of a SET-only update expression are (child indexes from the root, in tree order),
+    or None for any other expression: one SET clause whose actions assign a placeholder value to a path."""
+    containers = (nodes.UpdateExpression, nodes.UpdateExpressionSetClause, nodes.UpdateExpressionSetActions)
+    path_parts = (
+        nodes.ExpressionAttribute,
+        nodes.ExpressionAttributeName,
+        nodes.ExpressionPathDescender,
+        nodes.ExpressionSelector,
+    )
+    positions: list[tuple[int, ...]] = []
+
+    def visit(node: Any, where: tuple[int, ...]) -> bool:
+        kind = type(node)
+        if kind in containers:
+            return all(visit(child, (*where, i)) for i, child in enumerate(node.children or ()))
+        if kind is not nodes.UpdateExpressionSetAction or len(node.children) != 2:
+            return False
+        path, value = node.children
+        if type(path) is not nodes.UpdateExpressionPath or not all(type(part) in path_parts for part in path.children):
+            return False
+        if type(value) is not nodes.UpdateExpressionValue or len(value.children) != 1:
+            return False
+        if type(value.children[0]) is not nodes.ExpressionAttributeValue:
+            return False
+        positions.append(where)
+        return True
+
+    return tuple(positions) if visit(root, ()) and positions else None
+
+
+def _validate_set_actions_directly(patches: _Patches) -> None:
+    """moto validates an update expression with ten passes over its whole tree, each visiting every node
+    to process a few kinds. For a SET-only expression (``SET a = :a, #b = :b, c.d[0] = :c``, most of the
+    local scheduler's and monitor's writes) the nodes each pass processes are known from the parsed tree:
+    the same moto processors process the same nodes in the same order, pass after pass (so the same
+    values, paths and errors come out), without the walks in between. Any other expression, or a
+    validator with other passes, is validated by moto's walks as before."""
+    nodes, validators = _module(_DYNAMODB_AST), _module(_DYNAMODB_VALIDATORS)
+    validator_cls = validators.UpdateExpressionValidator
+    original = validator_cls.validate
+    expected_passes = (
+        validators.ActionCountValidator,
+        validators.OverlappingPathsValidator,
+        validators.UpdateHashRangeKeyValidator,
+        validators.ExpressionAttributeValueProcessor,
+        validators.ExpressionAttributeResolvingProcessor,
+        validators.UpdateExpressionFunctionEvaluator,
+        validators.NoneExistingPathChecker,
+        validators.ExecuteOperations,
+        validators.TypeMismatchValidator,
+        validators.EmptyStringKeyValueValidator,
+    )
+
+    def replace(node: Any, processed: Any) -> Any:  # what the walk does with a processed node
+        parent = node.parent
+        processed.parent = parent
+        if parent:
+            siblings = parent.children
+            siblings[next(i for i, child in enumerate(siblings) if child is node)] = processed
+        return processed
+
+    def validate(self: Any) -> Any:
+        tree = self.node_to_validate
+        source = _copied_from.get(tree)
+        if source is None or tuple(type(p) for p in self.processors) != expected_passes:
+            return original(self)
+        if source not in _set_plans:
+            _set_plans[source] = _set_action_positions(_ast_blobs[source][0], nodes)
+        plan = _set_plans[source]
+        if plan is None:
+            return original(self)
+        structure, values, resolving, _functions, none_existing, operations, type_check, empty_check = (
+            self.processors[:3],
+            *self.processors[3:],
+        )
+        for check in structure:  # the structure-only passes (memoised per expression, names and keys)
+            tree = check.traverse(tree)
+        actions = []
+        for where in plan:
+            node = tree
+            for i in where:
+                node = node.children[i]
+            actions.append(node)
+        for action in actions:  # ExpressionAttributeValueProcessor: each value placeholder
+            value = action.children[1]
+            replace(value.children[0], values.process(value.children[0]))
+        resolved = []
+        for action in actions:  # ExpressionAttributeResolvingProcessor: each target path, then its action
+            resolving.pre_processing_of_child(action, 0)
+            path = action.children[0]
+            resolved.append(replace(path, resolving.process(path)))
+            resolving.pre_processing_of_child(action, 1)
+            replace(action, resolving.process(action))
+        # UpdateExpressionFunctionEvaluator: no function in a SET-only expression.
+        for node in resolved:  # NoneExistingPathChecker: a target path resolves to itself or raised
+            if isinstance(node, nodes.NoneExistingPath):
+                none_existing.process(node)
+        for action in actions:  # ExecuteOperations: each value becomes its typed value
+            replace(action.children[1], operations.process(action.children[1]))
+        for check in (type_check, empty_check):
+            for action in actions:
+                replace(action, check.process(action))
+        return tree
+
+    patches.replace(validator_cls, "validate", validate)
+    patches.forget(_set_plans)
