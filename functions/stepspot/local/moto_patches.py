@@ -819,7 +819,8 @@ class _ItemSnapshot:
         self._json = item.to_json()
 
     def to_json(self) -> dict[str, Any]:
-        return self._json
+        snapshot: dict[str, Any] = self._json
+        return snapshot
 
 
 def _copy_items_only_when_read(patches: _Patches, models: Any) -> None:
@@ -1159,10 +1160,9 @@ def _validate_set_actions_directly(patches: _Patches) -> None:
         plan = _set_plans[source]
         if plan is None:
             return original(self)
-        structure, values, resolving, _functions, none_existing, operations, type_check, empty_check = (
-            self.processors[:3],
-            *self.processors[3:],
-        )
+        passes: list[Any] = list(self.processors)
+        structure = passes[:3]
+        values, resolving, _functions, none_existing, operations, type_check, empty_check = passes[3:]
         for check in structure:  # the structure-only passes (memoised per expression, names and keys)
             tree = check.traverse(tree)
         actions = []
