@@ -3,6 +3,7 @@ table query that reads only its partition, an update expression parsed once."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -473,29 +474,59 @@ def test_results_become_the_plain_data_moto_makes() -> None:
     assert binary and all(isinstance(value["B"], bytes) for value in binary)  # moto's bytes, not base64 text
 
 
-_TARGETS = ["a", "b", "#a", "#b", "#missing", "m.k", "m.k.z", "#m.k", "nope.x", "l[0]", "l[7]", "pk", "#sk", "status"]
+_TARGETS = ["a", "b", "#a", "#b", "m.k", "m.k.z", "#m.k", "l[0]", "l[7]", "c", "d", "e"]
+_REFUSED_TARGETS = ["#missing", "nope.x", "pk", "#sk", "status"]  # undefined name, bad path, keys, reserved
 _VALUES: list[Any] = ["", "text", 3, {"s1", "s2"}, {"k": {"deep": [1]}}, [1, "two"], None, True, b"bin"]
+_OPERANDS = ["n", "a", "absent", "#a", "m.k"]  # paths read on the value side
 
 
-def _random_sets(rng: Any) -> list[dict[str, Any]]:
-    """SET-only updates with placeholders, nested and indexed paths, reserved words, key attributes,
-    undefined names and values, overlapping paths and empty strings (the cases moto's passes refuse)."""
+def _random_action(rng: Any, target: str, value: str, values: dict[str, Any]) -> str:
+    """One SET action, or an ADD, REMOVE or DELETE one, reading paths and functions now and then."""
+    shape = rng.random()
+    if shape < 0.5:
+        values[value] = rng.choice(_VALUES)
+        return f"SET {target} = {value}"
+    values[value] = rng.choice([1, Decimal("2.5"), "x", [3]])
+    operand = rng.choice(_OPERANDS)
+    if shape < 0.6:
+        return f"SET {target} = {operand} {rng.choice('+-')} {value}"
+    if shape < 0.7:
+        return f"SET {target} = if_not_exists({operand}, {value})"
+    if shape < 0.75:
+        values[value] = [rng.choice(_VALUES)]
+        return f"SET {target} = list_append(if_not_exists(l, {value}), {value})"
+    if shape < 0.85:
+        values[value] = rng.choice([1, {"t9"}, "s"])
+        return f"ADD {rng.choice(['n', 'tags', 'a', 'fresh'])} {value}"
+    if shape < 0.95:
+        del values[value]
+        return f"REMOVE {target}"
+    values[value] = rng.choice([{"t1"}, {"zz"}, 1])
+    return f"DELETE tags {value}"
+
+
+def _random_updates(rng: Any) -> list[dict[str, Any]]:
+    """Update expressions of every clause (SET with values, paths, arithmetic and functions; ADD, REMOVE,
+    DELETE) with placeholders, nested and indexed paths, reserved words, key attributes, undefined values,
+    overlapping paths and empty strings: the cases moto's passes accept and refuse."""
     import re
 
     names = {"#a": "a", "#b": "b", "#m": "m", "#sk": "sk"}
     cases = []
-    for _ in range(300):
-        targets = rng.sample(_TARGETS, rng.randrange(1, 5))
-        if rng.random() < 0.1:
+    for _ in range(400):
+        targets = list(dict.fromkeys(rng.choice(_TARGETS) for _ in range(rng.randrange(1, 5))))
+        if rng.random() < 0.15:
+            targets.append(rng.choice(_REFUSED_TARGETS))
+        if rng.random() < 0.05:
             targets.append(rng.choice(targets))  # a path set twice
-        actions, values = [], {}
+        clauses: dict[str, list[str]] = {}
+        values: dict[str, Any] = {}
         for i, target in enumerate(targets):
-            if rng.random() < 0.05:
-                actions.append(f"{target} = :undefined")
-            else:
-                actions.append(f"{target} = :v{i}")
-                values[f":v{i}"] = rng.choice(_VALUES)
-        expression = "SET " + ", ".join(actions)
+            action = _random_action(rng, target, f":v{i}" if rng.random() > 0.05 else ":undefined", values)
+            values.pop(":undefined", None)
+            keyword, _, rest = action.partition(" ")
+            clauses.setdefault(keyword, []).append(rest)
+        expression = " ".join(f"{keyword} {', '.join(actions)}" for keyword, actions in clauses.items())
         case: dict[str, Any] = {"UpdateExpression": expression, "item": rng.random() < 0.8}
         if values:
             case["ExpressionAttributeValues"] = values
@@ -506,15 +537,16 @@ def _random_sets(rng: Any) -> list[dict[str, Any]]:
     return cases
 
 
-def _set_outcomes(cases: list[dict[str, Any]]) -> list[Any]:
+def _update_outcomes(cases: list[dict[str, Any]]) -> list[Any]:
     outcomes: list[Any] = []
     with mock_aws():
-        table = _fresh_table("sets")
+        table = _fresh_table("updates")
         for case in cases:
             key = {"pk": "w", "sk": "t"}
             table.delete_item(Key=key)
             if case["item"]:
-                table.put_item(Item={**key, "a": 1, "m": {"k": {"z": "old"}}, "l": [1, 2]})
+                item = {**key, "a": 1, "n": 5, "tags": {"t1", "t2"}, "m": {"k": {"z": "old"}}, "l": [1, 2]}
+                table.put_item(Item=item)
             params = {k: v for k, v in case.items() if k != "item"}
             try:
                 outcomes.append(table.update_item(Key=key, ReturnValues="ALL_NEW", **params)["Attributes"])
@@ -523,23 +555,21 @@ def _set_outcomes(cases: list[dict[str, Any]]) -> list[Any]:
     return outcomes
 
 
-def test_set_only_updates_validate_and_apply_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The direct validation of SET-only expressions answers what moto's ten passes answer: the same new
-    items and the same errors, over random expressions; the direct path really ran."""
+def test_update_expressions_validate_by_plan_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation by plan (each pass's nodes known from the parsed tree) answers what moto's ten walks
+    answer: the same new items and the same errors, over random expressions of every clause; the plans
+    really ran."""
     import random
 
-    cases = _random_sets(random.Random(5))
-    plain = _set_outcomes(cases)
+    cases = _random_updates(random.Random(5))
+    plain = _update_outcomes(cases)
     planned: list[Any] = []
-    positions = moto_patches._set_action_positions
-    monkeypatch.setattr(
-        moto_patches, "_set_action_positions", lambda *args: planned.append(positions(*args)) or planned[-1]
-    )
+    plan = moto_patches._validation_plan
+    monkeypatch.setattr(moto_patches, "_validation_plan", lambda *args: planned.append(plan(*args)) or planned[-1])
     with moto_patches.patched():
-        fast = [_set_outcomes(cases), _set_outcomes(cases)]  # planned, then served from the memo
+        fast = [_update_outcomes(cases), _update_outcomes(cases)]  # planned, then served from the memo
     assert fast == [plain, plain]
-    assert sum(plan is not None for plan in planned) > 50  # the direct path validated most expressions
+    assert len(planned) > 100 and any(p.functions for p in planned) and any(p.operations for p in planned)
     errors = {outcome.split("operation: ")[-1][:40] for outcome in plain if isinstance(outcome, str)}
-    assert len(errors) >= 6  # undefined values, overlaps, key attributes, reserved words, bad paths, ...
-    assert sum(isinstance(outcome, str) for outcome in plain) > 30
-    assert sum(isinstance(outcome, dict) for outcome in plain) > 30
+    assert len(errors) >= 8  # undefined values, overlaps, key attributes, reserved words, bad paths, types...
+    assert sum(isinstance(outcome, dict) for outcome in plain) > 60

@@ -49,6 +49,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import dataclasses
 import functools
 import json
 import pickle
@@ -1032,7 +1033,7 @@ def _install_update_validator_speedups(patches: _Patches) -> None:
         lambda check: (_names_key(check.expression_attribute_names), tuple(check.table_key_attributes)),
     )
     patches.replace(_module(_DYNAMODB_VALIDATORS), "deepcopy", _copy_tree)
-    _validate_set_actions_directly(patches)
+    _validate_by_plan(patches)
 
 
 # Operations whose moto results are plain data in DynamoDB's JSON wire shape (see _install_dynamodb_speedups).
@@ -1085,50 +1086,77 @@ def hooked(
                 callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = previous_poll
 
 
-_set_plans: dict[int, tuple[tuple[int, ...], ...] | None] = {}  # id(parsed expression) -> its SET actions
+Position = tuple[int, ...]  # child indexes from the root of an update expression's tree
 
 
-def _set_action_positions(root: Any, nodes: Any) -> tuple[tuple[int, ...], ...] | None:
-    """Where the actions of a SET-only update expression are (child indexes from the root, in tree order),
-    or None for any other expression: one SET clause whose actions assign a placeholder value to a path."""
-    containers = (nodes.UpdateExpression, nodes.UpdateExpressionSetClause, nodes.UpdateExpressionSetActions)
-    path_parts = (
-        nodes.ExpressionAttribute,
-        nodes.ExpressionAttributeName,
-        nodes.ExpressionPathDescender,
-        nodes.ExpressionSelector,
+@dataclasses.dataclass(frozen=True)
+class _ValidationPlan:
+    """The nodes each value-dependent pass of moto's update validator processes, in the order its walk
+    processes them, as positions in the parsed tree (the same in every copy). A pass replaces only the
+    nodes it processes, in place, so the positions of the nodes a later pass processes still hold: none
+    of them lies under a node an earlier pass replaced (values and paths are leaves of that kind; the
+    values ``ExecuteOperations`` computes are those outside functions, which the function pass replaces)."""
+
+    values: tuple[Position, ...]  # ExpressionAttributeValueProcessor
+    resolving: tuple[tuple[str, Position, int], ...]  # ("child", action, index) hook calls, ("node", at, -1)
+    functions: tuple[Position, ...]  # UpdateExpressionFunctionEvaluator (post-order: inner functions first)
+    operations: tuple[Position, ...]  # ExecuteOperations
+    set_actions: tuple[Position, ...]  # TypeMismatchValidator, EmptyStringKeyValueValidator
+
+
+_plans: dict[int, _ValidationPlan] = {}  # id(parsed update expression) -> its plan
+
+
+def _validation_plan(root: Any, nodes: Any, passes: list[Any]) -> _ValidationPlan:
+    """Walk the parsed tree once as each pass's walk would (children first, the hook before each child)."""
+    values_pass, resolving_pass = passes[3], passes[4]
+    action_types = (
+        nodes.UpdateExpressionSetAction,
+        nodes.UpdateExpressionRemoveAction,
+        nodes.UpdateExpressionDeleteAction,
+        nodes.UpdateExpressionAddAction,
     )
-    positions: list[tuple[int, ...]] = []
+    values: list[Position] = []
+    resolving: list[tuple[str, Position, int]] = []
+    functions: list[Position] = []
+    operations: list[Position] = []
+    set_actions: list[Position] = []
 
-    def visit(node: Any, where: tuple[int, ...]) -> bool:
+    def visit(node: Any, where: Position, in_function: bool) -> None:
+        if not isinstance(node, nodes.Node):
+            return
         kind = type(node)
-        if kind in containers:
-            return all(visit(child, (*where, i)) for i, child in enumerate(node.children or ()))
-        if kind is not nodes.UpdateExpressionSetAction or len(node.children) != 2:
-            return False
-        path, value = node.children
-        if type(path) is not nodes.UpdateExpressionPath or not all(type(part) in path_parts for part in path.children):
-            return False
-        if type(value) is not nodes.UpdateExpressionValue or len(value.children) != 1:
-            return False
-        if type(value.children[0]) is not nodes.ExpressionAttributeValue:
-            return False
-        positions.append(where)
-        return True
+        inside = in_function or issubclass(kind, nodes.UpdateExpressionFunction)
+        for i, child in enumerate(node.children or ()):
+            if isinstance(node, action_types):  # the resolving pass's hook acts on these parents only
+                resolving.append(("child", where, i))
+            visit(child, (*where, i), inside)
+        if issubclass(kind, values_pass.nodes_to_be_processed()):
+            values.append(where)
+        if issubclass(kind, resolving_pass.nodes_to_be_processed()):
+            resolving.append(("node", where, -1))
+        if issubclass(kind, nodes.UpdateExpressionFunction):
+            functions.append(where)
+        if issubclass(kind, nodes.UpdateExpressionValue) and not in_function:
+            operations.append(where)
+        if issubclass(kind, nodes.UpdateExpressionSetAction):
+            set_actions.append(where)
 
-    return tuple(positions) if visit(root, ()) and positions else None
+    visit(root, (), False)
+    return _ValidationPlan(tuple(values), tuple(resolving), tuple(functions), tuple(operations), tuple(set_actions))
 
 
-def _validate_set_actions_directly(patches: _Patches) -> None:
+def _validate_by_plan(patches: _Patches) -> None:
     """moto validates an update expression with ten passes over its whole tree, each visiting every node
-    to process a few kinds. For a SET-only expression (``SET a = :a, #b = :b, c.d[0] = :c``, most of the
-    local scheduler's and monitor's writes) the nodes each pass processes are known from the parsed tree:
-    the same moto processors process the same nodes in the same order, pass after pass (so the same
-    values, paths and errors come out), without the walks in between. Any other expression, or a
-    validator with other passes, is validated by moto's walks as before."""
+    to process a few kinds. The nodes each value-dependent pass processes are known from the parsed tree
+    (``_ValidationPlan``): the same moto processors process the same nodes in the same order, pass after
+    pass (so the same values, paths and errors come out), without the walks in between. The structure
+    passes run as before (memoised); the check for paths that do not exist walks the tree, as moto's,
+    whenever the resolving pass produced one. A validator with other passes is moto's own."""
     nodes, validators = _module(_DYNAMODB_AST), _module(_DYNAMODB_VALIDATORS)
     validator_cls = validators.UpdateExpressionValidator
     original = validator_cls.validate
+    base_pre = nodes.DepthFirstTraverser.pre_processing_of_child
     expected_passes = (
         validators.ActionCountValidator,
         validators.OverlappingPathsValidator,
@@ -1141,6 +1169,23 @@ def _validate_set_actions_directly(patches: _Patches) -> None:
         validators.TypeMismatchValidator,
         validators.EmptyStringKeyValueValidator,
     )
+    hooks_as_planned = all(
+        cls.pre_processing_of_child is base_pre
+        for cls in expected_passes
+        if cls is not validators.ExpressionAttributeResolvingProcessor
+    )
+
+    def finder(tree: Any) -> Callable[[Position], Any]:
+        """The node at a position of the tree as it is now (prefixes remembered: positions share them)."""
+        found: dict[Position, Any] = {(): tree}
+
+        def at(where: Position) -> Any:
+            node = found.get(where)
+            if node is None:
+                node = found[where] = at(where[:-1]).children[where[-1]]
+            return node
+
+        return at
 
     def replace(node: Any, processed: Any) -> Any:  # what the walk does with a processed node
         parent = node.parent
@@ -1153,44 +1198,36 @@ def _validate_set_actions_directly(patches: _Patches) -> None:
     def validate(self: Any) -> Any:
         tree = self.node_to_validate
         source = _copied_from.get(tree)
-        if source is None or tuple(type(p) for p in self.processors) != expected_passes:
-            return original(self)
-        if source not in _set_plans:
-            _set_plans[source] = _set_action_positions(_ast_blobs[source][0], nodes)
-        plan = _set_plans[source]
-        if plan is None:
-            return original(self)
         passes: list[Any] = list(self.processors)
-        structure = passes[:3]
-        values, resolving, _functions, none_existing, operations, type_check, empty_check = passes[3:]
-        for check in structure:  # the structure-only passes (memoised per expression, names and keys)
+        if source is None or not hooks_as_planned or tuple(type(p) for p in passes) != expected_passes:
+            return original(self)
+        plan = _plans.get(source)
+        if plan is None:
+            plan = _plans[source] = _validation_plan(_ast_blobs[source][0], nodes, passes)
+        values, resolving, functions, none_existing, operations, type_check, empty_check = passes[3:]
+        for check in passes[:3]:  # the structure-only passes (memoised per expression, names and keys)
             tree = check.traverse(tree)
-        actions = []
-        for where in plan:
-            node = tree
-            for i in where:
-                node = node.children[i]
-            actions.append(node)
-        for action in actions:  # ExpressionAttributeValueProcessor: each value placeholder
-            value = action.children[1]
-            replace(value.children[0], values.process(value.children[0]))
-        resolved = []
-        for action in actions:  # ExpressionAttributeResolvingProcessor: each target path, then its action
-            resolving.pre_processing_of_child(action, 0)
-            path = action.children[0]
-            resolved.append(replace(path, resolving.process(path)))
-            resolving.pre_processing_of_child(action, 1)
-            replace(action, resolving.process(action))
-        # UpdateExpressionFunctionEvaluator: no function in a SET-only expression.
-        for node in resolved:  # NoneExistingPathChecker: a target path resolves to itself or raised
-            if isinstance(node, nodes.NoneExistingPath):
-                none_existing.process(node)
-        for action in actions:  # ExecuteOperations: each value becomes its typed value
-            replace(action.children[1], operations.process(action.children[1]))
+        # Each pass finds its nodes before it replaces any: none of them lies under another it replaces.
+        for node in [at(where) for at in [finder(tree)] for where in plan.values]:
+            replace(node, values.process(node))
+        missing_path = False
+        at = finder(tree)
+        for step, node, child in [(step, at(where), child) for step, where, child in plan.resolving]:
+            if step == "child":
+                resolving.pre_processing_of_child(node, child)
+            else:
+                missing_path |= isinstance(replace(node, resolving.process(node)), nodes.NoneExistingPath)
+        for node in [at(where) for at in [finder(tree)] for where in plan.functions]:
+            replace(node, functions.process(node))
+        if missing_path:  # a path that does not exist may still be in the tree: moto's walk finds it
+            tree = none_existing.traverse(tree)
+        for node in [at(where) for at in [finder(tree)] for where in plan.operations]:
+            replace(node, operations.process(node))
+        actions = [at(where) for at in [finder(tree)] for where in plan.set_actions]
         for check in (type_check, empty_check):
-            for action in actions:
-                replace(action, check.process(action))
+            for node in actions:
+                replace(node, check.process(node))
         return tree
 
     patches.replace(validator_cls, "validate", validate)
-    patches.forget(_set_plans)
+    patches.forget(_plans)
