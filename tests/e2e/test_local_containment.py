@@ -4,6 +4,7 @@ left from the run."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -110,6 +111,7 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     def during(_: dict[str, Any]) -> None:  # what the run installs, seen while it goes
         seen.setdefault("patches", stepspot_patches())
         seen.setdefault("stdout", sys.stdout)
+        seen.setdefault("collector", (gc.isenabled(), gc.get_freeze_count()))
 
     # When a workflow runs locally
     path = write_workflow([sleep_task("a"), sleep_task("b", depends_on=["a"])], "contained")
@@ -119,6 +121,9 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     # Then moto was patched and stdout routed while it ran
     assert "DynamoDBBackend.put_item" in seen["patches"] and "retrier_decl.time" in seen["patches"]
     assert isinstance(seen["stdout"], OutputRouter)
+    # and the set-up's objects frozen out of the collections, the collector on
+    enabled, frozen = seen["collector"]
+    assert enabled and frozen > 100_000
     # and afterwards moto is unpatched, stdout and every handler logger's stream are what they were,
     assert stepspot_patches() == []
     assert sys.stdout is stdout
@@ -130,6 +135,8 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     assert boto3.DEFAULT_SESSION is session
     assert logging.getLogger("werkzeug").level == werkzeug_level
     assert __import__("warnings").filters == filters
+    # the collector is on with nothing frozen, as before,
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     # and no handler holds a cache built for the run
     for module_name in FUNCTIONS.values():
         for value in vars(sys.modules[module_name]).values():
@@ -174,3 +181,22 @@ def test_every_handler_cache_is_reset_through_the_registry(monkeypatch: pytest.M
         (value.__qualname__ for value in cached), 0
     )
     assert not _plans._headers and not _plans._shards
+
+
+def test_the_collector_is_left_as_it_was_found() -> None:
+    """Off during a run's set-up, frozen objects after it; on exit, on or off as it was, nothing frozen."""
+    from stepspot.local.contained import collected_after_setup
+
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            with collected_after_setup() as setup_done:
+                assert not gc.isenabled()  # the set-up's long-lived objects are not scanned
+                setup_done()
+                assert gc.isenabled() is enabled and gc.get_freeze_count() > 0
+            assert gc.isenabled() is enabled and gc.get_freeze_count() == 0
+            with pytest.raises(RuntimeError), collected_after_setup():  # a failed set-up puts it back too
+                raise RuntimeError("set-up failed")
+            assert gc.isenabled() is enabled and gc.get_freeze_count() == 0
+        finally:
+            gc.enable()

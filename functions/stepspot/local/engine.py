@@ -38,7 +38,7 @@ from stepspot.events import SFN_EXECUTION_STATUS_CHANGE
 from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
-from stepspot.local.contained import contained
+from stepspot.local.contained import collected_after_setup, contained
 from stepspot.local.direct_calls import direct_calls
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
@@ -197,6 +197,7 @@ class LocalEngine:
         mock = None
         process = contextlib.ExitStack()  # what the run changes in this process, undone last (local.contained)
         try:
+            setup_done = process.enter_context(collected_after_setup())
             router = process.enter_context(contained(env, run_dir / "lambdas.log"))
             _configure_moto(endpoint)
             # The Lambdas call the same backends in-process (5x faster than HTTP); the job subprocesses
@@ -257,6 +258,7 @@ class LocalEngine:
                 direct_calls(handler_session.events),
                 direct_calls(session.events),
             ):
+                setup_done()
                 execution = self._execute(session, resources, plan, source, loaded, bus)
                 if self._interrupted.is_set():
                     batch.close()  # no job outlives an interrupted run
