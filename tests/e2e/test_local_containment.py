@@ -15,6 +15,7 @@ import boto3
 import pytest
 from local_helpers import sleep_task
 
+from stepspot.local.contained import RUN_GC_THRESHOLD
 from stepspot.local.lambdas import FUNCTIONS, OutputRouter
 
 _MOTO_STATE_TASK = "moto.stepfunctions.parser.asl.component.state"
@@ -106,12 +107,13 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     streams = _handler_streams()
     werkzeug_level = logging.getLogger("werkzeug").level
     filters = list(__import__("warnings").filters)
+    thresholds_before = gc.get_threshold()
     seen: dict[str, Any] = {}
 
     def during(_: dict[str, Any]) -> None:  # what the run installs, seen while it goes
         seen.setdefault("patches", stepspot_patches())
         seen.setdefault("stdout", sys.stdout)
-        seen.setdefault("collector", (gc.isenabled(), gc.get_freeze_count()))
+        seen.setdefault("collector", (gc.isenabled(), gc.get_freeze_count(), gc.get_threshold()))
 
     # When a workflow runs locally
     path = write_workflow([sleep_task("a"), sleep_task("b", depends_on=["a"])], "contained")
@@ -122,8 +124,8 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     assert "DynamoDBBackend.put_item" in seen["patches"] and "retrier_decl.time" in seen["patches"]
     assert isinstance(seen["stdout"], OutputRouter)
     # and the set-up's objects frozen out of the collections, the collector on
-    enabled, frozen = seen["collector"]
-    assert enabled and frozen > 100_000
+    enabled, frozen, thresholds = seen["collector"]
+    assert enabled and frozen > 100_000 and thresholds[0] == RUN_GC_THRESHOLD
     # and afterwards moto is unpatched, stdout and every handler logger's stream are what they were,
     assert stepspot_patches() == []
     assert sys.stdout is stdout
@@ -136,7 +138,7 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     assert logging.getLogger("werkzeug").level == werkzeug_level
     assert __import__("warnings").filters == filters
     # the collector is on with nothing frozen, as before,
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds_before
     # and no handler holds a cache built for the run
     for module_name in FUNCTIONS.values():
         for value in vars(sys.modules[module_name]).values():
@@ -190,11 +192,13 @@ def test_the_collector_is_left_as_it_was_found() -> None:
     for enabled in (True, False):
         (gc.enable if enabled else gc.disable)()
         try:
+            thresholds = gc.get_threshold()
             with collected_after_setup() as setup_done:
                 assert not gc.isenabled()  # the set-up's long-lived objects are not scanned
                 setup_done()
                 assert gc.isenabled() is enabled and gc.get_freeze_count() > 0
-            assert gc.isenabled() is enabled and gc.get_freeze_count() == 0
+                assert gc.get_threshold() == (RUN_GC_THRESHOLD, *thresholds[1:])
+            assert gc.isenabled() is enabled and gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
             with pytest.raises(RuntimeError), collected_after_setup():  # a failed set-up puts it back too
                 raise RuntimeError("set-up failed")
             assert gc.isenabled() is enabled and gc.get_freeze_count() == 0

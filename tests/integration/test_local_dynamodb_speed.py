@@ -465,11 +465,13 @@ def test_results_become_the_plain_data_moto_makes() -> None:
         {"Items": items, "Count": 30, "ScannedCount": Decimal("30"), "LastEvaluatedKey": {"pk": {"S": "p1"}}},
         {"Attributes": items[1].to_json()["Attributes"], "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}},
         {"Table": {"CreationDateTime": datetime.datetime(2026, 1, 2), "ItemCount": 0, "Flags": [True, None, b"x"]}},
+        {"Values": [DynamoType(_attribute(rng)) for _ in range(60)]},  # bare typed values, binary ones included
     ]
     expected = [utilities.dynamo_to_dict(result) for result in results]
     with moto_patches.patched():
         assert utilities.dynamo_to_dict.__module__ == moto_patches.__name__
         assert [utilities.dynamo_to_dict(result) for result in results] == expected
+    assert {kind for value in expected[4]["Values"] for kind in value} >= {"S", "N", "B", "BS", "M", "L", "SS"}
     binary = [value for item in expected[1]["Items"] for value in item["Attributes"].values() if "B" in value]
     assert binary and all(isinstance(value["B"], bytes) for value in binary)  # moto's bytes, not base64 text
 

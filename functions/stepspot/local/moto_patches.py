@@ -759,11 +759,13 @@ def _find_clauses_once(patches: _Patches) -> None:
 def _results_to_dicts_in_one_walk(patches: _Patches) -> None:
     """moto turns each DynamoDB result into plain data with ``dynamo_to_dict``, which asks every string and
     number of the result whether it is a datetime, a ``DynamoType`` and has ``to_json``. Strings, numbers,
-    booleans, None, dicts and lists (all of them, for an item already in JSON) are answered here, the
-    same; anything else goes to moto's function (whose own recursion comes back here)."""
+    booleans, None, dicts, lists and non-binary ``DynamoType`` values (all of an item's, but its binary
+    ones) are answered here, the same; anything else goes to moto's function (whose own recursion comes
+    back here)."""
     utilities = _module(_DYNAMODB_UTILITIES)
     original = utilities.dynamo_to_dict
     plain = (str, int, float, bool, type(None))
+    dynamo_type = _module(_DYNAMODB_TYPES).DynamoType
 
     def dynamo_to_dict(obj: Any) -> Any:
         kind = type(obj)
@@ -773,6 +775,8 @@ def _results_to_dicts_in_one_walk(patches: _Patches) -> None:
             return {key: dynamo_to_dict(value) for key, value in obj.items()}
         if kind is list:
             return [dynamo_to_dict(value) for value in obj]
+        if kind is dynamo_type and obj.type != "B" and obj.type != "BS":  # binary: moto decodes base64
+            return {obj.type: dynamo_to_dict(obj.value)}
         return original(obj)
 
     patches.replace(utilities, "dynamo_to_dict", dynamo_to_dict)
