@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import filesize
 from rich.console import Group
@@ -31,11 +31,16 @@ from stepspot.cli.data_checks import planned_shared_filesystem, refuses_missing_
 from stepspot.cli.output import console, end_process, err_console
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
+from stepspot.local.runner import bundle_checked_meanwhile
 from stepspot.policy import load_policy_file
 from stepspot.report.text import cost_line
 from stepspot.run_health import seconds_list
 from stepspot.scheduler import TaskState
 from stepspot.state_items import Task
+
+if TYPE_CHECKING:
+    from stepspot.policy import Policy
+    from stepspot.workflow import LoadedWorkflow
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATE_STYLES = {
@@ -49,7 +54,6 @@ STATE_STYLES = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from stepspot.local.engine import LocalEngine, LocalOptions, LocalRunError
     from stepspot.workflow import load_workflow_file
 
     source = Path(args.file)
@@ -74,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
             err_console.print(f"stepspot: {exc.message}", highlight=False, soft_wrap=True)
             return EXIT_USAGE
     policy = load_policy_file(args.policy) if args.policy else None
+    with bundle_checked_meanwhile():  # the runner bundle's check runs while the engine is imported
+        return _run(args, source, loaded, policy)
+
+
+def _run(args: argparse.Namespace, source: Path, loaded: LoadedWorkflow, policy: Policy | None) -> int:
+    from stepspot.local.engine import LocalEngine, LocalOptions, LocalRunError
+
     options = LocalOptions(
         faults=Faults(
             spot_interruption_rate=args.spot_interruptions,
