@@ -429,7 +429,7 @@ def _conditional_answers() -> list[Any]:
 
 
 def test_conditions_old_values_and_streams_are_moto_s() -> None:
-    """A condition parsed once per request, the old item read without a deep copy, and no copy for a table
+    """A condition parsed once per text, names and values, the old item read without a deep copy, and no copy for a table
     without a stream answer what moto answers: every ReturnValues, failed conditions with the old item,
     transactions (one cancelled and undone), and a stream's old and new images."""
     plain = _conditional_answers()

@@ -626,7 +626,7 @@ def _install_dynamodb_speedups(patches: _Patches, models: Any) -> None:
     _lex_conditions_once(patches)
     _find_clauses_once(patches)
     _results_to_dicts_in_one_walk(patches)
-    _parse_conditions_once_per_request(patches)
+    _parse_conditions_once(patches)
     _copy_items_only_when_read(patches, models)
     patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
     patches.forget(_structure_passed)
@@ -783,36 +783,43 @@ def _results_to_dicts_in_one_walk(patches: _Patches) -> None:
     patches.replace(_module(_DYNAMODB_RESPONSES), "dynamo_to_dict", dynamo_to_dict)
 
 
-def _parse_conditions_once_per_request(patches: _Patches) -> None:
-    """One request parses its condition expression once: moto parses an UpdateItem's condition in its
-    response layer (to check the names and values used) and again in the backend (to evaluate it), and a
-    transaction item's three times. The parsed operator tree is immutable (evaluation reads the item and
-    the tree) and is a function of the text, the names and the values: a parse with the very same text and
-    the same name and value mappings (the same dict objects, held here so their ids stay theirs, as one
-    request passes them along) gets the earlier tree and the same lists of names and values found. A
-    condition that does not parse raises every time."""
+def _parse_conditions_once(patches: _Patches) -> None:
+    """A condition expression is parsed once per text, names and values: moto parses an UpdateItem's
+    condition twice per request (its response layer checks the names and values used, the backend
+    evaluates it) and a transaction item's three times, and the scheduler's conditions recur with the same
+    values (``attribute_not_exists(pk)``, ``#s = :wf_running AND #r < :max``). The parsed operator tree is
+    a function of those three and immutable (evaluating it reads the item and the tree); each parse gets
+    the same lists of names and values found. Values JSON cannot hold (binary) are parsed every time, and
+    a condition that does not parse raises every time."""
     parser_cls = _module(_DYNAMODB_COMPARISONS).ConditionExpressionParser
     original = parser_cls.parse
-    per_thread = threading.local()  # each request runs in one thread; the memo stays small
+    parsed: dict[tuple[str, str, str], tuple[Any, tuple[str, ...], tuple[str, ...]]] = {}
 
     def parse(self: Any) -> Any:
-        names, values = self.expression_attribute_names, self.expression_attribute_values
-        memo: collections.OrderedDict[tuple[Any, int, int], tuple[Any, ...]] | None = getattr(per_thread, "memo", None)
-        if memo is None:
-            memo = per_thread.memo = collections.OrderedDict()
-        key = (self.condition_expression, id(names), id(values))
-        hit = memo.get(key)
-        if hit is not None and hit[0] is names and hit[1] is values:
-            self.expr_attr_names_found = list(hit[3])
-            self.expr_attr_values_found = list(hit[4])
-            return hit[2]
+        text = self.condition_expression
+        if not text:
+            return original(self)
+        try:
+            key = (
+                text,
+                json.dumps(self.expression_attribute_names, sort_keys=True),
+                json.dumps(self.expression_attribute_values, sort_keys=True),
+            )
+        except (TypeError, ValueError):
+            return original(self)
+        hit = parsed.get(key)
+        if hit is not None:
+            self.expr_attr_names_found = list(hit[1])
+            self.expr_attr_values_found = list(hit[2])
+            return hit[0]
         tree = original(self)
-        memo[key] = (names, values, tree, tuple(self.expr_attr_names_found), tuple(self.expr_attr_values_found))
-        if len(memo) > 32:
-            memo.popitem(last=False)
+        if len(parsed) >= 2048:
+            parsed.clear()
+        parsed[key] = (tree, tuple(self.expr_attr_names_found), tuple(self.expr_attr_values_found))
         return tree
 
     patches.replace(parser_cls, "parse", parse)
+    patches.forget(parsed)
 
 
 class _ItemSnapshot:
