@@ -429,9 +429,9 @@ def _conditional_answers() -> list[Any]:
 
 
 def test_conditions_old_values_and_streams_are_moto_s() -> None:
-    """A condition parsed once per text, names and values, the old item read without a deep copy, and no copy for a table
-    without a stream answer what moto answers: every ReturnValues, failed conditions with the old item,
-    transactions (one cancelled and undone), and a stream's old and new images."""
+    """A condition parsed once per text, names and values, the old item read without a deep copy, and no
+    copy for a table without a stream answer what moto answers: every ReturnValues, failed conditions with
+    the old item, transactions (one cancelled and undone), and a stream's old and new images."""
     plain = _conditional_answers()
     with moto_patches.patched():
         fast = [_conditional_answers(), _conditional_answers()]  # parsed, then served from the memos
