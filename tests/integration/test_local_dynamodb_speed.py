@@ -1,4 +1,4 @@
-"""Local mode's DynamoDB speed-ups (stepspot.local.moto_patches) answer exactly what moto answers: a
+"""Local mode's DynamoDB speed-ups (stepspot.local.moto_dynamodb) answer exactly what moto answers: a
 table query that reads only its partition, an update expression parsed once."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from stepspot.local import moto_patches
+from stepspot.local import moto_dynamodb, moto_patches
 from stepspot.local.resources import create_table
 
 
@@ -221,12 +221,15 @@ def test_update_expressions_validate_and_apply_as_moto_does() -> None:
     with mock_aws():
         plain = _updates(_fresh_table("u"))
     with moto_patches.patched(), mock_aws():
-        assert ast_nodes.DepthFirstTraverser.traverse_node_recursively.__module__ == moto_patches.__name__
+        assert ast_nodes.DepthFirstTraverser.traverse_node_recursively.__module__ == moto_dynamodb.__name__
         assert validators.deepcopy is not __import__("copy").deepcopy
         fast = [_updates(_fresh_table("u1")), _updates(_fresh_table("u2"))]  # parsed, then served from the cache
     assert fast == [plain, plain]
     assert not (
-        moto_patches._ast_blobs or moto_patches._structure_passed or moto_patches._tree_classes
+        moto_dynamodb._ast_blobs
+        or moto_dynamodb._structure_passed
+        or moto_dynamodb._tree_classes
+        or moto_dynamodb._plans
     )  # memos end with the run
     assert sum(isinstance(answer, str) for answer in plain) == 6  # the error cases really fail
     assert "t2" in plain[0]["tags"] and plain[2]["l"] == [1, 2]
@@ -283,7 +286,7 @@ def test_item_sizes_are_moto_s_and_the_limit_still_refuses() -> None:
     attributes = [_attribute(rng) for _ in range(400)]
     expected = [DynamoType(a).size() for a in attributes]  # moto's own rules
     with moto_patches.patched():
-        assert DynamoType.size.__module__ == moto_patches.__name__  # the fast rules are the ones compared
+        assert DynamoType.size.__module__ == moto_dynamodb.__name__  # the fast rules are the ones compared
         assert [DynamoType(a).size() for a in attributes] == expected
         patched_outcomes = _limit_outcomes()
     assert [DynamoType(a).size() for a in attributes] == expected
@@ -469,7 +472,7 @@ def test_results_become_the_plain_data_moto_makes() -> None:
     ]
     expected = [utilities.dynamo_to_dict(result) for result in results]
     with moto_patches.patched():
-        assert utilities.dynamo_to_dict.__module__ == moto_patches.__name__
+        assert utilities.dynamo_to_dict.__module__ == moto_dynamodb.__name__
         assert [utilities.dynamo_to_dict(result) for result in results] == expected
     assert {kind for value in expected[4]["Values"] for kind in value} >= {"S", "N", "B", "BS", "M", "L", "SS"}
     binary = [value for item in expected[1]["Items"] for value in item["Attributes"].values() if "B" in value]
@@ -566,8 +569,8 @@ def test_update_expressions_validate_by_plan_as_moto_does(monkeypatch: pytest.Mo
     cases = _random_updates(random.Random(5))
     plain = _update_outcomes(cases)
     planned: list[Any] = []
-    plan = moto_patches._validation_plan
-    monkeypatch.setattr(moto_patches, "_validation_plan", lambda *args: planned.append(plan(*args)) or planned[-1])
+    plan = moto_dynamodb._validation_plan
+    monkeypatch.setattr(moto_dynamodb, "_validation_plan", lambda *args: planned.append(plan(*args)) or planned[-1])
     with moto_patches.patched():
         fast = [_update_outcomes(cases), _update_outcomes(cases)]  # planned, then served from the memo
     assert fast == [plain, plain]

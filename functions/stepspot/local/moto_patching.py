@@ -1,0 +1,68 @@
+"""What patches moto for a local run and what its parts share: the undo log of one ``patched()`` scope,
+moto's modules by name, the refusal when moto's internals moved, a fast copy of JSON data.
+
+``moto_patches`` (the Step Functions interpreter, Lambda, per-call costs) and ``moto_dynamodb`` (DynamoDB)
+patch moto through these; neither imports the other's internals.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+CORE_RESPONSES = "moto.core.responses"
+
+
+class PatchPointMissing(RuntimeError):
+    """moto's internals moved: the local engine's hooks would silently stop working."""
+
+
+def moto_module(name: str) -> Any:
+    return importlib.import_module(name)
+
+
+class Patches:
+    """What one ``patched()`` scope replaced in moto, to put moto's own back when it ends."""
+
+    _MISSING = object()
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def replace(self, owner: Any, name: str, value: Any) -> None:
+        """``setattr(owner, name, value)``, undone later (an attribute the class only inherited is deleted
+        again rather than copied down)."""
+        previous = vars(owner).get(name, self._MISSING)
+        setattr(owner, name, value)
+        if previous is self._MISSING:
+            self._undo.append(lambda: delattr(owner, name))
+        else:
+            self._undo.append(lambda: setattr(owner, name, previous))
+
+    def forget(self, memo: dict[Any, Any] | set[Any]) -> None:
+        """Empty a memo of this scope when it ends (what it holds belongs to this run's patches)."""
+        self._undo.append(memo.clear)
+
+    def extend(self, target: set[str], items: set[str]) -> None:
+        added = items - target
+        target.update(added)
+        self._undo.append(lambda: target.difference_update(added))
+
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+def json_data_copy(value: Any, memo: Any = None) -> Any:
+    """A deep copy of JSON data (dicts, lists, strings, numbers, booleans, None); anything else inside is
+    copied by ``copy.deepcopy``. JSON values have no identity, so no memo of shared objects is kept."""
+    kind = type(value)
+    if kind is dict:
+        return {key: json_data_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [json_data_copy(item) for item in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
