@@ -173,6 +173,23 @@ def test_sessions_share_one_data_loader_only_while_patched():
     assert after[0] is not after[1] and after[0] is not during[0]
 
 
+def test_services_are_listed_as_botocore_lists_them_in_one_scan() -> None:
+    """The one-scan listing gives botocore's answer for every kind of data file (boto3's resources too)."""
+    import os
+
+    from botocore.loaders import Loader
+
+    paths = [os.path.join(os.path.dirname(m.__file__), "data") for m in (__import__("botocore"), boto3)]
+    kinds = ["service-2", "paginators-1", "waiters-2", "endpoint-rule-set-1", "resources-1", "examples-1", "none-9"]
+    plain = {kind: Loader(extra_search_paths=paths).list_available_services(kind) for kind in kinds}
+    with moto_patches.patched():
+        assert Loader.list_available_services.__module__ == moto_patches.__name__
+        scanned = Loader(extra_search_paths=paths)
+        assert {kind: scanned.list_available_services(kind) for kind in kinds} == plain
+    assert len(plain["service-2"]) > 300 and plain["resources-1"] and plain["none-9"] == []
+    assert Loader.list_available_services.__module__ != moto_patches.__name__
+
+
 @pytest.mark.parametrize(("final", "status"), [({"Type": "Succeed"}, "SUCCEEDED"), ({"Type": "Fail"}, "FAILED")])
 def test_the_engine_hears_each_execution_end_with_its_status_and_input(final: dict[str, Any], status: str):
     # Given the engine listening for execution ends (it publishes them as Step Functions does to EventBridge)

@@ -40,11 +40,14 @@ back, so the rest of the process (the integration tests) uses the pinned moto un
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
+import os
 import string
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -79,6 +82,7 @@ _CUSTOM_ERROR = "moto.stepfunctions.parser.asl.component.common.error_name.custo
 _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _BOTOCORE_USERAGENT = "botocore.useragent"
 _BOTOCORE_SESSION = "botocore.session"
+_BOTOCORE_LOADERS = "botocore.loaders"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
@@ -287,6 +291,51 @@ def _share_botocore_loaders(patches: Patches) -> None:
     shared by every client of its session already, so sharing it across sessions changes nothing else."""
     session_module = moto_module(_BOTOCORE_SESSION)
     patches.replace(session_module, "create_loader", functools.lru_cache(maxsize=None)(session_module.create_loader))
+    _list_services_in_one_scan(patches)
+
+
+def _list_services_in_one_scan(patches: Patches) -> None:
+    """botocore lists the services that have a data file of a kind (``service-2``, ``paginators-1``,
+    ``endpoint-rule-set-1``, ...) by walking every service's API version directories and testing for that
+    file, once per kind: eight walks of 400 services at a local run's start (0.14 s). The same answer from
+    one walk per loader that notes which files each version directory holds (``scandir``: no ``stat`` per
+    file). A loader with another file loader, or a kind whose file is not a plain ``.json``/``.json.gz``
+    name, is listed by botocore's own walk."""
+    loaders = moto_module(_BOTOCORE_LOADERS)
+    for name in ("Loader", "JSONFileLoader", "_JSON_OPEN_METHODS"):
+        if not hasattr(loaders, name):
+            raise PatchPointMissing(f"botocore.loaders.{name} is gone")
+    loader_cls, original = loaders.Loader, loaders.Loader.list_available_services
+    extensions = tuple(loaders._JSON_OPEN_METHODS)
+    kinds_by_loader: weakref.WeakKeyDictionary[Any, dict[str, set[str]]] = weakref.WeakKeyDictionary()
+
+    def scan(loader: Any) -> dict[str, set[str]]:  # data file kind -> services that have one
+        found: dict[str, set[str]] = collections.defaultdict(set)
+        for location in loader._potential_locations():
+            with os.scandir(location) as services:
+                for service in services:
+                    if not service.is_dir():
+                        continue
+                    for version in os.listdir(service.path):
+                        try:
+                            entries = list(os.scandir(os.path.join(service.path, version)))
+                        except (NotADirectoryError, FileNotFoundError):
+                            continue  # botocore's test finds no file under a non-directory either
+                        for entry in entries:
+                            for extension in extensions:
+                                if entry.name.endswith(extension) and entry.is_file():
+                                    found[entry.name[: -len(extension)]].add(service.name)
+        return found
+
+    def list_available_services(self: Any, type_name: str) -> Any:
+        if type(self.file_loader) is not loaders.JSONFileLoader or "/" in type_name or os.sep in type_name:
+            return original(self, type_name)
+        kinds = kinds_by_loader.get(self)
+        if kinds is None:
+            kinds = kinds_by_loader[self] = scan(self)
+        return sorted(kinds.get(type_name, ()))
+
+    patches.replace(loader_cls, "list_available_services", list_available_services)
 
 
 def _apply(patches: Patches) -> None:
