@@ -15,7 +15,7 @@ import boto3
 import pytest
 from local_helpers import sleep_task
 
-from stepspot.local.contained import RUN_GC_THRESHOLD
+from stepspot._gc import RUN_GC_THRESHOLD
 from stepspot.local.lambdas import FUNCTIONS, OutputRouter
 
 _MOTO_STATE_TASK = "moto.stepfunctions.parser.asl.component.state"
@@ -108,6 +108,7 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     werkzeug_level = logging.getLogger("werkzeug").level
     filters = list(__import__("warnings").filters)
     thresholds_before = gc.get_threshold()
+    assert gc.isenabled()  # as in any process (no earlier test left the collector off)
     seen: dict[str, Any] = {}
 
     def during(_: dict[str, Any]) -> None:  # what the run installs, seen while it goes
@@ -187,7 +188,7 @@ def test_every_handler_cache_is_reset_through_the_registry(monkeypatch: pytest.M
 
 def test_the_collector_is_left_as_it_was_found() -> None:
     """Off during a run's set-up, frozen objects after it; on exit, on or off as it was, nothing frozen."""
-    from stepspot.local.contained import collected_after_setup
+    from stepspot._gc import collected_after_setup
 
     for enabled in (True, False):
         (gc.enable if enabled else gc.disable)()

@@ -7,12 +7,12 @@ it), ``mermaid`` for a drawing of the DAG with the critical path highlighted.
 from __future__ import annotations
 
 import argparse
-import gc
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from stepspot._gc import gc_paused
 from stepspot.capacity import MNP, QUEUE_NAMES
 from stepspot.cli.capacity_check import ensure_fits_environment
 from stepspot.cli.output import console, end_process, print_problems
@@ -23,7 +23,11 @@ DEFAULT_MAX_ROWS = 200
 
 
 def run(args: argparse.Namespace) -> int:
-    gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
+    with gc_paused():  # the collector would only re-scan the workflow's millions of objects
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     loaded = load_workflow_file(args.file)
     ensure_fits_environment(loaded, args.env)
     parts = plan_parts(loaded.workflow, graph=loaded.graph)

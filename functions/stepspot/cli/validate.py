@@ -4,10 +4,10 @@ the environment; exit 0 when valid, 2 when not."""
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 
+from stepspot._gc import gc_paused
 from stepspot.cli.capacity_check import ensure_fits_environment
 from stepspot.cli.output import console, end_process, print_problems
 from stepspot.errors import WorkflowValidationError
@@ -17,7 +17,11 @@ EXIT_OK, EXIT_INVALID = 0, 2
 
 
 def run(args: argparse.Namespace) -> int:
-    gc.disable()  # one short process: the collector would only re-scan the workflow's millions of objects
+    with gc_paused():  # the collector would only re-scan the workflow's millions of objects
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         loaded = load_workflow_file(args.file)
         ensure_fits_environment(loaded, args.env)

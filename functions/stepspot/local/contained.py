@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -37,7 +36,6 @@ from stepspot.local.lambdas import FUNCTIONS, OutputRouter
 
 # Loggers of the emulator that speak too much for a user: werkzeug logs one line per request, moto's
 # interpreter logs every ASL-level failure (all handled by Catch) at ERROR.
-RUN_GC_THRESHOLD = 5_000  # allocations between collections of the youngest generation during a run (default 700)
 QUIET_LOGGERS = {"werkzeug": logging.ERROR, "moto.stepfunctions": logging.CRITICAL}
 
 
@@ -106,34 +104,3 @@ def contained(environment: Mapping[str, str], lambda_log: Path) -> Iterator[Outp
         undo.callback(_cache.reset_all)  # the run's clients and settings go with it
         _cache.reset_all()
         yield router
-
-
-@contextlib.contextmanager
-def collected_after_setup() -> Iterator[Callable[[], None]]:
-    """The garbage collector for one local run: off while the run sets up (moto's models, the state
-    machines, the clients: about 300,000 objects that live as long as the run, which five full collections
-    scanned for nothing), then, once the caller says the set-up is done, those objects frozen (left out of
-    the collections of the run: each full collection scanned them again, about 0.2 s each) and the
-    collector on again as before, collecting the youngest objects after 5,000 allocations rather than 700
-    (the run allocates fast: a third of its collection time went to collections that freed little). On
-    exit the objects are unfrozen and the collector is as it was."""
-    was_enabled, thresholds = gc.isenabled(), gc.get_threshold()
-    gc.disable()
-    frozen = False
-
-    def setup_done() -> None:
-        nonlocal frozen
-        gc.freeze()
-        frozen = True
-        gc.set_threshold(RUN_GC_THRESHOLD, *thresholds[1:])
-        if was_enabled:
-            gc.enable()
-
-    try:
-        yield setup_done
-    finally:
-        gc.set_threshold(*thresholds)
-        if frozen:
-            gc.unfreeze()
-        if was_enabled:
-            gc.enable()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from stepspot import asl, call_log
+from stepspot._gc import collected_after_setup
 from stepspot.aws.s3 import definition_key
 from stepspot.capacity import DeploymentCapacity, check_workflow
 from stepspot.capacity_sources import offline_capacity
@@ -38,7 +39,7 @@ from stepspot.events import SFN_EXECUTION_STATUS_CHANGE
 from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import LocalBatch
-from stepspot.local.contained import collected_after_setup, contained
+from stepspot.local.contained import contained
 from stepspot.local.direct_calls import direct_calls
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
