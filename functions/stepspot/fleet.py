@@ -20,7 +20,7 @@ from stepspot import capacity as queues
 from stepspot.agent_exit_codes import EXIT_MISCONFIGURATION
 from stepspot.build_info import VERSION_ENV, deployment_version
 from stepspot.dataflow import DEFAULT_SHARED_MOUNT_PATH
-from stepspot.job_events import CHECKPOINT_ENABLED_VARIABLE, TASK_ID_VARIABLE, WORKFLOW_ID_VARIABLE
+from stepspot.job_environment import CHECKPOINT_ENABLED_VARIABLE, TASK_ID_VARIABLE, WORKFLOW_ID_VARIABLE
 
 if TYPE_CHECKING:  # the breaker (and the policy models it reads) only when a choice is made
     from stepspot.breaker import Admission

@@ -20,10 +20,7 @@ from enum import StrEnum
 
 from stepspot.estimate import PriceTable, task_cost
 from stepspot.events import BatchJobDetail, ExecutionStatusDetail
-
-WORKFLOW_ID_VARIABLE = "STEPSPOT_WORKFLOW_ID"
-TASK_ID_VARIABLE = "STEPSPOT_TASK_ID"
-CHECKPOINT_ENABLED_VARIABLE = "STEPSPOT_CHECKPOINT_ENABLED"  # "true"/"false", set on every job (fleet.py)
+from stepspot.job_environment import CHECKPOINT_ENABLED_VARIABLE, TASK_ID_VARIABLE, WORKFLOW_ID_VARIABLE
 
 SPOT_RECLAIM_REASON = re.compile(r"Host EC2 \(instance (i-[0-9a-f]+)\) terminated")
 

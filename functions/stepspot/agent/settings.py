@@ -20,6 +20,7 @@ from stepspot.agent_exit_codes import EXIT_SPOT_NOTICE as EXIT_SPOT_NOTICE  # 79
 from stepspot.agent_exit_codes import EXIT_STORE_UNAVAILABLE as EXIT_STORE_UNAVAILABLE  # 75, shared too
 from stepspot.checkpointing.model import parse_interval, validate_id
 from stepspot.dataflow import DataflowError, InputSpec, parse_inputs, parse_outputs
+from stepspot.job_environment import CHECKPOINT_ENABLED_VARIABLE, TASK_ID_VARIABLE, WORKFLOW_ID_VARIABLE
 from stepspot.log_events import UNKNOWN_DIMENSION_VALUE
 
 EXIT_USAGE = 64
@@ -149,9 +150,9 @@ def _json_env(name: str) -> object:
 def settings_from(args: argparse.Namespace) -> AgentSettings:
     """Merge flags over environment variables and check each value (AgentExit with the fix)."""
     workflow_id = _required(
-        _env_or(args.workflow_id, "STEPSPOT_WORKFLOW_ID"), "workflow id", "--workflow-id", "STEPSPOT_WORKFLOW_ID"
+        _env_or(args.workflow_id, WORKFLOW_ID_VARIABLE), "workflow id", "--workflow-id", WORKFLOW_ID_VARIABLE
     )
-    task_id = _required(_env_or(args.task_id, "STEPSPOT_TASK_ID"), "task id", "--task-id", "STEPSPOT_TASK_ID")
+    task_id = _required(_env_or(args.task_id, TASK_ID_VARIABLE), "task id", "--task-id", TASK_ID_VARIABLE)
     for kind, value in (("workflow id", workflow_id), ("task id", task_id)):
         try:
             validate_id(kind, value)
@@ -159,7 +160,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
             raise AgentExit(EXIT_USAGE, str(exc)[0].upper() + str(exc)[1:]) from None
     # Only `run` can skip checkpoints (a task with inputs/outputs only); save/restore always need them.
     checkpointing = args.action != "run" or not getattr(args, "no_checkpoint", False)
-    checkpointing = checkpointing and (args.action != "run" or _flag(False, "STEPSPOT_CHECKPOINT_ENABLED", True))
+    checkpointing = checkpointing and (args.action != "run" or _flag(False, CHECKPOINT_ENABLED_VARIABLE, True))
     try:
         inputs = parse_inputs(_json_env("STEPSPOT_INPUTS"))
         outputs = parse_outputs(_json_env("STEPSPOT_OUTPUTS"))

@@ -51,6 +51,7 @@ from typing import Any
 
 from stepspot.events import BATCH_JOB_STATE_CHANGE, SPOT_INTERRUPTION_WARNING
 from stepspot.fleet import runner_invocation, runner_program
+from stepspot.job_environment import CHECKPOINT_ENABLED_VARIABLE, TASK_ID_VARIABLE, WORKFLOW_ID_VARIABLE
 from stepspot.local.events import EventBus
 from stepspot.local.faults import (
     CAPACITY_TIME_LIMIT_SECONDS,
@@ -131,11 +132,11 @@ class LocalJob:
 
     @property
     def task_id(self) -> str:
-        return self.environment.get("STEPSPOT_TASK_ID", "")
+        return self.environment.get(TASK_ID_VARIABLE, "")
 
     @property
     def workflow_id(self) -> str:
-        return self.environment.get("STEPSPOT_WORKFLOW_ID", "")
+        return self.environment.get(WORKFLOW_ID_VARIABLE, "")
 
     @property
     def attempt(self) -> int:
@@ -601,7 +602,7 @@ class LocalBatch:
     @staticmethod
     def _checkpointing(job: LocalJob) -> bool:
         """Whether the job's runner saves checkpoints (the container command and environment say so)."""
-        return runner_program(job.command) is not None and job.environment.get("STEPSPOT_CHECKPOINT_ENABLED") == "true"
+        return runner_program(job.command) is not None and job.environment.get(CHECKPOINT_ENABLED_VARIABLE) == "true"
 
     def _planned_checkpoints(self, job: LocalJob) -> int:
         """Periodic checkpoints a whole run of the job's task saves (0 without the checkpoint agent)."""
