@@ -429,9 +429,9 @@ class _ItemSnapshot:
 
 
 def _copy_items_only_when_read(patches: Patches, models: Any) -> None:
-    """An UpdateItem deep-copied the whole item twice before changing it: the response layer to report the
-    old values (it only reads the copy's ``to_json()``: an ``_ItemSnapshot`` of it is the same data), and
-    the backend for the table's stream (kept without a stream too: no copy then, as nothing reads it)."""
+    """An UpdateItem deep-copied the whole item twice before changing it. The response layer's copy reports
+    the old values, and it reads only the copy's ``to_json()``: an ``_ItemSnapshot`` is the same data. The
+    backend's copy is for the table's stream: on a table without a stream nothing reads it, so none is made."""
     item_cls = moto_module(_DYNAMODB_TYPES).Item
 
     class _SnapshotCopy:
