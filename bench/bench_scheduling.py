@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import sys
@@ -90,8 +89,8 @@ def _payload_10k(side: int = 100) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from stepspot.handlers import _cache
-    from stepspot.local.lambdas import LocalLambda, OutputRouter
+    from stepspot.local.contained import contained
+    from stepspot.local.lambdas import LocalLambda
     from stepspot.local.resources import LocalResources, create
 
     rng = random.Random(3)
@@ -132,93 +131,87 @@ def _payload_10k(side: int = 100) -> dict[str, Any]:
     }
     import os
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     sizes: dict[str, int] = {}
-    try:
-        with mock_aws(), contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
-            session = boto3.session.Session(region_name="us-east-1")
-            from stepspot import asl
+    # As a local run contains its Lambdas (local.contained): their settings in the environment, their log
+    # lines in the run's lambdas.log (not this benchmark's output), handler caches fresh; all undone after.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        contained(env, Path(scratch) / "lambdas.log") as router,
+        mock_aws(),
+    ):
+        session = boto3.session.Session(region_name="us-east-1")
+        from stepspot import asl
 
-            definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()})
-            job_definitions = create(session, resources, definitions)
-            os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
-            os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
-            _cache.reset_all()  # settings, clients and plans of an earlier run in this process
-            router = stack.enter_context(contextlib.closing(OutputRouter(sys.stdout, Path(scratch) / "lambdas.log")))
-            lambdas = LocalLambda(resources.function_arns, router)
-            s3 = session.client("s3")
-            s3.put_object(Bucket=resources.bucket, Key="in/big.json", Body=json.dumps({"name": "big", "tasks": tasks}))
-            execution_input = {"definition_uri": f"s3://{resources.bucket}/in/big.json", "workflow_id": "big"}
-            sizes["workflow execution input"] = len(json.dumps(execution_input))
-            started = time.perf_counter()
-            parsed = lambdas.call("workflow_parser", execution_input)
-            sizes["ParseWorkflow result (before ResultSelector)"] = len(json.dumps(parsed))
-            state = {"workflow_id": parsed["workflow_id"], "plan_uri": parsed["plan_uri"]}
-            start_event = {"action": "start", **state, "task_token": "x" * 600}
-            sizes["StartWorkflow payload"] = len(json.dumps(start_event))
-            result = lambdas.call("scheduler", start_event)
-            sizes["workflow state after StartWorkflow"] = len(json.dumps({**state, "result": result}))
-            sfn = session.client("stepfunctions")
-            listed = sfn.list_executions(stateMachineArn=resources.state_machine_arn("task"), maxResults=1000)
-            arns = [e["executionArn"] for e in listed["executions"]]
-            inputs = [sfn.describe_execution(executionArn=a)["input"] for a in arns[:50]]
-            sizes["task execution input (largest)"] = max(len(i) for i in inputs)
-            task_state = json.loads(inputs[0])
-            job = lambdas.call("attempt_manager", {"action": "choose_capacity", **task_state})
-            with_job = {**task_state, "job": job}
-            sizes["task state after ChooseCapacity"] = len(json.dumps(with_job))
-            cause = json.dumps(
-                {
-                    "JobId": "9f1b2c3d-0000-4000-8000-000000000000",
-                    "JobName": job["job_name"],
-                    "JobQueue": job["queue_arn"],
-                    "Status": "FAILED",
-                    "StatusReason": "Host EC2 (instance i-0123456789abcdef0) terminated.",
-                    "Attempts": [
-                        {
-                            "Container": {
-                                "ContainerInstanceArn": "arn:aws:ecs:us-east-1:123456789012:container-instance/x/"
-                                + "0" * 32,
-                                "LogStreamName": "stepspot/default/" + "0" * 32,
-                                "NetworkInterfaces": [],
-                            },
-                            "StartedAt": 1700000000000,
-                            "StoppedAt": 1700003600000,
-                            "StatusReason": "Host EC2 (instance i-0123456789abcdef0) terminated.",
-                        }
-                    ],
-                    "Container": {
-                        **{k[0].upper() + k[1:]: v for k, v in job["container_overrides"].items()},
-                        "Image": "repo/app:1",
-                        "Vcpus": 1,
-                        "Memory": 2048,
-                        "JobRoleArn": "arn:aws:iam::123456789012:role/job",
-                        "LogStreamName": "stepspot/default/" + "0" * 32,
-                    },
-                    "JobDefinition": job["job_definition_arn"],
-                    "CreatedAt": 1700000000000,
-                    "StartedAt": 1700000000000,
-                    "StoppedAt": 1700003600000,
-                    "Tags": {"workflow": "big"},
-                    "PlatformCapabilities": ["EC2"],
-                }
-            )
-            failed_state = {**with_job, "error": {"Error": "States.TaskFailed", "Cause": cause}}
-            sizes["task state entering ClassifyFailure (real job description)"] = len(json.dumps(failed_state))
-            decision = lambdas.call(
-                "attempt_manager",
-                {"action": "classify_failure", **task_state, "job": job, "error": failed_state["error"]},
-            )
-            sizes["task state after ClassifyFailure"] = len(json.dumps(decision))
-            elapsed = time.perf_counter() - started
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _cache.reset_all()
+        definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()})
+        job_definitions = create(session, resources, definitions)
+        os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
+        os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
+        lambdas = LocalLambda(resources.function_arns, router)
+        s3 = session.client("s3")
+        s3.put_object(Bucket=resources.bucket, Key="in/big.json", Body=json.dumps({"name": "big", "tasks": tasks}))
+        execution_input = {"definition_uri": f"s3://{resources.bucket}/in/big.json", "workflow_id": "big"}
+        sizes["workflow execution input"] = len(json.dumps(execution_input))
+        started = time.perf_counter()
+        parsed = lambdas.call("workflow_parser", execution_input)
+        sizes["ParseWorkflow result (before ResultSelector)"] = len(json.dumps(parsed))
+        state = {"workflow_id": parsed["workflow_id"], "plan_uri": parsed["plan_uri"]}
+        start_event = {"action": "start", **state, "task_token": "x" * 600}
+        sizes["StartWorkflow payload"] = len(json.dumps(start_event))
+        result = lambdas.call("scheduler", start_event)
+        sizes["workflow state after StartWorkflow"] = len(json.dumps({**state, "result": result}))
+        sfn = session.client("stepfunctions")
+        listed = sfn.list_executions(stateMachineArn=resources.state_machine_arn("task"), maxResults=1000)
+        arns = [e["executionArn"] for e in listed["executions"]]
+        inputs = [sfn.describe_execution(executionArn=a)["input"] for a in arns[:50]]
+        sizes["task execution input (largest)"] = max(len(i) for i in inputs)
+        task_state = json.loads(inputs[0])
+        job = lambdas.call("attempt_manager", {"action": "choose_capacity", **task_state})
+        with_job = {**task_state, "job": job}
+        sizes["task state after ChooseCapacity"] = len(json.dumps(with_job))
+        cause = json.dumps(
+            {
+                "JobId": "9f1b2c3d-0000-4000-8000-000000000000",
+                "JobName": job["job_name"],
+                "JobQueue": job["queue_arn"],
+                "Status": "FAILED",
+                "StatusReason": "Host EC2 (instance i-0123456789abcdef0) terminated.",
+                "Attempts": [
+                    {
+                        "Container": {
+                            "ContainerInstanceArn": "arn:aws:ecs:us-east-1:123456789012:container-instance/x/"
+                            + "0" * 32,
+                            "LogStreamName": "stepspot/default/" + "0" * 32,
+                            "NetworkInterfaces": [],
+                        },
+                        "StartedAt": 1700000000000,
+                        "StoppedAt": 1700003600000,
+                        "StatusReason": "Host EC2 (instance i-0123456789abcdef0) terminated.",
+                    }
+                ],
+                "Container": {
+                    **{k[0].upper() + k[1:]: v for k, v in job["container_overrides"].items()},
+                    "Image": "repo/app:1",
+                    "Vcpus": 1,
+                    "Memory": 2048,
+                    "JobRoleArn": "arn:aws:iam::123456789012:role/job",
+                    "LogStreamName": "stepspot/default/" + "0" * 32,
+                },
+                "JobDefinition": job["job_definition_arn"],
+                "CreatedAt": 1700000000000,
+                "StartedAt": 1700000000000,
+                "StoppedAt": 1700003600000,
+                "Tags": {"workflow": "big"},
+                "PlatformCapabilities": ["EC2"],
+            }
+        )
+        failed_state = {**with_job, "error": {"Error": "States.TaskFailed", "Cause": cause}}
+        sizes["task state entering ClassifyFailure (real job description)"] = len(json.dumps(failed_state))
+        decision = lambdas.call(
+            "attempt_manager",
+            {"action": "classify_failure", **task_state, "job": job, "error": failed_state["error"]},
+        )
+        sizes["task state after ClassifyFailure"] = len(json.dumps(decision))
+        elapsed = time.perf_counter() - started
     return {"sizes": sizes, "tasks": len(tasks), "seconds": elapsed}
 
 
