@@ -28,7 +28,7 @@ import json
 import pickle
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from stepspot.local.moto_patching import (
@@ -224,7 +224,6 @@ def _install_dynamodb_speedups(patches: Patches, models: Any) -> None:
     _copy_items_only_when_read(patches, models)
     patches.forget(_ast_blobs)  # the trees parse_once returns live as long as this run
     patches.forget(_structure_passed)
-    patches.forget(_tree_classes)
     _install_update_validator_speedups(patches)
 
     # The results of the item operations are plain dicts already in the wire shape (AttributeValue maps,
@@ -502,27 +501,6 @@ def _check_structure_once(patches: Patches, check_cls: Any, reads: Callable[[Any
     patches.replace(check_cls, "traverse", traverse)
 
 
-_tree_classes: dict[int, frozenset[type]] = {}  # id(parsed update expression) -> the node classes in it
-
-
-def _may_hold(root: Any, wanted: tuple[type, ...], introduced: tuple[type, ...]) -> bool:
-    """Whether a validator copy ``root`` can hold a node of the ``wanted`` classes: one of its parsed
-    expression (every node, counted once per expression) or one an earlier pass put in. Unknown trees: yes."""
-    source = _copied_from.get(root)
-    if source is None:
-        return True
-    classes = _tree_classes.get(source)
-    if classes is None:
-        found: set[type] = set()
-        pending = [_ast_blobs[source][0]]
-        while pending:
-            node = pending.pop()
-            found.add(type(node))
-            pending.extend(child for child in (getattr(node, "children", None) or ()) if child is not None)
-        classes = _tree_classes[source] = frozenset(found)
-    return any(issubclass(kind, wanted) for kind in (*classes, *introduced))
-
-
 def _copy_tree(value: Any, memo: Any = None) -> Any:
     """``deepcopy`` of moto's update validator: a parsed expression's private copy comes from its pickle
     (same object graph, about 4x faster than deepcopy); anything else is deep-copied as before."""
@@ -543,7 +521,6 @@ def _install_update_validator_speedups(patches: Patches) -> None:
     base_process, base_pre = traverser_cls.process, traverser_cls.pre_processing_of_child
     is_node: dict[type, bool] = {}
     processed: dict[tuple[type, type], bool] = {}
-    introduced = (nodes.DDBTypedValue, nodes.NoneExistingPath)  # what passes put into a tree
 
     def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
         # Per pass, once: its hook (most passes keep the base no-op, called per child otherwise) and its
@@ -552,8 +529,6 @@ def _install_update_validator_speedups(patches: Patches) -> None:
         pre = None if pass_cls.pre_processing_of_child is base_pre else self.pre_processing_of_child
         handlers = list(self._processing_map().items()) if pass_cls.process is base_process else None
         wanted_classes = self.nodes_to_be_processed()
-        if pre is None and child_id == -1 and not _may_hold(node, wanted_classes, introduced):
-            return node  # nothing this pass processes is in the tree: the walk would change nothing
 
         def walk(node: Any, child_id: int) -> Any:
             kind = type(node)
@@ -717,8 +692,8 @@ def _validate_by_plan(patches: Patches) -> None:
         if cls is not validators.ExpressionAttributeResolvingProcessor
     )
 
-    def finder(tree: Any) -> Callable[[Position], Any]:
-        """The node at a position of the tree as it is now (prefixes remembered: positions share them)."""
+    def nodes_at(tree: Any, positions: Iterable[Position]) -> list[tuple[Any, Position]]:
+        """The nodes at ``positions`` of the tree as it is now (prefixes shared: looked up once)."""
         found: dict[Position, Any] = {(): tree}
 
         def at(where: Position) -> Any:
@@ -727,15 +702,18 @@ def _validate_by_plan(patches: Patches) -> None:
                 node = found[where] = at(where[:-1]).children[where[-1]]
             return node
 
-        return at
+        return [(at(where), where) for where in positions]
 
-    def replace(node: Any, processed: Any) -> Any:  # what the walk does with a processed node
-        parent = node.parent
-        processed.parent = parent
-        if parent:
-            siblings = parent.children
-            siblings[next(i for i, child in enumerate(siblings) if child is node)] = processed
+    def replace(node: Any, where: Position, processed: Any) -> Any:  # what the walk does with a processed node
+        processed.parent = node.parent
+        if node.parent:
+            node.parent.children[where[-1]] = processed
         return processed
+
+    def run(check: Any, tree: Any, positions: Iterable[Position]) -> None:
+        # A pass finds its nodes before it replaces any: none of them lies under another it replaces.
+        for node, where in nodes_at(tree, positions):
+            replace(node, where, check.process(node))
 
     def validate(self: Any) -> Any:
         tree = self.node_to_validate
@@ -749,26 +727,20 @@ def _validate_by_plan(patches: Patches) -> None:
         values, resolving, functions, none_existing, operations, type_check, empty_check = passes[3:]
         for check in passes[:3]:  # the structure-only passes (memoised per expression, names and keys)
             tree = check.traverse(tree)
-        # Each pass finds its nodes before it replaces any: none of them lies under another it replaces.
-        for node in [at(where) for at in [finder(tree)] for where in plan.values]:
-            replace(node, values.process(node))
+        run(values, tree, plan.values)
         missing_path = False
-        at = finder(tree)
-        for step, node, child in [(step, at(where), child) for step, where, child in plan.resolving]:
+        resolved = nodes_at(tree, [at for _, at, _ in plan.resolving])
+        for (step, _, child), (node, where) in zip(plan.resolving, resolved, strict=True):
             if step == "child":
                 resolving.pre_processing_of_child(node, child)
             else:
-                missing_path |= isinstance(replace(node, resolving.process(node)), nodes.NoneExistingPath)
-        for node in [at(where) for at in [finder(tree)] for where in plan.functions]:
-            replace(node, functions.process(node))
+                missing_path |= isinstance(replace(node, where, resolving.process(node)), nodes.NoneExistingPath)
+        run(functions, tree, plan.functions)
         if missing_path:  # a path that does not exist may still be in the tree: moto's walk finds it
             tree = none_existing.traverse(tree)
-        for node in [at(where) for at in [finder(tree)] for where in plan.operations]:
-            replace(node, operations.process(node))
-        actions = [at(where) for at in [finder(tree)] for where in plan.set_actions]
-        for check in (type_check, empty_check):
-            for node in actions:
-                replace(node, check.process(node))
+        run(operations, tree, plan.operations)
+        run(type_check, tree, plan.set_actions)
+        run(empty_check, tree, plan.set_actions)
         return tree
 
     patches.replace(validator_cls, "validate", validate)
