@@ -33,6 +33,7 @@ from typing import Any
 
 from stepspot.local.moto_patching import (
     CORE_RESPONSES,
+    CopyModule,
     Patches,
     PatchPointMissing,
     json_data_copy,
@@ -64,14 +65,14 @@ _DYNAMODB_OPERATIONS = (
 _dynamodb_lock = threading.RLock()
 
 
-class _NoTableBackup:
-    """Stands in for ``copy`` inside moto's transact_write_items, whose whole-table deepcopy makes every
-    transaction O(table size); ``apply`` backs up the touched items instead (of tables
-    without a stream: a stream's records are rolled back with moto's whole-table copy, as before)."""
+def _no_copy(value: Any, memo: Any = None) -> Any:
+    return value
 
-    @staticmethod
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        return value
+
+# ``copy`` inside moto's transact_write_items, whose whole-table deepcopy makes every transaction O(table
+# size): ``apply`` backs up the touched items instead (of tables without a stream: a stream's records are
+# rolled back with moto's whole-table copy, as before).
+_NO_TABLE_BACKUP = CopyModule(_no_copy)
 
 
 def check_patch_points() -> None:
@@ -150,7 +151,7 @@ def apply(patches: Patches) -> None:
                 attrs = json_data_copy(current.to_json()["Attributes"]) if current is not None else None
                 backups.append((table, hash_key, range_key, attrs))
         item_copier = models.copy
-        models.copy = _NoTableBackup  # for this call only, under the lock
+        models.copy = _NO_TABLE_BACKUP  # for this call only, under the lock
         try:
             return original_transact(self, transact_items)
         except Exception:
@@ -433,29 +434,17 @@ def _copy_items_only_when_read(patches: Patches, models: Any) -> None:
     backend's copy is for the table's stream: on a table without a stream nothing reads it, so none is made."""
     item_cls = moto_module(_DYNAMODB_TYPES).Item
 
-    class _SnapshotCopy:
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            if type(value) is item_cls:
-                return _ItemSnapshot(value)
-            return copy.deepcopy(value, memo)
+    def snapshot_copy(value: Any, memo: Any = None) -> Any:
+        return _ItemSnapshot(value) if type(value) is item_cls else copy.deepcopy(value, memo)
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
-
-    patches.replace(moto_module(_DYNAMODB_RESPONSES), "copy", _SnapshotCopy())
+    patches.replace(moto_module(_DYNAMODB_RESPONSES), "copy", CopyModule(snapshot_copy))
 
     no_stream = threading.local()  # set while an update of an item of a table without a stream runs
 
-    class _StreamCopy:
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            if type(value) is item_cls and getattr(no_stream, "update", False):
-                return value  # orig_item: read only by the table's stream, which it has not
-            return copy.deepcopy(value, memo)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
+    def stream_copy(value: Any, memo: Any = None) -> Any:
+        if type(value) is item_cls and getattr(no_stream, "update", False):
+            return value  # orig_item: read only by the table's stream, which it has not
+        return copy.deepcopy(value, memo)
 
     backend_cls = models.DynamoDBBackend
     original_update = backend_cls.update_item
@@ -469,7 +458,7 @@ def _copy_items_only_when_read(patches: Patches, models: Any) -> None:
         finally:
             no_stream.update = previous
 
-    patches.replace(models, "copy", _StreamCopy())
+    patches.replace(models, "copy", CopyModule(stream_copy))
     patches.replace(backend_cls, "update_item", update_item)
 
 

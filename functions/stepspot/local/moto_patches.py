@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import functools
 import os
 import string
@@ -56,6 +55,7 @@ import moto
 from stepspot.local import moto_dynamodb
 from stepspot.local.moto_patching import (
     CORE_RESPONSES,
+    CopyModule,
     Patches,
     PatchPointMissing,
     json_data_copy,
@@ -405,7 +405,7 @@ def _apply(patches: Patches) -> None:
     # ... and the state data it copies at every step (about 30 copies of a task's input per execution) is
     # copied as the JSON it is, not by copy.deepcopy's generic walk (3.5x slower).
     for module_name in _SFN_JSON_COPIERS:
-        patches.replace(moto_module(module_name), "copy", _JsonDataCopy())
+        patches.replace(moto_module(module_name), "copy", CopyModule(json_data_copy))
 
     moto_dynamodb.apply(patches)
     _install_per_call_speedups(patches)
@@ -449,15 +449,6 @@ def _apply(patches: Patches) -> None:
 
     # the lazily bound evaluator every JSONata call goes through
     patches.replace(moto_module(_JSONATA), "_eval_jsonata", _no_jsonata)
-
-
-class _JsonDataCopy:
-    """Stands in for the ``copy`` module inside moto's interpreter modules that copy state data."""
-
-    deepcopy = staticmethod(json_data_copy)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(copy, name)
 
 
 def _install_per_call_speedups(patches: Patches) -> None:

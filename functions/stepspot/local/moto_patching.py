@@ -66,3 +66,14 @@ def json_data_copy(value: Any, memo: Any = None) -> Any:
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     return copy.deepcopy(value)
+
+
+class CopyModule:
+    """Stands in for the ``copy`` module inside a moto module whose ``copy.deepcopy`` calls local mode
+    answers its own way (``deepcopy``); every other name is the ``copy`` module's."""
+
+    def __init__(self, deepcopy: Callable[..., Any]) -> None:
+        self.deepcopy = deepcopy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
