@@ -72,6 +72,9 @@ AGENT_STARTED = re.compile(r"stepspot-agent INFO started .* \(pid \d+\)")
 SPOT_NOTICE_LINE = "stepspot local: Spot interruption notice"  # told to output listeners, not printed
 LONG_POLL_SECONDS = 0.5
 MEMORY_POLL_SECONDS = 0.1
+# How often the run's local servers (the IMDS here, the emulator's) notice a shutdown: the standard
+# library's serve_forever polls every 0.5 s, up to half a second on every run's way out.
+SHUTDOWN_POLL_SECONDS = 0.05
 OUT_OF_MEMORY_REASON = "OutOfMemoryError: Container killed due to memory usage"
 EXIT_KILLED = 137  # 128 + SIGKILL, what ECS reports for a container the kernel's OOM killer ended
 LOCAL_MAIN_NODE_ADDRESS = "127.0.0.1"
@@ -212,9 +215,8 @@ class FakeImds(http.server.ThreadingHTTPServer):
         self.notices: dict[str, str] = {}
         self.instances: dict[str, str] = {}
         self.due: Callable[[str], None] | None = None  # posts a job's notice if its logical point has come
-        # serve_forever notices shutdown() at its next poll: 0.5 s by default, on every run's way out
         self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="local-imds", daemon=True
+            target=self.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, name="local-imds", daemon=True
         )
 
     @property

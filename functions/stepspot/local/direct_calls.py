@@ -61,7 +61,7 @@ class DirectCalls:
 
     def __init__(self) -> None:
         self._handlers = _handlers()
-        self._parsers = ResponseParserFactory()
+        self._parser = ResponseParserFactory().create_parser("json")  # stateless: one for every call, as a client's
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ class DirectCalls:
             http_headers[name] = str(value)
         http = AWSResponse(params["url"], status, http_headers, MockRawResponse(body or b""))
         response = convert_to_response_dict(http, model)  # what botocore's endpoint parses, as it builds it
-        parser = self._parsers.create_parser(protocol)
+        parser = self._parser
         parsed: dict[str, Any] = parser.parse(response, model.output_shape)
         if status >= 300:  # botocore.endpoint.Endpoint._add_modeled_error_fields: e.g. CancellationReasons
             error_shape = service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))

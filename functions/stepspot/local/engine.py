@@ -38,7 +38,7 @@ from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationErro
 from stepspot.events import SFN_EXECUTION_STATUS_CHANGE
 from stepspot.local import moto_patches
 from stepspot.local.aws_faults import AwsFaults
-from stepspot.local.batch import LocalBatch
+from stepspot.local.batch import SHUTDOWN_POLL_SECONDS, LocalBatch
 from stepspot.local.contained import contained
 from stepspot.local.direct_calls import direct_calls
 from stepspot.local.events import EventBus
@@ -555,8 +555,8 @@ def _local_workflow_id(loaded: LoadedWorkflow) -> str:
 
 
 def _emulator_server(port: int) -> Any:
-    """moto's threaded server for the job subprocesses, polling for its shutdown every 50 ms (werkzeug's
-    serve_forever polls every 0.5 s: up to half a second on every run's way out)."""
+    """moto's threaded server for the job subprocesses, polling for its shutdown every
+    ``SHUTDOWN_POLL_SECONDS``."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
@@ -566,7 +566,7 @@ def _emulator_server(port: int) -> Any:
             app = DomainDispatcherApplication(create_backend_app)
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
             self._server_ready_event.set()
-            self._server.serve_forever(poll_interval=0.05)
+            self._server.serve_forever(poll_interval=SHUTDOWN_POLL_SECONDS)
 
     return EmulatorServer(ip_address="127.0.0.1", port=port, verbose=False)
 
