@@ -153,10 +153,7 @@ def check_patch_points() -> None:
     wait_cls = moto_module(_WAIT_FUNCTION).WaitFunction
     if not hasattr(wait_cls, "_eval_body") or not hasattr(wait_cls, "_get_wait_seconds"):
         raise PatchPointMissing("WaitFunction no longer has _eval_body/_get_wait_seconds")
-    for backend_cls in (
-        moto_module(_LAMBDA_MODELS).LambdaBackend,
-        moto_module(_LAMBDA_SIMPLE_MODELS).LambdaSimpleBackend,
-    ):
+    for backend_cls in _lambda_backends():
         if "invoke" not in vars(backend_cls):
             raise PatchPointMissing(f"{backend_cls.__name__}.invoke is gone")
     if not hasattr(moto_module(_TASK_SERVICE).StateTaskService, "_eval_execution"):
@@ -344,10 +341,7 @@ def _apply(patches: Patches) -> None:
     batch_service = moto_module(_BATCH_SERVICE)
     patches.replace(lambda_utils, "boto_client_for", _client_for(lambda_utils.boto_client_for))
     patches.replace(batch_service, "boto_client_for", _client_for(batch_service.boto_client_for))
-    for lambda_backend in (
-        moto_module(_LAMBDA_MODELS).LambdaBackend,
-        moto_module(_LAMBDA_SIMPLE_MODELS).LambdaSimpleBackend,
-    ):
+    for lambda_backend in _lambda_backends():
         patches.replace(lambda_backend, "invoke", _local_invoke(vars(lambda_backend)["invoke"]))
 
     patches.replace(moto_module(_RETRIER), "time", _ScaledTime())
