@@ -56,3 +56,12 @@ def collected_after_setup() -> Iterator[Callable[[], None]]:
             gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+def collected_in_forked_server() -> None:
+    """The collector of a process forked from a local run to serve it (``stepspot.local.dynamodb_process``):
+    what it inherited frozen (it lives as long as the process, and a collection that scanned it would also
+    copy every page it touched), the youngest objects collected as in the run, the collector on."""
+    gc.freeze()
+    gc.set_threshold(RUN_GC_THRESHOLD, *gc.get_threshold()[1:])
+    gc.enable()

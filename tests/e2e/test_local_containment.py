@@ -1,6 +1,6 @@
 """A local run leaves the process as it found it: moto unpatched (the integration tests then run against
-the pinned moto whatever ran before them), ``sys.stdout`` and the environment restored, no handler cache
-left from the run."""
+the pinned moto whatever ran before them), no child process left (its DynamoDB process included),
+``sys.stdout`` and the environment restored, no handler cache left from the run."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def stepspot_patches() -> list[str]:
     for operation in ("put_item", "update_item", "query", "transact_write_items"):
         if _ours(getattr(backend, operation)):
             found.append(f"DynamoDBBackend.{operation}")
+    if _ours(_module("moto.dynamodb.responses").DynamoHandler._dispatch):
+        found.append("DynamoHandler._dispatch")
     responses = _module("moto.stepfunctions.responses").StepFunctionResponse
     if _ours(responses.send_task_failure):
         found.append("StepFunctionResponse.send_task_failure")
@@ -85,6 +87,22 @@ def stepspot_patches() -> list[str]:
     if _ours(_module("moto.stepfunctions.parser.asl.jsonata.jsonata")._eval_jsonata):
         found.append("jsonata._eval_jsonata")
     return found
+
+
+def _children() -> set[int]:
+    """This process's child processes (every thread's)."""
+    found: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as children:
+            found.update(int(pid) for pid in children.read().split())
+    return found
+
+
+def _tables_here() -> set[str]:
+    """The DynamoDB tables of this process's own moto."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    return set(_module("moto.dynamodb.models").dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables)
 
 
 def _handler_streams() -> dict[str, Any]:
@@ -109,10 +127,12 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     filters = list(__import__("warnings").filters)
     thresholds_before = gc.get_threshold()
     assert gc.isenabled()  # as in any process (no earlier test left the collector off)
+    children = _children()
     seen: dict[str, Any] = {}
 
     def during(_: dict[str, Any]) -> None:  # what the run installs, seen while it goes
         seen.setdefault("patches", stepspot_patches())
+        seen.setdefault("run tables here", {os.environ["STEPSPOT_STATE_TABLE"]} & _tables_here())
         seen.setdefault("stdout", sys.stdout)
         seen.setdefault("collector", (gc.isenabled(), gc.get_freeze_count(), gc.get_threshold()))
 
@@ -121,14 +141,19 @@ def test_a_local_run_leaves_the_process_as_it_found_it(run_local, write_workflow
     summary = run_local(path, on_progress=during)
     assert summary.status == "SUCCEEDED", summary.cause
 
-    # Then moto was patched and stdout routed while it ran
+    # Then moto was patched and stdout routed while it ran,
     assert "DynamoDBBackend.put_item" in seen["patches"] and "retrier_decl.time" in seen["patches"]
+    # DynamoDB served by a process of its own (this process's moto never held the run's tables),
+    assert "DynamoHandler._dispatch" in seen["patches"]
+    assert seen["run tables here"] == set()
     assert isinstance(seen["stdout"], OutputRouter)
     # and the set-up's objects frozen out of the collections, the collector on
     enabled, frozen, thresholds = seen["collector"]
     assert enabled and frozen > 100_000 and thresholds[0] == RUN_GC_THRESHOLD
-    # and afterwards moto is unpatched, stdout and every handler logger's stream are what they were,
+    # and afterwards moto is unpatched, no process of the run is left, stdout and every handler logger's
+    # stream are what they were,
     assert stepspot_patches() == []
+    assert _children() == children
     assert sys.stdout is stdout
     assert _handler_streams() == streams
     # the environment is exactly as before (nothing the engine set is left),

@@ -1,10 +1,12 @@
-"""Local mode's in-process transport (stepspot.local.direct_calls) answers exactly what moto answers over
+"""Local mode's transport without HTTP (stepspot.local.direct_calls) answers exactly what moto answers over
 its HTTP stub: the same results, the same errors (code, message, cancellation reasons), for DynamoDB and
-Step Functions; other services are left to the stub; the structure-check memos of moto_patches still
-refuse every bad expression, every time."""
+Step Functions, with moto's DynamoDB in this process or in its own (stepspot.local.dynamodb_process); other
+services are left to the stub; the structure-check memos of moto_patches still refuse every bad
+expression, every time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,21 +16,25 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from stepspot.local import moto_patches
+from stepspot.local import dynamodb_process, moto_patches
 from stepspot.local.direct_calls import DirectCalls, direct_calls
 from stepspot.local.resources import create_table
 
 VOLATILE = ("RequestId", "HTTPHeaders", "RetryAttempts")
 
 
-@pytest.fixture
-def sessions() -> Iterator[tuple[Any, Any]]:
-    """(a session answered over moto's HTTP stub, one answered in-process), on the same backends."""
+@pytest.fixture(params=["in-process", "forked"])
+def sessions(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """(a session answered over moto's HTTP stub, one answered without HTTP), on the same backends: moto's
+    in this process, or (``forked``) DynamoDB in its own process, as a local run has it."""
     config: Any = {"stepfunctions": {"execute_state_machine": False}}
-    with moto_patches.patched(), mock_aws(config=config):
+    with moto_patches.patched(), mock_aws(config=config), contextlib.ExitStack() as stack:
+        elsewhere = {}
+        if request.param == "forked":
+            elsewhere["dynamodb"] = stack.enter_context(dynamodb_process.forked()).call
         stubbed = boto3.session.Session(region_name="us-east-1")
         direct = boto3.session.Session(region_name="us-east-1")
-        with direct_calls(direct.events):
+        with direct_calls(direct.events, elsewhere):
             create_table(stubbed.client("dynamodb"), "t")
             yield stubbed, direct
 

@@ -20,7 +20,7 @@ run first: botocore calls the most specific handlers first and stops at the firs
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -33,6 +33,8 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.utils import utcnow
 from werkzeug.http import http_date
+
+Answer = tuple[int, dict[str, Any], Any]  # moto's (status, headers, body)
 
 
 class _Headers(dict[str, str]):
@@ -57,10 +59,13 @@ def _handlers() -> dict[str, Callable[[], Any]]:
 
 
 class DirectCalls:
-    """The ``before-call`` hook: answers a JSON-protocol call of a known service from moto in-process."""
+    """The ``before-call`` hook: answers a JSON-protocol call of a known service from moto in-process, or
+    from the process that serves the service (``served_elsewhere``: service -> ``call(operation, params)``,
+    e.g. ``stepspot.local.dynamodb_process``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, served_elsewhere: Mapping[str, Callable[[str, dict[str, Any]], Answer]] | None = None) -> None:
         self._handlers = _handlers()
+        self._elsewhere = dict(served_elsewhere or {})
         self._parser = ResponseParserFactory().create_parser("json")  # stateless: one for every call, as a client's
 
     @property
@@ -69,11 +74,16 @@ class DirectCalls:
 
     def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         service_model = model.service_model
-        factory = self._handlers.get(service_model.service_id.hyphenize())
+        service = service_model.service_id.hyphenize()
+        factory = self._handlers.get(service)
         protocol = service_model.metadata.get("protocol")
         if factory is None or protocol != "json" or params.get("method") != "POST":
             return None
-        status, headers, body = self._answer(factory(), model, params)
+        elsewhere = self._elsewhere.get(service)
+        if elsewhere is not None:
+            status, headers, body = elsewhere(model.name, params)
+        else:
+            status, headers, body = self.answer(factory(), model, params)
         http_headers = HTTPHeaders()
         for name, value in headers.items():
             http_headers[name] = str(value)
@@ -88,7 +98,7 @@ class DirectCalls:
         return http, parsed
 
     @staticmethod
-    def _answer(handler: Any, model: Any, params: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
+    def answer(handler: Any, model: Any, params: dict[str, Any]) -> Answer:
         """moto's answer, with the handler set up as ``BaseResponse.setup_class`` does for this request
         (moto.core.responses, pinned with moto in pyproject.toml; tests/integration/test_direct_calls.py compares
         every answer kind with the HTTP path)."""
@@ -126,10 +136,12 @@ class DirectCalls:
 
 
 @contextlib.contextmanager
-def direct_calls(events: Any) -> Iterator[DirectCalls]:
-    """Answer the calls of every client made with the event emitter ``events`` (a session's) in-process,
-    while inside."""
-    hook = DirectCalls()
+def direct_calls(
+    events: Any, served_elsewhere: Mapping[str, Callable[[str, dict[str, Any]], Answer]] | None = None
+) -> Iterator[DirectCalls]:
+    """Answer the calls of every client made with the event emitter ``events`` (a session's) without HTTP,
+    while inside (see ``DirectCalls``)."""
+    hook = DirectCalls(served_elsewhere)
     names = [f"before-call.{service}" for service in hook.services]
     for name in names:
         events.register_last(name, hook, unique_id=f"stepspot-direct-{name}")
