@@ -52,6 +52,16 @@ _installed = False
 _lock = threading.Lock()
 
 
+def _renew_lock() -> None:
+    """In a forked child (local mode's Lambda processes): another thread may have held the lock at the fork."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_lock)
+
+
 @contextlib.contextmanager
 def acting_as(name: str) -> Iterator[None]:
     """Attribute the AWS calls made inside the block to the principal ``name``."""

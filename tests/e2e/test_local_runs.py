@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from local_helpers import MD_EXAMPLE, sleep_task
@@ -15,6 +16,7 @@ from stepspot.build_info import deployment_version
 from stepspot.errors import ConfigurationError
 from stepspot.local.events import ROUTES
 from stepspot.local.faults import Faults
+from stepspot.local.lambdas import LocalLambda
 
 pytestmark = pytest.mark.slow
 
@@ -179,24 +181,27 @@ def test_continue_mode_lets_independent_branches_finish(run_local, write_workflo
     assert (rows["c"]["state"], rows["e"]["state"], rows["d"]["state"]) == ("SUCCEEDED", "SUCCEEDED", "SKIPPED")
 
 
+def _scheduler_events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every event the run's scheduler function is invoked with (its continuations among them), as the
+    engine sends them to the function's process."""
+    events: list[dict[str, Any]] = []
+    original = LocalLambda.call
+
+    def recorded(self: LocalLambda, key: str, event: dict[str, Any]) -> Any:
+        if key == "scheduler":
+            events.append(dict(event))
+        return original(self, key, event)
+
+    monkeypatch.setattr(LocalLambda, "call", recorded)
+    return events
+
+
 def test_continue_mode_skips_more_descendants_than_a_slice_and_starts_more_roots_than_one(
     run_local, write_workflow, monkeypatch
 ):
     # Given slices of 4, seven roots (one fails, with 10 descendants), every scheduler event twice
-    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 4)
-    continued: dict[str, list[object]] = {"skip": [], "start": []}
-    skip, start = scheduling.Scheduler.skip_descendants, scheduling.Scheduler.start_remaining
-
-    def counted_skip(self, plan, plan_uri, task_id, offset, run_tag, reason):
-        continued["skip"].append(offset)
-        return skip(self, plan, plan_uri, task_id, offset, run_tag, reason)
-
-    def counted_start(self, plan, plan_uri, after, run_tag):
-        continued["start"].append(after)
-        return start(self, plan, plan_uri, after, run_tag)
-
-    monkeypatch.setattr(scheduling.Scheduler, "skip_descendants", counted_skip)
-    monkeypatch.setattr(scheduling.Scheduler, "start_remaining", counted_start)
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 4)  # the Lambdas' processes inherit it
+    events = _scheduler_events(monkeypatch)
     children = [sleep_task(f"child-{i}", depends_on=["bad"]) for i in range(9)]
     solos = [sleep_task(f"solo-{i}") for i in range(6)]
     join = sleep_task("join", depends_on=[t["id"] for t in children])
@@ -208,7 +213,9 @@ def test_continue_mode_skips_more_descendants_than_a_slice_and_starts_more_roots
     # failed only after the last skip
     assert summary.status == "FAILED"
     assert summary.tasks == {"total": 17, "succeeded": 6, "failed": 1, "skipped": 10, "not_run": 0}
-    assert sorted(set(continued["skip"])) == [4, 8] and "solo-2" in continued["start"]
+    skipped_from = {e["offset"] for e in events if e["action"] == scheduling.SKIP_DESCENDANTS}
+    started_after = {e["after"] for e in events if e["action"] == scheduling.START_REMAINING}
+    assert sorted(skipped_from) == [4, 8] and "solo-2" in started_after
     assert "task bad failed: app_error: exit code 3" in (summary.cause or "")
     assert summary.attempts == 7  # each root ran once
 
@@ -224,15 +231,8 @@ def test_duplicated_scheduler_events_change_nothing(run_local, write_workflow):
 def test_a_fan_out_wider_than_a_scheduler_slice_is_finished_by_continuations(run_local, write_workflow, monkeypatch):
     # Given slices of 8 dependents and a root with 30 (the local Lambda serves the scheduler's
     # asynchronous self-invocations as Lambda does), every scheduler event delivered twice
-    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 8)
-    slices: list[int] = []
-    original = scheduling.Scheduler.resolve_dependents
-
-    def counted(self, plan, plan_uri, task_id, offset, run_tag):
-        slices.append(offset)
-        return original(self, plan, plan_uri, task_id, offset, run_tag)
-
-    monkeypatch.setattr(scheduling.Scheduler, "resolve_dependents", counted)
+    monkeypatch.setattr(scheduling, "DEPENDENTS_PER_INVOCATION", 8)  # the Lambdas' processes inherit it
+    events = _scheduler_events(monkeypatch)
     leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(30)]
     path = write_workflow(
         [sleep_task("root"), *leaves, sleep_task("join", depends_on=[t["id"] for t in leaves])], "wide"
@@ -240,7 +240,7 @@ def test_a_fan_out_wider_than_a_scheduler_slice_is_finished_by_continuations(run
     summary = run_local(path, duplicate_scheduler_events=True)
     # Then the continuations resolved the rest: every task ran once, the join last
     assert summary.status == "SUCCEEDED", summary.cause
-    assert sorted(set(slices)) == [8, 16, 24]
+    assert sorted({e["offset"] for e in events if e["action"] == scheduling.RESOLVE_DEPENDENTS}) == [8, 16, 24]
     assert summary.attempts == 32 and summary.tasks["succeeded"] == 32
 
 
@@ -301,3 +301,20 @@ def test_a_task_execution_stopped_from_outside_fails_its_task_through_the_monito
     assert "task long failed" in (summary.cause or "")
     assert "its task execution ended ABORTED without reporting to the scheduler" in (summary.cause or "")
     assert _by_task(summary)["after"]["state"] == "PENDING"
+
+
+def test_every_function_logs_with_its_own_lambda_context(run_local, write_workflow):
+    # Given a fan-out: the scheduler, the attempt manager and the workflow monitor run at the same time
+    leaves = [sleep_task(f"leaf-{i}", depends_on=["root"]) for i in range(24)]
+    summary = run_local(write_workflow([sleep_task("root"), *leaves], "contexts"))
+    assert summary.status == "SUCCEEDED", summary.cause
+    # Then each log line carries the context of the function that wrote it, as each function's own
+    # execution environment gives it on AWS (one process for all of them mixed their Powertools keys)
+    lines = (Path(summary.run_dir) / "lambdas.log").read_text().splitlines()
+    functions = set()
+    for line in lines:
+        tag, document = line.split(" ", 1)
+        function = tag.strip("[]")
+        functions.add(function)
+        assert json.loads(document)["function_name"] == function, line
+    assert {"scheduler", "workflow_monitor"} <= functions

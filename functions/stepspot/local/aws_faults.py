@@ -99,6 +99,10 @@ class AwsFaults:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    def renew_lock(self) -> None:
+        """A new lock, in a process forked from the engine (where another thread may have held the old)."""
+        self._lock = threading.Lock()
+
     def decide(self, kind: str, key: str) -> bool:
         """Whether the next call of ``kind`` on ``key`` fails; counts it in ``injected`` if so."""
         if not self.enabled:
@@ -158,8 +162,18 @@ class AwsFaults:
                 client.meta.events.register(event, handler)
 
     def _dynamodb_fault(self, params: dict[str, Any], model: Any, **_: Any) -> Any:
-        operation = model.name
-        params = request_body(params)
+        fault = self.dynamodb_fault(model.name, request_body(params))
+        if fault is None:
+            return None
+        code, message, reasons = fault
+        return error_response(code, message, cancellation_reasons=reasons)
+
+    def dynamodb_fault(
+        self, operation: str, params: dict[str, Any]
+    ) -> tuple[str, str, list[dict[str, Any]] | None] | None:
+        """(error code, message, cancellation reasons) of the fault the next DynamoDB write ``operation`` with
+        the request ``params`` fails with, or None (the hook in this process; the DynamoDB process's own
+        check of the Lambdas' calls, ``stepspot.local.dynamodb_process``)."""
         if operation == "TransactWriteItems":
             items = params.get("TransactItems", [])
             key = "|".join(_item_key(i) for i in items)
@@ -168,18 +182,13 @@ class AwsFaults:
             reason = ("TransactionConflict", "ThrottlingError")[self.variant("dynamodb.transaction", key, 2)]
             victim = self.variant("dynamodb.victim", key, max(1, len(items)))
             reasons = [{"Code": reason if i == victim else "None"} for i in range(len(items))]
-            return error_response(
-                "TransactionCanceledException",
-                f"Transaction cancelled, please refer cancellation reasons for specific reasons [{reason}]",
-                cancellation_reasons=reasons,
-            )
+            message = f"Transaction cancelled, please refer cancellation reasons for specific reasons [{reason}]"
+            return "TransactionCanceledException", message, reasons
         key = f"{operation}:{_key_text(params.get('Key') or params.get('Item') or {})}"
         if not self.outlasts_the_sdk("dynamodb.throttle", key, "dynamodb"):
             return None
-        return error_response(
-            "ProvisionedThroughputExceededException",
-            "The level of configured provisioned throughput for the table was exceeded",
-        )
+        message = "The level of configured provisioned throughput for the table was exceeded"
+        return "ProvisionedThroughputExceededException", message, None
 
     def _start_execution_fault(self, params: dict[str, Any], **_: Any) -> Any:
         params = request_body(params)

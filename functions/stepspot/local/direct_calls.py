@@ -84,18 +84,7 @@ class DirectCalls:
             status, headers, body = elsewhere(model.name, params)
         else:
             status, headers, body = self.answer(factory(), model, params)
-        http_headers = HTTPHeaders()
-        for name, value in headers.items():
-            http_headers[name] = str(value)
-        http = AWSResponse(params["url"], status, http_headers, MockRawResponse(body or b""))
-        response = convert_to_response_dict(http, model)  # what botocore's endpoint parses, as it builds it
-        parser = self._parser
-        parsed: dict[str, Any] = parser.parse(response, model.output_shape)
-        if status >= 300:  # botocore.endpoint.Endpoint._add_modeled_error_fields: e.g. CancellationReasons
-            error_shape = service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))
-            if error_shape is not None:
-                parsed.update(parser.parse(response, error_shape))
-        return http, parsed
+        return parsed_answer(model, params["url"], status, headers, body, self._parser)
 
     @staticmethod
     def answer(handler: Any, model: Any, params: dict[str, Any]) -> Answer:
@@ -133,6 +122,24 @@ class DirectCalls:
             handler.params = parser.parse(request)
         status, response_headers, response_body = handler.call_action()
         return int(status), dict(response_headers), response_body
+
+
+def parsed_answer(
+    model: Any, url: str, status: int, headers: dict[str, Any], body: Any, parser: Any
+) -> tuple[AWSResponse, dict[str, Any]]:
+    """(the HTTP response, what botocore parses of it) for an answer to a call of ``model`` (an operation),
+    as botocore's endpoint builds and parses them; ``parser`` is the protocol's (stateless) parser."""
+    http_headers = HTTPHeaders()
+    for name, value in headers.items():
+        http_headers[name] = str(value)
+    http = AWSResponse(url, status, http_headers, MockRawResponse(body or b""))
+    response = convert_to_response_dict(http, model)
+    parsed: dict[str, Any] = parser.parse(response, model.output_shape)
+    if status >= 300:  # botocore.endpoint.Endpoint._add_modeled_error_fields: e.g. CancellationReasons
+        error_shape = model.service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))
+        if error_shape is not None:
+            parsed.update(parser.parse(response, error_shape))
+    return http, parsed
 
 
 @contextlib.contextmanager

@@ -24,26 +24,20 @@ AWS error (a bug) raises ``DynamoDBProcessError`` in the caller with the child's
 from __future__ import annotations
 
 import contextlib
-import os
-import pickle
+import json
 import queue
 import selectors
-import signal
 import socket
-import struct
-import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
 
 from stepspot import _gc
+from stepspot.local.aws_faults import DYNAMODB_WRITES, AwsFaults, request_body
 from stepspot.local.direct_calls import Answer, DirectCalls
+from stepspot.local.forking import Channel, end_children, fork_child, quiet_child_output
 from stepspot.local.moto_patching import Patches, moto_module
 
-_LENGTH = struct.Struct("!Q")
-# How long closing waits for the child to end on its own (it ends as soon as its socket closes) before
-# killing it.
-EXIT_WAIT_SECONDS = 5.0
 # Connections to the child: more than the engine's threads that call DynamoDB at once ever number (a
 # caller beyond them waits for a free one).
 CONNECTIONS = 32
@@ -53,30 +47,25 @@ class DynamoDBProcessError(RuntimeError):
     """The local DynamoDB process failed to answer (a bug in it or in moto, or it has ended)."""
 
 
-class _Channel:
-    """Length-prefixed pickles over a stream socket."""
+def ask(channel: Channel, message: Any) -> Any:
+    """Send ``message`` and return the child's answer (``DynamoDBProcessError`` for a failure of the child)."""
+    try:
+        channel.send(message)
+        reply = channel.receive()
+    except (EOFError, OSError) as error:
+        raise DynamoDBProcessError(f"the local DynamoDB process ended while answering: {error!r}") from None
+    if reply[0] == "error":
+        raise DynamoDBProcessError(f"the local DynamoDB process failed: {reply[1]}\n{reply[2]}")
+    return reply[1]
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
 
-    def send(self, message: Any) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self.sock.sendall(_LENGTH.pack(len(data)) + data)
-
-    def receive(self) -> Any:
-        (length,) = _LENGTH.unpack(self._exactly(_LENGTH.size))
-        return pickle.loads(self._exactly(length))
-
-    def _exactly(self, size: int) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        got = 0
-        while got < size:
-            count = self.sock.recv_into(view[got:])
-            if count == 0:
-                raise EOFError
-            got += count
-        return buffer
+def call_message(operation: str, params: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The message asking for a serialised JSON-protocol request (``DirectCalls.answer``'s arguments)."""
+    return (
+        "call",
+        operation,
+        {"url": params["url"], "headers": dict(params.get("headers", {})), "body": params.get("body")},
+    )
 
 
 class DynamoDBProcess:
@@ -89,16 +78,21 @@ class DynamoDBProcess:
     def __init__(self, pid: int, socks: list[socket.socket]) -> None:
         self.pid = pid
         self._socks = socks
-        self._free: queue.SimpleQueue[_Channel] = queue.SimpleQueue()
+        self._free: queue.SimpleQueue[Channel] = queue.SimpleQueue()
         for sock in socks:
-            self._free.put(_Channel(sock))
+            self._free.put(Channel(sock))
         self._closed = False
+        self.reserved: list[socket.socket] = []
 
     def call(self, operation: str, params: dict[str, Any]) -> Answer:
         """Answer a serialised JSON-protocol request (``DirectCalls.answer``'s arguments)."""
-        request = {"url": params["url"], "headers": dict(params.get("headers", {})), "body": params.get("body")}
-        answer: Answer = self._ask(("call", operation, request))
+        answer: Answer = self._ask(call_message(operation, params))
         return answer
+
+    def injected_faults(self) -> dict[str, int]:
+        """The faults injected into the Lambdas' DynamoDB writes so far, by kind."""
+        counts: dict[str, int] = self._ask(("faults",))
+        return counts
 
     def dispatch(self, request: Any, full_url: str, headers: Any) -> Answer:
         """Answer a request moto normalised (``moto.core.request.Request``) as moto's dispatch does."""
@@ -119,66 +113,36 @@ class DynamoDBProcess:
         if self._closed:
             raise DynamoDBProcessError("the local DynamoDB process has ended (the run is over)")
         channel = self._free.get()
-        try:
-            channel.send(message)
-            reply = channel.receive()
-        except (EOFError, OSError) as error:
-            raise DynamoDBProcessError(f"the local DynamoDB process ended while answering: {error!r}") from None
+        reply = ask(channel, message)
         self._free.put(channel)
-        if reply[0] == "error":
-            raise DynamoDBProcessError(f"the local DynamoDB process failed: {reply[1]}\n{reply[2]}")
-        return reply[1]
+        return reply
 
     def close(self) -> None:
         """End the child: its sockets close (a caller still waiting gets ``DynamoDBProcessError``), it
-        exits, it is reaped; killed if it has not ended within ``EXIT_WAIT_SECONDS``."""
+        leaves and is reaped (``forking.end_children``)."""
         self._closed = True
-        for sock in self._socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + EXIT_WAIT_SECONDS
-        while True:
-            try:
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(self.pid, 0)
-                break
-            time.sleep(0.005)
-        for sock in self._socks:
-            sock.close()
+        end_children([self.pid], [*self._socks, *self.reserved])
 
 
 @contextlib.contextmanager
-def forked() -> Iterator[DynamoDBProcess]:
+def forked(reserved: int = 0, faults: AwsFaults | None = None) -> Iterator[DynamoDBProcess]:
     """Serve DynamoDB from a forked process while inside (see the module docstring). Call it with moto's
-    mock started and patched, before the run starts threads of its own."""
-    pairs = [socket.socketpair() for _ in range(CONNECTIONS)]
-    # Ctrl-C reaches the whole process group, the child too: it must ignore it from its first instruction
-    # on (the engine decides, and closes the child). The forking thread holds SIGINT back until then.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    pid = os.fork()
-    if pid == 0:  # the child: serve until the engine's end closes, then leave without any cleanup
-        code = 1
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            for ours, _ in pairs:
-                ours.close()
-            _serve([_Channel(theirs) for _, theirs in pairs])
-            code = 0
-        finally:
-            os._exit(code)
-    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    mock started and patched, before the run starts threads of its own. ``reserved`` more connections are
+    left out of the pool, in ``DynamoDBProcess.reserved``: for processes forked later that call it
+    themselves (``stepspot.local.lambda_processes``): the Lambdas, whose writes get the injected ``faults``
+    here, where every one of them arrives (``DynamoDBProcess.injected_faults`` counts them)."""
+    pairs = [socket.socketpair() for _ in range(CONNECTIONS + reserved)]
+
+    def serve() -> None:
+        for ours, _ in pairs:
+            ours.close()
+        _serve([Channel(theirs) for _, theirs in pairs], CONNECTIONS, faults)
+
+    pid = fork_child(serve)
     for _, theirs in pairs:
         theirs.close()
-    process = DynamoDBProcess(pid, [ours for ours, _ in pairs])
+    process = DynamoDBProcess(pid, [ours for ours, _ in pairs[:CONNECTIONS]])
+    process.reserved = [ours for ours, _ in pairs[CONNECTIONS:]]
     patches = Patches()
     try:
         _dispatch_to(process, patches)
@@ -198,43 +162,57 @@ def _dispatch_to(process: DynamoDBProcess, patches: Patches) -> None:
     patches.replace(handler, "_dispatch", dispatch)
 
 
-def _serve(channels: list[_Channel]) -> None:
+def _serve(channels: list[Channel], first_faulted: int, faults: AwsFaults | None) -> None:
     """The child's loop: one request at a time, from whichever connection has one, until the engine's end
     closes."""
-    # Nothing of the engine's output is this process's to write (what is buffered is the engine's).
-    with contextlib.suppress(OSError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
+    quiet_child_output()
     _gc.collected_in_forked_server()
+    if faults is not None:
+        faults.renew_lock()  # another thread of the engine may have held it at the fork
     from moto.dynamodb.responses import DynamoHandler
 
-    answerer = _Answerer(DynamoHandler)
+    answerer = _Answerer(DynamoHandler, faults)
     waiting = selectors.DefaultSelector()
-    for channel in channels:
-        waiting.register(channel.sock, selectors.EVENT_READ, channel)
-    while True:
+    for index, channel in enumerate(channels):
+        waiting.register(channel.sock, selectors.EVENT_READ, (channel, index >= first_faulted))
+    while waiting.get_map():
         for ready, _ in waiting.select():
-            channel = ready.data
+            channel, faulted = ready.data
             try:
                 message = channel.receive()
-            except (EOFError, OSError):
-                return
-            with contextlib.suppress(OSError):  # the engine's end closed: the next receive says so
-                channel.send(answerer.reply(message))
+            except (EOFError, OSError):  # that caller has gone: serve the others until none is left
+                waiting.unregister(channel.sock)
+                continue
+            with contextlib.suppress(OSError):  # the caller has gone: the next receive says so
+                channel.send(answerer.reply(message, faulted))
+
+
+def _error_answer(code: str, message: str, reasons: list[dict[str, Any]] | None) -> Answer:
+    """DynamoDB's HTTP answer of an error (what botocore parses into the ``ClientError``)."""
+    body: dict[str, Any] = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+    if reasons is not None:
+        body["CancellationReasons"] = reasons
+    return 400, {"content-type": "application/x-amz-json-1.0"}, json.dumps(body).encode()
 
 
 class _Answerer:
     """The child's answers: moto's, as ``DirectCalls.answer`` and moto's dispatch give them."""
 
-    def __init__(self, handler: Any) -> None:
+    def __init__(self, handler: Any, faults: AwsFaults | None) -> None:
         self._handler = handler
+        self._faults = faults if faults is not None and faults.enabled else None
         self._model: Any = None
 
-    def reply(self, message: Any) -> tuple[Any, ...]:
+    def reply(self, message: Any, faulted: bool) -> tuple[Any, ...]:
         try:
+            if message[0] == "faults":
+                return ("ok", dict(self._faults.injected) if self._faults else {})
             if message[0] == "call":
                 _, operation, params = message
+                if faulted and self._faults is not None and operation in DYNAMODB_WRITES:
+                    fault = self._faults.dynamodb_fault(operation, request_body(params))
+                    if fault is not None:
+                        return ("ok", _error_answer(*fault))
                 return ("ok", DirectCalls.answer(self._handler(), self._operation(operation), params))
             _, method, url, header_items, body, from_wsgi_server, full_url, headers = message
             from moto.core.request import Request

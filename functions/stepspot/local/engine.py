@@ -4,8 +4,9 @@
    definitions and Step Functions with its ASL interpreter enabled; jobs reach it via
    ``AWS_ENDPOINT_URL``.
 2. The state machines are rendered from the same templates as on AWS, with local ARNs.
-3. The interpreter's Lambda calls run the real handlers in-process (``LocalLambda``); its Batch calls
-   run subprocesses (``LocalBatch``) under the checkpoint agent, with fault injection.
+3. The interpreter's Lambda calls run the real handlers, each function in a process of its own
+   (``LocalLambda``, ``lambda_processes``), DynamoDB in a process of its own (``dynamodb_process``); its
+   Batch calls run subprocesses (``LocalBatch``) under the checkpoint agent, with fault injection.
 4. An in-process EventBridge delivers job, interruption and execution events to the monitoring Lambdas.
 5. After the run, the execution histories give state transitions and the largest state payload.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -36,7 +38,7 @@ from stepspot.capacity_sources import offline_capacity
 from stepspot.checkpointing.aws.table import CheckpointTable
 from stepspot.errors import FatalError, UnknownTaskError, WorkflowValidationError
 from stepspot.events import SFN_EXECUTION_STATUS_CHANGE
-from stepspot.local import dynamodb_process, moto_patches
+from stepspot.local import dynamodb_process, lambda_processes, moto_patches
 from stepspot.local.aws_faults import AwsFaults
 from stepspot.local.batch import SHUTDOWN_POLL_SECONDS, LocalBatch
 from stepspot.local.contained import contained
@@ -44,7 +46,7 @@ from stepspot.local.direct_calls import direct_calls
 from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
-from stepspot.local.lambdas import ACCOUNT_ID, REGION, LocalLambda
+from stepspot.local.lambdas import ACCOUNT_ID, FUNCTIONS, REGION, LocalLambda
 from stepspot.local.resources import LocalResources, create
 from stepspot.local.runner import local_runner
 from stepspot.local.story import Story
@@ -208,7 +210,8 @@ class LocalEngine:
             mock = mock_aws(config=cast(Any, MOTO_CONFIG))
             mock.start(reset=False)
             # DynamoDB on the other core, forked before the run has a table or a thread of its own.
-            dynamodb = process.enter_context(dynamodb_process.forked())
+            aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
+            dynamodb = process.enter_context(dynamodb_process.forked(len(FUNCTIONS), aws_faults))
             served_elsewhere = {"dynamodb": dynamodb.call}
             import boto3
 
@@ -219,10 +222,23 @@ class LocalEngine:
             instances.create()
             os.environ["STEPSPOT_JOB_DEFINITION_ARN"] = job_definitions["job"]
             os.environ["STEPSPOT_MNP_JOB_DEFINITION_ARN"] = job_definitions["mnp"]
-            lambdas = LocalLambda(resources.function_arns, router)
+            if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
+                boto3.setup_default_session()
+            handler_session = cast(Any, boto3.DEFAULT_SESSION)
+            _load_service_models(handler_session)
+            for module_name in FUNCTIONS.values():  # imported once, here: each function's process inherits it
+                importlib.import_module(module_name)
+            functions = process.enter_context(
+                lambda_processes.forked(
+                    dict(zip(FUNCTIONS, dynamodb.reserved, strict=True)),
+                    run_dir / "lambdas.log",
+                    handler_session.events,
+                )
+            )
+            lambdas = LocalLambda(resources.function_arns, router, functions)
+            lambdas.serve = lambda_processes.server(handler_session.events, handler_session._session)
             if options.duplicate_scheduler_events:
                 lambdas.duplicate.add("scheduler")
-            aws_faults = AwsFaults(rate=options.aws_fault_rate, seed=options.faults.seed)
             bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)
             bus.start()
             batch = LocalBatch(
@@ -243,10 +259,6 @@ class LocalEngine:
             batch.place_instance = instances.place
             batch.start()
             self._batch = batch
-            if boto3.DEFAULT_SESSION is None:  # the handlers' clients come from boto3's default session
-                boto3.setup_default_session()
-            handler_session = cast(Any, boto3.DEFAULT_SESSION)
-            _load_service_models(handler_session)
             story = Story(batch, options.on_event)
             story.attach(lambdas)
             with (
@@ -283,6 +295,7 @@ class LocalEngine:
                     interrupted=self._interrupted.is_set(),
                 )
                 if aws_faults.enabled:
+                    aws_faults.injected.update(dynamodb.injected_faults())
                     summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
             return summary
         finally:

@@ -1,10 +1,12 @@
-"""The Lambda functions of local mode: the real handlers, called in-process.
+"""The Lambda functions of local mode: the real handlers, each function in a process of its own.
 
 ``LocalLambda`` is what moto's interpreter gets as its Lambda client: ``invoke(FunctionName, Payload)``
 runs the handler module mapped to that function ARN and returns an AWS-shaped response; an exception
 becomes ``FunctionError`` with ``errorType`` = the exception's class name, which the interpreter turns
 into the ASL error name, as on AWS. One invocation per function runs at a time (like one warm Lambda
-container), which also keeps Powertools' per-module logger and metrics consistent. An asynchronous
+container). A local run gives each function a process of its own (``stepspot.local.lambda_processes``),
+as each has its own execution environment on AWS; without processes (the tests of the event bus and the
+output router) the handlers run in this process. An asynchronous
 invocation (``InvocationType="Event"``: the scheduler's fan-out continuations, the monitor's reports,
 made by the handlers through boto3 and routed here by ``stepspot.local.moto_patches``) is queued and run
 on one worker thread, retried twice when the handler fails, as Lambda does.
@@ -27,7 +29,7 @@ import threading
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -124,6 +126,12 @@ class OutputRouter(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._passthrough, "encoding", "utf-8")
 
+    def count(self, metrics: Mapping[str, float]) -> None:
+        """Add metrics counted elsewhere (a function's own process)."""
+        with self._lock:
+            for name, value in metrics.items():
+                self.metrics[name] += value
+
     def _route(self, function: str, line: str) -> None:
         if not line.strip():
             return
@@ -162,7 +170,10 @@ class _Capture:
 class LocalLambda:
     """moto's Lambda client in local mode (see the module docstring)."""
 
-    def __init__(self, arns: dict[str, str], router: OutputRouter) -> None:
+    def __init__(self, arns: dict[str, str], router: OutputRouter, processes: Mapping[str, Any] | None = None) -> None:
+        # key -> its process (stepspot.local.lambda_processes); none: the handlers run in this process
+        self._processes = dict(processes or {})
+        self.serve: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None  # answers the processes' AWS calls
         self._by_arn = {arn: key for key, arn in arns.items()}
         self._by_name = {arn.rsplit(":", 1)[-1]: key for key, arn in arns.items()}
         self._locks = {key: threading.Lock() for key in arns}
@@ -186,6 +197,18 @@ class LocalLambda:
 
     def call(self, key: str, event: dict[str, Any]) -> Any:
         """Invoke a handler directly (raises what the handler raises)."""
+        process = self._processes.get(key)
+        if process is not None:
+            with self._locks[key], call_log.acting_as(lambda_principal(key)):
+                try:
+                    result, metrics = process.invoke(event, key in self.duplicate, self.serve)
+                except Exception as error:
+                    self._router.count(getattr(error, "metrics", {}))
+                    raise
+            self._router.count(metrics)
+            for observer in self.observers:
+                observer(key, event, result)
+            return result
         module = importlib.import_module(FUNCTIONS[key])
         context = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
         with self._locks[key], call_log.acting_as(lambda_principal(key)), self._router.capture(key):

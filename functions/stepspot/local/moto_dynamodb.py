@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import functools
 import json
+import os
 import pickle
 import threading
 import weakref
@@ -63,6 +64,15 @@ _DYNAMODB_OPERATIONS = (
 )
 
 _dynamodb_lock = threading.RLock()
+
+
+def _renew_lock() -> None:
+    """In the forked DynamoDB process: another thread of the engine may have held the lock at the fork."""
+    global _dynamodb_lock
+    _dynamodb_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_renew_lock)
 
 
 def _no_copy(value: Any, memo: Any = None) -> Any:

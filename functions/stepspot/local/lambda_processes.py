@@ -1,0 +1,264 @@
+"""Local mode's Lambda functions in processes of their own, as on AWS each function runs in its own
+execution environment: one warm container per function, one invocation at a time.
+
+Why: in one process every handler, the Step Functions interpreter and the Batch emulator share one
+interpreter lock. The scheduler's invocations, which start the tasks one after another, waited for it
+between every call they made, and the handlers' own work (the SDK's serialising and parsing, the handler
+code, Powertools) took the lock from everything else. A function's process runs its handler on its own;
+its DynamoDB calls go straight to the DynamoDB process (``stepspot.local.dynamodb_process``), and only its
+other AWS calls come back to the engine.
+
+How: ``forked()`` forks one process per function once the run's resources exist and before the run starts
+threads of its own; each inherits the imported handler modules, moto patched (never reached: every call
+is forwarded) and the environment of the run. ``FunctionProcess.invoke`` sends the event and, until the
+answer comes, serves the function's calls in the invoking thread: each is answered as the engine's own
+handler session answers it (its ``before-call`` hooks: injected faults, the local Batch's DescribeJobs,
+direct Step Functions calls; else moto's HTTP stub), so what the handlers see is what they saw in-process.
+A handler's exception comes back as an exception of the same class name (the ASL error name). Log lines
+go to the run's ``lambdas.log``, each tagged with its function, and the EMF metrics are counted and sent
+back with each answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import os
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from botocore.awsrequest import AWSRequest, AWSResponse, HTTPHeaders
+from moto.core.botocore_stubber import MockRawResponse
+
+from stepspot import _gc, call_log
+from stepspot.local.direct_calls import DirectCalls
+from stepspot.local.dynamodb_process import ask, call_message
+from stepspot.local.forking import Channel, end_children, fork_child, quiet_child_output
+from stepspot.local.lambdas import FUNCTIONS, FakeContext, OutputRouter, function_arn, lambda_principal
+
+Serve = Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+class FunctionError(Exception):
+    """A handler's exception, raised in the engine under the handler's exception class name (what the
+    interpreter makes the ASL error of), with the handler's last stack frames and the metrics it emitted."""
+
+    trace: list[str]
+    metrics: dict[str, float]
+
+
+_error_classes: dict[str, type[FunctionError]] = {}
+
+
+def function_error(name: str, message: str, trace: list[str], metrics: dict[str, float]) -> FunctionError:
+    cls = _error_classes.get(name)
+    if cls is None:
+        cls = _error_classes[name] = type(name, (FunctionError,), {})
+    error = cls(message)
+    error.trace, error.metrics = trace, metrics
+    return error
+
+
+class FunctionProcess:
+    """The engine's end of one function's process."""
+
+    def __init__(self, key: str, pid: int, sock: socket.socket) -> None:
+        self.key = key
+        self.pid = pid
+        self.sock = sock
+        self._channel = Channel(sock)
+
+    def invoke(self, event: Mapping[str, Any], twice: bool, serve: Serve) -> tuple[Any, dict[str, float]]:
+        """(the handler's result, the metrics it emitted); raises what the handler raised (by class name)."""
+        self._channel.send(("invoke", dict(event), twice))
+        while True:
+            message = self._channel.receive()
+            if message[0] == "aws":
+                try:
+                    reply: tuple[Any, ...] = serve(message)
+                except Exception as bug:  # on the engine's side: the handler sees it as its call's failure
+                    reply = ("fail", f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}")
+                self._channel.send(reply)
+            elif message[0] == "ok":
+                return message[1], message[2]
+            else:
+                _, name, text, trace, metrics = message
+                raise function_error(name, text, trace, metrics)
+
+
+@contextlib.contextmanager
+def forked(
+    dynamodb_sockets: Mapping[str, socket.socket], log_path: Path, handler_events: Any
+) -> Iterator[dict[str, FunctionProcess]]:
+    """One process per function of ``dynamodb_sockets`` (function key -> its connection to the DynamoDB
+    process), while inside; they end when it ends."""
+    processes: dict[str, FunctionProcess] = {}
+    try:
+        for key, dynamodb in dynamodb_sockets.items():
+            ours, theirs = socket.socketpair()
+
+            pid = fork_child(
+                functools.partial(_start, key, ours, theirs, dynamodb, processes, log_path, handler_events)
+            )
+            theirs.close()
+            dynamodb.close()  # the function's own now
+            processes[key] = FunctionProcess(key, pid, ours)
+        yield processes
+    finally:
+        end_children([p.pid for p in processes.values()], [p.sock for p in processes.values()])
+
+
+def server(handler_events: Any, botocore_session: Any) -> Serve:
+    """The engine's answer to a function's AWS call: what its handler session would answer in-process."""
+    from moto.core.models import botocore_stubber
+
+    def serve(message: tuple[Any, ...]) -> tuple[Any, ...]:
+        if message[1] == "send":  # a request no hook answered, signed by the function's SDK: moto's stub
+            _, _, event_name, method, url, headers, body = message
+            prepared = AWSRequest(method=method, url=url, headers=headers, data=body).prepare()
+            http = botocore_stubber(event_name=event_name, request=prepared)
+            if http is None:
+                raise RuntimeError(f"no local service answers {event_name} ({url})")
+            return ("raw", http.status_code, dict(http.headers), http.content)
+        _, _, service_name, service_id, operation, request = message
+        model = botocore_session.get_service_model(service_name).operation_model(operation)
+        _, response = handler_events.emit_until_response(
+            f"before-call.{service_id}.{operation}", model=model, params=request, request_signer=None, context={}
+        )
+        if response is None:
+            return ("none",)
+        http, parsed = response
+        return ("parsed", http.status_code, dict(http.headers), parsed)
+
+    return serve
+
+
+def _start(
+    key: str,
+    ours: socket.socket,
+    theirs: socket.socket,
+    dynamodb: socket.socket,
+    others: Mapping[str, FunctionProcess],
+    log_path: Path,
+    handler_events: Any,
+) -> None:
+    """In the child: close the engine's ends, then serve."""
+    ours.close()
+    for process in others.values():
+        process.sock.close()
+    _serve(key, Channel(theirs), Channel(dynamodb), log_path, handler_events)
+
+
+def _serve(key: str, channel: Channel, dynamodb: Channel, log_path: Path, handler_events: Any) -> None:
+    """A function's process: one invocation at a time, until the engine's end closes."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    router = OutputRouter(devnull, log_path)
+    sys.stdout = router
+    from stepspot.local.contained import _handler_log_handlers
+
+    for handler in _handler_log_handlers():
+        handler.setStream(router)
+    quiet_child_output()
+    _gc.collected_in_forked_server()
+    call_log.set_default_principal(lambda_principal(key))
+    _route_calls(channel, dynamodb, handler_events)
+    module = importlib.import_module(FUNCTIONS[key])
+    while True:
+        try:
+            _, event, twice = channel.receive()
+        except (EOFError, OSError):
+            return
+        reported = dict(router.metrics)
+        try:
+            with router.capture(key):
+                result = module.lambda_handler(
+                    event, FakeContext(function_name=key, invoked_function_arn=function_arn(key))
+                )
+                if twice:
+                    twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
+                    module.lambda_handler(json.loads(json.dumps(event)), twin)
+            reply: tuple[Any, ...] = ("ok", result, _new(router.metrics, reported))
+        except Exception as exc:  # the Lambda runtime reports every exception as a function error
+            trace = traceback.format_exception(exc)[-5:]
+            reply = ("error", type(exc).__name__, str(exc), trace, _new(router.metrics, reported))
+        try:
+            channel.send(reply)
+        except OSError:
+            return
+
+
+def _context(key: str) -> FakeContext:
+    return FakeContext(function_name=key, invoked_function_arn=function_arn(key))
+
+
+def _headers(headers: Mapping[str, Any]) -> HTTPHeaders:
+    http_headers = HTTPHeaders()
+    for name, value in headers.items():
+        http_headers[name] = str(value)
+    return http_headers
+
+
+def _new(metrics: Mapping[str, float], reported: Mapping[str, float]) -> dict[str, float]:
+    """What was counted since ``reported`` (a metric first emitted with 0 included: it was emitted)."""
+    return {name: value - reported.get(name, 0.0) for name, value in metrics.items() if reported.get(name) != value}
+
+
+def _route_calls(channel: Channel, dynamodb: Channel, handler_events: Any) -> None:
+    """Every call of the handlers' clients: DynamoDB to its process, the rest to the engine."""
+    # A handler may call from several threads (parallel S3 transfers): one exchange at a time per channel.
+    engine_lock, dynamodb_lock = threading.Lock(), threading.Lock()
+
+    def to_dynamodb(operation: str, params: dict[str, Any]) -> Any:
+        with dynamodb_lock:
+            return ask(dynamodb, call_message(operation, params))
+
+    direct = DirectCalls({"dynamodb": to_dynamodb})
+
+    def forward(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        service_model = model.service_model
+        service_id = service_model.service_id.hyphenize()
+        if service_id == "dynamodb":
+            answered = direct(model=model, params=params)
+            if answered is not None:
+                return answered
+        body: Any = params.get("body")
+        if hasattr(body, "read"):  # a stream: read for the hooks, left where it was for the SDK
+            start = body.tell()
+            body, _ = body.read(), body.seek(start)
+        request = {**{k: v for k, v in params.items() if k != "context"}, "body": body, "context": {}}
+        reply = engine(("aws", "call", service_model.service_name, service_id, model.name, request))
+        if reply[0] == "none":
+            return None  # on to signing and before-send, as for AWS
+        _, status, headers, parsed = reply
+        return AWSResponse(params["url"], status, _headers(headers), None), parsed
+
+    def send(request: Any, event_name: str, **_: Any) -> AWSResponse:
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        reply = engine(("aws", "send", event_name, request.method, request.url, dict(request.headers), body))
+        _, status, headers, content = reply
+        return AWSResponse(request.url, status, _headers(headers), MockRawResponse(content or b""))
+
+    def engine(message: tuple[Any, ...]) -> tuple[Any, ...]:
+        with engine_lock:
+            channel.send(message)
+            reply: tuple[Any, ...] = channel.receive()
+        if reply[0] == "fail":
+            raise RuntimeError(f"the local engine failed to answer {message[1:4]}: {reply[1]}")
+        return reply
+
+    handler_events.register_first("before-send", send, unique_id="stepspot-function-process-send")
+    # botocore runs every before-send handler: moto's own stub must not answer (from this process's stale
+    # copy of moto) as well.
+    from moto.core.models import botocore_stubber
+
+    botocore_stubber.enabled = False
+    handler_events.register_first("before-call", forward, unique_id="stepspot-function-process")

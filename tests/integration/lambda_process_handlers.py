@@ -1,0 +1,19 @@
+"""A stand-in handler module for tests/integration/test_lambda_processes.py (run in a function's process)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+    action = event["action"]
+    if action == "fail":
+        raise LookupError(f"no such thing: {event['what']}")
+    if action == "buckets":  # an AWS call: answered by the engine's moto, not this process's copy of it
+        return sorted(bucket["Name"] for bucket in boto3.client("s3").list_buckets()["Buckets"])
+    if action == "whoami":
+        return {"pid": os.getpid(), "function": context.function_name, "event": event}
+    raise ValueError(f"unknown action {action!r}")

@@ -1,0 +1,73 @@
+"""Local mode's Lambda functions in processes of their own (stepspot.local.lambda_processes): a function
+answers from its own process, one invocation at a time; its AWS calls are answered by the engine's
+services, not by the process's own stale copy of moto; a handler's exception reaches the engine under its
+own class name, with its message and stack; the process ends with its scope."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from stepspot import call_log
+from stepspot.local import lambda_processes, lambdas, moto_patches
+from stepspot.local.lambda_processes import FunctionError, FunctionProcess
+
+HANDLERS = "lambda_process_handlers"  # tests/integration/lambda_process_handlers.py
+
+
+@contextlib.contextmanager
+def _function(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[FunctionProcess, Any]]:
+    """(the scheduler function's process running the stand-in handlers, the engine's answer to its calls)."""
+    monkeypatch.setitem(lambdas.FUNCTIONS, "scheduler", HANDLERS)
+    # The stand-in's calls are no function's real calls: left out of the IAM evaluation (tests/iam)
+    monkeypatch.delenv(call_log.CALL_LOG_ENV, raising=False)
+    with moto_patches.patched(), mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+        _, dynamodb = socket.socketpair()  # unused by these handlers
+        log_path = tmp_path / "lambdas.log"
+        with lambda_processes.forked({"scheduler": dynamodb}, log_path, session.events) as processes:
+            yield processes["scheduler"], lambda_processes.server(session.events, session._session)
+
+
+def test_a_function_answers_from_its_own_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with _function(monkeypatch, tmp_path) as (process, serve):
+        result, metrics = process.invoke({"action": "whoami"}, twice=False, serve=serve)
+        assert result["pid"] == process.pid != os.getpid()
+        assert result["function"] == "scheduler" and result["event"] == {"action": "whoami"}
+        assert metrics == {}
+
+
+def test_its_aws_calls_are_answered_by_the_engine_s_services(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with _function(monkeypatch, tmp_path) as (process, serve):
+        # A bucket made after the fork exists only in the engine's moto
+        boto3.DEFAULT_SESSION.client("s3").create_bucket(Bucket="made-after-the-fork")  # type: ignore[union-attr]
+        result, _ = process.invoke({"action": "buckets"}, twice=False, serve=serve)
+        assert result == ["made-after-the-fork"]
+
+
+def test_a_handler_s_exception_keeps_its_class_name_message_and_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with _function(monkeypatch, tmp_path) as (process, serve):
+        with pytest.raises(FunctionError, match="no such thing: a key") as raised:
+            process.invoke({"action": "fail", "what": "a key"}, twice=False, serve=serve)
+        assert type(raised.value).__name__ == "LookupError"  # the ASL error name the interpreter makes of it
+        assert any("lambda_handler" in frame for frame in raised.value.trace)
+        # and the function still answers the next invocation
+        assert process.invoke({"action": "whoami"}, twice=False, serve=serve)[0]["pid"] == process.pid
+
+
+def test_the_process_ends_with_its_scope(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with _function(monkeypatch, tmp_path) as (process, _):
+        pid = process.pid
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
