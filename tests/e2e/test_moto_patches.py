@@ -205,14 +205,16 @@ def test_the_engine_hears_each_execution_end_with_its_status_and_input(final: di
 def test_state_data_is_copied_as_json_and_anything_else_deeply() -> None:
     import datetime
 
-    data: dict[str, Any] = {"a": [1, 2.5, {"b": None, "c": True}], "s": "x", "when": datetime.datetime(2026, 1, 1)}
-    data["twice"] = [data["a"], data["a"]]
-    copied = moto_patches.json_data_copy(data)
-    assert copied == data
-    copied["a"][2]["b"] = "changed"
-    copied["twice"][0].append(3)
-    assert data["a"] == [1, 2.5, {"b": None, "c": True}]  # nothing of the original is shared
-    assert copied["twice"][1] == [1, 2.5, {"b": None, "c": True}]  # JSON values: copies share nothing
+    # Plain JSON data (copied in C), and data with something else inside (copied value by value)
+    for extra in ({}, {"when": datetime.datetime(2026, 1, 1), "n": __import__("decimal").Decimal("1.5")}):
+        data: dict[str, Any] = {"a": [1, 2.5, {"b": None, "c": True}], "s": "x", "é": -0.0, **extra}
+        data["twice"] = [data["a"], data["a"]]
+        copied = moto_patches.json_data_copy(data)
+        assert copied == data and [type(v) for v in copied.values()] == [type(v) for v in data.values()]
+        copied["a"][2]["b"] = "changed"
+        copied["twice"][0].append(3)
+        assert data["a"] == [1, 2.5, {"b": None, "c": True}]  # nothing of the original is shared
+        assert copied["twice"][1] == [1, 2.5, {"b": None, "c": True}]  # JSON values: copies share nothing
 
 
 def test_the_interpreter_copies_state_data_with_the_json_copy_only_while_patched() -> None:

@@ -238,6 +238,7 @@ def test_per_call_memos_answer_what_they_replace() -> None:
     from moto.dynamodb.responses import DynamoHandler
 
     sanitize, list_methods = useragent.sanitize_user_agent_string_component, responses.method_names_from_class
+    snake = responses.camelcase_to_underscores
     with moto_patches.patched():
         assert useragent.sanitize_user_agent_string_component is not sanitize
         for raw in ("Boto3/1.0 md/π#x", "a b", "ok#"):
@@ -245,10 +246,48 @@ def test_per_call_memos_answer_what_they_replace() -> None:
                 assert useragent.sanitize_user_agent_string_component(raw, allow_hash) == sanitize(raw, allow_hash)
         assert responses.method_names_from_class(DynamoHandler) == list_methods(DynamoHandler)
         assert responses.method_names_from_class(DynamoHandler) is responses.method_names_from_class(DynamoHandler)
+        for action in ("TransactWriteItems", "GetItem", "ListTagsOfResource", "SendTaskHeartbeat", "A", ""):
+            assert responses.camelcase_to_underscores(action) == snake(action)
     assert (useragent.sanitize_user_agent_string_component, responses.method_names_from_class) == (
         sanitize,
         list_methods,
     )
+    assert responses.camelcase_to_underscores is snake
+
+
+@pytest.mark.parametrize("kind", ["S", "N", "B"])
+def test_a_partition_queries_in_moto_s_order(kind: str) -> None:
+    """A partition's query answers in moto's order, both ways (the patch hands moto the partition's items
+    unsorted: moto's query sorts what it keeps by range key)."""
+    import boto3
+    from moto import mock_aws
+
+    values = {
+        "S": ["b", "a", "é", "Z", "a#10", "a#9", "ÿ", "zz", "ab"],
+        "N": ["10", "9", "-1", "0.5", "-0.25", "1e3", "100", "2"],
+        "B": [b"\x00", b"\xff", b"a", b"b", b"ab", b"\x7f"],
+    }[kind]
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="ordered",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": kind},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for value in values:
+            client.put_item(TableName="ordered", Item={"pk": {"S": "p"}, "sk": {kind: value}})
+
+        def order(forward: bool) -> list[Any]:
+            query = {"TableName": "ordered", "KeyConditionExpression": "pk = :p", "ScanIndexForward": forward}
+            return client.query(**query, ExpressionAttributeValues={":p": {"S": "p"}})["Items"]
+
+        expected = (order(True), order(False))
+        with moto_patches.patched():
+            assert (order(True), order(False)) == expected
 
 
 def _attribute(rng: Any, depth: int = 0) -> dict[str, Any]:

@@ -196,8 +196,8 @@ def _install_dynamodb_speedups(patches: Patches, models: Any) -> None:
         found = self.items.get(wanted[1])  # get: no insert into the defaultdict
         if found is None:
             return []
-        items = list(found.values()) if self.range_key_attr else [found]
-        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+        # Unsorted: the query sorts what it keeps by range key itself (moto sorted the table here too)
+        return list(found.values()) if self.range_key_attr else [found]
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)

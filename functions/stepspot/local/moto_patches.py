@@ -134,6 +134,7 @@ def check_patch_points() -> None:
         *((module_name, "copy") for module_name in _SFN_JSON_COPIERS),
         (_SFN_RESPONSES, "EmptyResult"),
         (CORE_RESPONSES, "method_names_from_class"),
+        (CORE_RESPONSES, "camelcase_to_underscores"),
         (_BOTOCORE_USERAGENT, "sanitize_user_agent_string_component"),
         (_BOTOCORE_SESSION, "create_loader"),
         (CORE_RESPONSES, "ActionResult"),
@@ -447,12 +448,16 @@ def _apply(patches: Patches) -> None:
 
 def _install_per_call_speedups(patches: Patches) -> None:
     """What every in-process AWS call runs, made cheaper for the run: moto lists its response class's
-    methods (``inspect.getmembers``) to dispatch each request and botocore sanitises each user-agent
-    component character by character (about 90 per request): both pure, memoised; moto draws each
-    response's request id one character at a time. Parameter validation and parsing are untouched."""
+    methods (``inspect.getmembers``) and spells each action's name in snake case character by character to
+    dispatch each request, and botocore sanitises each user-agent component character by character (about
+    90 per request): all pure, memoised; moto draws each response's request id one character at a time.
+    Parameter validation and parsing are untouched."""
     responses = moto_module(CORE_RESPONSES)
     patches.replace(
         responses, "method_names_from_class", functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+    )
+    patches.replace(
+        responses, "camelcase_to_underscores", functools.lru_cache(maxsize=4096)(responses.camelcase_to_underscores)
     )
     # A request id is 52 random letters and digits: one draw of 52 from moto's (seedable) random, not 52 draws.
     from moto.moto_api._internal import mock_random

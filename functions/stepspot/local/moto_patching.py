@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import marshal
 from collections.abc import Callable
 from typing import Any
 
@@ -57,12 +58,21 @@ class Patches:
 
 def json_data_copy(value: Any, memo: Any = None) -> Any:
     """A deep copy of JSON data (dicts, lists, strings, numbers, booleans, None); anything else inside is
-    copied by ``copy.deepcopy``. JSON values have no identity, so no memo of shared objects is kept."""
+    copied by ``copy.deepcopy``. JSON values have no identity, so copies share nothing, even where the
+    original referred to one value twice (no memo). Data of plain types round-trips through ``marshal``
+    (format 2: no references between objects), in C; the rest is copied value by value."""
+    try:
+        return marshal.loads(marshal.dumps(value, 2))
+    except ValueError:  # a value marshal does not know (a datetime, a Decimal, a subclass) is inside
+        return _copied_value_by_value(value)
+
+
+def _copied_value_by_value(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
-        return {key: json_data_copy(item) for key, item in value.items()}
+        return {key: _copied_value_by_value(item) for key, item in value.items()}
     if kind is list:
-        return [json_data_copy(item) for item in value]
+        return [_copied_value_by_value(item) for item in value]
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     return copy.deepcopy(value)
