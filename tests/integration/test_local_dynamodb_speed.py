@@ -258,7 +258,7 @@ def test_per_call_memos_answer_what_they_replace() -> None:
 @pytest.mark.parametrize("kind", ["S", "N", "B"])
 def test_a_partition_queries_in_moto_s_order(kind: str) -> None:
     """A partition's query answers in moto's order, both ways (the patch hands moto the partition's items
-    unsorted: moto's query sorts what it keeps by range key)."""
+    sorted by each range key's value; moto's query sorts what it keeps by range key again)."""
     import boto3
     from moto import mock_aws
 
