@@ -59,7 +59,8 @@ def collected_after_setup() -> Iterator[Callable[[], None]]:
 
 
 def collected_in_forked_server() -> None:
-    """The collector of a process forked from a local run to serve it (``stepspot.local.dynamodb_process``):
+    """The collector of a process forked from a local run to serve it (``stepspot.local.dynamodb_process``,
+    ``stepspot.local.lambda_processes``):
     what it inherited frozen (it lives as long as the process, and a collection that scanned it would also
     copy every page it touched), the youngest objects collected as in the run, the collector on."""
     gc.freeze()

@@ -39,7 +39,7 @@ from stepspot.local.lambdas import FUNCTIONS, OutputRouter
 QUIET_LOGGERS = {"werkzeug": logging.ERROR, "moto.stepfunctions": logging.CRITICAL}
 
 
-def _handler_log_handlers() -> list[logging.StreamHandler[Any]]:
+def handler_log_handlers() -> list[logging.StreamHandler[Any]]:
     """The stream handlers of the imported handler modules' Powertools loggers (shared ones once)."""
     found: list[logging.StreamHandler[Any]] = []
     for module_name in FUNCTIONS.values():
@@ -92,12 +92,12 @@ def contained(environment: Mapping[str, str], lambda_log: Path) -> Iterator[Outp
         def restore_stdout() -> None:
             sys.stdout = saved_stdout
             # handler modules first imported during the run saw the router as sys.stdout
-            for handler in _handler_log_handlers():
+            for handler in handler_log_handlers():
                 handler.setStream(saved_streams.get(handler, saved_stdout))
 
         undo.callback(restore_stdout)
         sys.stdout = router
-        for handler in _handler_log_handlers():
+        for handler in handler_log_handlers():
             saved_streams[handler] = handler.stream
             handler.setStream(router)
 

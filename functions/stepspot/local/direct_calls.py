@@ -124,15 +124,20 @@ class DirectCalls:
         return int(status), dict(response_headers), response_body
 
 
+def http_headers(headers: Mapping[str, Any]) -> HTTPHeaders:
+    """botocore's headers of an answer from moto's (name -> value)."""
+    found = HTTPHeaders()
+    for name, value in headers.items():
+        found[name] = str(value)
+    return found
+
+
 def parsed_answer(
     model: Any, url: str, status: int, headers: dict[str, Any], body: Any, parser: Any
 ) -> tuple[AWSResponse, dict[str, Any]]:
     """(the HTTP response, what botocore parses of it) for an answer to a call of ``model`` (an operation),
     as botocore's endpoint builds and parses them; ``parser`` is the protocol's (stateless) parser."""
-    http_headers = HTTPHeaders()
-    for name, value in headers.items():
-        http_headers[name] = str(value)
-    http = AWSResponse(url, status, http_headers, MockRawResponse(body or b""))
+    http = AWSResponse(url, status, http_headers(headers), MockRawResponse(body or b""))
     response = convert_to_response_dict(http, model)
     parsed: dict[str, Any] = parser.parse(response, model.output_shape)
     if status >= 300:  # botocore.endpoint.Endpoint._add_modeled_error_fields: e.g. CancellationReasons

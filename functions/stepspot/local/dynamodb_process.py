@@ -75,14 +75,14 @@ class DynamoDBProcess:
     while it waits, so a caller that waits for the interpreter lock after its answer came holds up no
     other caller (one shared connection and a lock made every DynamoDB call wait for the slowest)."""
 
-    def __init__(self, pid: int, socks: list[socket.socket]) -> None:
+    def __init__(self, pid: int, socks: list[socket.socket], reserved: list[socket.socket]) -> None:
         self.pid = pid
         self._socks = socks
         self._free: queue.SimpleQueue[Channel] = queue.SimpleQueue()
         for sock in socks:
             self._free.put(Channel(sock))
         self._closed = False
-        self.reserved: list[socket.socket] = []
+        self.reserved = reserved  # connections for the processes forked later (``forked(reserved=)``)
 
     def call(self, operation: str, params: dict[str, Any]) -> Answer:
         """Answer a serialised JSON-protocol request (``DirectCalls.answer``'s arguments)."""
@@ -141,8 +141,8 @@ def forked(reserved: int = 0, faults: AwsFaults | None = None) -> Iterator[Dynam
     pid = fork_child(serve)
     for _, theirs in pairs:
         theirs.close()
-    process = DynamoDBProcess(pid, [ours for ours, _ in pairs[:CONNECTIONS]])
-    process.reserved = [ours for ours, _ in pairs[CONNECTIONS:]]
+    engine_ends = [sock for sock, _ in pairs]
+    process = DynamoDBProcess(pid, engine_ends[:CONNECTIONS], engine_ends[CONNECTIONS:])
     patches = Patches()
     try:
         _dispatch_to(process, patches)

@@ -235,8 +235,8 @@ class LocalEngine:
                     handler_session.events,
                 )
             )
-            lambdas = LocalLambda(resources.function_arns, router, functions)
-            lambdas.serve = lambda_processes.server(handler_session.events, handler_session._session)
+            serve = lambda_processes.server(handler_session.events, handler_session._session)
+            lambdas = LocalLambda(resources.function_arns, router, functions, serve)
             if options.duplicate_scheduler_events:
                 lambdas.duplicate.add("scheduler")
             bus = EventBus(lambdas.call, aws_faults.event_deliveries if aws_faults.enabled else None)

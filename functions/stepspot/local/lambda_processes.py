@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
-import json
 import os
 import socket
 import sys
@@ -34,14 +32,15 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from botocore.awsrequest import AWSRequest, AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSRequest, AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 
 from stepspot import _gc, call_log
-from stepspot.local.direct_calls import DirectCalls
+from stepspot.local.contained import handler_log_handlers
+from stepspot.local.direct_calls import DirectCalls, http_headers
 from stepspot.local.dynamodb_process import ask, call_message
 from stepspot.local.forking import Channel, end_children, fork_child, quiet_child_output
-from stepspot.local.lambdas import FUNCTIONS, FakeContext, OutputRouter, function_arn, lambda_principal
+from stepspot.local.lambdas import OutputRouter, lambda_principal, run_handler
 
 Serve = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
@@ -69,8 +68,7 @@ def function_error(name: str, message: str, trace: list[str], metrics: dict[str,
 class FunctionProcess:
     """The engine's end of one function's process."""
 
-    def __init__(self, key: str, pid: int, sock: socket.socket) -> None:
-        self.key = key
+    def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
         self.sock = sock
         self._channel = Channel(sock)
@@ -109,7 +107,7 @@ def forked(
             )
             theirs.close()
             dynamodb.close()  # the function's own now
-            processes[key] = FunctionProcess(key, pid, ours)
+            processes[key] = FunctionProcess(pid, ours)
         yield processes
     finally:
         end_children([p.pid for p in processes.values()], [p.sock for p in processes.values()])
@@ -118,6 +116,8 @@ def forked(
 def server(handler_events: Any, botocore_session: Any) -> Serve:
     """The engine's answer to a function's AWS call: what its handler session would answer in-process."""
     from moto.core.models import botocore_stubber
+
+    service_model = functools.lru_cache(maxsize=None)(botocore_session.get_service_model)  # a new one per call
 
     def serve(message: tuple[Any, ...]) -> tuple[Any, ...]:
         if message[1] == "send":  # a request no hook answered, signed by the function's SDK: moto's stub
@@ -128,7 +128,7 @@ def server(handler_events: Any, botocore_session: Any) -> Serve:
                 raise RuntimeError(f"no local service answers {event_name} ({url})")
             return ("raw", http.status_code, dict(http.headers), http.content)
         _, _, service_name, service_id, operation, request = message
-        model = botocore_session.get_service_model(service_name).operation_model(operation)
+        model = service_model(service_name).operation_model(operation)
         _, response = handler_events.emit_until_response(
             f"before-call.{service_id}.{operation}", model=model, params=request, request_signer=None, context={}
         )
@@ -161,15 +161,12 @@ def _serve(key: str, channel: Channel, dynamodb: Channel, log_path: Path, handle
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     router = OutputRouter(devnull, log_path)
     sys.stdout = router
-    from stepspot.local.contained import _handler_log_handlers
-
-    for handler in _handler_log_handlers():
+    for handler in handler_log_handlers():
         handler.setStream(router)
     quiet_child_output()
     _gc.collected_in_forked_server()
     call_log.set_default_principal(lambda_principal(key))
     _route_calls(channel, dynamodb, handler_events)
-    module = importlib.import_module(FUNCTIONS[key])
     while True:
         try:
             _, event, twice = channel.receive()
@@ -178,12 +175,7 @@ def _serve(key: str, channel: Channel, dynamodb: Channel, log_path: Path, handle
         reported = dict(router.metrics)
         try:
             with router.capture(key):
-                result = module.lambda_handler(
-                    event, FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-                )
-                if twice:
-                    twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-                    module.lambda_handler(json.loads(json.dumps(event)), twin)
+                result = run_handler(key, event, twice)
             reply: tuple[Any, ...] = ("ok", result, _new(router.metrics, reported))
         except Exception as exc:  # the Lambda runtime reports every exception as a function error
             trace = traceback.format_exception(exc)[-5:]
@@ -192,17 +184,6 @@ def _serve(key: str, channel: Channel, dynamodb: Channel, log_path: Path, handle
             channel.send(reply)
         except OSError:
             return
-
-
-def _context(key: str) -> FakeContext:
-    return FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-
-
-def _headers(headers: Mapping[str, Any]) -> HTTPHeaders:
-    http_headers = HTTPHeaders()
-    for name, value in headers.items():
-        http_headers[name] = str(value)
-    return http_headers
 
 
 def _new(metrics: Mapping[str, float], reported: Mapping[str, float]) -> dict[str, float]:
@@ -237,7 +218,7 @@ def _route_calls(channel: Channel, dynamodb: Channel, handler_events: Any) -> No
         if reply[0] == "none":
             return None  # on to signing and before-send, as for AWS
         _, status, headers, parsed = reply
-        return AWSResponse(params["url"], status, _headers(headers), None), parsed
+        return AWSResponse(params["url"], status, http_headers(headers), None), parsed
 
     def send(request: Any, event_name: str, **_: Any) -> AWSResponse:
         body = request.body
@@ -245,7 +226,7 @@ def _route_calls(channel: Channel, dynamodb: Channel, handler_events: Any) -> No
             body = body.read()
         reply = engine(("aws", "send", event_name, request.method, request.url, dict(request.headers), body))
         _, status, headers, content = reply
-        return AWSResponse(request.url, status, _headers(headers), MockRawResponse(content or b""))
+        return AWSResponse(request.url, status, http_headers(headers), MockRawResponse(content or b""))
 
     def engine(message: tuple[Any, ...]) -> tuple[Any, ...]:
         with engine_lock:

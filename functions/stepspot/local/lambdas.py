@@ -79,6 +79,17 @@ class FakeContext:
         return 900_000
 
 
+def run_handler(key: str, event: dict[str, Any], twice: bool = False) -> Any:
+    """Run function ``key``'s handler on ``event`` in this process, as its Lambda runtime would (``twice``:
+    the event delivered again, as at-least-once delivery may); returns the first answer."""
+    module = importlib.import_module(FUNCTIONS[key])
+    result = module.lambda_handler(event, FakeContext(function_name=key, invoked_function_arn=function_arn(key)))
+    if twice:
+        twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
+        module.lambda_handler(json.loads(json.dumps(event)), twin)
+    return result
+
+
 class OutputRouter(io.TextIOBase):
     """Stands in for ``sys.stdout`` while a run goes: writes made by a thread that is running a Lambda
     handler go to the metrics counter (EMF documents) or the run's log file; all other writes (the
@@ -170,10 +181,17 @@ class _Capture:
 class LocalLambda:
     """moto's Lambda client in local mode (see the module docstring)."""
 
-    def __init__(self, arns: dict[str, str], router: OutputRouter, processes: Mapping[str, Any] | None = None) -> None:
-        # key -> its process (stepspot.local.lambda_processes); none: the handlers run in this process
+    def __init__(
+        self,
+        arns: dict[str, str],
+        router: OutputRouter,
+        processes: Mapping[str, Any] | None = None,
+        serve: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
+    ) -> None:
+        # key -> its process (stepspot.local.lambda_processes), whose AWS calls ``serve`` answers; none: the
+        # handlers run in this process
         self._processes = dict(processes or {})
-        self.serve: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None  # answers the processes' AWS calls
+        self.serve = serve
         self._by_arn = {arn: key for key, arn in arns.items()}
         self._by_name = {arn.rsplit(":", 1)[-1]: key for key, arn in arns.items()}
         self._locks = {key: threading.Lock() for key in arns}
@@ -197,27 +215,23 @@ class LocalLambda:
 
     def call(self, key: str, event: dict[str, Any]) -> Any:
         """Invoke a handler directly (raises what the handler raises)."""
-        process = self._processes.get(key)
-        if process is not None:
-            with self._locks[key], call_log.acting_as(lambda_principal(key)):
-                try:
-                    result, metrics = process.invoke(event, key in self.duplicate, self.serve)
-                except Exception as error:
-                    self._router.count(getattr(error, "metrics", {}))
-                    raise
-            self._router.count(metrics)
-            for observer in self.observers:
-                observer(key, event, result)
-            return result
-        module = importlib.import_module(FUNCTIONS[key])
-        context = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-        with self._locks[key], call_log.acting_as(lambda_principal(key)), self._router.capture(key):
-            result = module.lambda_handler(event, context)
-            if key in self.duplicate:
-                twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
-                module.lambda_handler(json.loads(json.dumps(event)), twin)
+        with self._locks[key], call_log.acting_as(lambda_principal(key)):
+            result = self._run(key, event)
         for observer in self.observers:
             observer(key, event, result)
+        return result
+
+    def _run(self, key: str, event: dict[str, Any]) -> Any:
+        process = self._processes.get(key)
+        if process is None:
+            with self._router.capture(key):
+                return run_handler(key, event, twice=key in self.duplicate)
+        try:
+            result, metrics = process.invoke(event, key in self.duplicate, self.serve)
+        except Exception as error:  # a handler's exception (lambda_processes.FunctionError) carries its metrics
+            self._router.count(getattr(error, "metrics", {}))
+            raise
+        self._router.count(metrics)
         return result
 
     def invoke(
