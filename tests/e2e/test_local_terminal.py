@@ -136,6 +136,39 @@ def test_ctrl_c_stops_a_run_with_130_and_leaves_no_process(write_workflow, tmp_p
     assert _processes_with(marker) == []
 
 
+def test_a_run_whose_reader_goes_away_stops_with_141_and_leaves_no_process(write_workflow, tmp_path):
+    # `stepspot local FILE | head`: lines are read until a long task has started, then the pipe closes.
+    # rich's answer to the closed pipe (SystemExit in the thread that printed, a state machine's) hung the
+    # run for ever.
+    marker = f"stepspot-closed-pipe-{os.getpid()}"
+    tasks = [sleep_task("first", 0.1)]
+    for index in range(8):
+        task = sleep_task(f"then{index}", depends_on=["first"])
+        task["command"] = [sys.executable, "-c", f"import time; time.sleep(120)  # {marker}"]
+        tasks.append(task)
+    path = write_workflow(tasks, "closed-pipe")
+    summary = tmp_path / "summary.json"
+    argv = [STEPSPOT, "local", str(path), "--workdir", str(tmp_path / "w"), "--summary-json", str(summary)]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        while "then0: attempt 1 started" not in (line := process.stdout.readline()):
+            assert line, "the run ended before its long tasks started"
+        process.stdout.close()  # the reader goes; the next event line meets the closed pipe
+        started = time.monotonic()
+        code = process.wait(timeout=30)
+        stderr = process.stderr.read() if process.stderr else ""
+    finally:
+        process.kill()
+    assert code == 141, stderr
+    assert time.monotonic() - started < 30
+    assert "the output's reader has gone (a closed pipe): stopping the run" in stderr
+    assert "Traceback" not in stderr and "Exception=" not in stderr, stderr  # nothing after the teardown
+    assert json.loads(summary.read_text())["status"] == "INTERRUPTED"
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
+
+
 def _run_pipe(path: Path, workdir: Path, *flags: str) -> tuple[str, dict]:
     out = workdir / "summary.json"
     argv = [STEPSPOT, "local", str(path), "--workdir", str(workdir), "--summary-json", str(out), *flags]

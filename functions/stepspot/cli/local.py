@@ -28,7 +28,7 @@ from rich.text import Text
 
 from stepspot.capacity_sources import offline_capacity
 from stepspot.cli.data_checks import planned_shared_filesystem, refuses_missing_shared_filesystem
-from stepspot.cli.output import console, end_process, err_console
+from stepspot.cli.output import EXIT_READER_GONE, console, end_process, err_console
 from stepspot.errors import UnknownTaskError
 from stepspot.local.faults import Faults
 from stepspot.local.runner import bundle_checked_meanwhile
@@ -120,8 +120,13 @@ def _run(args: argparse.Namespace, source: Path, loaded: LoadedWorkflow, policy:
     if show_progress:
         options.on_progress = lambda snapshot: live.update(_progress_view(snapshot))
     engine = LocalEngine(options)
+
+    def reader_gone() -> None:  # `stepspot local FILE | head`: nobody reads the run's output any more
+        err_console.print("stepspot: the output's reader has gone (a closed pipe): stopping the run", highlight=False)
+        engine.interrupt()
+
     try:
-        with _interruptible(engine, restore_cursor=show_progress):
+        with _interruptible(engine, restore_cursor=show_progress), console.when_reader_gone(reader_gone):
             if show_progress:
                 with live:
                     summary = engine.run(loaded, source)
@@ -143,7 +148,7 @@ def _run(args: argparse.Namespace, source: Path, loaded: LoadedWorkflow, policy:
         console.print(f"report written to {args.report} ({size / 1e6:.2f} MB)", highlight=False)
     sys.stdout.flush()
     if summary.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_READER_GONE if console.reader_gone.is_set() else EXIT_INTERRUPTED
     # The run is over and closed (emulator, jobs, log files); what is left is the emulator's objects, whose
     # one-by-one freeing at interpreter exit took a second after a 200-task run.
     return end_process(args, EXIT_OK if summary.status == "SUCCEEDED" else EXIT_FAILED)

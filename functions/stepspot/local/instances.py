@@ -47,10 +47,10 @@ class LocalInstances:
     def __init__(
         self, session: Any, resources: LocalResources, placement: Callable[[LocalJob], tuple[str, str]]
     ) -> None:
-        self._ec2 = session.client("ec2")
-        self._ecs = session.client("ecs")
+        self._session = session
         self._batch = session.client("batch")
         self._iam = session.client("iam")
+        self._hosts: tuple[Any, Any] | None = None  # EC2 and ECS clients, made at the first notice
         self._resources = resources
         self._placement = placement  # (instance type, zone) of an attempt
         self._lock = threading.Lock()
@@ -58,7 +58,7 @@ class LocalInstances:
         self.placed: dict[str, str] = {}  # job id -> the container instance ARN of its host
 
     def create(self) -> None:
-        """The compute environments (and the service role Batch needs), and the jobs' task definition."""
+        """The compute environments (and the service role Batch needs)."""
         self._iam.create_role(
             RoleName=SERVICE_ROLE.rsplit("/", 1)[-1],
             AssumeRolePolicyDocument=json.dumps(
@@ -78,9 +78,17 @@ class LocalInstances:
                 computeEnvironments=[created["computeEnvironmentArn"]]
             )
             self.clusters[name] = described["computeEnvironments"][0]["ecsClusterArn"]
-        self._ecs.register_task_definition(
-            family=TASK_FAMILY, containerDefinitions=[{"name": "job", "image": "local", "memory": 128}]
-        )
+
+    def _host_clients(self) -> tuple[Any, Any]:
+        """EC2 and ECS, with the jobs' task definition: made when a first host is placed (most runs place
+        none, and loading the two service models is 0.05 s of a run's start). Called with the lock held."""
+        if self._hosts is None:
+            ec2, ecs = self._session.client("ec2"), self._session.client("ecs")
+            ecs.register_task_definition(
+                family=TASK_FAMILY, containerDefinitions=[{"name": "job", "image": "local", "memory": 128}]
+            )
+            self._hosts = ec2, ecs
+        return self._hosts
 
     def place(self, job: LocalJob) -> None:
         """Give a Spot job's host its EC2 instance (with the host's own id) and container instance,
@@ -89,7 +97,8 @@ class LocalInstances:
             if job.job_id in self.placed:
                 return
             instance_type, zone = self._placement(job)
-            reservation = self._ec2.run_instances(
+            ec2, ecs = self._host_clients()
+            reservation = ec2.run_instances(
                 ImageId=IMAGE_ID,
                 MinCount=1,
                 MaxCount=1,
@@ -99,11 +108,11 @@ class LocalInstances:
             )
             _rename_instance(reservation["Instances"][0]["InstanceId"], job.instance_id)
             cluster = self.clusters[self._resources.spot_compute_env]
-            registered = self._ecs.register_container_instance(
+            registered = ecs.register_container_instance(
                 cluster=cluster, instanceIdentityDocument=json.dumps({"instanceId": job.instance_id})
             )["containerInstance"]["containerInstanceArn"]
             # Batch starts the job's task with its id in the container environment and as startedBy.
-            self._ecs.start_task(
+            ecs.start_task(
                 cluster=cluster,
                 taskDefinition=TASK_FAMILY,
                 containerInstances=[registered],

@@ -53,11 +53,13 @@ from typing import Any
 import moto
 
 from stepspot.local import moto_dynamodb
+from stepspot.local.lambdas import REGION
 from stepspot.local.moto_patching import (
     CORE_RESPONSES,
     CopyModule,
     Patches,
     PatchPointMissing,
+    import_ec2_models_for,
     json_data_copy,
     moto_module,
 )
@@ -243,6 +245,7 @@ def patched() -> Iterator[None]:
     patches = Patches()
     _share_botocore_loaders(patches)  # first: importing moto's modules makes a session
     try:
+        import_ec2_models_for(REGION)  # before the patch points import moto's Batch, which imports EC2
         check_patch_points()
     except BaseException:
         patches.undo()

@@ -10,10 +10,40 @@ from __future__ import annotations
 import copy
 import importlib
 import marshal
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 CORE_RESPONSES = "moto.core.responses"
+
+
+_EC2_INSTANCE_TYPES = "moto.ec2.models.instance_types"
+_EC2_OFFERINGS = "/instance_type_offerings/"
+
+
+def import_ec2_models_for(region: str) -> None:
+    """Import moto's EC2 instance types with the instance type offerings of ``region`` only.
+
+    When first imported (moto's Batch imports EC2), moto loads the offerings of every region: 95 files,
+    150,000 entries, 0.06 s of every local run's start. A local run is in one region, whose offerings are
+    loaded as moto has them (what run_instances checks an instance type against); the other regions' are
+    left empty."""
+    if _EC2_INSTANCE_TYPES in sys.modules:
+        return
+    utils: Any = importlib.import_module("moto.utilities.utils")
+    load_resource = utils.load_resource
+
+    def regional(resource: str) -> Any:
+        if _EC2_OFFERINGS in resource and not os.path.basename(resource).startswith(f"{region}."):
+            return []
+        return load_resource(resource)
+
+    utils.load_resource = regional
+    try:
+        importlib.import_module(_EC2_INSTANCE_TYPES)
+    finally:
+        utils.load_resource = load_resource
 
 
 class PatchPointMissing(RuntimeError):
