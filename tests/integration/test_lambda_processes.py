@@ -71,3 +71,24 @@ def test_the_process_ends_with_its_scope(monkeypatch: pytest.MonkeyPatch, tmp_pa
         pid = process.pid
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_an_observer_s_process_yields_the_cores_to_the_task_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(lambdas.FUNCTIONS, "scheduler", HANDLERS)
+    monkeypatch.setitem(lambdas.FUNCTIONS, "workflow_monitor", HANDLERS)
+    monkeypatch.delenv(call_log.CALL_LOG_ENV, raising=False)
+    assert "workflow_monitor" in lambdas.OBSERVERS and "scheduler" not in lambdas.OBSERVERS
+    with moto_patches.patched(), mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+        connections = {key: socket.socketpair()[1] for key in ("scheduler", "workflow_monitor")}
+        with lambda_processes.forked(connections, tmp_path / "lambdas.log", session.events) as processes:
+            serve = lambda_processes.server(session.events, session._session)
+            for process in processes.values():  # answered: it serves, at the priority it set first
+                process.invoke({"action": "whoami"}, twice=False, serve=serve)
+            engine = os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.getpriority(os.PRIO_PROCESS, processes["scheduler"].pid) == engine
+            observer = os.getpriority(os.PRIO_PROCESS, processes["workflow_monitor"].pid)
+            assert observer == min(19, engine + lambdas.OBSERVER_NICENESS)

@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,6 +305,7 @@ class LocalBatch:
         # injected notice comes, read when the agent asks IMDS (so the agent cannot outrun it).
         self._latest_checkpoint = latest_checkpoint
         self.jobs: dict[str, LocalJob] = {}
+        self._hosts_named: Counter[tuple[str, int]] = Counter()  # (task, attempt) -> jobs submitted for it
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
@@ -348,7 +350,8 @@ class LocalBatch:
         )
         with self._lock:
             # The host of an attempt is named after it (not at random): the same seed, the same story.
-            same = sum(1 for j in self.jobs.values() if (j.task_id, j.attempt) == (job.task_id, job.attempt))
+            same = self._hosts_named[(job.task_id, job.attempt)]  # counted, not searched: O(1) per submit
+            self._hosts_named[(job.task_id, job.attempt)] += 1
             job.instance_id = "i-" + hashlib.sha256(f"{job.task_id}/{job.attempt}/{same}".encode()).hexdigest()[:17]
             self.jobs[job.job_id] = job
         self._transition(job, "SUBMITTED")

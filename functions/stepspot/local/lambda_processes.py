@@ -16,7 +16,8 @@ handler session answers it (its ``before-call`` hooks: injected faults, the loca
 direct Step Functions calls; else moto's HTTP stub), so what the handlers see is what they saw in-process.
 A handler's exception comes back as an exception of the same class name (the ASL error name). Log lines
 go to the run's ``lambdas.log``, each tagged with its function, and the EMF metrics are counted and sent
-back with each answer.
+back with each answer. An observer's process (``lambdas.OBSERVERS``: the workflow monitor) lowers its own
+CPU priority first.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from stepspot.local.contained import handler_log_handlers
 from stepspot.local.direct_calls import DirectCalls, http_headers
 from stepspot.local.dynamodb_process import ask, call_message
 from stepspot.local.forking import Channel, end_children, fork_child, quiet_child_output
-from stepspot.local.lambdas import OutputRouter, lambda_principal, run_handler
+from stepspot.local.lambdas import OBSERVER_NICENESS, OBSERVERS, OutputRouter, lambda_principal, run_handler
 
 Serve = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
@@ -166,6 +167,8 @@ def _serve(key: str, channel: Channel, dynamodb: Channel, log_path: Path, handle
     quiet_child_output()
     _gc.collected_in_forked_server()
     call_log.set_default_principal(lambda_principal(key))
+    if key in OBSERVERS:
+        os.nice(OBSERVER_NICENESS)
     _route_calls(channel, dynamodb, handler_events)
     while True:
         try:

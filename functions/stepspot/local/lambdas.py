@@ -54,6 +54,15 @@ FUNCTIONS = {
 }
 
 
+# Functions off the tasks' path: the workflow monitor observes (three Batch events per job, the
+# executions' ends) and changes no task's course. On AWS every function has a CPU of its own; locally all
+# share the machine's, and the monitor's share slowed the functions, DynamoDB and jobs that move the tasks
+# on. Its process runs at a lower priority (it waits only while every core is busy); what it does and in
+# which order is unchanged, and its backlog is delivered before a run is summarised.
+OBSERVERS = frozenset({"workflow_monitor"})
+OBSERVER_NICENESS = 10
+
+
 def lambda_principal(key: str) -> str:
     """The principal name of a function's role in the recorded AWS calls (stepspot.call_log)."""
     return f"lambda:{key}"
