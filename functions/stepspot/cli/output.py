@@ -20,7 +20,7 @@ from stepspot.errors import Problem
 EXIT_READER_GONE = 141
 
 
-class _Console(Console):
+class ReaderAwareConsole(Console):
     """rich's console, except when the reader of its output has gone (a closed pipe).
 
     rich then sends the rest of the output to /dev/null and raises ``SystemExit`` in the thread that
@@ -46,7 +46,8 @@ class _Console(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self.file.fileno())  # later writes, the interpreter's last flush included, succeed
+        with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor has nothing to redirect
+            os.dup2(devnull, self.file.fileno())  # later writes, the interpreter's last flush included, succeed
         os.close(devnull)
         if not self.reader_gone.is_set():
             self.reader_gone.set()
@@ -57,8 +58,8 @@ class _Console(Console):
 
 
 # Off a terminal (pipes, CI logs) rich assumes 80 columns; tables of task ids need more.
-console = _Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err_console = _Console(stderr=True)
+console = ReaderAwareConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = ReaderAwareConsole(stderr=True)
 
 
 def end_process(args: argparse.Namespace, code: int) -> int:
