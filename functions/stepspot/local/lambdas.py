@@ -54,8 +54,9 @@ FUNCTIONS = {
 }
 
 
-# Functions off the tasks' path: the workflow monitor observes (three Batch events per job, the
-# executions' ends) and changes no task's course. On AWS every function has a CPU of its own; locally all
+# Functions off the tasks' path: the workflow monitor records what happens (three Batch events per job:
+# statuses, metrics, costs) and steps in only when a task execution ended without telling the scheduler
+# (a report that waits for nothing urgent). On AWS every function has a CPU of its own; locally all
 # share the machine's, and the monitor's share slowed the functions, DynamoDB and jobs that move the tasks
 # on. Its process runs at a lower priority (it waits only while every core is busy); what it does and in
 # which order is unchanged, and its backlog is delivered before a run is summarised.
