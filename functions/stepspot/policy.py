@@ -151,6 +151,15 @@ class Policy(_Knobs):
     submit_retry_max_delay_seconds: int = Field(
         default=60, ge=1, le=3600, description="Longest wait between two SubmitJob retries (before jitter)"
     )
+    # At most 600 s: a skipped heartbeat delays the next one by this much at most, inside the 3,600 s margin
+    # of StartWorkflow's HeartbeatSeconds (stepspot.workflow_limits.MARGIN_SECONDS).
+    workflow_heartbeat_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=600,
+        description="Least time between two heartbeats of a workflow's token from one scheduler container (0: "
+        "one on every task event)",
+    )
 
     @model_validator(mode="before")
     @classmethod

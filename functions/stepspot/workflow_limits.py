@@ -4,9 +4,10 @@ StartWorkflow waits (``.waitForTaskToken``) for the scheduler to answer when the
 that answer is lost (a callback state failed for good, an execution was stopped from outside, a bug),
 nothing would end the wait but Step Functions' one-year limit. So StartWorkflow gets:
 
-- ``HeartbeatSeconds``: the scheduler sends SendTaskHeartbeat on every task event, and while tasks
-  run one of them ends within the longest time a single task can take (all its attempts, backoff
-  waits and orchestration included): silence longer than that means the callback chain broke;
+- ``HeartbeatSeconds``: the scheduler sends SendTaskHeartbeat on task events (at most once per
+  ``policy.workflow_heartbeat_interval_seconds``, at most 600 s, per container: within the margin), and
+  while tasks run one of them ends within the longest time a single task can take (all its attempts,
+  backoff waits and orchestration included): silence longer than that means the callback chain broke;
 - ``TimeoutSeconds``: Graham's bound for greedy list scheduling on ``max_running_tasks`` slots,
   ``sum(bounds) / slots + longest path of bounds``, plus a margin: no run of this plan, however
   unlucky within its retry budgets, takes longer.

@@ -115,13 +115,18 @@ class Runtime:
 @cold_start
 def runtime() -> Runtime:
     settings = load_settings(SchedulerSettings)
+    policy = policy_from_env_value(settings.policy_json)
     dynamodb = boto3.resource("dynamodb")
     return Runtime(
         settings=settings,
-        policy=policy_from_env_value(settings.policy_json),
+        policy=policy,
         documents=DocumentStore(boto3.client("s3"), settings.bucket),
         state=SchedulerState(dynamodb, settings.state_table),
-        sfn=StepFunctions(boto3.client("stepfunctions"), settings.task_state_machine_arn),
+        sfn=StepFunctions(
+            boto3.client("stepfunctions"),
+            settings.task_state_machine_arn,
+            heartbeat_interval_seconds=policy.workflow_heartbeat_interval_seconds,
+        ),
         breakers=BreakerStore(dynamodb, settings.state_table),
         continuations=SchedulerInvoker(
             boto3.client("lambda"), settings.scheduler_function, "handing the rest of a fan-out to the scheduler"

@@ -93,7 +93,8 @@ def _free_port() -> int:
 
 
 def local_policy(policy: Policy, time_scale: float) -> Policy:
-    """The breaker's timers run on wall-clock time inside the handlers: compress them like the rest."""
+    """The breaker's timers and the scheduler's heartbeat interval run on wall-clock time inside the
+    handlers: compress them like the rest (the interpreter compresses the heartbeat limit they serve)."""
     breaker = policy.breaker
     scaled = {
         "window_seconds": max(1, round(breaker.window_seconds / time_scale)),
@@ -103,7 +104,14 @@ def local_policy(policy: Policy, time_scale: float) -> Policy:
     running = policy.max_running_tasks
     if "max_running_tasks" not in policy.model_fields_set:
         running = min(running, LOCAL_MAX_RUNNING_TASKS)
-    return policy.model_copy(update={"breaker": breaker.model_copy(update=scaled), "max_running_tasks": running})
+    heartbeat_interval = policy.workflow_heartbeat_interval_seconds / time_scale
+    return policy.model_copy(
+        update={
+            "breaker": breaker.model_copy(update=scaled),
+            "max_running_tasks": running,
+            "workflow_heartbeat_interval_seconds": heartbeat_interval,
+        }
+    )
 
 
 def host_path(workflow_dir: Path) -> str:
