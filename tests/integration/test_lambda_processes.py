@@ -24,18 +24,28 @@ HANDLERS = "lambda_process_handlers"  # tests/integration/lambda_process_handler
 
 
 @contextlib.contextmanager
-def _function(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[FunctionProcess, Any]]:
-    """(the scheduler function's process running the stand-in handlers, the engine's answer to its calls)."""
-    monkeypatch.setitem(lambdas.FUNCTIONS, "scheduler", HANDLERS)
+def _functions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, keys: tuple[str, ...]
+) -> Iterator[tuple[dict[str, FunctionProcess], Any]]:
+    """(the processes of the functions ``keys``, each running the stand-in handlers, the engine's answer to
+    their calls)."""
+    for key in keys:
+        monkeypatch.setitem(lambdas.FUNCTIONS, key, HANDLERS)
     # The stand-in's calls are no function's real calls: left out of the IAM evaluation (tests/iam)
     monkeypatch.delenv(call_log.CALL_LOG_ENV, raising=False)
     with moto_patches.patched(), mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
-        _, dynamodb = socket.socketpair()  # unused by these handlers
-        log_path = tmp_path / "lambdas.log"
-        with lambda_processes.forked({"scheduler": dynamodb}, log_path, session.events) as processes:
-            yield processes["scheduler"], lambda_processes.server(session.events, session._session)
+        connections = {key: socket.socketpair()[1] for key in keys}  # unused by these handlers
+        with lambda_processes.forked(connections, tmp_path / "lambdas.log", session.events) as processes:
+            yield processes, lambda_processes.server(session.events, session._session)
+
+
+@contextlib.contextmanager
+def _function(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[FunctionProcess, Any]]:
+    """(the scheduler function's process running the stand-in handlers, the engine's answer to its calls)."""
+    with _functions(monkeypatch, tmp_path, ("scheduler",)) as (processes, serve):
+        yield processes["scheduler"], serve
 
 
 def test_a_function_answers_from_its_own_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -76,19 +86,11 @@ def test_the_process_ends_with_its_scope(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_an_observer_s_process_yields_the_cores_to_the_task_path(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setitem(lambdas.FUNCTIONS, "scheduler", HANDLERS)
-    monkeypatch.setitem(lambdas.FUNCTIONS, "workflow_monitor", HANDLERS)
-    monkeypatch.delenv(call_log.CALL_LOG_ENV, raising=False)
     assert "workflow_monitor" in lambdas.OBSERVERS and "scheduler" not in lambdas.OBSERVERS
-    with moto_patches.patched(), mock_aws():
-        session = boto3.session.Session(region_name="us-east-1")
-        monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
-        connections = {key: socket.socketpair()[1] for key in ("scheduler", "workflow_monitor")}
-        with lambda_processes.forked(connections, tmp_path / "lambdas.log", session.events) as processes:
-            serve = lambda_processes.server(session.events, session._session)
-            for process in processes.values():  # answered: it serves, at the priority it set first
-                process.invoke({"action": "whoami"}, twice=False, serve=serve)
-            engine = os.getpriority(os.PRIO_PROCESS, 0)
-            assert os.getpriority(os.PRIO_PROCESS, processes["scheduler"].pid) == engine
-            observer = os.getpriority(os.PRIO_PROCESS, processes["workflow_monitor"].pid)
-            assert observer == min(19, engine + lambdas.OBSERVER_NICENESS)
+    with _functions(monkeypatch, tmp_path, ("scheduler", "workflow_monitor")) as (processes, serve):
+        for process in processes.values():  # answered: it serves, at the priority it set first
+            process.invoke({"action": "whoami"}, twice=False, serve=serve)
+        engine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, processes["scheduler"].pid) == engine
+        observer = os.getpriority(os.PRIO_PROCESS, processes["workflow_monitor"].pid)
+        assert observer == min(19, engine + lambdas.OBSERVER_NICENESS)

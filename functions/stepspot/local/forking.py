@@ -77,6 +77,7 @@ def quiet_child_output() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def end_children(pids: list[int], socks: list[socket.socket]) -> None:

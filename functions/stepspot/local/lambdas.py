@@ -148,7 +148,7 @@ class OutputRouter(io.TextIOBase):
         return getattr(self._passthrough, "encoding", "utf-8")
 
     def count(self, metrics: Mapping[str, float]) -> None:
-        """Add metrics counted elsewhere (a function's own process)."""
+        """Add counted metrics (an EMF document written here, or a function's own process's counts)."""
         with self._lock:
             for name, value in metrics.items():
                 self.metrics[name] += value
@@ -161,9 +161,7 @@ class OutputRouter(io.TextIOBase):
         except ValueError:
             document = None
         if isinstance(document, dict) and "_aws" in document:
-            with self._lock:
-                for name, value in emf.counted(document).items():
-                    self.metrics[name] += value
+            self.count(emf.counted(document))
             return
         with self._lock:
             if self._log:

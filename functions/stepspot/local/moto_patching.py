@@ -39,11 +39,12 @@ def import_ec2_models_for(region: str) -> None:
             return []
         return load_resource(resource)
 
-    utils.load_resource = regional
+    patches = Patches()
+    patches.replace(utils, "load_resource", regional)
     try:
         importlib.import_module(_EC2_INSTANCE_TYPES)
     finally:
-        utils.load_resource = load_resource
+        patches.undo()
 
 
 class PatchPointMissing(RuntimeError):
