@@ -54,8 +54,8 @@ MAX_EXECUTION_NAME = 80
 
 # Tasks one scheduler invocation handles before it hands the rest to a continuation: dependents
 # resolved, descendants skipped (a 2-item transaction each) or initial tasks started/parked. Each costs at
-# most: resolve_dependency (a 2-item TransactWriteItems + a consistent GetItem) and, when ready, a start
-# (a 3-item transaction + StartExecution) or a park (a 3-item transaction), that is about 4 calls at
+# most: resolve_dependency (a 2-item TransactWriteItems, two for a join's edge but its last) and, when
+# ready, a start (a 3-item transaction + StartExecution) or a park (a 3-item transaction), about 4 calls at
 # 10-25 ms each on AWS (transactions; /work/shared/notes/aws-facts.md has no faster figure): <= 100 ms
 # per dependent. 1,000 of them take <= 100 s, a third of the scheduler's 300 s timeout (terraform/main.tf
 # functions.scheduler.timeout): the rest is margin for TransactionConflict retries with backoff, draining

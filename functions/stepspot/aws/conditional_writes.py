@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from stepspot.aws.errors import WriteVerdict, cancellation_codes, error_code, translate_client_error, write_verdict
+from stepspot.aws.errors import (
+    WriteVerdict,
+    cancellation_codes,
+    cancellation_items,
+    error_code,
+    translate_client_error,
+    write_verdict,
+)
 from stepspot.errors import StateWriteContendedError
 
 ATTEMPTS = 6
@@ -30,6 +38,9 @@ MAX_DELAY_SECONDS = 1.0
 class WriteResult:
     applied: bool
     failed_items: frozenset[int] = frozenset()  # TransactItems (0 for a single write) whose condition was false
+    # TransactItems index -> the item as it was, for a failed item that asked for it
+    # (ReturnValuesOnConditionCheckFailure: ALL_OLD) and exists; Python values, as the resource API gives them
+    old_items: Mapping[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def conditional_write(
@@ -53,7 +64,7 @@ def conditional_write(
         except ClientError as exc:
             verdict, failed = write_verdict(exc, guarded)
             if verdict is WriteVerdict.CONDITION_FAILED:
-                return WriteResult(applied=False, failed_items=failed)
+                return WriteResult(applied=False, failed_items=failed, old_items=_python_items(cancellation_items(exc)))
             if verdict is WriteVerdict.OTHER:
                 raise translate_client_error(exc, doing) from exc
             reasons = cancellation_codes(exc) or [error_code(exc)]
@@ -63,3 +74,10 @@ def conditional_write(
         f"DynamoDB cancelled {doing} {attempts} times ({', '.join(reasons)}); the step will be retried",
         reasons=reasons,
     )
+
+
+_deserializer = TypeDeserializer()
+
+
+def _python_items(items: Mapping[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {index: {k: _deserializer.deserialize(v) for k, v in item.items()} for index, item in items.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from enum import Enum
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -104,6 +105,13 @@ class WriteVerdict(Enum):
 def cancellation_codes(exc: ClientError) -> list[str]:
     """Per-item cancellation codes of a TransactionCanceledException, in TransactItems order."""
     return [str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", []) or []]
+
+
+def cancellation_items(exc: ClientError) -> dict[int, dict[str, Any]]:
+    """TransactItems index -> the item as it was (DynamoDB's attribute-value form), for the items whose
+    condition failed and that asked for it (``ReturnValuesOnConditionCheckFailure: ALL_OLD``) and exist."""
+    reasons = exc.response.get("CancellationReasons", []) or []
+    return {index: dict(reason["Item"]) for index, reason in enumerate(reasons) if reason.get("Item")}
 
 
 def write_verdict(exc: ClientError, guarded: Collection[int] = (0,)) -> tuple[WriteVerdict, frozenset[int]]:

@@ -15,9 +15,9 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from stepspot.aws.conditional_writes import WriteResult, conditional_write
-from stepspot.aws.errors import translate_client_error
+from stepspot.aws.errors import CANCELLATION_CONDITION_FAILED, translate_client_error
 from stepspot.aws.state_table import now_iso
-from stepspot.errors import WorkflowStateMissingError
+from stepspot.errors import StateWriteContendedError, WorkflowStateMissingError
 from stepspot.scheduler import PlanView, StartOutcome, TaskState, WorkflowCounters, WorkflowStatus
 from stepspot.state_items import UPDATED_AT, Marker, TaskItem, WorkflowItem
 from stepspot.state_items import Task as T
@@ -31,6 +31,10 @@ from stepspot.state_keys import (
     workflow_key,
     workflow_pk,
 )
+
+# Tries of one dependency's conditional decrement: each miss but the first means another parent of the
+# task was counted meanwhile (a join whose parents end at once); more raise a retryable error.
+RESOLVE_ATTEMPTS = 8
 
 
 class SchedulerState:
@@ -176,34 +180,60 @@ class SchedulerState:
         return found_ids
 
     def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
-        """Decrement ``remaining_deps`` once per (run, parent): the decrement and a marker item for the
-        edge are one transaction, so a redelivery finds the marker and changes nothing. (A marker item
-        per edge, not a set on the task item: a join of 10,000 tasks must not approach 400 KB.)"""
-        self._transact(  # item 0 (the edge's marker) guards: its condition failing means "already counted"
-            [
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), Marker.AT: now_iso()},
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": task_key(workflow_id, task_id),
-                        "UpdateExpression": f"SET {T.REMAINING_DEPS} = {T.REMAINING_DEPS} - :one, {UPDATED_AT} = :now",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":one": 1, ":now": now_iso()},
-                    }
-                },
-            ],
-            f"resolving a dependency of {task_id}",
-        )
-        item = self._get(task_key(workflow_id, task_id))
-        if item is None:
-            raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
-        return TaskItem.from_item(item, workflow_id).remaining_deps
+        """Decrement ``remaining_deps`` once per (run, parent) and return what is left: the decrement and a
+        marker item for the edge are one transaction, so a redelivery finds the marker and changes
+        nothing. (A marker item per edge, not a set on the task item: a join of 10,000 tasks must not
+        approach 400 KB.)
+
+        One call per edge, not a write and then a read of the count: the decrement is conditional on the
+        count it expects, first 1 (the last dependency: every edge of a chain or a fan-out), and a miss
+        cancels the transaction with the task item as it was (``ReturnValuesOnConditionCheckFailure``),
+        whose count the next try expects. A join's edges but its last take two calls; a miss after that
+        means another parent was counted meanwhile, which happens at most once per parent."""
+        expected = 1
+        for _ in range(RESOLVE_ATTEMPTS):
+            result = self._transact_result(
+                [
+                    {  # guards: its condition failing means "this edge is counted already"
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), Marker.AT: now_iso()},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": task_key(workflow_id, task_id),
+                            "UpdateExpression": f"SET {T.REMAINING_DEPS} = {T.REMAINING_DEPS} - :one, "
+                            f"{UPDATED_AT} = :now",
+                            "ConditionExpression": f"{T.REMAINING_DEPS} = :expected",
+                            "ExpressionAttributeValues": {":one": 1, ":expected": expected, ":now": now_iso()},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                ],
+                f"resolving a dependency of {task_id}",
+                guarded=(0, 1),
+            )
+            if result.applied:
+                return expected - 1
+            if 0 in result.failed_items:  # counted by an earlier delivery: what is left now
+                item = self.task(workflow_id, task_id)
+                if item is None:
+                    break
+                return item.remaining_deps
+            found = result.old_items.get(1)
+            if found is None:  # no task item to count on
+                break
+            expected = TaskItem.from_item(found, workflow_id).remaining_deps
+        else:
+            raise StateWriteContendedError(
+                f"the dependency count of task {task_id} changed under each of {RESOLVE_ATTEMPTS} tries to resolve "
+                f"its dependency on {parent_id}; the step will be retried",
+                reasons=[CANCELLATION_CONDITION_FAILED],
+            )
+        raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
 
     def try_start(
         self,
