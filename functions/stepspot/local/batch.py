@@ -133,6 +133,8 @@ class LocalJob:
     notice_told: bool = False  # the output listeners heard of the notice
     sequence_at_start: int = 0  # the task's latest checkpoint sequence when this attempt started
     timers: list[threading.Timer] = field(default_factory=list)
+    # Set once the job is SUCCEEDED or FAILED: the one thing a long poll of DescribeJobs waits for.
+    ended: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def task_id(self) -> str:
@@ -307,7 +309,6 @@ class LocalBatch:
         self.jobs: dict[str, LocalJob] = {}
         self._hosts_named: Counter[tuple[str, int]] = Counter()  # (task, attempt) -> jobs submitted for it
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self.observers: list[Callable[[LocalJob], None]] = []
         # (job, line) for each line the job prints, and SPOT_NOTICE_LINE when its notice is given.
@@ -360,11 +361,12 @@ class LocalBatch:
 
     def describe_jobs(self, jobs: list[str], **_: Any) -> dict[str, Any]:
         """Long poll: while the one job asked about is still running, wait (up to ``LONG_POLL_SECONDS``)
-        for its next transition instead of letting the interpreter spin on it."""
-        with self._changed:
+        for its end instead of letting the interpreter spin on it. Each job has its own event: a shared
+        condition woke every waiting execution (64 of them) at each of every job's five transitions."""
+        with self._lock:
             found = [self.jobs[j] for j in jobs if j in self.jobs]
-            if len(found) == 1 and found[0].status not in TERMINAL:
-                self._changed.wait_for(lambda: found[0].status in TERMINAL, timeout=LONG_POLL_SECONDS)
+        if len(found) == 1:
+            found[0].ended.wait(LONG_POLL_SECONDS)
         return {"jobs": [job.describe() for job in found]}
 
     def described(self, job_ids: list[str]) -> list[dict[str, Any]]:
@@ -697,9 +699,10 @@ class LocalBatch:
         self._transition(job, status)
 
     def _transition(self, job: LocalJob, status: str) -> None:
-        with self._changed:
+        with self._lock:
             job.status = status
-            self._changed.notify_all()
+        if status in TERMINAL:
+            job.ended.set()
         for observer in self.observers:
             observer(job)
         # As on AWS, "events aren't created for the initial job submission" (Batch user guide, job state
