@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import boto3
 import pytest
@@ -443,6 +444,29 @@ def test_submissions_are_paced_account_wide_at_the_policy_rate(fleet):
     # Once the bucket has drained, the next submission goes at once
     now[0] += 60
     assert pacer.reserve() == 0
+
+
+def test_a_burst_takes_one_write_per_submission_and_two_instances_never_share_a_slot(fleet):
+    from stepspot.aws.submit_pacing import SubmitPacer
+
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    now = [1_800_000_000.0]
+    writes: list[str] = []
+    dynamodb.meta.client.meta.events.register(
+        "before-call.dynamodb.UpdateItem", lambda params, **_: writes.append(params["body"]), unique_id="count"
+    )
+    first, second = (SubmitPacer(dynamodb, "state", rate_per_second=10, clock=lambda: now[0]) for _ in range(2))
+    # Two warm instances alternate through a fan-out of 40 released at once
+    delays = [(first if i % 2 else second).reserve() for i in range(40)]
+    assert sorted(Counter(delays).values()) == [10, 10, 10, 10]  # 10 per second, the policy rate
+    # Each instance guesses "idle" once (its first reservation: one wasted write), then one write each
+    assert len(writes) == 40 + 1
+    # A minute later the last slot either instance saw has passed: the bucket is idle, one write
+    now[0] += 60
+    writes.clear()
+    assert first.reserve() == 0 and len(writes) == 1
+    # The other guesses idle too, but the first has just made the bucket busy: a wasted write, then its slot
+    assert second.reserve() == 0 and len(writes) == 3
 
 
 def test_choose_capacity_returns_the_submission_delay(fleet):

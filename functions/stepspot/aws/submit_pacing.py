@@ -7,9 +7,10 @@ machine waits until its slot (``PaceSubmission``) before RunJob.
 
 Why a bucket item and not only jitter: jitter spreads retries, but the first wave still arrives
 together; one item updated with single-item conditional writes (no transactions, so no conflicts)
-serialises the slots exactly, at one or two writes per attempt. The ASL's SubmitJob retry (full jitter,
-MaxDelaySeconds) stays as the safety net for other users of the account's budget (the bucket is one
-deployment's: environments sharing an account share its ~50 per second through their rates).
+serialises the slots exactly, at one write per attempt while the bucket stays busy or stays idle (two
+when it has just changed). The ASL's SubmitJob retry (full jitter, MaxDelaySeconds) stays as the safety
+net for other users of the account's budget (the bucket is one deployment's: environments sharing an
+account share its ~50 per second through their rates).
 """
 
 from __future__ import annotations
@@ -29,42 +30,61 @@ MAX_TRIES = 5
 
 
 class SubmitPacer:
+    """Reserves SubmitJob slots. A warm instance remembers the bucket's next slot as it last saw it and
+    tries first the write that predicts: while that slot is still ahead (a fan-out being submitted) the
+    write that takes the next slot, else the one that finds the bucket idle. One write per reservation in
+    a burst, not two. A "busy" guess is never wrong (the next slot only moves forward); an "idle" one is
+    when another instance has made the bucket busy since, and costs one write more. Either write is
+    conditional, so a guess never gives a wrong slot."""
+
     def __init__(
         self, dynamodb_resource: Any, table_name: str, rate_per_second: float, clock: Callable[[], float] = time.time
     ) -> None:
         self._table = dynamodb_resource.Table(table_name)
         self._interval_ms = max(1, math.ceil(1000 / rate_per_second))
         self._clock = clock
+        self._next_seen_ms = 0  # the bucket's next free slot as this instance last saw it
 
     def reserve(self) -> int:
         """Whole seconds to wait before submitting (0: submit now)."""
         for _ in range(MAX_TRIES):
             now_ms = int(self._clock() * 1000)
-            try:
-                # An idle bucket: this submission goes now and the next slot is one interval later.
-                self._table.update_item(
-                    Key=submit_pacing_key(),
-                    UpdateExpression="SET next_at = :next",
-                    ConditionExpression="attribute_not_exists(next_at) OR next_at < :now",
-                    ExpressionAttributeValues={":next": now_ms + self._interval_ms, ":now": now_ms},
-                )
-                return 0
-            except ClientError as exc:
-                if not is_condition_failed(exc):
-                    raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
-            try:
-                # A busy bucket: take the next slot and move it on.
-                response = self._table.update_item(
-                    Key=submit_pacing_key(),
-                    UpdateExpression="SET next_at = next_at + :interval",
-                    ConditionExpression="next_at >= :now",
-                    ExpressionAttributeValues={":interval": self._interval_ms, ":now": now_ms},
-                    ReturnValues="UPDATED_NEW",
-                )
-            except ClientError as exc:
-                if is_condition_failed(exc):
-                    continue  # the bucket drained in between: it is idle again
-                raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
-            slot_ms = int(Decimal(response["Attributes"]["next_at"])) - self._interval_ms
-            return max(0, (slot_ms - now_ms) // 1000)
+            busy_first = self._next_seen_ms >= now_ms
+            for busy in (busy_first, not busy_first):
+                slot_ms = self._take_next_slot(now_ms) if busy else self._take_idle_bucket(now_ms)
+                if slot_ms is not None:
+                    self._next_seen_ms = slot_ms + self._interval_ms
+                    return max(0, (slot_ms - now_ms) // 1000)
+            # Both conditions failed: the bucket flipped between idle and busy in between; try again.
         return 0  # the bucket keeps flipping between idle and busy: it is nearly idle, go now
+
+    def _take_idle_bucket(self, now_ms: int) -> int | None:
+        """An idle bucket: this submission goes now and the next slot is one interval later (None: busy)."""
+        try:
+            self._table.update_item(
+                Key=submit_pacing_key(),
+                UpdateExpression="SET next_at = :next",
+                ConditionExpression="attribute_not_exists(next_at) OR next_at < :now",
+                ExpressionAttributeValues={":next": now_ms + self._interval_ms, ":now": now_ms},
+            )
+        except ClientError as exc:
+            if is_condition_failed(exc):
+                return None
+            raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
+        return now_ms
+
+    def _take_next_slot(self, now_ms: int) -> int | None:
+        """A busy bucket: take its next slot and move it on (None: it has drained, it is idle)."""
+        try:
+            response = self._table.update_item(
+                Key=submit_pacing_key(),
+                UpdateExpression="SET next_at = next_at + :interval",
+                ConditionExpression="next_at >= :now",
+                ExpressionAttributeValues={":interval": self._interval_ms, ":now": now_ms},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if is_condition_failed(exc):
+                return None
+            raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
+        return int(Decimal(response["Attributes"]["next_at"])) - self._interval_ms
