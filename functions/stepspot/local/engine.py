@@ -26,6 +26,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -50,7 +51,7 @@ from stepspot.local.lambdas import ACCOUNT_ID, FUNCTIONS, REGION, LocalLambda
 from stepspot.local.resources import LocalResources, create
 from stepspot.local.runner import local_runner
 from stepspot.local.story import Story
-from stepspot.local.summary import RunSummary, summarise
+from stepspot.local.summary import HistorySource, RunSummary, analyse_histories, summarise
 from stepspot.plan import Plan, build_plan
 from stepspot.policy import DEFAULT_POLICY, Policy
 from stepspot.workflow import LoadedWorkflow
@@ -286,22 +287,28 @@ class LocalEngine:
                 execution = self._execute(session, resources, plan, source, loaded, bus)
                 if self._interrupted.is_set():
                     batch.close()  # no job outlives an interrupted run
-                # Every event of the run reaches its Lambdas before the summary counts what they did;
-                # what cannot (a stuck handler, an interrupted run) is reported as undelivered.
-                bus.close(timeout=1.0 if self._interrupted.is_set() else 300.0)
-                summary = summarise(
-                    session=session,
-                    resources=resources,
-                    plan=plan,
-                    execution=execution,
-                    batch=batch,
-                    bus=bus,
-                    router=router,
-                    time_scale=options.time_scale,
-                    run_dir=run_dir,
-                    story=story,
-                    interrupted=self._interrupted.is_set(),
-                )
+                # The executions have ended: their histories are read while the bus delivers what is left
+                # (the monitor's backlog keeps another process busy meanwhile, not this one).
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="histories") as reader:
+                    arns = (execution["executionArn"], resources.state_machine_arn("task"))
+                    histories = reader.submit(analyse_histories, HistorySource(), *arns)
+                    # Every event of the run reaches its Lambdas before the summary counts what they did;
+                    # what cannot (a stuck handler, an interrupted run) is reported as undelivered.
+                    bus.close(timeout=1.0 if self._interrupted.is_set() else 300.0)
+                    summary = summarise(
+                        session=session,
+                        resources=resources,
+                        plan=plan,
+                        execution=execution,
+                        histories=histories.result(),
+                        batch=batch,
+                        bus=bus,
+                        router=router,
+                        time_scale=options.time_scale,
+                        run_dir=run_dir,
+                        story=story,
+                        interrupted=self._interrupted.is_set(),
+                    )
                 if aws_faults.enabled:
                     aws_faults.injected.update(dynamodb.injected_faults())
                     summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)

@@ -200,6 +200,7 @@ def summarise(
     resources: Any,
     plan: Plan,
     execution: dict[str, Any],
+    histories: dict[str, Any],
     batch: Any,
     bus: Any,
     router: Any,
@@ -208,7 +209,7 @@ def summarise(
     story: Any = None,
     interrupted: bool = False,
 ) -> RunSummary:
-    histories = analyse_histories(HistorySource(), execution["executionArn"], resources.state_machine_arn("task"))
+    """The run's summary; ``histories`` is what ``analyse_histories`` found in the executions' histories."""
     outputs = local_outputs(plan, sorted(batch.jobs.values(), key=lambda j: j.created_at))
     (run_dir / LOCAL_OUTPUTS_FILE).write_text(json.dumps(outputs, indent=1) + "\n", encoding="utf-8")
     from stepspot.aws.scheduler_state import SchedulerState
