@@ -46,6 +46,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,7 @@ class LocalBatch:
         self.output_listeners: list[Callable[[LocalJob, str], None]] = []
         # Gives a Spot job's host its container instance before its notice is published (local.instances).
         self.place_instance: Callable[[LocalJob], None] | None = None
+        self._pid_order = _PidOrder()
 
     def start(self) -> None:
         self.imds.start()
@@ -566,7 +568,8 @@ class LocalBatch:
             ]
             if not running:
                 continue
-            rss = _rss_by_session()
+            sessions = {node.pid for job in running for node in (job.process, *job.node_processes) if node}
+            rss = _rss_by_session(sessions, self._pid_order.oldest_possible(sessions))
             for job in running:
                 assert job.memory_mib is not None and job.process is not None
                 nodes = [job.process, *job.node_processes]
@@ -781,20 +784,44 @@ def _kill_group(process: subprocess.Popen[bytes], first: signal.Signals = signal
         pass
 
 
-def _rss_by_session() -> dict[int, int]:
-    """Resident bytes of every process session (Linux /proc): what a container's cgroup would count."""
+def _rss_by_session(sessions: AbstractSet[int], oldest: int = 0) -> dict[int, int]:
+    """Resident bytes of each of ``sessions`` (Linux /proc): what a container's cgroup would count of a
+    job's processes. Processes with a pid below ``oldest`` are not read (``_PidOrder``): a scan reads the
+    few processes started since the jobs, not every process of the machine (hundreds on a desktop)."""
     totals: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # the process ended meanwhile
-        fields = stat[stat.rfind(")") + 2 :].split()
-        # fields[3] is the session id (field 6 of proc(5)), fields[21] the resident pages (field 24)
-        if len(fields) > 21:
-            session = int(fields[3])
-            totals[session] = totals.get(session, 0) + int(fields[21]) * page
+    with os.scandir(_PROC) as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) < oldest:
+                continue
+            try:
+                with open(os.path.join(entry.path, "stat"), "rb") as stat_file:
+                    stat = stat_file.read()
+            except OSError:
+                continue  # the process ended meanwhile
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            # fields[3] is the session id (field 6 of proc(5)), fields[21] the resident pages (field 24)
+            if len(fields) > 21 and int(fields[3]) in sessions:
+                session = int(fields[3])
+                totals[session] = totals.get(session, 0) + int(fields[21]) * page
     return totals
+
+
+class _PidOrder:
+    """The lowest pid a process of the given sessions can have. A session's processes all descend from
+    its leader, whose pid is the session id, so they were given larger pids, unless the kernel's pids have
+    wrapped around since (``ns_last_pid`` went down): from then on, or when that file cannot be read, any
+    pid can be one of theirs."""
+
+    def __init__(self) -> None:
+        self._last_pid = -1
+        self._wrapped = False
+
+    def oldest_possible(self, sessions: AbstractSet[int]) -> int:
+        try:
+            last_pid = int((_PROC / "sys" / "kernel" / "ns_last_pid").read_text())
+        except (OSError, ValueError):
+            return 0
+        self._wrapped = self._wrapped or last_pid < self._last_pid
+        self._last_pid = last_pid
+        return 0 if self._wrapped or not sessions else min(sessions)
