@@ -7,9 +7,22 @@ from typing import Any
 
 import boto3
 
+from stepspot.handlers._cache import cold_start
+
+
+@cold_start
+def runtime() -> dict[str, Any]:
+    """The stand-in's cold-start state; with STAND_IN_RUNTIME=calls_aws building it makes an AWS call."""
+    if os.environ.get("STAND_IN_RUNTIME") == "calls_aws":
+        boto3.client("s3").list_buckets()
+    return {"pid": os.getpid()}
+
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
     action = event["action"]
+    if action == "runtime_built":  # was the cold-start state built before this invocation, and by whom
+        built_before = runtime.cache_info().currsize == 1
+        return {"built_before": built_before, "by": runtime()["pid"]}
     if action == "fail":
         raise LookupError(f"no such thing: {event['what']}")
     if action == "buckets":  # an AWS call: answered by the engine's moto, not this process's copy of it

@@ -76,6 +76,26 @@ def test_a_handler_s_exception_keeps_its_class_name_message_and_stack(
         assert process.invoke({"action": "whoami"}, twice=False, serve=serve)[0]["pid"] == process.pid
 
 
+def test_a_function_s_process_builds_its_cold_start_state_before_its_first_event(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with _function(monkeypatch, tmp_path) as (process, serve):
+        result, _ = process.invoke({"action": "runtime_built"}, twice=False, serve=serve)
+        assert result == {"built_before": True, "by": process.pid}
+
+
+def test_an_engine_call_while_it_initialises_is_refused_and_the_first_invocation_builds_afresh(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Nothing answers a function's calls outside an invocation: sent, the call would take the engine's next
+    # invocation for its answer. Refused, it fails the early build, which the first invocation does again.
+    monkeypatch.setenv("STAND_IN_RUNTIME", "calls_aws")
+    with _function(monkeypatch, tmp_path) as (process, serve):
+        result, _ = process.invoke({"action": "runtime_built"}, twice=False, serve=serve)
+        assert result == {"built_before": False, "by": process.pid}
+        assert process.invoke({"action": "whoami"}, twice=False, serve=serve)[0]["pid"] == process.pid
+
+
 def test_the_process_ends_with_its_scope(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with _function(monkeypatch, tmp_path) as (process, _):
         pid = process.pid

@@ -17,7 +17,9 @@ direct Step Functions calls; else moto's HTTP stub), so what the handlers see is
 A handler's exception comes back as an exception of the same class name (the ASL error name). Log lines
 go to the run's ``lambdas.log``, each tagged with its function, and the EMF metrics are counted and sent
 back with each answer. An observer's process (``lambdas.OBSERVERS``: the workflow monitor) lowers its own
-CPU priority first.
+CPU priority first. Each process then builds its function's cold-start state (``lambdas.initialise``) while
+the run starts, before its first event; the engine answers a function's calls only during an invocation, so
+one made before (none of the handlers' builders makes any) is refused rather than sent.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ from stepspot.local.contained import handler_log_handlers
 from stepspot.local.direct_calls import DirectCalls, http_headers
 from stepspot.local.dynamodb_process import ask, call_message
 from stepspot.local.forking import Channel, end_children, fork_child, quiet_child_output
-from stepspot.local.lambdas import OBSERVER_NICENESS, OBSERVERS, OutputRouter, lambda_principal, run_handler
+from stepspot.local.lambdas import (
+    OBSERVER_NICENESS,
+    OBSERVERS,
+    OutputRouter,
+    initialise,
+    lambda_principal,
+    run_handler,
+)
 
 Serve = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
@@ -169,7 +178,10 @@ def _serve(key: str, channel: Channel, dynamodb: Channel, log_path: Path, handle
     call_log.set_default_principal(lambda_principal(key))
     if key in OBSERVERS:
         os.nice(OBSERVER_NICENESS)
-    _route_calls(channel, dynamodb, handler_events)
+    invoked = threading.Event()  # the engine answers a function's calls only while it invokes it
+    _route_calls(channel, dynamodb, handler_events, invoked)
+    initialise(key)
+    invoked.set()
     while True:
         try:
             _, event, twice = channel.receive()
@@ -194,8 +206,9 @@ def _new(metrics: Mapping[str, float], reported: Mapping[str, float]) -> dict[st
     return {name: value - reported.get(name, 0.0) for name, value in metrics.items() if reported.get(name) != value}
 
 
-def _route_calls(channel: Channel, dynamodb: Channel, handler_events: Any) -> None:
-    """Every call of the handlers' clients: DynamoDB to its process, the rest to the engine."""
+def _route_calls(channel: Channel, dynamodb: Channel, handler_events: Any, invoked: threading.Event) -> None:
+    """Every call of the handlers' clients: DynamoDB to its process, the rest to the engine, which serves
+    them only during an invocation: one before the first (``invoked`` not set) is refused, never sent."""
     # A handler may call from several threads (parallel S3 transfers): one exchange at a time per channel.
     engine_lock, dynamodb_lock = threading.Lock(), threading.Lock()
 
@@ -232,6 +245,8 @@ def _route_calls(channel: Channel, dynamodb: Channel, handler_events: Any) -> No
         return AWSResponse(request.url, status, http_headers(headers), MockRawResponse(content or b""))
 
     def engine(message: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not invoked.is_set():  # nobody would answer; an answer to it would be taken for an invocation
+            raise RuntimeError(f"{message[1:5]} outside an invocation: the local engine answers none")
         with engine_lock:
             channel.send(message)
             reply: tuple[Any, ...] = channel.receive()

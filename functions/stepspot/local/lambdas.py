@@ -20,6 +20,7 @@ CLI) is the only writer to the terminal. The router is installed for one run onl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -98,6 +99,19 @@ def run_handler(key: str, event: dict[str, Any], twice: bool = False) -> Any:
         twin = FakeContext(function_name=key, invoked_function_arn=function_arn(key))
         module.lambda_handler(json.loads(json.dumps(event)), twin)
     return result
+
+
+def initialise(key: str) -> None:
+    """Build function ``key``'s cold-start state (its handler's ``runtime()``: settings, clients) before its
+    first event. Lambda initialises an execution environment before the first invocation; the handlers
+    defer this part of it to that invocation, and local mode does it while the run starts, when the
+    function's process is otherwise idle: the first tasks wait for three functions' first invocations one
+    after another. A failure is left to the first invocation, which builds the state again and reports it
+    (the cache keeps no failure)."""
+    runtime = getattr(importlib.import_module(FUNCTIONS[key]), "runtime", None)
+    if runtime is not None:
+        with contextlib.suppress(Exception):
+            runtime()
 
 
 class OutputRouter(io.TextIOBase):
