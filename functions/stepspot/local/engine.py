@@ -48,7 +48,7 @@ from stepspot.local.events import EventBus
 from stepspot.local.faults import Faults
 from stepspot.local.instances import LocalInstances, jobs_described_by, ledger_placement
 from stepspot.local.lambdas import ACCOUNT_ID, FUNCTIONS, REGION, LocalLambda
-from stepspot.local.resources import LocalResources, create
+from stepspot.local.resources import LocalResources, create, definition_text
 from stepspot.local.runner import local_runner
 from stepspot.local.story import Story
 from stepspot.local.summary import HistorySource, RunSummary, analyse_histories, summarise
@@ -226,6 +226,8 @@ class LocalEngine:
 
             session = boto3.session.Session(region_name=REGION)
             definitions = asl.render({f"{k}_arn": v for k, v in resources.function_arns.items()}, policy)
+            # On the other core while the resources are made: create() registers the state machines last.
+            moto_patches.parse_ahead_of(definition_text(definition) for definition in definitions.values())
             job_definitions = create(session, resources, definitions)
             instances = LocalInstances(session, resources, ledger_placement(plan, options.faults.seed))
             instances.create()

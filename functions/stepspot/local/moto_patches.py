@@ -47,12 +47,12 @@ import os
 import string
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import moto
 
-from stepspot.local import moto_dynamodb
+from stepspot.local import moto_dynamodb, parse_ahead
 from stepspot.local.lambdas import REGION
 from stepspot.local.moto_patching import (
     CORE_RESPONSES,
@@ -238,6 +238,14 @@ def is_patched() -> bool:
     return bool(_active)
 
 
+def parse_ahead_of(definitions: Iterable[str]) -> None:
+    """Parse the run's state machine definitions in a forked process while the engine goes on
+    (``stepspot.local.parse_ahead``); the interpreter's first parse of each takes the program from it."""
+    parse = _state.get("original_parse")
+    if parse is not None:
+        parse_ahead.start((definition for definition in definitions if definition not in _parsed), parse)
+
+
 @contextlib.contextmanager
 def patched() -> Iterator[None]:
     """moto as local mode needs it (hooks, time scaling, fixes) for the duration; every patch is undone
@@ -263,8 +271,10 @@ def patched() -> Iterator[None]:
     try:
         yield
     finally:
+        parse_ahead.discard()
         with _lock:
             _active.clear()
+            _state.pop("original_parse", None)
             _state["clients"] = {}
             _state["time_scale"] = 1.0
             _state["execution_ended"] = None
@@ -389,9 +399,15 @@ def _apply(patches: Patches) -> None:
 
     def _parse_once(definition: str) -> Any:
         program = _parsed.get(definition)
+        if program is None:  # parsed meanwhile in a child? (program, None): moto's callers use the program only
+            for parsed, ahead in parse_ahead.take().items():
+                _parsed.setdefault(parsed, (ahead, None))
+            program = _parsed.get(definition)
         if program is None:
             program = _parsed[definition] = original_parse(definition)
         return program
+
+    _state["original_parse"] = original_parse
 
     patches.replace(parser_cls, "parse", staticmethod(_parse_once))
     # ... and each JSONPath is compiled once (jsonpath_ng builds a PLY parser per call, ~1 ms).
