@@ -221,19 +221,17 @@ class SchedulerState:
             if 0 in result.failed_items:  # counted by an earlier delivery: what is left now
                 item = self.task(workflow_id, task_id)
                 if item is None:
-                    break
+                    raise _no_task_item(workflow_id, task_id)
                 return item.remaining_deps
-            found = result.old_items.get(1)
-            if found is None:  # no task item to count on
-                break
+            found = result.old_items.get(1)  # the count as it was
+            if found is None:
+                raise _no_task_item(workflow_id, task_id)
             expected = TaskItem.from_item(found, workflow_id).remaining_deps
-        else:
-            raise StateWriteContendedError(
-                f"the dependency count of task {task_id} changed under each of {RESOLVE_ATTEMPTS} tries to resolve "
-                f"its dependency on {parent_id}; the step will be retried",
-                reasons=[CANCELLATION_CONDITION_FAILED],
-            )
-        raise WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")
+        raise StateWriteContendedError(
+            f"the dependency count of task {task_id} changed under each of {RESOLVE_ATTEMPTS} tries to resolve "
+            f"its dependency on {parent_id}; the step will be retried",
+            reasons=[CANCELLATION_CONDITION_FAILED],
+        )
 
     def try_start(
         self,
@@ -496,3 +494,7 @@ class SchedulerState:
 
     def _transact_result(self, items: list[dict[str, Any]], doing: str, guarded: tuple[int, ...] = (0,)) -> WriteResult:
         return conditional_write(lambda: self._client.transact_write_items(TransactItems=items), doing, guarded)
+
+
+def _no_task_item(workflow_id: str, task_id: str) -> WorkflowStateMissingError:
+    return WorkflowStateMissingError(f"task {task_id} of workflow {workflow_id} has no state item")

@@ -60,31 +60,29 @@ class SubmitPacer:
 
     def _take_idle_bucket(self, now_ms: int) -> int | None:
         """An idle bucket: this submission goes now and the next slot is one interval later (None: busy)."""
-        try:
-            self._table.update_item(
-                Key=submit_pacing_key(),
-                UpdateExpression="SET next_at = :next",
-                ConditionExpression="attribute_not_exists(next_at) OR next_at < :now",
-                ExpressionAttributeValues={":next": now_ms + self._interval_ms, ":now": now_ms},
-            )
-        except ClientError as exc:
-            if is_condition_failed(exc):
-                return None
-            raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
-        return now_ms
+        taken = self._update(
+            UpdateExpression="SET next_at = :next",
+            ConditionExpression="attribute_not_exists(next_at) OR next_at < :now",
+            ExpressionAttributeValues={":next": now_ms + self._interval_ms, ":now": now_ms},
+        )
+        return None if taken is None else now_ms
 
     def _take_next_slot(self, now_ms: int) -> int | None:
         """A busy bucket: take its next slot and move it on (None: it has drained, it is idle)."""
+        taken = self._update(
+            UpdateExpression="SET next_at = next_at + :interval",
+            ConditionExpression="next_at >= :now",
+            ExpressionAttributeValues={":interval": self._interval_ms, ":now": now_ms},
+            ReturnValues="UPDATED_NEW",
+        )
+        return None if taken is None else int(Decimal(taken["Attributes"]["next_at"])) - self._interval_ms
+
+    def _update(self, **params: Any) -> dict[str, Any] | None:
+        """One conditional UpdateItem of the bucket: its response, or None when its condition was false."""
         try:
-            response = self._table.update_item(
-                Key=submit_pacing_key(),
-                UpdateExpression="SET next_at = next_at + :interval",
-                ConditionExpression="next_at >= :now",
-                ExpressionAttributeValues={":interval": self._interval_ms, ":now": now_ms},
-                ReturnValues="UPDATED_NEW",
-            )
+            response: dict[str, Any] = self._table.update_item(Key=submit_pacing_key(), **params)
         except ClientError as exc:
             if is_condition_failed(exc):
                 return None
             raise translate_client_error(exc, "reserving a SubmitJob slot") from exc
-        return int(Decimal(response["Attributes"]["next_at"])) - self._interval_ms
+        return response

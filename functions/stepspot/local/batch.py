@@ -562,17 +562,16 @@ class LocalBatch:
         hold more resident memory than the job asked for ends the job (exit 137, OutOfMemoryError)."""
         while not self._closing.wait(MEMORY_POLL_SECONDS):
             running = [
-                job
+                (job, [job.process, *job.node_processes])  # each node a session of its own
                 for job in list(self.jobs.values())
                 if job.memory_mib is not None and job.process is not None and job.process.poll() is None
             ]
             if not running:
                 continue
-            sessions = {node.pid for job in running for node in (job.process, *job.node_processes) if node}
+            sessions = {node.pid for _, nodes in running for node in nodes}
             rss = _rss_by_session(sessions, self._pid_order.oldest_possible(sessions))
-            for job in running:
-                assert job.memory_mib is not None and job.process is not None
-                nodes = [job.process, *job.node_processes]
+            for job, nodes in running:
+                assert job.memory_mib is not None
                 if any(rss.get(node.pid, 0) > job.memory_mib * 1024 * 1024 for node in nodes):
                     job.container_reason = OUT_OF_MEMORY_REASON
                     for node in nodes:
@@ -801,8 +800,10 @@ def _rss_by_session(sessions: AbstractSet[int], oldest: int = 0) -> dict[int, in
                 continue  # the process ended meanwhile
             fields = stat[stat.rfind(b")") + 2 :].split()
             # fields[3] is the session id (field 6 of proc(5)), fields[21] the resident pages (field 24)
-            if len(fields) > 21 and int(fields[3]) in sessions:
-                session = int(fields[3])
+            if len(fields) <= 21:
+                continue
+            session = int(fields[3])
+            if session in sessions:
                 totals[session] = totals.get(session, 0) + int(fields[21]) * page
     return totals
 
