@@ -173,6 +173,18 @@ def test_sessions_share_one_data_loader_only_while_patched():
     assert after[0] is not after[1] and after[0] is not during[0]
 
 
+def test_moto_reads_its_service_models_through_the_run_s_data_loader():
+    import moto.core.utils
+
+    # Given a local run's patches: moto's responses load the models they serialise with through the loader
+    # the run's sessions share (not one of their own, which walked the data directories and parsed again)
+    with moto_patches.patched():
+        session_loader = boto3.session.Session()._session.get_component("data_loader")
+        assert moto.core.utils.create_loader() is session_loader
+    # And after it, moto makes its own again
+    assert moto.core.utils.create_loader() is not session_loader
+
+
 def test_services_are_listed_as_botocore_lists_them_in_one_scan() -> None:
     """The one-scan listing gives botocore's answer for every kind of data file (boto3's resources too)."""
     import os

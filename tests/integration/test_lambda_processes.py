@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,15 @@ def test_the_process_ends_with_its_scope(monkeypatch: pytest.MonkeyPatch, tmp_pa
         pid = process.pid
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_released_process_leaves_before_its_scope_ends(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with _function(monkeypatch, tmp_path) as (process, _):
+        lambda_processes.release({"scheduler": process})
+        deadline = time.monotonic() + 5.0
+        while os.waitpid(process.pid, os.WNOHANG) == (0, 0):  # reaped here: it left on its own
+            assert time.monotonic() < deadline, "the released process is still there"
+            time.sleep(0.01)
 
 
 def test_an_observer_s_process_yields_the_cores_to_the_task_path(

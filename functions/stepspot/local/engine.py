@@ -207,6 +207,7 @@ class LocalEngine:
         batch: LocalBatch | None = None
         lambdas: LocalLambda | None = None
         mock = None
+        stopping: threading.Thread | None = None
         process = contextlib.ExitStack()  # what the run changes in this process, undone last (local.contained)
         try:
             setup_done = process.enter_context(collected_after_setup())
@@ -297,6 +298,12 @@ class LocalEngine:
                     # Every event of the run reaches its Lambdas before the summary counts what they did;
                     # what cannot (a stuck handler, an interrupted run) is reported as undelivered.
                     bus.close(timeout=1.0 if self._interrupted.is_set() else 300.0)
+                    # Nothing reaches the functions any more: their processes leave while the summary is
+                    # made, and the jobs' servers (each stops at its next shutdown poll) stop meanwhile.
+                    lambdas.close()
+                    lambda_processes.release(functions)
+                    stopping = threading.Thread(target=_stop_servers, args=(batch, server), name="stepspot-stop")
+                    stopping.start()
                     summary = summarise(
                         session=session,
                         resources=resources,
@@ -316,6 +323,8 @@ class LocalEngine:
                     summary.events["aws_faults"] = _fault_report(aws_faults, session, resources, plan)
             return summary
         finally:
+            if stopping is not None:
+                stopping.join()
             if batch is not None:
                 batch.close()
             if bus is not None:
@@ -593,6 +602,12 @@ def _local_workflow_id(loaded: LoadedWorkflow) -> str:
 
     slug = re.sub(r"[^a-z0-9]+", "-", loaded.workflow.name.lower()).strip("-")[:48] or "workflow"
     return f"{slug}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _stop_servers(batch: LocalBatch, server: Any) -> None:
+    """Stop the jobs (none is left in a run that ended), their IMDS and the emulator server."""
+    batch.close()
+    server.stop()
 
 
 def _emulator_server(port: int) -> Any:

@@ -85,6 +85,7 @@ _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _BOTOCORE_USERAGENT = "botocore.useragent"
 _BOTOCORE_SESSION = "botocore.session"
 _BOTOCORE_LOADERS = "botocore.loaders"
+_CORE_UTILS = "moto.core.utils"
 _SFN_RESPONSES = "moto.stepfunctions.responses"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
@@ -139,6 +140,7 @@ def check_patch_points() -> None:
         (CORE_RESPONSES, "camelcase_to_underscores"),
         (_BOTOCORE_USERAGENT, "sanitize_user_agent_string_component"),
         (_BOTOCORE_SESSION, "create_loader"),
+        (_CORE_UTILS, "create_loader"),
         (CORE_RESPONSES, "ActionResult"),
         (CORE_RESPONSES, "gen_amzn_requestid_long"),
         (_JSONATA, "eval_jsonata_expression"),
@@ -298,10 +300,18 @@ def _report_execution_ends(patches: Patches) -> None:
 def _share_botocore_loaders(patches: Patches) -> None:
     """One botocore data loader per data path for the run. botocore gives each session its own loader,
     which parses endpoints.json (about 1 MB) and every service model again, and a local run makes six
-    sessions (moto's, the engine's, the Lambdas'): a third of its start-up. What a loader returns is
-    shared by every client of its session already, so sharing it across sessions changes nothing else."""
+    sessions (moto's, the engine's, the Lambdas'): a third of its start-up. moto's responses read the service
+    models too, through a loader of their own (a walk of every service's directories and each model parsed
+    once more). What a loader returns is shared by every client of its session already, so sharing it
+    across sessions and with moto changes nothing else."""
     session_module = moto_module(_BOTOCORE_SESSION)
-    patches.replace(session_module, "create_loader", functools.lru_cache(maxsize=None)(session_module.create_loader))
+    one_per_path = functools.lru_cache(maxsize=None)(session_module.create_loader)
+
+    def shared(search_path_string: str | None = None) -> Any:  # moto's call, without the path, is None's
+        return one_per_path(search_path_string)
+
+    patches.replace(session_module, "create_loader", shared)
+    patches.replace(moto_module(_CORE_UTILS), "create_loader", shared)
     _list_services_in_one_scan(patches)
 
 

@@ -8,7 +8,7 @@ from the checkpoint table; costs from the price table applied to the measured (s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,9 @@ class RunSummary:
     monitoring_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("run_record", None)
-        return data
+        """The summary's fields, the run record (for --report) left out: shallow, not ``asdict``'s deep
+        copy of every field (the run record's included) only to be written out."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "run_record"}
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
