@@ -244,3 +244,54 @@ def test_the_direct_sessions_calls_never_reach_the_http_stub(
     assert stubbed_calls == []
     direct.client("s3").list_buckets()
     assert len(stubbed_calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("GetItem", {"TableName": "t", "Key": {"pk": {"S": "w"}, "sk": {"S": "B"}}, "ConsistentRead": True}),
+        (
+            "UpdateItem",
+            {
+                "TableName": "t",
+                "Key": {"pk": {"S": "w"}, "sk": {"S": "TASK#a"}},
+                "UpdateExpression": "SET #s = :s, m = :m ADD n :one",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {
+                    ":s": {"S": 'a "B": in a string'},  # escaped in the body: no binary member
+                    ":m": {"M": {"l": {"L": [{"N": "1.5"}, {"BOOL": True}, {"NULL": True}, {"SS": ["x", "y"]}]}}},
+                    ":one": {"N": "1"},
+                },
+                "ReturnValues": "ALL_NEW",
+            },
+        ),
+        (
+            "TransactWriteItems",
+            {
+                "TransactItems": [
+                    {"Put": {"TableName": "t", "Item": {"pk": {"S": "w"}, "bin": {"B": b"\x00\xff"}}}},
+                    {"Delete": {"TableName": "t", "Key": {"pk": {"S": "w"}, "sk": {"S": "x"}}}},
+                ]
+            },
+        ),
+        ("Query", {"TableName": "t", "KeyConditionExpression": "pk = :p", "Limit": 5, "ExclusiveStartKey": {}}),
+        ("PutItem", {"TableName": "t", "Item": {"pk": {"S": "w"}, "bins": {"BS": [b"a", b"b"]}}}),
+    ],
+)
+def test_a_request_is_parsed_exactly_as_moto_parses_it(operation: str, params: dict[str, Any]) -> None:
+    # Given a request serialised by botocore, as a client sends it
+    import botocore.session
+    from botocore.serialize import create_serializer
+    from moto.core.parse import PROTOCOL_PARSERS
+
+    from stepspot.local.direct_calls import _parsed_request
+
+    model = botocore.session.get_session().get_service_model("dynamodb").operation_model(operation)
+    body = create_serializer("json").serialize_to_request(params, model)["body"]
+    moto_request: Any = {"method": "POST", "values": {}, "headers": {}, "body": body, "url_path": "/", "url_params": {}}
+    # Then the parameters the handler reads are moto's own, binary values decoded (json alone would keep base64)
+    expected = PROTOCOL_PARSERS["json"](model, map_type=dict).parse(moto_request)
+    assert _parsed_request(model, dict, {}, body) == expected
+    if "bin" in str(params):  # the binary values: what json alone gives differs
+        assert expected != json.loads(body)

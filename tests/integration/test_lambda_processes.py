@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
