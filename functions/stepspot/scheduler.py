@@ -54,12 +54,13 @@ MAX_EXECUTION_NAME = 80
 
 # Tasks one scheduler invocation handles before it hands the rest to a continuation: dependents
 # resolved, descendants skipped (a 2-item transaction each) or initial tasks started/parked. Each costs at
-# most: resolve_dependency (a 2-item TransactWriteItems, two for a join's edge but its last) and, when
-# ready, a start (a 3-item transaction + StartExecution) or a park (a 3-item transaction), about 4 calls at
-# 10-25 ms each on AWS (transactions; /work/shared/notes/aws-facts.md has no faster figure): <= 100 ms
-# per dependent. 1,000 of them take <= 100 s, a third of the scheduler's 300 s timeout (terraform/main.tf
-# functions.scheduler.timeout): the rest is margin for TransactionConflict retries with backoff, draining
-# READY tasks, a cold start and the plan shard read. A fan-out of 99,999 needs 100 invocations.
+# most: resolve_dependency (a 2-item TransactWriteItems, two for a join's edge but its last; 4 items when
+# its last edge also parks the task, no slot being left) and, when ready with a slot, a start (a 3-item
+# transaction + StartExecution), about 4 calls at 10-25 ms each on AWS (transactions;
+# /work/shared/notes/aws-facts.md has no faster figure): <= 100 ms per dependent. 1,000 of them take
+# <= 100 s, a third of the scheduler's 300 s timeout (terraform/main.tf functions.scheduler.timeout): the
+# rest is margin for TransactionConflict retries with backoff, draining READY tasks, a cold start and the
+# plan shard read. A fan-out of 99,999 needs 100 invocations.
 DEPENDENTS_PER_INVOCATION = 1000
 
 # The actions of continuation events (handlers/scheduler.py)
@@ -125,7 +126,9 @@ class SchedulerStore(Protocol):
     def initially_ready(self, workflow_id: str, after: str | None = None, limit: int | None = None) -> list[str]: ...
     def reset_unfinished(self, workflow_id: str, plan: PlanView) -> None: ...
     def counters(self, workflow_id: str) -> WorkflowCounters: ...
-    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int: ...
+    def resolve_dependency(
+        self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0", park: bool = False
+    ) -> int: ...
     def try_start(
         self,
         workflow_id: str,
@@ -459,7 +462,9 @@ class Scheduler:
             # on a wide fan-out the first ones run while the rest are still being resolved.
             free, started = self.max_running - counters.running, 0
             for child in part.task_ids:
-                if self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag) == 0:
+                park = started >= free  # no slot left for it: its last edge parks it in the same write
+                left = self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag, park=park)
+                if left == 0 and not park:
                     started += self._launch(plan, plan_uri, [child], counters.run_tag, free_slots=free - started)
             # Read again after parking: a task that ended meanwhile may have found no READY task to drain.
             # (No dependent in the slice, nothing parked: the counters read after our own write hold.)

@@ -171,10 +171,13 @@ def test_at_most_max_running_tasks_run_and_the_rest_wait_ready(dynamodb):
     fan_out = [{"id": "root"}, *({"id": f"leaf{i}", "depends_on": ["root"]} for i in range(5))]
     plan, store, sfn, scheduler = _setup(dynamodb, fan_out, max_running=2)
     scheduler.start(plan, PLAN_URI, "t")
+    calls = _count_calls(store)
     scheduler.task_succeeded(plan, PLAN_URI, "root")
     running = [t for t in sfn.tasks() if t != "root"]
     assert len(running) == 2
     assert sum(1 for i in range(5) if _state(store, f"leaf{i}") == "READY") == 3
+    # root's end, then per started leaf its edge and its start, per parked leaf one write (edge and park)
+    assert calls["TransactWriteItems"] == 1 + 2 * 2 + 3
     for leaf in running:
         scheduler.task_succeeded(plan, PLAN_URI, leaf)
     assert len(sfn.tasks()) == 5  # two more started as slots freed
@@ -542,6 +545,54 @@ def test_a_count_that_keeps_changing_raises_a_retryable_error_and_counts_nothing
         store.resolve_dependency("wf", "join", "p1")
     assert isinstance(raised.value, RetryableError)  # Step Functions runs the step again
     assert _remaining(dynamodb, "join") == 3 + scheduler_state.RESOLVE_ATTEMPTS  # no decrement applied
+
+
+# -- a last edge that parks: a fan-out wider than the free slots makes each dependent beyond them READY in
+# the write that counts its edge (one call per dependent, not a resolve and then a park)
+
+
+def test_the_last_edge_parks_the_task_in_the_same_write(dynamodb):
+    _, store, _, _ = _setup(dynamodb, [{"id": "a"}, {"id": "b", "depends_on": ["a"]}], stored=False)
+    calls = _count_calls(store)
+
+    assert store.resolve_dependency("wf", "b", "a", park=True) == 0
+
+    assert calls == Counter({"TransactWriteItems": 1})
+    assert store.task("wf", "b").state == TaskState.READY and _remaining(dynamodb, "b") == 0
+    assert store.counters("wf").ready == 1 and store.ready_tasks("wf", limit=5) == ["b"]
+
+
+def test_an_edge_that_is_not_the_last_does_not_park(dynamodb):
+    _, store, _, _ = _setup(dynamodb, JOIN, stored=False)
+
+    assert store.resolve_dependency("wf", "join", "p1", park=True) == 2
+    assert store.resolve_dependency("wf", "join", "p2", park=True) == 1
+
+    assert store.task("wf", "join").state == TaskState.PENDING and store.counters("wf").ready == 0
+    assert store.resolve_dependency("wf", "join", "p3", park=True) == 0
+    assert store.task("wf", "join").state == TaskState.READY and store.counters("wf").ready == 1
+
+
+def test_a_redelivered_last_edge_parks_a_task_its_first_delivery_left_pending(dynamodb):
+    """The first delivery counted the edge for a start (a slot was free) and its invocation ended before
+    starting the task; the redelivery has no slot: the task must not stay PENDING with nothing left."""
+    _, store, _, _ = _setup(dynamodb, [{"id": "a"}, {"id": "b", "depends_on": ["a"]}], stored=False)
+    assert store.resolve_dependency("wf", "b", "a") == 0
+
+    assert store.resolve_dependency("wf", "b", "a", park=True) == 0
+    assert store.resolve_dependency("wf", "b", "a", park=True) == 0  # and once parked, again: no change
+
+    assert store.task("wf", "b").state == TaskState.READY and store.counters("wf").ready == 1
+
+
+def test_a_skipped_task_s_last_edge_is_counted_and_not_parked(dynamodb):
+    _, store, _, _ = _setup(dynamodb, [{"id": "a"}, {"id": "b", "depends_on": ["a"]}], stored=False)
+    assert store.skip("wf", "b", cause="upstream task x failed")
+
+    assert store.resolve_dependency("wf", "b", "a", park=True) == 0
+
+    assert store.task("wf", "b").state == TaskState.SKIPPED and _remaining(dynamodb, "b") == 0
+    assert store.counters("wf").ready == 0
 
 
 def test_a_task_without_a_state_item_is_refused(dynamodb):

@@ -101,12 +101,14 @@ class _MemoryStore:
     def counters(self, workflow_id: str) -> WorkflowCounters:
         return replace(self.wf)
 
-    def resolve_dependency(self, workflow_id, task_id, parent_id, run_tag="0.0") -> int:
+    def resolve_dependency(self, workflow_id, task_id, parent_id, run_tag="0.0", park=False) -> int:
         self.resolves += 1
         edge = (run_tag, task_id, parent_id)
         if edge not in self.markers:
             self.markers.add(edge)
             self.remaining[task_id] -= 1
+        if park and not self.remaining[task_id]:
+            self.park(workflow_id, task_id)
         return self.remaining[task_id]
 
     def try_start(self, workflow_id, task_id, execution_name, execution_arn, max_running, from_ready=False):

@@ -179,7 +179,9 @@ class SchedulerState:
                     break
         return found_ids
 
-    def resolve_dependency(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0") -> int:
+    def resolve_dependency(
+        self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0", park: bool = False
+    ) -> int:
         """Decrement ``remaining_deps`` once per (run, parent) and return what is left: the decrement and a
         marker item for the edge are one transaction, so a redelivery finds the marker and changes
         nothing. (A marker item per edge, not a set on the task item: a join of 10,000 tasks must not
@@ -189,49 +191,69 @@ class SchedulerState:
         count it expects, first 1 (the last dependency: every edge of a chain or a fan-out), and a miss
         cancels the transaction with the task item as it was (``ReturnValuesOnConditionCheckFailure``),
         whose count the next try expects. A join's edges but its last take two calls; a miss after that
-        means another parent was counted meanwhile, which happens at most once per parent."""
-        expected = 1
+        means another parent was counted meanwhile, which happens at most once per parent.
+
+        ``park``: the caller has no slot for the task once it is ready, so the last edge also parks it
+        (``park``'s writes in the same transaction: one call per edge of a wide fan-out, not two). On
+        return the task is then READY or past it, whoever counted its last edge."""
+        left, parked = self._count_edge(workflow_id, task_id, parent_id, run_tag, park)
+        if park and left == 0 and not parked:  # an earlier delivery counted the last edge, or it was skipped
+            self.park(workflow_id, task_id)
+        return left
+
+    def _count_edge(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str, park: bool) -> tuple[int, bool]:
+        """(dependencies left, whether this call parked the task): ``resolve_dependency``'s tries."""
+        expected, pending = 1, True
         for _ in range(RESOLVE_ATTEMPTS):
-            result = self._transact_result(
-                [
-                    {  # guards: its condition failing means "this edge is counted already"
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), Marker.AT: now_iso()},
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": task_key(workflow_id, task_id),
-                            "UpdateExpression": f"SET {T.REMAINING_DEPS} = {T.REMAINING_DEPS} - :one, "
-                            f"{UPDATED_AT} = :now",
-                            "ConditionExpression": f"{T.REMAINING_DEPS} = :expected",
-                            "ExpressionAttributeValues": {":one": 1, ":expected": expected, ":now": now_iso()},
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                ],
-                f"resolving a dependency of {task_id}",
-                guarded=(0, 1),
-            )
+            parking = park and pending and expected == 1
+            edge = {  # guards: its condition failing means "this edge is counted already"
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {**dependency_key(workflow_id, run_tag, task_id, parent_id), Marker.AT: now_iso()},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            items = [edge, {"Update": self._decrement(workflow_id, task_id, expected, parking)}]
+            if parking:
+                items += self._queued(workflow_id, task_id)
+            result = self._transact_result(items, f"resolving a dependency of {task_id}", guarded=(0, 1))
             if result.applied:
-                return expected - 1
+                return expected - 1, parking
             if 0 in result.failed_items:  # counted by an earlier delivery: what is left now
                 item = self.task(workflow_id, task_id)
                 if item is None:
                     raise _no_task_item(workflow_id, task_id)
-                return item.remaining_deps
-            found = result.old_items.get(1)  # the count as it was
+                return item.remaining_deps, False
+            found = result.old_items.get(1)  # the count (and state) as it was
             if found is None:
                 raise _no_task_item(workflow_id, task_id)
-            expected = TaskItem.from_item(found, workflow_id).remaining_deps
+            old = TaskItem.from_item(found, workflow_id)
+            expected, pending = old.remaining_deps, old.state == TaskState.PENDING
         raise StateWriteContendedError(
             f"the dependency count of task {task_id} changed under each of {RESOLVE_ATTEMPTS} tries to resolve "
             f"its dependency on {parent_id}; the step will be retried",
             reasons=[CANCELLATION_CONDITION_FAILED],
         )
+
+    def _decrement(self, workflow_id: str, task_id: str, expected: int, parking: bool) -> dict[str, Any]:
+        """The task's decrement of one dependency, conditional on the count ``expected`` (``parking``: and
+        PENDING -> READY, its last)."""
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, task_id),
+            "UpdateExpression": f"SET {T.REMAINING_DEPS} = {T.REMAINING_DEPS} - :one, {UPDATED_AT} = :now",
+            "ConditionExpression": f"{T.REMAINING_DEPS} = :expected",
+            "ExpressionAttributeValues": {":one": 1, ":expected": expected, ":now": now_iso()},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if parking:
+            update["UpdateExpression"] += ", #st = :ready"
+            update["ConditionExpression"] += " AND #st = :pending"
+            update["ExpressionAttributeNames"] = {"#st": T.STATE}
+            update["ExpressionAttributeValues"].update(
+                {":ready": TaskState.READY.value, ":pending": TaskState.PENDING.value}
+            )
+        return update
 
     def try_start(
         self,
@@ -321,23 +343,30 @@ class SchedulerState:
                         },
                     }
                 },
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": workflow_key(workflow_id),
-                        "UpdateExpression": f"SET {W.READY_COUNT} = if_not_exists({W.READY_COUNT}, :zero) + :one",
-                        "ExpressionAttributeValues": {":zero": 0, ":one": 1},
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": {**ready_key(workflow_id, task_id), Marker.TASK_ID: task_id, Marker.AT: time.time_ns()},
-                    }
-                },
+                *self._queued(workflow_id, task_id),
             ],
             f"queueing task {task_id}",
         )
+
+    def _queued(self, workflow_id: str, task_id: str) -> list[dict[str, Any]]:
+        """The writes besides the task's own that make it READY: counted in ``ready_count``, and its marker
+        (what ``ready_tasks`` finds)."""
+        return [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": workflow_key(workflow_id),
+                    "UpdateExpression": f"SET {W.READY_COUNT} = if_not_exists({W.READY_COUNT}, :zero) + :one",
+                    "ExpressionAttributeValues": {":zero": 0, ":one": 1},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {**ready_key(workflow_id, task_id), Marker.TASK_ID: task_id, Marker.AT: time.time_ns()},
+                }
+            },
+        ]
 
     def ready_tasks(self, workflow_id: str, limit: int) -> list[str]:
         """Up to ``limit`` READY tasks, oldest marker first is not promised: any order keeps dataflow."""
