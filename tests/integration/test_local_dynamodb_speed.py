@@ -255,6 +255,32 @@ def test_per_call_memos_answer_what_they_replace() -> None:
     assert responses.camelcase_to_underscores is snake
 
 
+def test_values_cast_as_moto_casts_them() -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    moto_cast = DynamoType.cast_value.fget
+    values = [
+        {"S": "TASK#a"},
+        {"S": ""},
+        {"N": "42"},
+        {"N": "-1.50E+3"},
+        {"B": b"\x00\xff"},
+        {"BOOL": False},
+        {"NULL": True},
+        {"SS": ["a", "b"]},
+        {"NS": ["1", "2.5"]},
+        {"BS": [b"x"]},
+        {"L": [{"S": "a"}, {"N": "1"}]},
+        {"M": {"k": {"N": "3"}, "s": {"SS": ["z"]}}},
+    ]
+    with moto_patches.patched():
+        assert DynamoType.cast_value.fget is not moto_cast
+        for value in values:
+            typed = DynamoType(value)
+            assert typed.cast_value == moto_cast(typed) and type(typed.cast_value) is type(moto_cast(typed))
+    assert DynamoType.cast_value.fget is moto_cast
+
+
 @pytest.mark.parametrize("kind", ["S", "N", "B"])
 def test_a_partition_queries_in_moto_s_order(kind: str) -> None:
     """A partition's query answers in moto's order, both ways (the patch hands moto the partition's items

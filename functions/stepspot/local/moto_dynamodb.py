@@ -30,6 +30,7 @@ import pickle
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 from stepspot.local.moto_patching import (
@@ -124,6 +125,8 @@ def check_patch_points() -> None:
             raise PatchPointMissing(f"ConditionExpressionParser.{name} is gone")
     if "stream_shard" not in table_cls.__init__.__code__.co_names:
         raise PatchPointMissing("dynamodb Table.stream_shard is gone")
+    if not isinstance(vars(moto_module(_DYNAMODB_TYPES).DynamoType).get("cast_value"), property):
+        raise PatchPointMissing("dynamodb DynamoType.cast_value is no longer a property")
 
 
 def apply(patches: Patches) -> None:
@@ -216,6 +219,7 @@ def _install_dynamodb_speedups(patches: Patches, models: Any) -> None:
     patches.replace(table_cls, "all_items", all_items)
     patches.replace(table_cls, "query", query)
     _size_items_without_copies(patches)
+    _cast_scalars_first(patches)
 
     parser_cls = models.UpdateExpressionParser
     parse_once = functools.lru_cache(maxsize=1024)(parser_cls.make)
@@ -318,6 +322,24 @@ def _size_items_without_copies(patches: Patches) -> None:
 
     patches.replace(dynamo_type, "size", size_of)
     patches.replace(limited, "__setitem__", set_checked)
+
+
+def _cast_scalars_first(patches: Patches) -> None:
+    """``DynamoType.cast_value`` (what every comparison, sort and hash of a value computes, on both sides)
+    asks whether the value is a number, a set, a list, a map or null before it returns a string as it is:
+    strings and numbers, nearly every key and condition operand, are answered first, as moto answers them."""
+    dynamo_type = moto_module(_DYNAMODB_TYPES).DynamoType
+    original = vars(dynamo_type)["cast_value"]
+
+    def cast_value(self: Any) -> Any:
+        kind = self.type
+        if kind == "S" or kind == "B" or kind == "BOOL":
+            return self.value
+        if kind == "N":
+            return Decimal(self.value)
+        return original.fget(self)
+
+    patches.replace(dynamo_type, "cast_value", property(cast_value))
 
 
 def _lex_conditions_once(patches: Patches) -> None:
