@@ -54,13 +54,13 @@ MAX_EXECUTION_NAME = 80
 
 # Tasks one scheduler invocation handles before it hands the rest to a continuation: dependents
 # resolved, descendants skipped (a 2-item transaction each) or initial tasks started/parked. Each costs at
-# most: resolve_dependency (a 2-item TransactWriteItems, two for a join's edge but its last; 4 items when
-# its last edge also parks the task, no slot being left) and, when ready with a slot, a start (a 3-item
-# transaction + StartExecution), about 4 calls at 10-25 ms each on AWS (transactions;
-# /work/shared/notes/aws-facts.md has no faster figure): <= 100 ms per dependent. 1,000 of them take
-# <= 100 s, a third of the scheduler's 300 s timeout (terraform/main.tf functions.scheduler.timeout): the
-# rest is margin for TransactionConflict retries with backoff, draining READY tasks, a cold start and the
-# plan shard read. A fan-out of 99,999 needs 100 invocations.
+# most: resolve_dependency (a 2-item TransactWriteItems, two for a join's edge but its last, whose write
+# also starts the task in a free slot, 3 items, or parks it, 4 items), StartExecution and, when the slot
+# went meanwhile, a start (3 items) or park of its own: about 4 calls at 10-25 ms each on AWS
+# (transactions; /work/shared/notes/aws-facts.md has no faster figure), <= 100 ms per dependent. 1,000 of
+# them take <= 100 s, a third of the scheduler's 300 s timeout (terraform/main.tf
+# functions.scheduler.timeout): the rest is margin for TransactionConflict retries with backoff, draining
+# READY tasks, a cold start and the plan shard read. A fan-out of 99,999 needs 100 invocations.
 DEPENDENTS_PER_INVOCATION = 1000
 
 # The actions of continuation events (handlers/scheduler.py)
@@ -129,6 +129,16 @@ class SchedulerStore(Protocol):
     def resolve_dependency(
         self, workflow_id: str, task_id: str, parent_id: str, run_tag: str = "0.0", park: bool = False
     ) -> int: ...
+    def resolve_to_start(
+        self,
+        workflow_id: str,
+        task_id: str,
+        parent_id: str,
+        execution_name: str,
+        execution_arn: str,
+        max_running: int,
+        run_tag: str = "0.0",
+    ) -> tuple[int, bool]: ...
     def try_start(
         self,
         workflow_id: str,
@@ -462,10 +472,7 @@ class Scheduler:
             # on a wide fan-out the first ones run while the rest are still being resolved.
             free, started = self.max_running - counters.running, 0
             for child in part.task_ids:
-                park = started >= free  # no slot left for it: its last edge parks it in the same write
-                left = self.store.resolve_dependency(plan.workflow_id, child, task_id, counters.run_tag, park=park)
-                if left == 0 and not park:
-                    started += self._launch(plan, plan_uri, [child], counters.run_tag, free_slots=free - started)
+                started += self._count_parent(plan, plan_uri, child, task_id, counters.run_tag, free - started)
             # Read again after parking: a task that ended meanwhile may have found no READY task to drain.
             # (No dependent in the slice, nothing parked: the counters read after our own write hold.)
             if part.task_ids:
@@ -478,6 +485,27 @@ class Scheduler:
                 break
             counters = self.store.counters(plan.workflow_id)
         return counters
+
+    def _count_parent(
+        self, plan: PlanView, plan_uri: str, task_id: str, parent_id: str, run_tag: str, free_slots: int
+    ) -> int:
+        """Count ``parent_id``'s end for ``task_id``; the write of its last edge also starts the task in a
+        free slot, or parks it when none is left (one call). Returns 1 if this call started it."""
+        workflow_id = plan.workflow_id
+        if free_slots <= 0:
+            self.store.resolve_dependency(workflow_id, task_id, parent_id, run_tag, park=True)
+            return 0
+        name = execution_name(workflow_id, task_id, run_tag)
+        arn = self.orchestrator.execution_arn(name)
+        left, started = self.store.resolve_to_start(
+            workflow_id, task_id, parent_id, name, arn, self.max_running, run_tag
+        )
+        if started:
+            self.orchestrator.start_task(name, task_input(workflow_id, task_id, plan_uri))
+            self.started.append(task_id)
+            return 1
+        # Nothing left but not started here (the slot went meanwhile, or an earlier delivery counted it)
+        return self._launch(plan, plan_uri, [task_id], run_tag, free_slots=free_slots) if left == 0 else 0
 
     @staticmethod
     def _known(plan: PlanView, task_id: str) -> None:

@@ -176,8 +176,8 @@ def test_at_most_max_running_tasks_run_and_the_rest_wait_ready(dynamodb):
     running = [t for t in sfn.tasks() if t != "root"]
     assert len(running) == 2
     assert sum(1 for i in range(5) if _state(store, f"leaf{i}") == "READY") == 3
-    # root's end, then per started leaf its edge and its start, per parked leaf one write (edge and park)
-    assert calls["TransactWriteItems"] == 1 + 2 * 2 + 3
+    # root's end, then one write per leaf: its edge with its start (a slot free) or with its park
+    assert calls["TransactWriteItems"] == 1 + 2 + 3
     for leaf in running:
         scheduler.task_succeeded(plan, PLAN_URI, leaf)
     assert len(sfn.tasks()) == 5  # two more started as slots freed
@@ -593,6 +593,63 @@ def test_a_skipped_task_s_last_edge_is_counted_and_not_parked(dynamodb):
 
     assert store.task("wf", "b").state == TaskState.SKIPPED and _remaining(dynamodb, "b") == 0
     assert store.counters("wf").ready == 0
+
+
+# -- a last edge that starts: a dependent with a free slot starts in the write that counts its last edge
+
+
+CHAIN = [{"id": "a"}, {"id": "b", "depends_on": ["a"]}]
+
+
+def _running(store: SchedulerState, workflow_id: str = "wf") -> int:
+    return store.counters(workflow_id).running
+
+
+def _to_start(store: SchedulerState, parent: str = "a", max_running: int = 5) -> tuple[int, bool]:
+    name = execution_name("wf", "b", "0.0")
+    return store.resolve_to_start("wf", "b", parent, name, f"arn:aws:states:::execution:task:{name}", max_running)
+
+
+def test_the_last_edge_starts_the_task_in_the_same_write_when_a_slot_is_free(dynamodb):
+    _, store, _, _ = _setup(dynamodb, CHAIN, stored=False)
+    store.begin("wf", "token")
+    calls = _count_calls(store)
+
+    assert _to_start(store) == (0, True)
+
+    assert calls == Counter({"TransactWriteItems": 1})
+    item = dynamodb.Table(TABLE).get_item(Key=task_key("wf", "b"))["Item"]
+    assert item[T.STATE] == TaskState.RUNNING and item[T.EXECUTION_NAME] == execution_name("wf", "b", "0.0")
+    assert item[T.EXECUTION_ARN].endswith(item[T.EXECUTION_NAME]) and item[T.REMAINING_DEPS] == 0
+    assert _running(store) == 1
+    assert _to_start(store) == (0, False)  # a redelivery starts nothing twice
+    assert _running(store) == 1
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_a_last_edge_without_a_free_slot_or_a_running_workflow_is_counted_only(dynamodb, running):
+    _, store, _, _ = _setup(dynamodb, CHAIN, stored=False)
+    if running:
+        store.begin("wf", "token")
+
+    # no slot, or the workflow not RUNNING (still PARSED): the caller starts or parks it as before
+    assert _to_start(store, max_running=0 if running else 5) == (0, False)
+
+    assert store.task("wf", "b").state == TaskState.PENDING and _remaining(dynamodb, "b") == 0
+    assert _running(store) == 0
+
+
+def test_an_edge_that_is_not_the_last_starts_nothing_and_a_skipped_task_is_not_started(dynamodb):
+    _, store, _, _ = _setup(dynamodb, JOIN, stored=False)
+    store.begin("wf", "token")
+    name = execution_name("wf", "join", "0.0")
+
+    assert store.resolve_to_start("wf", "join", "p1", name, "arn", 5) == (2, False)
+    assert store.task("wf", "join").state == TaskState.PENDING and _running(store) == 0
+    assert store.skip("wf", "join", cause="upstream task x failed")
+    assert store.resolve_to_start("wf", "join", "p2", name, "arn", 5) == (1, False)
+    assert store.resolve_to_start("wf", "join", "p3", name, "arn", 5) == (0, False)
+    assert store.task("wf", "join").state == TaskState.SKIPPED and _running(store) == 0
 
 
 def test_a_task_without_a_state_item_is_refused(dynamodb):

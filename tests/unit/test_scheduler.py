@@ -111,6 +111,19 @@ class _MemoryStore:
             self.park(workflow_id, task_id)
         return self.remaining[task_id]
 
+    def resolve_to_start(
+        self, workflow_id, task_id, parent_id, execution_name, execution_arn, max_running, run_tag="0.0"
+    ):
+        counted = (run_tag, task_id, parent_id) not in self.markers
+        left = self.resolve_dependency(workflow_id, task_id, parent_id, run_tag)
+        if not counted or left or self.state[task_id] != TaskState.PENDING:
+            return left, False
+        if self.wf.status != "RUNNING" or self.wf.running >= max_running:
+            return left, False
+        self.state[task_id] = TaskState.RUNNING
+        self.wf.running += 1
+        return left, True
+
     def try_start(self, workflow_id, task_id, execution_name, execution_arn, max_running, from_ready=False):
         state = self.state[task_id]
         if state == TaskState.RUNNING:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
@@ -35,6 +36,19 @@ from stepspot.state_keys import (
 # Tries of one dependency's conditional decrement: each miss but the first means another parent of the
 # task was counted meanwhile (a join whose parents end at once); more raise a retryable error.
 RESOLVE_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A last edge that also starts its task: the execution it gets and the slots there are."""
+
+    name: str
+    arn: str
+    max_running: int
+
+
+_PARK: Final = "park"  # a last edge that also parks its task READY
+_LastEdge = _Start | Literal["park"] | None  # what the write of a task's last edge does besides counting it
 
 
 class SchedulerState:
@@ -196,16 +210,37 @@ class SchedulerState:
         ``park``: the caller has no slot for the task once it is ready, so the last edge also parks it
         (``park``'s writes in the same transaction: one call per edge of a wide fan-out, not two). On
         return the task is then READY or past it, whoever counted its last edge."""
-        left, parked = self._count_edge(workflow_id, task_id, parent_id, run_tag, park)
+        left, parked = self._count_edge(workflow_id, task_id, parent_id, run_tag, _PARK if park else None)
         if park and left == 0 and not parked:  # an earlier delivery counted the last edge, or it was skipped
             self.park(workflow_id, task_id)
         return left
 
-    def _count_edge(self, workflow_id: str, task_id: str, parent_id: str, run_tag: str, park: bool) -> tuple[int, bool]:
-        """(dependencies left, whether this call parked the task): ``resolve_dependency``'s tries."""
+    def resolve_to_start(
+        self,
+        workflow_id: str,
+        task_id: str,
+        parent_id: str,
+        execution_name: str,
+        execution_arn: str,
+        max_running: int,
+        run_tag: str = "0.0",
+    ) -> tuple[int, bool]:
+        """``resolve_dependency`` whose last edge also starts the task in a free slot, ``try_start``'s writes
+        in the same transaction (one call per started task of a chain or a fan-out, not two): (what is
+        left, whether this call started it). Not started with nothing left (no slot, the workflow not
+        running, or an earlier delivery counted the edge): the caller starts or parks it as before."""
+        start = _Start(execution_name, execution_arn, max_running)
+        left, started = self._count_edge(workflow_id, task_id, parent_id, run_tag, start)
+        return left, started
+
+    def _count_edge(
+        self, workflow_id: str, task_id: str, parent_id: str, run_tag: str, last: _LastEdge
+    ) -> tuple[int, bool]:
+        """(dependencies left, whether this call also did ``last`` to the task): the tries of
+        ``resolve_dependency`` and ``resolve_to_start``."""
         expected, pending = 1, True
         for _ in range(RESOLVE_ATTEMPTS):
-            parking = park and pending and expected == 1
+            then = last if pending and expected == 1 else None
             edge = {  # guards: its condition failing means "this edge is counted already"
                 "Put": {
                     "TableName": self.table_name,
@@ -213,17 +248,23 @@ class SchedulerState:
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
-            items = [edge, {"Update": self._decrement(workflow_id, task_id, expected, parking)}]
-            if parking:
+            items = [edge, {"Update": self._decrement(workflow_id, task_id, expected, then)}]
+            if isinstance(then, _Start):
+                items.append({"Update": self._slot_taken(workflow_id, then.max_running)})
+            elif then is not None:
                 items += self._queued(workflow_id, task_id)
-            result = self._transact_result(items, f"resolving a dependency of {task_id}", guarded=(0, 1))
+            guarded = (0, 1, 2) if isinstance(then, _Start) else (0, 1)
+            result = self._transact_result(items, f"resolving a dependency of {task_id}", guarded=guarded)
             if result.applied:
-                return expected - 1, parking
+                return expected - 1, then is not None
             if 0 in result.failed_items:  # counted by an earlier delivery: what is left now
                 item = self.task(workflow_id, task_id)
                 if item is None:
                     raise _no_task_item(workflow_id, task_id)
                 return item.remaining_deps, False
+            if 2 in result.failed_items and 1 not in result.failed_items:  # no slot, or not running: count only
+                last = None
+                continue
             found = result.old_items.get(1)  # the count (and state) as it was
             if found is None:
                 raise _no_task_item(workflow_id, task_id)
@@ -235,9 +276,9 @@ class SchedulerState:
             reasons=[CANCELLATION_CONDITION_FAILED],
         )
 
-    def _decrement(self, workflow_id: str, task_id: str, expected: int, parking: bool) -> dict[str, Any]:
-        """The task's decrement of one dependency, conditional on the count ``expected`` (``parking``: and
-        PENDING -> READY, its last)."""
+    def _decrement(self, workflow_id: str, task_id: str, expected: int, then: _LastEdge) -> dict[str, Any]:
+        """The task's decrement of one dependency, conditional on the count ``expected``; with ``then`` (its
+        last) also PENDING -> READY (parked) or -> RUNNING (started)."""
         update: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": task_key(workflow_id, task_id),
@@ -246,14 +287,34 @@ class SchedulerState:
             "ExpressionAttributeValues": {":one": 1, ":expected": expected, ":now": now_iso()},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        if parking:
-            update["UpdateExpression"] += ", #st = :ready"
-            update["ConditionExpression"] += " AND #st = :pending"
-            update["ExpressionAttributeNames"] = {"#st": T.STATE}
-            update["ExpressionAttributeValues"].update(
-                {":ready": TaskState.READY.value, ":pending": TaskState.PENDING.value}
+        if then is None:
+            return update
+        update["ConditionExpression"] += " AND #st = :pending"
+        update["ExpressionAttributeNames"] = {"#st": T.STATE}
+        values = update["ExpressionAttributeValues"]
+        values[":pending"] = TaskState.PENDING.value
+        if isinstance(then, _Start):
+            update["UpdateExpression"] += (
+                f", #st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, {T.STARTED_AT} = :now"
             )
+            values.update({":running": TaskState.RUNNING.value, ":name": then.name, ":arn": then.arn})
+        else:
+            update["UpdateExpression"] += ", #st = :ready"
+            values[":ready"] = TaskState.READY.value
         return update
+
+    def _slot_taken(self, workflow_id: str, max_running: int, from_ready: bool = False) -> dict[str, Any]:
+        """The workflow's count of running tasks + 1, conditional on a free slot and the workflow running
+        (``from_ready``: and one READY task fewer)."""
+        return {
+            "TableName": self.table_name,
+            "Key": workflow_key(workflow_id),
+            "UpdateExpression": "SET #r = #r + :one"
+            + (f", {W.READY_COUNT} = {W.READY_COUNT} - :one" if from_ready else ""),
+            "ConditionExpression": "#s = :wf_running AND #r < :max",
+            "ExpressionAttributeNames": {"#r": W.RUNNING, "#s": W.STATUS},
+            "ExpressionAttributeValues": {":one": 1, ":max": max_running, ":wf_running": WorkflowStatus.RUNNING.value},
+        }
 
     def try_start(
         self,
@@ -286,21 +347,7 @@ class SchedulerState:
                     },
                 }
             },
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": workflow_key(workflow_id),
-                    "UpdateExpression": "SET #r = #r + :one"
-                    + (f", {W.READY_COUNT} = {W.READY_COUNT} - :one" if from_ready else ""),
-                    "ConditionExpression": "#s = :wf_running AND #r < :max",
-                    "ExpressionAttributeNames": {"#r": W.RUNNING, "#s": W.STATUS},
-                    "ExpressionAttributeValues": {
-                        ":one": 1,
-                        ":max": max_running,
-                        ":wf_running": WorkflowStatus.RUNNING.value,
-                    },
-                }
-            },
+            {"Update": self._slot_taken(workflow_id, max_running, from_ready)},
             {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
         ]
         # Items 0 (the task's state) and 1 (the workflow's slot and status) are guarded: either condition
