@@ -43,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -62,6 +62,9 @@ MAX_EXECUTION_NAME = 80
 # functions.scheduler.timeout): the rest is margin for TransactionConflict retries with backoff, draining
 # READY tasks, a cold start and the plan shard read. A fan-out of 99,999 needs 100 invocations.
 DEPENDENTS_PER_INVOCATION = 1000
+
+# Workflows whose last-read counters a warm scheduler keeps (``Scheduler.last_read``)
+LAST_READ_KEPT = 64
 
 # The actions of continuation events (handlers/scheduler.py)
 RESOLVE_DEPENDENTS = "resolve_dependents"
@@ -149,6 +152,15 @@ class SchedulerStore(Protocol):
         from_ready: bool = False,
     ) -> StartOutcome: ...
     def ready_tasks(self, workflow_id: str, limit: int) -> list[str]: ...
+    def finish_into(
+        self,
+        workflow_id: str,
+        task_id: str,
+        execution_name: str,
+        next_id: str,
+        next_execution_name: str,
+        next_execution_arn: str,
+    ) -> bool: ...
     def park(self, workflow_id: str, task_id: str) -> None: ...
     def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool: ...
     def skip(self, workflow_id: str, task_id: str, cause: str) -> bool: ...
@@ -319,6 +331,9 @@ class Scheduler:
     slice_size: int | None = None  # None: DEPENDENTS_PER_INVOCATION (read when used: tests may lower it)
     started: list[str] = field(default_factory=list)  # task ids this invocation started (for the response)
     continued_at: int | str | None = None  # where this invocation's continuation starts (offset or task id)
+    # workflow id -> its counters as this warm container last read them (the Lambda keeps one map across
+    # invocations): a guess whether READY tasks wait and of the run tag, never a decision's basis
+    last_read: MutableMapping[str, WorkflowCounters] = field(default_factory=dict)
 
     def start(self, plan: PlanView, plan_uri: str, task_token: str) -> dict[str, Any]:
         """StartWorkflow: remember the token and start the tasks with no unfinished dependency (the
@@ -348,7 +363,8 @@ class Scheduler:
     def task_succeeded(self, plan: PlanView, plan_uri: str, task_id: str) -> dict[str, Any]:
         workflow_id = plan.workflow_id
         self._known(plan, task_id)
-        self.store.finish(workflow_id, task_id, TaskState.SUCCEEDED)
+        if not self._hand_slot_to_ready_task(plan, plan_uri, task_id):
+            self.store.finish(workflow_id, task_id, TaskState.SUCCEEDED)
         counters = self.store.counters(workflow_id)  # read after our own finish: the basis of every decision
         if counters.status == WorkflowStatus.RUNNING:
             counters = self._resolve_dependents(plan, plan_uri, task_id, 0, counters)
@@ -554,7 +570,35 @@ class Scheduler:
             counters, launched_since_read = self.store.counters(plan.workflow_id), 0
         return counters
 
+    def _hand_slot_to_ready_task(self, plan: PlanView, plan_uri: str, task_id: str) -> bool:
+        """A task with no dependents that ends while tasks wait READY (as this container last read the
+        counters) gives its slot to one of them in the write that finishes it, then starts its execution:
+        one write and no read of the counters in between, where a finish and a drain take two of each. The
+        guess of the run tag (in the execution names) is checked by that write: the task that ends must
+        be RUNNING as the execution so named. False: nothing was written (no READY task, or any condition
+        false: the ready task taken, the run redriven, a redelivery); the caller finishes as before."""
+        workflow_id = plan.workflow_id
+        seen = self.last_read.get(workflow_id)
+        if seen is None or seen.ready <= 0 or seen.status != WorkflowStatus.RUNNING or plan.dependents(task_id):
+            return False
+        waiting = self.store.ready_tasks(workflow_id, limit=1)
+        if not waiting:
+            return False
+        next_id = waiting[0]
+        name = execution_name(workflow_id, next_id, seen.run_tag)
+        own_name = execution_name(workflow_id, task_id, seen.run_tag)
+        if not self.store.finish_into(
+            workflow_id, task_id, own_name, next_id, name, self.orchestrator.execution_arn(name)
+        ):
+            return False
+        self.orchestrator.start_task(name, task_input(workflow_id, next_id, plan_uri))
+        self.started.append(next_id)
+        return True
+
     def _settle(self, plan: PlanView, counters: WorkflowCounters, failure: str | None = None) -> dict[str, Any]:
+        if len(self.last_read) >= LAST_READ_KEPT:  # a long-lived container's earlier workflows
+            self.last_read.clear()
+        self.last_read[plan.workflow_id] = counters
         if counters.complete and counters.status == WorkflowStatus.RUNNING:
             status = WorkflowStatus.SUCCEEDED if counters.failed == 0 else WorkflowStatus.FAILED
             self.store.complete(plan.workflow_id, status, detail=failure)

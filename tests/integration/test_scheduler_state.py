@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -650,6 +651,69 @@ def test_an_edge_that_is_not_the_last_starts_nothing_and_a_skipped_task_is_not_s
     assert store.resolve_to_start("wf", "join", "p2", name, "arn", 5) == (1, False)
     assert store.resolve_to_start("wf", "join", "p3", name, "arn", 5) == (0, False)
     assert store.task("wf", "join").state == TaskState.SKIPPED and _running(store) == 0
+
+
+# -- a leaf's end hands its slot to a READY task in the write that finishes it
+
+
+def _fan_out_with_one_slot(dynamodb):
+    """root, then leaf0 RUNNING and leaf1, leaf2 READY (one slot); the scheduler that ran root's end."""
+    fan_out = [{"id": "root"}, *({"id": f"leaf{i}", "depends_on": ["root"]} for i in range(3))]
+    plan, store, sfn, scheduler = _setup(dynamodb, fan_out, max_running=1)
+    scheduler.start(plan, PLAN_URI, "t")
+    scheduler.task_succeeded(plan, PLAN_URI, "root")
+    assert [_state(store, f"leaf{i}") for i in range(3)] == ["RUNNING", "READY", "READY"]
+    return plan, store, sfn, scheduler
+
+
+def test_a_leaf_that_ends_hands_its_slot_to_a_ready_task_in_one_write(dynamodb):
+    plan, store, sfn, scheduler = _fan_out_with_one_slot(dynamodb)
+    calls = _count_calls(store)
+
+    scheduler.task_succeeded(plan, PLAN_URI, "leaf0")
+
+    # The READY task found, then one write finishing leaf0 and starting it, then the counters read once
+    assert calls == Counter({"Query": 1, "TransactWriteItems": 1, "GetItem": 1})
+    assert [_state(store, f"leaf{i}") for i in range(3)] == ["SUCCEEDED", "RUNNING", "READY"]
+    counters = store.counters("wf")
+    assert (counters.running, counters.ready, counters.succeeded) == (1, 1, 2)
+    assert store.ready_tasks("wf", limit=5) == ["leaf2"]
+    assert execution_name("wf", "leaf1") in sfn.started
+
+    # A redelivery of leaf0's end changes nothing and starts nothing
+    before = [t.raw for t in store.tasks("wf")]
+    scheduler.task_succeeded(plan, PLAN_URI, "leaf0")
+    assert [t.raw for t in store.tasks("wf")] == before
+
+
+def test_a_hand_over_guessed_for_another_run_is_not_written_and_the_end_is_handled_as_before(dynamodb):
+    plan, store, sfn, scheduler = _fan_out_with_one_slot(dynamodb)
+    seen = scheduler.last_read["wf"]
+    scheduler.last_read["wf"] = replace(seen, run_tag="0.9")  # as read before a redrive the container missed
+
+    scheduler.task_succeeded(plan, PLAN_URI, "leaf0")
+
+    # leaf0's execution is not the one the guess names: nothing written by the hand-over; the finish and
+    # the drain started the READY task under the run's own execution name
+    assert [_state(store, f"leaf{i}") for i in range(3)] == ["SUCCEEDED", "RUNNING", "READY"]
+    assert execution_name("wf", "leaf1", seen.run_tag) in sfn.started
+    assert execution_name("wf", "leaf1", "0.9") not in sfn.started
+    counters = store.counters("wf")
+    assert (counters.running, counters.ready, counters.succeeded) == (1, 1, 2)
+
+
+def test_a_task_with_dependents_ends_without_a_hand_over(dynamodb):
+    chain = [{"id": "a"}, {"id": "b", "depends_on": ["a"]}, {"id": "c"}, {"id": "d", "depends_on": ["c"]}]
+    plan, store, _sfn, scheduler = _setup(dynamodb, chain, max_running=1)
+    scheduler.start(plan, PLAN_URI, "t")  # a runs, c waits READY
+    assert store.counters("wf").ready == 1
+    calls = _count_calls(store)
+
+    scheduler.task_succeeded(plan, PLAN_URI, "a")
+
+    # No READY task looked up for a hand-over: the slot goes to a's dependent first, as before
+    assert calls["Query"] == 0
+    assert (_state(store, "a"), _state(store, "b"), _state(store, "c")) == ("SUCCEEDED", "RUNNING", "READY")
 
 
 def test_a_task_without_a_state_item_is_refused(dynamodb):

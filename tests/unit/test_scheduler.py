@@ -159,6 +159,17 @@ class _MemoryStore:
         self.wf.failed += state == TaskState.FAILED
         return True
 
+    def finish_into(self, workflow_id, task_id, execution_name, next_id, next_name, next_arn) -> bool:
+        if self.state[task_id] != TaskState.RUNNING or self.state[next_id] != TaskState.READY:
+            return False
+        if self.wf.status != "RUNNING":
+            return False
+        self.state[task_id], self.state[next_id] = TaskState.SUCCEEDED, TaskState.RUNNING
+        self.ready.remove(next_id)
+        self.wf.ready -= 1
+        self.wf.succeeded += 1
+        return True
+
     def complete(self, workflow_id, status, detail=None) -> bool:
         if self.wf.status != "RUNNING":
             return False

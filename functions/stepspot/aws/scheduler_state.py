@@ -451,6 +451,65 @@ class SchedulerState:
         }
         return self._transact([{"Update": task_update}, {"Update": workflow_update}], f"finishing task {task_id}")
 
+    def finish_into(
+        self,
+        workflow_id: str,
+        task_id: str,
+        execution_name: str,
+        next_id: str,
+        next_execution_name: str,
+        next_execution_arn: str,
+    ) -> bool:
+        """``task_id`` (RUNNING as the execution ``execution_name``) SUCCEEDED, and its slot taken by the
+        READY task ``next_id``, RUNNING as the given execution, in one transaction; False (nothing
+        written) when a condition is false: the task is not that RUNNING execution, the next one is no
+        longer READY, or the workflow is not running."""
+        now = now_iso()
+        finished = {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, task_id),
+            "UpdateExpression": f"SET #st = :succeeded, {T.FINISHED_AT} = :now, {UPDATED_AT} = :now",
+            "ConditionExpression": f"#st = :running AND {T.EXECUTION_NAME} = :name",
+            "ExpressionAttributeNames": {"#st": T.STATE},
+            "ExpressionAttributeValues": {
+                ":succeeded": TaskState.SUCCEEDED.value,
+                ":running": TaskState.RUNNING.value,
+                ":name": execution_name,
+                ":now": now,
+            },
+        }
+        started = {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, next_id),
+            "UpdateExpression": f"SET #st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, "
+            f"{T.STARTED_AT} = :now, {UPDATED_AT} = :now",
+            "ConditionExpression": f"#st = :ready AND {T.REMAINING_DEPS} = :zero",
+            "ExpressionAttributeNames": {"#st": T.STATE},
+            "ExpressionAttributeValues": {
+                ":running": TaskState.RUNNING.value,
+                ":ready": TaskState.READY.value,
+                ":zero": 0,
+                ":name": next_execution_name,
+                ":arn": next_execution_arn,
+                ":now": now,
+            },
+        }
+        counted = {  # one slot released, one taken: running stays as it is
+            "TableName": self.table_name,
+            "Key": workflow_key(workflow_id),
+            "UpdateExpression": f"SET {W.SUCCEEDED} = {W.SUCCEEDED} + :one, {W.READY_COUNT} = {W.READY_COUNT} - :one",
+            "ConditionExpression": "#s = :wf_running",
+            "ExpressionAttributeNames": {"#s": W.STATUS},
+            "ExpressionAttributeValues": {":one": 1, ":wf_running": WorkflowStatus.RUNNING.value},
+        }
+        items = [
+            {"Update": finished},
+            {"Update": started},
+            {"Update": counted},
+            {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, next_id)}},
+        ]
+        return self._transact_result(items, f"finishing task {task_id} into {next_id}", guarded=(0, 1, 2)).applied
+
     def skip(self, workflow_id: str, task_id: str, cause: str) -> bool:
         """PENDING/READY -> SKIPPED, counted once (a READY task also gives back its place in the queue)."""
         for source in (TaskState.PENDING, TaskState.READY):

@@ -24,7 +24,7 @@ Returns a small summary (counters of the workflow). Idempotent under redelivery.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import boto3
@@ -110,6 +110,8 @@ class Runtime:
     sfn: StepFunctions
     breakers: BreakerStore
     continuations: SchedulerInvoker
+    # The counters this container last read, per workflow (``Scheduler.last_read``): kept while it is warm
+    last_read: dict[str, Any] = field(default_factory=dict)
 
 
 @cold_start
@@ -144,7 +146,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise InvalidEventError.from_validation(exc, "scheduler event") from None
     logger.append_keys(workflow_id=request.workflow_id, task_id=request.task_id, action=request.action)
     scheduler = Scheduler(
-        store=state, orchestrator=sfn, max_running=policy.max_running_tasks, continuations=rt.continuations
+        store=state,
+        orchestrator=sfn,
+        max_running=policy.max_running_tasks,
+        continuations=rt.continuations,
+        last_read=rt.last_read,
     )
 
     if request.action == "abort":
