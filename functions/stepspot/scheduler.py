@@ -9,7 +9,10 @@ task execution). Every state change goes through a ``SchedulerStore`` whose writ
   written in the same transaction as the decrement;
 - a task moves PENDING/READY -> RUNNING in one conditional transaction that also takes a slot of the
   workflow's ``max_running_tasks``; one that finds no free slot waits as READY and is started when a
-  running task ends (a slot is released in the same transaction that records the end);
+  running task ends (a slot is released in the same transaction that records the end). Writes are
+  merged where the conditions allow: the write that counts a task's last edge also starts it (a free
+  slot) or parks it (none), and a task with no dependents that ends hands its slot to a READY task in
+  the write that records its end;
 - task executions have deterministic names, so starting one twice starts it once;
 - the workflow's token is answered whenever the counters say the workflow is complete; answering a
   token twice is harmless (the second answer is rejected by Step Functions and ignored).
