@@ -48,6 +48,15 @@ class _Start:
 
 
 _PARK: Final = "park"  # a last edge that also parks its task READY
+
+# A task's move to RUNNING as an execution: the SET clause (``:now`` is the caller's) and its values
+_RUNNING_AS: Final = f"#st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, {T.STARTED_AT} = :now"
+
+
+def _running_values(execution_name: str, execution_arn: str) -> dict[str, Any]:
+    return {":running": TaskState.RUNNING.value, ":name": execution_name, ":arn": execution_arn}
+
+
 _LastEdge = _Start | Literal["park"] | None  # what the write of a task's last edge does besides counting it
 
 
@@ -229,9 +238,9 @@ class SchedulerState:
         in the same transaction (one call per started task of a chain or a fan-out, not two): (what is
         left, whether this call started it). Not started with nothing left (no slot, the workflow not
         running, or an earlier delivery counted the edge): the caller starts or parks it as before."""
-        start = _Start(execution_name, execution_arn, max_running)
-        left, started = self._count_edge(workflow_id, task_id, parent_id, run_tag, start)
-        return left, started
+        return self._count_edge(
+            workflow_id, task_id, parent_id, run_tag, _Start(execution_name, execution_arn, max_running)
+        )
 
     def _count_edge(
         self, workflow_id: str, task_id: str, parent_id: str, run_tag: str, last: _LastEdge
@@ -294,10 +303,8 @@ class SchedulerState:
         values = update["ExpressionAttributeValues"]
         values[":pending"] = TaskState.PENDING.value
         if isinstance(then, _Start):
-            update["UpdateExpression"] += (
-                f", #st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, {T.STARTED_AT} = :now"
-            )
-            values.update({":running": TaskState.RUNNING.value, ":name": then.name, ":arn": then.arn})
+            update["UpdateExpression"] += f", {_RUNNING_AS}"
+            values.update(_running_values(then.name, then.arn))
         else:
             update["UpdateExpression"] += ", #st = :ready"
             values[":ready"] = TaskState.READY.value
@@ -326,27 +333,9 @@ class SchedulerState:
         from_ready: bool = False,
     ) -> StartOutcome:
         """PENDING (or, draining, READY) -> RUNNING, taking a slot, in one transaction."""
-        now = now_iso()
         source = TaskState.READY if from_ready else TaskState.PENDING
         items = [
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": task_key(workflow_id, task_id),
-                    "UpdateExpression": f"SET #st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, "
-                    f"{T.STARTED_AT} = :now, {UPDATED_AT} = :now",
-                    "ConditionExpression": f"#st = :source AND {T.REMAINING_DEPS} = :zero",
-                    "ExpressionAttributeNames": {"#st": T.STATE},
-                    "ExpressionAttributeValues": {
-                        ":running": TaskState.RUNNING.value,
-                        ":source": source.value,
-                        ":zero": 0,
-                        ":name": execution_name,
-                        ":arn": execution_arn,
-                        ":now": now,
-                    },
-                }
-            },
+            {"Update": self._started(workflow_id, task_id, source, execution_name, execution_arn)},
             {"Update": self._slot_taken(workflow_id, max_running, from_ready)},
             {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, task_id)}},
         ]
@@ -428,20 +417,7 @@ class SchedulerState:
     def finish(self, workflow_id: str, task_id: str, state: TaskState, detail: str | None = None) -> bool:
         """RUNNING -> SUCCEEDED/FAILED, releasing the slot and counting it, in one transaction."""
         counter = W.SUCCEEDED if state == TaskState.SUCCEEDED else W.FAILED
-        task_update = {
-            "TableName": self.table_name,
-            "Key": task_key(workflow_id, task_id),
-            "UpdateExpression": f"SET #st = :final, {T.FINISHED_AT} = :now, {UPDATED_AT} = :now"
-            + (f", {T.FAILURE_DETAIL} = :d" if detail else ""),
-            "ConditionExpression": "#st = :running",
-            "ExpressionAttributeNames": {"#st": T.STATE},
-            "ExpressionAttributeValues": {
-                ":final": state.value,
-                ":running": TaskState.RUNNING.value,
-                ":now": now_iso(),
-                **({":d": detail[:2000]} if detail else {}),
-            },
-        }
+        task_update = self._finished(workflow_id, task_id, state, detail=detail)
         workflow_update = {
             "TableName": self.table_name,
             "Key": workflow_key(workflow_id),
@@ -464,36 +440,8 @@ class SchedulerState:
         READY task ``next_id``, RUNNING as the given execution, in one transaction; False (nothing
         written) when a condition is false: the task is not that RUNNING execution, the next one is no
         longer READY, or the workflow is not running."""
-        now = now_iso()
-        finished = {
-            "TableName": self.table_name,
-            "Key": task_key(workflow_id, task_id),
-            "UpdateExpression": f"SET #st = :succeeded, {T.FINISHED_AT} = :now, {UPDATED_AT} = :now",
-            "ConditionExpression": f"#st = :running AND {T.EXECUTION_NAME} = :name",
-            "ExpressionAttributeNames": {"#st": T.STATE},
-            "ExpressionAttributeValues": {
-                ":succeeded": TaskState.SUCCEEDED.value,
-                ":running": TaskState.RUNNING.value,
-                ":name": execution_name,
-                ":now": now,
-            },
-        }
-        started = {
-            "TableName": self.table_name,
-            "Key": task_key(workflow_id, next_id),
-            "UpdateExpression": f"SET #st = :running, {T.EXECUTION_NAME} = :name, {T.EXECUTION_ARN} = :arn, "
-            f"{T.STARTED_AT} = :now, {UPDATED_AT} = :now",
-            "ConditionExpression": f"#st = :ready AND {T.REMAINING_DEPS} = :zero",
-            "ExpressionAttributeNames": {"#st": T.STATE},
-            "ExpressionAttributeValues": {
-                ":running": TaskState.RUNNING.value,
-                ":ready": TaskState.READY.value,
-                ":zero": 0,
-                ":name": next_execution_name,
-                ":arn": next_execution_arn,
-                ":now": now,
-            },
-        }
+        finished = self._finished(workflow_id, task_id, TaskState.SUCCEEDED, execution_name=execution_name)
+        started = self._started(workflow_id, next_id, TaskState.READY, next_execution_name, next_execution_arn)
         counted = {  # one slot released, one taken: running stays as it is
             "TableName": self.table_name,
             "Key": workflow_key(workflow_id),
@@ -509,6 +457,51 @@ class SchedulerState:
             {"Delete": {"TableName": self.table_name, "Key": ready_key(workflow_id, next_id)}},
         ]
         return self._transact_result(items, f"finishing task {task_id} into {next_id}", guarded=(0, 1, 2)).applied
+
+    def _started(
+        self, workflow_id: str, task_id: str, source: TaskState, execution_name: str, execution_arn: str
+    ) -> dict[str, Any]:
+        """The task's move ``source`` (PENDING or READY, nothing left to wait for) -> RUNNING as the
+        execution named."""
+        return {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, task_id),
+            "UpdateExpression": f"SET {_RUNNING_AS}, {UPDATED_AT} = :now",
+            "ConditionExpression": f"#st = :source AND {T.REMAINING_DEPS} = :zero",
+            "ExpressionAttributeNames": {"#st": T.STATE},
+            "ExpressionAttributeValues": {
+                **_running_values(execution_name, execution_arn),
+                ":source": source.value,
+                ":zero": 0,
+                ":now": now_iso(),
+            },
+        }
+
+    def _finished(
+        self,
+        workflow_id: str,
+        task_id: str,
+        state: TaskState,
+        detail: str | None = None,
+        execution_name: str | None = None,
+    ) -> dict[str, Any]:
+        """The task's move RUNNING (``execution_name``: as that execution) -> ``state``."""
+        condition = "#st = :running" + (f" AND {T.EXECUTION_NAME} = :name" if execution_name else "")
+        return {
+            "TableName": self.table_name,
+            "Key": task_key(workflow_id, task_id),
+            "UpdateExpression": f"SET #st = :final, {T.FINISHED_AT} = :now, {UPDATED_AT} = :now"
+            + (f", {T.FAILURE_DETAIL} = :d" if detail else ""),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#st": T.STATE},
+            "ExpressionAttributeValues": {
+                ":final": state.value,
+                ":running": TaskState.RUNNING.value,
+                ":now": now_iso(),
+                **({":d": detail[:2000]} if detail else {}),
+                **({":name": execution_name} if execution_name else {}),
+            },
+        }
 
     def skip(self, workflow_id: str, task_id: str, cause: str) -> bool:
         """PENDING/READY -> SKIPPED, counted once (a READY task also gives back its place in the queue)."""

@@ -42,7 +42,14 @@ from stepspot.errors import InvalidEventError
 from stepspot.handlers._cache import cold_start
 from stepspot.handlers._plans import load_plan
 from stepspot.policy import Policy, policy_from_env_value
-from stepspot.scheduler import RESOLVE_DEPENDENTS, SKIP_DESCENDANTS, START_REMAINING, Scheduler, TaskState
+from stepspot.scheduler import (
+    RESOLVE_DEPENDENTS,
+    SKIP_DESCENDANTS,
+    START_REMAINING,
+    Scheduler,
+    TaskState,
+    WorkflowCounters,
+)
 from stepspot.settings import LambdaSettings, load_settings
 
 logger = Logger()  # task and workflow metrics come from the workflow monitor (stepspot.metrics owners)
@@ -111,7 +118,7 @@ class Runtime:
     breakers: BreakerStore
     continuations: SchedulerInvoker
     # The counters this container last read, per workflow (``Scheduler.last_read``): kept while it is warm
-    last_read: dict[str, Any] = field(default_factory=dict)
+    last_read: dict[str, WorkflowCounters] = field(default_factory=dict)
 
 
 @cold_start

@@ -324,9 +324,9 @@ class LocalEngine:
             return summary
         finally:
             if stopping is not None:
-                stopping.join()
-            if batch is not None:
-                batch.close()
+                stopping.join()  # the jobs, their IMDS and the server were stopped while the summary was made
+            else:
+                _stop_servers(batch, server)
             if bus is not None:
                 bus.close(timeout=1.0)
             if lambdas is not None:
@@ -334,7 +334,6 @@ class LocalEngine:
             diagnostics.close()
             if mock is not None:
                 mock.stop()
-            server.stop()
             process.close()
 
     # -- internals --------------------------------------------------------------------------------
@@ -604,9 +603,10 @@ def _local_workflow_id(loaded: LoadedWorkflow) -> str:
     return f"{slug}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def _stop_servers(batch: LocalBatch, server: Any) -> None:
+def _stop_servers(batch: LocalBatch | None, server: Any) -> None:
     """Stop the jobs (none is left in a run that ended), their IMDS and the emulator server."""
-    batch.close()
+    if batch is not None:
+        batch.close()
     server.stop()
 
 
