@@ -136,7 +136,7 @@ def _parsed_request(model: Any, map_type: Any, headers: Any, raw_body: bytes | s
     nor unknown members), so json gives it. A string value that is exactly such a member's name takes
     moto's walk too."""
     text = raw_body.encode() if isinstance(raw_body, str) else raw_body
-    if map_type is dict and text and not any(b'"%s"' % name.encode() in text for name in _richer_members(model)):
+    if map_type is dict and text and not any(quoted in text for quoted in _richer_members(model)):
         return json.loads(text)
     parser = PROTOCOL_PARSERS["json"](model, map_type=map_type)
     request: Any = {"method": "POST", "values": {}, "headers": headers, "body": raw_body}
@@ -145,10 +145,10 @@ def _parsed_request(model: Any, map_type: Any, headers: Any, raw_body: bytes | s
 
 
 @functools.cache
-def _richer_members(model: Any) -> frozenset[str]:
-    """The names under which a value of a richer type can appear in ``model``'s input (at any depth): each
-    member whose value is one (or a list or map of them)."""
-    names: set[str] = set()
+def _richer_members(model: Any) -> frozenset[bytes]:
+    """The names, quoted as in a JSON body, under which a value of a richer type can appear in ``model``'s
+    input (at any depth): each member whose value is one (or a list or map of them)."""
+    names: set[bytes] = set()
     walked: set[str] = set()
 
     def richer(shape: Any) -> bool:
@@ -165,7 +165,7 @@ def _richer_members(model: Any) -> frozenset[str]:
         if shape.type_name == "structure":
             for name, member in shape.members.items():
                 if richer(member):
-                    names.add(member.serialization.get("name", name))
+                    names.add(b'"%s"' % member.serialization.get("name", name).encode())
                 else:
                     walk(member)
         elif shape.type_name == "list":
